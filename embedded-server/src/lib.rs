@@ -1,0 +1,1 @@
+//! Epoll websocket server and load generator behind `tune serve` and `tune load`.

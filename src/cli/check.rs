@@ -1,0 +1,29 @@
+//! Arguments of `tune check`.
+
+use clap::Args;
+
+use super::Format;
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Profile to compare with: a shipped name (10k, 100k, 1m, 10m), a name in /etc/tune/profiles/, or a path to a TOML file.
+    #[arg(long, short, value_name = "NAME|PATH", conflicts_with = "target")]
+    pub profile: Option<String>,
+    /// Compare with requirements computed for N concurrent connections, without a named profile.
+    #[arg(long, value_name = "N")]
+    pub target: Option<u64>,
+    /// What this host does with the connections (with --target; a profile states its own).
+    #[arg(long, value_enum)]
+    pub role: Option<crate::cli::profiles::Role>,
+    /// Read RLIMIT_NOFILE of this running process (a service) instead of tune's own.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Treat warnings as failures (exit 1).
+    #[arg(long)]
+    pub strict: bool,
+    /// Turn failures of these knobs into warnings (comma separated knob names, or `all`).
+    #[arg(long, value_name = "KNOB[,KNOB]|all", value_delimiter = ',')]
+    pub ignore: Vec<String>,
+}

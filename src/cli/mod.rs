@@ -1,0 +1,102 @@
+//! The command line as typed: clap definitions only, no I/O (the man page and completion generators read these).
+//!
+//! Each subcommand's arguments live in their own file. What the arguments
+//! resolve to against the system (profiles, roots, pids) is worked out in
+//! `cmd/`, never here.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub mod apply;
+pub mod check;
+pub mod explain;
+pub mod generate;
+pub mod load;
+pub mod profiles;
+pub mod rollback;
+pub mod serve;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tune",
+    version,
+    about = "Check, raise and prove the limits that cap concurrent connections on a Linux host",
+    long_about = "tune reads every knob that caps how many connections a Linux host can hold \
+                  (file descriptor limits, fs.file-max, conntrack, TCP memory and queues, ports, memory), \
+                  compares them with a profile, raises what falls short and proves the result with an \
+                  embedded websocket server and load generator.",
+    after_help = "Exit codes: 0 all requirements met, 1 a requirement falls short, 2 usage or internal error."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// Read /proc and /sys and write /etc under DIR instead of / (a host's tree mounted into a container, or a captured tree).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/",
+        env = "TUNE_ROOT"
+    )]
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compare the host with a profile, estimate how many connections it can hold and which limit binds first.
+    Check(check::CheckArgs),
+    /// Raise what falls short of a profile, at run time and optionally at boot; shows the plan first.
+    Apply(apply::ApplyArgs),
+    /// Undo the last apply exactly: restore every value and file it changed.
+    Rollback(rollback::RollbackArgs),
+    /// Run the embedded epoll websocket server; with --verify N, prove the host holds N connections.
+    Serve(serve::ServeArgs),
+    /// Open websocket connections to a server (the load generator alone), for verifying from other hosts.
+    Load(load::LoadArgs),
+    /// List the profiles or show one fully resolved.
+    Profiles(profiles::ProfilesArgs),
+    /// Explain a knob: what it is, what hitting it looks like, how to raise it.
+    Explain(explain::ExplainArgs),
+    /// Generate man pages or shell completions.
+    Generate(generate::GenerateArgs),
+    /// One server worker process (started by `tune serve`, not by hand).
+    #[command(hide = true, name = "__serve-worker")]
+    ServeWorker(serve::WorkerArgs),
+    /// One load generator process (started by `tune load` and `tune serve --verify`, not by hand).
+    #[command(hide = true, name = "__load-worker")]
+    LoadWorker(load::WorkerArgs),
+}
+
+/// How a report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    /// Tables for people.
+    #[default]
+    Table,
+    /// JSON with a documented schema (schema_version), for scripts and CI.
+    Json,
+    /// JUnit XML, one test case per knob, for CI dashboards.
+    Junit,
+}
+
+impl Cli {
+    /// The clap command, for the man page and completion generators.
+    pub fn command() -> clap::Command {
+        <Cli as clap::CommandFactory>::command()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,245 @@
+//! The knob registry: one entry per limit that caps concurrent connections, driving check, apply, explain and the docs.
+//!
+//! An entry says what the knob is called, where it lives (scope), how to read
+//! it, how to compare it with a requirement, how to change it at run time and
+//! at boot, and what running short of it looks like. Nothing else in tune keeps
+//! a list of knobs: commands iterate [`REGISTRY`] or look entries up with [`find`].
+
+mod read;
+mod registry;
+mod value;
+
+pub use read::{observe, Facts, Observation, Reading};
+pub use registry::REGISTRY;
+pub use value::{Shape, Value, ValueError, UNLIMITED};
+
+/// Where a knob's value lives, which decides who may change it and where tests may write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// A property of one process (RLIMIT_NOFILE).
+    Process,
+    /// One value for the whole host, whatever the network namespace.
+    Host,
+    /// One value per network namespace; a fresh namespace starts from kernel defaults or a copy of the host's.
+    NetNs,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Process => "process",
+            Scope::Host => "host",
+            Scope::NetNs => "net-namespace",
+        }
+    }
+}
+
+/// How a live value is measured against a requirement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compare {
+    /// Every component must be at least the required one (ints and triples).
+    AtLeast,
+    /// The value must be at most the required one (tcp_fin_timeout: shorter frees ports sooner).
+    AtMost,
+    /// The live range must contain the required range (ip_local_port_range).
+    Covers,
+    /// Reported, never required (usage counters such as nf_conntrack_count).
+    Info,
+}
+
+impl Compare {
+    /// Does `live` satisfy `required`?
+    pub fn satisfied(self, live: &Value, required: &Value) -> bool {
+        match (self, live, required) {
+            (Compare::Info, _, _) => true,
+            (Compare::Covers, Value::Range([lo, hi]), Value::Range([rlo, rhi])) => {
+                lo <= rlo && hi >= rhi
+            }
+            (Compare::AtMost, _, _) => {
+                live.shape() == required.shape()
+                    && live
+                        .parts()
+                        .iter()
+                        .zip(required.parts())
+                        .all(|(l, r)| l <= r)
+            }
+            (_, _, _) => {
+                live.shape() == required.shape()
+                    && live
+                        .parts()
+                        .iter()
+                        .zip(required.parts())
+                        .all(|(l, r)| l >= r)
+            }
+        }
+    }
+}
+
+/// Which half of RLIMIT_NOFILE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Limit {
+    Soft,
+    Hard,
+}
+
+/// How to read a knob's live value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// A sysctl by its dotted name, read from `proc/sys/<name with dots as slashes>`.
+    Sysctl(&'static str),
+    /// RLIMIT_NOFILE of the target process, from `proc/<pid>/limits`.
+    Nofile(Limit),
+    /// A /proc/meminfo field, in bytes.
+    Meminfo(&'static str),
+}
+
+/// How to change a knob at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Write the value into its /proc/sys file.
+    Sysctl(&'static str),
+    /// Write the value into `sys/module/<module>/parameters/<param>` (nf_conntrack hashsize).
+    ModuleParam {
+        module: &'static str,
+        param: &'static str,
+    },
+    /// prlimit(2) on the target process.
+    Prlimit(Limit),
+    /// Not changeable by tune; the reason says what to do instead.
+    No(&'static str),
+}
+
+/// How to make a change survive a reboot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// A `name = value` line in /etc/sysctl.d/.
+    SysctlD,
+    /// `options <module> <param>=<value>` in /etc/modprobe.d/.
+    ModprobeD {
+        module: &'static str,
+        param: &'static str,
+    },
+    /// /etc/security/limits.d (PAM sessions), systemd DefaultLimitNOFILE= and, with --service, LimitNOFILE=.
+    Nofile(Limit),
+    /// Nothing to persist.
+    No,
+}
+
+/// One registry entry.
+#[derive(Debug)]
+pub struct Knob {
+    /// The name users type: the sysctl name, or `rlimit.nofile.soft` style for the others.
+    pub name: &'static str,
+    pub scope: Scope,
+    pub shape: Shape,
+    /// What the numbers count ("fds", "pages", "bytes", "ports", ...).
+    pub unit: &'static str,
+    pub read: Read,
+    pub write: Write,
+    pub persist: Persist,
+    pub compare: Compare,
+    /// One line: what the knob is.
+    pub summary: &'static str,
+    /// What running short looks like: the errno, the counter, the log line.
+    pub symptom: &'static str,
+}
+
+impl Knob {
+    /// The run-time fix as a command line for `value` (`sysctl -w ...`, `prlimit ...`).
+    pub fn runtime_fix(&self, value: &Value, pid: Option<u32>) -> String {
+        match self.write {
+            Write::Sysctl(name) => format!("sysctl -w {name}=\"{}\"", value.to_kernel()),
+            Write::ModuleParam { module, param } => {
+                format!(
+                    "echo {} > /sys/module/{module}/parameters/{param}",
+                    value.to_kernel()
+                )
+            }
+            Write::Prlimit(Limit::Soft) => {
+                format!(
+                    "prlimit --pid {} --nofile={}:",
+                    pid.map_or("PID".to_string(), |p| p.to_string()),
+                    value
+                )
+            }
+            Write::Prlimit(Limit::Hard) => {
+                format!(
+                    "prlimit --pid {} --nofile=:{}",
+                    pid.map_or("PID".to_string(), |p| p.to_string()),
+                    value
+                )
+            }
+            Write::No(why) => why.to_string(),
+        }
+    }
+
+    /// The persistent fix as the line an admin would put in a file, with the file.
+    pub fn persist_fix(&self, value: &Value) -> Option<String> {
+        match self.persist {
+            Persist::SysctlD => Some(format!("/etc/sysctl.d/90-tune.conf: {} = {}", self.name, value.to_kernel())),
+            Persist::ModprobeD { module, param } => {
+                Some(format!("/etc/modprobe.d/90-tune.conf: options {module} {param}={}", value.to_kernel()))
+            }
+            Persist::Nofile(_) => Some(format!("LimitNOFILE={value} in the service's unit (or DefaultLimitNOFILE=, limits.d nofile)")),
+            Persist::No => None,
+        }
+    }
+}
+
+/// Looks a knob up by name.
+pub fn find(name: &str) -> Option<&'static Knob> {
+    REGISTRY.iter().find(|k| k.name == name)
+}
+
+/// Looks a knob up by name, with an error listing the known names.
+pub fn lookup(name: &str) -> anyhow::Result<&'static Knob> {
+    find(name).ok_or_else(|| {
+        let names: Vec<&str> = REGISTRY.iter().map(|k| k.name).collect();
+        anyhow::anyhow!("unknown knob {name:?}; known knobs: {}", names.join(", "))
+    })
+}
+
+/// The /proc/sys path of a dotted sysctl name, relative to the root.
+pub fn sysctl_path(name: &str) -> String {
+    format!("proc/sys/{}", name.replace('.', "/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<&str> = REGISTRY.iter().map(|k| k.name).collect();
+        names.sort();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(before, names.len());
+    }
+
+    #[test]
+    fn compare_directions() {
+        assert!(Compare::AtLeast.satisfied(&Value::Int(5), &Value::Int(4)));
+        assert!(!Compare::AtLeast.satisfied(&Value::Int(3), &Value::Int(4)));
+        assert!(!Compare::AtLeast.satisfied(&Value::Triple([9, 9, 1]), &Value::Triple([1, 1, 2])));
+        assert!(Compare::AtMost.satisfied(&Value::Int(15), &Value::Int(30)));
+        assert!(
+            Compare::Covers.satisfied(&Value::Range([1024, 65535]), &Value::Range([10000, 60000]))
+        );
+        assert!(
+            !Compare::Covers.satisfied(&Value::Range([32768, 60999]), &Value::Range([1024, 65535]))
+        );
+        assert!(!Compare::AtLeast.satisfied(&Value::Int(5), &Value::Triple([1, 1, 1])));
+    }
+
+    #[test]
+    fn sysctl_paths() {
+        assert_eq!(
+            sysctl_path("net.core.somaxconn"),
+            "proc/sys/net/core/somaxconn"
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! Reading every knob's live value through the root: the one place check and apply learn the host's state.
+
+use std::collections::BTreeMap;
+
+use procfs::FromRead;
+
+use super::{sysctl_path, Knob, Limit, Read, Value, REGISTRY};
+use crate::root::{Root, RootError};
+
+/// What reading one knob gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reading {
+    Value(Value),
+    /// The knob does not exist here; the text says why (module not loaded, hidden in a child namespace).
+    Absent(String),
+    /// It exists but could not be read or parsed; the text names the file and the problem.
+    Unreadable(String),
+}
+
+impl Reading {
+    pub fn value(&self) -> Option<&Value> {
+        match self {
+            Reading::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// Facts about the target process and host that are not knobs but decide what can be changed.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The process whose RLIMIT_NOFILE was read: `None` means tune's own (`proc/self`).
+    pub pid: Option<u32>,
+    /// CapEff of the process running tune, when readable.
+    pub cap_eff: Option<u64>,
+    /// nf_conntrack is loaded (its sysctls exist).
+    pub conntrack_loaded: bool,
+}
+
+/// Bit numbers from linux/capability.h.
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_SYS_RESOURCE: u32 = 24;
+
+impl Facts {
+    fn has_cap(&self, bit: u32) -> Option<bool> {
+        self.cap_eff.map(|c| c & (1u64 << bit) != 0)
+    }
+    /// Can tune raise a hard RLIMIT_NOFILE (CAP_SYS_RESOURCE in its effective set)?
+    pub fn cap_sys_resource(&self) -> Option<bool> {
+        self.has_cap(CAP_SYS_RESOURCE)
+    }
+    /// Is tune exempt from fs.file-max (CAP_SYS_ADMIN)?
+    pub fn cap_sys_admin(&self) -> Option<bool> {
+        self.has_cap(CAP_SYS_ADMIN)
+    }
+}
+
+/// Every knob's reading plus the facts, as found under one root.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub readings: BTreeMap<&'static str, Reading>,
+    pub facts: Facts,
+}
+
+impl Observation {
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.readings.get(name).and_then(Reading::value)
+    }
+
+    /// The integer value of an Int knob, if present.
+    pub fn int(&self, name: &str) -> Option<u64> {
+        match self.get(name) {
+            Some(Value::Int(n)) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+/// The proc directory of the target process: `proc/self` or `proc/<pid>`.
+pub fn proc_dir(pid: Option<u32>) -> String {
+    match pid {
+        Some(p) => format!("proc/{p}"),
+        None => "proc/self".to_string(),
+    }
+}
+
+/// Reads every knob in the registry and the facts, for the process `pid` (default: tune's own).
+pub fn observe(root: &Root, pid: Option<u32>) -> Observation {
+    let conntrack_loaded = root.exists("proc/sys/net/netfilter/nf_conntrack_max");
+    let cap_eff = root
+        .read(&format!("{}/status", proc_dir(None)))
+        .ok()
+        .and_then(|t| procfs::process::Status::from_read(t.as_bytes()).ok())
+        .map(|s| s.capeff);
+    let facts = Facts {
+        pid,
+        cap_eff,
+        conntrack_loaded,
+    };
+    let limits = root.read(&format!("{}/limits", proc_dir(pid)));
+    let meminfo = root.read("proc/meminfo");
+    let readings = REGISTRY
+        .iter()
+        .map(|k| (k.name, read_one(root, k, &facts, &limits, &meminfo)))
+        .collect();
+    Observation { readings, facts }
+}
+
+fn read_one(
+    root: &Root,
+    knob: &Knob,
+    facts: &Facts,
+    limits: &Result<String, RootError>,
+    meminfo: &Result<String, RootError>,
+) -> Reading {
+    match knob.read {
+        Read::Sysctl(name) => match root.read(&sysctl_path(name)) {
+            Ok(text) => match Value::parse(knob.shape, &text) {
+                Ok(v) => Reading::Value(v),
+                Err(e) => {
+                    Reading::Unreadable(format!("{}: {e}", root.path(&sysctl_path(name)).display()))
+                }
+            },
+            Err(RootError::Absent { path }) => {
+                Reading::Absent(absent_reason(knob, facts, &path.display().to_string()))
+            }
+            Err(e) => Reading::Unreadable(e.to_string()),
+        },
+        Read::Nofile(which) => match limits {
+            Ok(text) => match procfs::process::Limits::from_read(text.as_bytes()) {
+                Ok(l) => {
+                    let lim = l.max_open_files;
+                    let v = match which {
+                        Limit::Soft => lim.soft_limit,
+                        Limit::Hard => lim.hard_limit,
+                    };
+                    Reading::Value(Value::Int(match v {
+                        procfs::process::LimitValue::Value(n) => n,
+                        procfs::process::LimitValue::Unlimited => super::UNLIMITED,
+                    }))
+                }
+                Err(e) => Reading::Unreadable(format!(
+                    "{}/limits: {e}",
+                    root.path(&proc_dir(facts.pid)).display()
+                )),
+            },
+            Err(RootError::Absent { path }) => {
+                Reading::Absent(format!("{}: no such process", path.display()))
+            }
+            Err(e) => Reading::Unreadable(e.to_string()),
+        },
+        Read::Meminfo(field) => match meminfo {
+            Ok(text) => match procfs::Meminfo::from_read(text.as_bytes()) {
+                Ok(m) => match field {
+                    "MemTotal" => Reading::Value(Value::Int(m.mem_total)),
+                    "MemFree" => Reading::Value(Value::Int(m.mem_free)),
+                    other => {
+                        Reading::Unreadable(format!("meminfo field {other} is not known to tune"))
+                    }
+                },
+                Err(e) => {
+                    Reading::Unreadable(format!("{}: {e}", root.path("proc/meminfo").display()))
+                }
+            },
+            Err(RootError::Absent { path }) => {
+                Reading::Absent(format!("{}: absent", path.display()))
+            }
+            Err(e) => Reading::Unreadable(e.to_string()),
+        },
+    }
+}
+
+/// Why a knob's file is missing, in words an admin can act on.
+fn absent_reason(knob: &Knob, facts: &Facts, path: &str) -> String {
+    if knob.name.starts_with("net.netfilter.nf_conntrack") && !facts.conntrack_loaded {
+        return "nf_conntrack is not loaded: connections are not tracked, so conntrack limits nothing here".into();
+    }
+    if knob.scope == super::Scope::Host && knob.name.starts_with("net.") {
+        return format!("{path} is absent: a host-wide knob, hidden inside a child network namespace; read it from the host");
+    }
+    format!("{path} is absent on this kernel")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_live_host() {
+        // The live kernel always has these; tune's own limits are readable.
+        let obs = observe(&Root::host(), None);
+        assert!(obs.int("net.core.somaxconn").unwrap() > 0);
+        assert!(obs.int("rlimit.nofile.hard").unwrap() >= obs.int("rlimit.nofile.soft").unwrap());
+        assert!(obs.int("memory.total").unwrap() > obs.int("memory.free").unwrap());
+        assert!(obs.facts.cap_eff.is_some());
+    }
+
+    #[test]
+    fn missing_conntrack_is_absent_not_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let obs = observe(&root, None);
+        match &obs.readings["net.netfilter.nf_conntrack_max"] {
+            Reading::Absent(why) => assert!(why.contains("not loaded"), "{why}"),
+            other => panic!("expected absent, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The file-system root: every read and write of /proc, /sys and /etc goes through it, and every error names the path.
+//!
+//! The default root is `/`. `--root DIR` points tune at another tree: a host's
+//! /proc and /sys mounted into a privileged container, or a captured tree in
+//! the tests. Paths given to these methods are relative to the root
+//! (`proc/sys/fs/file-max`), never absolute.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Why a read or write under the root failed. Every variant names the full path.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    #[error("{path}: does not exist")]
+    Absent { path: PathBuf },
+    #[error("{path}: permission denied (run as root, or leave this knob out)")]
+    Denied { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+impl RootError {
+    fn from_io(path: PathBuf, source: io::Error) -> Self {
+        match source.kind() {
+            io::ErrorKind::NotFound => RootError::Absent { path },
+            io::ErrorKind::PermissionDenied => RootError::Denied { path },
+            _ => RootError::Io { path, source },
+        }
+    }
+
+    /// The OS error number behind this error, if any (EINVAL from a sysctl write, EROFS, ...).
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            RootError::Io { source, .. } => source.raw_os_error(),
+            RootError::Denied { .. } => Some(nix::errno::Errno::EACCES as i32),
+            RootError::Absent { .. } => None,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            RootError::Absent { path }
+            | RootError::Denied { path }
+            | RootError::Io { path, .. } => path,
+        }
+    }
+}
+
+/// A file-system root that tune reads the kernel's state from and writes configuration under.
+#[derive(Debug, Clone)]
+pub struct Root {
+    base: PathBuf,
+}
+
+impl Root {
+    /// The live host: `/`.
+    pub fn host() -> Self {
+        Root {
+            base: PathBuf::from("/"),
+        }
+    }
+
+    /// A root at `dir`, which must be a readable directory.
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Self, RootError> {
+        let base: PathBuf = dir.into();
+        match fs::read_dir(&base) {
+            Ok(_) => Ok(Root { base }),
+            Err(e) => Err(RootError::from_io(base, e)),
+        }
+    }
+
+    /// True when this root is the live host's `/`.
+    pub fn is_host(&self) -> bool {
+        self.base == Path::new("/")
+    }
+
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    /// The full path of `rel` under this root.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.base.join(rel.trim_start_matches('/'))
+    }
+
+    pub fn exists(&self, rel: &str) -> bool {
+        self.path(rel).exists()
+    }
+
+    /// Reads a whole file as text.
+    pub fn read(&self, rel: &str) -> Result<String, RootError> {
+        let path = self.path(rel);
+        fs::read_to_string(&path).map_err(|e| RootError::from_io(path, e))
+    }
+
+    /// Reads a file's bytes, or `None` when it does not exist (for configuration files that may be absent).
+    pub fn read_bytes_opt(&self, rel: &str) -> Result<Option<Vec<u8>>, RootError> {
+        let path = self.path(rel);
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(RootError::from_io(path, e)),
+        }
+    }
+
+    /// Lists the file names in a directory, sorted; an absent directory lists as empty.
+    pub fn list_dir(&self, rel: &str) -> Result<Vec<String>, RootError> {
+        let path = self.path(rel);
+        let entries = match fs::read_dir(&path) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(RootError::from_io(path, e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| RootError::from_io(path.clone(), e))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Writes a kernel tunable in place (files under /proc/sys and /sys cannot be renamed over).
+    /// The kernel's refusal (EINVAL for a value it rejects) comes back as `RootError::Io`.
+    pub fn write_in_place(&self, rel: &str, contents: &str) -> Result<(), RootError> {
+        let path = self.path(rel);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| RootError::from_io(path.clone(), e))?;
+        f.write_all(contents.as_bytes())
+            .map_err(|e| RootError::from_io(path.clone(), e))
+    }
+
+    /// Writes a configuration file atomically: a temporary file beside it, fsync, rename,
+    /// then fsync of the directory. Creates missing parent directories.
+    pub fn write_atomic(&self, rel: &str, contents: &[u8], mode: u32) -> Result<(), RootError> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let path = self.path(rel);
+        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        fs::create_dir_all(&dir).map_err(|e| RootError::from_io(dir.clone(), e))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.tune-tmp.{}", std::process::id()));
+        let result = (|| {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(mode)
+                .open(&tmp)?;
+            f.write_all(contents)?;
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            fs::File::open(&dir)?.sync_all()
+        })();
+        result.map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            RootError::from_io(path, e)
+        })
+    }
+
+    /// Removes a file; an absent file is not an error.
+    pub fn remove(&self, rel: &str) -> Result<(), RootError> {
+        let path = self.path(rel);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RootError::from_io(path, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_full_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let err = root.read("proc/sys/fs/file-max").unwrap_err();
+        assert!(matches!(err, RootError::Absent { .. }));
+        assert!(err.to_string().contains("proc/sys/fs/file-max"), "{err}");
+        assert!(err.to_string().starts_with(dir.path().to_str().unwrap()));
+    }
+
+    #[test]
+    fn atomic_write_creates_dirs_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        root.write_atomic("etc/sysctl.d/90-tune.conf", b"a = 1\n", 0o644)
+            .unwrap();
+        root.write_atomic("etc/sysctl.d/90-tune.conf", b"a = 2\n", 0o644)
+            .unwrap();
+        assert_eq!(root.read("etc/sysctl.d/90-tune.conf").unwrap(), "a = 2\n");
+        assert_eq!(root.list_dir("etc/sysctl.d").unwrap(), vec!["90-tune.conf"]);
+    }
+
+    #[test]
+    fn missing_root_is_an_error_naming_it() {
+        let err = Root::new("/nonexistent/tune-root").unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/tune-root"));
+    }
+}
