@@ -3,4 +3,5 @@
 pub mod cli;
 pub mod cmd;
 pub mod knobs;
+pub mod profile;
 pub mod root;
