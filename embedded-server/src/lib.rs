@@ -1,1 +1,3 @@
 //! Epoll websocket server and load generator behind `tune serve` and `tune load`.
+
+pub mod sys;
