@@ -1,5 +1,6 @@
 //! The `tune` library: knob registry, profiles, planning and reports behind the CLI.
 
+pub mod capacity;
 pub mod cli;
 pub mod cmd;
 pub mod kernel;
