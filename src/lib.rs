@@ -6,4 +6,5 @@ pub mod cmd;
 pub mod kernel;
 pub mod knobs;
 pub mod profile;
+pub mod report;
 pub mod root;
