@@ -478,7 +478,13 @@ fn load_raw(
     };
     let raw: RawProfile = toml::from_str(&text).map_err(|e| {
         let line = e.span().map(|s| line_of(&text, s.start));
-        err(line, None, e.message().trim().to_string())
+        // The key on the offending line, when it has one (`role = "proxy"` -> role).
+        let key = line
+            .and_then(|l| text.lines().nth(l - 1))
+            .and_then(|l| l.split_once('='))
+            .map(|(k, _)| k.trim().to_string())
+            .filter(|k| !k.is_empty() && !k.starts_with('#'));
+        err(line, key, e.message().trim().to_string())
     })?;
     let mut merged = match &raw.extends {
         Some(parent) => {

@@ -14,7 +14,8 @@ use tune::root::{Root, RootError};
 #[test]
 #[ignore = "writes a fixture tree from the live host; run by hand with TUNE_CAPTURE_DIR"]
 fn capture_live_host() {
-    let dir = std::env::var("TUNE_CAPTURE_DIR").expect("set TUNE_CAPTURE_DIR to the fixture directory");
+    let dir =
+        std::env::var("TUNE_CAPTURE_DIR").expect("set TUNE_CAPTURE_DIR to the fixture directory");
     let host = Root::host();
     std::fs::create_dir_all(&dir).unwrap();
     let out = Root::new(&dir).unwrap();

@@ -7,12 +7,18 @@ use crate::knobs::{self, sysctl_path, Compare, Knob, Persist, Read, Write, REGIS
 pub fn text(knob: &Knob) -> String {
     let read = match knob.read {
         Read::Sysctl(name) => format!("/{} (sysctl {name})", sysctl_path(name)),
-        Read::Nofile(_) => "/proc/<pid>/limits, \"Max open files\" (tune's own unless --pid)".into(),
+        Read::Nofile(_) => {
+            "/proc/<pid>/limits, \"Max open files\" (tune's own unless --pid)".into()
+        }
         Read::Meminfo(field) => format!("/proc/meminfo, {field}"),
-        Read::SocketCost => "/proc/slabinfo: TCP, sock_inode_cache, filp, dentry, eventpoll caches".into(),
+        Read::SocketCost => {
+            "/proc/slabinfo: TCP, sock_inode_cache, filp, dentry, eventpoll caches".into()
+        }
     };
     let compare = match knob.compare {
-        Compare::AtLeast => "the live value must be at least the required one (each part, for triples)",
+        Compare::AtLeast => {
+            "the live value must be at least the required one (each part, for triples)"
+        }
         Compare::AtMost => "the live value must be at most the required one",
         Compare::Covers => "the live range must contain the required range",
         Compare::Info => "reported, not required",
@@ -31,14 +37,19 @@ pub fn text(knob: &Knob) -> String {
         Write::No(why) => format!("cannot be changed: {why}"),
     };
     let persist = match knob.persist {
-        Persist::SysctlD => format!("a line \"{} = VALUE\" in /etc/sysctl.d/90-tune.conf", knob.name),
+        Persist::SysctlD => format!(
+            "a line \"{} = VALUE\" in /etc/sysctl.d/90-tune.conf",
+            knob.name
+        ),
         Persist::ModprobeD { module, param } => {
             format!("\"options {module} {param}=VALUE\" in /etc/modprobe.d/90-tune.conf")
         }
-        Persist::Nofile(_) => "LimitNOFILE=VALUE in the service's systemd unit (DefaultLimitNOFILE= for all), \
+        Persist::Nofile(_) => {
+            "LimitNOFILE=VALUE in the service's systemd unit (DefaultLimitNOFILE= for all), \
                               \"* - nofile VALUE\" in /etc/security/limits.d/ for login sessions, \
                               --ulimit nofile=VALUE for containers"
-            .into(),
+                .into()
+        }
         Persist::No => "nothing to persist".into(),
     };
     format!(

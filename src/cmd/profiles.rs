@@ -49,7 +49,14 @@ pub fn run(ctx: &Context, args: &ProfilesArgs) -> anyhow::Result<Outcome> {
             let mut t = Table::new();
             t.load_preset(presets::ASCII_MARKDOWN);
             t.force_no_tty();
-            t.set_header(vec!["name", "target", "role", "extends", "source", "description"]);
+            t.set_header(vec![
+                "name",
+                "target",
+                "role",
+                "extends",
+                "source",
+                "description",
+            ]);
             for (name, source) in profile::available(&ctx.root) {
                 match profile::load(&ctx.root, &name) {
                     Ok(p) => t.add_row(vec![

@@ -22,6 +22,7 @@ pub enum Scope {
     /// One value for the whole host, whatever the network namespace.
     Host,
     /// One value per network namespace; a fresh namespace starts from kernel defaults or a copy of the host's.
+    #[serde(rename = "net-namespace")]
     NetNs,
 }
 
