@@ -396,3 +396,72 @@ fn explain_uses_the_registry() {
         );
     }
 }
+
+/// Copies a captured root into a temp dir so a test can remove or edit files.
+fn copy_root(name: &str) -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), target).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy(&fixture(name), dir.path());
+    dir
+}
+
+#[test]
+fn without_slabinfo_the_documented_default_cost_is_used_and_said() {
+    let dir = copy_root("linux-6.18-host");
+    std::fs::remove_file(dir.path().join("proc/slabinfo")).unwrap();
+    let out = tune()
+        .arg("--root")
+        .arg(dir.path())
+        .args(["check", "--target", "1000", "--format", "json"])
+        .output()
+        .unwrap();
+    let json: Json = serde_json::from_slice(&out.stdout).unwrap();
+    validate(&json);
+    let row = knob(&json, "memory.per-socket");
+    assert_eq!(
+        row["current"],
+        tune::kernel::slabinfo::DEFAULT_BYTES_PER_SOCKET
+    );
+    assert!(
+        row["note"].as_str().unwrap().contains("documented default"),
+        "{}",
+        row["note"]
+    );
+    let mem = &json["capacity"]["host_limits"][0]["arithmetic"];
+    assert!(
+        mem.as_str()
+            .unwrap()
+            .contains("5,120 B per socket (default"),
+        "{mem}"
+    );
+    // with slabinfo, the cost comes from the captured caches
+    let (json, _) = check_json(Some("linux-6.18-host"), &["--target", "1000"]);
+    assert!(knob(&json, "memory.per-socket")["note"]
+        .as_str()
+        .unwrap()
+        .starts_with("from /proc/slabinfo: TCP "));
+}
+
+#[test]
+fn a_root_without_proc_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tune()
+        .arg("--root")
+        .arg(dir.path())
+        .args(["check", "--target", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no proc/ under it"));
+}

@@ -46,6 +46,12 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
             );
         }
     }
+    if !ctx.root.exists("proc") {
+        anyhow::bail!(
+            "--root {}: no proc/ under it, so there is nothing to check: point --root at a tree holding the host's /proc and /sys",
+            ctx.root.base().display()
+        );
+    }
     let obs = knobs::observe(&ctx.root, args.pid);
     let opts = Options {
         strict: args.strict,

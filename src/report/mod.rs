@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use crate::capacity::{self, Capacity};
 use crate::cli::profiles::Role;
 use crate::kernel::netstat::LIMIT_COUNTERS;
-use crate::knobs::{Compare, Observation, Reading, Scope, Value, REGISTRY};
+use crate::knobs::{Compare, Observation, Read, Reading, Scope, Value, REGISTRY};
 use crate::profile::Profile;
 
 pub mod json;
@@ -206,6 +206,15 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
                 Some(r) => shortfall(knob.name, obs, &r.value, &mut note),
             },
         };
+        if knob.read == Read::SocketCost && status == Status::Info {
+            note = Some(match (&facts.socket_cost, &facts.socket_cost_note) {
+                (Some(c), _) => format!("from /proc/slabinfo: {}", c.arithmetic()),
+                (None, why) => format!(
+                    "documented default (measured on Linux 6.18): /proc/slabinfo unusable: {}",
+                    why.as_deref().unwrap_or("not read")
+                ),
+            });
+        }
         let mut ignored = false;
         if status == Status::Fail && opts.ignore.covers(knob.name) {
             status = Status::Warn;
