@@ -132,15 +132,15 @@ pub fn render(r: &CheckReport, color: bool) -> String {
     for n in &c.notes {
         out.push_str(&format!("  note: {n}\n"));
     }
-    out.push_str(&format!(
-        "  target {}: {}\n",
-        group(c.target),
-        if c.meets_target {
-            "the host can hold it"
-        } else {
-            "the host cannot hold it as it is"
-        }
-    ));
+    let verdict = match (c.meets_target, c.processes_needed) {
+        (true, Some(n)) if n > 1 => format!(
+            "host-wide limits allow it, spread over at least {} processes",
+            group(n)
+        ),
+        (true, _) => "host-wide limits allow it".to_string(),
+        (false, _) => "host-wide limits do not allow it as they are".to_string(),
+    };
+    out.push_str(&format!("  target {}: {verdict}\n", group(c.target)));
 
     if !r.usage.is_empty() {
         out.push_str("\nUsage now:\n");
