@@ -490,3 +490,16 @@ fn a_root_without_proc_is_an_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no proc/ under it"));
 }
+
+#[test]
+fn json_names_the_profile_chain() {
+    let (json, _) = check_json(Some("linux-6.18-host"), &["--profile", "1m-loopback"]);
+    assert_eq!(
+        json["profile"]["extends"],
+        serde_json::json!(["1m", "100k", "10k"])
+    );
+    assert_eq!(json["profile"]["role"], "loopback");
+    let (json, _) = check_json(Some("linux-6.18-host"), &["--target", "10"]);
+    assert_eq!(json["profile"]["extends"], serde_json::json!([]));
+    assert_eq!(json["profile"]["source"], "--target");
+}

@@ -297,6 +297,40 @@ mod tests {
     }
 
     #[test]
+    fn sources_cover_every_file_observe_reads() {
+        // Copy only the listed files of the live host into a temp root: every knob that exists
+        // on the host must read the same there (volatile counters aside).
+        let host = Root::host();
+        let dir = tempfile::tempdir().unwrap();
+        let copy = Root::new(dir.path()).unwrap();
+        for rel in sources(None) {
+            if let Ok(text) = host.read(&rel) {
+                copy.write_atomic(&rel, text.as_bytes(), 0o644).unwrap();
+            }
+        }
+        let live = observe(&host, None);
+        let copied = observe(&copy, None);
+        let volatile = [
+            "fs.file-nr",
+            "memory.free",
+            "net.netfilter.nf_conntrack_count",
+        ];
+        for k in REGISTRY.iter().filter(|k| !volatile.contains(&k.name)) {
+            let (a, b) = (&live.readings[k.name], &copied.readings[k.name]);
+            match (a, b) {
+                (Reading::Value(_), Reading::Value(_)) if k.name == "memory.per-socket" => {}
+                _ => assert_eq!(a, b, "{}: not captured by sources()", k.name),
+            }
+        }
+        assert_eq!(live.facts.kernel, copied.facts.kernel);
+        assert_eq!(live.facts.cap_eff, copied.facts.cap_eff);
+        assert_eq!(
+            live.facts.socket_cost.is_some(),
+            copied.facts.socket_cost.is_some()
+        );
+    }
+
+    #[test]
     fn missing_conntrack_is_absent_not_zero() {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path()).unwrap();

@@ -103,6 +103,8 @@ pub struct ProfileRef {
     pub source: String,
     pub target: u64,
     pub role: Role,
+    /// The profiles it extends, nearest first (empty for --target).
+    pub extends: Vec<String>,
 }
 
 /// Everything `tune check` reports.
@@ -324,6 +326,7 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
             source: profile.source.clone(),
             target: profile.target,
             role: profile.role,
+            extends: profile.chain.iter().skip(1).cloned().collect(),
         },
         knobs: rows,
         capacity: cap,
