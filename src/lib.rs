@@ -1,7 +1,10 @@
 //! The `tune` library: knob registry, profiles, planning and reports behind the CLI.
 
+pub mod capacity;
 pub mod cli;
 pub mod cmd;
+pub mod kernel;
 pub mod knobs;
 pub mod profile;
+pub mod report;
 pub mod root;

@@ -1,15 +1,57 @@
 //! Profiles: TOML files that state a target connection count, a role and requirements per knob, resolved to a flat `Profile`.
 //!
-//! Interface used by check and apply: [`load`] (by name or path) and
-//! [`for_target`] (no file, requirements from formulas only).
-//! FIXME(check issue): `extends`, formulas from the target, shipped profiles, errors with line numbers.
+//! Interface used by check and apply: [`load`] (by name or path), [`load_with`]
+//! (with `--role`/`--target` overrides) and [`for_target`] (no file,
+//! requirements from the formulas only).
+//!
+//! # Where profiles come from
+//! A spec containing `/` or ending in `.toml` is a path. Otherwise it is a name,
+//! looked up first in `<root>/etc/tune/profiles/NAME.toml`, then among the
+//! profiles shipped in the binary (`profiles/*.toml`). `extends = "NAME"` resolves
+//! the same way (a relative path is relative to the extending file).
+//!
+//! # File format
+//! ```toml
+//! description = "..."
+//! extends = "100k"          # optional: start from another profile; this file overrides it
+//! target = 1_000_000        # concurrent connections
+//! role = "server"           # server | client | loopback
+//! headroom_percent = 10     # optional, default 10
+//! processes = 1             # optional, default 1: processes that share the connections
+//! bytes_per_socket = 5120   # optional: kernel memory per socket for the RAM formula
+//! source_addresses = 4      # optional: client addresses (client default 1, loopback: as needed)
+//!
+//! [knobs]
+//! # the comment lines above a value and the comment after it are its "why"
+//! "net.core.somaxconn" = 65535   # why this value
+//! "net.ipv4.tcp_mem" = [1, 2, 3] # or "1 2 3"
+//! ```
+//!
+//! # Formulas
+//! With T = target, s = sockets per connection (1 server/client, 2 loopback),
+//! S = T × s, h = headroom_percent, P = processes, and `up(x) = ceil(x × (100 + h) / 100)`:
+//! - `rlimit.nofile.soft` = `rlimit.nofile.hard` = up(ceil(S / P) + 10)  (10 fds for the process itself)
+//! - `fs.nr_open` = the nofile figure (the kernel refuses a larger RLIMIT_NOFILE)
+//! - `fs.file-max` = up(S)
+//! - `net.netfilter.nf_conntrack_max` = up(T) (one entry per connection, a loopback pair is one flow)
+//! - `net.netfilter.nf_conntrack_buckets` = nf_conntrack_max (the kernel's own default ratio: one entry per bucket)
+//! - `net.ipv4.tcp_mem` pressure = up(S) pages (one page of unread data per socket),
+//!   low = pressure × 3/4, high = pressure × 3/2 (the kernel's default ratio 3:4:6)
+//! - `memory.total` = up(S × bytes_per_socket) / 0.95 (5% kept for the rest of the system)
+//! - `net.ipv4.ip_local_port_range` (client, loopback): ports per source address
+//!   n = ceil(T / source addresses); required range is the top n ports below 61000 when
+//!   n ≤ 28232 (inside the kernel's default 32768-60999), else the top n below 65536.
+//!   Loopback without `source_addresses` uses ceil(T / 28232) addresses of 127.0.0.0/8.
+//!
+//! A value under `[knobs]` overrides the formula for that knob.
 
 use std::collections::BTreeMap;
-
-use anyhow::Context as _;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 
 use crate::cli::profiles::Role;
-use crate::knobs::{self, Value};
+use crate::kernel::slabinfo::DEFAULT_BYTES_PER_SOCKET;
+use crate::knobs::{self, Compare, Knob, Persist, Value, REGISTRY};
 use crate::root::Root;
 
 /// Where a requirement came from, so reports can say why a number is asked for.
@@ -30,52 +72,691 @@ pub struct Profile {
     pub target: u64,
     pub role: Role,
     pub requirements: BTreeMap<&'static str, Requirement>,
+    /// The profiles it was built from, this one first, then what it extends.
+    pub chain: Vec<String>,
+    /// The formula parameters after inheritance.
+    pub params: Params,
+}
+
+/// Parameters of the formulas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Params {
+    pub headroom_percent: u64,
+    pub processes: u64,
+    pub bytes_per_socket: u64,
+    /// Client source addresses; `None`: one for client, as many as needed for loopback.
+    pub source_addresses: Option<u64>,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            headroom_percent: 10,
+            processes: 1,
+            bytes_per_socket: DEFAULT_BYTES_PER_SOCKET,
+            source_addresses: None,
+        }
+    }
+}
+
+/// Overrides from the command line, applied after inheritance and before the formulas.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides {
+    pub target: Option<u64>,
+    pub role: Option<Role>,
+}
+
+/// A profile error: the file, the line, the key and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {}{message}", line.map(|l| format!(":{l}")).unwrap_or_default(), key.as_ref().map(|k| format!("{k}: ")).unwrap_or_default())]
+pub struct ProfileError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+/// The shipped profiles, compiled into the binary.
+pub static SHIPPED: &[(&str, &str)] = &[
+    ("10k", include_str!("../profiles/10k.toml")),
+    ("100k", include_str!("../profiles/100k.toml")),
+    ("1m", include_str!("../profiles/1m.toml")),
+    ("1m-loopback", include_str!("../profiles/1m-loopback.toml")),
+    ("10m", include_str!("../profiles/10m.toml")),
+];
+
+/// Directory under the root holding local profiles.
+pub const ETC_DIR: &str = "etc/tune/profiles";
+
+/// Loads a profile by name or path, inheritance flattened and formulas evaluated.
+pub fn load(root: &Root, spec: &str) -> anyhow::Result<Profile> {
+    load_with(root, spec, Overrides::default())
+}
+
+/// As [`load`], with the command line's `--target`/`--role` applied before the formulas.
+pub fn load_with(root: &Root, spec: &str, ov: Overrides) -> anyhow::Result<Profile> {
+    let mut stack = Vec::new();
+    let merged = load_raw(root, spec, None, &mut stack)?;
+    let target = ov.target.or(merged.target).ok_or_else(|| ProfileError {
+        file: merged.file.clone(),
+        line: None,
+        key: Some("target".into()),
+        message: "missing: expected the number of concurrent connections (in this file or one it extends)".into(),
+    })?;
+    let role = ov.role.or(merged.role).ok_or_else(|| ProfileError {
+        file: merged.file.clone(),
+        line: None,
+        key: Some("role".into()),
+        message: "missing: expected \"server\", \"client\" or \"loopback\" (in this file or one it extends)".into(),
+    })?;
+    let mut requirements = formulas(target, role, &merged.params);
+    for (name, (value, why)) in merged.knobs {
+        let why = match requirements.get(name) {
+            Some(f) => format!("{why} (overrides the formula: {})", f.why),
+            None => why,
+        };
+        requirements.insert(name, Requirement { value, why });
+    }
+    Ok(Profile {
+        name: merged.name,
+        source: merged.file,
+        description: merged.description,
+        target,
+        role,
+        requirements,
+        chain: merged.chain,
+        params: merged.params,
+    })
+}
+
+/// Requirements for `target` connections in `role` from the formulas alone (`check --target N`).
+pub fn for_target(target: u64, role: Role) -> Profile {
+    let params = Params::default();
+    Profile {
+        name: format!("target-{target}"),
+        source: "--target".into(),
+        description: format!(
+            "{target} concurrent connections as {role}, requirements from the formulas only"
+        ),
+        target,
+        role,
+        requirements: formulas(target, role, &params),
+        chain: Vec::new(),
+        params,
+    }
+}
+
+/// Every profile name that can be loaded without a path: (name, source), local ones first.
+pub fn available(root: &Root) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for f in root.list_dir(ETC_DIR).unwrap_or_default() {
+        if let Some(name) = f.strip_suffix(".toml") {
+            out.push((
+                name.to_string(),
+                root.path(&format!("{ETC_DIR}/{f}")).display().to_string(),
+            ));
+        }
+    }
+    for (name, _) in SHIPPED {
+        if !out.iter().any(|(n, _)| n == name) {
+            out.push((name.to_string(), "built-in".to_string()));
+        }
+    }
+    out
+}
+
+fn up(x: u64, h: u64) -> u64 {
+    (x as u128 * (100 + h) as u128).div_ceil(100) as u64
+}
+
+/// The requirements that follow from the target, each with its arithmetic as the why.
+pub fn formulas(target: u64, role: Role, p: &Params) -> BTreeMap<&'static str, Requirement> {
+    let g = crate::capacity::group;
+    let h = p.headroom_percent;
+    let s = role.sockets_per_connection();
+    let sockets = target.saturating_mul(s);
+    let sock_text = if s == 1 {
+        format!("{} sockets", g(sockets))
+    } else {
+        format!("{} connections × 2 sockets (both ends here)", g(target))
+    };
+    let mut out = BTreeMap::new();
+    let mut put = |name: &'static str, value: Value, why: String| {
+        out.insert(name, Requirement { value, why });
+    };
+    let procs = p.processes.max(1);
+    let per_proc = sockets.div_ceil(procs) + crate::capacity::FD_RESERVE;
+    let nofile = up(per_proc, h);
+    let nofile_why = format!(
+        "{sock_text} over {procs} process{} + {} fds each for the process itself = {}, + {h}% headroom",
+        if procs == 1 { "" } else { "es" },
+        crate::capacity::FD_RESERVE,
+        g(per_proc)
+    );
+    put("rlimit.nofile.hard", Value::Int(nofile), nofile_why.clone());
+    put("rlimit.nofile.soft", Value::Int(nofile), nofile_why);
+    put(
+        "fs.nr_open",
+        Value::Int(nofile),
+        format!(
+            "the kernel refuses an RLIMIT_NOFILE above fs.nr_open, and each process needs {}",
+            g(nofile)
+        ),
+    );
+    put(
+        "fs.file-max",
+        Value::Int(up(sockets, h)),
+        format!("{sock_text} host-wide, + {h}% headroom"),
+    );
+    let ct = up(target, h);
+    put(
+        "net.netfilter.nf_conntrack_max",
+        Value::Int(ct),
+        format!(
+            "one conntrack entry per connection{}: {}, + {h}% headroom",
+            if s == 2 {
+                " (a loopback pair is one flow)"
+            } else {
+                ""
+            },
+            g(target)
+        ),
+    );
+    put(
+        "net.netfilter.nf_conntrack_buckets",
+        Value::Int(ct),
+        "one hash bucket per conntrack entry (the kernel's default ratio), so lookups stay short"
+            .into(),
+    );
+    let pressure = up(sockets, h);
+    put(
+        "net.ipv4.tcp_mem",
+        Value::Triple([pressure * 3 / 4, pressure, pressure * 3 / 2]),
+        format!(
+            "pressure at one 4 KiB page of unread data per socket ({sock_text}, + {h}% headroom); low and high in the kernel's 3:4:6 ratio"
+        ),
+    );
+    let ram = (up(sockets.saturating_mul(p.bytes_per_socket), h) as u128 * 100).div_ceil(95) as u64;
+    put(
+        "memory.total",
+        Value::Int(ram),
+        format!(
+            "{sock_text} × {} B kernel memory per socket, + {h}% headroom, with 5% of RAM left for the system",
+            g(p.bytes_per_socket)
+        ),
+    );
+    if role.uses_ports() {
+        const DEFAULT_PORTS: u64 = 60999 - 32768 + 1;
+        let (sources, whence) = match (p.source_addresses, role) {
+            (Some(a), _) => (a.max(1), "source_addresses".to_string()),
+            (None, Role::Loopback) => (
+                target.div_ceil(DEFAULT_PORTS).max(1),
+                "addresses of 127.0.0.0/8, as many as the default range needs".to_string(),
+            ),
+            (None, _) => (
+                1,
+                "one source address (set source_addresses for more)".to_string(),
+            ),
+        };
+        let n = target.div_ceil(sources).max(1);
+        let (range, note) = if n <= DEFAULT_PORTS {
+            ([61000 - n, 60999], "inside the kernel's default range")
+        } else if n <= 65536 - 1024 {
+            ([65536 - n, 65535], "wider than the kernel's default range")
+        } else {
+            (
+                [1024, 65535],
+                "more than a whole port range: add source addresses",
+            )
+        };
+        put(
+            "net.ipv4.ip_local_port_range",
+            Value::Range(range),
+            format!(
+                "{} connections over {} {whence} = {} ports per address per destination, {note}",
+                g(target),
+                g(sources),
+                g(n)
+            ),
+        );
+    }
+    out
+}
+
+/// One file's content after its `extends` chain was merged.
+#[derive(Debug)]
+struct Merged {
+    name: String,
+    file: String,
+    description: String,
+    target: Option<u64>,
+    role: Option<Role>,
+    params: Params,
+    knobs: BTreeMap<&'static str, (Value, String)>,
+    chain: Vec<String>,
 }
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProfile {
+    description: Option<String>,
+    extends: Option<toml::Spanned<String>>,
+    target: Option<u64>,
+    role: Option<Role>,
+    headroom_percent: Option<u64>,
+    processes: Option<u64>,
+    bytes_per_socket: Option<u64>,
+    source_addresses: Option<u64>,
     #[serde(default)]
-    description: String,
-    target: u64,
-    role: Role,
-    #[serde(default)]
-    knobs: BTreeMap<String, toml::Value>,
+    knobs: BTreeMap<toml::Spanned<String>, toml::Spanned<toml::Value>>,
 }
 
-/// Loads a profile from a path (anything containing `/` or ending in `.toml`).
-pub fn load(_root: &Root, spec: &str) -> anyhow::Result<Profile> {
-    let text = std::fs::read_to_string(spec).with_context(|| format!("profile {spec}"))?;
-    let raw: RawProfile = toml::from_str(&text).with_context(|| format!("profile {spec}"))?;
-    let mut requirements = BTreeMap::new();
-    for (name, v) in raw.knobs {
-        let knob = knobs::lookup(&name).with_context(|| format!("profile {spec}"))?;
-        let text = match &v {
-            toml::Value::Integer(n) => n.to_string(),
-            toml::Value::Array(a) => a
-                .iter()
+/// Finds a profile's text: (name, file label, text, directory for relative extends).
+fn locate(
+    root: &Root,
+    spec: &str,
+    from: Option<&Path>,
+) -> anyhow::Result<(String, String, String, Option<PathBuf>)> {
+    if spec.contains('/') || spec.ends_with(".toml") {
+        let path = match from {
+            Some(dir) if Path::new(spec).is_relative() => dir.join(spec),
+            _ => PathBuf::from(spec),
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("profile {}: {e}", path.display()))?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| spec.to_string());
+        let dir = path.parent().map(Path::to_path_buf);
+        return Ok((name, path.display().to_string(), text, dir));
+    }
+    let rel = format!("{ETC_DIR}/{spec}.toml");
+    if let Some(bytes) = root.read_bytes_opt(&rel)? {
+        let path = root.path(&rel);
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
+        return Ok((
+            spec.to_string(),
+            path.display().to_string(),
+            text,
+            path.parent().map(Path::to_path_buf),
+        ));
+    }
+    if let Some((name, text)) = SHIPPED.iter().find(|(n, _)| *n == spec) {
+        return Ok((
+            name.to_string(),
+            format!("profiles/{name}.toml (built in)"),
+            text.to_string(),
+            None,
+        ));
+    }
+    let names: Vec<String> = available(root).into_iter().map(|(n, _)| n).collect();
+    anyhow::bail!(
+        "unknown profile {spec:?}: expected one of {} (built in or in {}), or a path to a .toml file",
+        names.join(", "),
+        root.path(ETC_DIR).display()
+    )
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The comment lines directly above line `line` (1-based) and the comment after the value on it.
+fn comment_for(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut above = Vec::new();
+    let mut i = line.saturating_sub(1);
+    while i > 0 {
+        let l = lines[i - 1].trim();
+        match l.strip_prefix('#') {
+            Some(c) => above.push(c.trim().to_string()),
+            None => break,
+        }
+        i -= 1;
+    }
+    above.reverse();
+    let own = lines.get(line - 1).and_then(|l| {
+        // Values here are numbers, arrays of numbers or strings of numbers: a '#' starts the comment.
+        l.split_once('#').map(|(_, c)| c.trim().to_string())
+    });
+    let mut parts: Vec<String> = above.into_iter().filter(|s| !s.is_empty()).collect();
+    parts.extend(own.filter(|s| !s.is_empty()));
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+fn knob_value(knob: &Knob, v: &toml::Value) -> Result<Value, String> {
+    let text = match v {
+        toml::Value::Integer(n) if *n >= 0 => n.to_string(),
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Array(a)
+            if a.iter()
+                .all(|x| matches!(x, toml::Value::Integer(n) if *n >= 0)) =>
+        {
+            a.iter()
                 .map(|x| x.to_string())
                 .collect::<Vec<_>>()
-                .join(" "),
-            toml::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let value = Value::parse(knob.shape, &text)
-            .with_context(|| format!("profile {spec}: knob {name}"))?;
-        requirements.insert(
-            knob.name,
-            Requirement {
-                value,
-                why: "set by the profile".into(),
-            },
+                .join(" ")
+        }
+        other => {
+            return Err(format!(
+                "expected {} ({}), found {other}",
+                knob.shape.expected(),
+                knob.unit
+            ))
+        }
+    };
+    let value = Value::parse(knob.shape, &text).map_err(|e| format!("{e} ({})", knob.unit))?;
+    if let Value::Range([lo, hi]) | Value::Triple([lo, _, hi]) = value {
+        if lo > hi {
+            return Err(format!("expected ascending numbers, found {value}"));
+        }
+    }
+    Ok(value)
+}
+
+fn load_raw(
+    root: &Root,
+    spec: &str,
+    from: Option<&Path>,
+    stack: &mut Vec<String>,
+) -> anyhow::Result<Merged> {
+    let (name, file, text, dir) = locate(root, spec, from)?;
+    if stack.contains(&file) {
+        anyhow::bail!(
+            "{file}: extends itself through {}: a profile may not extend one of its descendants",
+            stack.join(" -> ")
         );
     }
-    Ok(Profile {
-        name: spec.to_string(),
-        source: spec.to_string(),
-        description: raw.description,
-        target: raw.target,
-        role: raw.role,
-        requirements,
-    })
+    stack.push(file.clone());
+    let err = |line: Option<usize>, key: Option<String>, message: String| ProfileError {
+        file: file.clone(),
+        line,
+        key,
+        message,
+    };
+    let raw: RawProfile = toml::from_str(&text).map_err(|e| {
+        let line = e.span().map(|s| line_of(&text, s.start));
+        // The key on the offending line, when it has one (`role = "proxy"` -> role).
+        let key = line
+            .and_then(|l| text.lines().nth(l - 1))
+            .and_then(|l| l.split_once('='))
+            .map(|(k, _)| k.trim().to_string())
+            .filter(|k| !k.is_empty() && !k.starts_with('#'));
+        err(line, key, e.message().trim().to_string())
+    })?;
+    let mut merged = match &raw.extends {
+        Some(parent) => {
+            let p = load_raw(root, parent.get_ref(), dir.as_deref(), stack).map_err(|e| {
+                let line = line_of(&text, parent.span().start);
+                anyhow::anyhow!("{file}:{line}: extends: {e:#}")
+            })?;
+            p
+        }
+        None => Merged {
+            name: String::new(),
+            file: String::new(),
+            description: String::new(),
+            target: None,
+            role: None,
+            params: Params::default(),
+            knobs: BTreeMap::new(),
+            chain: Vec::new(),
+        },
+    };
+    stack.pop();
+    merged.chain.insert(0, name.clone());
+    merged.name = name;
+    merged.file = file.clone();
+    if let Some(d) = raw.description {
+        merged.description = d;
+    }
+    merged.target = raw.target.or(merged.target);
+    merged.role = raw.role.or(merged.role);
+    let p = &mut merged.params;
+    p.headroom_percent = raw.headroom_percent.unwrap_or(p.headroom_percent);
+    p.processes = raw.processes.unwrap_or(p.processes);
+    p.bytes_per_socket = raw.bytes_per_socket.unwrap_or(p.bytes_per_socket);
+    p.source_addresses = raw.source_addresses.or(p.source_addresses);
+    if p.processes == 0 {
+        return Err(err(None, Some("processes".into()), "expected at least 1".into()).into());
+    }
+    for (key, value) in raw.knobs {
+        let span: Range<usize> = key.span();
+        let line = line_of(&text, span.start);
+        let kname = key.get_ref();
+        let knob = knobs::find(kname).ok_or_else(|| {
+            err(
+                Some(line),
+                Some(format!("knobs.{kname:?}")),
+                format!(
+                    "unknown knob; expected one of: {}",
+                    requirable_names().join(", ")
+                ),
+            )
+        })?;
+        if knob.compare == Compare::Info && knob.persist == Persist::No {
+            return Err(err(
+                Some(line),
+                Some(format!("knobs.{kname:?}")),
+                "is a measurement, not a limit: it cannot be required".into(),
+            )
+            .into());
+        }
+        let v = knob_value(knob, value.get_ref())
+            .map_err(|m| err(Some(line), Some(format!("knobs.{kname:?}")), m))?;
+        let why = comment_for(&text, line)
+            .map(|c| format!("{c} [{}]", merged.name))
+            .unwrap_or_else(|| format!("set by profile {}", merged.name));
+        merged.knobs.insert(knob.name, (v, why));
+    }
+    Ok(merged)
+}
+
+/// Knob names a profile may set.
+pub fn requirable_names() -> Vec<&'static str> {
+    REGISTRY
+        .iter()
+        .filter(|k| !(k.compare == Compare::Info && k.persist == Persist::No))
+        .map(|k| k.name)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty_root() -> (tempfile::TempDir, Root) {
+        let d = tempfile::tempdir().unwrap();
+        let r = Root::new(d.path()).unwrap();
+        (d, r)
+    }
+
+    #[test]
+    fn every_shipped_profile_loads() {
+        let (_d, root) = empty_root();
+        for (name, _) in SHIPPED {
+            let p = load(&root, name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert!(p.target > 0);
+            assert!(!p.requirements.is_empty());
+        }
+    }
+
+    #[test]
+    fn every_shipped_value_has_a_comment() {
+        for (name, text) in SHIPPED {
+            for (i, l) in text.lines().enumerate() {
+                let t = l.trim();
+                if t.is_empty() || t.starts_with('#') || t.starts_with('[') {
+                    continue;
+                }
+                assert!(
+                    comment_for(text, i + 1).is_some(),
+                    "profiles/{name}.toml:{}: {t:?} has no comment saying why",
+                    i + 1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn formulas_for_a_million_server_connections() {
+        let r = formulas(1_000_000, Role::Server, &Params::default());
+        // (1,000,000 + 10) × 1.1
+        assert_eq!(r["rlimit.nofile.hard"].value, Value::Int(1_100_011));
+        assert_eq!(r["fs.nr_open"].value, Value::Int(1_100_011));
+        assert_eq!(r["fs.file-max"].value, Value::Int(1_100_000));
+        assert_eq!(
+            r["net.netfilter.nf_conntrack_max"].value,
+            Value::Int(1_100_000)
+        );
+        assert_eq!(
+            r["net.netfilter.nf_conntrack_buckets"].value,
+            Value::Int(1_100_000)
+        );
+        assert_eq!(
+            r["net.ipv4.tcp_mem"].value,
+            Value::Triple([825_000, 1_100_000, 1_650_000])
+        );
+        // 1M × 5120 × 1.1 / 0.95
+        assert_eq!(
+            r["memory.total"].value,
+            Value::Int((5_632_000_000u64 * 100).div_ceil(95))
+        );
+        assert!(!r.contains_key("net.ipv4.ip_local_port_range"));
+        assert!(r["rlimit.nofile.hard"].why.contains("1,000,010"));
+    }
+
+    #[test]
+    fn loopback_doubles_sockets_and_splits_processes() {
+        let p = Params {
+            processes: 100,
+            ..Params::default()
+        };
+        let r = formulas(1_000_000, Role::Loopback, &p);
+        // 2M sockets / 100 processes + 10, + 10%
+        assert_eq!(r["rlimit.nofile.hard"].value, Value::Int(22_011));
+        assert_eq!(r["fs.file-max"].value, Value::Int(2_200_000));
+        assert_eq!(
+            r["net.netfilter.nf_conntrack_max"].value,
+            Value::Int(1_100_000)
+        );
+        // 36 addresses of 127/8: 27,778 ports each, inside the default range
+        assert_eq!(
+            r["net.ipv4.ip_local_port_range"].value,
+            Value::Range([61000 - 27_778, 60999])
+        );
+    }
+
+    #[test]
+    fn a_client_with_one_address_needs_a_wider_range() {
+        let r = formulas(50_000, Role::Client, &Params::default());
+        assert_eq!(
+            r["net.ipv4.ip_local_port_range"].value,
+            Value::Range([65536 - 50_000, 65535])
+        );
+        let r = formulas(1_000_000, Role::Client, &Params::default());
+        assert!(r["net.ipv4.ip_local_port_range"]
+            .why
+            .contains("add source addresses"));
+    }
+
+    #[test]
+    fn inheritance_and_overrides() {
+        let (_d, root) = empty_root();
+        let p = load(&root, "1m-loopback").unwrap();
+        assert_eq!(p.chain, vec!["1m-loopback", "1m", "100k", "10k"]);
+        assert_eq!(p.role, Role::Loopback);
+        assert_eq!(p.target, 1_000_000);
+        // somaxconn comes from 1m, with its comment as the why
+        assert!(p.requirements["net.core.somaxconn"].why.contains("[1m]"));
+        let o = load_with(
+            &root,
+            "1m",
+            Overrides {
+                role: Some(Role::Loopback),
+                target: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(o.role, Role::Loopback);
+        assert_eq!(o.requirements["fs.file-max"].value, Value::Int(2_200_000));
+    }
+
+    #[test]
+    fn local_profiles_shadow_shipped_ones_and_extend_them() {
+        let (_d, root) = empty_root();
+        root.write_atomic(
+            "etc/tune/profiles/mine.toml",
+            b"extends = \"10k\"\ntarget = 20000\n[knobs]\n# room for bursts\n\"net.core.somaxconn\" = 8192\n\"fs.file-max\" = 5000000 # shared host\n",
+            0o644,
+        )
+        .unwrap();
+        let p = load(&root, "mine").unwrap();
+        assert_eq!(p.target, 20_000);
+        assert_eq!(p.role, Role::Server);
+        assert_eq!(p.requirements["net.core.somaxconn"].value, Value::Int(8192));
+        assert_eq!(
+            p.requirements["net.core.somaxconn"].why,
+            "room for bursts [mine]"
+        );
+        assert!(p.requirements["fs.file-max"]
+            .why
+            .starts_with("shared host [mine] (overrides the formula"));
+        assert!(available(&root).iter().any(|(n, _)| n == "mine"));
+    }
+
+    #[test]
+    fn errors_name_file_line_key_and_expectation() {
+        let (d, root) = empty_root();
+        let path = d.path().join("bad.toml");
+        std::fs::write(
+            &path,
+            "target = 10\nrole = \"server\"\n[knobs]\n\"net.ipv4.tcp_mem\" = [1, 2]\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", load(&root, path.to_str().unwrap()).unwrap_err());
+        assert!(
+            e.contains("bad.toml:4: knobs.\"net.ipv4.tcp_mem\": expected three integers"),
+            "{e}"
+        );
+        std::fs::write(&path, "target = 10\nrole = \"srv\"\n").unwrap();
+        let e = format!("{:#}", load(&root, path.to_str().unwrap()).unwrap_err());
+        assert!(e.contains("bad.toml:2:") && e.contains("server"), "{e}");
+        std::fs::write(
+            &path,
+            "target = 10\nrole = \"server\"\n[knobs]\n\"net.core.somaxcon\" = 1\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", load(&root, path.to_str().unwrap()).unwrap_err());
+        assert!(
+            e.contains("bad.toml:4:") && e.contains("net.core.somaxconn"),
+            "{e}"
+        );
+        std::fs::write(&path, "role = \"server\"\n").unwrap();
+        let e = format!("{:#}", load(&root, path.to_str().unwrap()).unwrap_err());
+        assert!(e.contains("target: missing"), "{e}");
+        let e = format!("{:#}", load(&root, "nope").unwrap_err());
+        assert!(
+            e.contains("unknown profile \"nope\"") && e.contains("1m"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cycles_are_errors() {
+        let (d, root) = empty_root();
+        std::fs::write(
+            d.path().join("a.toml"),
+            "extends = \"b.toml\"\ntarget = 1\nrole = \"server\"\n",
+        )
+        .unwrap();
+        std::fs::write(d.path().join("b.toml"), "extends = \"a.toml\"\n").unwrap();
+        let e = format!(
+            "{:#}",
+            load(&root, d.path().join("a.toml").to_str().unwrap()).unwrap_err()
+        );
+        assert!(e.contains("extends itself"), "{e}");
+    }
 }

@@ -31,3 +31,32 @@ pub enum Role {
     /// Both ends on this host: two sockets per connection, and source addresses for the ports.
     Loopback,
 }
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::Client => "client",
+            Role::Loopback => "loopback",
+        }
+    }
+
+    /// Sockets (file descriptors) this host holds per connection: two when both ends are here.
+    pub fn sockets_per_connection(self) -> u64 {
+        match self {
+            Role::Server | Role::Client => 1,
+            Role::Loopback => 2,
+        }
+    }
+
+    /// Does this host open connections, so that ephemeral ports and source addresses count?
+    pub fn uses_ports(self) -> bool {
+        matches!(self, Role::Client | Role::Loopback)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,7 +1,73 @@
 //! `tune check`: compare the host with a profile and estimate its capacity.
 
 use super::{Context, Outcome};
+use crate::cli::check::CheckArgs;
+use crate::cli::profiles::Role;
+use crate::cli::Format;
+use crate::knobs;
+use crate::profile::{self, Overrides, Profile};
+use crate::report::{self, Ignore, Options};
 
-pub fn run(_ctx: &Context, _args: &crate::cli::check::CheckArgs) -> anyhow::Result<Outcome> {
-    anyhow::bail!("tune check is not built yet")
+/// The profile the arguments name: `--profile` (with `--role` overriding its role) or `--target`.
+pub fn resolve_profile(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Profile> {
+    match (&args.profile, args.target) {
+        (Some(spec), _) => profile::load_with(
+            &ctx.root,
+            spec,
+            Overrides {
+                target: None,
+                role: args.role,
+            },
+        ),
+        (None, Some(0)) => anyhow::bail!("--target: expected a number of connections above 0"),
+        (None, Some(t)) => Ok(profile::for_target(t, args.role.unwrap_or(Role::Server))),
+        (None, None) => {
+            let names: Vec<String> = profile::available(&ctx.root)
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            anyhow::bail!(
+                "tune check needs --profile NAME|PATH (one of {}) or --target N",
+                names.join(", ")
+            )
+        }
+    }
+}
+
+pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
+    let ignore = Ignore::parse(&args.ignore)?;
+    let profile = resolve_profile(ctx, args)?;
+    if let Some(pid) = args.pid {
+        let dir = knobs::proc_dir(Some(pid));
+        if !ctx.root.exists(&format!("{dir}/limits")) {
+            anyhow::bail!(
+                "--pid {pid}: no such process ({} does not exist)",
+                ctx.root.path(&format!("{dir}/limits")).display()
+            );
+        }
+    }
+    if !ctx.root.exists("proc") {
+        anyhow::bail!(
+            "--root {}: no proc/ under it, so there is nothing to check: point --root at a tree holding the host's /proc and /sys",
+            ctx.root.base().display()
+        );
+    }
+    let obs = knobs::observe(&ctx.root, args.pid);
+    let opts = Options {
+        strict: args.strict,
+        ignore,
+        root: ctx.root.base().display().to_string(),
+    };
+    let rep = report::evaluate(&obs, &profile, &opts);
+    let text = match args.format {
+        Format::Table => report::table::render(&rep, ctx.color),
+        Format::Json => report::json::render(&rep),
+        Format::Junit => report::junit::render(&rep)?,
+    };
+    print!("{text}");
+    Ok(if rep.summary.exit_code == 0 {
+        Outcome::Pass
+    } else {
+        Outcome::ShortFall
+    })
 }

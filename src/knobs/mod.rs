@@ -9,7 +9,7 @@ mod read;
 mod registry;
 mod value;
 
-pub use read::{observe, Facts, Observation, Reading};
+pub use read::{observe, proc_dir, sources, Facts, Observation, Reading};
 pub use registry::REGISTRY;
 pub use value::{Shape, Value, ValueError, UNLIMITED};
 
@@ -22,6 +22,7 @@ pub enum Scope {
     /// One value for the whole host, whatever the network namespace.
     Host,
     /// One value per network namespace; a fresh namespace starts from kernel defaults or a copy of the host's.
+    #[serde(rename = "net-namespace")]
     NetNs,
 }
 
@@ -94,6 +95,8 @@ pub enum Read {
     Nofile(Limit),
     /// A /proc/meminfo field, in bytes.
     Meminfo(&'static str),
+    /// Kernel memory one socket costs, estimated from `proc/slabinfo` (see [`crate::kernel::slabinfo`]).
+    SocketCost,
 }
 
 /// How to change a knob at run time.

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use procfs::FromRead;
 
 use super::{sysctl_path, Knob, Limit, Read, Value, REGISTRY};
+use crate::kernel::{
+    self, file_nr::FileNr, netstat::Netstat, slabinfo::SocketCost, sockstat::Sockstat,
+};
 use crate::root::{Root, RootError};
 
 /// What reading one knob gave.
@@ -35,6 +38,20 @@ pub struct Facts {
     pub cap_eff: Option<u64>,
     /// nf_conntrack is loaded (its sysctls exist).
     pub conntrack_loaded: bool,
+    /// CapEff of the target process (`--pid`, else tune itself): CAP_SYS_ADMIN exempts it from fs.file-max.
+    pub target_cap_eff: Option<u64>,
+    /// `proc/sys/kernel/osrelease` of the root, when readable.
+    pub kernel: Option<String>,
+    /// fs.file-nr, parsed.
+    pub file_nr: Option<FileNr>,
+    /// `proc/net/sockstat`: sockets in use now.
+    pub sockstat: Option<Sockstat>,
+    /// `proc/net/netstat`: counters that show a limit being hit.
+    pub netstat: Option<Netstat>,
+    /// Kernel memory per socket from `proc/slabinfo`; `None` when unreadable (the default applies).
+    pub socket_cost: Option<SocketCost>,
+    /// Why `socket_cost` is `None` (slabinfo unreadable or unparsable), for the report.
+    pub socket_cost_note: Option<String>,
 }
 
 /// Bit numbers from linux/capability.h.
@@ -52,6 +69,17 @@ impl Facts {
     /// Is tune exempt from fs.file-max (CAP_SYS_ADMIN)?
     pub fn cap_sys_admin(&self) -> Option<bool> {
         self.has_cap(CAP_SYS_ADMIN)
+    }
+    /// Is the target process (`--pid`, else tune) exempt from fs.file-max (CAP_SYS_ADMIN in its CapEff)?
+    pub fn target_exempt_from_file_max(&self) -> Option<bool> {
+        self.target_cap_eff
+            .map(|c| c & (1u64 << CAP_SYS_ADMIN) != 0)
+    }
+    /// Kernel bytes per socket: from slabinfo when read, else the documented default.
+    pub fn bytes_per_socket(&self) -> u64 {
+        self.socket_cost
+            .as_ref()
+            .map_or(kernel::slabinfo::DEFAULT_BYTES_PER_SOCKET, |c| c.total)
     }
 }
 
@@ -74,6 +102,15 @@ impl Observation {
             _ => None,
         }
     }
+
+    /// Is conntrack tracking connections in this namespace? `None` when it is not loaded
+    /// (or the count is unreadable); loaded with a count of 0 means no rule hooks it (or nothing is open).
+    pub fn conntrack_tracking(&self) -> Option<bool> {
+        if !self.facts.conntrack_loaded {
+            return None;
+        }
+        self.int("net.netfilter.nf_conntrack_count").map(|c| c > 0)
+    }
 }
 
 /// The proc directory of the target process: `proc/self` or `proc/<pid>`.
@@ -92,10 +129,47 @@ pub fn observe(root: &Root, pid: Option<u32>) -> Observation {
         .ok()
         .and_then(|t| procfs::process::Status::from_read(t.as_bytes()).ok())
         .map(|s| s.capeff);
+    let target_cap_eff = match pid {
+        None => cap_eff,
+        Some(_) => root
+            .read(&format!("{}/status", proc_dir(pid)))
+            .ok()
+            .and_then(|t| procfs::process::Status::from_read(t.as_bytes()).ok())
+            .map(|s| s.capeff),
+    };
+    let (socket_cost, socket_cost_note) = match root.read("proc/slabinfo") {
+        Ok(t) => match kernel::slabinfo::parse(&t) {
+            Ok(caches) => (Some(kernel::slabinfo::socket_cost(&caches)), None),
+            Err(e) => (
+                None,
+                Some(format!("{}: {e}", root.path("proc/slabinfo").display())),
+            ),
+        },
+        Err(e) => (None, Some(e.to_string())),
+    };
     let facts = Facts {
         pid,
         cap_eff,
         conntrack_loaded,
+        target_cap_eff,
+        kernel: root
+            .read("proc/sys/kernel/osrelease")
+            .ok()
+            .map(|s| s.trim().to_string()),
+        file_nr: root
+            .read("proc/sys/fs/file-nr")
+            .ok()
+            .and_then(|t| kernel::file_nr::parse(&t).ok()),
+        sockstat: root
+            .read("proc/net/sockstat")
+            .ok()
+            .and_then(|t| kernel::sockstat::parse(&t).ok()),
+        netstat: root
+            .read("proc/net/netstat")
+            .ok()
+            .and_then(|t| kernel::netstat::parse(&t).ok()),
+        socket_cost,
+        socket_cost_note,
     };
     let limits = root.read(&format!("{}/limits", proc_dir(pid)));
     let meminfo = root.read("proc/meminfo");
@@ -104,6 +178,32 @@ pub fn observe(root: &Root, pid: Option<u32>) -> Observation {
         .map(|k| (k.name, read_one(root, k, &facts, &limits, &meminfo)))
         .collect();
     Observation { readings, facts }
+}
+
+/// Every file (relative to the root) that [`observe`] reads for process `pid`: what a captured
+/// fixture tree must contain. Derived from the registry, so it is not a second knob list.
+pub fn sources(pid: Option<u32>) -> Vec<String> {
+    let mut out: Vec<String> = vec![
+        format!("{}/status", proc_dir(None)),
+        format!("{}/status", proc_dir(pid)),
+        format!("{}/limits", proc_dir(pid)),
+        "proc/meminfo".into(),
+        "proc/slabinfo".into(),
+        "proc/sys/kernel/osrelease".into(),
+        "proc/net/sockstat".into(),
+        "proc/net/netstat".into(),
+    ];
+    for k in REGISTRY {
+        if let Read::Sysctl(name) = k.read {
+            out.push(sysctl_path(name));
+        }
+        if let super::Write::ModuleParam { module, param } = k.write {
+            out.push(format!("sys/module/{module}/parameters/{param}"));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn read_one(
@@ -167,6 +267,7 @@ fn read_one(
             }
             Err(e) => Reading::Unreadable(e.to_string()),
         },
+        Read::SocketCost => Reading::Value(Value::Int(facts.bytes_per_socket())),
     }
 }
 
@@ -193,6 +294,40 @@ mod tests {
         assert!(obs.int("rlimit.nofile.hard").unwrap() >= obs.int("rlimit.nofile.soft").unwrap());
         assert!(obs.int("memory.total").unwrap() > obs.int("memory.free").unwrap());
         assert!(obs.facts.cap_eff.is_some());
+    }
+
+    #[test]
+    fn sources_cover_every_file_observe_reads() {
+        // Copy only the listed files of the live host into a temp root: every knob that exists
+        // on the host must read the same there (volatile counters aside).
+        let host = Root::host();
+        let dir = tempfile::tempdir().unwrap();
+        let copy = Root::new(dir.path()).unwrap();
+        for rel in sources(None) {
+            if let Ok(text) = host.read(&rel) {
+                copy.write_atomic(&rel, text.as_bytes(), 0o644).unwrap();
+            }
+        }
+        let live = observe(&host, None);
+        let copied = observe(&copy, None);
+        let volatile = [
+            "fs.file-nr",
+            "memory.free",
+            "net.netfilter.nf_conntrack_count",
+        ];
+        for k in REGISTRY.iter().filter(|k| !volatile.contains(&k.name)) {
+            let (a, b) = (&live.readings[k.name], &copied.readings[k.name]);
+            match (a, b) {
+                (Reading::Value(_), Reading::Value(_)) if k.name == "memory.per-socket" => {}
+                _ => assert_eq!(a, b, "{}: not captured by sources()", k.name),
+            }
+        }
+        assert_eq!(live.facts.kernel, copied.facts.kernel);
+        assert_eq!(live.facts.cap_eff, copied.facts.cap_eff);
+        assert_eq!(
+            live.facts.socket_cost.is_some(),
+            copied.facts.socket_cost.is_some()
+        );
     }
 
     #[test]

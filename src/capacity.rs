@@ -1,0 +1,602 @@
+//! Capacity: how many concurrent connections a process and the host can hold, which limit binds first, and the arithmetic.
+//!
+//! Pure: [`estimate`] takes plain values ([`Inputs`]) and a target and returns
+//! figures with the arithmetic as text. [`predict`] builds the inputs from an
+//! [`Observation`] for callers that have one (check, the verify run).
+//!
+//! The model, per role (`s` = sockets per connection: 1 for server and client, 2 for loopback):
+//! - per process: usable fds = RLIMIT_NOFILE hard (or fs.nr_open when the hard limit can be
+//!   raised: CAP_SYS_RESOURCE) − [`FD_RESERVE`]; every socket is one fd. A process may raise its
+//!   soft limit to the hard one by itself, so the soft limit does not bind.
+//! - per host, the smallest of:
+//!   - memory: (MemFree − [`MEMORY_RESERVE_PERCENT`] % of MemTotal) divided by
+//!     (s × kernel bytes per socket plus user bytes per connection). MemFree, not
+//!     MemAvailable, which counts socket inodes as reclaimable.
+//!   - fs.file-max: (file-max − files in use) / s, unless the process has CAP_SYS_ADMIN (exempt).
+//!   - nf_conntrack_max − nf_conntrack_count, one entry per connection, when conntrack tracks
+//!     connections in this namespace (count > 0).
+//!   - client role: ports in ip_local_port_range × source addresses (per destination). Loopback:
+//!     127.0.0.0/8 gives as many source addresses as needed; the count needed is reported.
+//! - tcp_mem is reported, not counted: idle sockets hold no buffer pages.
+
+use crate::cli::profiles::Role;
+use crate::knobs::{Observation, Value};
+
+/// Fds a process keeps for itself (stdio, listener, epoll, logs) and does not spend on connections.
+pub const FD_RESERVE: u64 = 10;
+
+/// Share of MemTotal left for the rest of the system when counting memory for connections.
+pub const MEMORY_RESERVE_PERCENT: u64 = 5;
+
+/// Usable source addresses for loopback clients: 127.0.0.0/8 without network and broadcast.
+pub const LOOPBACK_SOURCE_ADDRESSES: u64 = (1 << 24) - 2;
+
+/// What the estimate is computed from. `None` means the value could not be read here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inputs {
+    pub role: Role,
+    pub nofile_soft: Option<u64>,
+    pub nofile_hard: Option<u64>,
+    /// CAP_SYS_RESOURCE in the effective set of the process that would raise the limit.
+    pub can_raise_hard: Option<bool>,
+    pub nr_open: Option<u64>,
+    pub file_max: Option<u64>,
+    pub files_in_use: Option<u64>,
+    /// CAP_SYS_ADMIN in the target process: fs.file-max does not hold it.
+    pub exempt_from_file_max: Option<bool>,
+    pub conntrack_max: Option<u64>,
+    pub conntrack_count: Option<u64>,
+    /// `Some(true)` when conntrack tracks this namespace's connections, `None` when not loaded.
+    pub conntrack_tracking: Option<bool>,
+    pub port_range: Option<[u64; 2]>,
+    /// Source addresses the client side may use; `None` for loopback means "as many as needed".
+    pub source_addresses: Option<u64>,
+    pub mem_free: Option<u64>,
+    pub mem_total: Option<u64>,
+    pub bytes_per_socket: u64,
+    /// Where `bytes_per_socket` came from ("slabinfo", "default").
+    pub bytes_per_socket_source: String,
+    /// What the server itself keeps per connection (0: kernel memory only).
+    pub user_bytes_per_connection: u64,
+    pub tcp_mem_max_pages: Option<u64>,
+}
+
+/// One limit and what it allows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Bound {
+    /// Connections it allows; `None` when it does not bind here (exempt, not tracking, unknown).
+    pub connections: Option<u64>,
+    /// The knob (registry name) or `memory`.
+    pub limit: String,
+    /// The arithmetic and the reason, in words.
+    pub arithmetic: String,
+}
+
+/// The estimate.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Capacity {
+    pub role: Role,
+    pub target: u64,
+    pub sockets_per_connection: u64,
+    /// The binding per-process limit.
+    pub per_process: Bound,
+    /// The binding per-host limit (the smallest of `host_limits`).
+    pub per_host: Bound,
+    /// Every host-wide limit considered, binding or not.
+    pub host_limits: Vec<Bound>,
+    /// Processes needed to hold the target's sockets, given the per-process figure.
+    pub processes_needed: Option<u64>,
+    /// Source addresses needed for the client side (client and loopback roles).
+    pub source_addresses_needed: Option<u64>,
+    /// The host can hold the target (per-host figure at least the target).
+    pub meets_target: bool,
+    /// Further remarks (tcp_mem under load, soft limit below hard).
+    pub notes: Vec<String>,
+}
+
+impl Capacity {
+    /// The two headline sentences: per process and per host.
+    pub fn summary(&self) -> Vec<String> {
+        let pp = match self.per_process.connections {
+            Some(n) => format!("per process: {}, {}", group(n), self.per_process.arithmetic),
+            None => format!("per process: unknown, {}", self.per_process.arithmetic),
+        };
+        let unit = if self.role == Role::Loopback {
+            "connection pairs"
+        } else {
+            "connections"
+        };
+        let ph = match self.per_host.connections {
+            Some(n) => format!(
+                "per host: ~{} {unit}, bound by {}",
+                approx(n),
+                self.per_host.arithmetic
+            ),
+            None => format!("per host: {}", self.per_host.arithmetic),
+        };
+        vec![pp, ph]
+    }
+}
+
+/// The estimate for `target` connections from plain values.
+pub fn estimate(i: &Inputs, target: u64) -> Capacity {
+    let s = i.role.sockets_per_connection();
+    let mut notes = Vec::new();
+
+    // --- per process
+    let per_process = match i.nofile_hard {
+        None => Bound {
+            connections: None,
+            limit: "rlimit.nofile.hard".into(),
+            arithmetic: "RLIMIT_NOFILE could not be read".into(),
+        },
+        Some(hard) => {
+            let raisable = i.can_raise_hard == Some(true);
+            let (fds, what) = match (raisable, i.nr_open) {
+                (true, Some(nr)) if nr > hard => (
+                    nr,
+                    format!(
+                        "bound by fs.nr_open {} (RLIMIT_NOFILE hard {} can be raised to it: CAP_SYS_RESOURCE)",
+                        group(nr),
+                        group(hard)
+                    ),
+                ),
+                _ => {
+                    let why = match i.can_raise_hard {
+                        Some(true) => "the ceiling fs.nr_open allows no more".to_string(),
+                        Some(false) => "which cannot be raised here (no CAP_SYS_RESOURCE)".to_string(),
+                        None => "(whether it can be raised is unknown: capabilities unreadable)"
+                            .to_string(),
+                    };
+                    (
+                        hard,
+                        format!("bound by RLIMIT_NOFILE hard {} {why}", group(hard)),
+                    )
+                }
+            };
+            if let Some(soft) = i.nofile_soft {
+                if soft < hard {
+                    notes.push(format!(
+                        "RLIMIT_NOFILE soft {} is below hard {}: the process must raise it itself at start-up",
+                        group(soft),
+                        group(hard)
+                    ));
+                }
+            }
+            let n = fds.saturating_sub(FD_RESERVE);
+            Bound {
+                connections: Some(n),
+                limit: if what.starts_with("bound by fs.nr_open") {
+                    "fs.nr_open".into()
+                } else {
+                    "rlimit.nofile.hard".into()
+                },
+                arithmetic: format!(
+                    "{what}; {} − {FD_RESERVE} fds kept for the process = {} sockets{}",
+                    group(fds),
+                    group(n),
+                    if s == 2 {
+                        " (each process holds one end of its connections)"
+                    } else {
+                        ""
+                    }
+                ),
+            }
+        }
+    };
+
+    // --- per host
+    let mut host = Vec::new();
+    let per_conn = s * i.bytes_per_socket + i.user_bytes_per_connection;
+    host.push(match (i.mem_free, i.mem_total) {
+        (Some(free), Some(total)) => {
+            let reserve = total / 100 * MEMORY_RESERVE_PERCENT;
+            let usable = free.saturating_sub(reserve);
+            let n = usable / per_conn.max(1);
+            let each = if s == 2 {
+                format!(
+                    "{} × {} B per socket ({})",
+                    s,
+                    group(i.bytes_per_socket),
+                    i.bytes_per_socket_source
+                )
+            } else {
+                format!(
+                    "{} B per socket ({})",
+                    group(i.bytes_per_socket),
+                    i.bytes_per_socket_source
+                )
+            };
+            let user = if i.user_bytes_per_connection > 0 {
+                format!(" + {} B user space", group(i.user_bytes_per_connection))
+            } else {
+                String::new()
+            };
+            Bound {
+                connections: Some(n),
+                limit: "memory".into(),
+                arithmetic: format!(
+                    "memory at ~{} per {}: (MemFree {} − {MEMORY_RESERVE_PERCENT}% of MemTotal {}) / ({each}{user}) = {}",
+                    bytes(per_conn),
+                    if s == 2 { "connection pair" } else { "connection" },
+                    bytes(free),
+                    bytes(total),
+                    group(n)
+                ),
+            }
+        }
+        _ => Bound {
+            connections: None,
+            limit: "memory".into(),
+            arithmetic: "memory: /proc/meminfo could not be read".into(),
+        },
+    });
+    host.push(match (i.file_max, i.exempt_from_file_max) {
+        (None, _) => Bound {
+            connections: None,
+            limit: "fs.file-max".into(),
+            arithmetic: "fs.file-max: could not be read".into(),
+        },
+        (Some(max), Some(true)) => Bound {
+            connections: None,
+            limit: "fs.file-max".into(),
+            arithmetic: format!(
+                "fs.file-max {} does not bind: the process has CAP_SYS_ADMIN, which the kernel exempts",
+                group(max)
+            ),
+        },
+        (Some(max), _) => {
+            let used = i.files_in_use.unwrap_or(0);
+            let n = max.saturating_sub(used) / s;
+            Bound {
+                connections: Some(n),
+                limit: "fs.file-max".into(),
+                arithmetic: format!(
+                    "fs.file-max: ({} − {} files open now) / {s} fd{} per connection = {}",
+                    group(max),
+                    group(used),
+                    if s == 1 { "" } else { "s" },
+                    group(n)
+                ),
+            }
+        }
+    });
+    host.push(match (i.conntrack_tracking, i.conntrack_max) {
+        (Some(true), Some(max)) => {
+            let count = i.conntrack_count.unwrap_or(0);
+            let n = max.saturating_sub(count);
+            Bound {
+                connections: Some(n),
+                limit: "net.netfilter.nf_conntrack_max".into(),
+                arithmetic: format!(
+                    "nf_conntrack_max: conntrack tracks this namespace ({} entries now): {} − {} = {} more connections, one entry each",
+                    group(count),
+                    group(max),
+                    group(count),
+                    group(n)
+                ),
+            }
+        }
+        (Some(false), Some(max)) => Bound {
+            connections: None,
+            limit: "net.netfilter.nf_conntrack_max".into(),
+            arithmetic: format!(
+                "nf_conntrack_max {} does not bind: conntrack is loaded but tracks nothing here (count 0); a `ct state` rule would make it bind at {}",
+                group(max),
+                group(max)
+            ),
+        },
+        _ => Bound {
+            connections: None,
+            limit: "net.netfilter.nf_conntrack_max".into(),
+            arithmetic: "nf_conntrack_max does not bind: conntrack is not loaded".into(),
+        },
+    });
+    let mut source_addresses_needed = None;
+    if i.role.uses_ports() {
+        match i.port_range {
+            Some([lo, hi]) if hi >= lo => {
+                let ports = hi - lo + 1;
+                let needed = target.div_ceil(ports).max(1);
+                source_addresses_needed = Some(needed);
+                let (addrs, whence) = match (i.role, i.source_addresses) {
+                    (_, Some(a)) => (a, "given"),
+                    (Role::Loopback, None) => (LOOPBACK_SOURCE_ADDRESSES, "127.0.0.0/8"),
+                    (_, None) => (1, "one address assumed"),
+                };
+                let n = ports.saturating_mul(addrs);
+                host.push(Bound {
+                    connections: Some(n),
+                    limit: "net.ipv4.ip_local_port_range".into(),
+                    arithmetic: format!(
+                        "ports: {} ephemeral ports ({lo}-{hi}) × {} source addresses ({whence}) = {} per destination; {} connections need {} source address{}",
+                        group(ports),
+                        group(addrs),
+                        group(n),
+                        group(target),
+                        group(needed),
+                        if needed == 1 { "" } else { "es" }
+                    ),
+                });
+            }
+            _ => host.push(Bound {
+                connections: None,
+                limit: "net.ipv4.ip_local_port_range".into(),
+                arithmetic: "ports: ip_local_port_range could not be read".into(),
+            }),
+        }
+    }
+    if let Some(pages) = i.tcp_mem_max_pages {
+        notes.push(format!(
+            "tcp_mem: idle sockets hold no buffer pages; if every socket held one page of unread data, tcp_mem max {} pages would cover {} connections",
+            group(pages),
+            group(pages / s)
+        ));
+    }
+
+    let per_host = host
+        .iter()
+        .filter(|b| b.connections.is_some())
+        .min_by_key(|b| b.connections)
+        .cloned()
+        .unwrap_or(Bound {
+            connections: None,
+            limit: "none".into(),
+            arithmetic: "no host-wide limit could be read".into(),
+        });
+    let processes_needed = per_process
+        .connections
+        .filter(|&n| n > 0)
+        .map(|n| (target * s).div_ceil(n));
+    let meets_target = per_host.connections.is_some_and(|n| n >= target);
+    Capacity {
+        role: i.role,
+        target,
+        sockets_per_connection: s,
+        per_process,
+        per_host,
+        host_limits: host,
+        processes_needed,
+        source_addresses_needed,
+        meets_target,
+        notes,
+    }
+}
+
+impl Inputs {
+    /// The inputs as observed under a root.
+    pub fn from_observation(obs: &Observation, role: Role) -> Inputs {
+        let triple_last = |name: &str| match obs.get(name) {
+            Some(Value::Triple([_, _, c])) => Some(*c),
+            _ => None,
+        };
+        Inputs {
+            role,
+            nofile_soft: obs.int("rlimit.nofile.soft"),
+            nofile_hard: obs.int("rlimit.nofile.hard"),
+            can_raise_hard: obs.facts.cap_sys_resource(),
+            nr_open: obs.int("fs.nr_open"),
+            file_max: obs.int("fs.file-max"),
+            files_in_use: obs.facts.file_nr.map(|f| f.in_use()),
+            exempt_from_file_max: obs.facts.target_exempt_from_file_max(),
+            conntrack_max: obs.int("net.netfilter.nf_conntrack_max"),
+            conntrack_count: obs.int("net.netfilter.nf_conntrack_count"),
+            conntrack_tracking: obs.conntrack_tracking(),
+            port_range: match obs.get("net.ipv4.ip_local_port_range") {
+                Some(Value::Range(r)) => Some(*r),
+                _ => None,
+            },
+            source_addresses: None,
+            mem_free: obs.int("memory.free"),
+            mem_total: obs.int("memory.total"),
+            bytes_per_socket: obs.facts.bytes_per_socket(),
+            bytes_per_socket_source: if obs.facts.socket_cost.is_some() {
+                "from /proc/slabinfo".into()
+            } else {
+                "default, /proc/slabinfo unreadable".into()
+            },
+            user_bytes_per_connection: 0,
+            tcp_mem_max_pages: triple_last("net.ipv4.tcp_mem"),
+        }
+    }
+}
+
+/// The prediction for `target` connections in `role` on the observed host: what the verify run compares with.
+pub fn predict(obs: &Observation, target: u64, role: Role) -> Capacity {
+    estimate(&Inputs::from_observation(obs, role), target)
+}
+
+/// 19990 -> "19,990".
+pub fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// 2_073_000 -> "2.1M", 19_990 -> "20.0k", 512 -> "512".
+pub fn approx(n: u64) -> String {
+    if n >= 1_000_000 {
+        format!("{:.1}M", n as f64 / 1e6)
+    } else if n >= 1_000 {
+        format!("{:.1}k", n as f64 / 1e3)
+    } else {
+        n.to_string()
+    }
+}
+
+/// Bytes in decimal units: 8314 -> "8.3 KB", 18_906_000_000 -> "18.9 GB".
+pub fn bytes(n: u64) -> String {
+    let f = n as f64;
+    if n >= 1_000_000_000 {
+        format!("{:.1} GB", f / 1e9)
+    } else if n >= 1_000_000 {
+        format!("{:.1} MB", f / 1e6)
+    } else if n >= 1_000 {
+        format!("{:.1} KB", f / 1e3)
+    } else {
+        format!("{n} B")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The figures of the development machine (host facts), as plain values.
+    fn this_host(role: Role) -> Inputs {
+        Inputs {
+            role,
+            nofile_soft: Some(20000),
+            nofile_hard: Some(20000),
+            can_raise_hard: Some(false),
+            nr_open: Some(1048576),
+            file_max: Some(2466170),
+            files_in_use: Some(450),
+            exempt_from_file_max: Some(true),
+            conntrack_max: Some(262144),
+            conntrack_count: Some(0),
+            conntrack_tracking: Some(false),
+            port_range: Some([32768, 60999]),
+            source_addresses: None,
+            mem_free: Some(18_000_000_000),
+            mem_total: Some(24_000_000_000),
+            bytes_per_socket: 4160,
+            bytes_per_socket_source: "slabinfo".into(),
+            user_bytes_per_connection: 0,
+            tcp_mem_max_pages: Some(575796),
+        }
+    }
+
+    #[test]
+    fn per_process_is_bound_by_a_hard_limit_that_cannot_be_raised() {
+        let c = estimate(&this_host(Role::Server), 1_000_000);
+        assert_eq!(c.per_process.connections, Some(19_990));
+        assert_eq!(c.per_process.limit, "rlimit.nofile.hard");
+        assert!(c
+            .per_process
+            .arithmetic
+            .contains("cannot be raised here (no CAP_SYS_RESOURCE)"));
+        assert!(
+            c.summary()[0].starts_with("per process: 19,990, bound by RLIMIT_NOFILE hard 20,000")
+        );
+        // 1M sockets over 19,990 per process
+        assert_eq!(c.processes_needed, Some(51));
+    }
+
+    #[test]
+    fn per_process_rises_to_nr_open_with_cap_sys_resource() {
+        let mut i = this_host(Role::Server);
+        i.can_raise_hard = Some(true);
+        let c = estimate(&i, 1_000_000);
+        assert_eq!(c.per_process.connections, Some(1048576 - FD_RESERVE));
+        assert_eq!(c.per_process.limit, "fs.nr_open");
+        assert_eq!(c.processes_needed, Some(1));
+    }
+
+    #[test]
+    fn per_host_is_bound_by_memory_when_exempt_from_file_max() {
+        let c = estimate(&this_host(Role::Server), 1_000_000);
+        // (18e9 - 5% of 24e9) / 4160 = 16.8e9 / 4160
+        assert_eq!(c.per_host.connections, Some(16_800_000_000 / 4160));
+        assert_eq!(c.per_host.limit, "memory");
+        assert!(c.meets_target);
+        assert!(
+            c.summary()[1].contains("bound by memory at ~4.2 KB per connection"),
+            "{:?}",
+            c.summary()
+        );
+    }
+
+    #[test]
+    fn loopback_doubles_sockets_and_needs_source_addresses() {
+        let c = estimate(&this_host(Role::Loopback), 1_000_000);
+        assert_eq!(c.sockets_per_connection, 2);
+        assert_eq!(c.per_host.connections, Some(16_800_000_000 / 8320));
+        assert!(
+            c.summary()[1].contains("~8.3 KB per connection pair"),
+            "{:?}",
+            c.summary()
+        );
+        // 1M / 28,232 ports = 35.4 -> 36 source addresses
+        assert_eq!(c.source_addresses_needed, Some(36));
+        assert_eq!(c.processes_needed, Some(2_000_000u64.div_ceil(19_990)));
+    }
+
+    #[test]
+    fn file_max_binds_without_cap_sys_admin() {
+        let mut i = this_host(Role::Loopback);
+        i.exempt_from_file_max = Some(false);
+        let c = estimate(&i, 1_000_000);
+        assert_eq!(c.per_host.limit, "fs.file-max");
+        assert_eq!(c.per_host.connections, Some((2466170 - 450) / 2));
+        assert!(c.meets_target);
+        let c = estimate(&i, 2_500_000);
+        assert!(!c.meets_target);
+    }
+
+    #[test]
+    fn conntrack_binds_only_when_tracking() {
+        let mut i = this_host(Role::Server);
+        i.conntrack_max = Some(65536);
+        i.conntrack_count = Some(1000);
+        let c = estimate(&i, 100_000);
+        assert_ne!(c.per_host.limit, "net.netfilter.nf_conntrack_max");
+        i.conntrack_tracking = Some(true);
+        let c = estimate(&i, 100_000);
+        assert_eq!(c.per_host.limit, "net.netfilter.nf_conntrack_max");
+        assert_eq!(c.per_host.connections, Some(64536));
+        assert!(!c.meets_target);
+    }
+
+    #[test]
+    fn a_client_with_one_address_is_bound_by_ports() {
+        let c = estimate(&this_host(Role::Client), 100_000);
+        assert_eq!(c.per_host.limit, "net.ipv4.ip_local_port_range");
+        assert_eq!(c.per_host.connections, Some(28_232));
+        assert_eq!(c.source_addresses_needed, Some(4));
+        assert!(!c.meets_target);
+        let mut i = this_host(Role::Client);
+        i.source_addresses = Some(4);
+        assert!(estimate(&i, 100_000).meets_target);
+    }
+
+    #[test]
+    fn unknown_values_do_not_become_zero() {
+        let mut i = this_host(Role::Server);
+        i.nofile_hard = None;
+        i.mem_free = None;
+        i.file_max = None;
+        i.conntrack_tracking = None;
+        let c = estimate(&i, 10);
+        assert_eq!(c.per_process.connections, None);
+        assert_eq!(c.per_host.connections, None);
+        assert!(!c.meets_target);
+        assert_eq!(c.processes_needed, None);
+    }
+
+    #[test]
+    fn soft_below_hard_is_noted() {
+        let mut i = this_host(Role::Server);
+        i.nofile_soft = Some(1024);
+        let c = estimate(&i, 10);
+        assert!(c
+            .notes
+            .iter()
+            .any(|n| n.contains("soft 1,024 is below hard 20,000")));
+    }
+
+    #[test]
+    fn number_formats() {
+        assert_eq!(group(19990), "19,990");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(1_000_000), "1,000,000");
+        assert_eq!(approx(2_073_000), "2.1M");
+        assert_eq!(bytes(8320), "8.3 KB");
+    }
+}

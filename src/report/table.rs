@@ -1,0 +1,194 @@
+//! The table form of the check report for people: one comfy-table row per knob, then notes, capacity, usage and counters.
+
+use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
+
+use super::{value_text, CheckReport, Status};
+use crate::capacity::group;
+
+fn status_cell(s: Status, color: bool) -> Cell {
+    let c = Cell::new(s.as_str());
+    if !color {
+        return c;
+    }
+    match s {
+        Status::Ok => c.fg(Color::Green),
+        Status::Warn => c.fg(Color::Yellow),
+        Status::Fail => c.fg(Color::Red),
+        Status::Absent | Status::Info => c.fg(Color::DarkGrey),
+    }
+}
+
+/// Renders the report. `color` is decided by the caller (a terminal, and NO_COLOR unset).
+pub fn render(r: &CheckReport, color: bool) -> String {
+    let mut out = String::new();
+    let p = &r.profile;
+    out.push_str(&format!(
+        "tune check: profile {} ({}), target {} connections, role {}\n",
+        p.name,
+        p.source,
+        group(p.target),
+        p.role
+    ));
+    out.push_str(&format!(
+        "root {}, kernel {}, RLIMIT_NOFILE of {}\n\n",
+        r.root,
+        r.kernel.as_deref().unwrap_or("unknown"),
+        r.pid.map_or(
+            "tune itself (inherited from the shell)".to_string(),
+            |p| format!("pid {p}")
+        )
+    ));
+
+    let mut t = Table::new();
+    t.load_preset(presets::ASCII_MARKDOWN);
+    if color {
+        t.enforce_styling();
+        t.set_content_arrangement(ContentArrangement::Dynamic);
+    } else {
+        t.force_no_tty();
+        t.set_content_arrangement(ContentArrangement::Disabled);
+    }
+    t.set_header(vec![
+        "knob", "scope", "current", "required", "status", "fix",
+    ]);
+    for row in &r.knobs {
+        let fix = match (&row.fix_runtime, &row.fix_persistent) {
+            (Some(a), Some(b)) => format!("{a}\npersist: {b}"),
+            (Some(a), None) => a.clone(),
+            _ => String::new(),
+        };
+        t.add_row(vec![
+            Cell::new(row.knob),
+            Cell::new(row.scope.as_str()),
+            Cell::new(match (&row.current, row.status) {
+                (None, Status::Absent) => "absent".to_string(),
+                (None, _) => "unreadable".to_string(),
+                (Some(v), _) => value_text(Some(v), row.unit),
+            }),
+            Cell::new(value_text(row.required.as_ref(), row.unit)),
+            status_cell(row.status, color),
+            Cell::new(fix),
+        ]);
+    }
+    out.push_str(&t.to_string());
+    out.push('\n');
+
+    let notes: Vec<String> = r
+        .knobs
+        .iter()
+        .filter(|row| row.note.is_some() && row.status != Status::Ok)
+        .map(|row| {
+            format!(
+                "  {} ({}): {}",
+                row.knob,
+                row.status.as_str(),
+                row.note.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    if !notes.is_empty() {
+        out.push_str("\nNotes:\n");
+        out.push_str(&notes.join("\n"));
+        out.push('\n');
+    }
+    let whys: Vec<String> = r
+        .knobs
+        .iter()
+        .filter(|row| matches!(row.status, Status::Fail | Status::Warn))
+        .filter_map(|row| row.why.as_ref().map(|w| format!("  {}: {w}", row.knob)))
+        .collect();
+    if !whys.is_empty() {
+        out.push_str("\nWhy these values are required:\n");
+        out.push_str(&whys.join("\n"));
+        out.push('\n');
+    }
+
+    let c = &r.capacity;
+    out.push_str(&format!(
+        "\nCapacity ({}, {} socket{} per connection, target {}):\n",
+        c.role,
+        c.sockets_per_connection,
+        if c.sockets_per_connection == 1 {
+            ""
+        } else {
+            "s"
+        },
+        group(c.target)
+    ));
+    for line in c.summary() {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out.push_str("  host-wide limits considered:\n");
+    for b in &c.host_limits {
+        out.push_str(&format!("    - {}\n", b.arithmetic));
+    }
+    if let Some(n) = c.processes_needed {
+        out.push_str(&format!(
+            "  processes needed for the target: {} ({} sockets over the per-process figure)\n",
+            group(n),
+            group(c.target * c.sockets_per_connection)
+        ));
+    }
+    for n in &c.notes {
+        out.push_str(&format!("  note: {n}\n"));
+    }
+    let verdict = match (c.meets_target, c.processes_needed) {
+        (true, Some(n)) if n > 1 => format!(
+            "host-wide limits allow it, spread over at least {} processes",
+            group(n)
+        ),
+        (true, _) => "host-wide limits allow it".to_string(),
+        (false, _) => "host-wide limits do not allow it as they are".to_string(),
+    };
+    out.push_str(&format!("  target {}: {verdict}\n", group(c.target)));
+
+    if !r.usage.is_empty() {
+        out.push_str("\nUsage now:\n");
+        for u in &r.usage {
+            out.push_str(&format!("  {}: {}\n", u.what, group(u.value)));
+        }
+    }
+    let hit: Vec<String> = r
+        .counters
+        .iter()
+        .filter(|c| c.value > 0)
+        .map(|c| {
+            format!(
+                "  {} {} = {} (see {})",
+                c.group,
+                c.name,
+                group(c.value),
+                c.knob
+            )
+        })
+        .collect();
+    out.push_str("\nCounters that show a limit was hit since boot: ");
+    if hit.is_empty() {
+        out.push_str(if r.counters.is_empty() {
+            "unreadable\n"
+        } else {
+            "none\n"
+        });
+    } else {
+        out.push('\n');
+        out.push_str(&hit.join("\n"));
+        out.push('\n');
+    }
+
+    let s = &r.summary;
+    out.push_str(&format!(
+        "\nResult: {} ok, {} warn, {} fail, {} absent, {} info{} -> exit {}\n",
+        s.ok,
+        s.warn,
+        s.fail,
+        s.absent,
+        s.info,
+        if r.strict {
+            " (strict: warnings fail)"
+        } else {
+            ""
+        },
+        s.exit_code
+    ));
+    out
+}
