@@ -1,3 +1,4 @@
 //! Epoll websocket server and load generator behind `tune serve` and `tune load`.
 
+pub mod protocol;
 pub mod sys;
