@@ -61,6 +61,16 @@ pub fn kill(pid: u32, sig: Signal) -> Result<(), Errno> {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
 }
 
+/// Asks the kernel to send `sig` to this process when its parent dies (PR_SET_PDEATHSIG), so a
+/// worker never outlives a supervisor killed with SIGKILL. Returns false when the parent
+/// `expected_parent` is already gone (the request would come too late).
+pub fn die_with_parent(sig: Signal, expected_parent: u32) -> Result<bool, Errno> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG, sig) takes plain integers and touches no memory.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) };
+    Errno::result(rc)?;
+    Ok(nix::unistd::getppid().as_raw() as u32 == expected_parent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
