@@ -384,6 +384,11 @@ impl Board {
                 "Client connections held by the worker.",
                 CONNS,
             ),
+            (
+                "tune_worker_websockets",
+                "Websockets open in the worker.",
+                WS_OPEN,
+            ),
             ("tune_worker_fds", "File descriptors the worker uses.", FDS),
             (
                 "tune_worker_fd_cap",
@@ -401,6 +406,22 @@ impl Board {
                 RSS,
             ),
         ];
+        let _ = write!(o, "# HELP tune_worker_accepted_total Connections the worker accepted.\n# TYPE tune_worker_accepted_total counter\n");
+        for w in 0..self.workers {
+            let _ = writeln!(
+                o,
+                "tune_worker_accepted_total{{worker=\"{w}\"}} {}",
+                self.get(w, ACCEPTED)
+            );
+        }
+        let _ = write!(o, "# HELP tune_worker_listener_pauses_total Times the worker stopped listening near its fd cap.\n# TYPE tune_worker_listener_pauses_total counter\n");
+        for w in 0..self.workers {
+            let _ = writeln!(
+                o,
+                "tune_worker_listener_pauses_total{{worker=\"{w}\"}} {}",
+                self.get(w, LISTENER_PAUSES)
+            );
+        }
         for (name, help, i) in per {
             let _ = write!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n");
             for w in 0..self.workers {
