@@ -1,3 +1,5 @@
 //! Epoll websocket server and load generator behind `tune serve` and `tune load`.
 
+pub mod protocol;
+pub mod server;
 pub mod sys;

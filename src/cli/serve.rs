@@ -8,15 +8,39 @@ use super::Format;
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (loopback unless told otherwise).
+    /// Address to listen on (loopback unless told otherwise); port 0 picks a free port, printed
+    /// as `listening on ADDR`.
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
-    /// Worker processes, each with its own epoll loop and SO_REUSEPORT listener: a number or `auto`.
+    /// Worker processes, each with its own epoll loop and SO_REUSEPORT listener: a number or
+    /// `auto` (enough to stay under each worker's fd cap for --expect connections, at least one
+    /// per core).
     #[arg(long, default_value = "auto")]
     pub workers: String,
+    /// Connections expected, for --workers auto (default: the --verify count, else 0).
+    #[arg(long, value_name = "N")]
+    pub expect: Option<u64>,
     /// What the server does with each message.
     #[arg(long, value_enum, default_value_t = Mode::Echo)]
     pub mode: Mode,
+    /// Largest websocket message (all fragments) in bytes; larger ones are closed with 1009.
+    #[arg(long, value_name = "BYTES", default_value_t = embedded_server::server::MAX_MESSAGE_BYTES)]
+    pub max_message: usize,
+    /// Largest HTTP request head in bytes; larger ones get 431.
+    #[arg(long, value_name = "BYTES", default_value_t = embedded_server::server::MAX_HANDSHAKE_BYTES)]
+    pub max_handshake: usize,
+    /// Seconds a client has to send its request head; slower ones get 408 and are closed.
+    #[arg(long, value_name = "SECS", default_value_t = embedded_server::server::HANDSHAKE_TIMEOUT.as_secs_f64())]
+    pub handshake_timeout: f64,
+    /// Unsent output per connection (bytes) beyond which a client that does not read is closed.
+    #[arg(long, value_name = "BYTES", default_value_t = embedded_server::server::MAX_OUTPUT_BYTES)]
+    pub max_output: usize,
+    /// listen(2) backlog per worker (also the fd reserve a worker keeps to drain its queue).
+    #[arg(long, value_name = "N", default_value_t = embedded_server::server::BACKLOG)]
+    pub backlog: i32,
+    /// Seconds workers get on shutdown to close their connections before they are killed.
+    #[arg(long, value_name = "SECS", default_value_t = embedded_server::server::SHUTDOWN_GRACE.as_secs_f64())]
+    pub shutdown_grace: f64,
     /// Prove the host holds N connections: start server and load generator, hold, echo, report.
     #[arg(long, value_name = "N")]
     pub verify: Option<u64>,
@@ -39,13 +63,11 @@ pub enum Mode {
     Count,
 }
 
-/// Arguments of one server worker process (internal).
+/// Arguments of one server worker process (internal). Its configuration comes from the
+/// supervisor in the environment; the index is on the command line so `ps` shows which worker
+/// a process is.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
-    #[arg(long)]
-    pub listen: SocketAddr,
-    #[arg(long, value_enum, default_value_t = Mode::Echo)]
-    pub mode: Mode,
     #[arg(long)]
     pub index: u32,
 }

@@ -1,0 +1,530 @@
+//! Counters of every worker in one shared memfd mapping (a block of u64s per worker, written only
+//! by its worker), their aggregation into a [`Snapshot`], and the Prometheus text of /metrics.
+//!
+//! Why shared memory: any worker may receive `GET /metrics` and must answer for all of them, and
+//! the supervisor reads them for its live line, without a message round trip or a lock. Each
+//! counter has a single writer (its worker; the supervisor writes a dead worker's block only after
+//! reaping it), so updates are a relaxed load and store, not a locked read-modify-write.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use crate::protocol::handshake::Rejection;
+use crate::protocol::Violation;
+use crate::sys::shm::SharedU64s;
+
+/// u64 slots per worker block (and for the global block in front).
+pub const BLOCK: usize = 96;
+
+/// Global block (offset 0).
+pub const G_WORKERS: usize = 0;
+/// Set to 1 by the supervisor when shutdown starts; workers poll it every tick.
+pub const G_SHUTDOWN: usize = 1;
+
+// Worker block offsets.
+pub const PID: usize = 0;
+/// 0 starting, 1 accepting, 2 draining (shutdown), 3 exited, 4 died.
+pub const PHASE: usize = 1;
+pub const CONNS: usize = 2;
+pub const WS_OPEN: usize = 3;
+pub const ACCEPTED: usize = 4;
+pub const HANDSHAKES: usize = 5;
+pub const FDS: usize = 6;
+pub const FD_CAP: usize = 7;
+pub const RSS: usize = 8;
+pub const LISTENING: usize = 9;
+pub const MSG_IN: usize = 10;
+pub const MSG_OUT: usize = 11;
+pub const BYTES_IN: usize = 12;
+pub const BYTES_OUT: usize = 13;
+pub const ACCEPT_ERRORS: usize = 14;
+pub const LOST: usize = 15;
+pub const LISTENER_PAUSES: usize = 16;
+pub const HTTP_METRICS: usize = 17;
+pub const HTTP_HEALTHZ: usize = 18;
+pub const HTTP_NOT_FOUND: usize = 19;
+pub const PINGS: usize = 20;
+pub const HS_FAILED: usize = 24; // + Rejection index (8)
+pub const CLOSED: usize = 32; // + CloseReason index (<= 16)
+pub const VIOLATIONS: usize = 48; // + Violation index (<= 16)
+
+pub const PHASE_STARTING: u64 = 0;
+pub const PHASE_ACCEPTING: u64 = 1;
+pub const PHASE_DRAINING: u64 = 2;
+pub const PHASE_EXITED: u64 = 3;
+pub const PHASE_DIED: u64 = 4;
+
+/// Why the server closed (or saw closed) a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent a close frame (normal close handshake).
+    ClientClose,
+    /// The client's TCP side ended without a close frame.
+    PeerEof,
+    /// A socket error (reset, broken pipe).
+    IoError,
+    /// A protocol violation (1002).
+    ProtocolError,
+    /// Invalid UTF-8 (1007).
+    InvalidPayload,
+    /// Message beyond the limit (1009).
+    TooBig,
+    /// The client did not read its replies: output beyond the limit.
+    SlowReader,
+    /// Server shutdown (1001).
+    Shutdown,
+    /// The upgrade was refused (HTTP error sent) or timed out.
+    HandshakeFailed,
+    /// A plain HTTP request was answered.
+    Http,
+}
+
+impl CloseReason {
+    pub const ALL: [CloseReason; 10] = [
+        CloseReason::ClientClose,
+        CloseReason::PeerEof,
+        CloseReason::IoError,
+        CloseReason::ProtocolError,
+        CloseReason::InvalidPayload,
+        CloseReason::TooBig,
+        CloseReason::SlowReader,
+        CloseReason::Shutdown,
+        CloseReason::HandshakeFailed,
+        CloseReason::Http,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::ClientClose => "client_close",
+            CloseReason::PeerEof => "peer_eof",
+            CloseReason::IoError => "io_error",
+            CloseReason::ProtocolError => "protocol_error",
+            CloseReason::InvalidPayload => "invalid_payload",
+            CloseReason::TooBig => "too_big",
+            CloseReason::SlowReader => "slow_reader",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::HandshakeFailed => "handshake_failed",
+            CloseReason::Http => "http",
+        }
+    }
+
+    fn index(self) -> usize {
+        Self::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+
+    pub fn for_violation(v: Violation) -> Self {
+        match v {
+            Violation::InvalidUtf8 => CloseReason::InvalidPayload,
+            Violation::TooBig => CloseReason::TooBig,
+            _ => CloseReason::ProtocolError,
+        }
+    }
+}
+
+pub const VIOLATION_ALL: [Violation; 13] = [
+    Violation::Unmasked,
+    Violation::Masked,
+    Violation::ReservedBits,
+    Violation::ReservedOpcode,
+    Violation::ControlTooLong,
+    Violation::FragmentedControl,
+    Violation::UnexpectedContinuation,
+    Violation::ExpectedContinuation,
+    Violation::BadLength,
+    Violation::CloseTooShort,
+    Violation::BadCloseCode,
+    Violation::InvalidUtf8,
+    Violation::TooBig,
+];
+
+fn violation_index(v: Violation) -> usize {
+    VIOLATION_ALL.iter().position(|x| *x == v).unwrap_or(0)
+}
+
+fn rejection_index(r: Rejection) -> usize {
+    Rejection::ALL.iter().position(|x| *x == r).unwrap_or(0)
+}
+
+/// Number of u64s the mapping needs for `workers` workers.
+pub fn shm_len(workers: usize) -> usize {
+    BLOCK * (workers + 1)
+}
+
+/// The counters of all workers, shared.
+#[derive(Debug, Clone)]
+pub struct Board {
+    shm: Arc<SharedU64s>,
+    workers: usize,
+}
+
+impl Board {
+    pub fn new(shm: SharedU64s, workers: usize) -> Self {
+        assert!(shm.len() >= shm_len(workers));
+        Board {
+            shm: Arc::new(shm),
+            workers,
+        }
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    pub fn shm_fd(&self) -> std::os::fd::RawFd {
+        self.shm.raw_fd()
+    }
+
+    pub fn global(&self, i: usize) -> u64 {
+        self.shm.get(i).load(Relaxed)
+    }
+
+    pub fn set_global(&self, i: usize, v: u64) {
+        self.shm.get(i).store(v, Relaxed)
+    }
+
+    pub fn get(&self, worker: usize, i: usize) -> u64 {
+        self.shm.get(BLOCK * (worker + 1) + i).load(Relaxed)
+    }
+
+    /// Sets a counter of `worker`. Only that worker (or the supervisor once it is dead) writes.
+    pub fn set(&self, worker: usize, i: usize, v: u64) {
+        self.shm.get(BLOCK * (worker + 1) + i).store(v, Relaxed)
+    }
+
+    pub fn add(&self, worker: usize, i: usize, n: u64) {
+        let a = self.shm.get(BLOCK * (worker + 1) + i);
+        a.store(a.load(Relaxed).wrapping_add(n), Relaxed)
+    }
+
+    pub fn sub(&self, worker: usize, i: usize, n: u64) {
+        let a = self.shm.get(BLOCK * (worker + 1) + i);
+        a.store(a.load(Relaxed).saturating_sub(n), Relaxed)
+    }
+
+    pub fn closed(&self, worker: usize, r: CloseReason) {
+        self.add(worker, CLOSED + r.index(), 1)
+    }
+
+    pub fn violation(&self, worker: usize, v: Violation) {
+        self.add(worker, VIOLATIONS + violation_index(v), 1)
+    }
+
+    pub fn rejected(&self, worker: usize, r: Rejection) {
+        self.add(worker, HS_FAILED + rejection_index(r), 1)
+    }
+
+    /// All workers' counters added up.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut s = Snapshot::default();
+        for w in 0..self.workers {
+            let g = |i| self.get(w, i);
+            let phase = g(PHASE);
+            if phase == PHASE_ACCEPTING || phase == PHASE_DRAINING {
+                s.workers_up += 1;
+            }
+            s.connections += g(CONNS);
+            s.websockets_open += g(WS_OPEN);
+            s.accepted += g(ACCEPTED);
+            s.handshakes += g(HANDSHAKES);
+            s.messages_in += g(MSG_IN);
+            s.messages_out += g(MSG_OUT);
+            s.bytes_in += g(BYTES_IN);
+            s.bytes_out += g(BYTES_OUT);
+            s.rss_bytes += g(RSS);
+            s.fds += g(FDS);
+            s.lost += g(LOST);
+            s.accept_errors += g(ACCEPT_ERRORS);
+            for (k, r) in Rejection::ALL.iter().enumerate() {
+                s.add_labeled(Family::HandshakeFailed, r.label(), g(HS_FAILED + k));
+            }
+            for (k, r) in CloseReason::ALL.iter().enumerate() {
+                s.add_labeled(Family::Closed, r.label(), g(CLOSED + k));
+            }
+            for (k, v) in VIOLATION_ALL.iter().enumerate() {
+                s.add_labeled(Family::Violation, v.label(), g(VIOLATIONS + k));
+            }
+        }
+        s
+    }
+
+    /// The Prometheus text exposition of every counter, summed over workers, plus per-worker gauges.
+    pub fn prometheus(&self) -> String {
+        let s = self.snapshot();
+        let mut o = String::with_capacity(8192);
+        let mut one = |name: &str, kind: &str, help: &str, v: u64| {
+            let _ = write!(
+                o,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            );
+        };
+        one(
+            "tune_workers",
+            "gauge",
+            "Worker processes configured.",
+            self.workers as u64,
+        );
+        one(
+            "tune_workers_up",
+            "gauge",
+            "Worker processes alive.",
+            s.workers_up,
+        );
+        one(
+            "tune_connections",
+            "gauge",
+            "Client connections held (handshaking, open or closing).",
+            s.connections,
+        );
+        one(
+            "tune_websockets_open",
+            "gauge",
+            "Websocket connections open.",
+            s.websockets_open,
+        );
+        one(
+            "tune_accepted_total",
+            "counter",
+            "Connections accepted.",
+            s.accepted,
+        );
+        one(
+            "tune_handshakes_total",
+            "counter",
+            "Websocket handshakes completed.",
+            s.handshakes,
+        );
+        one(
+            "tune_messages_in_total",
+            "counter",
+            "Websocket messages received.",
+            s.messages_in,
+        );
+        one(
+            "tune_messages_out_total",
+            "counter",
+            "Websocket messages sent.",
+            s.messages_out,
+        );
+        one(
+            "tune_bytes_in_total",
+            "counter",
+            "Websocket payload bytes received.",
+            s.bytes_in,
+        );
+        one(
+            "tune_bytes_out_total",
+            "counter",
+            "Websocket payload bytes sent.",
+            s.bytes_out,
+        );
+        one(
+            "tune_accept_errors_total",
+            "counter",
+            "accept4 failures (EMFILE, ENFILE, ENOBUFS).",
+            s.accept_errors,
+        );
+        one(
+            "tune_lost_connections_total",
+            "counter",
+            "Connections held by workers that died.",
+            s.lost,
+        );
+        one(
+            "tune_rss_bytes",
+            "gauge",
+            "Resident memory of all workers.",
+            s.rss_bytes,
+        );
+        let fams = [
+            (
+                Family::HandshakeFailed,
+                "tune_handshakes_failed_total",
+                "Handshakes refused, by reason.",
+            ),
+            (
+                Family::Closed,
+                "tune_closed_total",
+                "Connections closed, by reason.",
+            ),
+            (
+                Family::Violation,
+                "tune_protocol_violations_total",
+                "Protocol violations by clients, by kind.",
+            ),
+        ];
+        for (fam, name, help) in fams {
+            let _ = write!(o, "# HELP {name} {help}\n# TYPE {name} counter\n");
+            for (label, v) in s
+                .labeled
+                .iter()
+                .filter(|(f, _, _)| *f == fam)
+                .map(|(_, l, v)| (l, v))
+            {
+                let _ = writeln!(o, "{name}{{reason=\"{label}\"}} {v}");
+            }
+        }
+        let _ = write!(o, "# HELP tune_http_requests_total Plain HTTP requests, by path.\n# TYPE tune_http_requests_total counter\n");
+        for (label, i) in [
+            ("metrics", HTTP_METRICS),
+            ("healthz", HTTP_HEALTHZ),
+            ("other", HTTP_NOT_FOUND),
+        ] {
+            let v: u64 = (0..self.workers).map(|w| self.get(w, i)).sum();
+            let _ = writeln!(o, "tune_http_requests_total{{path=\"{label}\"}} {v}");
+        }
+        let per = [
+            (
+                "tune_worker_up",
+                "Whether the worker is alive (1) or not (0).",
+                usize::MAX,
+            ),
+            (
+                "tune_worker_connections",
+                "Client connections held by the worker.",
+                CONNS,
+            ),
+            (
+                "tune_worker_websockets",
+                "Websockets open in the worker.",
+                WS_OPEN,
+            ),
+            ("tune_worker_fds", "File descriptors the worker uses.", FDS),
+            (
+                "tune_worker_fd_cap",
+                "The worker's RLIMIT_NOFILE soft limit.",
+                FD_CAP,
+            ),
+            (
+                "tune_worker_listening",
+                "Whether the worker accepts new connections.",
+                LISTENING,
+            ),
+            (
+                "tune_worker_rss_bytes",
+                "Resident memory of the worker.",
+                RSS,
+            ),
+        ];
+        let _ = write!(o, "# HELP tune_worker_accepted_total Connections the worker accepted.\n# TYPE tune_worker_accepted_total counter\n");
+        for w in 0..self.workers {
+            let _ = writeln!(
+                o,
+                "tune_worker_accepted_total{{worker=\"{w}\"}} {}",
+                self.get(w, ACCEPTED)
+            );
+        }
+        let _ = write!(o, "# HELP tune_worker_listener_pauses_total Times the worker stopped listening near its fd cap.\n# TYPE tune_worker_listener_pauses_total counter\n");
+        for w in 0..self.workers {
+            let _ = writeln!(
+                o,
+                "tune_worker_listener_pauses_total{{worker=\"{w}\"}} {}",
+                self.get(w, LISTENER_PAUSES)
+            );
+        }
+        for (name, help, i) in per {
+            let _ = write!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n");
+            for w in 0..self.workers {
+                let v = if i == usize::MAX {
+                    let p = self.get(w, PHASE);
+                    u64::from(p == PHASE_ACCEPTING || p == PHASE_DRAINING)
+                } else {
+                    self.get(w, i)
+                };
+                let _ = writeln!(o, "{name}{{worker=\"{w}\"}} {v}");
+            }
+        }
+        o
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    HandshakeFailed,
+    Closed,
+    Violation,
+}
+
+/// Counters of all workers added up at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub workers_up: u64,
+    pub connections: u64,
+    pub websockets_open: u64,
+    pub accepted: u64,
+    pub handshakes: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub rss_bytes: u64,
+    pub fds: u64,
+    pub lost: u64,
+    pub accept_errors: u64,
+    /// (family, reason label, count) for failed handshakes, closes and violations.
+    pub labeled: Vec<(Family, &'static str, u64)>,
+}
+
+impl Snapshot {
+    fn add_labeled(&mut self, fam: Family, label: &'static str, v: u64) {
+        if let Some(e) = self
+            .labeled
+            .iter_mut()
+            .find(|(f, l, _)| *f == fam && *l == label)
+        {
+            e.2 += v;
+        } else {
+            self.labeled.push((fam, label, v));
+        }
+    }
+
+    /// One labelled count, e.g. `(Family::HandshakeFailed, "version")`.
+    pub fn labeled(&self, fam: Family, label: &str) -> u64 {
+        self.labeled
+            .iter()
+            .find(|(f, l, _)| *f == fam && *l == label)
+            .map_or(0, |e| e.2)
+    }
+
+    pub fn handshakes_failed(&self) -> u64 {
+        self.labeled
+            .iter()
+            .filter(|(f, _, _)| *f == Family::HandshakeFailed)
+            .map(|e| e.2)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregates_across_workers_and_renders_prometheus() {
+        let b = Board::new(SharedU64s::create("t", shm_len(2)).unwrap(), 2);
+        b.set(0, PHASE, PHASE_ACCEPTING);
+        b.set(1, PHASE, PHASE_ACCEPTING);
+        b.add(0, CONNS, 3);
+        b.add(1, CONNS, 4);
+        b.rejected(0, Rejection::Version);
+        b.rejected(1, Rejection::Version);
+        b.closed(1, CloseReason::TooBig);
+        b.violation(0, Violation::Unmasked);
+        let s = b.snapshot();
+        assert_eq!(s.connections, 7);
+        assert_eq!(s.workers_up, 2);
+        assert_eq!(s.labeled(Family::HandshakeFailed, "version"), 2);
+        assert_eq!(s.handshakes_failed(), 2);
+        let text = b.prometheus();
+        assert!(text.contains("\ntune_connections 7\n"), "{text}");
+        assert!(text.contains("tune_handshakes_failed_total{reason=\"version\"} 2\n"));
+        assert!(text.contains("tune_closed_total{reason=\"too_big\"} 1\n"));
+        assert!(text.contains("tune_protocol_violations_total{reason=\"unmasked_frame\"} 1\n"));
+        assert!(text.contains("tune_worker_connections{worker=\"1\"} 4\n"));
+        // Every sample line is `name{labels} value` or `name value`.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, v) = line.rsplit_once(' ').unwrap();
+            v.parse::<u64>().unwrap();
+        }
+    }
+}

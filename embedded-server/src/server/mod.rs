@@ -1,0 +1,193 @@
+//! The websocket server: configuration and limits, the per-worker event loop ([`worker`]), the
+//! shared counters behind /metrics ([`metrics`]) and the supervisor that starts and watches the
+//! worker processes ([`supervisor`]).
+
+pub mod foreground;
+pub mod metrics;
+pub mod supervisor;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use metrics::{CloseReason, Family, Snapshot};
+pub use supervisor::{DeadWorker, Summary, Supervisor};
+pub use worker::{run_worker, WorkerExit};
+
+/// What the server does with each complete message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Mode {
+    /// Send every message back as one frame of the same type.
+    #[default]
+    Echo,
+    /// Count it and reply nothing (verify runs: no reply traffic).
+    Count,
+}
+
+/// Largest HTTP request head accepted (bytes). Browsers send well under 2 KiB; 8 KiB leaves
+/// room for cookies and long paths while a flood of headers cannot grow a connection's buffer.
+pub const MAX_HANDSHAKE_BYTES: usize = 8 * 1024;
+/// Time a client has to send its whole request head. A connection that dribbles (slowloris) or
+/// never speaks holds an fd and a slot; 10 s is generous for loopback and LAN clients.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest websocket message (all fragments together). 1 MiB: the echo/verify traffic is small
+/// messages; the bound keeps one client from making the worker buffer gigabytes.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Largest unsent output per connection. A client that never reads its echoes is closed when
+/// its backlog passes this, so memory stays bounded at (connections x this) in the worst case.
+pub const MAX_OUTPUT_BYTES: usize = 2 * 1024 * 1024;
+/// How long a connection we are closing (after an error response or close frame, write side
+/// shut) may take to close its side before we close ours anyway.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// Connections closed per batch at shutdown, and the pause between batches: closing tens of
+/// thousands of sockets at once pushes TCP into memory pressure and overflows TIME_WAIT
+/// (see shared/notes/host-facts.md); 1000 per 10 ms is 100k/s per worker.
+pub const CLOSE_BATCH: usize = 1000;
+pub const CLOSE_BATCH_INTERVAL: Duration = Duration::from_millis(10);
+/// Time a worker takes at most to close its connections on shutdown before exiting anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// listen(2) backlog per worker. The accept queue is also what a worker must drain into its fd
+/// reserve when it stops listening near its fd cap, so the reserve is this plus a margin.
+pub const BACKLOG: i32 = 1024;
+/// File descriptors a worker keeps free below its cap besides the backlog: epoll, signalfd,
+/// memfd, listener, stdio, /proc reads.
+pub const FD_MARGIN: usize = 64;
+
+/// Protocol and resource limits, each with its own flag in `tune serve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub max_handshake_bytes: usize,
+    pub handshake_timeout_ms: u64,
+    pub max_message_bytes: usize,
+    pub max_output_bytes: usize,
+    pub close_linger_ms: u64,
+    pub close_batch: usize,
+    pub close_batch_interval_ms: u64,
+    pub shutdown_grace_ms: u64,
+    pub backlog: i32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_handshake_bytes: MAX_HANDSHAKE_BYTES,
+            handshake_timeout_ms: HANDSHAKE_TIMEOUT.as_millis() as u64,
+            max_message_bytes: MAX_MESSAGE_BYTES,
+            max_output_bytes: MAX_OUTPUT_BYTES,
+            close_linger_ms: CLOSE_LINGER.as_millis() as u64,
+            close_batch: CLOSE_BATCH,
+            close_batch_interval_ms: CLOSE_BATCH_INTERVAL.as_millis() as u64,
+            shutdown_grace_ms: SHUTDOWN_GRACE.as_millis() as u64,
+            backlog: BACKLOG,
+        }
+    }
+}
+
+/// How many worker processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    Fixed(usize),
+    /// Enough that each stays under its fd cap with margin for `expected` connections, and at
+    /// least one per core.
+    Auto {
+        expected: u64,
+    },
+}
+
+impl std::str::FromStr for Workers {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(Workers::Auto { expected: 0 });
+        }
+        match s.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(Workers::Fixed(n)),
+            _ => Err(format!(
+                "--workers {s:?}: expected a number of worker processes (1 or more) or `auto`"
+            )),
+        }
+    }
+}
+
+/// Connections one worker may hold with an fd cap of `fd_cap`: the cap less the accept-queue
+/// reserve (drained when it stops listening) and the fixed margin.
+pub fn per_worker_capacity(fd_cap: u64, backlog: i32) -> u64 {
+    fd_cap.saturating_sub(backlog.max(0) as u64 + FD_MARGIN as u64)
+}
+
+/// The `auto` worker count: ceil(expected / (90% of a worker's capacity)), at least `cores`.
+/// The 10% headroom absorbs SO_REUSEPORT's uneven spread (measured here: busiest listener
+/// 1.8% above the mean at 80 listeners) and connections still closing.
+pub fn auto_workers(expected: u64, fd_cap: u64, backlog: i32, cores: usize) -> usize {
+    let usable = per_worker_capacity(fd_cap, backlog) * 9 / 10;
+    let need = if usable == 0 {
+        1
+    } else {
+        expected.div_ceil(usable) as usize
+    };
+    need.max(cores).max(1)
+}
+
+/// Everything the supervisor needs to run a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub workers: Workers,
+    pub mode: Mode,
+    pub limits: Limits,
+}
+
+/// What one worker process is told (serialized into [`WORKER_ENV`] by the supervisor).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerConfig {
+    pub index: usize,
+    pub workers: usize,
+    /// The resolved address (never port 0): all workers join its SO_REUSEPORT group.
+    pub listen: SocketAddr,
+    pub mode: Mode,
+    pub limits: Limits,
+    /// The inherited memfd of the shared counters.
+    pub shm_fd: i32,
+    pub supervisor_pid: u32,
+}
+
+/// Environment variable carrying a worker's [`WorkerConfig`] as JSON.
+pub const WORKER_ENV: &str = "TUNE_SERVE_WORKER_CONFIG";
+
+impl WorkerConfig {
+    /// Reads the configuration the supervisor put in this process's environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let raw = std::env::var(WORKER_ENV).map_err(|_| {
+            anyhow::anyhow!(
+                "{WORKER_ENV} is not set: server workers are started by `tune serve`, not by hand"
+            )
+        })?;
+        serde_json::from_str(&raw).map_err(|e| anyhow::anyhow!("{WORKER_ENV}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_worker_count() {
+        // Here: hard cap 20000, backlog 1024 -> 18912 per worker, 17020 with headroom.
+        assert_eq!(per_worker_capacity(20000, 1024), 18912);
+        assert_eq!(auto_workers(0, 20000, 1024, 2), 2);
+        assert_eq!(auto_workers(34_000, 20000, 1024, 2), 2);
+        assert_eq!(auto_workers(35_000, 20000, 1024, 2), 3);
+        assert_eq!(auto_workers(1_000_000, 20000, 1024, 2), 59);
+        assert_eq!(auto_workers(10, 100, 1024, 1), 1);
+    }
+
+    #[test]
+    fn workers_flag() {
+        assert_eq!("auto".parse(), Ok(Workers::Auto { expected: 0 }));
+        assert_eq!("3".parse(), Ok(Workers::Fixed(3)));
+        assert!("0".parse::<Workers>().unwrap_err().contains("--workers"));
+        assert!("x".parse::<Workers>().is_err());
+    }
+}

@@ -1,0 +1,292 @@
+//! The supervisor: reserves the port, starts the worker processes through a caller-supplied
+//! command builder (this crate knows nothing of the CLI), watches them, reports dead workers with
+//! the connections they held, and shuts them down on request.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+use super::metrics::{self as m, Board, Snapshot};
+use super::{auto_workers, ServerConfig, WorkerConfig, Workers, WORKER_ENV};
+use crate::sys::shm::{inherit_fd, SharedU64s};
+use crate::sys::signal::Signal;
+use crate::sys::{net, rlimit};
+
+/// How long workers may take to bind and announce themselves.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// Extra time past the workers' own shutdown grace before stragglers are killed.
+const KILL_AFTER: Duration = Duration::from_secs(3);
+
+/// A worker that exited on its own (crash, kill), with what it held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadWorker {
+    pub index: usize,
+    pub pid: u32,
+    pub status: String,
+    /// Connections it held when it died: lost to their clients.
+    pub lost_connections: u64,
+}
+
+/// What a finished server did.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub workers: usize,
+    pub uptime: Duration,
+    pub totals: Snapshot,
+    pub dead: Vec<DeadWorker>,
+    /// Workers that had to be killed after the grace period.
+    pub killed: usize,
+    /// Connections still open when shutdown started.
+    pub open_at_shutdown: u64,
+    pub shutdown_took: Duration,
+}
+
+/// A running server: worker processes plus the shared counters.
+#[derive(Debug)]
+pub struct Supervisor {
+    children: Vec<Option<Child>>,
+    board: Board,
+    addr: SocketAddr,
+    /// The SO_REUSEPORT socket bound (not listening) that holds the port for the workers.
+    _reserve: OwnedFd,
+    started: Instant,
+    dead: Vec<DeadWorker>,
+    grace: Duration,
+    fd_cap: u64,
+}
+
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!(
+            "killed by signal {}",
+            Signal::try_from(s).map_or_else(|_| s.to_string(), |s| s.as_str().to_string())
+        ),
+        _ => status.to_string(),
+    }
+}
+
+impl Supervisor {
+    /// Starts the server. `spawn(i)` returns the command that runs worker `i` (for `tune`, the
+    /// current executable with its hidden worker subcommand); the supervisor adds the worker's
+    /// configuration (environment) and the inherited counters fd. Returns once every worker
+    /// listens, so [`Supervisor::local_addr`] is ready to connect to.
+    pub fn start(
+        cfg: &ServerConfig,
+        spawn: &mut dyn FnMut(usize) -> Command,
+    ) -> anyhow::Result<Self> {
+        let (_, hard) = rlimit::nofile().context("reading RLIMIT_NOFILE")?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let n = match cfg.workers {
+            Workers::Fixed(n) => n,
+            Workers::Auto { expected } => auto_workers(expected, hard, cfg.limits.backlog, cores),
+        };
+        let reserve = net::reuseport_bound(cfg.listen)
+            .with_context(|| format!("binding {}: is another server on that port?", cfg.listen))?;
+        let addr = net::local_addr(reserve.as_raw_fd()).context("getsockname")?;
+        let shm = SharedU64s::create("tune-serve-counters", m::shm_len(n))
+            .context("creating the shared counters (memfd)")?;
+        let board = Board::new(shm, n);
+        board.set_global(m::G_WORKERS, n as u64);
+        let mut sup = Supervisor {
+            children: Vec::with_capacity(n),
+            board,
+            addr,
+            _reserve: reserve,
+            started: Instant::now(),
+            dead: Vec::new(),
+            grace: Duration::from_millis(cfg.limits.shutdown_grace_ms),
+            fd_cap: hard,
+        };
+        for i in 0..n {
+            let wc = WorkerConfig {
+                index: i,
+                workers: n,
+                listen: addr,
+                mode: cfg.mode,
+                limits: cfg.limits.clone(),
+                shm_fd: sup.board.shm_fd(),
+                supervisor_pid: std::process::id(),
+            };
+            let mut cmd = spawn(i);
+            cmd.env(WORKER_ENV, serde_json::to_string(&wc)?)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null());
+            inherit_fd(&mut cmd, sup.board.shm_fd());
+            match cmd.spawn() {
+                Ok(child) => sup.children.push(Some(child)),
+                Err(e) => {
+                    sup.kill_all();
+                    bail!("starting server worker {i}: {e}");
+                }
+            }
+        }
+        sup.wait_ready()?;
+        Ok(sup)
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let mut ready = 0;
+            for i in 0..self.children.len() {
+                if self.board.get(i, m::PHASE) == m::PHASE_ACCEPTING {
+                    ready += 1;
+                }
+                if let Some(child) = self.children[i].as_mut() {
+                    if let Ok(Some(st)) = child.try_wait() {
+                        self.children[i] = None;
+                        self.kill_all();
+                        bail!(
+                            "server worker {i} exited during start ({}); its error is above",
+                            describe(st)
+                        );
+                    }
+                }
+            }
+            if ready == self.children.len() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.kill_all();
+                bail!(
+                    "only {ready} of {} server workers were listening after {}s",
+                    self.children.len(),
+                    START_TIMEOUT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The address every worker listens on (the chosen port when asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn workers(&self) -> usize {
+        self.children.len()
+    }
+
+    /// The RLIMIT_NOFILE hard limit each worker raises its soft limit to.
+    pub fn fd_cap(&self) -> u64 {
+        self.fd_cap
+    }
+
+    /// Pids of the worker processes still running.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().flatten().map(|c| c.id()).collect()
+    }
+
+    /// All workers' counters added up now.
+    pub fn snapshot(&self) -> Snapshot {
+        self.board.snapshot()
+    }
+
+    /// The /metrics text, as any worker would serve it.
+    pub fn prometheus(&self) -> String {
+        self.board.prometheus()
+    }
+
+    /// Reaps workers that exited on their own since the last call and reports them with the
+    /// connections they held. Nothing is restarted.
+    pub fn reap(&mut self) -> Vec<DeadWorker> {
+        let mut out = Vec::new();
+        for i in 0..self.children.len() {
+            let Some(child) = self.children[i].as_mut() else {
+                continue;
+            };
+            if let Ok(Some(st)) = child.try_wait() {
+                let pid = child.id();
+                self.children[i] = None;
+                let lost = self.board.get(i, m::CONNS);
+                // The worker is gone: its gauges no longer hold anything.
+                self.board.set(i, m::CONNS, 0);
+                self.board.set(i, m::WS_OPEN, 0);
+                self.board.set(i, m::FDS, 0);
+                self.board.set(i, m::LISTENING, 0);
+                self.board.set(i, m::RSS, 0);
+                let clean_exit =
+                    st.success() && self.board.get(i, m::PHASE) == m::PHASE_EXITED && lost == 0;
+                if !clean_exit {
+                    self.board.add(i, m::LOST, lost);
+                    self.board.set(i, m::PHASE, m::PHASE_DIED);
+                    let d = DeadWorker {
+                        index: i,
+                        pid,
+                        status: describe(st),
+                        lost_connections: lost,
+                    };
+                    self.dead.push(d.clone());
+                    out.push(d);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether any worker is still running.
+    pub fn any_alive(&self) -> bool {
+        self.children.iter().any(|c| c.is_some())
+    }
+
+    /// Stops the server: workers stop accepting, send close frames and close their connections
+    /// in batches, then exit; stragglers past the grace period are killed. Bounded in time.
+    pub fn shutdown(mut self) -> Summary {
+        let open_at_shutdown = self.board.snapshot().connections;
+        let t0 = Instant::now();
+        self.board.set_global(m::G_SHUTDOWN, 1);
+        for c in self.children.iter().flatten() {
+            let _ = crate::sys::signal::kill(c.id(), Signal::SIGTERM);
+        }
+        let deadline = t0 + self.grace + KILL_AFTER;
+        while self.any_alive() && Instant::now() < deadline {
+            self.reap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut killed = 0;
+        if self.any_alive() {
+            killed = self.kill_all();
+            self.reap();
+        }
+        Summary {
+            workers: self.children.len(),
+            uptime: self.started.elapsed(),
+            totals: self.board.snapshot(),
+            dead: std::mem::take(&mut self.dead),
+            killed,
+            open_at_shutdown,
+            shutdown_took: t0.elapsed(),
+        }
+    }
+
+    fn kill_all(&mut self) -> usize {
+        let mut n = 0;
+        for c in self.children.iter_mut().flatten() {
+            if c.kill().is_ok() {
+                n += 1;
+            }
+            let _ = c.wait();
+        }
+        n
+    }
+
+    /// Workers that died so far.
+    pub fn dead(&self) -> &[DeadWorker] {
+        &self.dead
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        // Never leave worker processes behind (a panic or early return in the caller).
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
