@@ -3,5 +3,8 @@
 pub mod cli;
 pub mod cmd;
 pub mod knobs;
+pub mod persist;
+pub mod plan;
 pub mod profile;
 pub mod root;
+pub mod state;
