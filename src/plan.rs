@@ -245,25 +245,25 @@ fn cannot_change(
         && matches!(knob.write, Write::Sysctl(_) | Write::ModuleParam { .. })
     {
         return Some(
-            "cannot change here: a host-wide knob, and tune runs in a child network namespace \
+            "a host-wide knob, and tune runs in a child network namespace \
              (writing it would change the whole host); run tune in the host's namespace"
                 .into(),
         );
     }
     if let Some(why) = here.read_only.get(knob.name) {
-        return Some(format!("cannot change here: {why}"));
+        return Some(why.clone());
     }
     if let Write::Prlimit(which) = knob.write {
         if opts.pid.is_none() {
             return Some(
-                "cannot change here: RLIMIT_NOFILE belongs to a process; pass --pid PID to raise a \
+                "RLIMIT_NOFILE belongs to a process; pass --pid PID to raise a \
                  running process, or --persist to set it for new sessions and services"
                     .into(),
             );
         }
         if which == Limit::Hard && obs.facts.cap_sys_resource() == Some(false) {
             return Some(format!(
-                "cannot change here: raising a hard limit needs CAP_SYS_RESOURCE, which tune does not have; {NOFILE_FIX}"
+                "raising a hard limit needs CAP_SYS_RESOURCE, which tune does not have; {NOFILE_FIX}"
             ));
         }
     }
@@ -320,7 +320,7 @@ fn check_nofile(
             {
                 if *t > ha {
                     items[s].action = Action::CannotChange(format!(
-                        "cannot change here: {t} is above the hard limit {ha}, which stays; {NOFILE_FIX}"
+                        "{t} is above the hard limit {ha}, which stays; {NOFILE_FIX}"
                     ));
                 }
             }

@@ -124,7 +124,11 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<Outcome> {
             plan.errors.join("\n  ")
         );
     }
-    let label = format!("{:?} ({})", profile.name, profile.source);
+    let label = if profile.name == profile.source {
+        format!("{:?}", profile.name)
+    } else {
+        format!("{:?} ({})", profile.name, profile.source)
+    };
     let files = if args.persist {
         persist::files(
             &plan,
@@ -239,9 +243,13 @@ fn render_plan(
 ) {
     let _ = writeln!(
         out,
-        "Plan for profile {} ({}), root {}{}",
+        "Plan for profile {}{}, root {}{}",
         profile.name,
-        profile.source,
+        if profile.source == profile.name {
+            String::new()
+        } else {
+            format!(" ({})", profile.source)
+        },
         root.base().display(),
         if here.child_netns {
             ", inside a child network namespace"
@@ -251,7 +259,7 @@ fn render_plan(
     );
     let _ = writeln!(
         out,
-        "{:<32} {:<24} {:<24} {:<24} ACTION",
+        "{:<36} {:<24} {:<24} {:<24} ACTION",
         "KNOB", "LIVE", "BOOT", "PROFILE"
     );
     for item in &plan.items {
@@ -268,7 +276,7 @@ fn render_plan(
         };
         let _ = writeln!(
             out,
-            "{:<32} {:<24} {:<24} {:<24} {action}",
+            "{:<36} {:<24} {:<24} {:<24} {action}",
             item.knob.name,
             show(item.live.as_ref()),
             boot,
