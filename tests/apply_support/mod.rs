@@ -71,6 +71,14 @@ pub fn fake_root() -> tempfile::TempDir {
         "/sys/module/nf_conntrack/parameters/hashsize",
         "262144\n",
     );
+    // The kernel shows the module's hashsize as nf_conntrack_buckets: one value, two names.
+    let buckets = r.join("proc/sys/net/netfilter/nf_conntrack_buckets");
+    std::fs::remove_file(&buckets).unwrap();
+    std::os::unix::fs::symlink(
+        "../../../../sys/module/nf_conntrack/parameters/hashsize",
+        &buckets,
+    )
+    .unwrap();
     copy_or(&r.join("proc/self/limits"), "/proc/self/limits", "");
     copy_or(&r.join("proc/self/status"), "/proc/self/status", "");
     copy_or(&r.join("proc/meminfo"), "/proc/meminfo", "");
