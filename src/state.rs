@@ -429,6 +429,59 @@ pub fn drift(record: &Record, obs: &Observation, boot: &BootView) -> Vec<Drift> 
     out
 }
 
+/// Everything `tune check` needs for its drift view in one call: the last completed apply recorded
+/// for `root` (in `state_dir`, default `<root>/var/lib/tune`) and, per value it set, whether the live
+/// value still matches and whether the boot configuration (tune's files included) would keep it.
+/// `Ok(None)` when nothing was applied (or the last apply was rolled back).
+pub fn drift_view(
+    root: &Root,
+    state_dir: Option<&Path>,
+    obs: &Observation,
+) -> anyhow::Result<Option<(Record, Vec<Drift>)>> {
+    let store = Store::new(root, state_dir)?;
+    let Some(record) = store.last_applied()? else {
+        return Ok(None);
+    };
+    if store.last_open()?.map(|r| r.id) != Some(record.id) {
+        return Ok(None);
+    }
+    let boot = BootView::gather(root, &[], None, None)?;
+    let d = drift(&record, obs, &boot);
+    Ok(Some((record, d)))
+}
+
+/// One line per drifted value, for people: what was applied, what runs now, what boot sets.
+pub fn render_drift(root: &Root, drift: &[Drift]) -> Vec<String> {
+    drift
+        .iter()
+        .filter(|d| {
+            !d.live_matches || !matches!(d.boot, BootKeeps::Yes { .. } | BootKeeps::NotApplicable)
+        })
+        .map(|d| {
+            let live = if d.live_matches {
+                "still live".to_string()
+            } else {
+                format!(
+                    "live is {} (changed since apply)",
+                    d.live.as_deref().unwrap_or("unknown")
+                )
+            };
+            let boot = match &d.boot {
+                BootKeeps::Yes { file } => {
+                    format!("a reboot keeps it ({})", root.path(file).display())
+                }
+                BootKeeps::No {
+                    value: Some(v),
+                    file: Some(f),
+                } => format!("a reboot sets {v} ({})", root.path(f).display()),
+                BootKeeps::No { .. } => "a reboot loses it (no boot file sets it)".into(),
+                BootKeeps::NotApplicable => "set where the process starts".into(),
+            };
+            format!("{}: applied {}; {live}; {boot}", d.knob, d.applied)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
