@@ -284,3 +284,96 @@ fn read_only_and_missing_targets_are_cannot_change_here() {
         "{o}"
     );
 }
+
+#[test]
+fn an_interrupted_apply_is_rolled_back_from_its_record() {
+    use tune::state::{hex, Before, Change, Record, Store};
+    let dir = fake_root();
+    let r = dir.path();
+    let before = fingerprint(r);
+    let root = tune::root::Root::new(r).unwrap();
+    // What a killed apply leaves: the record (in progress) and only its first change made.
+    let store = Store::new(&root, None).unwrap();
+    let mut rec = Record::new(1, "killed", "test", &root);
+    let somax = std::fs::read_to_string(r.join("proc/sys/net/core/somaxconn")).unwrap();
+    rec.changes = vec![
+        Change::Value {
+            knob: "net.core.somaxconn".into(),
+            path: "proc/sys/net/core/somaxconn".into(),
+            before: somax,
+            after: "65535".into(),
+        },
+        Change::Dir {
+            path: "etc/modprobe.d".into(),
+        },
+        Change::File {
+            path: "etc/modprobe.d/90-tune.conf".into(),
+            before: Before::Absent,
+            after_hex: hex(b"options nf_conntrack hashsize=1\n"),
+        },
+    ];
+    store.save(&rec).unwrap();
+    std::fs::write(r.join("proc/sys/net/core/somaxconn"), "65535").unwrap();
+    let out = rollback(r, &[]);
+    let (o, e) = text(&out);
+    assert!(out.status.success(), "{o}{e}");
+    assert!(
+        o.contains("in-progress") && o.contains("net.core.somaxconn: 65535 -> "),
+        "{o}"
+    );
+    assert!(
+        o.contains("etc/modprobe.d/90-tune.conf: already as before"),
+        "{o}"
+    );
+    let d: Vec<String> = diff(&before, &fingerprint(r))
+        .into_iter()
+        .filter(|d| !d.contains("var"))
+        .collect();
+    assert!(d.is_empty(), "{d:#?}");
+}
+
+/// Runs tune under a pseudo-terminal (script(1)) with `answer` typed at the prompt.
+fn with_terminal(root: &Path, profile: &str, answer: &str) -> (String, bool) {
+    let cmd = format!(
+        "{} --root {} apply --profile {}",
+        env!("CARGO_BIN_EXE_tune"),
+        root.display(),
+        profile
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_remove("TUNE_STATE_DIR")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.success(),
+    )
+}
+
+#[test]
+fn on_a_terminal_apply_asks_first() {
+    let dir = fake_root();
+    let r = dir.path();
+    let p = fixture("netns.toml");
+    let before = read(r, "proc/sys/net/core/somaxconn");
+    let (o, _) = with_terminal(r, &p, "n\n");
+    assert!(
+        o.contains("Make these") && o.contains("Nothing was changed."),
+        "{o}"
+    );
+    assert_eq!(read(r, "proc/sys/net/core/somaxconn"), before);
+    let (o, ok) = with_terminal(r, &p, "y\n");
+    assert!(ok && o.contains("Applied"), "{o}");
+    assert_eq!(read(r, "proc/sys/net/core/somaxconn"), "65535");
+}

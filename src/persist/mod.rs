@@ -130,6 +130,13 @@ pub fn files(
                  or apply without --persist. Nothing was written."
             );
         }
+        if sysctl.iter().any(|l| l.starts_with("net.netfilter.")) {
+            out.notes.push(
+                "net.netfilter.* lines take effect at boot only if nf_conntrack is loaded when sysctl runs; \
+                 list nf_conntrack in /etc/modules-load.d/ if it is loaded later"
+                    .into(),
+            );
+        }
         out.writes.push(FileWrite {
             rel: SYSCTL_FILE.into(),
             contents: format!(
