@@ -329,6 +329,26 @@ impl Root {
     }
 }
 
+/// An exclusive advisory lock on a directory, held until dropped.
+#[derive(Debug)]
+pub struct DirLock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
+
+impl Root {
+    /// Takes an exclusive lock on directory `rel` without waiting; `Ok(None)` when another process holds it.
+    pub fn try_lock_dir(&self, rel: &str) -> Result<Option<DirLock>, RootError> {
+        let path = self.path(rel);
+        let dir = fs::File::open(&path).map_err(|e| RootError::from_io(path.clone(), e))?;
+        match nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(l) => Ok(Some(DirLock(l))),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(RootError::Io {
+                path,
+                source: io::Error::from_raw_os_error(e as i32),
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

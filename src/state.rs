@@ -238,6 +238,11 @@ impl Store {
         })
     }
 
+    /// True when the state directory exists.
+    pub fn exists(&self) -> bool {
+        self.root.is_dir(&self.dir)
+    }
+
     /// The directory, as a full path.
     pub fn path(&self) -> PathBuf {
         self.root.path(&self.dir)
@@ -300,6 +305,27 @@ impl Store {
     /// The state directory's missing ancestors (under its root), outermost first.
     pub fn missing_dirs(&self) -> Vec<String> {
         missing_dirs(&self.root, &self.dir)
+    }
+
+    /// Creates the state directory if needed (returning the directories it created, outermost
+    /// first) and locks it so no other apply or rollback runs at the same time.
+    pub fn lock(&self) -> anyhow::Result<(crate::root::DirLock, Vec<String>)> {
+        let created = self.missing_dirs();
+        for d in &created {
+            self.root.create_dir(d).with_context(|| {
+                format!("creating the state directory {}", self.path().display())
+            })?;
+        }
+        match self.root.try_lock_dir(&self.dir)? {
+            Some(l) => Ok((l, created)),
+            None => {
+                self.remove_dirs(&created);
+                anyhow::bail!(
+                    "another tune apply or rollback is running (it holds the lock on {}); wait for it to finish",
+                    self.path().display()
+                )
+            }
+        }
     }
 
     /// Writes a record atomically (temporary file, fsync, rename), readable by root only.

@@ -207,3 +207,29 @@ fn real_changes_need_root_and_dry_run_does_not() {
     assert_eq!(code, Some(1), "{o}{e}");
     assert!(o.contains("raise -> 65535"), "{o}");
 }
+
+#[test]
+fn a_second_apply_waits_for_no_one_and_says_who_holds_the_lock() {
+    let p = fixture("netns.toml");
+    let dir = fake_root();
+    let root = tune::root::Root::new(dir.path()).unwrap();
+    let store = tune::state::Store::new(&root, None).unwrap();
+    let (lock, _) = store.lock().unwrap();
+    let before = fingerprint(dir.path());
+    let (code, o, e) = run(dir.path(), &["apply", "--yes", "--profile", &p]);
+    assert_eq!(code, Some(2), "{o}{e}");
+    assert!(
+        e.contains("another tune apply or rollback is running"),
+        "{e}"
+    );
+    assert!(diff(&before, &fingerprint(dir.path())).is_empty());
+    let (code, _, e) = run(dir.path(), &["rollback"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        e.contains("another tune apply or rollback is running"),
+        "{e}"
+    );
+    drop(lock);
+    let (code, o, e) = run(dir.path(), &["apply", "--yes", "--profile", &p]);
+    assert_eq!(code, Some(0), "{o}{e}");
+}

@@ -480,15 +480,21 @@ fn transact(
     pid: Option<u32>,
 ) -> anyhow::Result<u64> {
     let changes = record_changes(root, plan, &files.writes, pid)?;
-    let state_dirs = store.missing_dirs();
+    let (_lock, state_dirs) = store.lock()?;
     let mut record = Record::new(store.next_id()?, &profile.name, &profile.source, root);
     record.changes = changes;
-    store.save(&record).with_context(|| {
-        format!(
-            "recording the apply in {} before changing anything; nothing was changed",
-            store.path().display()
-        )
-    })?;
+    store
+        .save(&record)
+        .map_err(|e| {
+            store.remove_dirs(&state_dirs);
+            e
+        })
+        .with_context(|| {
+            format!(
+                "recording the apply in {} before changing anything; nothing was changed",
+                store.path().display()
+            )
+        })?;
     println!();
     for (i, change) in record.changes.iter().enumerate() {
         match do_change(root, change) {

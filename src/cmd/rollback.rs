@@ -164,6 +164,11 @@ pub fn run(ctx: &Context, args: &RollbackArgs) -> anyhow::Result<Outcome> {
         }
         return Ok(Outcome::Pass);
     }
+    let _lock = if store.exists() {
+        Some(store.lock()?.0)
+    } else {
+        None
+    };
     let Some(mut record) = store.last_open()? else {
         match records.last() {
             Some(r) => println!(
