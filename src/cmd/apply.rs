@@ -479,22 +479,26 @@ fn transact(
     files: &Files,
     pid: Option<u32>,
 ) -> anyhow::Result<u64> {
-    let changes = record_changes(root, plan, &files.writes, pid)?;
+    // Lock first, so the values kept for rollback are not changing under another apply.
     let (_lock, state_dirs) = store.lock()?;
-    let mut record = Record::new(store.next_id()?, &profile.name, &profile.source, root);
-    record.changes = changes;
-    store
-        .save(&record)
-        .map_err(|e| {
-            store.remove_dirs(&state_dirs);
-            e
-        })
-        .with_context(|| {
+    let recorded = record_changes(root, plan, &files.writes, pid).and_then(|changes| {
+        let mut record = Record::new(store.next_id()?, &profile.name, &profile.source, root);
+        record.changes = changes;
+        store.save(&record).with_context(|| {
             format!(
-                "recording the apply in {} before changing anything; nothing was changed",
+                "recording the apply in {} before changing anything",
                 store.path().display()
             )
         })?;
+        Ok(record)
+    });
+    let mut record = match recorded {
+        Ok(r) => r,
+        Err(e) => {
+            store.remove_dirs(&state_dirs);
+            return Err(anyhow::anyhow!("{e:#}; nothing was changed"));
+        }
+    };
     println!();
     for (i, change) in record.changes.iter().enumerate() {
         match do_change(root, change) {
