@@ -205,6 +205,14 @@ pub fn make(obs: &knobs::Observation, profile: &Profile, here: &Here, opts: &Opt
             }
             (_, None) => Action::CannotChange("not observed".into()),
         };
+        // What tune never sets (memory) only says whether it meets the profile.
+        if let (Write::No(why), Some(l)) = (knob.write, &live) {
+            action = if knob.compare.satisfied(l, &req.value) {
+                Action::Kept("meets the profile (tune does not set it)".into())
+            } else {
+                Action::CannotChange(why.to_string())
+            };
+        }
         if matches!(action, Action::Set { .. }) {
             if let Some(why) = cannot_change(knob, here, opts, obs) {
                 action = Action::CannotChange(why);
@@ -474,6 +482,25 @@ mod tests {
                 to: Value::Triple([4096, 4096, 16384]),
                 lowers: true
             }
+        );
+    }
+
+    #[test]
+    fn what_tune_never_sets_only_meets_or_falls_short() {
+        let o = obs(&[("memory.total", Value::Int(25_276_510_208))]);
+        let p = profile(&[("memory.total", Value::Int(5_928_421_053))]);
+        let lower = Options {
+            allow_lower: true,
+            ..Options::default()
+        };
+        let plan = make(&o, &p, &Here::default(), &lower);
+        assert!(
+            matches!(&plan.get("memory.total").unwrap().action, Action::Kept(w) if w.contains("does not set"))
+        );
+        let p = profile(&[("memory.total", Value::Int(50_000_000_000))]);
+        let plan = make(&o, &p, &Here::default(), &Options::default());
+        assert!(
+            matches!(&plan.get("memory.total").unwrap().action, Action::CannotChange(w) if w.contains("RAM"))
         );
     }
 
