@@ -389,33 +389,34 @@ mod tests {
         Observation {
             readings,
             facts: Facts {
-                pid: None,
                 cap_eff: Some(0x1fffeffffff), // this machine: CAP_SYS_RESOURCE (bit 24) clear
                 conntrack_loaded: true,
+                ..Facts::default()
             },
         }
     }
 
+    /// A profile with exactly these requirements (loaded from a minimal file, so this keeps
+    /// working whatever else the loader adds to `Profile`).
     fn profile(reqs: &[(&'static str, Value)]) -> Profile {
-        Profile {
-            name: "t".into(),
-            source: "test".into(),
-            description: String::new(),
-            target: 1_000_000,
-            role: crate::cli::profiles::Role::Server,
-            requirements: reqs
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        *n,
-                        Requirement {
-                            value: *v,
-                            why: "test".into(),
-                        },
-                    )
-                })
-                .collect(),
-        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "target = 1\nrole = \"server\"\n").unwrap();
+        let mut p =
+            crate::profile::load(&crate::root::Root::host(), path.to_str().unwrap()).unwrap();
+        p.requirements = reqs
+            .iter()
+            .map(|(n, v)| {
+                (
+                    *n,
+                    Requirement {
+                        value: *v,
+                        why: "test".into(),
+                    },
+                )
+            })
+            .collect();
+        p
     }
 
     #[test]

@@ -112,7 +112,7 @@ fn missing_sysctl_d_is_a_clear_error() {
 
 #[test]
 fn no_confirmation_on_a_non_terminal_without_yes() {
-    let p = fixture("netns.toml");
+    let p = fixture("small.toml");
     let e = refused(|_| {}, &["apply", "--profile", &p]);
     assert!(
         e.contains("stdin is not a terminal") && e.contains("--yes"),
@@ -210,7 +210,7 @@ fn real_changes_need_root_and_dry_run_does_not() {
 
 #[test]
 fn a_second_apply_waits_for_no_one_and_says_who_holds_the_lock() {
-    let p = fixture("netns.toml");
+    let p = fixture("small.toml");
     let dir = fake_root();
     let root = tune::root::Root::new(dir.path()).unwrap();
     let store = tune::state::Store::new(&root, None).unwrap();

@@ -365,7 +365,7 @@ fn with_terminal(root: &Path, profile: &str, answer: &str) -> (String, bool) {
 fn on_a_terminal_apply_asks_first() {
     let dir = fake_root();
     let r = dir.path();
-    let p = fixture("netns.toml");
+    let p = fixture("small.toml");
     let before = read(r, "proc/sys/net/core/somaxconn");
     let (o, _) = with_terminal(r, &p, "n\n");
     assert!(

@@ -187,13 +187,27 @@ fn rlimit_of_a_running_process_is_raised_and_restored() {
     )
     .unwrap();
     let state = dir.path().join("state");
-    let out = apply_support::tune()
-        .args(["apply", "--yes", "--pid", &pid.to_string(), "--profile"])
-        .arg(&prof)
-        .arg("--state-dir")
-        .arg(&state)
-        .output()
-        .unwrap();
+    // In a fresh namespace: whatever else the profile's formulas ask for, the host stays as it is.
+    let in_ns = |args: &[&str]| {
+        Command::new("unshare")
+            .args(["-n", "--", env!("CARGO_BIN_EXE_tune")])
+            .args(args)
+            .arg("--state-dir")
+            .arg(&state)
+            .env_remove("TUNE_ROOT")
+            .output()
+            .unwrap()
+    };
+    let host_before = host_wide_values();
+    let pid_s = pid.to_string();
+    let out = in_ns(&[
+        "apply",
+        "--yes",
+        "--pid",
+        &pid_s,
+        "--profile",
+        prof.to_str().unwrap(),
+    ]);
     let (o, e) = apply_support::text(&out);
     let cap_eff = std::fs::read_to_string("/proc/self/status")
         .unwrap()
@@ -218,13 +232,10 @@ fn rlimit_of_a_running_process_is_raised_and_restored() {
             "{o}"
         );
     }
-    let out = apply_support::tune()
-        .args(["rollback", "--state-dir"])
-        .arg(&state)
-        .output()
-        .unwrap();
+    let out = in_ns(&["rollback"]);
     let (o, e) = apply_support::text(&out);
     assert!(out.status.success(), "{o}{e}");
+    assert_eq!(host_wide_values(), host_before);
     assert!(
         o.contains(&format!("RLIMIT_NOFILE of process {pid}")),
         "{o}"
