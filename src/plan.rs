@@ -286,19 +286,47 @@ fn check_nofile(
     errors: &mut Vec<String>,
 ) {
     let find = |items: &[Item], name: &str| items.iter().position(|i| i.knob.name == name);
-    let nr_open = find(items, "fs.nr_open")
-        .and_then(|i| items[i].after())
-        .or_else(|| obs.get("fs.nr_open").copied());
+    let live_nr_open = obs.get("fs.nr_open").copied();
+    let nr_item = find(items, "fs.nr_open");
+    // What the profile makes of fs.nr_open wherever it can be applied, and what it is after this run.
+    let nr_open_profile = match (nr_item.map(|i| items[i].profile), live_nr_open) {
+        (Some(p), Some(l)) => Some(merge(Compare::AtLeast, &l, &p)),
+        (Some(p), None) => Some(p),
+        (None, l) => l,
+    };
+    let nr_open_after = nr_item.and_then(|i| items[i].after()).or(live_nr_open);
     let soft = find(items, "rlimit.nofile.soft");
     let hard = find(items, "rlimit.nofile.hard");
     for idx in [soft, hard].into_iter().flatten() {
-        if let (Value::Int(want), Some(Value::Int(max))) = (items[idx].profile, nr_open) {
-            if want > max && want != knobs::UNLIMITED {
+        let Value::Int(want) = items[idx].profile else {
+            continue;
+        };
+        if want == knobs::UNLIMITED {
+            continue;
+        }
+        // The profile contradicts itself: no host could take this limit.
+        if let Some(Value::Int(max)) = nr_open_profile {
+            if want > max {
                 errors.push(format!(
                     "{}: profile asks for {want}, above fs.nr_open {max}: the kernel refuses any \
                      RLIMIT_NOFILE above fs.nr_open (EPERM, even for root); raise fs.nr_open in the \
                      profile to at least {want} or lower {}",
                     items[idx].knob.name, items[idx].knob.name
+                ));
+                continue;
+            }
+        }
+        // fs.nr_open cannot be raised here, so neither can the limit past it.
+        if let (
+            Action::Set {
+                to: Value::Int(t), ..
+            },
+            Some(Value::Int(max)),
+        ) = (&items[idx].action, nr_open_after)
+        {
+            if *t > max {
+                items[idx].action = Action::CannotChange(format!(
+                    "{t} is above fs.nr_open {max}, which is not raised here (see fs.nr_open)"
                 ));
             }
         }
@@ -643,6 +671,46 @@ mod tests {
         assert!(make(&o, &p, &Here::default(), &Options::default())
             .errors
             .is_empty());
+    }
+
+    #[test]
+    fn a_limit_past_an_nr_open_that_stays_cannot_change() {
+        let mut o = obs(&[
+            ("fs.nr_open", Value::Int(1048576)),
+            ("rlimit.nofile.soft", Value::Int(1024)),
+            ("rlimit.nofile.hard", Value::Int(20000)),
+        ]);
+        o.facts.cap_eff = Some(u64::MAX);
+        let p = profile(&[
+            ("fs.nr_open", Value::Int(4_000_000)),
+            ("rlimit.nofile.hard", Value::Int(1_100_011)),
+        ]);
+        let here = Here {
+            child_netns: true,
+            ..Here::default()
+        };
+        let opts = Options {
+            pid: Some(1),
+            ..Options::default()
+        };
+        let plan = make(&o, &p, &here, &opts);
+        assert!(plan.errors.is_empty(), "{:?}", plan.errors);
+        assert!(matches!(
+            &plan.get("fs.nr_open").unwrap().action,
+            Action::CannotChange(_)
+        ));
+        assert!(
+            matches!(&plan.get("rlimit.nofile.hard").unwrap().action, Action::CannotChange(w) if w.contains("above fs.nr_open 1048576"))
+        );
+        // In the host's namespace fs.nr_open is raised first, so the limit can follow.
+        let plan = make(&o, &p, &Here::default(), &opts);
+        assert_eq!(
+            plan.get("rlimit.nofile.hard").unwrap().action,
+            Action::Set {
+                to: Value::Int(1_100_011),
+                lowers: false
+            }
+        );
     }
 
     #[test]
