@@ -231,3 +231,21 @@ fn a_second_apply_waits_for_no_one_and_says_who_holds_the_lock() {
     let (code, o, e) = run(dir.path(), &["apply", "--yes", "--profile", &p]);
     assert_eq!(code, Some(0), "{o}{e}");
 }
+
+#[test]
+fn an_unfinished_apply_must_be_rolled_back_first() {
+    let p = fixture("small.toml");
+    let killed = |r: &Path| {
+        let root = tune::root::Root::new(r).unwrap();
+        let store = tune::state::Store::new(&root, None).unwrap();
+        store
+            .save(&tune::state::Record::new(1, "killed", "test", &root))
+            .unwrap();
+    };
+    let e = refused(killed, &["apply", "--yes", "--profile", &p]);
+    assert!(
+        e.contains("apply #1 (profile killed) did not finish (status in-progress)"),
+        "{e}"
+    );
+    assert!(e.contains("run `tune rollback` first"), "{e}");
+}

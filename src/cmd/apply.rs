@@ -470,6 +470,23 @@ fn do_change(root: &Root, c: &Change) -> Result<String, String> {
     }
 }
 
+/// Refuses to stack a new apply on one that never finished: its record holds the true originals.
+fn unfinished(store: &Store) -> anyhow::Result<()> {
+    if let Some(r) = store.last_open()? {
+        if matches!(r.status, Status::InProgress | Status::RestoreFailed) {
+            anyhow::bail!(
+                "apply #{} (profile {}) did not finish (status {}): its record in {} holds what was there \
+                 before it; run `tune rollback` first to put that back",
+                r.id,
+                r.profile,
+                r.status.as_str(),
+                store.path().display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Records, then makes every change; on a failure puts back what was changed and fails.
 fn transact(
     root: &Root,
@@ -481,17 +498,19 @@ fn transact(
 ) -> anyhow::Result<u64> {
     // Lock first, so the values kept for rollback are not changing under another apply.
     let (_lock, state_dirs) = store.lock()?;
-    let recorded = record_changes(root, plan, &files.writes, pid).and_then(|changes| {
-        let mut record = Record::new(store.next_id()?, &profile.name, &profile.source, root);
-        record.changes = changes;
-        store.save(&record).with_context(|| {
-            format!(
-                "recording the apply in {} before changing anything",
-                store.path().display()
-            )
-        })?;
-        Ok(record)
-    });
+    let recorded = unfinished(store)
+        .and_then(|()| record_changes(root, plan, &files.writes, pid))
+        .and_then(|changes| {
+            let mut record = Record::new(store.next_id()?, &profile.name, &profile.source, root);
+            record.changes = changes;
+            store.save(&record).with_context(|| {
+                format!(
+                    "recording the apply in {} before changing anything",
+                    store.path().display()
+                )
+            })?;
+            Ok(record)
+        });
     let mut record = match recorded {
         Ok(r) => r,
         Err(e) => {
