@@ -411,10 +411,14 @@ fn do_change(root: &Root, c: &Change) -> Result<String, String> {
         } => {
             root.write_in_place(path, after).map_err(|e| {
                 let full = root.path(path).display().to_string();
-                match e.raw_os_error() {
-                    Some(libc_einval) if libc_einval == nix::errno::Errno::EINVAL as i32 => format!(
+                match e.raw_os_error().map(nix::errno::Errno::from_raw) {
+                    Some(nix::errno::Errno::EINVAL) => format!(
                         "{knob}: the kernel refused \"{after}\" (EINVAL) at {full}: the value is outside \
                          what this kernel accepts for {knob}; fix it in the profile"
+                    ),
+                    Some(nix::errno::Errno::EPERM) => format!(
+                        "{knob}: the kernel refused the write (EPERM) at {full}: this knob is read-only \
+                         here (outside the initial network namespace, or without CAP_SYS_ADMIN / CAP_NET_ADMIN)"
                     ),
                     _ => format!("{knob}: {e}"),
                 }
