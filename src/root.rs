@@ -176,6 +176,179 @@ impl Root {
     }
 }
 
+/// What a path held, captured before tune replaces it so it can be put back bit for bit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileState {
+    Absent,
+    Regular {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        bytes: Vec<u8>,
+    },
+    Symlink {
+        target: PathBuf,
+    },
+    /// A directory, device or socket where a file is expected: tune will not replace it.
+    Other {
+        kind: String,
+    },
+}
+
+impl Root {
+    /// Captures what `rel` holds now (without following a final symlink).
+    pub fn snapshot(&self, rel: &str) -> Result<FileState, RootError> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.path(rel);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(FileState::Absent),
+            Err(e) => return Err(RootError::from_io(path, e)),
+        };
+        let ft = meta.file_type();
+        if ft.is_symlink() {
+            let target = fs::read_link(&path).map_err(|e| RootError::from_io(path.clone(), e))?;
+            Ok(FileState::Symlink { target })
+        } else if ft.is_file() {
+            let bytes = fs::read(&path).map_err(|e| RootError::from_io(path.clone(), e))?;
+            Ok(FileState::Regular {
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+                bytes,
+            })
+        } else {
+            let kind = if ft.is_dir() {
+                "a directory"
+            } else {
+                "a special file"
+            };
+            Ok(FileState::Other { kind: kind.into() })
+        }
+    }
+
+    /// Puts back what [`Root::snapshot`] captured: removes the file, rewrites it atomically with its
+    /// mode and owner, or recreates the symlink.
+    pub fn restore(&self, rel: &str, state: &FileState) -> Result<(), RootError> {
+        let path = self.path(rel);
+        match state {
+            FileState::Absent => self.remove(rel),
+            FileState::Regular {
+                mode,
+                uid,
+                gid,
+                bytes,
+            } => {
+                self.remove_if_symlink(rel)?;
+                self.write_atomic(rel, bytes, *mode)?;
+                std::os::unix::fs::chown(&path, Some(*uid), Some(*gid))
+                    .map_err(|e| RootError::from_io(path.clone(), e))?;
+                // chown clears set-id bits: put the mode back once more.
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&path, fs::Permissions::from_mode(*mode))
+                    .map_err(|e| RootError::from_io(path, e))
+            }
+            FileState::Symlink { target } => {
+                let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let tmp = dir.join(format!(".{name}.tune-tmp.{}", std::process::id()));
+                let _ = fs::remove_file(&tmp);
+                std::os::unix::fs::symlink(target, &tmp)
+                    .and_then(|()| fs::rename(&tmp, &path))
+                    .map_err(|e| {
+                        let _ = fs::remove_file(&tmp);
+                        RootError::from_io(path, e)
+                    })
+            }
+            FileState::Other { .. } => Ok(()),
+        }
+    }
+
+    fn remove_if_symlink(&self, rel: &str) -> Result<(), RootError> {
+        let path = self.path(rel);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => self.remove(rel),
+            _ => Ok(()),
+        }
+    }
+
+    /// The target of a symbolic link (`proc/self/ns/net` -> `net:[4026531833]`).
+    pub fn read_link(&self, rel: &str) -> Result<PathBuf, RootError> {
+        let path = self.path(rel);
+        fs::read_link(&path).map_err(|e| RootError::from_io(path, e))
+    }
+
+    pub fn is_dir(&self, rel: &str) -> bool {
+        self.path(rel).is_dir()
+    }
+
+    /// Creates one directory (its parent must exist) with mode 0755.
+    pub fn create_dir(&self, rel: &str) -> Result<(), RootError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let path = self.path(rel);
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&path)
+            .map_err(|e| RootError::from_io(path, e))
+    }
+
+    /// Removes a directory if it is empty; an absent or non-empty directory is left alone.
+    pub fn remove_empty_dir(&self, rel: &str) -> Result<bool, RootError> {
+        let path = self.path(rel);
+        match fs::remove_dir(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => Ok(false),
+            Err(e) => Err(RootError::from_io(path, e)),
+        }
+    }
+
+    /// Why `rel` cannot be written here, if it cannot: no write bit in its mode (a read-only
+    /// sysctl, such as nf_conntrack_max in a child network namespace) or a read-only mount.
+    /// `None` when it looks writable (the write itself may still fail).
+    pub fn read_only_reason(&self, rel: &str) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.path(rel);
+        let meta = fs::metadata(&path).ok()?;
+        if meta.mode() & 0o222 == 0 {
+            return Some(format!(
+                "{} is read-only here (mode {:o})",
+                path.display(),
+                meta.mode() & 0o777
+            ));
+        }
+        match nix::sys::statvfs::statvfs(&path) {
+            Ok(st) if st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) => {
+                Some(format!("{} is on a read-only mount", path.display()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// An exclusive advisory lock on a directory, held until dropped.
+#[derive(Debug)]
+pub struct DirLock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
+
+impl Root {
+    /// Takes an exclusive lock on directory `rel` without waiting; `Ok(None)` when another process holds it.
+    pub fn try_lock_dir(&self, rel: &str) -> Result<Option<DirLock>, RootError> {
+        let path = self.path(rel);
+        let dir = fs::File::open(&path).map_err(|e| RootError::from_io(path.clone(), e))?;
+        match nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(l) => Ok(Some(DirLock(l))),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(RootError::Io {
+                path,
+                source: io::Error::from_raw_os_error(e as i32),
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,7 @@
 //! Arguments of `tune apply`.
 
+use std::path::PathBuf;
+
 use clap::Args;
 
 #[derive(Debug, Clone, Args)]
@@ -17,12 +19,16 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
     /// With --persist, also write a drop-in for this systemd unit setting LimitNOFILE=.
-    #[arg(long, value_name = "UNIT")]
+    #[arg(long, value_name = "UNIT", requires = "persist")]
     pub service: Option<String>,
-    /// Do not ask for confirmation.
+    /// Do not ask for confirmation (needed when stdin is not a terminal).
     #[arg(long, short)]
     pub yes: bool,
-    /// Allow lowering a value that is higher than the profile asks.
+    /// Allow moving a knob against its direction: lowering a value higher than the profile asks
+    /// (or lengthening tcp_fin_timeout, narrowing the port range).
     #[arg(long)]
     pub allow_lower: bool,
+    /// Keep the apply records here instead of <root>/var/lib/tune.
+    #[arg(long, value_name = "DIR", env = "TUNE_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
 }

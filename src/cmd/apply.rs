@@ -1,7 +1,588 @@
-//! `tune apply`: plan and make the changes a profile asks for, with a transaction record.
+//! `tune apply`: observe, plan, show the plan, then make the changes as one recorded transaction that undoes itself on failure.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, IsTerminal, Write as _};
+
+use anyhow::Context as _;
 
 use super::{Context, Outcome};
+use crate::cli::apply::ApplyArgs;
+use crate::knobs::{self, Limit, Value, Write};
+use crate::persist::{self, boot::BootView, FileWrite, Files};
+use crate::plan::{self, Action, Here, Plan};
+use crate::root::Root;
+use crate::state::{self, Before, Change, Record, Status, Store};
 
-pub fn run(_ctx: &Context, _args: &crate::cli::apply::ApplyArgs) -> anyhow::Result<Outcome> {
-    anyhow::bail!("tune apply is not built yet")
+/// The inode of the initial network namespace, fixed since Linux 6.18 (PROC_NET_INIT_INO = 0xEFFFFFF9);
+/// earlier kernels number it like any other namespace.
+pub const INIT_NET_NS: &str = "net:[4026531833]";
+
+/// Decides whether tune runs in a child network namespace. `own` and `init` are the links
+/// `proc/self/ns/net` and `proc/1/ns/net` (PID 1's may be unreadable, as in containers);
+/// `host_only_present` says whether `proc/sys/net/ipv4/tcp_mem`, which the kernel shows only in the
+/// initial namespace, exists (None when /proc/sys/net is not there at all).
+pub fn in_child_netns(
+    own: Option<&str>,
+    init: Option<&str>,
+    host_only_present: Option<bool>,
+) -> bool {
+    match (own, init) {
+        (Some(a), Some(b)) => a != b,
+        (Some(a), None) if a == INIT_NET_NS => false,
+        _ => host_only_present == Some(false),
+    }
+}
+
+/// Reads what decides `in_child_netns` through the root.
+pub fn detect_child_netns(root: &Root) -> bool {
+    let link = |rel: &str| {
+        root.read_link(rel)
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
+    };
+    let host_only = root
+        .is_dir("proc/sys/net/ipv4")
+        .then(|| root.exists("proc/sys/net/ipv4/tcp_mem"));
+    in_child_netns(
+        link("proc/self/ns/net").as_deref(),
+        link("proc/1/ns/net").as_deref(),
+        host_only,
+    )
+}
+
+/// The file a knob is written through at run time, relative to the root.
+pub fn write_path(w: Write) -> Option<String> {
+    match w {
+        Write::Sysctl(name) => Some(knobs::sysctl_path(name)),
+        Write::ModuleParam { module, param } => {
+            Some(format!("sys/module/{module}/parameters/{param}"))
+        }
+        _ => None,
+    }
+}
+
+/// The facts about this place that the plan needs.
+pub fn gather_here(root: &Root, persist: bool) -> anyhow::Result<Here> {
+    let mut here = Here {
+        child_netns: detect_child_netns(root),
+        ..Here::default()
+    };
+    for knob in knobs::REGISTRY {
+        let Some(rel) = write_path(knob.write) else {
+            continue;
+        };
+        if !root.exists(&rel) {
+            here.read_only.insert(
+                knob.name,
+                format!(
+                    "{} does not exist here (module not loaded?)",
+                    root.path(&rel).display()
+                ),
+            );
+        } else if let Some(why) = root.read_only_reason(&rel) {
+            here.read_only.insert(knob.name, why);
+        }
+    }
+    // With --persist tune replaces its own files, so they do not count as boot configuration.
+    let exclude: Vec<&str> = if persist {
+        persist::own_files().to_vec()
+    } else {
+        Vec::new()
+    };
+    here.boot = BootView::gather(root, &exclude, None, None)?.values();
+    Ok(here)
+}
+
+pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<Outcome> {
+    let root = &ctx.root;
+    if args.pid.is_some() && !root.is_host() {
+        anyhow::bail!(
+            "--pid acts on a live process and cannot be combined with --root {}: run it against the host",
+            root.base().display()
+        );
+    }
+    let store = Store::new(root, args.state_dir.as_deref())?;
+    let profile = crate::profile::load(root, &args.profile)?;
+    if let Some(pid) = args.pid {
+        if !root.exists(&format!("proc/{pid}")) {
+            anyhow::bail!("--pid {pid}: no such process");
+        }
+    }
+    let obs = knobs::observe(root, args.pid);
+    let here = gather_here(root, args.persist)?;
+    let opts = plan::Options {
+        allow_lower: args.allow_lower,
+        pid: args.pid,
+        persist: args.persist,
+    };
+    let plan = plan::make(&obs, &profile, &here, &opts);
+    if !plan.errors.is_empty() {
+        anyhow::bail!(
+            "profile {}: {} value(s) cannot be applied; nothing was changed:\n  {}",
+            profile.name,
+            plan.errors.len(),
+            plan.errors.join("\n  ")
+        );
+    }
+    let label = if profile.name == profile.source {
+        format!("{:?}", profile.name)
+    } else {
+        format!("{:?} ({})", profile.name, profile.source)
+    };
+    let files = if args.persist {
+        persist::files(
+            &plan,
+            &label,
+            args.service.as_deref(),
+            persist::Dirs::gather(root),
+        )?
+    } else {
+        Files::default()
+    };
+    let warnings = persist::override_warnings(root, &files.writes)?;
+
+    let mut out = String::new();
+    render_plan(
+        &mut out,
+        root,
+        &profile,
+        &here,
+        &plan,
+        &files,
+        &warnings,
+        args.dry_run,
+    );
+    print!("{out}");
+
+    let outcome = if plan.incomplete() {
+        Outcome::ShortFall
+    } else {
+        Outcome::Pass
+    };
+    let count = plan.changes().count() + files.writes.len();
+    if args.dry_run {
+        println!("\nDry run: nothing was changed.");
+        return Ok(outcome);
+    }
+    if count == 0 {
+        println!("\nNothing to change.");
+        return Ok(outcome);
+    }
+    if root.is_host() && !nix::unistd::geteuid().is_root() {
+        anyhow::bail!(
+            "tune apply needs root to {}; run it as root (sudo), or look at the plan with --dry-run",
+            needs_root(&plan, &files, args.pid)
+        );
+    }
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "refusing to change the host without confirmation: stdin is not a terminal; \
+                 pass --yes to apply the plan above, or --dry-run to only see it"
+            );
+        }
+        print!("\nMake these {count} changes? [y/N] ");
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        if !matches!(line.trim(), "y" | "Y" | "yes" | "Yes") {
+            println!("Nothing was changed.");
+            return Ok(Outcome::ShortFall);
+        }
+    }
+    let id = transact(root, &store, &profile, &plan, &files, args.pid)?;
+    println!(
+        "\nApplied {count} change(s) (record {}). Undo with `tune rollback`.",
+        store.path().join(format!("tx-{id:06}.json")).display()
+    );
+    if plan.incomplete() {
+        println!("Some knobs fall short and could not be changed here: see \"cannot change here\" above.");
+    }
+    Ok(outcome)
+}
+
+fn needs_root(plan: &Plan, files: &Files, pid: Option<u32>) -> String {
+    let mut what = Vec::new();
+    let sysctls: Vec<&str> = plan
+        .changes()
+        .filter(|(i, _)| !matches!(i.knob.write, Write::Prlimit(_)))
+        .map(|(i, _)| i.knob.name)
+        .collect();
+    if !sysctls.is_empty() {
+        what.push(format!("write {} in /proc/sys or /sys", sysctls.join(", ")));
+    }
+    if let Some(pid) = pid {
+        if plan
+            .changes()
+            .any(|(i, _)| matches!(i.knob.write, Write::Prlimit(_)))
+        {
+            what.push(format!("change RLIMIT_NOFILE of process {pid}"));
+        }
+    }
+    if !files.writes.is_empty() {
+        let f: Vec<String> = files.writes.iter().map(|w| format!("/{}", w.rel)).collect();
+        what.push(format!("write {}", f.join(", ")));
+    }
+    what.join("; ")
+}
+
+fn show(v: Option<&Value>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render_plan(
+    out: &mut String,
+    root: &Root,
+    profile: &crate::profile::Profile,
+    here: &Here,
+    plan: &Plan,
+    files: &Files,
+    warnings: &[String],
+    dry_run: bool,
+) {
+    let _ = writeln!(
+        out,
+        "Plan for profile {}{}, root {}{}",
+        profile.name,
+        if profile.source == profile.name {
+            String::new()
+        } else {
+            format!(" ({})", profile.source)
+        },
+        root.base().display(),
+        if here.child_netns {
+            ", inside a child network namespace"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "{:<36} {:<24} {:<24} {:<24} ACTION",
+        "KNOB", "LIVE", "BOOT", "PROFILE"
+    );
+    for item in &plan.items {
+        let boot = item.boot.as_ref().map_or("(not set)".to_string(), |b| {
+            let file = b.file.rsplit('/').next().unwrap_or(&b.file);
+            format!("{} @{file}", b.value)
+        });
+        let action = match &item.action {
+            Action::Set { to, lowers: false } => format!("raise -> {to}"),
+            Action::Set { to, lowers: true } => format!("lower -> {to} (--allow-lower)"),
+            Action::AtProfile => "ok (at profile)".into(),
+            Action::Kept(why) => why.clone(),
+            Action::CannotChange(_) => "cannot change here".into(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<36} {:<24} {:<24} {:<24} {action}",
+            item.knob.name,
+            show(item.live.as_ref()),
+            boot,
+            item.profile.to_string()
+        );
+        if let Action::CannotChange(why) = &item.action {
+            let _ = writeln!(out, "    why: {why}");
+        }
+    }
+    if plan.items.is_empty() {
+        let _ = writeln!(out, "(the profile names no knobs)");
+    }
+    let boot_files: std::collections::BTreeSet<String> = plan
+        .items
+        .iter()
+        .filter_map(|i| {
+            i.boot
+                .as_ref()
+                .map(|b| root.path(&b.file).display().to_string())
+        })
+        .collect();
+    if !boot_files.is_empty() {
+        let _ = writeln!(
+            out,
+            "BOOT: the value the winning boot file sets (from {}); (not set) = kernel default.",
+            boot_files.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    if files.writes.is_empty() && files.notes.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nBoot-time files (--persist):");
+    for w in &files.writes {
+        let _ = writeln!(
+            out,
+            "  {} ({}, mode {:o})",
+            root.path(&w.rel).display(),
+            w.what,
+            w.mode
+        );
+        if dry_run {
+            let _ = writeln!(out, "  ---8<---");
+            for line in w.contents.lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+            let _ = writeln!(out, "  --->8---");
+        }
+    }
+    for n in &files.notes {
+        let _ = writeln!(out, "  note: {n}");
+    }
+    for w in warnings {
+        let _ = writeln!(out, "  warning: {w}");
+    }
+}
+
+/// Captures everything the plan will touch, in the order it is changed.
+fn record_changes(
+    root: &Root,
+    plan: &Plan,
+    files: &[FileWrite],
+    pid: Option<u32>,
+) -> anyhow::Result<Vec<Change>> {
+    let mut changes = Vec::new();
+    let (mut soft, mut hard) = (None, None);
+    for (item, to) in plan.changes() {
+        match item.knob.write {
+            Write::Prlimit(Limit::Soft) => soft = Some(*to),
+            Write::Prlimit(Limit::Hard) => hard = Some(*to),
+            w => {
+                let Some(path) = write_path(w) else { continue };
+                let before = root.read(&path).with_context(|| {
+                    format!("{}: reading the value to keep for rollback", item.knob.name)
+                })?;
+                changes.push(Change::Value {
+                    knob: item.knob.name.to_string(),
+                    path,
+                    before,
+                    after: to.to_kernel(),
+                });
+            }
+        }
+    }
+    if let (Some(pid), true) = (pid, soft.is_some() || hard.is_some()) {
+        let (s, h) = embedded_server::sys::rlimit::get_nofile_of(pid)
+            .map_err(|e| anyhow::anyhow!("--pid {pid}: reading RLIMIT_NOFILE: {e}"))?;
+        let int = |v: Option<Value>, d: u64| match v {
+            Some(Value::Int(n)) => n,
+            _ => d,
+        };
+        changes.push(Change::Rlimit {
+            pid,
+            start_time: start_time(root, pid),
+            before: [s, h],
+            after: [int(soft, s), int(hard, h)],
+        });
+    }
+    for w in files {
+        let parent = w.rel.rsplit_once('/').map_or("", |(p, _)| p);
+        for dir in state::missing_dirs(root, parent) {
+            changes.push(Change::Dir { path: dir });
+        }
+        let snap = root.snapshot(&w.rel)?;
+        let before = Before::from_state(&snap)
+            .with_context(|| format!("{}", root.path(&w.rel).display()))?;
+        changes.push(Change::File {
+            path: w.rel.clone(),
+            before,
+            after_hex: state::hex(w.contents.as_bytes()),
+        });
+    }
+    Ok(changes)
+}
+
+/// Field 22 of /proc/PID/stat: when the process started, to recognise it later.
+pub fn start_time(root: &Root, pid: u32) -> Option<u64> {
+    use procfs::FromRead;
+    let text = root.read(&format!("proc/{pid}/stat")).ok()?;
+    procfs::process::Stat::from_read(text.as_bytes())
+        .ok()
+        .map(|s| s.starttime)
+}
+
+/// Carries out one change.
+fn do_change(root: &Root, c: &Change) -> Result<String, String> {
+    match c {
+        Change::Value {
+            knob,
+            path,
+            before,
+            after,
+        } => {
+            root.write_in_place(path, after).map_err(|e| {
+                let full = root.path(path).display().to_string();
+                match e.raw_os_error().map(nix::errno::Errno::from_raw) {
+                    Some(nix::errno::Errno::EINVAL) => format!(
+                        "{knob}: the kernel refused \"{after}\" (EINVAL) at {full}: the value is outside \
+                         what this kernel accepts for {knob}; fix it in the profile"
+                    ),
+                    Some(nix::errno::Errno::EPERM) => format!(
+                        "{knob}: the kernel refused the write (EPERM) at {full}: this knob is read-only \
+                         here (outside the initial network namespace, or without CAP_SYS_ADMIN / CAP_NET_ADMIN)"
+                    ),
+                    _ => format!("{knob}: {e}"),
+                }
+            })?;
+            let now = root.read(path).unwrap_or_default();
+            let shown = knobs::find(knob)
+                .and_then(|k| Value::parse(k.shape, &now).ok())
+                .map_or(now.trim().to_string(), |v| v.to_string());
+            let was = before.split_whitespace().collect::<Vec<_>>().join(" ");
+            if now.split_whitespace().collect::<Vec<_>>().join(" ") != *after {
+                Ok(format!(
+                    "{knob}: {was} -> {shown} (asked {after}: the kernel adjusted it)"
+                ))
+            } else {
+                Ok(format!("{knob}: {was} -> {shown}"))
+            }
+        }
+        Change::Rlimit {
+            pid, before, after, ..
+        } => {
+            embedded_server::sys::rlimit::prlimit_nofile(*pid, after[0], after[1]).map_err(|e| {
+                use nix::errno::Errno;
+                match e {
+                    Errno::EPERM => format!(
+                        "RLIMIT_NOFILE of process {pid}: prlimit refused {}:{} (EPERM): raising the hard \
+                         limit needs CAP_SYS_RESOURCE and never goes above fs.nr_open. Fix: LimitNOFILE= in \
+                         the service's unit (tune apply --persist --service UNIT), a nofile line in \
+                         /etc/security/limits.d, or run tune with CAP_SYS_RESOURCE",
+                        after[0], after[1]
+                    ),
+                    Errno::ESRCH => format!("RLIMIT_NOFILE of process {pid}: the process has exited"),
+                    e => format!("RLIMIT_NOFILE of process {pid}: prlimit {}:{}: {e}", after[0], after[1]),
+                }
+            })?;
+            Ok(format!(
+                "RLIMIT_NOFILE of process {pid}: {}:{} -> {}:{}",
+                before[0], before[1], after[0], after[1]
+            ))
+        }
+        Change::File {
+            path, after_hex, ..
+        } => {
+            let bytes = state::unhex(after_hex).map_err(|e| e.to_string())?;
+            root.write_atomic(path, &bytes, 0o644)
+                .map_err(|e| format!("writing {e}"))?;
+            Ok(format!("wrote {}", root.path(path).display()))
+        }
+        Change::Dir { path } => {
+            root.create_dir(path)
+                .map_err(|e| format!("creating directory {e}"))?;
+            Ok(format!("created directory {}", root.path(path).display()))
+        }
+    }
+}
+
+/// Refuses to stack a new apply on one that never finished: its record holds the true originals.
+fn unfinished(store: &Store) -> anyhow::Result<()> {
+    if let Some(r) = store.last_open()? {
+        if matches!(r.status, Status::InProgress | Status::RestoreFailed) {
+            anyhow::bail!(
+                "apply #{} (profile {}) did not finish (status {}): its record in {} holds what was there \
+                 before it; run `tune rollback` first to put that back",
+                r.id,
+                r.profile,
+                r.status.as_str(),
+                store.path().display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Records, then makes every change; on a failure puts back what was changed and fails.
+fn transact(
+    root: &Root,
+    store: &Store,
+    profile: &crate::profile::Profile,
+    plan: &Plan,
+    files: &Files,
+    pid: Option<u32>,
+) -> anyhow::Result<u64> {
+    // Lock first, so the values kept for rollback are not changing under another apply.
+    let (_lock, state_dirs) = store.lock()?;
+    let recorded = unfinished(store)
+        .and_then(|()| record_changes(root, plan, &files.writes, pid))
+        .and_then(|changes| {
+            let mut record = Record::new(store.next_id()?, &profile.name, &profile.source, root);
+            record.changes = changes;
+            store.save(&record).with_context(|| {
+                format!(
+                    "recording the apply in {} before changing anything",
+                    store.path().display()
+                )
+            })?;
+            Ok(record)
+        });
+    let mut record = match recorded {
+        Ok(r) => r,
+        Err(e) => {
+            store.remove_dirs(&state_dirs);
+            return Err(anyhow::anyhow!("{e:#}; nothing was changed"));
+        }
+    };
+    println!();
+    for (i, change) in record.changes.iter().enumerate() {
+        match do_change(root, change) {
+            Ok(msg) => println!("  {msg}"),
+            Err(err) => {
+                let restored = super::rollback::restore_all(root, &record.changes[..=i]);
+                let failed: Vec<&String> =
+                    restored.iter().filter_map(|r| r.as_ref().err()).collect();
+                if failed.is_empty() {
+                    let _ = store.delete(record.id);
+                    store.remove_dirs(&state_dirs);
+                    let done: Vec<String> = restored.into_iter().filter_map(Result::ok).collect();
+                    anyhow::bail!(
+                        "apply failed: {err}\nEverything it had changed was put back ({} step(s)); the host is as it was:\n  {}",
+                        done.len(),
+                        done.join("\n  ")
+                    );
+                }
+                record.status = Status::RestoreFailed;
+                record.finished_unix = Some(state::now());
+                let _ = store.save(&record);
+                anyhow::bail!(
+                    "apply failed: {err}\nPutting back what was changed also failed for:\n  {}\n\
+                     The record in {} keeps what was there before: fix the cause and run `tune rollback`",
+                    failed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n  "),
+                    store.path().display()
+                );
+            }
+        }
+    }
+    record.status = Status::Applied;
+    record.finished_unix = Some(state::now());
+    store.save(&record)?;
+    Ok(record.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_detection() {
+        // Host, PID 1 readable and the same namespace.
+        assert!(!in_child_netns(
+            Some("net:[1]"),
+            Some("net:[1]"),
+            Some(true)
+        ));
+        // `unshare -n` with PID 1 readable.
+        assert!(in_child_netns(
+            Some("net:[4026532177]"),
+            Some("net:[4026531833]"),
+            Some(false)
+        ));
+        // This machine: PID 1's link is EACCES; Linux 6.18's fixed init inode decides.
+        assert!(!in_child_netns(Some(INIT_NET_NS), None, Some(true)));
+        // Inside `unshare -n` here (net:[4026532177], tcp_mem hidden).
+        assert!(in_child_netns(Some("net:[4026532177]"), None, Some(false)));
+        // An older kernel's host namespace with a dynamic inode, tcp_mem visible.
+        assert!(!in_child_netns(Some("net:[4026531992]"), None, Some(true)));
+        // A captured tree without /proc/self.
+        assert!(!in_child_netns(None, None, Some(true)));
+    }
 }

@@ -1,0 +1,624 @@
+//! The transaction records of `tune apply`: what each apply touched and what was there before, for rollback and drift.
+//!
+//! One JSON file per apply, `tx-NNNNNN.json`, under `<root>/var/lib/tune` (or
+//! `--state-dir`), written atomically before the first change and again when
+//! the apply ends. A record carries a format name and version so a corrupt or
+//! foreign file is refused with a clear error instead of being guessed at.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::knobs::{self, Observation, Value};
+use crate::persist::boot::BootView;
+use crate::root::{FileState, Root};
+
+pub const FORMAT: &str = "tune-apply-record";
+pub const VERSION: u32 = 1;
+/// The default state directory, relative to the root.
+pub const DEFAULT_DIR: &str = "var/lib/tune";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Recorded before the first write; the apply has not finished (or was killed): rollback restores it.
+    InProgress,
+    Applied,
+    RolledBack,
+    /// Restoring failed part way; `tune rollback` tries again.
+    RestoreFailed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::InProgress => "in-progress",
+            Status::Applied => "applied",
+            Status::RolledBack => "rolled-back",
+            Status::RestoreFailed => "restore-failed",
+        }
+    }
+}
+
+/// What a file held before, as stored in the record (bytes as hex, so restoring is exact).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Before {
+    Absent,
+    Regular {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        hex: String,
+    },
+    Symlink {
+        target: String,
+    },
+}
+
+impl Before {
+    pub fn from_state(s: &FileState) -> anyhow::Result<Before> {
+        Ok(match s {
+            FileState::Absent => Before::Absent,
+            FileState::Regular {
+                mode,
+                uid,
+                gid,
+                bytes,
+            } => Before::Regular {
+                mode: *mode,
+                uid: *uid,
+                gid: *gid,
+                hex: hex(bytes),
+            },
+            FileState::Symlink { target } => Before::Symlink {
+                target: target.to_string_lossy().into_owned(),
+            },
+            FileState::Other { kind } => {
+                anyhow::bail!("is {kind}, not a file: tune will not replace it")
+            }
+        })
+    }
+
+    pub fn to_state(&self) -> anyhow::Result<FileState> {
+        Ok(match self {
+            Before::Absent => FileState::Absent,
+            Before::Regular {
+                mode,
+                uid,
+                gid,
+                hex,
+            } => FileState::Regular {
+                mode: *mode,
+                uid: *uid,
+                gid: *gid,
+                bytes: unhex(hex)?,
+            },
+            Before::Symlink { target } => FileState::Symlink {
+                target: PathBuf::from(target),
+            },
+        })
+    }
+}
+
+/// One thing an apply changes, with what to put back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Change {
+    /// A kernel value written in place (/proc/sys, /sys/module/*/parameters); `before` is the exact text read.
+    Value {
+        knob: String,
+        path: String,
+        before: String,
+        after: String,
+    },
+    /// RLIMIT_NOFILE of a process, [soft, hard].
+    Rlimit {
+        pid: u32,
+        /// The process's start time (field 22 of /proc/PID/stat), so a reused pid is not touched.
+        start_time: Option<u64>,
+        before: [u64; 2],
+        after: [u64; 2],
+    },
+    /// A configuration file replaced or created atomically.
+    File {
+        path: String,
+        before: Before,
+        after_hex: String,
+    },
+    /// A directory tune created for a file; removed on rollback when empty.
+    Dir { path: String },
+}
+
+/// One apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub format: String,
+    pub version: u32,
+    pub id: u64,
+    pub created_unix: u64,
+    pub profile: String,
+    pub profile_source: String,
+    /// The root the apply ran against; rollback refuses another.
+    pub root: String,
+    pub status: Status,
+    #[serde(default)]
+    pub finished_unix: Option<u64>,
+    pub changes: Vec<Change>,
+}
+
+impl Record {
+    pub fn new(id: u64, profile: &str, source: &str, root: &Root) -> Record {
+        Record {
+            format: FORMAT.into(),
+            version: VERSION,
+            id,
+            created_unix: now(),
+            profile: profile.into(),
+            profile_source: source.into(),
+            root: root.base().display().to_string(),
+            status: Status::InProgress,
+            finished_unix: None,
+            changes: Vec::new(),
+        }
+    }
+
+    /// The value each knob was given, as applied (the `after` of each change).
+    pub fn applied_values(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for c in &self.changes {
+            match c {
+                Change::Value { knob, after, .. } => {
+                    out.insert(knob.clone(), after.clone());
+                }
+                Change::Rlimit { after, .. } => {
+                    out.insert("rlimit.nofile.soft".into(), after[0].to_string());
+                    out.insert("rlimit.nofile.hard".into(), after[1].to_string());
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn unhex(s: &str) -> anyhow::Result<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        anyhow::bail!("odd-length hex");
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(s.get(i..i + 2).unwrap_or("x"), 16)
+                .map_err(|_| anyhow::anyhow!("bad hex at {i}"))
+        })
+        .collect()
+}
+
+/// Where records live: a directory, reached through a root so tests stay inside temp dirs.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: Root,
+    dir: String,
+}
+
+impl Store {
+    /// `<root>/var/lib/tune`, or `state_dir` (an absolute or relative path on this machine) when given.
+    pub fn new(root: &Root, state_dir: Option<&Path>) -> anyhow::Result<Store> {
+        Ok(match state_dir {
+            None => Store {
+                root: root.clone(),
+                dir: DEFAULT_DIR.into(),
+            },
+            Some(d) => {
+                let abs = if d.is_absolute() {
+                    d.to_path_buf()
+                } else {
+                    std::env::current_dir()
+                        .context("--state-dir: current directory")?
+                        .join(d)
+                };
+                Store {
+                    root: Root::host(),
+                    dir: abs.to_string_lossy().trim_start_matches('/').to_string(),
+                }
+            }
+        })
+    }
+
+    /// True when the state directory exists.
+    pub fn exists(&self) -> bool {
+        self.root.is_dir(&self.dir)
+    }
+
+    /// The directory, as a full path.
+    pub fn path(&self) -> PathBuf {
+        self.root.path(&self.dir)
+    }
+
+    fn rel(&self, id: u64) -> String {
+        format!("{}/tx-{id:06}.json", self.dir)
+    }
+
+    /// Every record, oldest first. A file that is not a record of this tune is an error naming it.
+    pub fn list(&self) -> anyhow::Result<Vec<Record>> {
+        if self.root.exists(&self.dir) && !self.root.is_dir(&self.dir) {
+            anyhow::bail!(
+                "state directory {} is not a directory: move it away (tune keeps its apply records there)",
+                self.path().display()
+            );
+        }
+        let mut out = Vec::new();
+        for name in self.root.list_dir(&self.dir)? {
+            if !(name.starts_with("tx-") && name.ends_with(".json")) {
+                continue;
+            }
+            let rel = format!("{}/{name}", self.dir);
+            let text = self.root.read(&rel)?;
+            out.push(parse_record(&text).with_context(|| {
+                format!(
+                    "state file {}: cannot be used, so tune will not guess what to restore; \
+                     move it out of {} (or restore it from a backup) and run tune again",
+                    self.root.path(&rel).display(),
+                    self.path().display()
+                )
+            })?);
+        }
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    /// The record rollback acts on: the latest one not rolled back.
+    pub fn last_open(&self) -> anyhow::Result<Option<Record>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .rev()
+            .find(|r| r.status != Status::RolledBack))
+    }
+
+    /// The latest record whose apply completed, for the drift view.
+    pub fn last_applied(&self) -> anyhow::Result<Option<Record>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .rev()
+            .find(|r| r.status == Status::Applied))
+    }
+
+    pub fn next_id(&self) -> anyhow::Result<u64> {
+        Ok(self.list()?.last().map_or(1, |r| r.id + 1))
+    }
+
+    /// The state directory's missing ancestors (under its root), outermost first.
+    pub fn missing_dirs(&self) -> Vec<String> {
+        missing_dirs(&self.root, &self.dir)
+    }
+
+    /// Creates the state directory if needed (returning the directories it created, outermost
+    /// first) and locks it so no other apply or rollback runs at the same time.
+    pub fn lock(&self) -> anyhow::Result<(crate::root::DirLock, Vec<String>)> {
+        let created = self.missing_dirs();
+        for d in &created {
+            self.root.create_dir(d).with_context(|| {
+                format!("creating the state directory {}", self.path().display())
+            })?;
+        }
+        match self.root.try_lock_dir(&self.dir)? {
+            Some(l) => Ok((l, created)),
+            None => {
+                self.remove_dirs(&created);
+                anyhow::bail!(
+                    "another tune apply or rollback is running (it holds the lock on {}); wait for it to finish",
+                    self.path().display()
+                )
+            }
+        }
+    }
+
+    /// Writes a record atomically (temporary file, fsync, rename), readable by root only.
+    pub fn save(&self, r: &Record) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(r)?;
+        self.root
+            .write_atomic(&self.rel(r.id), format!("{text}\n").as_bytes(), 0o600)?;
+        Ok(())
+    }
+
+    pub fn delete(&self, id: u64) -> anyhow::Result<()> {
+        self.root.remove(&self.rel(id))?;
+        Ok(())
+    }
+
+    /// Removes directories (relative to the store's root) if empty, innermost first.
+    pub fn remove_dirs(&self, dirs: &[String]) {
+        for d in dirs.iter().rev() {
+            let _ = self.root.remove_empty_dir(d);
+        }
+    }
+}
+
+/// The ancestors of `rel` (itself included) that do not exist under `root`, outermost first.
+pub fn missing_dirs(root: &Root, rel: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = rel.trim_end_matches('/').to_string();
+    while !cur.is_empty() && !root.exists(&cur) {
+        out.push(cur.clone());
+        cur = match cur.rsplit_once('/') {
+            Some((p, _)) => p.to_string(),
+            None => String::new(),
+        };
+    }
+    out.reverse();
+    out
+}
+
+/// Parses a record, refusing foreign and future formats.
+pub fn parse_record(text: &str) -> anyhow::Result<Record> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).context("not valid JSON (truncated or edited by hand?)")?;
+    let format = v.get("format").and_then(|f| f.as_str());
+    if format != Some(FORMAT) {
+        anyhow::bail!("not a tune apply record (format is {format:?}, expected {FORMAT:?})");
+    }
+    let version = v.get("version").and_then(|f| f.as_u64());
+    match version {
+        Some(n) if n == u64::from(VERSION) => {}
+        Some(n) if n > u64::from(VERSION) => anyhow::bail!(
+            "record version {n} was written by a newer tune (this one reads version {VERSION}); use that tune"
+        ),
+        other => anyhow::bail!("unknown record version {other:?}"),
+    }
+    serde_json::from_value(v).context("a tune apply record with missing or malformed fields")
+}
+
+/// How a reboot treats one applied value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum BootKeeps {
+    /// The boot configuration sets the applied value (the file that wins, relative to the root).
+    Yes { file: String },
+    /// The boot configuration sets another value, or nothing (`value: None`: the kernel default).
+    No {
+        value: Option<String>,
+        file: Option<String>,
+    },
+    /// Not a boot-time setting (RLIMIT_NOFILE of a running process).
+    NotApplicable,
+}
+
+/// Drift of one applied value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    pub knob: String,
+    pub applied: String,
+    /// The live value now; `None` when it cannot be read (or belongs to another process).
+    pub live: Option<String>,
+    pub live_matches: bool,
+    pub boot: BootKeeps,
+}
+
+/// Which values of the last apply still hold, and whether a reboot would keep them.
+/// For `tune check`: pass `Store::last_applied()`, `knobs::observe(...)` and `BootView::gather(root, &[], None, None)`.
+pub fn drift(record: &Record, obs: &Observation, boot: &BootView) -> Vec<Drift> {
+    let pid_of_record = record.changes.iter().find_map(|c| match c {
+        Change::Rlimit { pid, .. } => Some(*pid),
+        _ => None,
+    });
+    let mut out = Vec::new();
+    for (name, applied) in record.applied_values() {
+        let Some(knob) = knobs::find(&name) else {
+            continue;
+        };
+        let applied_v = Value::parse(knob.shape, &applied).ok();
+        let is_rlimit = name.starts_with("rlimit.");
+        let live = if is_rlimit && obs.facts.pid != pid_of_record {
+            None
+        } else {
+            obs.get(&name).copied()
+        };
+        let live_matches = live.is_some() && live == applied_v;
+        let boot_keeps = if is_rlimit {
+            BootKeeps::NotApplicable
+        } else {
+            match boot.value(knob) {
+                Some(b) if Some(b.value) == applied_v => BootKeeps::Yes { file: b.file },
+                Some(b) => BootKeeps::No {
+                    value: Some(b.value.to_string()),
+                    file: Some(b.file),
+                },
+                None => BootKeeps::No {
+                    value: None,
+                    file: None,
+                },
+            }
+        };
+        out.push(Drift {
+            knob: name,
+            applied: applied_v.map_or(applied.clone(), |v| v.to_string()),
+            live: live.map(|v| v.to_string()),
+            live_matches,
+            boot: boot_keeps,
+        });
+    }
+    out
+}
+
+/// Everything `tune check` needs for its drift view in one call: the last completed apply recorded
+/// for `root` (in `state_dir`, default `<root>/var/lib/tune`) and, per value it set, whether the live
+/// value still matches and whether the boot configuration (tune's files included) would keep it.
+/// `Ok(None)` when nothing was applied (or the last apply was rolled back).
+pub fn drift_view(
+    root: &Root,
+    state_dir: Option<&Path>,
+    obs: &Observation,
+) -> anyhow::Result<Option<(Record, Vec<Drift>)>> {
+    let store = Store::new(root, state_dir)?;
+    let Some(record) = store.last_applied()? else {
+        return Ok(None);
+    };
+    if store.last_open()?.map(|r| r.id) != Some(record.id) {
+        return Ok(None);
+    }
+    let boot = BootView::gather(root, &[], None, None)?;
+    let d = drift(&record, obs, &boot);
+    Ok(Some((record, d)))
+}
+
+/// One line per drifted value, for people: what was applied, what runs now, what boot sets.
+pub fn render_drift(root: &Root, drift: &[Drift]) -> Vec<String> {
+    drift
+        .iter()
+        .filter(|d| {
+            !d.live_matches || !matches!(d.boot, BootKeeps::Yes { .. } | BootKeeps::NotApplicable)
+        })
+        .map(|d| {
+            let live = if d.live_matches {
+                "still live".to_string()
+            } else {
+                format!(
+                    "live is {} (changed since apply)",
+                    d.live.as_deref().unwrap_or("unknown")
+                )
+            };
+            let boot = match &d.boot {
+                BootKeeps::Yes { file } => {
+                    format!("a reboot keeps it ({})", root.path(file).display())
+                }
+                BootKeeps::No {
+                    value: Some(v),
+                    file: Some(f),
+                } => format!("a reboot sets {v} ({})", root.path(f).display()),
+                BootKeeps::No { .. } => "a reboot loses it (no boot file sets it)".into(),
+                BootKeeps::NotApplicable => "set where the process starts".into(),
+            };
+            format!("{}: applied {}; {live}; {boot}", d.knob, d.applied)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::knobs::{Facts, Reading};
+    use crate::persist::boot::{Applied, Setting};
+
+    fn record() -> Record {
+        let root = Root::host();
+        let mut r = Record::new(7, "1m", "profiles/1m.toml", &root);
+        r.status = Status::Applied;
+        r.changes = vec![
+            Change::Value {
+                knob: "net.core.somaxconn".into(),
+                path: "proc/sys/net/core/somaxconn".into(),
+                before: "4096\n".into(),
+                after: "65535".into(),
+            },
+            Change::Value {
+                knob: "fs.file-max".into(),
+                path: "proc/sys/fs/file-max".into(),
+                before: "2466170\n".into(),
+                after: "4000000".into(),
+            },
+            Change::File {
+                path: "etc/sysctl.d/90-tune.conf".into(),
+                before: Before::Absent,
+                after_hex: hex(b"x"),
+            },
+        ];
+        r
+    }
+
+    #[test]
+    fn records_round_trip_and_refuse_strangers() {
+        let r = record();
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(parse_record(&text).unwrap(), r);
+        let e = parse_record("{\"format\":\"something-else\",\"version\":1}").unwrap_err();
+        assert!(
+            format!("{e:#}").contains("not a tune apply record"),
+            "{e:#}"
+        );
+        let e = parse_record(&text.replace("\"version\":1", "\"version\":9")).unwrap_err();
+        assert!(format!("{e:#}").contains("newer tune"), "{e:#}");
+        let e = parse_record(&text[..text.len() / 2]).unwrap_err();
+        assert!(format!("{e:#}").contains("not valid JSON"), "{e:#}");
+        assert_eq!(unhex(&hex(b"\x00\xffab")).unwrap(), b"\x00\xffab");
+    }
+
+    #[test]
+    fn drift_says_what_moved_and_what_boot_keeps() {
+        let r = record();
+        let mut readings = BTreeMap::new();
+        readings.insert("net.core.somaxconn", Reading::Value(Value::Int(65535)));
+        readings.insert("fs.file-max", Reading::Value(Value::Int(2466170)));
+        let obs = Observation {
+            readings,
+            facts: Facts::default(),
+        };
+        let boot = BootView {
+            sysctl: Applied {
+                settings: vec![Setting {
+                    key: "net.core.somaxconn".into(),
+                    value: "65535".into(),
+                    file: "etc/sysctl.d/90-tune.conf".into(),
+                    line: 4,
+                }],
+            },
+            modprobe: Applied::default(),
+        };
+        let d = drift(&r, &obs, &boot);
+        let file_max = d.iter().find(|d| d.knob == "fs.file-max").unwrap();
+        assert!(!file_max.live_matches);
+        assert_eq!(file_max.live.as_deref(), Some("2466170"));
+        assert_eq!(
+            file_max.boot,
+            BootKeeps::No {
+                value: None,
+                file: None
+            }
+        );
+        let somax = d.iter().find(|d| d.knob == "net.core.somaxconn").unwrap();
+        assert!(somax.live_matches);
+        assert_eq!(
+            somax.boot,
+            BootKeeps::Yes {
+                file: "etc/sysctl.d/90-tune.conf".into()
+            }
+        );
+    }
+
+    #[test]
+    fn store_lists_in_order_and_names_a_corrupt_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let store = Store::new(&root, None).unwrap();
+        assert_eq!(store.missing_dirs(), vec!["var", "var/lib", "var/lib/tune"]);
+        assert_eq!(store.next_id().unwrap(), 1);
+        let mut r = record();
+        r.id = 1;
+        store.save(&r).unwrap();
+        r.id = 2;
+        r.status = Status::RolledBack;
+        store.save(&r).unwrap();
+        assert_eq!(store.next_id().unwrap(), 3);
+        assert_eq!(store.last_open().unwrap().unwrap().id, 1);
+        std::fs::write(dir.path().join("var/lib/tune/tx-000003.json"), "{garbage").unwrap();
+        let e = format!("{:#}", store.list().unwrap_err());
+        assert!(
+            e.contains("tx-000003.json") && e.contains("move it out"),
+            "{e}"
+        );
+    }
+}
