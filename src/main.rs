@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Printing into a closed pipe (`tune check | head`) ends the process quietly, like any filter.
+    // Server and load worker processes ignore SIGPIPE again themselves.
+    let _ = embedded_server::sys::signal::default_sigpipe();
     let cli = tune::cli::Cli::parse();
     match tune::cmd::run(cli) {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),

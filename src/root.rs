@@ -24,7 +24,13 @@ impl RootError {
     fn from_io(path: PathBuf, source: io::Error) -> Self {
         match source.kind() {
             io::ErrorKind::NotFound => RootError::Absent { path },
-            io::ErrorKind::PermissionDenied => RootError::Denied { path },
+            // EACCES: file permissions. EPERM (the kernel refusing even root, such as a
+            // namespaced sysctl) stays an Io error with the kernel's own words.
+            io::ErrorKind::PermissionDenied
+                if source.raw_os_error() != Some(nix::errno::Errno::EPERM as i32) =>
+            {
+                RootError::Denied { path }
+            }
             _ => RootError::Io { path, source },
         }
     }

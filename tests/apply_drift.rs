@@ -84,3 +84,88 @@ fn drift_names_live_changes_and_boot_overrides() {
         .unwrap()
         .is_none());
 }
+
+/// The same story through `tune check`: the boot column, the override warning and the drift lines,
+/// in the table and in the JSON.
+#[test]
+fn check_shows_boot_values_overrides_and_drift() {
+    let dir = fake_root();
+    let r = dir.path();
+    let check_json = || {
+        let out = tune()
+            .arg("--root")
+            .arg(r)
+            .args(["check", "--format", "json", "--profile"])
+            .arg(fixture("1m-like.toml"))
+            .output()
+            .unwrap();
+        let (o, e) = text(&out);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{o}{e}");
+        serde_json::from_str::<serde_json::Value>(&o).unwrap()
+    };
+    let knob = |j: &serde_json::Value, name: &str| {
+        j["knobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["knob"] == name)
+            .unwrap()
+            .clone()
+    };
+    let before = check_json();
+    assert!(before["drift"].is_null());
+    assert!(knob(&before, "net.core.somaxconn")["boot"].is_null());
+
+    let out = tune()
+        .arg("--root")
+        .arg(r)
+        .args(["apply", "--yes", "--persist", "--profile"])
+        .arg(fixture("1m-like.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+
+    let after = check_json();
+    let somax = knob(&after, "net.core.somaxconn");
+    assert_eq!(somax["boot"]["value"], 65535);
+    assert!(somax["boot"]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("etc/sysctl.d/90-tune.conf"));
+    assert_eq!(
+        after["drift"]["problems"].as_array().unwrap().len(),
+        0,
+        "{after:#}"
+    );
+    assert!(after["boot_warnings"].as_array().unwrap().is_empty());
+
+    std::fs::write(r.join("proc/sys/net/core/somaxconn"), "128\n").unwrap();
+    std::fs::write(
+        r.join("etc/sysctl.d/95-admin.conf"),
+        "net.core.somaxconn = 1024\n",
+    )
+    .unwrap();
+    let drifted = check_json();
+    let problems = drifted["drift"]["problems"].to_string();
+    assert!(
+        problems.contains("net.core.somaxconn: applied 65535; live is 128"),
+        "{problems}"
+    );
+    let warnings = drifted["boot_warnings"].to_string();
+    assert!(warnings.contains("95-admin.conf"), "{warnings}");
+    assert_eq!(knob(&drifted, "net.core.somaxconn")["boot"]["value"], 1024);
+
+    let out = tune()
+        .arg("--root")
+        .arg(r)
+        .args(["check", "--profile"])
+        .arg(fixture("1m-like.toml"))
+        .output()
+        .unwrap();
+    let (table, _) = text(&out);
+    assert!(table.contains("Drift since the last apply"), "{table}");
+    assert!(
+        table.contains("Boot configuration overrides tune's own"),
+        "{table}"
+    );
+}

@@ -26,4 +26,7 @@ pub struct CheckArgs {
     /// Turn failures of these knobs into warnings (comma separated knob names, or `all`).
     #[arg(long, value_name = "KNOB[,KNOB]|all", value_delimiter = ',')]
     pub ignore: Vec<String>,
+    /// Where `tune apply` keeps its records, for the drift view (default: <root>/var/lib/tune).
+    #[arg(long, value_name = "DIR", env = "TUNE_STATE_DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
 }

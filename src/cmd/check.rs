@@ -5,8 +5,10 @@ use crate::cli::check::CheckArgs;
 use crate::cli::profiles::Role;
 use crate::cli::Format;
 use crate::knobs;
+use crate::persist::{self, boot::BootView};
 use crate::profile::{self, Overrides, Profile};
-use crate::report::{self, Ignore, Options};
+use crate::report::{self, BootSetting, CheckReport, DriftReport, Ignore, Options};
+use crate::state;
 
 /// The profile the arguments name: `--profile` (with `--role` overriding its role) or `--target`.
 pub fn resolve_profile(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Profile> {
@@ -58,7 +60,8 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
         ignore,
         root: ctx.root.base().display().to_string(),
     };
-    let rep = report::evaluate(&obs, &profile, &opts);
+    let mut rep = report::evaluate(&obs, &profile, &opts);
+    add_boot_and_drift(ctx, args, &obs, &mut rep)?;
     let text = match args.format {
         Format::Table => report::table::render(&rep, ctx.color),
         Format::Json => report::json::render(&rep),
@@ -70,4 +73,36 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::ShortFall
     })
+}
+
+/// The three-way view and drift: what the boot configuration sets for each knob, files that
+/// override tune's own at boot, and whether the values of the last apply still hold.
+fn add_boot_and_drift(
+    ctx: &Context,
+    args: &CheckArgs,
+    obs: &knobs::Observation,
+    rep: &mut CheckReport,
+) -> anyhow::Result<()> {
+    let boot = BootView::gather(&ctx.root, &[], None, None)?;
+    for row in &mut rep.knobs {
+        if let Some(knob) = knobs::find(row.knob) {
+            row.boot = boot.value(knob).map(|b| BootSetting {
+                value: b.value,
+                file: ctx.root.path(&b.file).display().to_string(),
+                line: b.line,
+            });
+        }
+    }
+    rep.boot_warnings = persist::installed_override_warnings(&ctx.root)?;
+    rep.drift =
+        state::drift_view(&ctx.root, args.state_dir.as_deref(), obs)?.map(|(record, values)| {
+            DriftReport {
+                apply_id: record.id,
+                profile: record.profile.clone(),
+                applied_unix: record.finished_unix.unwrap_or(record.created_unix),
+                problems: state::render_drift(&ctx.root, &values),
+                values,
+            }
+        });
+    Ok(())
 }

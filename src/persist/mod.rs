@@ -268,6 +268,26 @@ fn nofile_files(
 
 /// Warnings for settings tune writes that another file overrides at boot (a later sysctl.d
 /// name, /etc/sysctl.conf, a later modprobe.d line), naming the file, line and value that win.
+/// The boot-override warnings for the files tune already wrote (for `tune check`): the same
+/// check apply makes before writing, run on what is on disk now.
+pub fn installed_override_warnings(root: &Root) -> anyhow::Result<Vec<String>> {
+    let mut writes = Vec::new();
+    for (rel, what) in [
+        (SYSCTL_FILE, "sysctl --system"),
+        (MODPROBE_FILE, "modprobe"),
+    ] {
+        if let Some(bytes) = root.read_bytes_opt(rel)? {
+            writes.push(FileWrite {
+                rel: rel.to_string(),
+                contents: String::from_utf8_lossy(&bytes).into_owned(),
+                mode: 0o644,
+                what,
+            });
+        }
+    }
+    override_warnings(root, &writes)
+}
+
 pub fn override_warnings(root: &Root, writes: &[FileWrite]) -> anyhow::Result<Vec<String>> {
     let as_conf = |rel: &str| {
         writes

@@ -67,6 +67,30 @@ pub struct Row {
     pub fix_persistent: Option<String>,
     /// Turned from fail into warn by --ignore.
     pub ignored: bool,
+    /// What the boot configuration (sysctl.d, modprobe.d) sets for it, and where; `None` when no file does.
+    pub boot: Option<BootSetting>,
+}
+
+/// A value the boot configuration sets, with the file and line that win.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BootSetting {
+    pub value: Value,
+    /// Path under the root.
+    pub file: String,
+    pub line: usize,
+}
+
+/// What happened to the values of the last `tune apply` since it ran.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DriftReport {
+    /// The record id (`tune rollback --list`).
+    pub apply_id: u64,
+    pub profile: String,
+    pub applied_unix: u64,
+    /// One entry per value that apply set.
+    pub values: Vec<crate::state::Drift>,
+    /// One line per value that no longer holds live or would not survive a reboot.
+    pub problems: Vec<String>,
 }
 
 /// A kernel counter that shows a limit was hit since boot.
@@ -124,6 +148,10 @@ pub struct CheckReport {
     pub usage: Vec<Usage>,
     pub strict: bool,
     pub summary: Summary,
+    /// Files that override tune's own boot configuration (their value wins at boot).
+    pub boot_warnings: Vec<String>,
+    /// The last apply and whether its values still hold; `None` when nothing is applied.
+    pub drift: Option<DriftReport>,
 }
 
 /// Which knobs --ignore names.
@@ -245,6 +273,7 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
             fix_runtime,
             fix_persistent,
             ignored,
+            boot: None,
         });
     }
 
@@ -334,6 +363,8 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
         usage,
         strict: opts.strict,
         summary,
+        boot_warnings: Vec::new(),
+        drift: None,
     }
 }
 

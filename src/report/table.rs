@@ -49,7 +49,7 @@ pub fn render(r: &CheckReport, color: bool) -> String {
         t.set_content_arrangement(ContentArrangement::Disabled);
     }
     t.set_header(vec![
-        "knob", "scope", "current", "required", "status", "fix",
+        "knob", "scope", "current", "boot", "required", "status", "fix",
     ]);
     for row in &r.knobs {
         let fix = match (&row.fix_runtime, &row.fix_persistent) {
@@ -65,6 +65,11 @@ pub fn render(r: &CheckReport, color: bool) -> String {
                 (None, _) => "unreadable".to_string(),
                 (Some(v), _) => value_text(Some(v), row.unit),
             }),
+            Cell::new(
+                row.boot
+                    .as_ref()
+                    .map_or("-".to_string(), |b| value_text(Some(&b.value), row.unit)),
+            ),
             Cell::new(value_text(row.required.as_ref(), row.unit)),
             status_cell(row.status, color),
             Cell::new(fix),
@@ -90,6 +95,30 @@ pub fn render(r: &CheckReport, color: bool) -> String {
         out.push_str("\nNotes:\n");
         out.push_str(&notes.join("\n"));
         out.push('\n');
+    }
+    if !r.boot_warnings.is_empty() {
+        out.push_str("\nBoot configuration overrides tune's own:\n");
+        for w in &r.boot_warnings {
+            out.push_str(&format!("  {w}\n"));
+        }
+    }
+    if let Some(d) = &r.drift {
+        if d.problems.is_empty() {
+            out.push_str(&format!(
+                "\nLast apply (#{}, profile {}): all {} values still live and kept at boot.\n",
+                d.apply_id,
+                d.profile,
+                d.values.len()
+            ));
+        } else {
+            out.push_str(&format!(
+                "\nDrift since the last apply (#{}, profile {}):\n",
+                d.apply_id, d.profile
+            ));
+            for p in &d.problems {
+                out.push_str(&format!("  {p}\n"));
+            }
+        }
     }
     let whys: Vec<String> = r
         .knobs

@@ -71,6 +71,14 @@ pub fn die_with_parent(sig: Signal, expected_parent: u32) -> Result<bool, Errno>
     Ok(nix::unistd::getppid().as_raw() as u32 == expected_parent)
 }
 
+/// Restores the default SIGPIPE disposition, so a CLI whose output is piped into `head` ends
+/// quietly when the reader goes away instead of failing on EPIPE (Rust ignores SIGPIPE by default).
+pub fn default_sigpipe() -> Result<(), Errno> {
+    // SAFETY: SIG_DFL installs no Rust handler; the kernel ends the process on a write to a
+    // closed pipe, which is the behaviour of every Unix filter.
+    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
