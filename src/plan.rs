@@ -126,6 +126,8 @@ pub fn merge(compare: Compare, live: &Value, wanted: &Value) -> Value {
             (Value::Range([a, b]), Value::Range([c, d])) => Value::Range([*a.min(c), *b.max(d)]),
             _ => *wanted,
         },
+        // A mode has no direction: the profile's value is the only one that satisfies it.
+        Compare::Equal => *wanted,
         Compare::AtLeast | Compare::Info => zip(u64::max),
     }
 }
@@ -135,6 +137,7 @@ fn beyond(compare: Compare) -> &'static str {
     match compare {
         Compare::AtMost => "lower than profile, which is better for this knob",
         Compare::Covers => "wider than profile",
+        Compare::Equal => "another mode than the profile's",
         Compare::AtLeast | Compare::Info => "higher than profile",
     }
 }
@@ -550,6 +553,18 @@ mod tests {
         assert_eq!(
             decide(Compare::AtLeast, &Value::Int(5), &Value::Int(5), false),
             Action::AtProfile
+        );
+    }
+
+    #[test]
+    fn a_mode_is_set_to_the_profiles_value_without_allow_lower() {
+        // tcp_tw_reuse 2 (loopback only) is not "more" than 1 (everywhere).
+        assert_eq!(
+            decide(Compare::Equal, &Value::Int(2), &Value::Int(1), false),
+            Action::Set {
+                to: Value::Int(1),
+                lowers: false
+            }
         );
     }
 

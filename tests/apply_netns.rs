@@ -96,7 +96,7 @@ fn per_namespace_knobs_are_raised_and_rolled_back() {
         .unwrap();
     assert_eq!(
         applied["net/ipv4/tcp_rmem"],
-        format!("8192 262144 {}", rmax.max(33554432)),
+        format!("8192 262144 {}", rmax.max(16777216)),
         "{log}"
     );
     let wmax: u64 = before["net/ipv4/tcp_wmem"]
@@ -110,10 +110,12 @@ fn per_namespace_knobs_are_raised_and_rolled_back() {
         format!("8192 65536 {}", wmax.max(16777216)),
         "{log}"
     );
-    // tcp_tw_reuse starts at 2 (loopback only); the profile's 1 is lower, so it is kept by default.
+    // tcp_tw_reuse is a mode: 2 (loopback only) is not "more" than the profile's 1 (everywhere),
+    // so it is set to 1 without --allow-lower.
     assert_eq!(before["net/ipv4/tcp_tw_reuse"], "2", "{log}");
-    assert_eq!(applied["net/ipv4/tcp_tw_reuse"], "2", "{log}");
-    assert!(log.contains("kept (higher than profile"), "{log}");
+    assert_eq!(applied["net/ipv4/tcp_tw_reuse"], "1", "{log}");
+    // The copied tcp_rmem max is above the profile's: kept unless --allow-lower.
+    assert!(rmax > 16777216, "{log}");
     // Host-wide knobs were refused, so the plan is incomplete: exit 1.
     assert!(log.contains("apply_exit=1"), "{log}");
     assert!(log.contains("inside a child network namespace"), "{log}");
@@ -137,9 +139,12 @@ fn per_namespace_knobs_are_raised_and_rolled_back() {
     );
     assert!(log.contains("Nothing to roll back"), "{log}");
     assert_eq!(&s["again"], before, "{log}");
-    // --allow-lower moves tcp_tw_reuse down to 1; rollback brings back 2.
+    // --allow-lower moves the tcp_rmem max down to the profile's; rollback brings it back.
     assert!(log.contains("lower_exit=1"), "{log}");
-    assert_eq!(s["lowered"]["net/ipv4/tcp_tw_reuse"], "1", "{log}");
+    assert_eq!(
+        s["lowered"]["net/ipv4/tcp_rmem"], "8192 262144 16777216",
+        "{log}"
+    );
     assert_eq!(&s["restored"], before, "{log}");
     assert_eq!(host_wide_values(), host_before, "host-wide values changed");
 }

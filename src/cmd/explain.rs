@@ -21,6 +21,7 @@ pub fn text(knob: &Knob) -> String {
         }
         Compare::AtMost => "the live value must be at most the required one",
         Compare::Covers => "the live range must contain the required range",
+        Compare::Equal => "a mode: the live value must be exactly the required one",
         Compare::Info => "reported, not required",
     };
     let runtime = match knob.write {

@@ -46,6 +46,9 @@ pub enum Compare {
     AtMost,
     /// The live range must contain the required range (ip_local_port_range).
     Covers,
+    /// A mode, not a quantity: the live value must be exactly the required one (tcp_tw_reuse:
+    /// 2 "loopback only" is not more than 1 "everywhere").
+    Equal,
     /// Reported, never required (usage counters such as nf_conntrack_count).
     Info,
 }
@@ -55,6 +58,7 @@ impl Compare {
     pub fn satisfied(self, live: &Value, required: &Value) -> bool {
         match (self, live, required) {
             (Compare::Info, _, _) => true,
+            (Compare::Equal, _, _) => live == required,
             (Compare::Covers, Value::Range([lo, hi]), Value::Range([rlo, rhi])) => {
                 lo <= rlo && hi >= rhi
             }
@@ -229,6 +233,8 @@ mod tests {
         assert!(!Compare::AtLeast.satisfied(&Value::Int(3), &Value::Int(4)));
         assert!(!Compare::AtLeast.satisfied(&Value::Triple([9, 9, 1]), &Value::Triple([1, 1, 2])));
         assert!(Compare::AtMost.satisfied(&Value::Int(15), &Value::Int(30)));
+        assert!(!Compare::Equal.satisfied(&Value::Int(2), &Value::Int(1)));
+        assert!(Compare::Equal.satisfied(&Value::Int(1), &Value::Int(1)));
         assert!(
             Compare::Covers.satisfied(&Value::Range([1024, 65535]), &Value::Range([10000, 60000]))
         );

@@ -220,7 +220,7 @@ pub static REGISTRY: &[Knob] = &[
         Scope::NetNs,
         Shape::Int,
         "mode",
-        Compare::AtLeast,
+        Compare::Equal,
         "Reuse of TIME_WAIT ports for new outgoing connections: 0 off, 1 on, 2 loopback only (default).",
         "after many short connections a client runs out of ports (EADDRNOTAVAIL) while sockets sit in TIME_WAIT.",
     ),
