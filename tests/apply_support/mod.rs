@@ -26,27 +26,6 @@ pub fn text(o: &Output) -> (String, String) {
     )
 }
 
-/// Every sysctl a fake root needs: the registry's, copied from this machine's /proc/sys.
-pub const SYSCTLS: &[&str] = &[
-    "fs/nr_open",
-    "fs/file-max",
-    "fs/file-nr",
-    "net/netfilter/nf_conntrack_max",
-    "net/netfilter/nf_conntrack_buckets",
-    "net/netfilter/nf_conntrack_count",
-    "net/ipv4/tcp_mem",
-    "net/ipv4/tcp_rmem",
-    "net/ipv4/tcp_wmem",
-    "net/core/somaxconn",
-    "net/ipv4/tcp_max_syn_backlog",
-    "net/core/netdev_max_backlog",
-    "net/ipv4/ip_local_port_range",
-    "net/ipv4/tcp_tw_reuse",
-    "net/ipv4/tcp_fin_timeout",
-    "net/ipv4/tcp_max_tw_buckets",
-    "net/ipv4/tcp_max_orphans",
-];
-
 fn copy_or(dst: &Path, src: &str, default: &str) {
     std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
     let data = std::fs::read(src).unwrap_or_else(|_| default.as_bytes().to_vec());
@@ -59,12 +38,12 @@ fn copy_or(dst: &Path, src: &str, default: &str) {
 pub fn fake_root() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let r = dir.path();
-    for s in SYSCTLS {
-        copy_or(
-            &r.join("proc/sys").join(s),
-            &format!("/proc/sys/{s}"),
-            "262144\n",
-        );
+    // Every sysctl the registry reads, copied from this machine's /proc/sys.
+    for rel in tune::knobs::sources(None)
+        .iter()
+        .filter(|p| p.starts_with("proc/sys/"))
+    {
+        copy_or(&r.join(rel), &format!("/{rel}"), "262144\n");
     }
     copy_or(
         &r.join("sys/module/nf_conntrack/parameters/hashsize"),
