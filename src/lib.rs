@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod docs;
 pub mod knobs;
 pub mod profile;
 pub mod root;

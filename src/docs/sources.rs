@@ -1,0 +1,45 @@
+//! The profile data the man pages and completions show: the one seam between `docs` and the profile module.
+//!
+//! Pages and completions never read profile files themselves; they ask these
+//! two functions. Each says which function of `crate::profile` it stands for.
+
+use crate::cli::profiles::Role;
+
+/// A profile tune ships: its name (as `--profile` takes it) and the TOML text of its file, comments included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shipped {
+    pub name: &'static str,
+    pub text: &'static str,
+}
+
+/// Requirements worked out from the formulas alone for one target and role (`profile::for_target`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormulaExample {
+    pub target: u64,
+    pub role: Role,
+    /// Knob name, required value as the kernel prints it, and the formula with its numbers.
+    pub requirements: Vec<(String, String, String)>,
+}
+
+/// The profiles built into tune, in the order `tune profiles list` prints them.
+///
+/// FIXME(lead, when the `check` branch lands): return the shipped profiles from
+/// `crate::profile` (name and embedded TOML text), e.g.
+/// `crate::profile::shipped().iter().map(|&(name, text)| Shipped { name, text }).collect()`.
+/// This branch has no shipped profiles yet, so there is nothing to list.
+pub fn shipped_profiles() -> Vec<Shipped> {
+    Vec::new()
+}
+
+/// The targets the FORMULAS section of tune-profiles(5) works through, one table per role.
+pub const FORMULA_TARGET: u64 = 1_000_000;
+
+/// One example per role at [`FORMULA_TARGET`], from the profile module's formulas.
+///
+/// FIXME(lead, when the `check` branch lands): build each from
+/// `crate::profile::for_target(FORMULA_TARGET, role)`:
+/// `requirements.iter().map(|(k, r)| (k.to_string(), r.value.to_kernel(), r.why.clone()))`.
+/// This branch has no formulas yet, so there is nothing to show.
+pub fn formula_examples() -> Vec<FormulaExample> {
+    Vec::new()
+}
