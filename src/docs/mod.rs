@@ -33,7 +33,25 @@ pub fn man_pages() -> Vec<Page> {
         &sources::formula_examples(),
     ));
     pages.push(knobs::page(crate::knobs::REGISTRY));
+    for page in &mut pages {
+        page.roff = ascii_roff(&page.roff);
+    }
     pages
+}
+
+/// Writes every non-ASCII character as a groff Unicode escape (`×` becomes `\[u00D7]`), so the pages
+/// render the same whether or not the formatter is told the input encoding (`man` runs preconv; plain
+/// `groff` and `nroff` do not).
+fn ascii_roff(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\[u{:04X}]", c as u32));
+        }
+    }
+    out
 }
 
 /// Is `name` a file this generator writes or once wrote (so regenerating may replace or remove it)?
@@ -118,6 +136,13 @@ mod tests {
         for fixed in ["tune.1", "tune-profiles.5", "tune-knobs.7"] {
             assert!(names.contains(&fixed), "{fixed} missing from {names:?}");
         }
+    }
+
+    #[test]
+    fn non_ascii_becomes_groff_escapes() {
+        assert_eq!(ascii_roff("a × b \u{2014} c"), "a \\[u00D7] b \\[u2014] c");
+        assert_eq!(ascii_roff("plain \\- text"), "plain \\- text");
+        assert_eq!(ascii_roff("\u{1F600}"), "\\[u1F600]");
     }
 
     #[test]

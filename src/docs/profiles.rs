@@ -4,10 +4,10 @@ use clap::ValueEnum;
 use roff::{bold, italic, roman, Roff};
 
 use super::knobs::{compare_text, shape_text};
-use super::sources::{FormulaExample, Shipped, FORMULA_TARGET};
+use super::sources::{self, FormulaExample, Shipped, FORMULA_TARGET};
 use super::{see_also, title, Page};
 use crate::cli::profiles::Role;
-use crate::knobs::{Compare, Shape, REGISTRY};
+use crate::knobs::{Shape, REGISTRY};
 
 /// The example file the page shows; a unit test loads it with the real profile loader.
 pub const EXAMPLE: &str = r#"# /etc/tune/profiles/chat.toml: the chat gateway, 300k websockets per host
@@ -47,8 +47,8 @@ pub fn page(shipped: &[Shipped], formulas: &[FormulaExample]) -> Page {
     r.text([roman(
         "A profile is a TOML file that says how many concurrent connections a host must hold (the target), \
          what the host does with them (the role), and the least value each knob must have. \
-         --profile takes a shipped name, a name of a file in /etc/tune/profiles/ (without .toml), \
-         or a path (anything containing a slash or ending in .toml).",
+         --profile takes a path (anything containing a slash or ending in .toml) or a name, \
+         looked up first as /etc/tune/profiles/NAME.toml, then among the shipped profiles.",
     )]);
     r.control("PP", []);
     r.text([roman(
@@ -67,8 +67,8 @@ pub fn page(shipped: &[Shipped], formulas: &[FormulaExample]) -> Page {
         &mut r,
         "target",
         "integer",
-        "Concurrent connections the host must hold. Knobs the profile leaves out are worked out from it \
-         (see FORMULAS), and tune check reports the capacity against it.",
+        "Concurrent connections the host must hold (underscores allowed: 1_000_000). Knobs the profile \
+         leaves out are worked out from it (see FORMULAS), and tune check reports the capacity against it.",
     );
     key(
         &mut r,
@@ -87,13 +87,40 @@ pub fn page(shipped: &[Shipped], formulas: &[FormulaExample]) -> Page {
     );
     key(
         &mut r,
+        "headroom_percent",
+        "integer, optional",
+        "Percent every formula adds on top of what the connections need.",
+    );
+    key(
+        &mut r,
+        "processes",
+        "integer, optional",
+        "Processes that share the connections: RLIMIT_NOFILE is worked out per process.",
+    );
+    key(
+        &mut r,
+        "bytes_per_socket",
+        "integer, optional",
+        "Kernel memory one socket costs, for the memory formula.",
+    );
+    key(
+        &mut r,
+        "source_addresses",
+        "integer, optional",
+        "Source addresses a client or loopback host spreads its connections over; \
+         each gets the whole ephemeral port range per destination.",
+    );
+    key(
+        &mut r,
         "[knobs]",
         "table, optional",
-        "One key per knob, quoted because knob names contain dots; the value is the requirement. \
-         Knobs not listed here keep the value the formulas give. The keys a profile may set:",
+        "One key per knob, quoted because knob names contain dots; the value is the requirement \
+         and replaces what the formula gives. The comment lines above a value and the comment after it \
+         are its reason, which tune check prints next to a failure. The keys a profile may set:",
     );
     r.control("RS", []);
-    for knob in REGISTRY.iter().filter(|k| k.compare != Compare::Info) {
+    let settable = sources::settable_knobs();
+    for knob in REGISTRY.iter().filter(|k| settable.contains(&k.name)) {
         r.control("TP", []);
         r.text([bold(knob.name)]);
         r.text([roman(format!(
@@ -123,9 +150,11 @@ pub fn page(shipped: &[Shipped], formulas: &[FormulaExample]) -> Page {
 
     r.control("SH", ["INHERITANCE"]);
     r.text([roman(
-        "A profile with extends = \"NAME\" starts from the profile NAME fully resolved, then applies its own keys: \
-         description, target and role replace the parent's when given, and each knob listed under [knobs] \
-         replaces the parent's requirement for that knob alone. A parent may extend another; a cycle is an error.",
+        "A profile with extends = \"NAME\" starts from the profile NAME, found the way --profile finds it \
+         (a relative path is relative to the extending file), then applies its own keys: each top-level key \
+         it sets replaces the parent's, and each knob listed under [knobs] replaces the parent's requirement \
+         for that knob alone. The formulas run last, on the merged target, role and parameters. \
+         A parent may extend another; a cycle is an error.",
     )]);
     example(
         &mut r,
@@ -298,12 +327,9 @@ mod tests {
     #[test]
     fn every_settable_knob_and_role_is_documented() {
         let page = page(&[], &[]).roff;
-        for knob in REGISTRY.iter().filter(|k| k.compare != Compare::Info) {
-            assert!(
-                page.contains(&knob.name.replace('-', "\\-")),
-                "{} missing",
-                knob.name
-            );
+        for name in sources::settable_knobs() {
+            let entry = format!(".TP\n\\fB{}\\fR\n", name.replace('-', "\\-"));
+            assert!(page.contains(&entry), "{name} missing from KEYS");
         }
         for role in ["server", "client", "loopback"] {
             assert!(

@@ -1,7 +1,7 @@
 //! The profile data the man pages and completions show: the one seam between `docs` and the profile module.
 //!
 //! Pages and completions never read profile files themselves; they ask these
-//! two functions. Each says which function of `crate::profile` it stands for.
+//! functions. Each says which item of `crate::profile` it stands for.
 
 use crate::cli::profiles::Role;
 
@@ -42,4 +42,12 @@ pub const FORMULA_TARGET: u64 = 1_000_000;
 /// This branch has no formulas yet, so there is nothing to show.
 pub fn formula_examples() -> Vec<FormulaExample> {
     Vec::new()
+}
+
+/// The knob names a profile may set under `[knobs]`.
+///
+/// FIXME(lead, when the `check` branch lands): `crate::profile::requirable_names()`.
+/// This branch's loader accepts every registry knob.
+pub fn settable_knobs() -> Vec<&'static str> {
+    crate::knobs::REGISTRY.iter().map(|k| k.name).collect()
 }
