@@ -8,11 +8,11 @@ use crate::knobs::{Compare, Knob, Scope, Shape, Value};
 /// Component values no real knob holds, replaced by placeholder words after the registry's own fix functions ran.
 const SENTINELS: [u64; 3] = [9_876_543_211, 9_876_543_212, 9_876_543_213];
 
-/// The words a user substitutes, per shape: `N`, `MIN PRESSURE MAX`, `LOW HIGH`.
+/// The words a user substitutes, per shape: `N`, `LOW MID HIGH`, `LOW HIGH`.
 fn placeholders(shape: Shape) -> &'static [&'static str] {
     match shape {
         Shape::Int => &["N"],
-        Shape::Triple => &["MIN", "PRESSURE", "MAX"],
+        Shape::Triple => &["LOW", "MID", "HIGH"],
         Shape::Range => &["LOW", "HIGH"],
     }
 }
@@ -63,21 +63,21 @@ pub fn scope_text(scope: Scope) -> &'static str {
 pub fn shape_text(shape: Shape, unit: &str) -> String {
     match shape {
         Shape::Int => format!("one integer ({unit})"),
-        Shape::Triple => format!("three integers: min, pressure, max ({unit})"),
+        Shape::Triple => format!("three integers, low to high ({unit})"),
         Shape::Range => format!("two integers: low, high ({unit})"),
     }
 }
 
-pub fn compare_text(compare: Compare) -> &'static str {
-    match compare {
-        Compare::AtLeast => {
-            "passes when the live value is at least the required one (each component)"
-        }
-        Compare::AtMost => {
+pub fn compare_text(compare: Compare, shape: Shape) -> &'static str {
+    match (compare, shape) {
+        (Compare::AtLeast, Shape::Int) => "passes when the live value is at least the required one",
+        (Compare::AtLeast, _) => "passes when each live number is at least the required one",
+        (Compare::AtMost, Shape::Int) => {
             "passes when the live value is at most the required one (shorter is better)"
         }
-        Compare::Covers => "passes when the live range contains the required range",
-        Compare::Info => "reported only; never fails a check",
+        (Compare::AtMost, _) => "passes when each live number is at most the required one",
+        (Compare::Covers, _) => "passes when the live range contains the required range",
+        (Compare::Info, _) => "reported only; never fails a check",
     }
 }
 
@@ -108,7 +108,7 @@ pub fn page(registry: &[Knob]) -> Page {
     ]);
     r.control("PP", []);
     r.text([roman(
-        "In the fixes, N, MIN, PRESSURE, MAX, LOW and HIGH stand for the value a profile requires, \
+        "In the fixes, N, LOW, MID and HIGH stand for the value a profile requires, \
          and PID for the process whose limit is raised.",
     )]);
     r.control("SH", ["KNOBS"]);
@@ -117,7 +117,7 @@ pub fn page(registry: &[Knob]) -> Page {
         r.text([roman(knob.summary)]);
         field(&mut r, "Scope", scope_text(knob.scope));
         field(&mut r, "Value", &shape_text(knob.shape, knob.unit));
-        field(&mut r, "Check", compare_text(knob.compare));
+        field(&mut r, "Check", compare_text(knob.compare, knob.shape));
         field(&mut r, "Running short", knob.symptom);
         field(&mut r, "Raise at run time", &runtime_fix(knob));
         let persist = persist_fix(knob).unwrap_or_else(|| "nothing to persist".to_string());
@@ -174,7 +174,7 @@ mod tests {
         assert_eq!(runtime_fix(somaxconn), "sysctl -w net.core.somaxconn=\"N\"");
         let tcp_mem = crate::knobs::find("net.ipv4.tcp_mem").unwrap();
         assert!(
-            runtime_fix(tcp_mem).contains("MIN PRESSURE MAX"),
+            runtime_fix(tcp_mem).contains("LOW MID HIGH"),
             "{}",
             runtime_fix(tcp_mem)
         );

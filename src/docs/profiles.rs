@@ -127,10 +127,11 @@ pub fn page(shipped: &[Shipped], formulas: &[FormulaExample]) -> Page {
             "{}, written {}; {}.",
             shape_text(knob.shape, knob.unit),
             toml_form(knob.shape),
-            compare_text(knob.compare)
+            compare_text(knob.compare, knob.shape)
         ))]);
     }
     r.control("RE", []);
+    r.control("PP", []);
     r.text([roman(
         "An unknown key, an unknown knob or a value of the wrong shape is an error that names the file, \
          the line and the knob.",
@@ -185,6 +186,7 @@ pub fn page(shipped: &[Shipped], formulas: &[FormulaExample]) -> Page {
 
     r.control("SH", ["EXAMPLE"]);
     example(&mut r, EXAMPLE);
+    r.control("PP", []);
     r.text([
         roman("Then "),
         bold("tune check --profile chat"),
@@ -235,7 +237,7 @@ fn role_names() -> Vec<String> {
 fn toml_form(shape: Shape) -> &'static str {
     match shape {
         Shape::Int => "as an integer",
-        Shape::Triple => "as an array [MIN, PRESSURE, MAX] or a string \"MIN PRESSURE MAX\"",
+        Shape::Triple => "as an array [LOW, MID, HIGH] or a string \"LOW MID HIGH\"",
         Shape::Range => "as an array [LOW, HIGH] or a string \"LOW HIGH\"",
     }
 }
@@ -302,6 +304,12 @@ fn shipped_profile(r: &mut Roff, p: &Shipped) {
         r.text([roman(value)]);
     }
     example(r, p.text);
+    r.control("PP", []);
+    r.text([
+        roman("Resolved, with every formula evaluated: "),
+        bold(format!("tune profiles show {}", p.name)),
+        roman("."),
+    ]);
 }
 
 #[cfg(test)]
