@@ -180,3 +180,31 @@ fn zsh_script_parses_and_defines_the_completion_function() {
         "zsh script offers no knob names"
     );
 }
+
+/// Until docs::sources is wired to the profile module there are no names: then this checks nothing.
+#[test]
+fn bash_offers_the_shipped_profile_names_for_profile_arguments() {
+    let mut shipped: Vec<String> = tune::docs::sources::shipped_profiles()
+        .iter()
+        .map(|p| p.name.to_string())
+        .collect();
+    shipped.sort();
+    if shipped.is_empty() {
+        eprintln!("no shipped profiles in docs::sources: nothing to offer");
+        return;
+    }
+    let (_dir, path) = script("bash");
+    for words in [
+        &["tune", "check", "--profile", ""][..],
+        &["tune", "apply", "--profile", ""][..],
+        &["tune", "profiles", "show", ""][..],
+    ] {
+        // Positionals are offered next to the options; the options are not what this test is about.
+        let mut offered: Vec<String> = bash_complete(&path, words)
+            .into_iter()
+            .filter(|o| !o.starts_with('-'))
+            .collect();
+        offered.sort();
+        assert_eq!(offered, shipped, "{words:?}");
+    }
+}
