@@ -3,6 +3,7 @@
 pub mod capacity;
 pub mod cli;
 pub mod cmd;
+pub mod docs;
 pub mod kernel;
 pub mod knobs;
 pub mod persist;

@@ -12,12 +12,13 @@ pub struct GenerateArgs {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum Generate {
-    /// Write the man pages (tune.1, one per subcommand, tune-profiles.5, tune-knobs.7).
+    /// Write the man pages (tune.1, one per subcommand, tune-profiles.5, tune-knobs.7) into DIR, replacing older ones.
     Man {
-        #[arg(long, value_name = "DIR", default_value = "man")]
+        /// Directory to write into; created if missing. Other files in it are left alone.
+        #[arg(long, value_name = "DIR", default_value = "man", value_hint = clap::ValueHint::DirPath)]
         out: PathBuf,
     },
-    /// Print shell completions.
+    /// Print the completion script for a shell, with knob and profile names (bash, zsh, fish, ...).
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
