@@ -58,6 +58,8 @@ fn main() {
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(120);
     let (mut open, mut failed, mut inflight) = (0usize, 0usize, 0usize);
+    // Failures before TCP completed (refused) and after (reset during the handshake: lost).
+    let (mut refused, mut lost) = (0usize, 0usize);
     let mut next_src = 0u32;
     while open + failed < n && Instant::now() < deadline {
         while inflight < concurrency && conns.len() < n {
@@ -84,6 +86,7 @@ fn main() {
                     if net::take_error(fd).unwrap().is_some() {
                         c.st = St::Failed;
                         failed += 1;
+                        refused += 1;
                         inflight -= 1;
                         continue;
                     }
@@ -113,6 +116,7 @@ fn main() {
                     _ => {
                         c.st = St::Failed;
                         failed += 1;
+                        lost += 1;
                         inflight -= 1;
                     }
                 },
@@ -122,7 +126,7 @@ fn main() {
     }
     let open_secs = t0.elapsed().as_secs_f64();
     println!(
-        "{{\"phase\":\"open\",\"opened\":{open},\"failed\":{failed},\"secs\":{open_secs:.3},\"per_sec\":{:.0}}}",
+        "{{\"phase\":\"open\",\"opened\":{open},\"failed\":{failed},\"refused\":{refused},\"lost_after_accept\":{lost},\"secs\":{open_secs:.3},\"per_sec\":{:.0}}}",
         open as f64 / open_secs
     );
     if echo_secs > 0 {
