@@ -85,8 +85,16 @@ impl Supervisor {
             Workers::Fixed(n) => n,
             Workers::Auto { expected } => auto_workers(expected, hard, cfg.limits.backlog, cores),
         };
-        let reserve = net::reuseport_bound(cfg.listen)
-            .with_context(|| format!("binding {}: is another server on that port?", cfg.listen))?;
+        if cfg.listen.port() != 0 {
+            net::port_is_free(cfg.listen).with_context(|| {
+                format!(
+                    "{} is in use (another server listens there?): pick another --listen port",
+                    cfg.listen
+                )
+            })?;
+        }
+        let reserve =
+            net::reuseport_bound(cfg.listen).with_context(|| format!("binding {}", cfg.listen))?;
         let addr = net::local_addr(reserve.as_raw_fd()).context("getsockname")?;
         let shm = SharedU64s::create("tune-serve-counters", m::shm_len(n))
             .context("creating the shared counters (memfd)")?;
