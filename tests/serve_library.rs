@@ -33,13 +33,20 @@ fn supervisor_starts_counts_and_shuts_down() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let s = sup.snapshot();
-    assert_eq!((s.messages_in, s.messages_out), (20, 0), "count mode replies nothing");
+    assert_eq!(
+        (s.messages_in, s.messages_out),
+        (20, 0),
+        "count mode replies nothing"
+    );
     assert_eq!(s.websockets_open, 20);
     assert_eq!(s.workers_up, 2);
     assert!(sup.prometheus().contains("tune_websockets_open 20\n"));
     let summary = sup.shutdown();
     assert_eq!(summary.open_at_shutdown, 20);
-    assert!(summary.dead.is_empty() && summary.killed == 0, "{summary:?}");
+    assert!(
+        summary.dead.is_empty() && summary.killed == 0,
+        "{summary:?}"
+    );
     assert_eq!(
         summary
             .totals
