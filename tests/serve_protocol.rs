@@ -397,3 +397,36 @@ fn a_port_in_use_is_a_clear_error_not_a_shared_group() {
         "{err}"
     );
 }
+
+#[test]
+fn workers_do_not_outlive_a_killed_supervisor() {
+    let s = Server::start(&["--workers", "2"]);
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", s.pid())).unwrap();
+    let workers: Vec<i32> = children
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(workers.len(), 2);
+    let mut ws = Raw::websocket(s.addr);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(s.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // PR_SET_PDEATHSIG turns the supervisor's death into SIGTERM for each worker: they close
+    // their connections (1001) and exit.
+    assert_eq!(ws.close_code(), Some(1001));
+    let t = Instant::now();
+    while workers.iter().any(|p| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .map(|st| !st.contains(") Z "))
+            .unwrap_or(false)
+    }) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "workers still running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
