@@ -320,6 +320,12 @@ impl Board {
             s.bytes_out,
         );
         one(
+            "tune_pings_total",
+            "counter",
+            "Pings answered with a pong.",
+            s.pings,
+        );
+        one(
             "tune_accept_errors_total",
             "counter",
             "accept4 failures (EMFILE, ENFILE, ENOBUFS).",
