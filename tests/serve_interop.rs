@@ -26,6 +26,7 @@ fn pings_get_pongs() {
     let s = Server::start(&["--workers", "1"]);
     let out = interop(&s, &["ping"]);
     assert!(out.contains("ok ping 3 pongs"), "{out}");
+    assert_eq!(s.wait_metric("tune_pings_total", 3), 3);
 }
 
 #[test]

@@ -329,3 +329,104 @@ fn a_dead_worker_is_reported_with_its_lost_connections() {
         "{out}"
     );
 }
+
+/// xorshift64*: deterministic pseudo-random bytes without a dependency.
+fn noise(seed: &mut u64, n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            *seed ^= *seed >> 12;
+            *seed ^= *seed << 25;
+            *seed ^= *seed >> 27;
+            (seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn random_bytes_never_take_a_worker_down() {
+    let s = Server::start(&["--workers", "2", "--max-message", "4096"]);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..300 {
+        let len = 1 + (i * 37) % 3000;
+        let bytes = noise(&mut seed, len);
+        if i % 2 == 0 {
+            // Garbage where the request head should be, then EOF (an incomplete head would
+            // otherwise wait for the handshake timeout).
+            let mut r = Raw::connect(s.addr);
+            let _ = std::io::Write::write_all(&mut r.s, &bytes);
+            let _ = r.s.shutdown(std::net::Shutdown::Write);
+            assert!(r.sees_eof(), "case {i}: the server did not close");
+        } else {
+            // Garbage frames after a valid handshake, sometimes starting with a plausible
+            // masked header so it reaches the frame decoder's deeper paths.
+            let mut ws = Raw::websocket(s.addr);
+            let mut b = bytes;
+            if i % 4 == 1 {
+                b[0] = [0x81, 0x01, 0x82, 0x89, 0x88, 0x80][i % 6];
+                if b.len() > 1 {
+                    b[1] |= 0x80;
+                }
+            }
+            let _ = std::io::Write::write_all(&mut ws.s, &b);
+            // End our side: a frame left incomplete is then closed at once, not at a timeout.
+            let _ = ws.s.shutdown(std::net::Shutdown::Write);
+            assert!(ws.sees_eof(), "case {i}: the server did not close");
+        }
+    }
+    assert_eq!(s.metric("tune_workers_up"), 2);
+    assert_eq!(s.metric("tune_lost_connections_total"), 0);
+    let mut ws = Raw::websocket(s.addr);
+    ws.send(&frame(0x81, b"alive"));
+    assert_eq!(ws.read_frame(), Some((0x81, b"alive".to_vec())));
+    let (status, out, err, _) = s.stop();
+    assert!(status.success(), "{out}\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error_not_a_shared_group() {
+    let s = Server::start(&["--workers", "1"]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tune"))
+        .args(["serve", "--workers", "1", "--listen", &s.addr.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{} is in use", s.addr)) && err.contains("--listen"),
+        "{err}"
+    );
+}
+
+#[test]
+fn workers_do_not_outlive_a_killed_supervisor() {
+    let s = Server::start(&["--workers", "2"]);
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", s.pid())).unwrap();
+    let workers: Vec<i32> = children
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(workers.len(), 2);
+    let mut ws = Raw::websocket(s.addr);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(s.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // PR_SET_PDEATHSIG turns the supervisor's death into SIGTERM for each worker: they close
+    // their connections (1001) and exit.
+    assert_eq!(ws.close_code(), Some(1001));
+    let t = Instant::now();
+    while workers.iter().any(|p| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .map(|st| !st.contains(") Z "))
+            .unwrap_or(false)
+    }) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "workers still running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

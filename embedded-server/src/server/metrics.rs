@@ -235,6 +235,7 @@ impl Board {
             s.fds += g(FDS);
             s.lost += g(LOST);
             s.accept_errors += g(ACCEPT_ERRORS);
+            s.pings += g(PINGS);
             for (k, r) in Rejection::ALL.iter().enumerate() {
                 s.add_labeled(Family::HandshakeFailed, r.label(), g(HS_FAILED + k));
             }
@@ -317,6 +318,12 @@ impl Board {
             "counter",
             "Websocket payload bytes sent.",
             s.bytes_out,
+        );
+        one(
+            "tune_pings_total",
+            "counter",
+            "Pings answered with a pong.",
+            s.pings,
         );
         one(
             "tune_accept_errors_total",
@@ -461,6 +468,7 @@ pub struct Snapshot {
     pub fds: u64,
     pub lost: u64,
     pub accept_errors: u64,
+    pub pings: u64,
     /// (family, reason label, count) for failed handshakes, closes and violations.
     pub labeled: Vec<(Family, &'static str, u64)>,
 }

@@ -1,6 +1,31 @@
 //! The websocket server: configuration and limits, the per-worker event loop ([`worker`]), the
 //! shared counters behind /metrics ([`metrics`]) and the supervisor that starts and watches the
 //! worker processes ([`supervisor`]).
+//!
+//! Driving a server from code (what `tune serve --verify` does):
+//!
+//! ```no_run
+//! use embedded_server::server::{Limits, Mode, ServerConfig, Supervisor, Workers};
+//! let cfg = ServerConfig {
+//!     listen: "127.0.0.1:0".parse().unwrap(),
+//!     workers: Workers::Auto { expected: 100_000 },
+//!     mode: Mode::Count,
+//!     limits: Limits::default(),
+//! };
+//! // How to start worker i: the caller's binary with its hidden worker subcommand, which
+//! // calls `run_worker(WorkerConfig::from_env()?)`.
+//! let mut spawn = |i: usize| {
+//!     let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+//!     c.args(["__serve-worker", "--index", &i.to_string()]);
+//!     c
+//! };
+//! let mut sup = Supervisor::start(&cfg, &mut spawn)?; // returns once every worker listens
+//! let addr = sup.local_addr(); // the real port when asked for port 0
+//! let now = sup.snapshot(); // all workers' counters added up (websockets_open, messages_in..)
+//! let dead = sup.reap(); // workers that died since the last call, with lost connections
+//! let summary = sup.shutdown(); // close frames, batched closes, bounded wait
+//! # Ok::<(), anyhow::Error>(())
+//! ```
 
 pub mod foreground;
 pub mod metrics;

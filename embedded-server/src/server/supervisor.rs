@@ -85,8 +85,16 @@ impl Supervisor {
             Workers::Fixed(n) => n,
             Workers::Auto { expected } => auto_workers(expected, hard, cfg.limits.backlog, cores),
         };
-        let reserve = net::reuseport_bound(cfg.listen)
-            .with_context(|| format!("binding {}: is another server on that port?", cfg.listen))?;
+        if cfg.listen.port() != 0 {
+            net::port_is_free(cfg.listen).with_context(|| {
+                format!(
+                    "{} is in use (another server listens there?): pick another --listen port",
+                    cfg.listen
+                )
+            })?;
+        }
+        let reserve =
+            net::reuseport_bound(cfg.listen).with_context(|| format!("binding {}", cfg.listen))?;
         let addr = net::local_addr(reserve.as_raw_fd()).context("getsockname")?;
         let shm = SharedU64s::create("tune-serve-counters", m::shm_len(n))
             .context("creating the shared counters (memfd)")?;
@@ -234,15 +242,21 @@ impl Supervisor {
         self.children.iter().any(|c| c.is_some())
     }
 
+    /// Asks every worker to stop (they stop accepting and close their connections in batches)
+    /// without waiting; [`Supervisor::shutdown`] then waits for them.
+    pub fn request_shutdown(&self) {
+        self.board.set_global(m::G_SHUTDOWN, 1);
+        for c in self.children.iter().flatten() {
+            let _ = crate::sys::signal::kill(c.id(), Signal::SIGTERM);
+        }
+    }
+
     /// Stops the server: workers stop accepting, send close frames and close their connections
     /// in batches, then exit; stragglers past the grace period are killed. Bounded in time.
     pub fn shutdown(mut self) -> Summary {
         let open_at_shutdown = self.board.snapshot().connections;
         let t0 = Instant::now();
-        self.board.set_global(m::G_SHUTDOWN, 1);
-        for c in self.children.iter().flatten() {
-            let _ = crate::sys::signal::kill(c.id(), Signal::SIGTERM);
-        }
+        self.request_shutdown();
         let deadline = t0 + self.grace + KILL_AFTER;
         while self.any_alive() && Instant::now() < deadline {
             self.reap();

@@ -51,6 +51,18 @@ pub fn reuseport_bound(addr: SocketAddr) -> Result<OwnedFd, Errno> {
     Ok(fd)
 }
 
+/// Whether `addr` is free to serve on: bind and listen with SO_REUSEADDR only (not
+/// SO_REUSEPORT, which would silently join another server's group on the same port). The
+/// listen fails with EADDRINUSE when any socket listens there (the bind alone may pass: the
+/// kernel's fast path for sockets bound before they listened). TIME_WAIT leftovers of an
+/// earlier run do not count. The probe socket is closed at once.
+pub fn port_is_free(addr: SocketAddr) -> Result<(), Errno> {
+    let fd = tcp_socket(&addr)?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+    socket::listen(&fd, Backlog::new(1).map_err(|_| Errno::EINVAL)?)
+}
+
 /// A nonblocking listener on `addr` in the SO_REUSEPORT group of that address.
 pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> Result<OwnedFd, Errno> {
     let fd = reuseport_bound(addr)?;
@@ -183,6 +195,19 @@ mod tests {
         assert_eq!(&buf[..n], b"hi");
         io::close(s).unwrap();
         io::close(c).unwrap();
+    }
+
+    #[test]
+    fn a_listening_port_is_not_free() {
+        let l = reuseport_listener("127.0.0.1:0".parse().unwrap(), 4).unwrap();
+        let addr = local_addr(l.as_raw_fd()).unwrap();
+        assert_eq!(port_is_free(addr), Err(Errno::EADDRINUSE));
+        // Also with a bound, not listening, socket in front (how `tune serve` holds its port).
+        let reserve = reuseport_bound(addr);
+        assert_eq!(port_is_free(addr), Err(Errno::EADDRINUSE));
+        drop(reserve);
+        drop(l);
+        assert_eq!(port_is_free(addr), Ok(()));
     }
 
     #[test]
