@@ -6,7 +6,6 @@
 mod apply_support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 
 use apply_support::{fixture, host_wide_values};
@@ -256,13 +255,7 @@ fn rlimit_of_a_running_process_is_raised_and_restored() {
 
 #[test]
 fn the_1m_profile_inside_a_fresh_namespace() {
-    // The shipped `1m` once the profile loader has it; until then the 1m-like fixture.
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/1m.toml");
-    let p = if shipped.exists() {
-        "1m".to_string()
-    } else {
-        fixture("1m-like.toml")
-    };
+    let p = "1m";
     let host_before = host_wide_values();
     let (s, log) = in_netns(&format!(
         "show before\n\
@@ -274,6 +267,10 @@ fn the_1m_profile_inside_a_fresh_namespace() {
     assert_eq!(s["applied"]["net/core/somaxconn"], "65535", "{log}");
     assert_eq!(
         s["applied"]["net/ipv4/tcp_max_syn_backlog"], "65535",
+        "{log}"
+    );
+    assert_eq!(
+        s["applied"]["net/ipv4/ip_local_port_range"], "10240 65535",
         "{log}"
     );
     // Host-wide knobs of the profile are refused here: the plan is incomplete.
