@@ -11,3 +11,4 @@ pub mod profile;
 pub mod report;
 pub mod root;
 pub mod state;
+pub mod verify;
