@@ -158,15 +158,23 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
             ),
         );
         x.projected_connections = Some(projected);
-        x.fix = vec![
+        x.fix = vec![if projected < e.target {
             format!(
-                "this host would reach about {} connections down to the floor; {} connections need about {} more",
+                "this host would reach about {} connections down to the floor; {} need about {} more memory",
                 group(projected),
                 group(e.target),
-                crate::capacity::bytes((short as f64 * per) as u64)
-            ),
-            "add RAM or lower --memory-floor if the rest of the host can live with less".into(),
-        ];
+                crate::capacity::bytes(((e.target - projected) as f64 * per) as u64)
+            )
+        } else {
+            format!(
+                "the floor leaves room for about {} connections at this cost, but too little headroom to open the last {} safely at this rate",
+                group(projected),
+                group(short)
+            )
+        }];
+        x.fix.push(
+            "add RAM, free memory elsewhere, or lower --memory-floor if the rest of the host can live with less".into(),
+        );
         return Some(x);
     }
 
@@ -189,10 +197,10 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
                 Some("rlimit.nofile.hard"),
                 "server",
                 format!(
-                    "RLIMIT_NOFILE {} per server worker: {} worker{} hold at most {} connections",
+                    "RLIMIT_NOFILE {} per server worker: {} worker{} at most {} connections",
                     group(cap),
                     s.workers.len(),
-                    if s.workers.len() == 1 { "" } else { "s" },
+                    if s.workers.len() == 1 { " holds" } else { "s hold" },
                     group(held)
                 ),
                 format!(
@@ -339,7 +347,7 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
         );
         if let Some(t) = e.tcp_mem {
             let v = Value::Triple([t[0] * 2, t[1] * 2, t[2] * 2]);
-            x.fix.extend(fix_for("net.ipv4.tcp_mem", v.clone()));
+            x.fix.extend(fix_for("net.ipv4.tcp_mem", v));
             x.fix.extend(persist_for("net.ipv4.tcp_mem", v));
         }
         x.fix
@@ -350,7 +358,11 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
     // 8. Accept queues overflowing.
     let refused = client.count(ErrorClass::Econnrefused);
     let timeouts = client.count(ErrorClass::ConnectTimeout) + client.count(ErrorClass::Etimedout);
-    if nc("ListenOverflows") > 0 || nc("ListenDrops") > 0 || nc("TCPReqQFullDrop") > 0 {
+    // An overflowing accept queue drops SYNs: clients time out. Refusals (RST) mean nothing
+    // listened, whatever the host-wide counters did meanwhile (other servers move them too).
+    let overflowed =
+        nc("ListenOverflows") > 0 || nc("ListenDrops") > 0 || nc("TCPReqQFullDrop") > 0;
+    if overflowed && (timeouts > 0 || e.client.is_none()) && timeouts >= refused {
         let mut x = d(
             "listen_backlog",
             Some("net.core.somaxconn"),

@@ -237,7 +237,7 @@ pub fn slab_growth(before: &[SlabCache], after: &[SlabCache], conns: u64) -> Vec
             })
         })
         .collect();
-    grown.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    grown.sort_by_key(|g| std::cmp::Reverse(g.bytes));
     let total: u64 = grown.iter().map(|g| g.bytes).sum();
     let (big, small): (Vec<_>, Vec<_>) = grown.into_iter().partition(|g| g.bytes * 100 >= total);
     let mut out = big;

@@ -307,7 +307,11 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     } else {
         Role::Loopback
     };
-    let cap = capacity::predict(&obs, n, role);
+    let mut inputs = capacity::Inputs::from_observation(&obs, role);
+    if let Some(s) = &args.source {
+        inputs.source_addresses = Some(sources::parse(s).map_err(anyhow::Error::msg)?.len() as u64);
+    }
+    let cap = capacity::estimate(&inputs, n);
     let pred = prediction(&cap, obs.facts.bytes_per_socket());
     let mut progress = Progress::new(n);
     for line in &pred.summary {
@@ -450,7 +454,12 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
             break;
         }
         // Memory watchdog: stop before the next stretch of connections would cross the floor.
-        let used = usable_start.saturating_sub(usable);
+        // Per connection: the fall of usable memory or the growth of Slab, whichever is
+        // larger (other processes on the host move MemAvailable both ways; Slab growth is
+        // what the sockets themselves take).
+        let used = usable_start
+            .saturating_sub(usable)
+            .max(m.slab.saturating_sub(base_mem.slab));
         let per_conn = if open >= 1000 {
             (used as f64 / open as f64).max(predicted_per_conn / 4.0)
         } else {

@@ -24,7 +24,7 @@ pub struct Latency {
 
 impl Latency {
     pub fn of(h: &Histogram<u64>) -> Option<Latency> {
-        (h.len() > 0).then(|| Latency {
+        (!h.is_empty()).then(|| Latency {
             count: h.len(),
             p50_us: h.value_at_quantile(0.5),
             p99_us: h.value_at_quantile(0.99),

@@ -32,7 +32,9 @@ const EVENTS: usize = 512;
 /// A response head or partial frame larger than this is refused (the server misbehaves).
 const MAX_PENDING_IN: usize = 1024 * 1024;
 /// Pause after a failed connect before the next, so a limit does not turn into a busy loop.
-const ERROR_BACKOFF: Duration = Duration::from_millis(10);
+const ERROR_BACKOFF: Duration = Duration::from_millis(5);
+/// Longest pause after failures in a row.
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
 /// Echo messages in flight per process during an echo round: bounds unread echoes (one page
 /// each in the kernel) while keeping the pipe full.
 const ECHO_WINDOW: usize = 1024;
@@ -120,6 +122,7 @@ pub struct Worker {
     hist_hs: Histogram<u64>,
     hist_echo: Histogram<u64>,
     backoff_until: Option<Instant>,
+    errors_in_row: u32,
     tokens: f64,
     last_refill: Instant,
     echo_round: u64,
@@ -183,6 +186,7 @@ impl Worker {
             hist_hs: new_hist(),
             hist_echo: new_hist(),
             backoff_until: None,
+            errors_in_row: 0,
             tokens: 0.0,
             last_refill: Instant::now(),
             echo_round: 0,
@@ -323,7 +327,7 @@ impl Worker {
             self.last_refill = Instant::now();
             self.tokens = (self.tokens + dt * rate).min(rate.max(1.0) / 10.0 + 1.0);
         }
-        while self.wants_connect() {
+        while self.wants_connect() && self.backoff_until.is_none() {
             if self.cfg.rate.is_some() {
                 if self.tokens < 1.0 {
                     break;
@@ -344,8 +348,12 @@ impl Worker {
         &mut self.slots[i]
     }
 
+    /// After a failure: pause connects, longer with every failure in a row (up to
+    /// [`MAX_BACKOFF`]), so a limit does not turn into a storm of failing connects.
     fn backoff(&mut self) {
-        self.backoff_until = Some(Instant::now() + ERROR_BACKOFF);
+        self.errors_in_row = self.errors_in_row.saturating_add(1);
+        let d = ERROR_BACKOFF * (1u32 << self.errors_in_row.min(6));
+        self.backoff_until = Some(Instant::now() + d.min(MAX_BACKOFF));
     }
 
     /// Starts one connect; false when it failed at once (the caller stops for now).
@@ -609,6 +617,7 @@ impl Worker {
         self.in_flight -= 1;
         self.open += 1;
         self.established += 1;
+        self.errors_in_row = 0;
         self.board.add(self.w(), b::ESTABLISHED, 1);
     }
 
