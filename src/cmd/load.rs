@@ -31,6 +31,8 @@ struct LoadReport {
     sources: String,
     held_seconds: f64,
     dropped: u64,
+    /// Closed by the server with 1001 (going away) before our teardown.
+    closed_by_server: u64,
     messages_sent: u64,
     messages_received: u64,
     handshake_latency: Option<Latency>,
@@ -128,6 +130,9 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
             }
             std::thread::sleep(Duration::from_millis(100));
             let s = g.snapshot();
+            if s.open == 0 && s.in_flight == 0 {
+                break; // the server closed every connection
+            }
             progress.update(
                 s.open,
                 format!(
@@ -193,6 +198,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         sources: sources::describe(&lc.sources),
         held_seconds: held,
         dropped: after_hold.dropped,
+        closed_by_server: after_hold.server_closed,
         messages_sent: after_hold.messages_sent,
         messages_received: after_hold.messages_received,
         handshake_latency: Latency::of(&hist.handshake_us),
@@ -226,10 +232,11 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
             )?;
             writeln!(
                 out,
-                "rate {:.0} connections/s; held {:.1} s; dropped {}; closed {}",
+                "rate {:.0} connections/s; held {:.1} s; dropped {}; closed by the server (going away) {}; closed {}",
                 rep.connections_per_second,
                 rep.held_seconds,
                 group(rep.dropped),
+                group(rep.closed_by_server),
                 group(rep.closed)
             )?;
             for (name, l) in [

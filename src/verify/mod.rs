@@ -492,7 +492,13 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
             break;
         }
     }
-    let connect_secs = reached_at.unwrap_or_else(|| t0.elapsed());
+    // External mode: the clock starts with the first connection, not with the server.
+    let start_shift = match (lg.is_none(), first_seen) {
+        (true, Some(f)) => f.saturating_duration_since(t0).saturating_sub(TICK),
+        _ => Duration::ZERO,
+    };
+    let reached_at = reached_at.map(|d| d.saturating_sub(start_shift));
+    let connect_secs = reached_at.unwrap_or_else(|| t0.elapsed().saturating_sub(start_shift));
     if let Some((g, _)) = &lg {
         g.command(Cmd::Hold);
     }

@@ -41,6 +41,8 @@ pub const MSG_RECV: usize = 14;
 pub const FD_CAP: usize = 15;
 /// The errno of the most recent failure (for the report).
 pub const LAST_ERRNO: usize = 16;
+/// Open websockets the server closed with 1001 (going away: it is shutting down).
+pub const SERVER_CLOSED: usize = 17;
 pub const ERRORS: usize = 24; // + ErrorClass index (< 24)
 
 /// What the parent tells every client process.
@@ -254,6 +256,7 @@ impl Board {
             s.echo_bad += g(ECHO_BAD);
             s.rss_bytes += g(RSS);
             s.closed += g(CLOSED);
+            s.server_closed += g(SERVER_CLOSED);
             s.target += g(TARGET);
             s.messages_sent += g(MSG_SENT);
             s.messages_received += g(MSG_RECV);
@@ -284,6 +287,8 @@ pub struct LoadSnapshot {
     pub echo_bad: u64,
     pub rss_bytes: u64,
     pub closed: u64,
+    /// Closed by the server with 1001 (going away), not counted in `dropped`.
+    pub server_closed: u64,
     pub target: u64,
     pub messages_sent: u64,
     pub messages_received: u64,

@@ -387,7 +387,7 @@ impl Worker {
             return false;
         }
         if done {
-            self.send_request(fd);
+            self.send_request(fd, true);
         }
         true
     }
@@ -417,7 +417,9 @@ impl Worker {
         let _ = io::close(fd);
     }
 
-    fn send_request(&mut self, fd: RawFd) {
+    /// Sends the upgrade request; `reading` says the fd is already registered for reading
+    /// only (a connect that completed at once), which saves an epoll_ctl per connection.
+    fn send_request(&mut self, fd: RawFd, reading: bool) {
         let key = handshake::generate_key();
         let req = handshake::client_request(&self.cfg.target.host, &self.cfg.target.path, &key);
         self.slots[fd as usize].state = State::Handshaking;
@@ -436,9 +438,11 @@ impl Worker {
         }
         let want_write = !p.out.is_empty();
         self.slots[fd as usize].pending = Some(p);
-        let _ = self
-            .ep
-            .modify(fd, if want_write { READ | WRITE } else { READ });
+        if want_write || !reading {
+            let _ = self
+                .ep
+                .modify(fd, if want_write { READ | WRITE } else { READ });
+        }
     }
 
     // ----- events -----
@@ -455,7 +459,7 @@ impl Worker {
                     if flags.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
                         self.fail(fd, ErrorClass::Econnreset, Errno::ECONNRESET as i32);
                     } else {
-                        self.send_request(fd);
+                        self.send_request(fd, false);
                     }
                 }
                 Ok(Some(e)) | Err(e) => self.fail(fd, ErrorClass::of_errno(e), e as i32),
@@ -677,13 +681,19 @@ impl Worker {
                     *p = self.slots[i].pending.take();
                 }
                 OpCode::Control(Control::Close) => {
+                    let code = close::parse_payload(payload).ok().flatten();
                     if self.slots[i].state != State::Closing {
-                        let code = close::parse_payload(payload)
-                            .ok()
-                            .flatten()
-                            .unwrap_or(close::NORMAL);
                         self.slots[i].pending = p.take();
-                        self.send_frame(fd, frame::CLOSE, &close::payload(code));
+                        let reply = code.unwrap_or(close::NORMAL);
+                        self.send_frame(fd, frame::CLOSE, &close::payload(reply));
+                        if code == Some(close::GOING_AWAY)
+                            && matches!(self.slots[i].state, State::Open | State::Echoing)
+                        {
+                            // The server is shutting down: a close, not a drop.
+                            self.board.add(w, b::SERVER_CLOSED, 1);
+                            self.release(fd);
+                            return None;
+                        }
                     }
                     self.slots[i].pending = p.take();
                     self.lost(fd, Errno::UnknownErrno);
