@@ -666,7 +666,7 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
         (false, _) => true,
     };
     let verified = reached_all && !interrupted && echoes_ok && dropped == 0 && dead.is_empty();
-    if reached_all && !verified && diagnosis.is_none() {
+    if reached_all && !verified && !interrupted && diagnosis.is_none() {
         diagnosis = Some(diagnose::Diagnosis {
             limit: if dropped > 0 { "dropped" } else { "echo" }.into(),
             knob: None,
