@@ -12,3 +12,4 @@ pub mod profile;
 pub mod report;
 pub mod root;
 pub mod state;
+pub mod verify;

@@ -50,6 +50,32 @@ pub struct ServeArgs {
     /// With --verify: wait for N connections from load generators on other hosts instead of starting one.
     #[arg(long)]
     pub external: bool,
+    /// With --verify: stop opening connections before the memory the run may still take
+    /// (MemAvailable less the socket slab it added) falls under BYTES (suffixes K, M, G).
+    /// Default: 5% of MemTotal, at least 256M.
+    #[arg(long, value_name = "BYTES")]
+    pub memory_floor: Option<String>,
+    /// With --verify: client processes, a number or `auto`.
+    #[arg(long, default_value = "auto")]
+    pub processes: String,
+    /// With --verify: connects in flight, all client processes together.
+    #[arg(long, value_name = "C", default_value_t = embedded_server::loadgen::CONCURRENCY)]
+    pub concurrency: usize,
+    /// With --verify: new connections per second (default: as fast as they complete).
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// With --verify: client source addresses (default: enough 127.x.y.z addresses).
+    #[arg(long, value_name = "ADDRS")]
+    pub source: Option<String>,
+    /// With --verify: give up when the count has not risen for SECS seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub stall: f64,
+    /// With --verify: connections closed per second at teardown.
+    #[arg(long, value_name = "N", default_value_t = embedded_server::loadgen::CLOSE_RATE)]
+    pub close_rate: u64,
+    /// With --verify: seconds a connection has from connect() to the 101 response.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub connect_timeout: f64,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }

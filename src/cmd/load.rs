@@ -1,11 +1,301 @@
-//! `tune load`: the load generator alone.
+//! `tune load`: the load generator alone (for a server on another host, or any websocket
+//! server), and the hidden `__load-worker` process it starts.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use embedded_server::loadgen::{sources, Cmd, LoadGen, Target};
+use embedded_server::sys::signal::{Signal, Signals};
+use serde::Serialize;
 
 use super::{Context, Outcome};
+use crate::capacity::group;
+use crate::cli::load::{LoadArgs, WorkerArgs};
+use crate::cli::Format;
+use crate::verify::diagnose::{self, ClientSide, Diagnosis, Evidence};
+use crate::verify::report::Latency;
+use crate::verify::{self, measure, Progress};
 
-pub fn run(_ctx: &Context, _args: &crate::cli::load::LoadArgs) -> anyhow::Result<Outcome> {
-    anyhow::bail!("tune load is not built yet")
+/// What `tune load --format json` prints.
+#[derive(Debug, Serialize)]
+struct LoadReport {
+    schema_version: u32,
+    url: String,
+    target: u64,
+    reached: u64,
+    all_open: bool,
+    time_to_reach_seconds: Option<f64>,
+    connections_per_second: f64,
+    processes: u64,
+    sources: String,
+    held_seconds: f64,
+    dropped: u64,
+    /// Closed by the server with 1001 (going away) before our teardown.
+    closed_by_server: u64,
+    messages_sent: u64,
+    messages_received: u64,
+    handshake_latency: Option<Latency>,
+    echo_latency: Option<Latency>,
+    errors: BTreeMap<String, u64>,
+    netstat_deltas: BTreeMap<String, u64>,
+    diagnosis: Option<Diagnosis>,
+    closed: u64,
+    exit_code: u8,
 }
 
-pub fn worker(_ctx: &Context, _args: &crate::cli::load::WorkerArgs) -> anyhow::Result<Outcome> {
-    anyhow::bail!("load worker is not built yet")
+pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
+    if args.conns == 0 {
+        anyhow::bail!("--conns 0: expected a number of connections (1 or more)");
+    }
+    if args.format == Format::Junit {
+        anyhow::bail!("tune load prints a table or JSON (--format table|json), not JUnit");
+    }
+    let target = Target::parse(&args.url)?;
+    let root = &ctx.root;
+    let lc = verify::load_config(
+        root,
+        target,
+        args.conns,
+        &args.processes,
+        args.concurrency,
+        args.rate,
+        args.source.as_deref(),
+        args.connect_timeout,
+        args.close_rate,
+        args.message_interval,
+    )?;
+    let hold = verify::secs("--hold", args.hold)?;
+    let stall = verify::secs("--stall", args.stall)?.max(Duration::from_millis(500));
+    let signals = Signals::new(&[Signal::SIGINT, Signal::SIGTERM])?;
+    let net_before = measure::netstat(root);
+    let g = LoadGen::start(&lc, &mut verify::load_worker_command)?;
+    let mut progress = Progress::new(args.conns);
+    progress.say(&format!(
+        "{} client processes to {}, sources: {}",
+        g.processes(),
+        lc.target.addr,
+        sources::describe(&lc.sources)
+    ));
+    let t0 = Instant::now();
+    g.command(Cmd::Connect);
+    let mut best = 0;
+    let mut last_progress = Instant::now();
+    let mut reached_at = None;
+    let mut interrupted = false;
+    loop {
+        if let Ok(Some(_)) = signals.next() {
+            interrupted = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let s = g.snapshot();
+        progress.update(
+            s.open,
+            format!(
+                "{:.0}/s | in flight {} | {} errors",
+                s.established as f64 / t0.elapsed().as_secs_f64(),
+                s.in_flight,
+                group(s.errors_total())
+            ),
+        );
+        if s.open >= args.conns {
+            reached_at = Some(t0.elapsed());
+            break;
+        }
+        if s.open > best {
+            best = s.open;
+            last_progress = Instant::now();
+        } else if last_progress.elapsed() > stall {
+            break;
+        }
+    }
+    let connect_secs = reached_at.unwrap_or_else(|| t0.elapsed());
+    g.command(Cmd::Hold);
+    let peak = g.snapshot();
+    let net_peak = measure::netstat(root);
+    let t_hold = Instant::now();
+    if reached_at.is_some() && !interrupted {
+        progress.say(&format!(
+            "{} open in {:.2} s; holding {:.0} s",
+            group(args.conns),
+            connect_secs.as_secs_f64(),
+            hold.as_secs_f64()
+        ));
+        let end = Instant::now() + hold;
+        while Instant::now() < end {
+            if let Ok(Some(_)) = signals.next() {
+                interrupted = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            let s = g.snapshot();
+            if s.open == 0 && s.in_flight == 0 {
+                break; // the server closed every connection
+            }
+            progress.update(
+                s.open,
+                format!(
+                    "holding | messages {} sent {} echoed | dropped {}",
+                    group(s.messages_sent),
+                    group(s.messages_received),
+                    group(s.dropped)
+                ),
+            );
+        }
+    }
+    let held = t_hold.elapsed().as_secs_f64();
+    let after_hold = g.snapshot();
+    progress.finish();
+    g.command(Cmd::Close);
+    let end = Instant::now()
+        + Duration::from_secs_f64(after_hold.open as f64 / lc.close_rate as f64 * 3.0 + 15.0);
+    while Instant::now() < end && (g.snapshot().processes_closed as usize) < g.processes() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let closed = g.snapshot().closed;
+    let processes = g.processes() as u64;
+    let hist = g.finish(Duration::from_secs(5));
+    let ev = Evidence {
+        target: args.conns,
+        established: peak.open,
+        client: Some(ClientSide {
+            processes,
+            fd_cap: peak.fd_cap,
+            errors: peak
+                .errors
+                .iter()
+                .map(|(c, n)| (c.label().to_string(), *n))
+                .collect(),
+            sources: lc.sources.len() as u64,
+            last_errno: peak.last_errno,
+        }),
+        server: None,
+        netstat: measure::deltas(&net_before, &net_peak),
+        port_range: measure::port_range(root),
+        ..Evidence::default()
+    };
+    let diagnosis = if interrupted {
+        None
+    } else {
+        diagnose::diagnose(&ev)
+    };
+    let all_open = reached_at.is_some() && after_hold.dropped == 0 && !interrupted;
+    let outcome = if all_open {
+        Outcome::Pass
+    } else {
+        Outcome::ShortFall
+    };
+    let rep = LoadReport {
+        schema_version: 1,
+        url: args.url.clone(),
+        target: args.conns,
+        reached: peak.open,
+        all_open,
+        time_to_reach_seconds: reached_at.map(|d| d.as_secs_f64()),
+        connections_per_second: peak.open as f64 / connect_secs.as_secs_f64().max(1e-6),
+        processes,
+        sources: sources::describe(&lc.sources),
+        held_seconds: held,
+        dropped: after_hold.dropped,
+        closed_by_server: after_hold.server_closed,
+        messages_sent: after_hold.messages_sent,
+        messages_received: after_hold.messages_received,
+        handshake_latency: Latency::of(&hist.handshake_us),
+        echo_latency: Latency::of(&hist.echo_us),
+        errors: ev
+            .client
+            .as_ref()
+            .map(|c| c.errors.clone())
+            .unwrap_or_default(),
+        netstat_deltas: ev.netstat.clone(),
+        diagnosis,
+        closed,
+        exit_code: outcome.exit_code(),
+    };
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &rep)?;
+            writeln!(out)?;
+        }
+        _ => {
+            writeln!(
+                out,
+                "{}: {} of {} connections open to {} ({} processes, sources: {})",
+                if rep.all_open { "OK" } else { "SHORT" },
+                group(rep.reached),
+                group(rep.target),
+                rep.url,
+                rep.processes,
+                rep.sources
+            )?;
+            writeln!(
+                out,
+                "rate {:.0} connections/s; held {:.1} s; dropped {}; closed by the server (going away) {}; closed {}",
+                rep.connections_per_second,
+                rep.held_seconds,
+                group(rep.dropped),
+                group(rep.closed_by_server),
+                group(rep.closed)
+            )?;
+            for (name, l) in [
+                ("handshake", &rep.handshake_latency),
+                ("echo", &rep.echo_latency),
+            ] {
+                if let Some(l) = l {
+                    writeln!(
+                        out,
+                        "{name} latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
+                        l.p50_us as f64 / 1000.0,
+                        l.p99_us as f64 / 1000.0,
+                        l.max_us as f64 / 1000.0,
+                        group(l.count)
+                    )?;
+                }
+            }
+            if rep.messages_sent > 0 {
+                writeln!(
+                    out,
+                    "messages: {} sent, {} echoed",
+                    group(rep.messages_sent),
+                    group(rep.messages_received)
+                )?;
+            }
+            let errs: Vec<String> = rep
+                .errors
+                .iter()
+                .filter(|(_, v)| **v > 0)
+                .map(|(k, v)| format!("{k} {}", group(*v)))
+                .collect();
+            if !errs.is_empty() {
+                writeln!(out, "errors: {}", errs.join(", "))?;
+            }
+            if let Some(d) = &rep.diagnosis {
+                writeln!(out, "LIMIT: {} ({} side): {}", d.limit, d.side, d.value)?;
+                writeln!(out, "  seen: {}", d.evidence)?;
+                for f in &d.fix {
+                    writeln!(out, "  fix: {f}")?;
+                }
+            }
+            if interrupted {
+                writeln!(out, "interrupted by a signal")?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(outcome)
+}
+
+pub fn worker(_ctx: &Context, args: &WorkerArgs) -> anyhow::Result<Outcome> {
+    let cfg = embedded_server::loadgen::WorkerConfig::from_env()?;
+    if cfg.index != args.index as usize {
+        anyhow::bail!(
+            "load worker index mismatch: --index {} but the configuration is for process {}",
+            args.index,
+            cfg.index
+        );
+    }
+    embedded_server::loadgen::worker::run_worker(cfg)?;
+    Ok(Outcome::Pass)
 }

@@ -57,8 +57,8 @@ pub fn worker_command(i: usize) -> Command {
 }
 
 pub fn run(_ctx: &Context, args: &ServeArgs) -> anyhow::Result<Outcome> {
-    if args.verify.is_some() {
-        anyhow::bail!("--verify is not built yet (the load generator comes with issue 5)");
+    if let Some(n) = args.verify {
+        return crate::verify::run(_ctx, args, n);
     }
     let cfg = server_config(args)?;
     let live = if std::io::stderr().is_terminal() {

@@ -132,6 +132,8 @@ pub struct Worker {
     shutting_down: Option<Instant>,
     close_cursor: usize,
     last_stats: Instant,
+    /// Tick of the last deadline scan.
+    expired_at: u32,
     migrate_req: bool,
 }
 
@@ -211,6 +213,7 @@ impl Worker {
             shutting_down: None,
             close_cursor: 0,
             last_stats: Instant::now(),
+            expired_at: 0,
             migrate_req: net::tcp_migrate_req(),
         })
     }
@@ -846,7 +849,9 @@ impl Worker {
     // ----- timers, stats, shutdown -----
 
     fn tick(&mut self) -> Option<WorkerExit> {
-        if self.timed > 0 {
+        // Deadlines are in ticks: scan the table once per tick, not after every epoll_wait.
+        if self.timed > 0 && self.now != self.expired_at {
+            self.expired_at = self.now;
             self.expire();
         }
         if self.last_stats.elapsed() >= Duration::from_secs(1) {

@@ -1,0 +1,332 @@
+//! The load generator's shared counters: a global block (the parent's command word) and one
+//! block per client process, in one memfd mapping; each counter has a single writer.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::sys::shm::SharedU64s;
+use crate::sys::Errno;
+
+/// u64 slots per block.
+pub const BLOCK: usize = 64;
+
+// Global block.
+pub const G_CMD: usize = 0;
+pub const G_ECHO_ROUND: usize = 1;
+
+// Per-process block.
+pub const PID: usize = 0;
+pub const PHASE: usize = 1;
+/// Websockets open now.
+pub const OPEN: usize = 2;
+/// Connects and handshakes in flight.
+pub const IN_FLIGHT: usize = 3;
+pub const ATTEMPTS: usize = 4;
+/// Websockets opened (handshake completed), in total.
+pub const ESTABLISHED: usize = 5;
+/// Open websockets the server or the network closed (not us).
+pub const DROPPED: usize = 6;
+pub const ECHO_SENT: usize = 7;
+pub const ECHO_RECV: usize = 8;
+/// Echo frames whose payload differed from what was sent.
+pub const ECHO_BAD: usize = 9;
+pub const RSS: usize = 10;
+/// Connections we closed (teardown), handshake completed or not.
+pub const CLOSED: usize = 11;
+pub const TARGET: usize = 12;
+pub const MSG_SENT: usize = 13;
+pub const MSG_RECV: usize = 14;
+pub const FD_CAP: usize = 15;
+/// The errno of the most recent failure (for the report).
+pub const LAST_ERRNO: usize = 16;
+/// Open websockets the server closed with 1001 (going away: it is shutting down).
+pub const SERVER_CLOSED: usize = 17;
+pub const ERRORS: usize = 24; // + ErrorClass index (< 24)
+
+/// What the parent tells every client process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Cmd {
+    /// Started; wait.
+    Idle = 0,
+    /// Open connections up to the process's share.
+    Connect = 1,
+    /// Open no more; keep what is open.
+    Hold = 2,
+    /// Every open connection sends one message and waits for its echo ([`G_ECHO_ROUND`]).
+    Echo = 3,
+    /// Close every connection, in batches.
+    Close = 4,
+    /// Report histograms on stdout and exit (after closing what is left).
+    Exit = 5,
+}
+
+impl Cmd {
+    pub fn from_u64(v: u64) -> Cmd {
+        match v {
+            1 => Cmd::Connect,
+            2 => Cmd::Hold,
+            3 => Cmd::Echo,
+            4 => Cmd::Close,
+            5 => Cmd::Exit,
+            _ => Cmd::Idle,
+        }
+    }
+}
+
+pub const PHASE_STARTING: u64 = 0;
+pub const PHASE_READY: u64 = 1;
+pub const PHASE_CONNECTING: u64 = 2;
+/// Its share is open (or told to hold).
+pub const PHASE_HOLDING: u64 = 3;
+pub const PHASE_CLOSING: u64 = 4;
+/// Everything closed.
+pub const PHASE_CLOSED: u64 = 5;
+pub const PHASE_EXITED: u64 = 6;
+
+/// Why a connection attempt failed, by errno or handshake outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// EMFILE: the process's RLIMIT_NOFILE.
+    Emfile,
+    /// ENFILE: the system-wide fs.file-max.
+    Enfile,
+    /// EADDRNOTAVAIL: no free ephemeral port for the (source, destination) pair.
+    Eaddrnotavail,
+    /// EADDRINUSE at bind/connect.
+    Eaddrinuse,
+    /// ECONNREFUSED: nothing listening (or the listener closed).
+    Econnrefused,
+    /// ETIMEDOUT from the kernel: SYN retries exhausted.
+    Etimedout,
+    /// Our own deadline from connect() to the 101 response passed.
+    ConnectTimeout,
+    /// ECONNRESET / EPIPE during connect or handshake.
+    Econnreset,
+    /// ENOMEM: kernel memory.
+    Enomem,
+    /// ENOBUFS: socket buffer memory (tcp_mem) or kernel memory.
+    Enobufs,
+    /// The server answered the upgrade with another status than 101.
+    HandshakeStatus,
+    /// The 101 response carried a wrong Sec-WebSocket-Accept.
+    HandshakeAccept,
+    /// The response was not HTTP.
+    HandshakeMalformed,
+    /// The server closed before answering the upgrade.
+    HandshakeEof,
+    /// Anything else (the errno is in LAST_ERRNO).
+    Other,
+}
+
+impl ErrorClass {
+    pub const ALL: [ErrorClass; 15] = [
+        ErrorClass::Emfile,
+        ErrorClass::Enfile,
+        ErrorClass::Eaddrnotavail,
+        ErrorClass::Eaddrinuse,
+        ErrorClass::Econnrefused,
+        ErrorClass::Etimedout,
+        ErrorClass::ConnectTimeout,
+        ErrorClass::Econnreset,
+        ErrorClass::Enomem,
+        ErrorClass::Enobufs,
+        ErrorClass::HandshakeStatus,
+        ErrorClass::HandshakeAccept,
+        ErrorClass::HandshakeMalformed,
+        ErrorClass::HandshakeEof,
+        ErrorClass::Other,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorClass::Emfile => "emfile",
+            ErrorClass::Enfile => "enfile",
+            ErrorClass::Eaddrnotavail => "eaddrnotavail",
+            ErrorClass::Eaddrinuse => "eaddrinuse",
+            ErrorClass::Econnrefused => "econnrefused",
+            ErrorClass::Etimedout => "etimedout",
+            ErrorClass::ConnectTimeout => "connect_timeout",
+            ErrorClass::Econnreset => "econnreset",
+            ErrorClass::Enomem => "enomem",
+            ErrorClass::Enobufs => "enobufs",
+            ErrorClass::HandshakeStatus => "handshake_status",
+            ErrorClass::HandshakeAccept => "handshake_accept",
+            ErrorClass::HandshakeMalformed => "handshake_malformed",
+            ErrorClass::HandshakeEof => "handshake_eof",
+            ErrorClass::Other => "other",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|c| *c == self).unwrap_or(0)
+    }
+
+    /// The class of a failed syscall.
+    pub fn of_errno(e: Errno) -> ErrorClass {
+        match e {
+            Errno::EMFILE => ErrorClass::Emfile,
+            Errno::ENFILE => ErrorClass::Enfile,
+            Errno::EADDRNOTAVAIL => ErrorClass::Eaddrnotavail,
+            Errno::EADDRINUSE => ErrorClass::Eaddrinuse,
+            Errno::ECONNREFUSED => ErrorClass::Econnrefused,
+            Errno::ETIMEDOUT => ErrorClass::Etimedout,
+            Errno::ECONNRESET | Errno::EPIPE | Errno::ECONNABORTED => ErrorClass::Econnreset,
+            Errno::ENOMEM => ErrorClass::Enomem,
+            Errno::ENOBUFS => ErrorClass::Enobufs,
+            _ => ErrorClass::Other,
+        }
+    }
+}
+
+/// The shared counters.
+#[derive(Debug, Clone)]
+pub struct Board {
+    shm: Arc<SharedU64s>,
+    workers: usize,
+}
+
+/// Number of u64s for `workers` processes.
+pub fn shm_len(workers: usize) -> usize {
+    BLOCK * (workers + 1)
+}
+
+impl Board {
+    pub fn new(shm: SharedU64s, workers: usize) -> Self {
+        assert!(shm.len() >= shm_len(workers));
+        Board {
+            shm: Arc::new(shm),
+            workers,
+        }
+    }
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+    pub fn shm_fd(&self) -> std::os::fd::RawFd {
+        self.shm.raw_fd()
+    }
+    pub fn global(&self, i: usize) -> u64 {
+        self.shm.get(i).load(Relaxed)
+    }
+    pub fn set_global(&self, i: usize, v: u64) {
+        self.shm.get(i).store(v, Relaxed)
+    }
+    pub fn get(&self, w: usize, i: usize) -> u64 {
+        self.shm.get(BLOCK * (w + 1) + i).load(Relaxed)
+    }
+    pub fn set(&self, w: usize, i: usize, v: u64) {
+        self.shm.get(BLOCK * (w + 1) + i).store(v, Relaxed)
+    }
+    pub fn add(&self, w: usize, i: usize, n: u64) {
+        let a = self.shm.get(BLOCK * (w + 1) + i);
+        a.store(a.load(Relaxed).wrapping_add(n), Relaxed)
+    }
+    pub fn error(&self, w: usize, c: ErrorClass, errno: i32) {
+        self.add(w, ERRORS + c.index(), 1);
+        if errno != 0 {
+            self.set(w, LAST_ERRNO, errno as u64);
+        }
+    }
+
+    /// All processes' counters added up.
+    pub fn snapshot(&self) -> LoadSnapshot {
+        let mut s = LoadSnapshot {
+            errors: ErrorClass::ALL.iter().map(|c| (*c, 0)).collect(),
+            ..LoadSnapshot::default()
+        };
+        for w in 0..self.workers {
+            let g = |i| self.get(w, i);
+            let phase = g(PHASE);
+            if (PHASE_READY..PHASE_EXITED).contains(&phase) {
+                s.processes_up += 1;
+            }
+            if phase == PHASE_CLOSED {
+                s.processes_closed += 1;
+            }
+            s.open += g(OPEN);
+            s.in_flight += g(IN_FLIGHT);
+            s.attempts += g(ATTEMPTS);
+            s.established += g(ESTABLISHED);
+            s.dropped += g(DROPPED);
+            s.echo_sent += g(ECHO_SENT);
+            s.echo_recv += g(ECHO_RECV);
+            s.echo_bad += g(ECHO_BAD);
+            s.rss_bytes += g(RSS);
+            s.closed += g(CLOSED);
+            s.server_closed += g(SERVER_CLOSED);
+            s.target += g(TARGET);
+            s.messages_sent += g(MSG_SENT);
+            s.messages_received += g(MSG_RECV);
+            s.fd_cap = s.fd_cap.max(g(FD_CAP));
+            if g(LAST_ERRNO) != 0 {
+                s.last_errno = g(LAST_ERRNO) as i32;
+            }
+            for (k, c) in ErrorClass::ALL.iter().enumerate() {
+                s.errors[k] = (*c, s.errors[k].1 + g(ERRORS + c.index()));
+            }
+        }
+        s
+    }
+}
+
+/// Every client process's counters added up at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadSnapshot {
+    pub processes_up: u64,
+    pub processes_closed: u64,
+    pub open: u64,
+    pub in_flight: u64,
+    pub attempts: u64,
+    pub established: u64,
+    pub dropped: u64,
+    pub echo_sent: u64,
+    pub echo_recv: u64,
+    pub echo_bad: u64,
+    pub rss_bytes: u64,
+    pub closed: u64,
+    /// Closed by the server with 1001 (going away), not counted in `dropped`.
+    pub server_closed: u64,
+    pub target: u64,
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    pub fd_cap: u64,
+    pub last_errno: i32,
+    pub errors: Vec<(ErrorClass, u64)>,
+}
+
+impl LoadSnapshot {
+    pub fn error(&self, c: ErrorClass) -> u64 {
+        self.errors.iter().find(|(k, _)| *k == c).map_or(0, |e| e.1)
+    }
+    pub fn errors_total(&self) -> u64 {
+        self.errors.iter().map(|e| e.1).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_classes_and_aggregation() {
+        assert_eq!(ErrorClass::of_errno(Errno::EMFILE), ErrorClass::Emfile);
+        assert_eq!(ErrorClass::of_errno(Errno::EPIPE), ErrorClass::Econnreset);
+        assert_eq!(ErrorClass::of_errno(Errno::EINVAL), ErrorClass::Other);
+        assert!(ErrorClass::ALL.len() + ERRORS <= BLOCK);
+        let b = Board::new(SharedU64s::create("t", shm_len(2)).unwrap(), 2);
+        b.error(0, ErrorClass::Eaddrnotavail, 99);
+        b.error(1, ErrorClass::Eaddrnotavail, 99);
+        b.add(1, OPEN, 5);
+        b.set(0, PHASE, PHASE_CONNECTING);
+        let s = b.snapshot();
+        assert_eq!(s.error(ErrorClass::Eaddrnotavail), 2);
+        assert_eq!(s.errors_total(), 2);
+        assert_eq!(s.open, 5);
+        assert_eq!(s.processes_up, 1);
+        assert_eq!(s.last_errno, 99);
+        assert_eq!(Cmd::from_u64(Cmd::Echo as u64), Cmd::Echo);
+    }
+}

@@ -1,0 +1,887 @@
+//! One client process: one epoll loop, a 16-byte [`Slot`] per connection indexed by fd, one
+//! read buffer for the whole loop. A connection owns heap memory ([`Pending`]) only while its
+//! handshake, a partial frame or unsent output is in flight: an idle websocket costs its slot.
+//!
+//! It opens its share of connections (bounded in flight, optionally rate-limited), holds them,
+//! runs echo rounds and closes them in batches when the parent says so (the command word in
+//! shared memory), and prints its latency histograms on stdout as one JSON line when it exits.
+
+use std::io::Write as _;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use hdrhistogram::Histogram;
+
+use super::board::{self as b, Board, Cmd, ErrorClass};
+use super::{WorkerConfig, ECHO_PAYLOAD};
+use crate::protocol::close;
+use crate::protocol::frame;
+use crate::protocol::handshake::{self, ResponseError};
+use crate::protocol::mask::apply_mask;
+use crate::protocol::{Control, Data, OpCode};
+use crate::sys::epoll::{Epoll, EpollEvent, EpollFlags, READ, WRITE};
+use crate::sys::shm::SharedU64s;
+use crate::sys::signal::{Signal, Signals};
+use crate::sys::{io, net, rlimit, Errno};
+
+/// Bytes per read(2) into the loop's buffer (server frames here are small).
+const READ_BUF: usize = 16 * 1024;
+/// Events per epoll_wait.
+const EVENTS: usize = 512;
+/// A response head or partial frame larger than this is refused (the server misbehaves).
+const MAX_PENDING_IN: usize = 1024 * 1024;
+/// Pause after a failed connect before the next, so a limit does not turn into a busy loop.
+const ERROR_BACKOFF: Duration = Duration::from_millis(5);
+/// Longest pause after failures in a row.
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
+/// Echo messages in flight per process during an echo round: bounds unread echoes (one page
+/// each in the kernel) while keeping the pipe full.
+const ECHO_WINDOW: usize = 1024;
+/// A connection we sent a close frame to is closed anyway after this long.
+const CLOSE_TIMEOUT_US: u32 = 3_000_000;
+/// How often deadlines are checked.
+const SCAN_EVERY: Duration = Duration::from_millis(200);
+/// Largest latency recorded (µs); longer ones are clamped to it.
+const HIST_MAX_US: u64 = 120_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+enum State {
+    #[default]
+    Free,
+    /// connect() in progress: waiting for writability.
+    Connecting,
+    /// Request sent, waiting for the 101.
+    Handshaking,
+    /// Websocket open, nothing in flight.
+    Open,
+    /// A message was sent at `t`; waiting for its echo.
+    Echoing,
+    /// Our close frame was sent at `t`; waiting for the server's close or EOF.
+    Closing,
+}
+
+/// The per-connection entry: 16 bytes.
+#[derive(Debug, Default)]
+struct Slot {
+    pending: Option<Box<Pending>>,
+    /// µs since the loop started (wrapping): connect start, message send or close start.
+    t: u32,
+    state: State,
+    /// The message in flight belongs to an echo round (not to --message-interval).
+    round: bool,
+}
+
+/// Heap state of a connection while something is in flight.
+#[derive(Debug, Default)]
+struct Pending {
+    /// The Sec-WebSocket-Key sent (until the 101 arrives).
+    key: String,
+    /// Received bytes not consumed yet.
+    inbuf: Vec<u8>,
+    /// Output the socket did not take yet.
+    out: Vec<u8>,
+}
+
+/// What a client process reports when it exits: its histograms as (value, count) pairs.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct WorkerReport {
+    pub index: usize,
+    /// Connect to 101, µs.
+    pub handshake_us: Vec<(u64, u64)>,
+    /// Message sent to echo received, µs.
+    pub echo_us: Vec<(u64, u64)>,
+}
+
+fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("valid histogram bounds")
+}
+
+fn pairs(h: &Histogram<u64>) -> Vec<(u64, u64)> {
+    h.iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect()
+}
+
+pub struct Worker {
+    cfg: WorkerConfig,
+    board: Board,
+    ep: Epoll,
+    signals: Signals,
+    slots: Vec<Slot>,
+    rbuf: Vec<u8>,
+    start: Instant,
+    now: u32,
+    src_next: usize,
+    in_flight: usize,
+    open: usize,
+    closing: usize,
+    echoing: usize,
+    established: u64,
+    hist_hs: Histogram<u64>,
+    hist_echo: Histogram<u64>,
+    backoff_until: Option<Instant>,
+    errors_in_row: u32,
+    tokens: f64,
+    last_refill: Instant,
+    echo_round: u64,
+    echo_cursor: usize,
+    close_cursor: usize,
+    close_tokens: f64,
+    msg_budget: f64,
+    msg_cursor: usize,
+    last_msg: Instant,
+    last_scan: Instant,
+    last_stats: Instant,
+    stopping: bool,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("index", &self.cfg.index)
+            .field("open", &self.open)
+            .finish()
+    }
+}
+
+impl Worker {
+    pub fn new(cfg: WorkerConfig) -> anyhow::Result<Self> {
+        if !crate::sys::signal::die_with_parent(Signal::SIGTERM, cfg.parent_pid)
+            .context("prctl(PR_SET_PDEATHSIG)")?
+        {
+            anyhow::bail!("the parent exited before this load worker started");
+        }
+        crate::sys::signal::ignore_sigpipe().context("ignoring SIGPIPE")?;
+        let signals = Signals::new(&[Signal::SIGINT, Signal::SIGTERM]).context("signalfd")?;
+        let fd_cap = rlimit::raise_nofile_to_hard().context("raising RLIMIT_NOFILE")?;
+        let shm = SharedU64s::from_inherited(cfg.shm_fd, b::shm_len(cfg.workers))
+            .context("mapping the shared counters")?;
+        let board = Board::new(shm, cfg.workers);
+        let ep = Epoll::new().context("epoll_create1")?;
+        ep.add(signals.as_raw_fd(), EpollFlags::EPOLLIN)?;
+        let w = cfg.index;
+        board.set(w, b::PID, std::process::id() as u64);
+        board.set(w, b::TARGET, cfg.conns);
+        board.set(w, b::FD_CAP, fd_cap);
+        board.set(w, b::RSS, crate::server::worker::rss_bytes());
+        board.set(w, b::PHASE, b::PHASE_READY);
+        let cap = (fd_cap as usize).min(1 << 22) + 64;
+        Ok(Worker {
+            cfg,
+            board,
+            ep,
+            signals,
+            slots: Vec::with_capacity(cap),
+            rbuf: vec![0u8; READ_BUF],
+            start: Instant::now(),
+            now: 0,
+            src_next: 0,
+            in_flight: 0,
+            open: 0,
+            closing: 0,
+            echoing: 0,
+            established: 0,
+            hist_hs: new_hist(),
+            hist_echo: new_hist(),
+            backoff_until: None,
+            errors_in_row: 0,
+            tokens: 0.0,
+            last_refill: Instant::now(),
+            echo_round: 0,
+            echo_cursor: usize::MAX,
+            close_cursor: 0,
+            close_tokens: 0.0,
+            msg_budget: 0.0,
+            msg_cursor: 0,
+            last_msg: Instant::now(),
+            last_scan: Instant::now(),
+            last_stats: Instant::now(),
+            stopping: false,
+        })
+    }
+
+    fn w(&self) -> usize {
+        self.cfg.index
+    }
+
+    fn tick_now(&mut self) {
+        self.now = self.start.elapsed().as_micros() as u32;
+    }
+
+    fn since(&self, t: u32) -> u64 {
+        self.now.wrapping_sub(t) as u64
+    }
+
+    /// Runs until told to exit (or signalled) and everything is closed; returns the report.
+    pub fn run(mut self) -> anyhow::Result<WorkerReport> {
+        let mut events = vec![EpollEvent::empty(); EVENTS];
+        let mut cmd = Cmd::Idle;
+        loop {
+            let timeout = self.timeout(cmd);
+            let n = self.ep.wait(&mut events, timeout).context("epoll_wait")?;
+            self.tick_now();
+            for ev in &events[..n] {
+                let fd = ev.data() as RawFd;
+                if fd == self.signals.as_raw_fd() {
+                    while let Ok(Some(_)) = self.signals.next() {
+                        self.stopping = true;
+                    }
+                } else {
+                    self.on_event(fd, ev.events());
+                }
+            }
+            cmd = Cmd::from_u64(self.board.global(b::G_CMD));
+            if self.stopping {
+                cmd = Cmd::Exit;
+            }
+            match cmd {
+                Cmd::Idle => {}
+                Cmd::Connect => self.connect_some(),
+                Cmd::Hold => {}
+                Cmd::Echo => self.echo_some(),
+                Cmd::Close | Cmd::Exit => self.close_some(),
+            }
+            if matches!(cmd, Cmd::Connect | Cmd::Hold) && self.cfg.message_interval_ms.is_some() {
+                self.messages_some();
+            }
+            if self.last_scan.elapsed() >= SCAN_EVERY {
+                self.last_scan = Instant::now();
+                if self.in_flight > 0 || self.closing > 0 {
+                    self.expire();
+                }
+            }
+            self.publish(cmd);
+            if cmd == Cmd::Exit && self.live() == 0 {
+                let w = self.w();
+                self.board.set(w, b::PHASE, b::PHASE_EXITED);
+                return Ok(WorkerReport {
+                    index: w,
+                    handshake_us: pairs(&self.hist_hs),
+                    echo_us: pairs(&self.hist_echo),
+                });
+            }
+        }
+    }
+
+    fn live(&self) -> usize {
+        self.in_flight + self.open + self.closing
+    }
+
+    fn wants_connect(&self) -> bool {
+        self.established + (self.in_flight as u64) < self.cfg.conns
+            && self.in_flight < self.cfg.concurrency
+    }
+
+    fn timeout(&self, cmd: Cmd) -> i32 {
+        match cmd {
+            Cmd::Connect if self.wants_connect() => {
+                if let Some(until) = self.backoff_until {
+                    return until
+                        .saturating_duration_since(Instant::now())
+                        .as_millis()
+                        .max(1) as i32;
+                }
+                if self.cfg.rate.is_some() && self.tokens < 1.0 {
+                    return 1;
+                }
+                0
+            }
+            Cmd::Echo | Cmd::Close | Cmd::Exit => 5,
+            _ if self.cfg.message_interval_ms.is_some() => 10,
+            _ => 50,
+        }
+    }
+
+    fn publish(&mut self, cmd: Cmd) {
+        let w = self.w();
+        self.board.set(w, b::OPEN, self.open as u64);
+        self.board.set(w, b::IN_FLIGHT, self.in_flight as u64);
+        let phase = match cmd {
+            Cmd::Idle => b::PHASE_READY,
+            Cmd::Connect if self.established < self.cfg.conns => b::PHASE_CONNECTING,
+            Cmd::Connect | Cmd::Hold | Cmd::Echo => b::PHASE_HOLDING,
+            Cmd::Close | Cmd::Exit if self.live() == 0 => b::PHASE_CLOSED,
+            Cmd::Close | Cmd::Exit => b::PHASE_CLOSING,
+        };
+        self.board.set(w, b::PHASE, phase);
+        if self.last_stats.elapsed() >= Duration::from_secs(1) {
+            self.last_stats = Instant::now();
+            self.board
+                .set(w, b::RSS, crate::server::worker::rss_bytes());
+        }
+    }
+
+    // ----- connecting -----
+
+    fn connect_some(&mut self) {
+        if let Some(until) = self.backoff_until {
+            if Instant::now() < until {
+                return;
+            }
+            self.backoff_until = None;
+        }
+        if let Some(rate) = self.cfg.rate {
+            let dt = self.last_refill.elapsed().as_secs_f64();
+            self.last_refill = Instant::now();
+            self.tokens = (self.tokens + dt * rate).min(rate.max(1.0) / 10.0 + 1.0);
+        }
+        while self.wants_connect() && self.backoff_until.is_none() {
+            if self.cfg.rate.is_some() {
+                if self.tokens < 1.0 {
+                    break;
+                }
+                self.tokens -= 1.0;
+            }
+            if !self.start_connect() {
+                break;
+            }
+        }
+    }
+
+    fn slot(&mut self, fd: RawFd) -> &mut Slot {
+        let i = fd as usize;
+        if i >= self.slots.len() {
+            self.slots.resize_with(i + 1, Slot::default);
+        }
+        &mut self.slots[i]
+    }
+
+    /// After a failure: pause connects, longer with every failure in a row (up to
+    /// [`MAX_BACKOFF`]), so a limit does not turn into a storm of failing connects.
+    fn backoff(&mut self) {
+        self.errors_in_row = self.errors_in_row.saturating_add(1);
+        let d = ERROR_BACKOFF * (1u32 << self.errors_in_row.min(6));
+        self.backoff_until = Some(Instant::now() + d.min(MAX_BACKOFF));
+    }
+
+    /// Starts one connect; false when it failed at once (the caller stops for now).
+    fn start_connect(&mut self) -> bool {
+        let src = if self.cfg.sources.is_empty() {
+            None
+        } else {
+            let s = self.cfg.sources[self.src_next % self.cfg.sources.len()];
+            self.src_next = self.src_next.wrapping_add(1);
+            Some(s)
+        };
+        let w = self.w();
+        self.board.add(w, b::ATTEMPTS, 1);
+        let (fd, done) = match net::connect_from(src, self.cfg.target.addr) {
+            Ok(x) => x,
+            Err(e) => {
+                self.board.error(w, ErrorClass::of_errno(e), e as i32);
+                self.backoff();
+                return false;
+            }
+        };
+        let now = self.now;
+        let s = self.slot(fd);
+        s.state = State::Connecting;
+        s.t = now;
+        s.round = false;
+        self.in_flight += 1;
+        let flags = if done { READ } else { WRITE };
+        if let Err(e) = self.ep.add(fd, flags) {
+            self.fail(fd, ErrorClass::of_errno(e), e as i32);
+            return false;
+        }
+        if done {
+            self.send_request(fd, true);
+        }
+        true
+    }
+
+    /// A connection attempt failed: count it, close the fd, back off.
+    fn fail(&mut self, fd: RawFd, class: ErrorClass, errno: i32) {
+        self.board.error(self.w(), class, errno);
+        self.release(fd);
+        self.backoff();
+    }
+
+    /// Closes `fd` and frees its slot, keeping the counts right.
+    fn release(&mut self, fd: RawFd) {
+        let s = &mut self.slots[fd as usize];
+        match s.state {
+            State::Free => return,
+            State::Connecting | State::Handshaking => self.in_flight -= 1,
+            State::Open => self.open -= 1,
+            State::Echoing => {
+                self.open -= 1;
+                self.echoing -= 1;
+            }
+            State::Closing => self.closing -= 1,
+        }
+        s.state = State::Free;
+        s.pending = None;
+        let _ = io::close(fd);
+    }
+
+    /// Sends the upgrade request; `reading` says the fd is already registered for reading
+    /// only (a connect that completed at once), which saves an epoll_ctl per connection.
+    fn send_request(&mut self, fd: RawFd, reading: bool) {
+        let key = handshake::generate_key();
+        let req = handshake::client_request(&self.cfg.target.host, &self.cfg.target.path, &key);
+        self.slots[fd as usize].state = State::Handshaking;
+        let mut p = Box::new(Pending {
+            key,
+            ..Pending::default()
+        });
+        match io::write(fd, req.as_bytes()) {
+            Ok(n) if n == req.len() => {}
+            Ok(n) => p.out.extend_from_slice(&req.as_bytes()[n..]),
+            Err(Errno::EAGAIN) => p.out.extend_from_slice(req.as_bytes()),
+            Err(e) => {
+                self.fail(fd, ErrorClass::of_errno(e), e as i32);
+                return;
+            }
+        }
+        let want_write = !p.out.is_empty();
+        self.slots[fd as usize].pending = Some(p);
+        if want_write || !reading {
+            let _ = self
+                .ep
+                .modify(fd, if want_write { READ | WRITE } else { READ });
+        }
+    }
+
+    // ----- events -----
+
+    fn on_event(&mut self, fd: RawFd, flags: EpollFlags) {
+        let i = fd as usize;
+        if i >= self.slots.len() {
+            return;
+        }
+        match self.slots[i].state {
+            State::Free => {}
+            State::Connecting => match net::take_error(fd) {
+                Ok(None) => {
+                    if flags.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
+                        self.fail(fd, ErrorClass::Econnreset, Errno::ECONNRESET as i32);
+                    } else {
+                        self.send_request(fd, false);
+                    }
+                }
+                Ok(Some(e)) | Err(e) => self.fail(fd, ErrorClass::of_errno(e), e as i32),
+            },
+            _ => {
+                if flags.contains(EpollFlags::EPOLLOUT) && !self.flush(fd) {
+                    return;
+                }
+                if flags.intersects(
+                    EpollFlags::EPOLLIN
+                        | EpollFlags::EPOLLRDHUP
+                        | EpollFlags::EPOLLHUP
+                        | EpollFlags::EPOLLERR,
+                ) {
+                    self.on_readable(fd);
+                }
+            }
+        }
+    }
+
+    /// Writes pending output; false when the connection was closed on the way.
+    fn flush(&mut self, fd: RawFd) -> bool {
+        let i = fd as usize;
+        let Some(p) = self.slots[i].pending.as_mut() else {
+            let _ = self.ep.modify(fd, READ);
+            return true;
+        };
+        if p.out.is_empty() {
+            let _ = self.ep.modify(fd, READ);
+            return true;
+        }
+        match io::write(fd, &p.out) {
+            Ok(n) => {
+                p.out.drain(..n);
+                if p.out.is_empty() {
+                    let _ = self.ep.modify(fd, READ);
+                    self.maybe_free_pending(i);
+                }
+                true
+            }
+            Err(Errno::EAGAIN) => true,
+            Err(e) => {
+                self.lost(fd, e);
+                false
+            }
+        }
+    }
+
+    fn maybe_free_pending(&mut self, i: usize) {
+        let s = &mut self.slots[i];
+        if s.state != State::Handshaking
+            && s.pending
+                .as_ref()
+                .is_some_and(|p| p.inbuf.is_empty() && p.out.is_empty())
+        {
+            s.pending = None;
+        }
+    }
+
+    /// A connection failed after connecting: an error during the handshake, a drop afterwards.
+    fn lost(&mut self, fd: RawFd, e: Errno) {
+        match self.slots[fd as usize].state {
+            State::Connecting | State::Handshaking => {
+                let class = if e == Errno::UnknownErrno {
+                    ErrorClass::HandshakeEof
+                } else {
+                    ErrorClass::of_errno(e)
+                };
+                self.fail(fd, class, e as i32)
+            }
+            State::Closing => {
+                self.board.add(self.w(), b::CLOSED, 1);
+                self.release(fd);
+            }
+            State::Open | State::Echoing => {
+                self.board.add(self.w(), b::DROPPED, 1);
+                if e != Errno::UnknownErrno {
+                    self.board.set(self.w(), b::LAST_ERRNO, e as u64);
+                }
+                self.release(fd);
+            }
+            State::Free => {}
+        }
+    }
+
+    fn on_readable(&mut self, fd: RawFd) {
+        let mut rbuf = std::mem::take(&mut self.rbuf);
+        match io::read(fd, &mut rbuf) {
+            Ok(0) => self.lost(fd, Errno::UnknownErrno),
+            Ok(n) => self.on_data(fd, &rbuf[..n]),
+            Err(Errno::EAGAIN) => {}
+            Err(e) => self.lost(fd, e),
+        }
+        self.rbuf = rbuf;
+    }
+
+    fn on_data(&mut self, fd: RawFd, data: &[u8]) {
+        let i = fd as usize;
+        let mut p = self.slots[i].pending.take();
+        let joined;
+        let buf: &[u8] = match p.as_mut() {
+            Some(p) if !p.inbuf.is_empty() => {
+                p.inbuf.extend_from_slice(data);
+                joined = std::mem::take(&mut p.inbuf);
+                &joined
+            }
+            _ => data,
+        };
+        if buf.len() > MAX_PENDING_IN {
+            self.slots[i].pending = p;
+            self.lost(fd, Errno::EMSGSIZE);
+            return;
+        }
+        let mut used = 0;
+        if self.slots[i].state == State::Handshaking {
+            let key = p.as_ref().map(|p| p.key.as_str()).unwrap_or("");
+            match handshake::parse_response(buf, key) {
+                Ok(None) => {}
+                Ok(Some(n)) => {
+                    used = n;
+                    self.opened(fd);
+                    if let Some(p) = p.as_mut() {
+                        p.key = String::new();
+                    }
+                }
+                Err(e) => {
+                    let class = match e {
+                        ResponseError::Status(_) => ErrorClass::HandshakeStatus,
+                        ResponseError::BadAccept => ErrorClass::HandshakeAccept,
+                        ResponseError::Malformed => ErrorClass::HandshakeMalformed,
+                    };
+                    self.slots[i].pending = p;
+                    self.fail(fd, class, 0);
+                    return;
+                }
+            }
+        }
+        if self.slots[i].state != State::Handshaking {
+            match self.on_frames(fd, &buf[used..], &mut p) {
+                Some(n) => used += n,
+                None => return, // closed
+            }
+        }
+        if used < buf.len() {
+            let p = p.get_or_insert_with(Box::default);
+            p.inbuf = buf[used..].to_vec();
+        }
+        self.slots[i].pending = p;
+        if self.slots[i].state != State::Handshaking {
+            self.maybe_free_pending(i);
+        }
+    }
+
+    fn opened(&mut self, fd: RawFd) {
+        let i = fd as usize;
+        let took = self.since(self.slots[i].t);
+        let _ = self.hist_hs.record(took.clamp(1, HIST_MAX_US));
+        self.slots[i].state = State::Open;
+        self.in_flight -= 1;
+        self.open += 1;
+        self.established += 1;
+        self.errors_in_row = 0;
+        self.board.add(self.w(), b::ESTABLISHED, 1);
+    }
+
+    /// Handles the complete frames at the start of `buf`; returns the bytes used, or `None`
+    /// when the connection was closed.
+    fn on_frames(&mut self, fd: RawFd, buf: &[u8], p: &mut Option<Box<Pending>>) -> Option<usize> {
+        let i = fd as usize;
+        let w = self.w();
+        let mut pos = 0;
+        while pos < buf.len() {
+            let h = match frame::decode(&buf[pos..]) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(_) => {
+                    self.slots[i].pending = p.take();
+                    self.lost(fd, Errno::EPROTO);
+                    return None;
+                }
+            };
+            if frame::check_server_frame(&h).is_err() {
+                self.slots[i].pending = p.take();
+                self.lost(fd, Errno::EPROTO);
+                return None;
+            }
+            let total = h.header_len + h.payload_len as usize;
+            if buf.len() - pos < total {
+                break;
+            }
+            let payload = &buf[pos + h.header_len..pos + total];
+            pos += total;
+            match h.opcode() {
+                OpCode::Data(Data::Text | Data::Binary | Data::Continue) => {
+                    if !h.header.is_final {
+                        continue;
+                    }
+                    if self.slots[i].state == State::Echoing {
+                        let took = self.since(self.slots[i].t);
+                        let _ = self.hist_echo.record(took.clamp(1, HIST_MAX_US));
+                        let round = self.slots[i].round;
+                        self.slots[i].state = State::Open;
+                        self.echoing -= 1;
+                        if payload != ECHO_PAYLOAD {
+                            self.board.add(w, b::ECHO_BAD, 1);
+                        } else if round {
+                            self.board.add(w, b::ECHO_RECV, 1);
+                        } else {
+                            self.board.add(w, b::MSG_RECV, 1);
+                        }
+                    } else {
+                        self.board.add(w, b::MSG_RECV, 1);
+                    }
+                }
+                OpCode::Control(Control::Ping) => {
+                    let payload = payload.to_vec();
+                    self.slots[i].pending = p.take();
+                    self.send_frame(fd, frame::PONG, &payload);
+                    *p = self.slots[i].pending.take();
+                }
+                OpCode::Control(Control::Close) => {
+                    let code = close::parse_payload(payload).ok().flatten();
+                    if self.slots[i].state != State::Closing {
+                        self.slots[i].pending = p.take();
+                        let reply = code.unwrap_or(close::NORMAL);
+                        self.send_frame(fd, frame::CLOSE, &close::payload(reply));
+                        if code == Some(close::GOING_AWAY)
+                            && matches!(self.slots[i].state, State::Open | State::Echoing)
+                        {
+                            // The server is shutting down: a close, not a drop.
+                            self.board.add(w, b::SERVER_CLOSED, 1);
+                            self.release(fd);
+                            return None;
+                        }
+                    }
+                    self.slots[i].pending = p.take();
+                    self.lost(fd, Errno::UnknownErrno);
+                    return None;
+                }
+                _ => {}
+            }
+        }
+        Some(pos)
+    }
+
+    /// Sends one masked frame (payload at most 125 bytes); output the socket does not take is
+    /// kept in the connection's pending state.
+    fn send_frame(&mut self, fd: RawFd, opcode: OpCode, payload: &[u8]) -> bool {
+        let mut h = [0u8; frame::MAX_HEADER_LEN];
+        let mask = fastrand::u32(..).to_ne_bytes();
+        let n = frame::encode(&mut h, true, opcode, Some(mask), payload.len() as u64);
+        let mut buf = [0u8; frame::MAX_HEADER_LEN + 125];
+        let len = n + payload.len().min(125);
+        buf[..n].copy_from_slice(&h[..n]);
+        buf[n..len].copy_from_slice(&payload[..len - n]);
+        apply_mask(&mut buf[n..len], mask, 0);
+        let i = fd as usize;
+        let queued = self.slots[i]
+            .pending
+            .as_ref()
+            .is_some_and(|p| !p.out.is_empty());
+        let written = if queued {
+            0
+        } else {
+            match io::write(fd, &buf[..len]) {
+                Ok(k) => k,
+                Err(Errno::EAGAIN) => 0,
+                Err(e) => {
+                    self.lost(fd, e);
+                    return false;
+                }
+            }
+        };
+        if written < len {
+            let p = self.slots[i].pending.get_or_insert_with(Box::default);
+            p.out.extend_from_slice(&buf[written..len]);
+            let _ = self.ep.modify(fd, READ | WRITE);
+        }
+        true
+    }
+
+    fn send_message(&mut self, fd: RawFd, round: bool) {
+        let i = fd as usize;
+        self.slots[i].state = State::Echoing;
+        self.slots[i].t = self.now;
+        self.slots[i].round = round;
+        self.echoing += 1;
+        let w = self.w();
+        self.board
+            .add(w, if round { b::ECHO_SENT } else { b::MSG_SENT }, 1);
+        self.send_frame(fd, frame::TEXT, ECHO_PAYLOAD);
+    }
+
+    // ----- echo rounds and periodic messages -----
+
+    fn echo_some(&mut self) {
+        let round = self.board.global(b::G_ECHO_ROUND);
+        if round != self.echo_round {
+            self.echo_round = round;
+            self.echo_cursor = 0;
+        }
+        while self.echo_cursor < self.slots.len() && self.echoing < ECHO_WINDOW {
+            let i = self.echo_cursor;
+            self.echo_cursor += 1;
+            if self.slots[i].state == State::Open {
+                self.send_message(i as RawFd, true);
+            }
+        }
+    }
+
+    fn messages_some(&mut self) {
+        let Some(ms) = self.cfg.message_interval_ms else {
+            return;
+        };
+        // Every open connection gets one message per interval, spread evenly over it.
+        let dt = self.last_msg.elapsed().as_secs_f64();
+        self.last_msg = Instant::now();
+        self.msg_budget += self.open as f64 * dt * 1000.0 / ms.max(1) as f64;
+        let mut scanned = 0;
+        while self.msg_budget >= 1.0 && scanned < self.slots.len() && !self.slots.is_empty() {
+            let i = self.msg_cursor % self.slots.len();
+            self.msg_cursor = self.msg_cursor.wrapping_add(1);
+            scanned += 1;
+            if self.slots[i].state == State::Open {
+                self.msg_budget -= 1.0;
+                self.send_message(i as RawFd, false);
+            }
+        }
+        self.msg_budget = self.msg_budget.min(self.open as f64);
+    }
+
+    // ----- teardown -----
+
+    fn close_some(&mut self) {
+        let dt = self.last_refill.elapsed().as_secs_f64();
+        self.last_refill = Instant::now();
+        let per_sec = self.cfg.close_per_sec as f64;
+        self.close_tokens = (self.close_tokens + dt * per_sec).min(per_sec / 20.0 + 1.0);
+        while self.close_tokens >= 1.0 && self.close_cursor < self.slots.len() {
+            let i = self.close_cursor;
+            self.close_cursor += 1;
+            let fd = i as RawFd;
+            match self.slots[i].state {
+                State::Free | State::Closing => continue,
+                State::Connecting | State::Handshaking => {
+                    self.board.add(self.w(), b::CLOSED, 1);
+                    self.release(fd);
+                }
+                State::Open | State::Echoing => {
+                    if self.slots[i].state == State::Echoing {
+                        self.echoing -= 1;
+                    }
+                    self.open -= 1;
+                    self.closing += 1;
+                    self.slots[i].state = State::Closing;
+                    self.slots[i].t = self.now;
+                    self.send_frame(fd, frame::CLOSE, &close::payload(close::NORMAL));
+                }
+            }
+            self.close_tokens -= 1.0;
+        }
+        if self.close_cursor >= self.slots.len() && self.live() > self.closing {
+            // Connections opened behind the cursor (a connect completing late): go round again.
+            self.close_cursor = 0;
+        }
+    }
+
+    fn expire(&mut self) {
+        let timeout_us = self.cfg.connect_timeout_ms.saturating_mul(1000);
+        for i in 0..self.slots.len() {
+            let s = &self.slots[i];
+            let age = self.since(s.t);
+            match s.state {
+                State::Connecting | State::Handshaking if age > timeout_us => self.fail(
+                    i as RawFd,
+                    ErrorClass::ConnectTimeout,
+                    Errno::ETIMEDOUT as i32,
+                ),
+                State::Closing if age > CLOSE_TIMEOUT_US as u64 => {
+                    self.board.add(self.w(), b::CLOSED, 1);
+                    self.release(i as RawFd);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Entry point of a client process: set up, run, print the report as one JSON line.
+pub fn run_worker(cfg: WorkerConfig) -> anyhow::Result<()> {
+    let index = cfg.index;
+    let w = Worker::new(cfg).with_context(|| format!("load worker {index}"))?;
+    let report = w.run()?;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, &report)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_is_16_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 16);
+    }
+
+    #[test]
+    fn histogram_pairs_roundtrip() {
+        let mut h = new_hist();
+        for v in [100u64, 200, 200, 5000] {
+            h.record(v).unwrap();
+        }
+        let p = pairs(&h);
+        assert_eq!(p.iter().map(|x| x.1).sum::<u64>(), 4);
+        let mut back = new_hist();
+        for (v, c) in p {
+            back.record_n(v, c).unwrap();
+        }
+        assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
+        assert_eq!(back.max(), h.max());
+    }
+}

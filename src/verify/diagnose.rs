@@ -1,0 +1,669 @@
+//! Pure: why a run fell short. Takes what the run observed (errors by class on the client
+//! side, the server workers' fd caps and listening state, counter deltas, conntrack, the
+//! memory watchdog) and names the limit, its value, the evidence and the fix.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use embedded_server::loadgen::ErrorClass;
+
+use crate::capacity::group;
+use crate::knobs::{self, Value};
+
+/// One server worker as its counters show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ServerWorker {
+    pub fd_cap: u64,
+    pub connections: u64,
+    pub listening: bool,
+    pub listener_pauses: u64,
+}
+
+/// The server side, when this run started the server (or is the server, external mode).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ServerSide {
+    pub workers: Vec<ServerWorker>,
+    pub accept_errors: u64,
+    pub handshakes_failed: u64,
+    /// The listen backlog of each worker.
+    pub backlog: u64,
+}
+
+/// The client side, when this run started the load generator.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClientSide {
+    pub processes: u64,
+    pub fd_cap: u64,
+    /// Errors by class (labels of [`ErrorClass`]).
+    pub errors: BTreeMap<String, u64>,
+    /// Source addresses bound (0: chosen by the kernel).
+    pub sources: u64,
+    pub last_errno: i32,
+}
+
+impl ClientSide {
+    pub fn count(&self, c: ErrorClass) -> u64 {
+        self.errors.get(c.label()).copied().unwrap_or(0)
+    }
+}
+
+/// The memory watchdog's stop.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MemoryStop {
+    pub floor: u64,
+    pub usable_at_start: u64,
+    pub usable_at_stop: u64,
+    /// Measured kernel + user bytes per connection when it stopped.
+    pub bytes_per_connection: f64,
+}
+
+/// Everything the diagnosis looks at.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    pub target: u64,
+    pub established: u64,
+    pub client: Option<ClientSide>,
+    pub server: Option<ServerSide>,
+    /// Growth of the watched netstat counters while connecting.
+    pub netstat: BTreeMap<String, u64>,
+    pub conntrack_count: Option<u64>,
+    pub conntrack_max: Option<u64>,
+    pub conntrack_drops: u64,
+    pub port_range: Option<(u64, u64)>,
+    pub file_max: Option<u64>,
+    pub somaxconn: Option<u64>,
+    pub tcp_mem: Option<[u64; 3]>,
+    pub memory: Option<MemoryStop>,
+}
+
+/// The limit that stopped the run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Diagnosis {
+    /// Short name: `memory`, `rlimit_nofile`, `file_max`, `ports`, `conntrack`, `tcp_mem`,
+    /// `listen_backlog`, `handshake`, `refused`, `timeout`, `unknown`.
+    pub limit: String,
+    /// The knob in the registry, when there is one.
+    pub knob: Option<String>,
+    /// `server`, `client` or `host`.
+    pub side: String,
+    /// The value that bound, in words.
+    pub value: String,
+    /// What was seen.
+    pub evidence: String,
+    /// What to do, one command or line each.
+    pub fix: Vec<String>,
+    /// For memory: the count the host would reach down to the floor.
+    pub projected_connections: Option<u64>,
+}
+
+fn fix_for(knob: &str, v: Value) -> Option<String> {
+    knobs::find(knob).map(|k| k.runtime_fix(&v, None))
+}
+
+fn persist_for(knob: &str, v: Value) -> Option<String> {
+    knobs::find(knob).and_then(|k| k.persist_fix(&v))
+}
+
+fn d(limit: &str, knob: Option<&str>, side: &str, value: String, evidence: String) -> Diagnosis {
+    Diagnosis {
+        limit: limit.into(),
+        knob: knob.map(str::to_string),
+        side: side.into(),
+        value,
+        evidence,
+        fix: Vec::new(),
+        projected_connections: None,
+    }
+}
+
+fn errors_text(c: &ClientSide) -> String {
+    let mut v: Vec<(&String, &u64)> = c.errors.iter().filter(|(_, n)| **n > 0).collect();
+    v.sort_by(|a, b| b.1.cmp(a.1));
+    v.iter()
+        .map(|(k, n)| format!("{k} {}", group(**n)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Names the limit. `None` only when nothing fell short.
+pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
+    if e.established >= e.target {
+        return None;
+    }
+    let short = e.target - e.established;
+    let nc = |name: &str| e.netstat.get(name).copied().unwrap_or(0);
+    let client = e.client.clone().unwrap_or_default();
+
+    // 1. The memory watchdog stopped the run.
+    if let Some(m) = e.memory {
+        let per = m.bytes_per_connection.max(1.0);
+        let projected =
+            e.established + (m.usable_at_stop.saturating_sub(m.floor) as f64 / per) as u64;
+        let mut x = d(
+            "memory",
+            Some("memory.free"),
+            "host",
+            format!(
+                "memory floor {} (usable memory {} at start, {} at the stop)",
+                crate::capacity::bytes(m.floor),
+                crate::capacity::bytes(m.usable_at_start),
+                crate::capacity::bytes(m.usable_at_stop)
+            ),
+            format!(
+                "the memory watchdog stopped opening connections at {} of {}: at {:.0} B per connection (kernel slab + user RSS, measured) the next ones would have taken usable memory under the floor",
+                group(e.established),
+                group(e.target),
+                per
+            ),
+        );
+        x.projected_connections = Some(projected);
+        x.fix = vec![if projected < e.target {
+            format!(
+                "this host would reach about {} connections down to the floor; {} need about {} more memory",
+                group(projected),
+                group(e.target),
+                crate::capacity::bytes(((e.target - projected) as f64 * per) as u64)
+            )
+        } else {
+            format!(
+                "the floor leaves room for about {} connections at this cost, but too little headroom to open the last {} safely at this rate",
+                group(projected),
+                group(short)
+            )
+        }];
+        x.fix.push(
+            "add RAM, free memory elsewhere, or lower --memory-floor if the rest of the host can live with less".into(),
+        );
+        return Some(x);
+    }
+
+    // 2. Server workers at their fd cap.
+    if let Some(s) = &e.server {
+        let all_paused = !s.workers.is_empty() && s.workers.iter().all(|w| !w.listening);
+        if s.accept_errors > 0 || all_paused {
+            let cap = s.workers.iter().map(|w| w.fd_cap).min().unwrap_or(0);
+            let held: u64 = s.workers.iter().map(|w| w.connections).sum();
+            let per = s
+                .workers
+                .iter()
+                .map(|w| w.connections)
+                .max()
+                .unwrap_or(0)
+                .max(1);
+            let need = e.target.div_ceil(per);
+            let mut x = d(
+                "rlimit_nofile",
+                Some("rlimit.nofile.hard"),
+                "server",
+                format!(
+                    "RLIMIT_NOFILE {} per server worker: {} worker{} at most {} connections",
+                    group(cap),
+                    s.workers.len(),
+                    if s.workers.len() == 1 { " holds" } else { "s hold" },
+                    group(held)
+                ),
+                format!(
+                    "every server worker stopped listening near its fd cap (accept errors {}, listener pauses {}); clients then saw {}",
+                    group(s.accept_errors),
+                    group(s.workers.iter().map(|w| w.listener_pauses).sum()),
+                    if errors_text(&client).is_empty() { "no errors".into() } else { errors_text(&client) }
+                ),
+            );
+            x.fix.push(format!(
+                "run {need} server workers (--workers {need}) so each stays under its cap"
+            ));
+            let want = per + s.backlog + 64 + short.div_ceil(s.workers.len().max(1) as u64);
+            x.fix
+                .extend(fix_for("rlimit.nofile.hard", Value::Int(want)));
+            x.fix
+                .extend(persist_for("rlimit.nofile.hard", Value::Int(want)));
+            return Some(x);
+        }
+    }
+
+    // 3. The client processes' own fd cap.
+    if client.count(ErrorClass::Emfile) > 0 {
+        let per = (client.fd_cap.saturating_sub(64)).max(1);
+        let need = e.target.div_ceil(per);
+        let mut x = d(
+            "rlimit_nofile",
+            Some("rlimit.nofile.hard"),
+            "client",
+            format!(
+                "RLIMIT_NOFILE {} per client process, {} processes",
+                group(client.fd_cap),
+                client.processes
+            ),
+            format!("client errors: {}", errors_text(&client)),
+        );
+        x.fix
+            .push(format!("run {need} client processes (--processes {need})"));
+        x.fix.extend(fix_for(
+            "rlimit.nofile.hard",
+            Value::Int(e.target / client.processes.max(1) + 1024),
+        ));
+        return Some(x);
+    }
+
+    // 4. fs.file-max.
+    if client.count(ErrorClass::Enfile) > 0 {
+        let want = e.target * 2 + 65_536;
+        let mut x = d(
+            "file_max",
+            Some("fs.file-max"),
+            "host",
+            format!("fs.file-max {}", e.file_max.map_or("unknown".into(), group)),
+            format!("client errors: {}", errors_text(&client)),
+        );
+        x.fix.extend(fix_for("fs.file-max", Value::Int(want)));
+        x.fix.extend(persist_for("fs.file-max", Value::Int(want)));
+        return Some(x);
+    }
+
+    // 5. Ephemeral ports per (source, destination).
+    if client.count(ErrorClass::Eaddrnotavail) > 0 {
+        let (ports, range) = match e.port_range {
+            Some((lo, hi)) => (hi - lo + 1, format!("{lo}-{hi}")),
+            None => (0, "unknown".into()),
+        };
+        let srcs = client.sources.max(1);
+        let mut x = d(
+            "ports",
+            Some("net.ipv4.ip_local_port_range"),
+            "client",
+            format!(
+                "ip_local_port_range {range} ({} ports) × {} source address{} = {} connections per destination",
+                group(ports),
+                group(srcs),
+                if srcs == 1 { "" } else { "es" },
+                group(ports * srcs)
+            ),
+            format!("client errors: {}", errors_text(&client)),
+        );
+        if ports > 0 {
+            let need = e.target.div_ceil(ports * 9 / 10).max(srcs + 1);
+            let last = embedded_server::loadgen::sources::loopback(need as usize)
+                .last()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            x.fix.push(format!(
+                "bind more source addresses: --source 127.0.0.2-{last} ({need} addresses; on other hosts, add addresses to the client's interface)"
+            ));
+        }
+        x.fix.extend(fix_for(
+            "net.ipv4.ip_local_port_range",
+            Value::Range([1024, 65535]),
+        ));
+        return Some(x);
+    }
+
+    // 6. Conntrack.
+    let ct_full = matches!((e.conntrack_count, e.conntrack_max), (Some(c), Some(m)) if m > 0 && c * 100 >= m * 98);
+    if e.conntrack_drops > 0 || ct_full {
+        let want = (e.target * 2).max(e.conntrack_max.unwrap_or(0) * 2);
+        let mut x = d(
+            "conntrack",
+            Some("net.netfilter.nf_conntrack_max"),
+            "host",
+            format!(
+                "nf_conntrack_max {} ({} entries at the stop)",
+                e.conntrack_max.map_or("unknown".into(), group),
+                e.conntrack_count.map_or("unknown".into(), group)
+            ),
+            format!(
+                "conntrack dropped or failed to insert {} entries; client errors: {}",
+                group(e.conntrack_drops),
+                errors_text(&client)
+            ),
+        );
+        x.fix
+            .extend(fix_for("net.netfilter.nf_conntrack_max", Value::Int(want)));
+        x.fix.extend(persist_for(
+            "net.netfilter.nf_conntrack_max",
+            Value::Int(want),
+        ));
+        return Some(x);
+    }
+
+    // 7. Socket memory.
+    let mem_errs = client.count(ErrorClass::Enomem) + client.count(ErrorClass::Enobufs);
+    if mem_errs > 0 || nc("TCPAbortOnMemory") > 0 || nc("TCPMemoryPressures") > 0 {
+        let mut x = d(
+            "tcp_mem",
+            Some("net.ipv4.tcp_mem"),
+            "host",
+            format!(
+                "tcp_mem {} pages",
+                e.tcp_mem
+                    .map_or("unknown".into(), |t| format!("{} {} {}", t[0], t[1], t[2]))
+            ),
+            format!(
+                "ENOMEM/ENOBUFS {}, TCPAbortOnMemory +{}, TCPMemoryPressures +{}",
+                group(mem_errs),
+                group(nc("TCPAbortOnMemory")),
+                group(nc("TCPMemoryPressures"))
+            ),
+        );
+        if let Some(t) = e.tcp_mem {
+            let v = Value::Triple([t[0] * 2, t[1] * 2, t[2] * 2]);
+            x.fix.extend(fix_for("net.ipv4.tcp_mem", v));
+            x.fix.extend(persist_for("net.ipv4.tcp_mem", v));
+        }
+        x.fix
+            .push("if MemFree is low too, the host is out of RAM: add memory".into());
+        return Some(x);
+    }
+
+    // 8. Accept queues overflowing.
+    let refused = client.count(ErrorClass::Econnrefused);
+    let timeouts = client.count(ErrorClass::ConnectTimeout) + client.count(ErrorClass::Etimedout);
+    // An overflowing accept queue drops SYNs: clients time out. Refusals (RST) mean nothing
+    // listened, whatever the host-wide counters did meanwhile (other servers move them too).
+    let overflowed =
+        nc("ListenOverflows") > 0 || nc("ListenDrops") > 0 || nc("TCPReqQFullDrop") > 0;
+    if overflowed && (timeouts > 0 || e.client.is_none()) && timeouts >= refused {
+        let mut x = d(
+            "listen_backlog",
+            Some("net.core.somaxconn"),
+            "server",
+            format!(
+                "net.core.somaxconn {}, listen backlog {} per worker",
+                e.somaxconn.map_or("unknown".into(), group),
+                e.server.as_ref().map_or("unknown".into(), |s| group(s.backlog))
+            ),
+            format!(
+                "ListenOverflows +{}, ListenDrops +{}, TCPReqQFullDrop +{}; client timeouts {}, refusals {}",
+                group(nc("ListenOverflows")),
+                group(nc("ListenDrops")),
+                group(nc("TCPReqQFullDrop")),
+                group(timeouts),
+                group(refused)
+            ),
+        );
+        x.fix
+            .extend(fix_for("net.core.somaxconn", Value::Int(65_535)));
+        x.fix
+            .extend(fix_for("net.ipv4.tcp_max_syn_backlog", Value::Int(65_535)));
+        x.fix.push(
+            "or open connections more gently: --concurrency / --rate on the load generator".into(),
+        );
+        return Some(x);
+    }
+
+    // 9. Handshakes refused by the server.
+    let hs = client.count(ErrorClass::HandshakeStatus)
+        + client.count(ErrorClass::HandshakeAccept)
+        + client.count(ErrorClass::HandshakeMalformed)
+        + client.count(ErrorClass::HandshakeEof);
+    if hs > 0 && hs >= refused && hs >= timeouts {
+        let mut x = d(
+            "handshake",
+            None,
+            "server",
+            "websocket upgrade refused".into(),
+            format!(
+                "client errors: {}; server handshakes failed {}",
+                errors_text(&client),
+                e.server.as_ref().map_or(0, |s| s.handshakes_failed)
+            ),
+        );
+        x.fix.push(
+            "check the URL path and that the server speaks RFC 6455 (tune serve's /metrics counts refusals by reason)".into(),
+        );
+        return Some(x);
+    }
+    if refused > 0 {
+        let mut x = d(
+            "refused",
+            None,
+            "server",
+            "nothing accepted connections on the target address".into(),
+            format!("client errors: {}", errors_text(&client)),
+        );
+        x.fix
+            .push("check that the server listens on the URL's address and port".into());
+        return Some(x);
+    }
+    if timeouts > 0 {
+        let mut x = d(
+            "timeout",
+            None,
+            "server",
+            "connections not answered within the connect timeout".into(),
+            format!(
+                "client errors: {}; no accept-queue overflow counted",
+                errors_text(&client)
+            ),
+        );
+        x.fix.push(
+            "the server (or the path to it) is too slow at this rate: lower --rate/--concurrency or raise --connect-timeout".into(),
+        );
+        return Some(x);
+    }
+    let mut x = d(
+        "unknown",
+        None,
+        "host",
+        "none identified".into(),
+        format!(
+            "established stopped rising at {} of {} without errors{}",
+            group(e.established),
+            group(e.target),
+            if client.errors.values().any(|n| *n > 0) {
+                format!(" of a known class ({})", errors_text(&client))
+            } else {
+                String::new()
+            }
+        ),
+    );
+    x.fix
+        .push("look at dmesg and the server's /metrics for what stopped it".into());
+    Some(x)
+}
+
+/// Reads the per-worker state out of the server's Prometheus text.
+pub fn server_side(prometheus: &str, backlog: u64) -> ServerSide {
+    let mut by_worker: BTreeMap<u64, ServerWorker> = BTreeMap::new();
+    let mut s = ServerSide {
+        backlog,
+        ..ServerSide::default()
+    };
+    for line in prometheus.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name_labels, v)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(v) = v.parse::<u64>() else { continue };
+        let (name, worker) = match name_labels.split_once("{worker=\"") {
+            Some((n, rest)) => (n, rest.trim_end_matches("\"}").parse::<u64>().ok()),
+            None => (name_labels, None),
+        };
+        match (name, worker) {
+            ("tune_accept_errors_total", None) => s.accept_errors = v,
+            (n, None) if n.starts_with("tune_handshakes_failed_total") => s.handshakes_failed += v,
+            (n, Some(w)) => {
+                let e = by_worker.entry(w).or_insert(ServerWorker {
+                    fd_cap: 0,
+                    connections: 0,
+                    listening: true,
+                    listener_pauses: 0,
+                });
+                match n {
+                    "tune_worker_fd_cap" => e.fd_cap = v,
+                    "tune_worker_connections" => e.connections = v,
+                    "tune_worker_listening" => e.listening = v != 0,
+                    "tune_worker_listener_pauses_total" => e.listener_pauses = v,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    s.workers = by_worker.into_values().collect();
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(errs: &[(ErrorClass, u64)]) -> ClientSide {
+        ClientSide {
+            processes: 2,
+            fd_cap: 20_000,
+            errors: errs
+                .iter()
+                .map(|(c, n)| (c.label().to_string(), *n))
+                .collect(),
+            sources: 1,
+            last_errno: 0,
+        }
+    }
+
+    fn base() -> Evidence {
+        Evidence {
+            target: 10_000,
+            established: 4_000,
+            port_range: Some((40_000, 40_499)),
+            file_max: Some(2_466_170),
+            somaxconn: Some(4096),
+            tcp_mem: Some([287_898, 383_867, 575_796]),
+            ..Evidence::default()
+        }
+    }
+
+    #[test]
+    fn nothing_when_reached() {
+        let mut e = base();
+        e.established = e.target;
+        assert_eq!(diagnose(&e), None);
+    }
+
+    #[test]
+    fn server_fd_cap_comes_before_the_refusals_it_causes() {
+        let mut e = base();
+        e.client = Some(client(&[(ErrorClass::Econnrefused, 500)]));
+        e.server = Some(ServerSide {
+            workers: vec![ServerWorker {
+                fd_cap: 1500,
+                connections: 400,
+                listening: false,
+                listener_pauses: 1,
+            }],
+            accept_errors: 0,
+            handshakes_failed: 0,
+            backlog: 1024,
+        });
+        let x = diagnose(&e).unwrap();
+        assert_eq!(
+            (x.limit.as_str(), x.side.as_str()),
+            ("rlimit_nofile", "server")
+        );
+        assert!(
+            x.value.contains("RLIMIT_NOFILE 1,500 per server worker"),
+            "{}",
+            x.value
+        );
+        assert!(x.fix[0].contains("--workers 25"), "{:?}", x.fix);
+        assert!(x.evidence.contains("econnrefused 500"));
+    }
+
+    #[test]
+    fn eaddrnotavail_names_ports_and_sources() {
+        let mut e = base();
+        e.client = Some(client(&[(ErrorClass::Eaddrnotavail, 70)]));
+        let x = diagnose(&e).unwrap();
+        assert_eq!(x.limit, "ports");
+        assert!(
+            x.value
+                .contains("40000-40499 (500 ports) × 1 source address = 500"),
+            "{}",
+            x.value
+        );
+        // 10,000 / 450 -> 23 addresses
+        assert!(
+            x.fix[0].contains("--source 127.0.0.2-127.0.0.24"),
+            "{:?}",
+            x.fix
+        );
+        assert!(
+            x.fix[1].contains("sysctl -w net.ipv4.ip_local_port_range"),
+            "{:?}",
+            x.fix
+        );
+    }
+
+    #[test]
+    fn client_emfile_and_enfile() {
+        let mut e = base();
+        e.client = Some(client(&[
+            (ErrorClass::Emfile, 3),
+            (ErrorClass::Econnrefused, 1),
+        ]));
+        let x = diagnose(&e).unwrap();
+        assert_eq!(
+            (x.limit.as_str(), x.side.as_str()),
+            ("rlimit_nofile", "client")
+        );
+        e.client = Some(client(&[(ErrorClass::Enfile, 3)]));
+        let x = diagnose(&e).unwrap();
+        assert_eq!(x.limit, "file_max");
+        assert!(
+            x.fix[0].starts_with("sysctl -w fs.file-max="),
+            "{:?}",
+            x.fix
+        );
+    }
+
+    #[test]
+    fn memory_stop_projects_a_count() {
+        let mut e = base();
+        e.memory = Some(MemoryStop {
+            floor: 1_000_000_000,
+            usable_at_start: 2_000_000_000,
+            usable_at_stop: 1_100_000_000,
+            bytes_per_connection: 10_000.0,
+        });
+        let x = diagnose(&e).unwrap();
+        assert_eq!(x.limit, "memory");
+        assert_eq!(x.projected_connections, Some(4_000 + 10_000));
+    }
+
+    #[test]
+    fn overflows_conntrack_and_tcp_mem() {
+        let mut e = base();
+        e.client = Some(client(&[(ErrorClass::ConnectTimeout, 9)]));
+        e.netstat.insert("ListenOverflows".into(), 12);
+        assert_eq!(diagnose(&e).unwrap().limit, "listen_backlog");
+        e.conntrack_count = Some(262_000);
+        e.conntrack_max = Some(262_144);
+        let x = diagnose(&e).unwrap();
+        assert_eq!(x.limit, "conntrack");
+        assert!(x.fix[0].contains("nf_conntrack_max"), "{:?}", x.fix);
+        e.conntrack_count = Some(10);
+        e.client = Some(client(&[(ErrorClass::Enobufs, 1)]));
+        assert_eq!(diagnose(&e).unwrap().limit, "tcp_mem");
+    }
+
+    #[test]
+    fn unknown_when_nothing_explains_it() {
+        let mut e = base();
+        e.client = Some(client(&[]));
+        assert_eq!(diagnose(&e).unwrap().limit, "unknown");
+    }
+
+    #[test]
+    fn reads_worker_state_from_prometheus_text() {
+        let text = "# HELP x\ntune_accept_errors_total 3\ntune_handshakes_failed_total{reason=\"version\"} 2\n\
+tune_worker_fd_cap{worker=\"0\"} 1500\ntune_worker_connections{worker=\"0\"} 400\n\
+tune_worker_listening{worker=\"0\"} 0\ntune_worker_listener_pauses_total{worker=\"0\"} 1\n\
+tune_worker_fd_cap{worker=\"1\"} 1500\ntune_worker_listening{worker=\"1\"} 1\n";
+        let s = server_side(text, 128);
+        assert_eq!(s.accept_errors, 3);
+        assert_eq!(s.handshakes_failed, 2);
+        assert_eq!(s.workers.len(), 2);
+        assert_eq!(s.workers[0].connections, 400);
+        assert!(!s.workers[0].listening);
+        assert!(s.workers[1].listening);
+    }
+}

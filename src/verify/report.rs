@@ -1,0 +1,357 @@
+//! The verify report: one serializable struct (the JSON of docs/verify-schema.json) and its
+//! table rendering.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use embedded_server::loadgen::Histogram;
+use serde::Serialize;
+
+use super::diagnose::Diagnosis;
+use super::measure::{Conntrack, Rss, SlabGrowth, Sock};
+use crate::capacity::{bytes, group};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Percentiles of a latency histogram, µs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Latency {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+impl Latency {
+    pub fn of(h: &Histogram<u64>) -> Option<Latency> {
+        (!h.is_empty()).then(|| Latency {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+            max_us: h.max(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Prediction {
+    pub per_process: Option<u64>,
+    pub per_host: Option<u64>,
+    pub binding_limit: String,
+    pub meets_target: bool,
+    pub processes_needed: Option<u64>,
+    pub source_addresses_needed: Option<u64>,
+    pub kernel_bytes_per_connection: u64,
+    pub summary: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserMemory {
+    pub processes: u64,
+    pub baseline: Rss,
+    /// At about half the target (for the marginal cost), and the count then.
+    pub half: Option<Rss>,
+    pub half_connections: u64,
+    pub peak: Rss,
+    pub peak_connections: u64,
+    /// (peak − baseline) anonymous RSS / connections: includes per-process fixed growth.
+    pub growth_bytes_per_connection: Option<f64>,
+    /// (peak − half) anonymous RSS / (connections between): the cost of one more connection.
+    pub marginal_bytes_per_connection: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelMemory {
+    pub slab_delta_bytes: i64,
+    pub memfree_delta_bytes: i64,
+    pub slab_bytes_per_connection: Option<f64>,
+    pub memfree_bytes_per_connection: Option<f64>,
+    pub slab_breakdown: Vec<SlabGrowth>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Teardown {
+    pub seconds: f64,
+    pub closed: u64,
+    pub netstat_deltas: BTreeMap<String, u64>,
+    pub tcp_memory_pressures_delta: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub what: String,
+    pub predicted: String,
+    pub measured: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    /// `loopback` (server and load generator here) or `external`.
+    pub mode: String,
+    pub target: u64,
+    pub verified: bool,
+    pub exit_code: u8,
+    pub listen: String,
+    /// Most websockets open at once (client side; server side in external mode).
+    pub reached: u64,
+    pub server_websockets_at_peak: u64,
+    pub time_to_reach_seconds: Option<f64>,
+    pub connect_seconds: f64,
+    pub connections_per_second: f64,
+    pub echoes_expected: Option<u64>,
+    pub echoes: Option<u64>,
+    pub dropped: u64,
+    pub handshake_latency: Option<Latency>,
+    pub echo_latency: Option<Latency>,
+    pub server_processes: u64,
+    pub client_processes: u64,
+    pub sources: String,
+    pub server_memory: UserMemory,
+    pub client_memory: Option<UserMemory>,
+    pub kernel_memory: KernelMemory,
+    pub sockstat_before: Option<Sock>,
+    pub sockstat_peak: Option<Sock>,
+    pub sockstat_after: Option<Sock>,
+    pub netstat_deltas: BTreeMap<String, u64>,
+    pub conntrack_before: Conntrack,
+    pub conntrack_peak: Conntrack,
+    pub errors: BTreeMap<String, u64>,
+    pub dead_server_workers: Vec<String>,
+    pub prediction: Prediction,
+    pub predicted_vs_measured: Vec<Comparison>,
+    pub diagnosis: Option<Diagnosis>,
+    pub teardown: Option<Teardown>,
+    pub notes: Vec<String>,
+}
+
+fn opt_f(v: Option<f64>, unit: &str) -> String {
+    v.map_or("n/a".into(), |x| format!("{x:.1} {unit}"))
+}
+
+fn lat(l: &Option<Latency>) -> String {
+    match l {
+        Some(l) => format!(
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
+            l.p50_us as f64 / 1000.0,
+            l.p99_us as f64 / 1000.0,
+            l.max_us as f64 / 1000.0,
+            group(l.count)
+        ),
+        None => "n/a".into(),
+    }
+}
+
+fn sock(s: &Option<Sock>) -> String {
+    match s {
+        Some(s) => format!(
+            "sockets {} | TCP inuse {} orphan {} tw {} alloc {} mem {} pages",
+            group(s.sockets_used),
+            group(s.tcp_inuse),
+            group(s.tcp_orphan),
+            group(s.tcp_tw),
+            group(s.tcp_alloc),
+            group(s.tcp_mem_pages)
+        ),
+        None => "unreadable".into(),
+    }
+}
+
+fn user(o: &mut String, name: &str, u: &UserMemory) {
+    let _ = writeln!(
+        o,
+        "{name:<22} {} processes: anon RSS {} before, {} at {} connections; growth {} per connection, marginal {} (from {} to {} connections); VmRSS {} at peak",
+        u.processes,
+        bytes(u.baseline.anon),
+        bytes(u.peak.anon),
+        group(u.peak_connections),
+        opt_f(u.growth_bytes_per_connection, "B"),
+        opt_f(u.marginal_bytes_per_connection, "B"),
+        group(u.half_connections),
+        group(u.peak_connections),
+        bytes(u.peak.total),
+    );
+}
+
+impl Report {
+    pub fn render_table(&self) -> String {
+        let mut o = String::new();
+        let verdict = if self.verified {
+            format!(
+                "VERIFIED: this host held {} websocket connections",
+                group(self.target)
+            )
+        } else {
+            format!(
+                "NOT VERIFIED: reached {} of {} connections",
+                group(self.reached),
+                group(self.target)
+            )
+        };
+        let _ = writeln!(o, "{verdict}");
+        let _ = writeln!(o, "{:<22} {}", "mode", self.mode);
+        let _ = writeln!(o, "{:<22} {}", "listen", self.listen);
+        for (i, s) in self.prediction.summary.iter().enumerate() {
+            let _ = writeln!(o, "{:<22} {s}", if i == 0 { "predicted" } else { "" });
+        }
+        let _ = writeln!(
+            o,
+            "{:<22} {} server, {} client; sources: {}",
+            "processes", self.server_processes, self.client_processes, self.sources
+        );
+        let _ = writeln!(
+            o,
+            "{:<22} {} (server side {})",
+            "reached",
+            group(self.reached),
+            group(self.server_websockets_at_peak)
+        );
+        let _ = writeln!(
+            o,
+            "{:<22} {}",
+            "time to reach",
+            self.time_to_reach_seconds
+                .map_or("not reached".into(), |t| format!("{t:.2} s"))
+        );
+        let _ = writeln!(
+            o,
+            "{:<22} {:.0} connections/s over {:.2} s",
+            "rate", self.connections_per_second, self.connect_seconds
+        );
+        let _ = writeln!(
+            o,
+            "{:<22} {}",
+            "handshake latency",
+            lat(&self.handshake_latency)
+        );
+        match (self.echoes, self.echoes_expected) {
+            (Some(e), Some(x)) => {
+                let _ = writeln!(o, "{:<22} {} of {}", "echoes", group(e), group(x));
+            }
+            _ => {
+                let _ = writeln!(o, "{:<22} no echo round", "echoes");
+            }
+        }
+        let _ = writeln!(o, "{:<22} {}", "echo latency", lat(&self.echo_latency));
+        let _ = writeln!(o, "{:<22} {}", "dropped", group(self.dropped));
+        user(&mut o, "server user memory", &self.server_memory);
+        if let Some(c) = &self.client_memory {
+            user(&mut o, "client user memory", c);
+        }
+        let k = &self.kernel_memory;
+        let _ = writeln!(
+            o,
+            "{:<22} Slab +{} ({} per connection), MemFree −{} ({} per connection)",
+            "kernel memory",
+            bytes(k.slab_delta_bytes.max(0) as u64),
+            opt_f(k.slab_bytes_per_connection, "B"),
+            bytes(k.memfree_delta_bytes.max(0) as u64),
+            opt_f(k.memfree_bytes_per_connection, "B"),
+        );
+        for g in &k.slab_breakdown {
+            let _ = writeln!(
+                o,
+                "{:<22}   {:<20} +{:>10} objects {:>10} {:>8.0} B/conn",
+                "",
+                g.cache,
+                group(g.objects),
+                bytes(g.bytes),
+                g.bytes_per_connection
+            );
+        }
+        let _ = writeln!(
+            o,
+            "{:<22} {}",
+            "sockstat before",
+            sock(&self.sockstat_before)
+        );
+        let _ = writeln!(
+            o,
+            "{:<22} {}",
+            "sockstat at peak",
+            sock(&self.sockstat_peak)
+        );
+        let _ = writeln!(o, "{:<22} {}", "sockstat after", sock(&self.sockstat_after));
+        let counters: Vec<String> = self
+            .netstat_deltas
+            .iter()
+            .map(|(k, v)| format!("{k} +{v}"))
+            .collect();
+        let _ = writeln!(o, "{:<22} {}", "counters (connect)", counters.join(", "));
+        let _ = writeln!(
+            o,
+            "{:<22} count {} at peak (max {}), drops {}, insert failures {}",
+            "conntrack",
+            self.conntrack_peak.count.map_or("n/a".into(), group),
+            self.conntrack_peak.max.map_or("n/a".into(), group),
+            self.conntrack_peak
+                .drop
+                .saturating_sub(self.conntrack_before.drop),
+            self.conntrack_peak
+                .insert_failed
+                .saturating_sub(self.conntrack_before.insert_failed)
+        );
+        let errs: Vec<String> = self
+            .errors
+            .iter()
+            .filter(|(_, v)| **v > 0)
+            .map(|(k, v)| format!("{k} {}", group(*v)))
+            .collect();
+        let _ = writeln!(
+            o,
+            "{:<22} {}",
+            "client errors",
+            if errs.is_empty() {
+                "none".into()
+            } else {
+                errs.join(", ")
+            }
+        );
+        for d in &self.dead_server_workers {
+            let _ = writeln!(o, "{:<22} {d}", "dead server worker");
+        }
+        for c in &self.predicted_vs_measured {
+            let _ = writeln!(
+                o,
+                "{:<22} {}: predicted {}, measured {}",
+                "predicted vs measured", c.what, c.predicted, c.measured
+            );
+        }
+        if let Some(t) = &self.teardown {
+            let counters: Vec<String> = t
+                .netstat_deltas
+                .iter()
+                .map(|(k, v)| format!("{k} +{v}"))
+                .collect();
+            let _ = writeln!(
+                o,
+                "{:<22} {} closed in {:.2} s; {}",
+                "teardown",
+                group(t.closed),
+                t.seconds,
+                counters.join(", ")
+            );
+        }
+        if let Some(d) = &self.diagnosis {
+            let _ = writeln!(
+                o,
+                "LIMIT: {} ({} side{}): {}",
+                d.limit,
+                d.side,
+                d.knob.as_ref().map_or(String::new(), |k| format!(", {k}")),
+                d.value
+            );
+            let _ = writeln!(o, "  seen: {}", d.evidence);
+            if let Some(p) = d.projected_connections {
+                let _ = writeln!(o, "  projected: about {} connections", group(p));
+            }
+            for f in &d.fix {
+                let _ = writeln!(o, "  fix: {f}");
+            }
+        }
+        for n in &self.notes {
+            let _ = writeln!(o, "note: {n}");
+        }
+        o
+    }
+}

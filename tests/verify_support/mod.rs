@@ -1,0 +1,77 @@
+//! Helpers for the verify and load tests: run the real binary, parse its JSON report and check
+//! it against docs/verify-schema.json.
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+
+pub fn tune() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tune"))
+}
+
+pub fn run(mut cmd: Command) -> (i32, serde_json::Value, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("run tune");
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    let json = serde_json::from_slice(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {stderr}",
+            String::from_utf8_lossy(&stdout)
+        )
+    });
+    (status.code().unwrap_or(-1), json, stderr)
+}
+
+pub fn check_schema(json: &serde_json::Value) {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/verify-schema.json"
+    ))
+    .unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let v = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = v
+        .iter_errors(json)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "schema errors: {errors:#?}\n{json:#}");
+}
+
+/// MemAvailable now, bytes.
+pub fn mem_available() -> u64 {
+    let t = std::fs::read_to_string("/proc/meminfo").unwrap();
+    t.lines()
+        .find(|l| l.starts_with("MemAvailable:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
+/// No `__load-worker` or `__serve-worker` process of this binary was orphaned (re-parented to
+/// init): a verify or load run must reap its workers, and workers die with their parent.
+/// Workers of runs still going in parallel tests have a live parent and are not counted.
+pub fn no_workers_left_of(exe: &str) {
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let p = entry.path();
+        let (Ok(stat), Ok(cmd)) = (
+            std::fs::read_to_string(p.join("stat")),
+            std::fs::read(p.join("cmdline")),
+        ) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .unwrap_or("");
+        if cmd.starts_with(exe)
+            && (cmd.contains("__load-worker") || cmd.contains("__serve-worker"))
+            && ppid == "1"
+        {
+            panic!("stray worker left behind: {cmd}");
+        }
+    }
+}
