@@ -143,6 +143,12 @@ pub fn load_with(root: &Root, spec: &str, ov: Overrides) -> anyhow::Result<Profi
         key: Some("target".into()),
         message: "missing: expected the number of concurrent connections (in this file or one it extends)".into(),
     })?;
+    check_target(target).map_err(|message| ProfileError {
+        file: merged.file.clone(),
+        line: None,
+        key: Some("target".into()),
+        message,
+    })?;
     let role = ov.role.or(merged.role).ok_or_else(|| ProfileError {
         file: merged.file.clone(),
         line: None,
@@ -205,8 +211,27 @@ pub fn available(root: &Root) -> Vec<(String, String)> {
     out
 }
 
+/// The largest target tune plans for: about 1.1 trillion connections, far beyond any host, and
+/// small enough that every formula stays inside u64.
+pub const MAX_TARGET: u64 = 1 << 40;
+
+/// `x` plus `h` percent, saturating instead of wrapping.
 fn up(x: u64, h: u64) -> u64 {
-    (x as u128 * (100 + h) as u128).div_ceil(100) as u64
+    u64::try_from((x as u128 * (100 + h as u128)).div_ceil(100)).unwrap_or(u64::MAX)
+}
+
+/// Rejects a target no host can mean (0, or so large the formulas would overflow).
+pub fn check_target(target: u64) -> Result<(), String> {
+    if target == 0 {
+        Err("expected a number of connections above 0".into())
+    } else if target > MAX_TARGET {
+        Err(format!(
+            "{target} is more connections than tune plans for (at most {MAX_TARGET}); \
+             did you mean a smaller number?"
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 /// The requirements that follow from the target, each with its arithmetic as the why.
@@ -225,7 +250,7 @@ pub fn formulas(target: u64, role: Role, p: &Params) -> BTreeMap<&'static str, R
         out.insert(name, Requirement { value, why });
     };
     let procs = p.processes.max(1);
-    let per_proc = sockets.div_ceil(procs) + crate::capacity::FD_RESERVE;
+    let per_proc = sockets.div_ceil(procs).saturating_add(crate::capacity::FD_RESERVE);
     let nofile = up(per_proc, h);
     let nofile_why = format!(
         "{sock_text} over {procs} process{} + {} fds each for the process itself = {}, + {h}% headroom",
@@ -271,7 +296,7 @@ pub fn formulas(target: u64, role: Role, p: &Params) -> BTreeMap<&'static str, R
     let pressure = up(sockets, h);
     put(
         "net.ipv4.tcp_mem",
-        Value::Triple([pressure * 3 / 4, pressure, pressure * 3 / 2]),
+        Value::Triple([(pressure as u128 * 3 / 4) as u64, pressure, pressure.saturating_mul(3) / 2]),
         format!(
             "pressure at one 4 KiB page of unread data per socket ({sock_text}, + {h}% headroom); low and high in the kernel's 3:4:6 ratio"
         ),
@@ -295,7 +320,7 @@ pub fn formulas(target: u64, role: Role, p: &Params) -> BTreeMap<&'static str, R
             ),
             (None, _) => (
                 1,
-                "one source address (set source_addresses for more)".to_string(),
+                "source address (the default; set source_addresses for more)".to_string(),
             ),
         };
         let n = target.div_ceil(sources).max(1);

@@ -21,8 +21,10 @@ pub fn resolve_profile(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Profil
                 role: args.role,
             },
         ),
-        (None, Some(0)) => anyhow::bail!("--target: expected a number of connections above 0"),
-        (None, Some(t)) => Ok(profile::for_target(t, args.role.unwrap_or(Role::Server))),
+        (None, Some(t)) => {
+            profile::check_target(t).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
+            Ok(profile::for_target(t, args.role.unwrap_or(Role::Server)))
+        }
         (None, None) => {
             let names: Vec<String> = profile::available(&ctx.root)
                 .into_iter()
@@ -52,6 +54,20 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
         anyhow::bail!(
             "--root {}: no proc/ under it, so there is nothing to check: point --root at a tree holding the host's /proc and /sys",
             ctx.root.base().display()
+        );
+    }
+    // Files every Linux /proc has, in any network namespace: a root without them is a broken
+    // mount (an empty hostPath, a wrong --root), not a host where every knob is absent.
+    let missing: Vec<String> = ["proc/meminfo", "proc/sys/fs/file-max", "proc/sys/fs/nr_open"]
+        .iter()
+        .filter(|rel| !ctx.root.exists(rel))
+        .map(|rel| ctx.root.path(rel).display().to_string())
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "--root {}: {} missing, so this is not a readable /proc: point --root at a tree holding the host's /proc and /sys",
+            ctx.root.base().display(),
+            missing.join(", ")
         );
     }
     let obs = knobs::observe(&ctx.root, args.pid);

@@ -240,8 +240,9 @@ fn read_one(
                     }))
                 }
                 Err(e) => Reading::Unreadable(format!(
-                    "{}/limits: {e}",
-                    root.path(&proc_dir(facts.pid)).display()
+                    "{}/limits: not in the kernel's format (no parsable \"Max open files\" line): {}",
+                    root.path(&proc_dir(facts.pid)).display(),
+                    procfs_error(&e)
                 )),
             },
             Err(RootError::Absent { path }) => {
@@ -258,9 +259,11 @@ fn read_one(
                         Reading::Unreadable(format!("meminfo field {other} is not known to tune"))
                     }
                 },
-                Err(e) => {
-                    Reading::Unreadable(format!("{}: {e}", root.path("proc/meminfo").display()))
-                }
+                Err(e) => Reading::Unreadable(format!(
+                    "{}: not in the kernel's format: {}",
+                    root.path("proc/meminfo").display(),
+                    procfs_error(&e)
+                )),
             },
             Err(RootError::Absent { path }) => {
                 Reading::Absent(format!("{}: absent", path.display()))
@@ -280,6 +283,15 @@ fn absent_reason(knob: &Knob, facts: &Facts, path: &str) -> String {
         return format!("{path} is absent: a host-wide knob, hidden inside a child network namespace; read it from the host");
     }
     format!("{path} is absent on this kernel")
+}
+
+/// procfs's error text without its "Internal error: bug at ... please report" wording, which
+/// blames procfs for what is a malformed file in the tree tune was pointed at.
+fn procfs_error(e: &procfs::ProcError) -> String {
+    match e {
+        procfs::ProcError::InternalError(_) => "a line could not be parsed".into(),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]

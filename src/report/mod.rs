@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use crate::capacity::{self, Capacity};
 use crate::cli::profiles::Role;
 use crate::kernel::netstat::LIMIT_COUNTERS;
-use crate::knobs::{Compare, Observation, Read, Reading, Scope, Value, REGISTRY};
+use crate::knobs::{Compare, Knob, Observation, Read, Reading, Scope, Value, REGISTRY};
 use crate::profile::Profile;
 
 pub mod json;
@@ -216,7 +216,8 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
             Some(Reading::Unreadable(why)) => {
                 note = Some(why.clone());
                 if req.is_some() {
-                    Status::Warn
+                    // A requirement that cannot be confirmed is not met (--ignore accepts it).
+                    Status::Fail
                 } else {
                     Status::Info
                 }
@@ -256,7 +257,7 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
         }
         let (fix_runtime, fix_persistent) = match (status, req) {
             (Status::Fail | Status::Warn, Some(r)) if current.is_some() => (
-                Some(knob.runtime_fix(&r.value, facts.pid)),
+                Some(nofile_soft_fix(knob, &r.value, obs).unwrap_or_else(|| knob.runtime_fix(&r.value, facts.pid))),
                 knob.persist_fix(&r.value),
             ),
             _ => (None, None),
@@ -368,6 +369,17 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
     }
 }
 
+/// A soft RLIMIT_NOFILE above the current hard limit is EINVAL on its own: the fix raises both.
+fn nofile_soft_fix(knob: &Knob, required: &Value, obs: &Observation) -> Option<String> {
+    let (Value::Int(n), Some(hard)) = (required, obs.int("rlimit.nofile.hard")) else {
+        return None;
+    };
+    (knob.name == "rlimit.nofile.soft" && *n > hard).then(|| {
+        let pid = obs.facts.pid.map_or("PID".to_string(), |p| p.to_string());
+        format!("prlimit --pid {pid} --nofile={n}:{n} (above the hard limit {hard}: both must rise)")
+    })
+}
+
 /// The status of a knob that falls short, with the note saying what that means here.
 fn shortfall(name: &str, obs: &Observation, required: &Value, note: &mut Option<String>) -> Status {
     let facts = &obs.facts;
@@ -407,13 +419,10 @@ fn shortfall(name: &str, obs: &Observation, required: &Value, note: &mut Option<
                     ));
                 }
             }
-            if let (Some(h), Some(r)) = (obs.int("rlimit.nofile.hard"), req) {
-                let per = h.saturating_sub(capacity::FD_RESERVE).max(1);
+            if let Some(h) = obs.int("rlimit.nofile.hard") {
                 parts.push(format!(
-                    "with {} fds per process, {} fds need {} processes",
-                    capacity::group(h),
-                    capacity::group(r),
-                    r.div_ceil(per)
+                    "or spread the connections over processes of {} fds each (the capacity section says how many)",
+                    capacity::group(h)
                 ));
             }
             *note = (!parts.is_empty()).then(|| parts.join("; "));
