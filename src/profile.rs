@@ -250,7 +250,9 @@ pub fn formulas(target: u64, role: Role, p: &Params) -> BTreeMap<&'static str, R
         out.insert(name, Requirement { value, why });
     };
     let procs = p.processes.max(1);
-    let per_proc = sockets.div_ceil(procs).saturating_add(crate::capacity::FD_RESERVE);
+    let per_proc = sockets
+        .div_ceil(procs)
+        .saturating_add(crate::capacity::FD_RESERVE);
     let nofile = up(per_proc, h);
     let nofile_why = format!(
         "{sock_text} over {procs} process{} + {} fds each for the process itself = {}, + {h}% headroom",

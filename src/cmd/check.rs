@@ -58,11 +58,15 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
     }
     // Files every Linux /proc has, in any network namespace: a root without them is a broken
     // mount (an empty hostPath, a wrong --root), not a host where every knob is absent.
-    let missing: Vec<String> = ["proc/meminfo", "proc/sys/fs/file-max", "proc/sys/fs/nr_open"]
-        .iter()
-        .filter(|rel| !ctx.root.exists(rel))
-        .map(|rel| ctx.root.path(rel).display().to_string())
-        .collect();
+    let missing: Vec<String> = [
+        "proc/meminfo",
+        "proc/sys/fs/file-max",
+        "proc/sys/fs/nr_open",
+    ]
+    .iter()
+    .filter(|rel| !ctx.root.exists(rel))
+    .map(|rel| ctx.root.path(rel).display().to_string())
+    .collect();
     if !missing.is_empty() {
         anyhow::bail!(
             "--root {}: {} missing, so this is not a readable /proc: point --root at a tree holding the host's /proc and /sys",

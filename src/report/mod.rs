@@ -257,7 +257,10 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
         }
         let (fix_runtime, fix_persistent) = match (status, req) {
             (Status::Fail | Status::Warn, Some(r)) if current.is_some() => (
-                Some(nofile_soft_fix(knob, &r.value, obs).unwrap_or_else(|| knob.runtime_fix(&r.value, facts.pid))),
+                Some(
+                    nofile_soft_fix(knob, &r.value, obs)
+                        .unwrap_or_else(|| knob.runtime_fix(&r.value, facts.pid)),
+                ),
                 knob.persist_fix(&r.value),
             ),
             _ => (None, None),
@@ -376,7 +379,9 @@ fn nofile_soft_fix(knob: &Knob, required: &Value, obs: &Observation) -> Option<S
     };
     (knob.name == "rlimit.nofile.soft" && *n > hard).then(|| {
         let pid = obs.facts.pid.map_or("PID".to_string(), |p| p.to_string());
-        format!("prlimit --pid {pid} --nofile={n}:{n} (above the hard limit {hard}: both must rise)")
+        format!(
+            "prlimit --pid {pid} --nofile={n}:{n} (above the hard limit {hard}: both must rise)"
+        )
     })
 }
 
