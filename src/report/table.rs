@@ -191,12 +191,12 @@ pub fn render(r: &CheckReport, color: bool) -> String {
             )
         })
         .collect();
-    out.push_str("\nCounters that show a limit was hit since boot: ");
+    out.push_str("\nCounters that show a limit was hit since boot:");
     if hit.is_empty() {
         out.push_str(if r.counters.is_empty() {
-            "unreadable\n"
+            " unreadable\n"
         } else {
-            "none\n"
+            " none\n"
         });
     } else {
         out.push('\n');
