@@ -163,6 +163,23 @@ pub fn load_with(root: &Root, spec: &str, ov: Overrides) -> anyhow::Result<Profi
         };
         requirements.insert(name, Requirement { value, why });
     }
+    if let (Some(s), Some(h)) = (
+        requirements.get("rlimit.nofile.soft"),
+        requirements.get("rlimit.nofile.hard"),
+    ) {
+        if s.value.parts()[0] > h.value.parts()[0] {
+            return Err(ProfileError {
+                file: merged.file.clone(),
+                line: None,
+                key: Some("knobs.\"rlimit.nofile.soft\"".into()),
+                message: format!(
+                    "{} is above rlimit.nofile.hard {}: the kernel refuses a soft limit above the hard one (EINVAL)",
+                    s.value, h.value
+                ),
+            }
+            .into());
+        }
+    }
     Ok(Profile {
         name: merged.name,
         source: merged.file,
@@ -480,6 +497,7 @@ fn knob_value(knob: &Knob, v: &toml::Value) -> Result<Value, String> {
             return Err(format!("expected ascending numbers, found {value}"));
         }
     }
+    knob.check_bounds(&value)?;
     Ok(value)
 }
 
@@ -548,6 +566,25 @@ fn load_raw(
     p.source_addresses = raw.source_addresses.or(p.source_addresses);
     if p.processes == 0 {
         return Err(err(None, Some("processes".into()), "expected at least 1".into()).into());
+    }
+    if p.bytes_per_socket == 0 {
+        return Err(err(
+            None,
+            Some("bytes_per_socket".into()),
+            "expected at least 1 (kernel memory per socket, in bytes)".into(),
+        )
+        .into());
+    }
+    if p.headroom_percent > 1000 {
+        return Err(err(
+            None,
+            Some("headroom_percent".into()),
+            format!(
+                "expected at most 1000 (percent), found {}",
+                p.headroom_percent
+            ),
+        )
+        .into());
     }
     for (key, value) in raw.knobs {
         let span: Range<usize> = key.span();

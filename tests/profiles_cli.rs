@@ -126,6 +126,21 @@ fn invalid_fixtures_exit_2_naming_file_line_key_and_expectation() {
             ":5: knobs.\"net.ipv4.ip_local_port_range\"",
             "ascending",
         ),
+        (
+            "out-of-kernel-bounds.toml",
+            ":6: knobs.\"net.ipv4.tcp_tw_reuse\"",
+            "outside what the kernel accepts",
+        ),
+        (
+            "soft-above-hard.toml",
+            ": knobs.\"rlimit.nofile.soft\"",
+            "above rlimit.nofile.hard",
+        ),
+        (
+            "zero-bytes-per-socket.toml",
+            ": bytes_per_socket",
+            "expected at least 1",
+        ),
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/profiles/invalid");
     let on_disk = std::fs::read_dir(&dir).unwrap().count();

@@ -152,9 +152,29 @@ pub struct Knob {
     pub summary: &'static str,
     /// What running short looks like: the errno, the counter, the log line.
     pub symptom: &'static str,
+    /// The bounds the kernel accepts for every number of the value, where it has fixed ones;
+    /// a profile outside them is refused before anything is written.
+    pub accepts: Option<(u64, u64)>,
 }
 
 impl Knob {
+    /// The same entry with kernel bounds (for the registry's const entries).
+    pub const fn accepting(mut self, lo: u64, hi: u64) -> Knob {
+        self.accepts = Some((lo, hi));
+        self
+    }
+
+    /// Checks a requirement against the kernel's fixed bounds for this knob.
+    pub fn check_bounds(&self, v: &Value) -> Result<(), String> {
+        match self.accepts {
+            Some((lo, hi)) if v.parts().iter().any(|n| *n < lo || *n > hi) => Err(format!(
+                "{v} is outside what the kernel accepts for {} ({lo} to {hi})",
+                self.name
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The run-time fix as a command line for `value` (`sysctl -w ...`, `prlimit ...`).
     pub fn runtime_fix(&self, value: &Value, pid: Option<u32>) -> String {
         match self.write {

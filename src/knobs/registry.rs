@@ -23,6 +23,7 @@ const fn sysctl(
         compare,
         summary,
         symptom,
+        accepts: None,
     }
 }
 
@@ -46,6 +47,7 @@ const fn counter(
         compare: Compare::Info,
         summary,
         symptom,
+        accepts: None,
     }
 }
 
@@ -64,6 +66,7 @@ pub static REGISTRY: &[Knob] = &[
                   every socket is one. A process may raise it up to the hard limit by itself.",
         symptom: "accept(2) or socket(2) fails with EMFILE (\"Too many open files\"); \
                   a server's accept loop spins or logs and new clients time out.",
+        accepts: None,
     },
     Knob {
         name: "rlimit.nofile.hard",
@@ -79,6 +82,7 @@ pub static REGISTRY: &[Knob] = &[
         symptom: "setrlimit(2) fails with EPERM when raising the soft limit past it; \
                   then EMFILE as for the soft limit. Set by LimitNOFILE= in a systemd unit, \
                   limits.d for login sessions, or the container runtime.",
+        accepts: None,
     },
     sysctl(
         "fs.nr_open",
@@ -89,7 +93,9 @@ pub static REGISTRY: &[Knob] = &[
         "The largest RLIMIT_NOFILE any process may be given (default 1048576).",
         "setrlimit(2) or prlimit fails with EPERM for a limit above it, even as root; \
          systemd refuses LimitNOFILE= above it.",
-    ),
+    )
+    // fs/file.c: sysctl_nr_open_min = BITS_PER_LONG, sysctl_nr_open_max = min(INT_MAX, ...) & -BITS_PER_LONG.
+    .accepting(64, 2_147_483_584),
     sysctl(
         "fs.file-max",
         Scope::Host,
@@ -133,6 +139,7 @@ pub static REGISTRY: &[Knob] = &[
         summary: "Size of the conntrack hash table (the nf_conntrack module's hashsize). \
                   Too few buckets for nf_conntrack_max makes every packet walk long chains.",
         symptom: "no error: softirq CPU climbs and packet rate falls as the table fills.",
+        accepts: None,
     },
     counter(
         "net.netfilter.nf_conntrack_count",
@@ -214,7 +221,9 @@ pub static REGISTRY: &[Knob] = &[
         "Ephemeral ports for outgoing connections: one per connection per (source address, destination) pair.",
         "connect(2) or bind(2) fails with EADDRNOTAVAIL (\"Cannot assign requested address\") once \
          the range is used up for a destination; add source addresses or widen the range.",
-    ),
+    )
+    // Ports are 16-bit; port 0 means "any" and is never handed out.
+    .accepting(1, 65535),
     sysctl(
         "net.ipv4.tcp_tw_reuse",
         Scope::NetNs,
@@ -223,7 +232,9 @@ pub static REGISTRY: &[Knob] = &[
         Compare::Equal,
         "Reuse of TIME_WAIT ports for new outgoing connections: 0 off, 1 on, 2 loopback only (default).",
         "after many short connections a client runs out of ports (EADDRNOTAVAIL) while sockets sit in TIME_WAIT.",
-    ),
+    )
+    // proc_dointvec_minmax with extra1 = 0, extra2 = 2.
+    .accepting(0, 2),
     sysctl(
         "net.ipv4.tcp_fin_timeout",
         Scope::NetNs,
@@ -266,6 +277,7 @@ pub static REGISTRY: &[Knob] = &[
         summary: "Physical memory. Each connection costs kernel memory (socket, inode, file, epoll entry: \
                   about 5 KB per socket) plus whatever the server keeps per connection.",
         symptom: "MemFree falls, the OOM killer picks the server, or TCP memory pressure resets connections.",
+        accepts: None,
     },
     Knob {
         name: "memory.free",
@@ -279,6 +291,7 @@ pub static REGISTRY: &[Knob] = &[
         summary: "Memory free now. MemAvailable overstates room for sockets (it counts socket inodes as \
                   reclaimable), so tune plans with MemFree.",
         symptom: "as memory.total.",
+        accepts: None,
     },
     Knob {
         name: "memory.per-socket",
@@ -293,5 +306,6 @@ pub static REGISTRY: &[Knob] = &[
                   sock_inode_cache, filp, dentry and eventpoll caches of /proc/slabinfo, plus 256 B of small \
                   allocations. When /proc/slabinfo is unreadable (not root) tune assumes 5120 B, measured on Linux 6.18.",
         symptom: "Slab in /proc/meminfo grows by this much per socket; a connection pair on one host costs twice.",
+        accepts: None,
     },
 ];
