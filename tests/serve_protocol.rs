@@ -399,6 +399,21 @@ fn a_port_in_use_is_a_clear_error_not_a_shared_group() {
 }
 
 #[test]
+fn an_address_not_of_this_host_is_named_as_such() {
+    // 192.0.2.1 (TEST-NET-1) is never assigned here; nothing is sent to it, bind() fails first.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tune"))
+        .args(["serve", "--workers", "1", "--listen", "192.0.2.1:8000"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("192.0.2.1:8000 is not an address of this host"),
+        "{err}"
+    );
+}
+
+#[test]
 fn workers_do_not_outlive_a_killed_supervisor() {
     let s = Server::start(&["--workers", "2"]);
     let children =

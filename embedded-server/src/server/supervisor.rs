@@ -8,6 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use nix::errno::Errno;
 
 use super::metrics::{self as m, Board, Snapshot};
 use super::{auto_workers, ServerConfig, WorkerConfig, Workers, WORKER_ENV};
@@ -86,11 +87,14 @@ impl Supervisor {
             Workers::Auto { expected } => auto_workers(expected, hard, cfg.limits.backlog, cores),
         };
         if cfg.listen.port() != 0 {
-            net::port_is_free(cfg.listen).with_context(|| {
-                format!(
-                    "{} is in use (another server listens there?): pick another --listen port",
-                    cfg.listen
-                )
+            net::port_is_free(cfg.listen).map_err(|e| {
+                let what = match e {
+                    Errno::EADDRINUSE => "is in use (another server listens there?): pick another --listen port",
+                    Errno::EADDRNOTAVAIL => "is not an address of this host: listen on one of its addresses, 127.0.0.1 or 0.0.0.0",
+                    Errno::EACCES => "needs privilege (a port below 1024, or a restricted address): pick a port of 1024 or above",
+                    _ => "cannot be listened on",
+                };
+                anyhow::anyhow!("{} {what} ({e})", cfg.listen)
             })?;
         }
         let reserve =
