@@ -381,6 +381,28 @@ impl Worker {
         s.t = now;
         s.round = false;
         self.in_flight += 1;
+        if !done {
+            // On loopback the handshake has usually finished by the time connect() returns
+            // (the SYN-ACK is processed when connect releases the socket), although it reports
+            // EINPROGRESS: write the request at once, which saves waiting for writability,
+            // SO_ERROR and an epoll_ctl per connection. A socket still connecting refuses the
+            // write with EAGAIN and nothing was sent: then wait for writability as before.
+            match self.write_request_early(fd) {
+                Ok(Some(want_write)) => {
+                    let flags = if want_write { READ | WRITE } else { READ };
+                    if let Err(e) = self.ep.add(fd, flags) {
+                        self.fail(fd, ErrorClass::of_errno(e), e as i32);
+                        return false;
+                    }
+                    return true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.fail(fd, ErrorClass::of_errno(e), e as i32);
+                    return false;
+                }
+            }
+        }
         let flags = if done { READ } else { WRITE };
         if let Err(e) = self.ep.add(fd, flags) {
             self.fail(fd, ErrorClass::of_errno(e), e as i32);
@@ -415,6 +437,30 @@ impl Worker {
         s.state = State::Free;
         s.pending = None;
         let _ = io::close(fd);
+    }
+
+    /// Writes the upgrade request to a socket whose connect() reported EINPROGRESS, before it
+    /// is registered with epoll. `Ok(None)`: still connecting (EAGAIN), nothing sent, nothing
+    /// changed. `Ok(Some(want_write))`: the connection is handshaking, `want_write` when part of
+    /// the request is still to be written.
+    fn write_request_early(&mut self, fd: RawFd) -> Result<Option<bool>, Errno> {
+        let key = handshake::generate_key();
+        let req = handshake::client_request(&self.cfg.target.host, &self.cfg.target.path, &key);
+        let n = match io::write(fd, req.as_bytes()) {
+            Ok(n) => n,
+            Err(Errno::EAGAIN) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut p = Box::new(Pending {
+            key,
+            ..Pending::default()
+        });
+        p.out.extend_from_slice(&req.as_bytes()[n..]);
+        let want_write = !p.out.is_empty();
+        let s = &mut self.slots[fd as usize];
+        s.state = State::Handshaking;
+        s.pending = Some(p);
+        Ok(Some(want_write))
     }
 
     /// Sends the upgrade request; `reading` says the fd is already registered for reading
