@@ -53,7 +53,10 @@ fn a_soft_limit_above_the_hard_limit_gets_a_fix_that_raises_both() {
     let profile = dir.path().join("p.toml");
     std::fs::write(
         &profile,
-        format!("target = 10\nrole = \"server\"\n[knobs]\n# more than the hard limit\n\"rlimit.nofile.soft\" = {want}\n"),
+        format!(
+            "target = 10\nrole = \"server\"\n[knobs]\n# more than the hard limit\n\"rlimit.nofile.soft\" = {want}\n\
+             # the profile's hard limit must allow its soft limit\n\"rlimit.nofile.hard\" = {want}\n"
+        ),
     )
     .unwrap();
     let out = tune()
@@ -61,6 +64,12 @@ fn a_soft_limit_above_the_hard_limit_gets_a_fix_that_raises_both() {
         .arg(&profile)
         .output()
         .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let soft = j["knobs"]
         .as_array()
