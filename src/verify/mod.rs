@@ -301,6 +301,27 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
         );
     }
     let root = &ctx.root;
+    if !args.external {
+        // Check the load generator's arguments before any server worker starts: the real
+        // configuration needs the port the server gets, but a bad --processes must not wait.
+        let probe = std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), 1);
+        load_config(
+            root,
+            Target {
+                addr: probe,
+                host: probe.to_string(),
+                path: "/".into(),
+            },
+            n,
+            &args.processes,
+            args.concurrency,
+            args.rate,
+            args.source.as_deref(),
+            args.connect_timeout,
+            args.close_rate,
+            None,
+        )?;
+    }
     let obs = crate::knobs::observe(root, None);
     let role = if args.external {
         Role::Server

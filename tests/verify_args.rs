@@ -1,0 +1,40 @@
+//! Bad load-generator arguments to `tune serve --verify` are refused before any server worker starts.
+
+use std::process::Command;
+
+#[test]
+fn bad_load_arguments_fail_before_the_server_starts() {
+    for (flag, value, expect) in [
+        ("--processes", "0", "--processes \"0\""),
+        ("--concurrency", "0", "--concurrency 0"),
+        ("--rate", "0", "--rate 0"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tune"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--verify",
+                "10",
+                flag,
+                value,
+            ])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(stderr.contains(expect), "{flag}: {stderr}");
+        // Nothing was predicted, listened on or started.
+        assert!(
+            !stderr.contains("listening on") && !stdout.contains("listening on"),
+            "{flag}: {stdout}{stderr}"
+        );
+        assert!(
+            !stderr.contains("predicted") && !stdout.contains("predicted"),
+            "{flag}: {stdout}{stderr}"
+        );
+    }
+}
