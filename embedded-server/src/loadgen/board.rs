@@ -1,11 +1,9 @@
 //! The load generator's shared counters: a global block (the parent's command word) and one
 //! block per client process, in one memfd mapping; each counter has a single writer.
 
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
-
 use serde::Serialize;
 
+use crate::counters::{self, Blocks};
 use crate::sys::shm::SharedU64s;
 use crate::sys::Errno;
 
@@ -184,46 +182,25 @@ impl ErrorClass {
 
 /// The shared counters.
 #[derive(Debug, Clone)]
-pub struct Board {
-    shm: Arc<SharedU64s>,
-    workers: usize,
+pub struct Board(Blocks);
+
+impl std::ops::Deref for Board {
+    type Target = Blocks;
+    fn deref(&self) -> &Blocks {
+        &self.0
+    }
 }
 
 /// Number of u64s for `workers` processes.
 pub fn shm_len(workers: usize) -> usize {
-    BLOCK * (workers + 1)
+    counters::len(BLOCK, workers)
 }
 
 impl Board {
     pub fn new(shm: SharedU64s, workers: usize) -> Self {
-        assert!(shm.len() >= shm_len(workers));
-        Board {
-            shm: Arc::new(shm),
-            workers,
-        }
+        Board(Blocks::new(shm, workers, BLOCK))
     }
-    pub fn workers(&self) -> usize {
-        self.workers
-    }
-    pub fn shm_fd(&self) -> std::os::fd::RawFd {
-        self.shm.raw_fd()
-    }
-    pub fn global(&self, i: usize) -> u64 {
-        self.shm.get(i).load(Relaxed)
-    }
-    pub fn set_global(&self, i: usize, v: u64) {
-        self.shm.get(i).store(v, Relaxed)
-    }
-    pub fn get(&self, w: usize, i: usize) -> u64 {
-        self.shm.get(BLOCK * (w + 1) + i).load(Relaxed)
-    }
-    pub fn set(&self, w: usize, i: usize, v: u64) {
-        self.shm.get(BLOCK * (w + 1) + i).store(v, Relaxed)
-    }
-    pub fn add(&self, w: usize, i: usize, n: u64) {
-        let a = self.shm.get(BLOCK * (w + 1) + i);
-        a.store(a.load(Relaxed).wrapping_add(n), Relaxed)
-    }
+
     pub fn error(&self, w: usize, c: ErrorClass, errno: i32) {
         self.add(w, ERRORS + c.index(), 1);
         if errno != 0 {
@@ -237,7 +214,7 @@ impl Board {
             errors: ErrorClass::ALL.iter().map(|c| (*c, 0)).collect(),
             ..LoadSnapshot::default()
         };
-        for w in 0..self.workers {
+        for w in 0..self.workers() {
             let g = |i| self.get(w, i);
             let phase = g(PHASE);
             if (PHASE_READY..PHASE_EXITED).contains(&phase) {

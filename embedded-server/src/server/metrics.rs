@@ -7,9 +7,8 @@
 //! reaping it), so updates are a relaxed load and store, not a locked read-modify-write.
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 
+use crate::counters::{self, Blocks};
 use crate::protocol::handshake::Rejection;
 use crate::protocol::Violation;
 use crate::sys::shm::SharedU64s;
@@ -148,58 +147,23 @@ fn rejection_index(r: Rejection) -> usize {
 
 /// Number of u64s the mapping needs for `workers` workers.
 pub fn shm_len(workers: usize) -> usize {
-    BLOCK * (workers + 1)
+    counters::len(BLOCK, workers)
 }
 
 /// The counters of all workers, shared.
 #[derive(Debug, Clone)]
-pub struct Board {
-    shm: Arc<SharedU64s>,
-    workers: usize,
+pub struct Board(Blocks);
+
+impl std::ops::Deref for Board {
+    type Target = Blocks;
+    fn deref(&self) -> &Blocks {
+        &self.0
+    }
 }
 
 impl Board {
     pub fn new(shm: SharedU64s, workers: usize) -> Self {
-        assert!(shm.len() >= shm_len(workers));
-        Board {
-            shm: Arc::new(shm),
-            workers,
-        }
-    }
-
-    pub fn workers(&self) -> usize {
-        self.workers
-    }
-
-    pub fn shm_fd(&self) -> std::os::fd::RawFd {
-        self.shm.raw_fd()
-    }
-
-    pub fn global(&self, i: usize) -> u64 {
-        self.shm.get(i).load(Relaxed)
-    }
-
-    pub fn set_global(&self, i: usize, v: u64) {
-        self.shm.get(i).store(v, Relaxed)
-    }
-
-    pub fn get(&self, worker: usize, i: usize) -> u64 {
-        self.shm.get(BLOCK * (worker + 1) + i).load(Relaxed)
-    }
-
-    /// Sets a counter of `worker`. Only that worker (or the supervisor once it is dead) writes.
-    pub fn set(&self, worker: usize, i: usize, v: u64) {
-        self.shm.get(BLOCK * (worker + 1) + i).store(v, Relaxed)
-    }
-
-    pub fn add(&self, worker: usize, i: usize, n: u64) {
-        let a = self.shm.get(BLOCK * (worker + 1) + i);
-        a.store(a.load(Relaxed).wrapping_add(n), Relaxed)
-    }
-
-    pub fn sub(&self, worker: usize, i: usize, n: u64) {
-        let a = self.shm.get(BLOCK * (worker + 1) + i);
-        a.store(a.load(Relaxed).saturating_sub(n), Relaxed)
+        Board(Blocks::new(shm, workers, BLOCK))
     }
 
     pub fn closed(&self, worker: usize, r: CloseReason) {
@@ -217,7 +181,7 @@ impl Board {
     /// All workers' counters added up.
     pub fn snapshot(&self) -> Snapshot {
         let mut s = Snapshot::default();
-        for w in 0..self.workers {
+        for w in 0..self.workers() {
             let g = |i| self.get(w, i);
             let phase = g(PHASE);
             if phase == PHASE_ACCEPTING || phase == PHASE_DRAINING {
@@ -263,7 +227,7 @@ impl Board {
             "tune_workers",
             "gauge",
             "Worker processes configured.",
-            self.workers as u64,
+            self.workers() as u64,
         );
         one(
             "tune_workers_up",
@@ -377,7 +341,7 @@ impl Board {
             ("healthz", HTTP_HEALTHZ),
             ("other", HTTP_NOT_FOUND),
         ] {
-            let v: u64 = (0..self.workers).map(|w| self.get(w, i)).sum();
+            let v: u64 = (0..self.workers()).map(|w| self.get(w, i)).sum();
             let _ = writeln!(o, "tune_http_requests_total{{path=\"{label}\"}} {v}");
         }
         let per = [
@@ -414,7 +378,7 @@ impl Board {
             ),
         ];
         let _ = write!(o, "# HELP tune_worker_accepted_total Connections the worker accepted.\n# TYPE tune_worker_accepted_total counter\n");
-        for w in 0..self.workers {
+        for w in 0..self.workers() {
             let _ = writeln!(
                 o,
                 "tune_worker_accepted_total{{worker=\"{w}\"}} {}",
@@ -422,7 +386,7 @@ impl Board {
             );
         }
         let _ = write!(o, "# HELP tune_worker_listener_pauses_total Times the worker stopped listening near its fd cap.\n# TYPE tune_worker_listener_pauses_total counter\n");
-        for w in 0..self.workers {
+        for w in 0..self.workers() {
             let _ = writeln!(
                 o,
                 "tune_worker_listener_pauses_total{{worker=\"{w}\"}} {}",
@@ -431,7 +395,7 @@ impl Board {
         }
         for (name, help, i) in per {
             let _ = write!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n");
-            for w in 0..self.workers {
+            for w in 0..self.workers() {
                 let v = if i == usize::MAX {
                     let p = self.get(w, PHASE);
                     u64::from(p == PHASE_ACCEPTING || p == PHASE_DRAINING)
