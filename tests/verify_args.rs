@@ -38,3 +38,25 @@ fn bad_load_arguments_fail_before_the_server_starts() {
         );
     }
 }
+
+#[test]
+fn a_memory_floor_above_the_hosts_memory_is_refused_before_the_server_starts() {
+    // 100,000 GiB is above any machine this runs on.
+    let out = Command::new(env!("CARGO_BIN_EXE_tune"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--verify",
+            "10",
+            "--memory-floor",
+            "100000G",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("at or above MemTotal"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening on"));
+    assert!(!stderr.contains("listening on"), "{stderr}");
+}

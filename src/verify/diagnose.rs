@@ -151,7 +151,7 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
                 crate::capacity::bytes(m.usable_at_stop)
             ),
             format!(
-                "the memory watchdog stopped opening connections at {} of {}: at {:.0} B per connection (kernel slab + user RSS, measured) the next ones would have taken usable memory under the floor",
+                "the memory watchdog stopped opening connections at {} of {}: at {:.0} B per connection (kernel slab + user RSS: measured once 1,000 are open, the prediction before) the next ones would have taken usable memory under the floor",
                 group(e.established),
                 group(e.target),
                 per

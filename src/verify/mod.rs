@@ -343,6 +343,13 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
         Some(s) => parse_bytes("--memory-floor", s)?,
         None => (base_mem0.total / 100 * capacity::MEMORY_RESERVE_PERCENT).max(MIN_MEMORY_FLOOR),
     };
+    if floor >= base_mem0.total {
+        anyhow::bail!(
+            "--memory-floor {}: at or above MemTotal {}, so not one connection could be opened; give a floor below the host's memory",
+            capacity::bytes(floor),
+            capacity::bytes(base_mem0.total)
+        );
+    }
     let stall = secs("--stall", args.stall)?.max(Duration::from_millis(500));
 
     // Block the signals before any child exists; children set up their own.
