@@ -338,6 +338,18 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     for line in &pred.summary {
         progress.say(&format!("predicted {line}"));
     }
+    // The server side's own cap per process: a worker keeps its backlog's worth of fds free
+    // so that it can drain its accept queue when it stops listening at its cap.
+    let cfg = crate::cmd::serve::server_config(args)?;
+    if let Ok((_, hard)) = embedded_server::sys::rlimit::nofile() {
+        let per_worker = embedded_server::server::per_worker_capacity(hard, cfg.limits.backlog);
+        progress.say(&format!(
+            "predicted per server worker: {} (RLIMIT_NOFILE {} less {} fds kept to drain the accept queue and the worker's own fds)",
+            crate::capacity::group(per_worker),
+            crate::capacity::group(hard),
+            crate::capacity::group(hard - per_worker)
+        ));
+    }
     let base_mem0 = measure::mem(root)?;
     let floor = match &args.memory_floor {
         Some(s) => parse_bytes("--memory-floor", s)?,
@@ -354,7 +366,6 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
 
     // Block the signals before any child exists; children set up their own.
     let signals = Signals::new(&[Signal::SIGINT, Signal::SIGTERM])?;
-    let cfg = crate::cmd::serve::server_config(args)?;
     let mut sup = Supervisor::start(&cfg, &mut crate::cmd::serve::worker_command)?;
     let addr = sup.local_addr();
     progress.say(&format!(
