@@ -60,3 +60,25 @@ fn a_memory_floor_above_the_hosts_memory_is_refused_before_the_server_starts() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains("listening on"));
     assert!(!stderr.contains("listening on"), "{stderr}");
 }
+
+#[test]
+fn an_auto_worker_count_beyond_the_hosts_memory_is_refused() {
+    // 10^11 connections at under 20,000 fds per worker: millions of workers, no host has the memory.
+    let out = Command::new(env!("CARGO_BIN_EXE_tune"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--expect",
+            "100000000000",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--workers auto") && stderr.contains("available"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening on"));
+}

@@ -37,6 +37,9 @@ pub fn server_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         backlog: args.backlog,
         ..Limits::default()
     };
+    if let Workers::Auto { expected } = workers {
+        check_worker_memory(expected, args.backlog)?;
+    }
     Ok(ServerConfig {
         listen: args.listen,
         workers,
@@ -46,6 +49,39 @@ pub fn server_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         },
         limits,
     })
+}
+
+/// Memory one idle worker process takes before it holds any connection: VmRSS of a worker was
+/// ~4.7 MB here (BENCHMARKS.md, Server); 8 MiB leaves room for page tables and its slot table.
+const WORKER_BASE_BYTES: u64 = 8 << 20;
+
+/// Refuses an `auto` worker count the host cannot even start: `--expect 100000000` asks for
+/// thousands of workers whose base memory alone exceeds what the host has.
+fn check_worker_memory(expected: u64, backlog: i32) -> anyhow::Result<()> {
+    use procfs::FromRead;
+    let (_, hard) = embedded_server::sys::rlimit::nofile()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let n = embedded_server::server::auto_workers(expected, hard, backlog, cores) as u64;
+    let Some(avail) = crate::root::Root::host()
+        .read("proc/meminfo")
+        .ok()
+        .and_then(|t| procfs::Meminfo::from_read(t.as_bytes()).ok())
+        .and_then(|m| m.mem_available)
+    else {
+        return Ok(());
+    };
+    let need = n.saturating_mul(WORKER_BASE_BYTES);
+    if need > avail {
+        anyhow::bail!(
+            "--workers auto for {} connections needs {} workers of at most {} fds each, about {} of memory before any connection, more than the {} available: lower --expect/--verify, or raise RLIMIT_NOFILE so fewer workers suffice",
+            crate::capacity::group(expected),
+            crate::capacity::group(n),
+            crate::capacity::group(hard),
+            crate::capacity::bytes(need),
+            crate::capacity::bytes(avail)
+        );
+    }
+    Ok(())
 }
 
 /// The command that starts server worker `i`: this same binary, hidden subcommand.
