@@ -301,15 +301,14 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
         );
     }
     let root = &ctx.root;
-    if !args.external {
-        // Check the load generator's arguments before any server worker starts: the real
-        // configuration needs the port the server gets, but a bad --processes must not wait.
-        let probe = std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), 1);
+    // The load generator's configuration for a server at `addr`; called once with a probe
+    // address so that bad --processes/--concurrency/--rate fail before any server worker starts.
+    let load_cfg = |addr: std::net::SocketAddr| {
         load_config(
             root,
             Target {
-                addr: probe,
-                host: probe.to_string(),
+                addr,
+                host: addr.to_string(),
                 path: "/".into(),
             },
             n,
@@ -320,7 +319,13 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
             args.connect_timeout,
             args.close_rate,
             None,
-        )?;
+        )
+    };
+    if !args.external {
+        load_cfg(std::net::SocketAddr::new(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            1,
+        ))?;
     }
     let obs = crate::knobs::observe(root, None);
     let role = if args.external {
@@ -375,27 +380,11 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     let mut lg = if args.external {
         None
     } else {
-        let target = Target {
-            addr: if addr.ip().is_unspecified() {
-                std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
-            } else {
-                addr
-            },
-            host: addr.to_string(),
-            path: "/".into(),
-        };
-        let lc = load_config(
-            root,
-            target,
-            n,
-            &args.processes,
-            args.concurrency,
-            args.rate,
-            args.source.as_deref(),
-            args.connect_timeout,
-            args.close_rate,
-            None,
-        )?;
+        let lc = load_cfg(if addr.ip().is_unspecified() {
+            std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+        } else {
+            addr
+        })?;
         Some((LoadGen::start(&lc, &mut load_worker_command)?, lc))
     };
     let src_desc = lg.as_ref().map_or("other hosts".into(), |(_, lc)| {
