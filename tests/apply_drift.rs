@@ -5,6 +5,17 @@ mod apply_support;
 use apply_support::{fake_root, fixture, text, tune};
 use tune::state::{drift_view, render_drift, BootKeeps};
 
+/// `tune apply --persist` of the 1m-like fixture profile under the fake root `r`.
+fn apply_1m_like(r: &std::path::Path) -> std::process::Output {
+    tune()
+        .arg("--root")
+        .arg(r)
+        .args(["apply", "--yes", "--persist", "--profile"])
+        .arg(fixture("1m-like.toml"))
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn drift_names_live_changes_and_boot_overrides() {
     let dir = fake_root();
@@ -13,13 +24,7 @@ fn drift_names_live_changes_and_boot_overrides() {
     assert!(drift_view(&root, None, &tune::knobs::observe(&root, None))
         .unwrap()
         .is_none());
-    let out = tune()
-        .arg("--root")
-        .arg(r)
-        .args(["apply", "--yes", "--persist", "--profile"])
-        .arg(fixture("1m-like.toml"))
-        .output()
-        .unwrap();
+    let out = apply_1m_like(r);
     let (o, e) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{o}{e}");
 
@@ -116,13 +121,7 @@ fn check_shows_boot_values_overrides_and_drift() {
     assert!(before["drift"].is_null());
     assert!(knob(&before, "net.core.somaxconn")["boot"].is_null());
 
-    let out = tune()
-        .arg("--root")
-        .arg(r)
-        .args(["apply", "--yes", "--persist", "--profile"])
-        .arg(fixture("1m-like.toml"))
-        .output()
-        .unwrap();
+    let out = apply_1m_like(r);
     assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
 
     let after = check_json();
