@@ -77,7 +77,7 @@ struct Slot {
 #[derive(Debug, Default)]
 struct Pending {
     /// The Sec-WebSocket-Key sent (until the 101 arrives).
-    key: String,
+    key: handshake::Key,
     /// Received bytes not consumed yet.
     inbuf: Vec<u8>,
     /// Output the socket did not take yet.
@@ -111,6 +111,10 @@ pub struct Worker {
     signals: Signals,
     slots: Vec<Slot>,
     rbuf: Vec<u8>,
+    /// The upgrade request without its key, built once.
+    request: handshake::RequestTemplate,
+    /// Scratch space the request of each connection is assembled in.
+    reqbuf: Vec<u8>,
     start: Instant,
     now: u32,
     src_next: usize,
@@ -168,6 +172,7 @@ impl Worker {
         board.set(w, b::RSS, crate::server::worker::rss_bytes());
         board.set(w, b::PHASE, b::PHASE_READY);
         let cap = (fd_cap as usize).min(1 << 22) + 64;
+        let request = handshake::RequestTemplate::new(&cfg.target.host, &cfg.target.path);
         Ok(Worker {
             cfg,
             board,
@@ -175,6 +180,8 @@ impl Worker {
             signals,
             slots: Vec::with_capacity(cap),
             rbuf: vec![0u8; READ_BUF],
+            request,
+            reqbuf: Vec::with_capacity(256),
             start: Instant::now(),
             now: 0,
             src_next: 0,
@@ -444,9 +451,13 @@ impl Worker {
     /// changed. `Ok(Some(want_write))`: the connection is handshaking, `want_write` when part of
     /// the request is still to be written.
     fn write_request_early(&mut self, fd: RawFd) -> Result<Option<bool>, Errno> {
-        let key = handshake::generate_key();
-        let req = handshake::client_request(&self.cfg.target.host, &self.cfg.target.path, &key);
-        let n = match io::write(fd, req.as_bytes()) {
+        let key = handshake::new_key();
+        let mut req = std::mem::take(&mut self.reqbuf);
+        self.request.write(&key, &mut req);
+        let written = io::write(fd, &req);
+        self.reqbuf = req;
+        let req = &self.reqbuf;
+        let n = match written {
             Ok(n) => n,
             Err(Errno::EAGAIN) => return Ok(None),
             Err(e) => return Err(e),
@@ -455,7 +466,7 @@ impl Worker {
             key,
             ..Pending::default()
         });
-        p.out.extend_from_slice(&req.as_bytes()[n..]);
+        p.out.extend_from_slice(&req[n..]);
         let want_write = !p.out.is_empty();
         let s = &mut self.slots[fd as usize];
         s.state = State::Handshaking;
@@ -466,18 +477,24 @@ impl Worker {
     /// Sends the upgrade request; `reading` says the fd is already registered for reading
     /// only (a connect that completed at once), which saves an epoll_ctl per connection.
     fn send_request(&mut self, fd: RawFd, reading: bool) {
-        let key = handshake::generate_key();
-        let req = handshake::client_request(&self.cfg.target.host, &self.cfg.target.path, &key);
+        let key = handshake::new_key();
+        let mut req = std::mem::take(&mut self.reqbuf);
+        self.request.write(&key, &mut req);
         self.slots[fd as usize].state = State::Handshaking;
         let mut p = Box::new(Pending {
             key,
             ..Pending::default()
         });
-        match io::write(fd, req.as_bytes()) {
+        let written = io::write(fd, &req);
+        match written {
             Ok(n) if n == req.len() => {}
-            Ok(n) => p.out.extend_from_slice(&req.as_bytes()[n..]),
-            Err(Errno::EAGAIN) => p.out.extend_from_slice(req.as_bytes()),
-            Err(e) => {
+            Ok(n) => p.out.extend_from_slice(&req[n..]),
+            Err(Errno::EAGAIN) => p.out.extend_from_slice(&req),
+            Err(_) => {}
+        }
+        self.reqbuf = req;
+        if let Err(e) = written {
+            if e != Errno::EAGAIN {
                 self.fail(fd, ErrorClass::of_errno(e), e as i32);
                 return;
             }
@@ -621,15 +638,12 @@ impl Worker {
         }
         let mut used = 0;
         if self.slots[i].state == State::Handshaking {
-            let key = p.as_ref().map(|p| p.key.as_str()).unwrap_or("");
-            match handshake::parse_response(buf, key) {
+            let key = p.as_ref().map(|p| p.key).unwrap_or([0; handshake::KEY_LEN]);
+            match handshake::parse_response(buf, &key) {
                 Ok(None) => {}
                 Ok(Some(n)) => {
                     used = n;
                     self.opened(fd);
-                    if let Some(p) = p.as_mut() {
-                        p.key = String::new();
-                    }
                 }
                 Err(e) => {
                     let class = match e {

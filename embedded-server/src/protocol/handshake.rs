@@ -1,22 +1,40 @@
-//! The HTTP side of a connection: parse a request with tungstenite (`TryParse for Request`,
-//! `create_response`), decide upgrade / plain HTTP / rejection, and build the bytes to send.
-//! Also the client side (request text, response check) for the load generator.
+//! The HTTP side of a connection: parse an upgrade request (httparse, the parser tungstenite
+//! itself uses, into borrowed headers on the stack), decide upgrade / plain HTTP / rejection
+//! by RFC 6455 section 4.2.1, and build the bytes to send; the accept key is tungstenite's
+//! `derive_accept_key`. Also the client side (request bytes, response check) for the load
+//! generator.
+//!
+//! Why not tungstenite's `TryParse for Request` and `create_response`: they build an
+//! `http::Request` and `http::Response` with a `HeaderMap` (several allocations per header), which
+//! was ~4% of all CPU while opening connections at 23k/s (BENCHMARKS.md "## Verify"); this path
+//! allocates only the accept key.
 
-use tungstenite::error::{Error as WsError, ProtocolError};
-use tungstenite::handshake::client::Response as ClientResponse;
-use tungstenite::handshake::machine::TryParse;
-use tungstenite::handshake::server::{create_response, write_response, Request};
+use std::mem::MaybeUninit;
 
 pub use tungstenite::handshake::client::generate_key;
 pub use tungstenite::handshake::derive_accept_key;
+
+/// Headers parsed per request head: browsers send 10-20, proxies add a few; a request with
+/// more is refused as too large (431) rather than parsed with a heap array.
+pub const MAX_HEADERS: usize = 64;
+/// Headers parsed per response head (our own servers send 4; others a handful more).
+const MAX_RESPONSE_HEADERS: usize = 32;
+/// Length of a Sec-WebSocket-Accept value: base64 of a 20-byte SHA-1.
+pub const ACCEPT_LEN: usize = 28;
+/// Length of a Sec-WebSocket-Key value: base64 of 16 random bytes (RFC 6455 section 4.1).
+pub const KEY_LEN: usize = 24;
+
+/// A Sec-WebSocket-Accept value.
+pub type AcceptKey = [u8; ACCEPT_LEN];
 
 /// What a complete (or failed) request turned into.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parsed {
     /// Not all of the request head has arrived yet.
     Partial,
-    /// A valid websocket upgrade: send `response`; frames start at `consumed`.
-    Upgrade { response: Vec<u8>, consumed: usize },
+    /// A valid websocket upgrade: send [`upgrade_response`] of `accept`; frames start at
+    /// `consumed`.
+    Upgrade { accept: AcceptKey, consumed: usize },
     /// A plain HTTP GET (no upgrade asked for), for `path`.
     Http { path: String, consumed: usize },
     /// Refused: answer with [`Rejection::response`] and close.
@@ -34,7 +52,7 @@ pub enum Rejection {
     Timeout,
     /// A method other than GET.
     Method,
-    /// HTTP/1.0 (websockets need 1.1).
+    /// An upgrade asked for over HTTP/1.0 (websockets need 1.1; plain HTTP/1.0 GETs are served).
     HttpVersion,
     /// An Upgrade to something other than websocket, or Upgrade without `Connection: Upgrade`.
     BadUpgrade,
@@ -116,81 +134,150 @@ pub fn http_response(
     out
 }
 
-fn has_token(req: &Request, name: &str, token: &str) -> bool {
-    req.headers().get_all(name).iter().any(|v| {
-        v.to_str()
-            .map(|s| s.split(',').any(|p| p.trim().eq_ignore_ascii_case(token)))
-            .unwrap_or(false)
-    })
+/// The 101 response accepting an upgrade, appended to `out`.
+pub fn upgrade_response(accept: &AcceptKey, out: &mut Vec<u8>) {
+    out.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Accept: ",
+    );
+    out.extend_from_slice(accept);
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// The value of header `name` (case-insensitive), trimmed; the first one when repeated.
+fn header<'a>(headers: &[httparse::Header<'a>], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value.trim_ascii())
+}
+
+/// Whether any header `name` holds `token` in its comma-separated list (case-insensitive).
+fn has_token(headers: &[httparse::Header<'_>], name: &str, token: &str) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .any(|part| part.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Whether `key` is the base64 encoding of exactly 16 bytes (RFC 6455 section 4.2.1, item 5).
+fn valid_key(key: &[u8]) -> bool {
+    let enc = &data_encoding::BASE64;
+    let mut out = [0u8; 18];
+    key.len() == KEY_LEN
+        && enc.decode_len(key.len()) == Ok(out.len())
+        && enc.decode_mut(key, &mut out) == Ok(16)
+}
+
+/// The path of a request target without its query; absolute-form targets lose scheme and host.
+fn path_of(target: &str) -> &str {
+    let rest = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+        .map(|r| r.find('/').map_or("/", |i| &r[i..]))
+        .unwrap_or(target);
+    rest.split(['?', '#']).next().unwrap_or(rest)
 }
 
 /// Parses the request head at the start of `buf`, allowing at most `max_len` bytes for it.
 pub fn parse_request(buf: &[u8], max_len: usize) -> Parsed {
-    let (consumed, req) = match Request::try_parse(buf) {
-        Ok(None) if buf.len() >= max_len => return Parsed::Reject(Rejection::TooLarge),
-        Ok(None) => return Parsed::Partial,
-        Ok(Some(x)) => x,
-        Err(WsError::Protocol(ProtocolError::WrongHttpMethod)) => {
-            return Parsed::Reject(Rejection::Method)
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let consumed = match req.parse_with_uninit_headers(buf, &mut slots) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= max_len => {
+            return Parsed::Reject(Rejection::TooLarge)
         }
-        Err(WsError::Protocol(ProtocolError::WrongHttpVersion)) => {
-            return Parsed::Reject(Rejection::HttpVersion)
-        }
-        Err(WsError::Capacity(_)) => return Parsed::Reject(Rejection::TooLarge),
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(httparse::Error::TooManyHeaders) => return Parsed::Reject(Rejection::TooLarge),
         Err(_) => return Parsed::Reject(Rejection::Malformed),
     };
     if consumed > max_len {
         return Parsed::Reject(Rejection::TooLarge);
     }
-    let upgrade = req.headers().get("Upgrade");
-    let wants_upgrade = upgrade.is_some() || has_token(&req, "Connection", "upgrade");
+    if req.method != Some("GET") {
+        return Parsed::Reject(Rejection::Method);
+    }
+    let headers: &[httparse::Header<'_>] = req.headers;
+    let wants_upgrade =
+        header(headers, "Upgrade").is_some() || has_token(headers, "Connection", "upgrade");
     if !wants_upgrade {
         return Parsed::Http {
-            path: req.uri().path().to_string(),
+            path: path_of(req.path.unwrap_or("/")).to_string(),
             consumed,
         };
     }
-    if !has_token(&req, "Upgrade", "websocket") {
+    // httparse accepts HTTP/1.0 and 1.1 only; an upgrade needs 1.1 (section 4.1 item 1).
+    if req.version != Some(1) {
+        return Parsed::Reject(Rejection::HttpVersion);
+    }
+    if !has_token(headers, "Connection", "upgrade") || !has_token(headers, "Upgrade", "websocket") {
         return Parsed::Reject(Rejection::BadUpgrade);
     }
-    match create_response(&req) {
-        Ok(resp) => {
-            let mut out = Vec::with_capacity(160);
-            match write_response(&mut out, &resp) {
-                Ok(()) => Parsed::Upgrade {
-                    response: out,
-                    consumed,
-                },
-                Err(_) => Parsed::Reject(Rejection::Malformed),
-            }
+    if header(headers, "Sec-WebSocket-Version") != Some(b"13") {
+        return Parsed::Reject(Rejection::Version);
+    }
+    let Some(key) = header(headers, "Sec-WebSocket-Key").filter(|k| valid_key(k)) else {
+        return Parsed::Reject(Rejection::Key);
+    };
+    let mut accept = [0u8; ACCEPT_LEN];
+    accept.copy_from_slice(derive_accept_key(key).as_bytes());
+    Parsed::Upgrade { accept, consumed }
+}
+
+/// A Sec-WebSocket-Key value.
+pub type Key = [u8; KEY_LEN];
+
+/// A fresh random key (tungstenite's `generate_key`: 16 random bytes, base64).
+pub fn new_key() -> Key {
+    let mut k = [0u8; KEY_LEN];
+    k.copy_from_slice(generate_key().as_bytes());
+    k
+}
+
+/// The part of the client's upgrade request before and after the key, for `host` (host:port)
+/// and `path`: built once per load worker, so a connection only copies bytes.
+#[derive(Debug, Clone)]
+pub struct RequestTemplate {
+    head: Vec<u8>,
+    tail: &'static [u8],
+}
+
+impl RequestTemplate {
+    pub fn new(host: &str, path: &str) -> Self {
+        let head = format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: "
+        )
+        .into_bytes();
+        RequestTemplate {
+            head,
+            tail: b"\r\nSec-WebSocket-Version: 13\r\n\r\n",
         }
-        Err(WsError::Protocol(p)) => Parsed::Reject(match p {
-            ProtocolError::MissingSecWebSocketVersionHeader => Rejection::Version,
-            ProtocolError::MissingSecWebSocketKey | ProtocolError::InvalidSecWebSocketKey => {
-                Rejection::Key
-            }
-            ProtocolError::WrongHttpMethod => Rejection::Method,
-            ProtocolError::WrongHttpVersion => Rejection::HttpVersion,
-            ProtocolError::MissingConnectionUpgradeHeader
-            | ProtocolError::MissingUpgradeWebSocketHeader => Rejection::BadUpgrade,
-            _ => Rejection::Malformed,
-        }),
-        Err(_) => Parsed::Reject(Rejection::Malformed),
+    }
+
+    /// Replaces `out` with the request carrying `key`.
+    pub fn write(&self, key: &Key, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(key);
+        out.extend_from_slice(self.tail);
     }
 }
 
-/// The client's upgrade request for `host` (host:port) and `path` with `key`
-/// (from [`generate_key`]).
-pub fn client_request(host: &str, path: &str, key: &str) -> String {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
+/// The client's upgrade request for `host` (host:port) and `path` with `key`.
+pub fn client_request(host: &str, path: &str, key: &Key) -> Vec<u8> {
+    let mut out = Vec::new();
+    RequestTemplate::new(host, path).write(key, &mut out);
+    out
 }
 
 /// Why a server's handshake response was refused by the client side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResponseError {
+    /// Not an HTTP/1.1 response head, or a 101 without `Upgrade: websocket` and
+    /// `Connection: Upgrade` (RFC 6455 section 4.1, items 2-3 of the client's checks).
     Malformed,
     Status(u16),
     BadAccept,
@@ -198,18 +285,26 @@ pub enum ResponseError {
 
 /// Checks the server's response head at the start of `buf` for a request sent with `key`.
 /// `Ok(None)`: incomplete; `Ok(Some(n))`: valid, frames start at `n`.
-pub fn parse_response(buf: &[u8], key: &str) -> Result<Option<usize>, ResponseError> {
-    let (n, resp) = match ClientResponse::try_parse(buf) {
-        Ok(None) => return Ok(None),
-        Ok(Some(x)) => x,
+pub fn parse_response(buf: &[u8], key: &Key) -> Result<Option<usize>, ResponseError> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+    let n = match parsed {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(ResponseError::Malformed),
     };
-    if resp.status().as_u16() != 101 {
-        return Err(ResponseError::Status(resp.status().as_u16()));
+    let code = resp.code.unwrap_or(0);
+    if code != 101 {
+        return Err(ResponseError::Status(code));
     }
-    let want = derive_accept_key(key.as_bytes());
-    match resp.headers().get("Sec-WebSocket-Accept") {
-        Some(v) if v.as_bytes() == want.as_bytes() => Ok(Some(n)),
+    let headers: &[httparse::Header<'_>] = resp.headers;
+    if !has_token(headers, "Upgrade", "websocket") || !has_token(headers, "Connection", "upgrade") {
+        return Err(ResponseError::Malformed);
+    }
+    match header(headers, "Sec-WebSocket-Accept") {
+        Some(v) if v == derive_accept_key(key).as_bytes() => Ok(Some(n)),
         _ => Err(ResponseError::BadAccept),
     }
 }
@@ -243,8 +338,10 @@ mod tests {
         let head_len = bytes.len();
         bytes.extend_from_slice(&[0x81, 0x80]); // a frame right behind the head
         match parse_request(&bytes, MAX) {
-            Parsed::Upgrade { response, consumed } => {
+            Parsed::Upgrade { accept, consumed } => {
                 assert_eq!(consumed, head_len);
+                let mut response = Vec::new();
+                upgrade_response(&accept, &mut response);
                 let text = String::from_utf8(response).unwrap();
                 assert!(
                     text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
@@ -252,7 +349,7 @@ mod tests {
                 );
                 // RFC 6455 section 1.3 sample accept value.
                 assert!(
-                    text.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+                    text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
                     "{text}"
                 );
                 assert!(text.ends_with("\r\n\r\n"));
@@ -362,18 +459,74 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_1_0_is_served_and_targets_lose_query_and_authority() {
+        assert_eq!(
+            parse_request(b"GET /healthz HTTP/1.0\r\n\r\n", MAX),
+            Parsed::Http {
+                path: "/healthz".into(),
+                consumed: 25
+            }
+        );
+        assert_eq!(
+            parse_request(b"GET http://h:1/metrics?a#b HTTP/1.1\r\n\r\n", MAX),
+            Parsed::Http {
+                path: "/metrics".into(),
+                consumed: 39
+            }
+        );
+    }
+
+    #[test]
+    fn key_must_be_16_bytes_of_base64_and_headers_match_any_case() {
+        // 24 characters that are not base64 of 16 bytes.
+        assert_eq!(
+            with(
+                "Sec-WebSocket-Key",
+                Some("Sec-WebSocket-Key: ########################")
+            ),
+            Parsed::Reject(Rejection::Key)
+        );
+        assert_eq!(
+            with(
+                "Sec-WebSocket-Key",
+                Some("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==AAAA")
+            ),
+            Parsed::Reject(Rejection::Key)
+        );
+        let lower = req(&[
+            "GET / HTTP/1.1",
+            "upgrade: WebSocket",
+            "connection: upgrade",
+            "sec-websocket-key:   dGhlIHNhbXBsZSBub25jZQ==  ",
+            "sec-websocket-version: 13",
+        ]);
+        assert!(matches!(
+            parse_request(&lower, MAX),
+            Parsed::Upgrade { accept, .. } if &accept == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        ));
+    }
+
+    #[test]
     fn client_side_roundtrip() {
-        let key = generate_key();
+        let key = new_key();
         let r = client_request("127.0.0.1:1", "/", &key);
-        let resp = match parse_request(r.as_bytes(), MAX) {
-            Parsed::Upgrade { response, .. } => response,
+        let mut resp = Vec::new();
+        match parse_request(&r, MAX) {
+            Parsed::Upgrade { accept, .. } => upgrade_response(&accept, &mut resp),
             other => panic!("{other:?}"),
         };
         assert_eq!(parse_response(&resp, &key), Ok(Some(resp.len())));
         assert_eq!(parse_response(&resp[..10], &key), Ok(None));
         assert_eq!(
-            parse_response(&resp, "dGhlIHNhbXBsZSBub25jZQ=="),
+            parse_response(&resp, b"dGhlIHNhbXBsZSBub25jZQ=="),
             Err(ResponseError::BadAccept)
+        );
+        // A 101 that does not say it switched to websocket is refused (section 4.1).
+        let text = String::from_utf8(resp.clone()).unwrap();
+        let no_upgrade = text.replace("Upgrade: websocket\r\n", "");
+        assert_eq!(
+            parse_response(no_upgrade.as_bytes(), &key),
+            Err(ResponseError::Malformed)
         );
         assert_eq!(
             parse_response(&Key.response(), &key),

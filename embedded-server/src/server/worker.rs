@@ -298,7 +298,6 @@ impl Worker {
             let want = (i / SLOT_CHUNK + 1) * SLOT_CHUNK;
             self.slots.resize_with(want, Slot::default);
         }
-        let _ = net::set_nodelay(fd);
         if self.ep.add(fd, READ).is_err() {
             let _ = io::close(fd);
             return;
@@ -604,8 +603,8 @@ impl Worker {
         let w = self.w();
         match handshake::parse_request(buf, self.cfg.limits.max_handshake_bytes) {
             Parsed::Partial => 0,
-            Parsed::Upgrade { response, consumed } => {
-                self.wbuf.extend_from_slice(&response);
+            Parsed::Upgrade { accept, consumed } => {
+                handshake::upgrade_response(&accept, &mut self.wbuf);
                 self.slots[i].state = State::Open;
                 self.set_deadline(i, 0);
                 self.board.add(w, m::HANDSHAKES, 1);
