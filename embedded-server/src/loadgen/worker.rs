@@ -169,7 +169,7 @@ impl Worker {
         board.set(w, b::PID, std::process::id() as u64);
         board.set(w, b::TARGET, cfg.conns);
         board.set(w, b::FD_CAP, fd_cap);
-        board.set(w, b::RSS, crate::server::worker::rss_bytes());
+        board.set(w, b::RSS, crate::sys::proc::rss_bytes());
         board.set(w, b::PHASE, b::PHASE_READY);
         let cap = (fd_cap as usize).min(1 << 22) + 64;
         let request = handshake::RequestTemplate::new(&cfg.target.host, &cfg.target.path);
@@ -315,8 +315,7 @@ impl Worker {
         self.board.set(w, b::PHASE, phase);
         if self.last_stats.elapsed() >= Duration::from_secs(1) {
             self.last_stats = Instant::now();
-            self.board
-                .set(w, b::RSS, crate::server::worker::rss_bytes());
+            self.board.set(w, b::RSS, crate::sys::proc::rss_bytes());
         }
     }
 

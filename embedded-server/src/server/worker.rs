@@ -146,18 +146,11 @@ impl std::fmt::Debug for Worker {
     }
 }
 
-fn count_open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count().saturating_sub(1))
-        .unwrap_or(8)
-}
+pub use crate::sys::proc::rss_bytes;
 
-/// Resident set size of this process in bytes (/proc/self/statm, second field, in pages).
-pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
+/// Descriptors open before any connection (8 when /proc cannot tell).
+fn count_open_fds() -> usize {
+    crate::sys::proc::open_fds().unwrap_or(8)
 }
 
 impl Worker {

@@ -10,6 +10,7 @@
 pub mod epoll;
 pub mod io;
 pub mod net;
+pub mod proc;
 pub mod rlimit;
 pub mod shm;
 pub mod signal;
