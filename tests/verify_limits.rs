@@ -80,7 +80,12 @@ fn server_fd_cap_is_named_rlimit_nofile_on_the_server_side() {
         .replace(',', "")
         .parse()
         .unwrap();
-    assert!(held <= per_worker && held + 100 >= per_worker, "{row:#}");
+    // The worker stops listening at its cap and then drains what its accept queue (backlog
+    // 128) already holds: it ends within a backlog of the predicted figure.
+    assert!(
+        held + 128 >= per_worker && held <= per_worker + 128,
+        "{row:#}"
+    );
     no_workers_left_of(env!("CARGO_BIN_EXE_tune"));
 }
 
