@@ -336,7 +336,7 @@ mod tests {
 
     #[test]
     fn a_dead_process_moves_what_it_held_to_lost() {
-        assert!(LOST < ERRORS);
+        const { assert!(LOST < ERRORS) };
         let b = Board::new(SharedU64s::create("t", shm_len(2)).unwrap(), 2);
         b.set(0, OPEN, 7);
         b.set(1, OPEN, 5);
