@@ -55,6 +55,37 @@ fn server_fd_cap_is_named_rlimit_nofile_on_the_server_side() {
     assert!(d["fix"][0].as_str().unwrap().contains("--workers"), "{d:#}");
     // The prediction saw the same lowered limit.
     assert_eq!(j["prediction"]["per_process"], 1490);
+    // Per worker, the server keeps its backlog's worth of fds to drain its accept queue: the
+    // comparison is with that cap, not with the host's per-process figure.
+    let per_worker = embedded_server::server::per_worker_capacity(1500, 128);
+    assert_eq!(j["prediction"]["per_server_worker"], per_worker, "{j:#}");
+    let row = j["predicted_vs_measured"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["what"] == "connections per server worker")
+        .unwrap_or_else(|| panic!("no per-worker row: {j:#}"));
+    let predicted = row["predicted"].as_str().unwrap();
+    assert!(
+        predicted.starts_with(&format!("{} ", group(per_worker))),
+        "{row:#}"
+    );
+    assert!(!predicted.contains("1,490"), "{row:#}");
+    let held: u64 = row["measured"]
+        .as_str()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    // The worker stops listening at its cap and then drains what its accept queue (backlog
+    // 128) already holds: it ends within a backlog of the predicted figure.
+    assert!(
+        held + 128 >= per_worker && held <= per_worker + 128,
+        "{row:#}"
+    );
     no_workers_left_of(env!("CARGO_BIN_EXE_tune"));
 }
 
@@ -102,6 +133,47 @@ fn narrow_port_range_with_one_source_is_named_ports() {
     // The host's own range is unchanged.
     let host = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
     assert!(!host.contains("40000"), "{host}");
+}
+
+#[test]
+fn a_floor_within_the_first_step_opens_no_connection() {
+    // A floor 8 MiB under what is available now: not even the connects of the first step fit
+    // above it (the watchdog keeps a margin and counts the connects in flight), so the run
+    // must not open one, yet still name memory and project a count. When other processes
+    // free memory between this reading and the run's baseline, the watchdog may rightly start:
+    // then the run is tried again.
+    let mut last = None;
+    for _ in 0..3 {
+        let floor = mem_available().saturating_sub(8 << 20);
+        let mut cmd = tune();
+        cmd.args(verify_args("2000"))
+            .args(["--memory-floor", &floor.to_string()]);
+        let (code, j, stderr) = run(cmd);
+        check_schema(&j);
+        assert_eq!(code, 1, "{j:#}\n{stderr}");
+        let w = &j["memory_watchdog"];
+        assert_eq!(w["floor_bytes"], floor, "{w:#}");
+        assert_eq!(w["stopped"], true, "{j:#}");
+        let d = &j["diagnosis"];
+        assert_eq!(d["limit"], "memory", "{d:#}");
+        assert!(d["projected_connections"].as_u64().is_some(), "{d:#}");
+        if w["stopped_before_start"] == true {
+            assert_eq!(j["reached"], 0, "{j:#}");
+            assert_eq!(j["server_websockets_at_peak"], 0, "{j:#}");
+            assert!(
+                d["evidence"]
+                    .as_str()
+                    .unwrap()
+                    .contains("opened no connection"),
+                "{d:#}"
+            );
+            assert!(!stderr.contains("opening 2,000 connections"), "{stderr}");
+            no_workers_left_of(env!("CARGO_BIN_EXE_tune"));
+            return;
+        }
+        last = Some(j);
+    }
+    panic!("the watchdog let connections open above a floor within its first step: {last:#?}");
 }
 
 #[test]

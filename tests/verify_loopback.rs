@@ -101,3 +101,80 @@ fn verify_table_names_the_verdict_and_bad_flags_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("backwards"));
 }
+
+#[test]
+fn sockets_opened_by_others_during_the_run_are_noted_with_the_numbers() {
+    use std::io::{BufRead, BufReader};
+    use std::net::{TcpListener, TcpStream};
+    use std::process::Stdio;
+    // A slow run (1,000 connections at 250/s), and meanwhile this test opens 1,500 loopback
+    // connections of its own (3,000 sockets) after the baseline: Slab and MemFree then
+    // include them, and the report must say so.
+    let mut verify = tune()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--verify",
+            "1000",
+            "--rate",
+            "250",
+            "--hold",
+            "0",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(verify.stderr.take().unwrap());
+    let mut line = String::new();
+    let mut seen = String::new();
+    while err.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        if line.contains("baseline taken") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(seen.contains("baseline taken"), "{seen}");
+    std::thread::spawn(move || for _ in err.lines() {});
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = std::thread::spawn(move || {
+        (0..1500)
+            .map(|_| listener.accept().unwrap().0)
+            .collect::<Vec<_>>()
+    });
+    let clients: Vec<TcpStream> = (0..1500)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    let accepted = acceptor.join().unwrap();
+    let out = verify.wait_with_output().unwrap();
+    drop((clients, accepted));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    check_schema(&j);
+    assert_eq!(out.status.code(), Some(0), "{j:#}");
+    let k = &j["kernel_memory"];
+    assert_eq!(k["tcp_sockets_expected"], 2000, "{k:#}");
+    let delta = k["tcp_sockets_allocated_delta"].as_i64().unwrap();
+    let note = j["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n.as_str())
+        .find(|n| n.starts_with("kernel memory per connection includes other activity"))
+        .unwrap_or_else(|| panic!("no note: {j:#}"));
+    let grew = if delta >= 0 {
+        format!("grew by {}", group(delta as u64))
+    } else {
+        format!("fell by {}", group(delta.unsigned_abs()))
+    };
+    assert!(note.contains(&grew), "{note}");
+    assert!(
+        note.contains("1,000 connections account for 2,000"),
+        "{note}"
+    );
+    no_workers_left_of(env!("CARGO_BIN_EXE_tune"));
+}

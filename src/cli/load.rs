@@ -23,7 +23,8 @@ pub struct LoadArgs {
     pub rate: Option<f64>,
     /// Source addresses to bind: `127.0.0.2-127.0.0.254` or a comma-separated list. Default:
     /// for a loopback target, enough 127.x.y.z addresses that no (source, destination) pair
-    /// needs more than half the ephemeral port range; otherwise the kernel's choice.
+    /// needs more than half the ephemeral port range; otherwise the kernel's choice. Each
+    /// must be an address of this host (checked before any process starts).
     #[arg(long, value_name = "ADDRS")]
     pub source: Option<String>,
     /// Every connection sends one message every SECS seconds (and times the echo).

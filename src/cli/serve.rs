@@ -51,7 +51,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub external: bool,
     /// With --verify: stop opening connections before the memory the run may still take
-    /// (MemAvailable less the socket slab it added) falls under BYTES (suffixes K, M, G).
+    /// (MemAvailable less the socket slab it added) falls under BYTES (suffixes K, M, G),
+    /// checked before the first connection and at every step of the connect phase.
     /// Default: 5% of MemTotal, at least 256M.
     #[arg(long, value_name = "BYTES")]
     pub memory_floor: Option<String>,
@@ -64,7 +65,8 @@ pub struct ServeArgs {
     /// With --verify: new connections per second (default: as fast as they complete).
     #[arg(long, value_name = "R")]
     pub rate: Option<f64>,
-    /// With --verify: client source addresses (default: enough 127.x.y.z addresses).
+    /// With --verify: client source addresses (default: enough 127.x.y.z addresses); each
+    /// must be an address of this host.
     #[arg(long, value_name = "ADDRS")]
     pub source: Option<String>,
     /// With --verify: give up when the count has not risen for SECS seconds.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use embedded_server::loadgen::{sources, Cmd, LoadGen, Target};
+use embedded_server::loadgen::{sources, Cmd, Died, LoadGen, Target};
 use embedded_server::sys::signal::{Signal, Signals};
 use serde::Serialize;
 
@@ -30,7 +30,13 @@ struct LoadReport {
     processes: u64,
     sources: String,
     held_seconds: f64,
+    /// Websockets open at the end of the hold, before the teardown.
+    open: u64,
+    /// Open websockets lost before the teardown: closed by the server or the network, or gone
+    /// with a client process that died.
     dropped: u64,
+    /// Client processes that exited before they were told to.
+    died_processes: Vec<DiedProcess>,
     /// Closed by the server with 1001 (going away) before our teardown.
     closed_by_server: u64,
     messages_sent: u64,
@@ -42,6 +48,74 @@ struct LoadReport {
     diagnosis: Option<Diagnosis>,
     closed: u64,
     exit_code: u8,
+}
+
+/// A client process that died during the run.
+#[derive(Debug, Serialize)]
+struct DiedProcess {
+    index: usize,
+    status: String,
+    connections_lost: u64,
+}
+
+/// Why connections were dropped, in words: `worker 3 died`, `300 closed by the server or the
+/// network`, or both with their counts.
+fn drop_reasons(died: &[Died], by_peer: u64) -> String {
+    let lost: u64 = died.iter().map(|d| d.lost).sum();
+    let died_words = match died {
+        [] => String::new(),
+        [one] => format!("worker {} died", one.index),
+        more => format!(
+            "workers {} died",
+            more.iter()
+                .map(|d| d.index.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let peer = format!("{} closed by the server or the network", group(by_peer));
+    match (died.is_empty(), by_peer > 0) {
+        (false, false) => died_words,
+        (true, _) => peer,
+        (false, true) => format!("{} when {died_words}, {peer}", group(lost)),
+    }
+}
+
+/// The first line of the table: OK, or SHORT with what is open now against the target and
+/// what was lost on the way.
+fn summary_line(rep: &LoadReport, peak: u64, died: &[Died], by_peer: u64) -> String {
+    let whom = format!(
+        "to {} ({} processes, sources: {})",
+        rep.url, rep.processes, rep.sources
+    );
+    if rep.all_open {
+        return format!(
+            "OK: {} of {} connections open {whom}",
+            group(rep.reached),
+            group(rep.target)
+        );
+    }
+    let mut why = Vec::new();
+    if peak < rep.target {
+        why.push(format!("at most {} opened", group(peak)));
+    }
+    if rep.dropped > 0 || !died.is_empty() {
+        why.push(format!(
+            "{} dropped: {}",
+            group(rep.dropped),
+            drop_reasons(died, by_peer)
+        ));
+    }
+    format!(
+        "SHORT: {} open of {}{} {whom}",
+        group(rep.open),
+        group(rep.target),
+        if why.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", why.join("; "))
+        }
+    )
 }
 
 pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
@@ -69,7 +143,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
     let stall = verify::secs("--stall", args.stall)?.max(Duration::from_millis(500));
     let signals = Signals::new(&[Signal::SIGINT, Signal::SIGTERM])?;
     let net_before = measure::netstat(root);
-    let g = LoadGen::start(&lc, &mut verify::load_worker_command)?;
+    let mut g = LoadGen::start(&lc, &mut verify::load_worker_command)?;
     let mut progress = Progress::new(args.conns);
     progress.say(&format!(
         "{} client processes to {}, sources: {}",
@@ -89,6 +163,14 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
+        for d in g.reap() {
+            progress.say(&format!(
+                "load worker {} died ({}): {} connections lost",
+                d.index,
+                d.status,
+                group(d.lost)
+            ));
+        }
         let s = g.snapshot();
         progress.update(
             s.open,
@@ -129,6 +211,14 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
+            for d in g.reap() {
+                progress.say(&format!(
+                    "load worker {} died ({}): {} connections lost",
+                    d.index,
+                    d.status,
+                    group(d.lost)
+                ));
+            }
             let s = g.snapshot();
             if s.open == 0 && s.in_flight == 0 {
                 break; // the server closed every connection
@@ -145,14 +235,24 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         }
     }
     let held = t_hold.elapsed().as_secs_f64();
+    g.reap();
     let after_hold = g.snapshot();
     progress.finish();
     g.command(Cmd::Close);
     let end = Instant::now()
         + Duration::from_secs_f64(after_hold.open as f64 / lc.close_rate as f64 * 3.0 + 15.0);
-    while Instant::now() < end && (g.snapshot().processes_closed as usize) < g.processes() {
+    loop {
+        g.reap();
+        let s = g.snapshot();
+        if Instant::now() >= end
+            || (s.processes_closed + s.processes_died) as usize >= g.processes()
+        {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Every process that died, also during the teardown (its latency report is missing too).
+    let died: Vec<Died> = g.died.clone();
     let closed = g.snapshot().closed;
     let processes = g.processes() as u64;
     let hist = g.finish(Duration::from_secs(5));
@@ -175,12 +275,17 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         port_range: measure::port_range(root),
         ..Evidence::default()
     };
-    let diagnosis = if interrupted {
+    let mut diagnosis = if interrupted {
         None
     } else {
         diagnose::diagnose(&ev)
     };
-    let all_open = reached_at.is_some() && after_hold.dropped == 0 && !interrupted;
+    // A dead process explains the shortfall before anything its death caused.
+    if !died.is_empty() && !interrupted {
+        diagnosis = Some(diagnose::load_worker_died(&died));
+    }
+    let dropped = after_hold.dropped + after_hold.lost;
+    let all_open = reached_at.is_some() && dropped == 0 && died.is_empty() && !interrupted;
     let outcome = if all_open {
         Outcome::Pass
     } else {
@@ -197,7 +302,16 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         processes,
         sources: sources::describe(&lc.sources),
         held_seconds: held,
-        dropped: after_hold.dropped,
+        open: after_hold.open,
+        dropped,
+        died_processes: died
+            .iter()
+            .map(|d| DiedProcess {
+                index: d.index,
+                status: d.status.clone(),
+                connections_lost: d.lost,
+            })
+            .collect(),
         closed_by_server: after_hold.server_closed,
         messages_sent: after_hold.messages_sent,
         messages_received: after_hold.messages_received,
@@ -222,13 +336,8 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         _ => {
             writeln!(
                 out,
-                "{}: {} of {} connections open to {} ({} processes, sources: {})",
-                if rep.all_open { "OK" } else { "SHORT" },
-                group(rep.reached),
-                group(rep.target),
-                rep.url,
-                rep.processes,
-                rep.sources
+                "{}",
+                summary_line(&rep, peak.open, &died, after_hold.dropped)
             )?;
             writeln!(
                 out,

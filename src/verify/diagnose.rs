@@ -54,8 +54,11 @@ pub struct MemoryStop {
     pub floor: u64,
     pub usable_at_start: u64,
     pub usable_at_stop: u64,
-    /// Measured kernel + user bytes per connection when it stopped.
+    /// Measured kernel + user bytes per connection when it stopped (the prediction before
+    /// 1,000 were open).
     pub bytes_per_connection: f64,
+    /// It stopped before the first connection: not even the first step fitted.
+    pub before_start: bool,
 }
 
 /// Everything the diagnosis looks at.
@@ -150,12 +153,20 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
                 crate::capacity::bytes(m.usable_at_start),
                 crate::capacity::bytes(m.usable_at_stop)
             ),
-            format!(
-                "the memory watchdog stopped opening connections at {} of {}: at {:.0} B per connection (kernel slab + user RSS: measured once 1,000 are open, the prediction before) the next ones would have taken usable memory under the floor",
-                group(e.established),
-                group(e.target),
-                per
-            ),
+            if m.before_start {
+                format!(
+                    "the memory watchdog opened no connection of {}: at {:.0} B per connection (the prediction) the connects of the first step would have taken usable memory under the floor",
+                    group(e.target),
+                    per
+                )
+            } else {
+                format!(
+                    "the memory watchdog stopped opening connections at {} of {}: at {:.0} B per connection (kernel slab + user RSS: measured once 1,000 are open, the prediction before) the next ones would have taken usable memory under the floor",
+                    group(e.established),
+                    group(e.target),
+                    per
+                )
+            },
         );
         x.projected_connections = Some(projected);
         x.fix = vec![if projected < e.target {
@@ -462,6 +473,31 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
     Some(x)
 }
 
+/// A load generator process died: the connections it held went with it.
+pub fn load_worker_died(died: &[embedded_server::loadgen::Died]) -> Diagnosis {
+    let mut x = d(
+        "load_worker_died",
+        None,
+        "client",
+        died.iter()
+            .map(|w| {
+                format!(
+                    "load worker {} {}; {} connections lost",
+                    w.index,
+                    w.status,
+                    group(w.lost)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        "a load generator process exited before it was told to (not restarted)".into(),
+    );
+    x.fix.push(
+        "see the process's error above; dmesg shows OOM kills (signal 9 with no error means it was killed from outside)".into(),
+    );
+    x
+}
+
 /// Reads the per-worker state out of the server's Prometheus text.
 pub fn server_side(prometheus: &str, backlog: u64) -> ServerSide {
     let mut by_worker: BTreeMap<u64, ServerWorker> = BTreeMap::new();
@@ -623,6 +659,7 @@ mod tests {
             usable_at_start: 2_000_000_000,
             usable_at_stop: 1_100_000_000,
             bytes_per_connection: 10_000.0,
+            before_start: false,
         });
         let x = diagnose(&e).unwrap();
         assert_eq!(x.limit, "memory");

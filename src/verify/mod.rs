@@ -6,6 +6,7 @@
 pub mod diagnose;
 pub mod measure;
 pub mod report;
+pub mod watchdog;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write as _};
@@ -110,6 +111,7 @@ pub fn load_config(
         }
         None => Vec::new(),
     };
+    check_sources(&srcs, &target)?;
     let ms = |v: f64| (v * 1000.0).round() as u64;
     Ok(LoadConfig {
         target,
@@ -128,6 +130,52 @@ pub fn load_config(
         connect_timeout_ms: ms(secs("--connect-timeout", connect_timeout)?.as_secs_f64()).max(1),
         close_rate: close_rate.max(1),
     })
+}
+
+/// Refuses source addresses a client socket cannot bind (not addresses of this host) or of
+/// another family than the target, before any load worker starts: otherwise every connect
+/// fails with EADDRNOTAVAIL, which the diagnosis would read as running out of ports.
+fn check_sources(srcs: &[IpAddr], target: &Target) -> anyhow::Result<()> {
+    if let Some(ip) = srcs.iter().find(|ip| ip.is_ipv4() != target.addr.is_ipv4()) {
+        anyhow::bail!(
+            "--source {ip}: an IPv{} address, but the target {} is IPv{}; give source addresses of the target's family",
+            if ip.is_ipv4() { 4 } else { 6 },
+            target.addr,
+            if target.addr.is_ipv4() { 4 } else { 6 }
+        );
+    }
+    let bad = sources::unbindable(srcs);
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = bad.iter().take(5).map(|(ip, _)| ip.to_string()).collect();
+    let list = if bad.len() > shown.len() {
+        format!("{} and {} more", shown.join(", "), bad.len() - shown.len())
+    } else {
+        shown.join(", ")
+    };
+    let which = if bad.len() == 1 {
+        format!("--source {list}")
+    } else {
+        format!(
+            "--source: {} of {} addresses ({list})",
+            bad.len(),
+            srcs.len()
+        )
+    };
+    let (first, errno) = bad[0];
+    if bad
+        .iter()
+        .all(|(_, e)| *e == embedded_server::sys::Errno::EADDRNOTAVAIL)
+    {
+        anyhow::bail!(
+            "{which}: not an address of this host (binding a socket to it fails with EADDRNOTAVAIL), so no connection could start from it; give addresses this host has (`ip -brief addr` lists them; for a loopback target any of 127.0.0.2-127.255.255.254), or add the address to an interface first: ip addr add {first}/32 dev IFACE"
+        );
+    }
+    anyhow::bail!(
+        "{which}: cannot bind a client socket to {first}: {errno} ({}); give addresses this host can bind",
+        errno.desc()
+    )
 }
 
 /// A progress display: an indicatif bar on a terminal, a plain line every few seconds otherwise.
@@ -217,6 +265,7 @@ fn prediction(c: &capacity::Capacity, kernel_per_socket: u64) -> Prediction {
         processes_needed: c.processes_needed,
         source_addresses_needed: c.source_addresses_needed,
         kernel_bytes_per_connection: kernel_per_socket * c.sockets_per_connection,
+        per_server_worker: None,
         summary: c.summary(),
     }
 }
@@ -260,6 +309,8 @@ fn kernel_memory(
             (Some(a), Some(b)) => measure::slab_growth(a, b, n),
             _ => Vec::new(),
         },
+        tcp_sockets_allocated_delta: None,
+        tcp_sockets_expected: 0,
     }
 }
 
@@ -284,6 +335,71 @@ fn sleep_or_signal(signals: &Signals, d: Duration) -> bool {
         std::thread::sleep(TICK.min(end.saturating_duration_since(Instant::now())));
     }
     false
+}
+
+/// The memory watchdog's state over the connect phase (the decision itself is
+/// [`watchdog::step`]).
+struct Watch {
+    target: u64,
+    floor: u64,
+    usable_start: u64,
+    /// Predicted bytes per connection, used until 1,000 connections are open.
+    predicted: f64,
+    in_flight_cap: u64,
+    /// The rate a step is assumed to open at until one is measured.
+    rate: f64,
+    /// The fastest rate measured over a step.
+    peak_rate: f64,
+    /// The time and count (open + in flight) of the last look.
+    last: (Instant, u64),
+}
+
+impl Watch {
+    /// The verdict for the next step, and the bytes per connection it assumed.
+    fn verdict(
+        &mut self,
+        usable: u64,
+        open: u64,
+        in_flight: u64,
+        m: &Mem,
+        base: &Mem,
+    ) -> (watchdog::Verdict, f64) {
+        // Per connection: the fall of usable memory or the growth of Slab, whichever is
+        // larger (other processes on the host move MemAvailable both ways; Slab growth is
+        // what the sockets themselves take).
+        let used = self
+            .usable_start
+            .saturating_sub(usable)
+            .max(m.slab.saturating_sub(base.slab));
+        let per_conn = if open >= 1000 {
+            (used as f64 / open as f64).max(self.predicted / 4.0)
+        } else {
+            self.predicted
+        };
+        let now = (Instant::now(), open + in_flight);
+        let dt = now.0.saturating_duration_since(self.last.0).as_secs_f64();
+        if dt > 0.0 && self.last.1 > 0 {
+            self.peak_rate = self
+                .peak_rate
+                .max(now.1.saturating_sub(self.last.1) as f64 / dt);
+        }
+        self.last = now;
+        // The assumed rate, or the fastest step seen with room for a burst when that is faster.
+        let rate = self.rate.max(self.peak_rate * 1.5);
+        // Connects that may still complete: up to the concurrency, never beyond the target.
+        let in_flight = self
+            .in_flight_cap
+            .min(self.target.saturating_sub(open))
+            .max(in_flight);
+        let v = watchdog::step(&watchdog::Step {
+            usable,
+            floor: self.floor,
+            per_connection: per_conn,
+            in_flight,
+            rate,
+        });
+        (v, per_conn)
+    }
 }
 
 /// `tune serve --verify N`.
@@ -346,8 +462,10 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     // The server side's own cap per process: a worker keeps its backlog's worth of fds free
     // so that it can drain its accept queue when it stops listening at its cap.
     let cfg = crate::cmd::serve::server_config(args)?;
+    let mut pred = pred;
     if let Ok((_, hard)) = embedded_server::sys::rlimit::nofile() {
         let per_worker = embedded_server::server::per_worker_capacity(hard, cfg.limits.backlog);
+        pred.per_server_worker = Some(per_worker);
         progress.say(&format!(
             "predicted per server worker: {} (RLIMIT_NOFILE {} less {} fds kept to drain the accept queue and the worker's own fds)",
             crate::capacity::group(per_worker),
@@ -415,11 +533,47 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     let cli_base = lg.as_ref().map(|(g, _)| measure::rss(root, &g.pids()));
     let usable_start = base_mem.usable_since(&base_mem);
     let predicted_per_conn = pred.kernel_bytes_per_connection.max(1) as f64;
+    // The watchdog's bounds: connects that may be in flight at once, and the rate a step may
+    // open at (--rate with room for bursts, else one well above what this kind of host does).
+    let in_flight_cap = lg
+        .as_ref()
+        .map_or(0, |(_, lc)| (lc.concurrency as u64).min(n));
+    let assumed_rate = args.rate.map_or(watchdog::ASSUMED_RATE, |r| {
+        (r * 1.5).min(watchdog::ASSUMED_RATE)
+    });
+    let mut watch = Watch {
+        target: n,
+        floor,
+        usable_start,
+        predicted: predicted_per_conn,
+        in_flight_cap,
+        rate: assumed_rate,
+        peak_rate: 0.0,
+        last: (Instant::now(), 0),
+    };
 
     let t0 = Instant::now();
-    if let Some((g, _)) = &lg {
-        g.command(Cmd::Connect);
-    }
+    let mut memory_stop: Option<MemoryStop> = None;
+    // Before the first connection: not even one step may cross the floor.
+    let mut next_step = match watch.verdict(usable_start, 0, 0, &base_mem, &base_mem) {
+        (watchdog::Verdict::Go(d), _) => {
+            progress.say(&format!("baseline taken; opening {} connections", group(n)));
+            if let Some((g, _)) = &lg {
+                g.command(Cmd::Connect);
+            }
+            d
+        }
+        (watchdog::Verdict::Stop, per_conn) => {
+            memory_stop = Some(MemoryStop {
+                floor,
+                usable_at_start: usable_start,
+                usable_at_stop: usable_start,
+                bytes_per_connection: per_conn,
+                before_start: true,
+            });
+            Duration::ZERO
+        }
+    };
     let mut interrupted = false;
     let mut reached_at: Option<Duration> = None;
     let mut best = 0u64;
@@ -427,13 +581,13 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     let mut first_seen: Option<Instant> = None;
     let mut half: Option<(Rss, u64)> = None;
     let mut cli_half: Option<(Rss, u64)> = None;
-    let mut memory_stop: Option<MemoryStop> = None;
     let mut dead = Vec::new();
+    let mut dead_load: Vec<loadgen::Died> = Vec::new();
     let mut rate_prev = (Instant::now(), 0u64);
     let mut rate_now = 0.0f64;
     let external_wait = Duration::from_secs(600);
-    loop {
-        if sleep_or_signal(&signals, TICK) {
+    while memory_stop.is_none() {
+        if sleep_or_signal(&signals, next_step) {
             interrupted = true;
             break;
         }
@@ -443,7 +597,10 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
                 d.index, d.pid, d.status, d.lost_connections
             ));
         }
-        if !dead.is_empty() {
+        if let Some((g, _)) = lg.as_mut() {
+            dead_load.extend(g.reap());
+        }
+        if !dead.is_empty() || !dead_load.is_empty() {
             break;
         }
         let ss = sup.snapshot();
@@ -481,31 +638,23 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
             reached_at = Some(t0.elapsed());
             break;
         }
-        // Memory watchdog: stop before the next stretch of connections would cross the floor.
-        // Per connection: the fall of usable memory or the growth of Slab, whichever is
-        // larger (other processes on the host move MemAvailable both ways; Slab growth is
-        // what the sockets themselves take).
-        let used = usable_start
-            .saturating_sub(usable)
-            .max(m.slab.saturating_sub(base_mem.slab));
-        let per_conn = if open >= 1000 {
-            (used as f64 / open as f64).max(predicted_per_conn / 4.0)
-        } else {
-            predicted_per_conn
-        };
+        // Memory watchdog: hold before the next step could take usable memory under the floor.
         let in_flight = ls.as_ref().map_or(0, |l| l.in_flight);
-        let headroom = per_conn * (rate_now * 0.3 + in_flight as f64) + (16u64 << 20) as f64;
-        if (usable as f64) < floor as f64 + headroom {
-            if let Some((g, _)) = &lg {
-                g.command(Cmd::Hold);
+        match watch.verdict(usable, open, in_flight, &m, &base_mem) {
+            (watchdog::Verdict::Go(d), _) => next_step = d,
+            (watchdog::Verdict::Stop, per_conn) => {
+                if let Some((g, _)) = &lg {
+                    g.command(Cmd::Hold);
+                }
+                memory_stop = Some(MemoryStop {
+                    floor,
+                    usable_at_start: usable_start,
+                    usable_at_stop: usable,
+                    bytes_per_connection: per_conn,
+                    before_start: false,
+                });
+                break;
             }
-            memory_stop = Some(MemoryStop {
-                floor,
-                usable_at_start: usable_start,
-                usable_at_stop: usable,
-                bytes_per_connection: per_conn,
-            });
-            break;
         }
         if open > best {
             best = open;
@@ -552,7 +701,7 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     // Hold, then the echo round.
     let mut echoes = None;
     let mut notes = Vec::new();
-    let reached_all = reached >= n && dead.is_empty() && !interrupted;
+    let reached_all = reached >= n && dead.is_empty() && dead_load.is_empty() && !interrupted;
     if reached_all {
         progress.say(&format!(
             "reached {} in {:.2} s; holding {} s",
@@ -608,7 +757,7 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     let ls_after_hold = lg.as_ref().map(|(g, _)| g.snapshot());
     let ss_after_hold = sup.snapshot();
     let dropped = match &ls_after_hold {
-        Some(l) => l.dropped,
+        Some(l) => l.dropped + l.lost,
         None => reached.saturating_sub(ss_after_hold.websockets_open),
     };
     progress.finish();
@@ -619,13 +768,14 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     let t_down = Instant::now();
     let mut closed = 0;
     let mut hist = None;
-    if let Some((g, lc)) = lg.take() {
+    if let Some((mut g, lc)) = lg.take() {
         g.command(Cmd::Close);
         let budget = Duration::from_secs_f64(reached as f64 / lc.close_rate as f64 * 3.0 + 15.0);
         let end = Instant::now() + budget;
         while Instant::now() < end {
+            dead_load.extend(g.reap());
             let s = g.snapshot();
-            if s.processes_closed as usize == g.processes() {
+            if (s.processes_closed + s.processes_died) as usize >= g.processes() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -674,6 +824,9 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     } else {
         diagnose::diagnose(&ev)
     };
+    if !dead_load.is_empty() && !interrupted {
+        diagnosis = Some(diagnose::load_worker_died(&dead_load));
+    }
     if !dead.is_empty() {
         diagnosis = Some(diagnose::Diagnosis {
             limit: "server_worker_died".into(),
@@ -693,7 +846,12 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
         (true, None) => false,
         (false, _) => true,
     };
-    let verified = reached_all && !interrupted && echoes_ok && dropped == 0 && dead.is_empty();
+    let verified = reached_all
+        && !interrupted
+        && echoes_ok
+        && dropped == 0
+        && dead.is_empty()
+        && dead_load.is_empty();
     if reached_all && !verified && !interrupted && diagnosis.is_none() {
         diagnosis = Some(diagnose::Diagnosis {
             limit: if dropped > 0 { "dropped" } else { "echo" }.into(),
@@ -726,7 +884,22 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
         (Some(b), Some(p)) => Some(user_memory(b, cli_half, p, reached)),
         _ => None,
     };
-    let kernel = kernel_memory(&base_mem, &peak_mem, &slab_before, &slab_peak, reached);
+    let mut kernel = kernel_memory(&base_mem, &peak_mem, &slab_before, &slab_peak, reached);
+    // Slab and MemFree are host-wide: other processes opening or closing sockets meanwhile
+    // move them too. The host's allocated TCP sockets tell how much.
+    let sockets_per_connection = if args.external { 1 } else { 2 };
+    kernel.tcp_sockets_expected = reached * sockets_per_connection;
+    kernel.tcp_sockets_allocated_delta = match (&sock_before, &sock_peak) {
+        (Some(a), Some(b)) => Some(b.tcp_alloc as i64 - a.tcp_alloc as i64),
+        _ => None,
+    };
+    if let Some(note) = report::other_activity_note(
+        kernel.tcp_sockets_allocated_delta,
+        reached,
+        sockets_per_connection,
+    ) {
+        notes.push(note);
+    }
     let rate = reached as f64 / connect_secs.as_secs_f64().max(1e-6);
     let mut cmp = vec![Comparison {
         what: "connections the host holds".into(),
@@ -746,10 +919,15 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
             format!("{} (Slab)", bytes(v.max(0.0) as u64))
         }),
     });
-    if let Some(pp) = pred.per_process {
+    // The server workers' own cap (fd cap less the accept-queue reserve), not the host's
+    // per-process figure: that is what a worker can really hold.
+    if let Some(pw) = pred.per_server_worker {
         cmp.push(Comparison {
-            what: "connections per process".into(),
-            predicted: group(pp),
+            what: "connections per server worker".into(),
+            predicted: format!(
+                "{} (RLIMIT_NOFILE less the accept-queue reserve)",
+                group(pw)
+            ),
             measured: format!(
                 "{} server workers held at most {}",
                 sup_workers(&ev),
@@ -800,6 +978,25 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
         conntrack_peak: ct_peak,
         errors: ls_final.as_ref().map(error_map).unwrap_or_default(),
         dead_server_workers: dead,
+        memory_watchdog: report::MemoryWatchdog {
+            floor_bytes: floor,
+            usable_at_start_bytes: usable_start,
+            stopped: memory_stop.is_some(),
+            stopped_before_start: memory_stop.is_some_and(|m| m.before_start),
+            usable_at_stop_bytes: memory_stop.map(|m| m.usable_at_stop),
+            bytes_per_connection: memory_stop.map(|m| m.bytes_per_connection),
+        },
+        dead_client_processes: dead_load
+            .iter()
+            .map(|d| {
+                format!(
+                    "load worker {} {}; {} connections lost",
+                    d.index,
+                    d.status,
+                    group(d.lost)
+                )
+            })
+            .collect(),
         prediction: pred,
         predicted_vs_measured: cmp,
         diagnosis,

@@ -42,6 +42,9 @@ pub struct Prediction {
     pub processes_needed: Option<u64>,
     pub source_addresses_needed: Option<u64>,
     pub kernel_bytes_per_connection: u64,
+    /// Connections one server worker can hold: its fd cap less the fds it keeps to drain its
+    /// accept queue (the figure to compare with what each worker held).
+    pub per_server_worker: Option<u64>,
     pub summary: Vec<String>,
 }
 
@@ -67,6 +70,69 @@ pub struct KernelMemory {
     pub slab_bytes_per_connection: Option<f64>,
     pub memfree_bytes_per_connection: Option<f64>,
     pub slab_breakdown: Vec<SlabGrowth>,
+    /// Growth of the host's allocated TCP sockets (sockstat `alloc`) from the baseline to the
+    /// peak; `None` when sockstat was unreadable.
+    pub tcp_sockets_allocated_delta: Option<i64>,
+    /// The sockets this run's connections account for: 2 per connection on loopback (both
+    /// ends here), 1 in external mode.
+    pub tcp_sockets_expected: u64,
+}
+
+/// The memory watchdog (`--memory-floor`) over the connect phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryWatchdog {
+    pub floor_bytes: u64,
+    /// Memory the run could take at the baseline (MemAvailable).
+    pub usable_at_start_bytes: u64,
+    pub stopped: bool,
+    /// It opened no connection: not even the first step fitted above the floor.
+    pub stopped_before_start: bool,
+    pub usable_at_stop_bytes: Option<u64>,
+    /// The bytes per connection it went by when it stopped.
+    pub bytes_per_connection: Option<f64>,
+}
+
+/// Share of difference (percent) between the host's TCP socket growth and this run's sockets
+/// beyond which the kernel memory figures are said to include other activity.
+pub const OTHER_ACTIVITY_PERCENT: u64 = 5;
+
+/// A note when the host's allocated TCP sockets grew by more (or less) than this run's
+/// `reached` connections account for (`per_connection` sockets each): Slab and MemFree are
+/// host-wide, so their per-connection figures then include other processes' sockets.
+pub fn other_activity_note(
+    delta: Option<i64>,
+    reached: u64,
+    per_connection: u64,
+) -> Option<String> {
+    let delta = delta?;
+    let expected = (reached * per_connection) as i64;
+    let off = (delta - expected).unsigned_abs();
+    if reached == 0 || off * 100 <= expected.unsigned_abs() * OTHER_ACTIVITY_PERCENT {
+        return None;
+    }
+    let grew = if delta >= 0 {
+        format!("grew by {}", group(delta as u64))
+    } else {
+        format!("fell by {}", group(delta.unsigned_abs()))
+    };
+    let way = if delta > expected {
+        format!(
+            "other processes opened about {} sockets meanwhile, so Slab and MemFree per connection are overstated",
+            group(off)
+        )
+    } else {
+        format!(
+            "other processes closed about {} sockets meanwhile, so Slab and MemFree per connection are understated",
+            group(off)
+        )
+    };
+    Some(format!(
+        "kernel memory per connection includes other activity: the host's allocated TCP sockets (sockstat alloc) {grew} from the baseline to the peak, where this run's {} connections account for {} ({} per connection{}); {way}",
+        group(reached),
+        group(expected as u64),
+        per_connection,
+        if per_connection == 2 { ", both ends on this host" } else { "" }
+    ))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,6 +184,9 @@ pub struct Report {
     pub conntrack_peak: Conntrack,
     pub errors: BTreeMap<String, u64>,
     pub dead_server_workers: Vec<String>,
+    /// Load generator processes that exited before they were told to.
+    pub dead_client_processes: Vec<String>,
+    pub memory_watchdog: MemoryWatchdog,
     pub prediction: Prediction,
     pub predicted_vs_measured: Vec<Comparison>,
     pub diagnosis: Option<Diagnosis>,
@@ -310,6 +379,25 @@ impl Report {
         for d in &self.dead_server_workers {
             let _ = writeln!(o, "{:<22} {d}", "dead server worker");
         }
+        for d in &self.dead_client_processes {
+            let _ = writeln!(o, "{:<22} {d}", "dead client process");
+        }
+        let w = &self.memory_watchdog;
+        let _ = writeln!(
+            o,
+            "{:<22} floor {}, usable {} at the start; {}",
+            "memory watchdog",
+            bytes(w.floor_bytes),
+            bytes(w.usable_at_start_bytes),
+            match (w.stopped, w.stopped_before_start) {
+                (false, _) => "did not stop the run".to_string(),
+                (true, true) => "stopped it before the first connection".to_string(),
+                (true, false) => format!(
+                    "stopped it with {} usable",
+                    w.usable_at_stop_bytes.map_or("n/a".into(), bytes)
+                ),
+            }
+        );
         for c in &self.predicted_vs_measured {
             let _ = writeln!(
                 o,
@@ -353,5 +441,37 @@ impl Report {
             let _ = writeln!(o, "note: {n}");
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_note_when_the_sockets_match_the_run() {
+        // 20,000 loopback connections: 40,000 sockets, give or take a few of the host's own.
+        assert_eq!(other_activity_note(Some(40_100), 20_000, 2), None);
+        assert_eq!(other_activity_note(Some(39_000), 20_000, 2), None);
+        assert_eq!(other_activity_note(Some(3_000), 3_000, 1), None);
+        assert_eq!(other_activity_note(None, 20_000, 2), None);
+        assert_eq!(other_activity_note(Some(500), 0, 2), None);
+    }
+
+    #[test]
+    fn a_note_with_the_numbers_when_other_sockets_moved() {
+        let n = other_activity_note(Some(7_000), 2_000, 2).unwrap();
+        assert!(
+            n.starts_with("kernel memory per connection includes other activity"),
+            "{n}"
+        );
+        assert!(n.contains("grew by 7,000"), "{n}");
+        assert!(n.contains("2,000 connections account for 4,000"), "{n}");
+        assert!(n.contains("opened about 3,000"), "{n}");
+        assert!(n.contains("overstated"), "{n}");
+        let n = other_activity_note(Some(-100), 1_000, 1).unwrap();
+        assert!(n.contains("fell by 100"), "{n}");
+        assert!(n.contains("closed about 1,100"), "{n}");
+        assert!(n.contains("understated"), "{n}");
     }
 }

@@ -1,5 +1,5 @@
 //! Helpers for the verify and load tests: run the real binary, parse its JSON report and check
-//! it against docs/verify-schema.json.
+//! it against docs/verify-schema.json (docs/load-schema.json for `tune load`).
 #![allow(dead_code)]
 
 use std::process::{Command, Output};
@@ -25,18 +25,40 @@ pub fn run(mut cmd: Command) -> (i32, serde_json::Value, String) {
 }
 
 pub fn check_schema(json: &serde_json::Value) {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/docs/verify-schema.json"
-    ))
-    .unwrap();
+    check_schema_file(json, "docs/verify-schema.json");
+}
+
+/// Checks a `tune load --format json` report against docs/load-schema.json.
+pub fn check_load_schema(json: &serde_json::Value) {
+    check_schema_file(json, "docs/load-schema.json");
+}
+
+fn check_schema_file(json: &serde_json::Value, file: &str) {
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+        .unwrap();
     let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
     let v = jsonschema::validator_for(&schema).unwrap();
     let errors: Vec<String> = v
         .iter_errors(json)
         .map(|e| format!("{} at {}", e, e.instance_path))
         .collect();
-    assert!(errors.is_empty(), "schema errors: {errors:#?}\n{json:#}");
+    assert!(
+        errors.is_empty(),
+        "{file}: schema errors: {errors:#?}\n{json:#}"
+    );
+}
+
+/// 1234567 -> "1,234,567", as the reports print counts.
+pub fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// MemAvailable now, bytes.

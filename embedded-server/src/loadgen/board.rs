@@ -1,5 +1,6 @@
 //! The load generator's shared counters: a global block (the parent's command word) and one
-//! block per client process, in one memfd mapping; each counter has a single writer.
+//! block per client process, in one memfd mapping; each counter has a single writer (the
+//! process itself; once it has died, the parent, which then moves what it held to [`LOST`]).
 
 use serde::Serialize;
 
@@ -41,6 +42,9 @@ pub const FD_CAP: usize = 15;
 pub const LAST_ERRNO: usize = 16;
 /// Open websockets the server closed with 1001 (going away: it is shutting down).
 pub const SERVER_CLOSED: usize = 17;
+/// Connections the process held when it died (written by the parent after the death, when
+/// it also sets OPEN and IN_FLIGHT to 0 and PHASE to [`PHASE_DIED`]).
+pub const LOST: usize = 18;
 pub const ERRORS: usize = 24; // + ErrorClass index (< 24)
 
 /// What the parent tells every client process.
@@ -83,6 +87,8 @@ pub const PHASE_CLOSING: u64 = 4;
 /// Everything closed.
 pub const PHASE_CLOSED: u64 = 5;
 pub const PHASE_EXITED: u64 = 6;
+/// Exited before it was told to (killed, crashed): set by the parent.
+pub const PHASE_DIED: u64 = 7;
 
 /// Why a connection attempt failed, by errno or handshake outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -208,6 +214,19 @@ impl Board {
         }
     }
 
+    /// Process `w` died: what it held moves from OPEN to [`LOST`] (with the connections it
+    /// closed itself when the parent had not told it to close, `closing_told` false: a
+    /// SIGTERM makes a process close everything before it exits). Returns the count lost.
+    pub fn mark_died(&self, w: usize, closing_told: bool) -> u64 {
+        let closed = if closing_told { 0 } else { self.get(w, CLOSED) };
+        let lost = self.get(w, OPEN) + closed;
+        self.set(w, LOST, lost);
+        self.set(w, OPEN, 0);
+        self.set(w, IN_FLIGHT, 0);
+        self.set(w, PHASE, PHASE_DIED);
+        lost
+    }
+
     /// All processes' counters added up.
     pub fn snapshot(&self) -> LoadSnapshot {
         let mut s = LoadSnapshot {
@@ -223,6 +242,10 @@ impl Board {
             if phase == PHASE_CLOSED {
                 s.processes_closed += 1;
             }
+            if phase == PHASE_DIED {
+                s.processes_died += 1;
+            }
+            s.lost += g(LOST);
             s.open += g(OPEN);
             s.in_flight += g(IN_FLIGHT);
             s.attempts += g(ATTEMPTS);
@@ -254,6 +277,10 @@ impl Board {
 pub struct LoadSnapshot {
     pub processes_up: u64,
     pub processes_closed: u64,
+    /// Processes that exited before they were told to (see [`Board::mark_died`]).
+    pub processes_died: u64,
+    /// Connections held by processes that died: gone with them, not in `open`.
+    pub lost: u64,
     pub open: u64,
     pub in_flight: u64,
     pub attempts: u64,
@@ -305,5 +332,27 @@ mod tests {
         assert_eq!(s.processes_up, 1);
         assert_eq!(s.last_errno, 99);
         assert_eq!(Cmd::from_u64(Cmd::Echo as u64), Cmd::Echo);
+    }
+
+    #[test]
+    fn a_dead_process_moves_what_it_held_to_lost() {
+        const { assert!(LOST < ERRORS) };
+        let b = Board::new(SharedU64s::create("t", shm_len(2)).unwrap(), 2);
+        b.set(0, OPEN, 7);
+        b.set(1, OPEN, 5);
+        b.set(1, IN_FLIGHT, 2);
+        b.set(1, PHASE, PHASE_HOLDING);
+        assert_eq!(b.mark_died(1, false), 5);
+        let s = b.snapshot();
+        assert_eq!((s.open, s.in_flight, s.lost), (7, 0, 5));
+        assert_eq!((s.processes_died, s.processes_up), (1, 0));
+        // A process told to close that dies meanwhile loses only what it still held.
+        b.set(0, CLOSED, 4);
+        b.set(0, OPEN, 3);
+        assert_eq!(b.mark_died(0, true), 3);
+        // One that closed by itself (SIGTERM) before being told lost what it closed too.
+        let b = Board::new(SharedU64s::create("t", shm_len(1)).unwrap(), 1);
+        b.set(0, CLOSED, 6);
+        assert_eq!(b.mark_died(0, false), 6);
     }
 }

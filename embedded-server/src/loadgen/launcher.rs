@@ -4,6 +4,7 @@
 
 use std::io::Read as _;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -23,8 +24,20 @@ pub struct LoadGen {
     children: Vec<Option<Child>>,
     board: Board,
     plans: Vec<WorkerConfig>,
-    /// Processes that exited before being told to, with their status.
-    pub died: Vec<(usize, String)>,
+    /// Processes that exited before being told to.
+    pub died: Vec<Died>,
+    /// Close or Exit was commanded: connections closed from then on are the teardown's.
+    closing_told: AtomicBool,
+}
+
+/// A client process that exited before it was told to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Died {
+    pub index: usize,
+    /// Its exit status (`signal: 9 (SIGKILL)`).
+    pub status: String,
+    /// Connections it held: gone with it.
+    pub lost: u64,
 }
 
 /// Latency over the whole run.
@@ -57,6 +70,7 @@ impl LoadGen {
             board,
             plans: Vec::new(),
             died: Vec::new(),
+            closing_told: AtomicBool::new(false),
         };
         for p in plans.iter_mut() {
             p.shm_fd = lg.board.shm_fd();
@@ -79,8 +93,12 @@ impl LoadGen {
             if ready == n {
                 return Ok(lg);
             }
-            if let Some((i, st)) = lg.reap().into_iter().next() {
-                bail!("load worker {i} exited during start ({st}); its error is above");
+            if let Some(d) = lg.reap().into_iter().next() {
+                bail!(
+                    "load worker {} exited during start ({}); its error is above",
+                    d.index,
+                    d.status
+                );
             }
             if Instant::now() > deadline {
                 bail!(
@@ -109,6 +127,9 @@ impl LoadGen {
     }
 
     pub fn command(&self, cmd: Cmd) {
+        if matches!(cmd, Cmd::Close | Cmd::Exit) {
+            self.closing_told.store(true, Ordering::Relaxed);
+        }
         self.board.set_global(b::G_CMD, cmd as u64);
     }
 
@@ -119,13 +140,21 @@ impl LoadGen {
         self.command(Cmd::Echo);
     }
 
-    /// Processes that exited on their own since the last call.
-    pub fn reap(&mut self) -> Vec<(usize, String)> {
+    /// Processes that exited on their own since the last call. What each held moves from
+    /// `open` to `lost` in the snapshots ([`Board::mark_died`]).
+    pub fn reap(&mut self) -> Vec<Died> {
         let mut out = Vec::new();
         for (i, c) in self.children.iter_mut().enumerate() {
             if let Some(child) = c.as_mut() {
                 if let Ok(Some(st)) = child.try_wait() {
-                    out.push((i, st.to_string()));
+                    let lost = self
+                        .board
+                        .mark_died(i, self.closing_told.load(Ordering::Relaxed));
+                    out.push(Died {
+                        index: i,
+                        status: st.to_string(),
+                        lost,
+                    });
                     *c = None;
                 }
             }

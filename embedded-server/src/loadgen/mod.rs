@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use board::{Cmd, ErrorClass, LoadSnapshot};
 pub use hdrhistogram::Histogram;
-pub use launcher::{LoadGen, LoadResults};
+pub use launcher::{Died, LoadGen, LoadResults};
 
 /// Fds a client process keeps for itself (stdio, epoll, signalfd, memfd, /proc reads).
 pub const FD_MARGIN: u64 = 32;

@@ -1,7 +1,12 @@
 //! Client source addresses: `--source` ranges and lists, the automatic loopback choice
 //! (127.0.0.2 upwards: all of 127.0.0.0/8 is local), and their assignment to processes.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd as _;
+
+use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockProtocol, SockType};
+
+use crate::sys::Errno;
 
 /// Most addresses a `--source` range may expand to (a typo like 127.0.0.2-127.255.0.0 would
 /// otherwise allocate millions).
@@ -72,6 +77,40 @@ pub fn assign(all: &[IpAddr], i: usize, n: usize) -> Vec<IpAddr> {
     }
 }
 
+/// Binds a probe socket to `ip` with port 0 and closes it: `Err(EADDRNOTAVAIL)` when `ip` is not
+/// an address of this host (nor of the network namespace it runs in). IPv4 probes set
+/// IP_BIND_ADDRESS_NO_PORT, so no ephemeral port is taken even for a moment.
+pub fn probe(ip: IpAddr) -> Result<(), Errno> {
+    let family = if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket::socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::Tcp,
+    )?;
+    if ip.is_ipv4() {
+        socket::setsockopt(&fd, sockopt::IpBindAddressNoPort, &true)?;
+    }
+    socket::bind(
+        fd.as_raw_fd(),
+        &socket::SockaddrStorage::from(SocketAddr::new(ip, 0)),
+    )
+}
+
+/// The addresses of `all` a client socket cannot bind, with the error: every one is probed
+/// ([`probe`]) before any load worker starts, so that a typo or an address of another host is
+/// refused up front instead of showing up as EADDRNOTAVAIL on every connect (which reads like
+/// running out of ports).
+pub fn unbindable(all: &[IpAddr]) -> Vec<(IpAddr, Errno)> {
+    all.iter()
+        .filter_map(|ip| probe(*ip).err().map(|e| (*ip, e)))
+        .collect()
+}
+
 /// "127.0.0.2-127.0.0.9" style summary of a list (first-last and count).
 pub fn describe(all: &[IpAddr]) -> String {
     match all {
@@ -121,5 +160,17 @@ mod tests {
         assert_eq!(assign(&one, 2, 3), one);
         assert!(assign(&[], 0, 1).is_empty());
         assert_eq!(describe(&all), "6 addresses, 127.0.0.2 .. 127.0.0.7");
+    }
+
+    #[test]
+    fn probes_tell_local_addresses_from_others() {
+        // All of 127.0.0.0/8 is local (when lo is up, as in the host namespace); 192.0.2.1 is
+        // TEST-NET-1 (RFC 5737), never assigned to a host we test on.
+        assert_eq!(probe("127.0.0.1".parse().unwrap()), Ok(()));
+        assert_eq!(probe("127.0.3.7".parse().unwrap()), Ok(()));
+        let bad: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(probe(bad), Err(Errno::EADDRNOTAVAIL));
+        let v = unbindable(&[loopback(1)[0], bad]);
+        assert_eq!(v, vec![(bad, Errno::EADDRNOTAVAIL)]);
     }
 }
