@@ -916,7 +916,20 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
         what: "kernel memory per connection".into(),
         predicted: bytes(pred.kernel_bytes_per_connection),
         measured: kernel.slab_bytes_per_connection.map_or("n/a".into(), |v| {
-            format!("{} (Slab)", bytes(v.max(0.0) as u64))
+            let proc_inodes = kernel
+                .slab_breakdown
+                .iter()
+                .find(|g| g.cache == report::PROC_INODE_CACHE)
+                .map_or(0.0, |g| g.bytes_per_connection);
+            if proc_inodes >= 100.0 {
+                format!(
+                    "{} (Slab), {} of it /proc inodes (see proc_inode_cache above)",
+                    bytes(v.max(0.0) as u64),
+                    bytes(proc_inodes as u64)
+                )
+            } else {
+                format!("{} (Slab)", bytes(v.max(0.0) as u64))
+            }
         }),
     });
     // The server workers' own cap (fd cap less the accept-queue reserve), not the host's

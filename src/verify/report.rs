@@ -63,6 +63,24 @@ pub struct UserMemory {
     pub marginal_bytes_per_connection: Option<f64>,
 }
 
+/// The slab cache of /proc inodes. It grows by one inode per open descriptor when a process
+/// lists /proc/PID/fd of the workers (a monitoring agent; tune itself does so only before
+/// connections open), so its growth is that process's cost, not the sockets'.
+pub const PROC_INODE_CACHE: &str = "proc_inode_cache";
+/// Said after a proc_inode_cache line that grew with the connections.
+const PROC_INODE_NOTE: &str =
+    "  (a process here lists the workers' /proc/PID/fd: not a socket cost)";
+
+/// What to say after a slab cache's line: only proc_inode_cache, when it grew with the
+/// connections (100 B or more per connection), gets a note.
+fn slab_note(cache: &str, bytes_per_connection: f64) -> &'static str {
+    if cache == PROC_INODE_CACHE && bytes_per_connection >= 100.0 {
+        PROC_INODE_NOTE
+    } else {
+        ""
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelMemory {
     pub slab_delta_bytes: i64,
@@ -320,12 +338,13 @@ impl Report {
         for g in &k.slab_breakdown {
             let _ = writeln!(
                 o,
-                "{:<22}   {:<20} +{:>10} objects {:>10} {:>8.0} B/conn",
+                "{:<22}   {:<20} +{:>10} objects {:>10} {:>8.0} B/conn{}",
                 "",
                 g.cache,
                 group(g.objects),
                 bytes(g.bytes),
-                g.bytes_per_connection
+                g.bytes_per_connection,
+                slab_note(&g.cache, g.bytes_per_connection)
             );
         }
         let _ = writeln!(
@@ -447,6 +466,13 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_inodes_that_grew_with_the_run_are_said_not_to_be_socket_cost() {
+        assert_eq!(slab_note("proc_inode_cache", 1394.0), PROC_INODE_NOTE);
+        assert_eq!(slab_note("proc_inode_cache", 12.0), "");
+        assert_eq!(slab_note("TCP", 5042.0), "");
+    }
 
     #[test]
     fn no_note_when_the_sockets_match_the_run() {
