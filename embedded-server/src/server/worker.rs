@@ -282,6 +282,12 @@ impl Worker {
                 }
             };
             self.adopt(fd);
+            // A websocket client speaks first, and its request has usually arrived by the time
+            // the connection is accepted (strace of a 20k verify: 100 of 20,000 such reads
+            // found nothing): read it now rather than after another epoll_wait.
+            if self.slots.get(fd as usize).map(|s| s.state) == Some(State::Handshake) {
+                self.on_readable(fd);
+            }
         }
     }
 
