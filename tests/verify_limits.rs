@@ -1,5 +1,5 @@
-//! Induced limits, each named by the diagnosis: the server's RLIMIT_NOFILE lowered (lowering
-//! needs no privilege), a narrow port range with one source address inside a fresh network
+//! Induced limits, each named by the diagnosis: the server's or the clients' RLIMIT_NOFILE
+//! lowered (lowering needs no privilege), a narrow port range with one source address inside a fresh network
 //! namespace, and a memory floor the run cannot keep. Each run must exit 1 with the limit,
 //! its value and a fix.
 
@@ -85,6 +85,39 @@ fn server_fd_cap_is_named_rlimit_nofile_on_the_server_side() {
     assert!(
         held + 128 >= per_worker && held <= per_worker + 128,
         "{row:#}"
+    );
+    no_workers_left_of(env!("CARGO_BIN_EXE_tune"));
+}
+
+#[test]
+fn client_fd_cap_is_named_rlimit_nofile_on_the_client_side() {
+    // 1500 fds per process again, but four server workers (~1,500 connections between them)
+    // and a single client process asked to hold 3,000: the clients hit the cap first.
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg("--nofile=1500:1500")
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_tune"))
+        .args(verify_args("3000"))
+        .args(["--workers", "4", "--backlog", "128", "--processes", "1"]);
+    let (code, j, stderr) = run(cmd);
+    check_schema(&j);
+    assert_eq!(code, 1, "{j:#}\n{stderr}");
+    let d = &j["diagnosis"];
+    assert_eq!(d["limit"], "rlimit_nofile", "{d:#}");
+    assert_eq!(d["side"], "client", "{d:#}");
+    assert!(
+        d["value"]
+            .as_str()
+            .unwrap()
+            .contains("RLIMIT_NOFILE 1,500 per client process"),
+        "{d:#}"
+    );
+    assert!(d["evidence"].as_str().unwrap().contains("emfile"), "{d:#}");
+    let reached = j["reached"].as_u64().unwrap();
+    assert!((1000..1500).contains(&reached), "reached {reached}");
+    assert!(
+        d["fix"][0].as_str().unwrap().contains("--processes 3"),
+        "{d:#}"
     );
     no_workers_left_of(env!("CARGO_BIN_EXE_tune"));
 }
