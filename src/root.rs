@@ -273,6 +273,34 @@ impl Root {
         }
     }
 
+    /// The modification time of a regular file to the nanosecond, as (seconds, nanoseconds) since
+    /// the epoch; `None` when the path is absent or not a regular file (a final symlink is not followed).
+    pub fn mtime(&self, rel: &str) -> Result<Option<(i64, u32)>, RootError> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.path(rel);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_file() => Ok(Some((m.mtime(), m.mtime_nsec() as u32))),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(RootError::from_io(path, e)),
+        }
+    }
+
+    /// Sets the modification time of a regular file (the access time is left alone).
+    pub fn set_mtime(&self, rel: &str, (sec, nsec): (i64, u32)) -> Result<(), RootError> {
+        use std::time::{Duration, UNIX_EPOCH};
+        let path = self.path(rel);
+        let t = if sec >= 0 {
+            UNIX_EPOCH + Duration::new(sec.unsigned_abs(), nsec)
+        } else {
+            UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs()) + Duration::from_nanos(nsec.into())
+        };
+        // Read-only open: futimens needs ownership (or CAP_FOWNER), not write access.
+        fs::File::open(&path)
+            .and_then(|f| f.set_times(fs::FileTimes::new().set_modified(t)))
+            .map_err(|e| RootError::from_io(path, e))
+    }
+
     fn remove_if_symlink(&self, rel: &str) -> Result<(), RootError> {
         let path = self.path(rel);
         match fs::symlink_metadata(&path) {

@@ -122,7 +122,9 @@ fn persist_then_rollback_leaves_the_tree_byte_identical() {
     let (o, e) = text(&out);
     assert!(out.status.success(), "{o}{e}");
     assert!(
-        o.contains("90-tune.conf: restored the previous file (41 bytes, mode 600)"),
+        o.contains(
+            "90-tune.conf: restored the previous file (41 bytes, mode 600, modification time)"
+        ),
         "{o}"
     );
     assert!(
@@ -376,4 +378,94 @@ fn on_a_terminal_apply_asks_first() {
     let (o, ok) = with_terminal(r, &p, "y\n");
     assert!(ok && o.contains("Applied"), "{o}");
     assert_eq!(read(r, "proc/sys/net/core/somaxconn"), "65535");
+}
+
+/// (seconds, nanoseconds) of a file's modification time.
+fn mtime(p: &Path) -> (i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(p).unwrap();
+    (m.mtime(), m.mtime_nsec())
+}
+
+fn set_mtime(p: &Path, t: std::time::SystemTime) {
+    std::fs::File::open(p)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(t))
+        .unwrap();
+}
+
+#[test]
+fn rollback_puts_back_content_mode_and_modification_time() {
+    use std::time::{Duration, UNIX_EPOCH};
+    let dir = fake_root();
+    let r = dir.path();
+    // Two admin files in tune's way: one last changed in 2001 (to the nanosecond), one dated
+    // before 1970 (a negative time, as a restored backup may carry).
+    let sysctl = r.join("etc/sysctl.d/90-tune.conf");
+    std::fs::write(&sysctl, "# an admin's own file\nvm.swappiness = 10\n").unwrap();
+    std::fs::set_permissions(&sysctl, std::fs::Permissions::from_mode(0o640)).unwrap();
+    set_mtime(
+        &sysctl,
+        UNIX_EPOCH + Duration::new(981_173_106, 123_456_789),
+    );
+    let limits = r.join("etc/security/limits.d/90-tune.conf");
+    std::fs::write(&limits, "@audio - rtprio 95\n").unwrap();
+    set_mtime(
+        &limits,
+        UNIX_EPOCH - Duration::new(86_400 * 400, 0) + Duration::new(0, 7),
+    );
+    let before = fingerprint(r);
+    let times = [mtime(&sysctl), mtime(&limits)];
+    assert_eq!(times, [(981_173_106, 123_456_789), (-86_400 * 400, 7)]);
+
+    let out = apply(r, &fixture("1m-like.toml"), &["--persist"]);
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{o}{e}");
+    // Apply replaced both files: new content, new times.
+    assert!(std::fs::read_to_string(&sysctl)
+        .unwrap()
+        .contains("fs.file-max = 4000000"));
+    assert_ne!(mtime(&sysctl), times[0]);
+    assert_ne!(mtime(&limits), times[1]);
+    let record = std::fs::read_to_string(r.join("var/lib/tune/tx-000001.json")).unwrap();
+    assert!(
+        record.contains("\"sec\": 981173106") && record.contains("\"nsec\": 123456789"),
+        "{record}"
+    );
+
+    let out = rollback(r, &[]);
+    let (o, e) = text(&out);
+    assert!(out.status.success(), "{o}{e}");
+    assert!(
+        o.contains(
+            "90-tune.conf: restored the previous file (41 bytes, mode 640, modification time)"
+        ),
+        "{o}"
+    );
+    // Content and mode (the fingerprint) and the time to the nanosecond are as before.
+    let d: Vec<String> = diff(&before, &fingerprint(r))
+        .into_iter()
+        .filter(|d| !d.contains("var"))
+        .collect();
+    assert!(d.is_empty(), "{d:#?}\n{o}");
+    assert_eq!([mtime(&sysctl), mtime(&limits)], times, "{o}");
+    // Files apply created are still removed.
+    assert!(!r.join("etc/modprobe.d").exists(), "{o}");
+    assert!(!r.join("etc/systemd/system.conf.d").exists(), "{o}");
+
+    // Apply again, then someone copies the old sysctl file back by hand: the content and mode
+    // match the record but the time does not, and rollback still puts the time back.
+    let out = apply(r, &fixture("1m-like.toml"), &["--persist"]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    std::fs::write(&sysctl, "# an admin's own file\nvm.swappiness = 10\n").unwrap();
+    std::fs::set_permissions(&sysctl, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert_ne!(mtime(&sysctl), times[0]);
+    let out = rollback(r, &[]);
+    let (o, e) = text(&out);
+    assert!(out.status.success(), "{o}{e}");
+    assert!(
+        o.contains("sysctl.d/90-tune.conf: already as before; put back its modification time"),
+        "{o}"
+    );
+    assert_eq!([mtime(&sysctl), mtime(&limits)], times, "{o}");
 }

@@ -379,8 +379,7 @@ fn record_changes(
         for dir in state::missing_dirs(root, parent) {
             changes.push(Change::Dir { path: dir });
         }
-        let snap = root.snapshot(&w.rel)?;
-        let before = Before::from_state(&snap)
+        let before = Before::capture(root, &w.rel)
             .with_context(|| format!("{}", root.path(&w.rel).display()))?;
         changes.push(Change::File {
             path: w.rel.clone(),

@@ -67,8 +67,22 @@ pub fn restore_change(root: &Root, c: &Change) -> Result<String, String> {
                 .to_state()
                 .map_err(|e| format!("{full}: record: {e}"))?;
             let now = root.snapshot(path).map_err(|e| e.to_string())?;
+            // The modification time goes back too (records from before it was kept have none).
+            let put_back_time = |what: &str| -> Result<String, String> {
+                let Some(t) = before.mtime() else {
+                    return Ok(String::new());
+                };
+                let current = root.mtime(path).map_err(|e| e.to_string())?;
+                if current == Some((t.sec, t.nsec)) {
+                    return Ok(String::new());
+                }
+                root.set_mtime(path, (t.sec, t.nsec))
+                    .map_err(|e| format!("putting back the modification time of {e}"))?;
+                Ok(what.to_string())
+            };
             if now == want {
-                return Ok(format!("{full}: already as before"));
+                let time = put_back_time("; put back its modification time")?;
+                return Ok(format!("{full}: already as before{time}"));
             }
             let edited = match &now {
                 FileState::Regular { bytes, .. } => state::hex(bytes) != *after_hex,
@@ -77,6 +91,10 @@ pub fn restore_change(root: &Root, c: &Change) -> Result<String, String> {
             };
             root.restore(path, &want)
                 .map_err(|e| format!("putting back {e}"))?;
+            let time = match want {
+                FileState::Regular { .. } => put_back_time(", modification time")?,
+                _ => String::new(),
+            };
             let note = if edited {
                 " (it had been edited since tune wrote it; that version is replaced)"
             } else {
@@ -85,7 +103,7 @@ pub fn restore_change(root: &Root, c: &Change) -> Result<String, String> {
             Ok(match want {
                 FileState::Absent => format!("{full}: removed (tune created it){note}"),
                 FileState::Regular { mode, bytes, .. } => format!(
-                    "{full}: restored the previous file ({} bytes, mode {mode:o}){note}",
+                    "{full}: restored the previous file ({} bytes, mode {mode:o}{time}){note}",
                     bytes.len()
                 ),
                 FileState::Symlink { target } => {
