@@ -295,8 +295,13 @@ impl Root {
         } else {
             UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs()) + Duration::from_nanos(nsec.into())
         };
-        // Read-only open: futimens needs ownership (or CAP_FOWNER), not write access.
+        // futimens needs ownership (or CAP_FOWNER), not write access: open for reading, and for
+        // writing only when the mode gives its owner no read bit.
         fs::File::open(&path)
+            .or_else(|e| match e.kind() {
+                io::ErrorKind::PermissionDenied => fs::OpenOptions::new().write(true).open(&path),
+                _ => Err(e),
+            })
             .and_then(|f| f.set_times(fs::FileTimes::new().set_modified(t)))
             .map_err(|e| RootError::from_io(path, e))
     }
@@ -407,6 +412,22 @@ mod tests {
             .unwrap();
         assert_eq!(root.read("etc/sysctl.d/90-tune.conf").unwrap(), "a = 2\n");
         assert_eq!(root.list_dir("etc/sysctl.d").unwrap(), vec!["90-tune.conf"]);
+    }
+
+    #[test]
+    fn modification_times_to_the_nanosecond() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        assert_eq!(root.mtime("etc/a.conf").unwrap(), None);
+        root.write_atomic("etc/a.conf", b"x\n", 0o600).unwrap();
+        for t in [(981_173_106, 123_456_789), (-34_560_000, 1), (0, 0)] {
+            root.set_mtime("etc/a.conf", t).unwrap();
+            assert_eq!(root.mtime("etc/a.conf").unwrap(), Some(t));
+        }
+        // A directory or a symlink has no recorded time here.
+        assert_eq!(root.mtime("etc").unwrap(), None);
+        let err = root.set_mtime("etc/none.conf", (1, 0)).unwrap_err();
+        assert!(err.to_string().contains("etc/none.conf"), "{err}");
     }
 
     #[test]
