@@ -175,6 +175,11 @@ fn a_failure_part_way_through_run_time_writes_restores_everything() {
 fn a_failure_while_writing_boot_files_restores_values_and_files() {
     let dir = fake_root();
     let r = dir.path();
+    // An admin's sysctl file in the way, last changed in 2001: replaced, then put back with its time.
+    let sysctl = r.join("etc/sysctl.d/90-tune.conf");
+    std::fs::write(&sysctl, "vm.swappiness = 10\n").unwrap();
+    let old = std::time::UNIX_EPOCH + std::time::Duration::new(981_173_106, 5);
+    set_mtime(&sysctl, old);
     let before = fingerprint(r);
     // sysctl.d and modprobe.d are written, then limits.d refuses the new file.
     let guard = Immutable::set(&r.join("etc/security/limits.d"));
@@ -189,6 +194,7 @@ fn a_failure_while_writing_boot_files_restores_values_and_files() {
     assert!(e.contains("limits.d"), "{e}");
     let d = diff(&before, &fingerprint(r));
     assert!(d.is_empty(), "fake root changed: {d:#?}\n{o}\n{e}");
+    assert_eq!(mtime(&sysctl), (981_173_106, 5), "{o}\n{e}");
 }
 
 #[test]
