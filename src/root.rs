@@ -273,20 +273,21 @@ impl Root {
         }
     }
 
-    /// The modification time of a regular file to the nanosecond, as (seconds, nanoseconds) since
-    /// the epoch; `None` when the path is absent or not a regular file (a final symlink is not followed).
+    /// The modification time of a regular file or directory to the nanosecond, as (seconds,
+    /// nanoseconds) since the epoch; `None` when the path is absent or something else (a final
+    /// symlink is not followed).
     pub fn mtime(&self, rel: &str) -> Result<Option<(i64, u32)>, RootError> {
         use std::os::unix::fs::MetadataExt;
         let path = self.path(rel);
         match fs::symlink_metadata(&path) {
-            Ok(m) if m.file_type().is_file() => Ok(Some((m.mtime(), m.mtime_nsec() as u32))),
+            Ok(m) if m.is_file() || m.is_dir() => Ok(Some((m.mtime(), m.mtime_nsec() as u32))),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(RootError::from_io(path, e)),
         }
     }
 
-    /// Sets the modification time of a regular file (the access time is left alone).
+    /// Sets the modification time of a regular file or directory (the access time is left alone).
     pub fn set_mtime(&self, rel: &str, (sec, nsec): (i64, u32)) -> Result<(), RootError> {
         use std::time::{Duration, UNIX_EPOCH};
         let path = self.path(rel);
@@ -424,8 +425,11 @@ mod tests {
             root.set_mtime("etc/a.conf", t).unwrap();
             assert_eq!(root.mtime("etc/a.conf").unwrap(), Some(t));
         }
-        // A directory or a symlink has no recorded time here.
-        assert_eq!(root.mtime("etc").unwrap(), None);
+        // Directories too; a symlink has none here.
+        root.set_mtime("etc", (1_000_000_000, 42)).unwrap();
+        assert_eq!(root.mtime("etc").unwrap(), Some((1_000_000_000, 42)));
+        std::os::unix::fs::symlink("a.conf", dir.path().join("etc/l")).unwrap();
+        assert_eq!(root.mtime("etc/l").unwrap(), None);
         let err = root.set_mtime("etc/none.conf", (1, 0)).unwrap_err();
         assert!(err.to_string().contains("etc/none.conf"), "{err}");
     }

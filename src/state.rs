@@ -162,9 +162,30 @@ pub enum Change {
         path: String,
         before: Before,
         after_hex: String,
+        /// The modification time of the directory holding it, when that existed: replacing or
+        /// removing the file changes it, so rollback sets it back. (Absent in older records.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent_mtime: Option<Mtime>,
     },
     /// A directory tune created for a file; removed on rollback when empty.
-    Dir { path: String },
+    Dir {
+        path: String,
+        /// The modification time of the directory holding it, when that existed. (Absent in older records.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent_mtime: Option<Mtime>,
+    },
+}
+
+/// The modification time of the directory holding `rel`, if that directory exists.
+pub fn parent_mtime(root: &Root, rel: &str) -> anyhow::Result<Option<Mtime>> {
+    let parent = rel
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .map_or("", |(p, _)| p);
+    if parent.is_empty() {
+        return Ok(None);
+    }
+    Ok(root.mtime(parent)?.map(|(sec, nsec)| Mtime { sec, nsec }))
 }
 
 /// One apply.
@@ -570,6 +591,7 @@ mod tests {
                 path: "etc/sysctl.d/90-tune.conf".into(),
                 before: Before::Absent,
                 after_hex: hex(b"x"),
+                parent_mtime: None,
             },
         ];
         r
@@ -597,13 +619,25 @@ mod tests {
         // A file change as the first session's tune wrote it (no mtime field).
         let old = r#"{"format":"tune-apply-record","version":1,"id":3,"created_unix":1795750682,
             "profile":"1m","profile_source":"shipped","root":"/","status":"applied",
-            "changes":[{"kind":"file","path":"etc/sysctl.d/90-tune.conf",
+            "changes":[{"kind":"dir","path":"etc/modprobe.d"},{"kind":"file","path":"etc/sysctl.d/90-tune.conf",
             "before":{"type":"regular","mode":384,"uid":0,"gid":0,"hex":"610a"},"after_hex":"620a"}]}"#;
         let r = parse_record(old).unwrap();
-        let Change::File { before, .. } = &r.changes[0] else {
+        let Change::File {
+            before,
+            parent_mtime: None,
+            ..
+        } = &r.changes[1]
+        else {
             panic!("{r:?}")
         };
         assert_eq!(before.mtime(), None);
+        assert!(matches!(
+            &r.changes[0],
+            Change::Dir {
+                parent_mtime: None,
+                ..
+            }
+        ));
         assert_eq!(
             before.to_state().unwrap(),
             FileState::Regular {

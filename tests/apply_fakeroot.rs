@@ -313,11 +313,13 @@ fn an_interrupted_apply_is_rolled_back_from_its_record() {
         },
         Change::Dir {
             path: "etc/modprobe.d".into(),
+            parent_mtime: None,
         },
         Change::File {
             path: "etc/modprobe.d/90-tune.conf".into(),
             before: Before::Absent,
             after_hex: hex(b"options nf_conntrack hashsize=1\n"),
+            parent_mtime: None,
         },
     ];
     store.save(&rec).unwrap();
@@ -401,7 +403,7 @@ fn set_mtime(p: &Path, t: std::time::SystemTime) {
 }
 
 #[test]
-fn rollback_puts_back_content_mode_and_modification_time() {
+fn rollback_puts_back_content_mode_and_modification_times() {
     use std::time::{Duration, UNIX_EPOCH};
     let dir = fake_root();
     let r = dir.path();
@@ -420,6 +422,18 @@ fn rollback_puts_back_content_mode_and_modification_time() {
         &limits,
         UNIX_EPOCH - Duration::new(86_400 * 400, 0) + Duration::new(0, 7),
     );
+    // The directories apply writes into or creates entries in, dated too.
+    let dirs = [
+        "etc",
+        "etc/sysctl.d",
+        "etc/security/limits.d",
+        "etc/systemd",
+    ]
+    .map(|d| r.join(d));
+    for (i, d) in dirs.iter().enumerate() {
+        set_mtime(d, UNIX_EPOCH + Duration::new(1_000_000_000 + i as u64, 999));
+    }
+    let dir_times = dirs.each_ref().map(|d| mtime(d));
     let before = fingerprint(r);
     let times = [mtime(&sysctl), mtime(&limits)];
     assert_eq!(times, [(981_173_106, 123_456_789), (-86_400 * 400, 7)]);
@@ -433,6 +447,10 @@ fn rollback_puts_back_content_mode_and_modification_time() {
         .contains("fs.file-max = 4000000"));
     assert_ne!(mtime(&sysctl), times[0]);
     assert_ne!(mtime(&limits), times[1]);
+    // Replacing a file and creating modprobe.d and system.conf.d moved every directory's time.
+    for (d, t) in dirs.iter().zip(dir_times) {
+        assert_ne!(mtime(d), t, "{}", d.display());
+    }
     let record = std::fs::read_to_string(r.join("var/lib/tune/tx-000001.json")).unwrap();
     assert!(
         record.contains("\"sec\": 981173106") && record.contains("\"nsec\": 123456789"),
@@ -455,6 +473,7 @@ fn rollback_puts_back_content_mode_and_modification_time() {
         .collect();
     assert!(d.is_empty(), "{d:#?}\n{o}");
     assert_eq!([mtime(&sysctl), mtime(&limits)], times, "{o}");
+    assert_eq!(dirs.each_ref().map(|d| mtime(d)), dir_times, "{o}");
     // Files apply created are still removed.
     assert!(!r.join("etc/modprobe.d").exists(), "{o}");
     assert!(!r.join("etc/systemd/system.conf.d").exists(), "{o}");
@@ -474,4 +493,5 @@ fn rollback_puts_back_content_mode_and_modification_time() {
         "{o}"
     );
     assert_eq!([mtime(&sysctl), mtime(&limits)], times, "{o}");
+    assert_eq!(dirs.each_ref().map(|d| mtime(d)), dir_times, "{o}");
 }

@@ -61,6 +61,7 @@ pub fn restore_change(root: &Root, c: &Change) -> Result<String, String> {
             path,
             before,
             after_hex,
+            parent_mtime,
         } => {
             let full = root.path(path).display().to_string();
             let want = before
@@ -82,6 +83,7 @@ pub fn restore_change(root: &Root, c: &Change) -> Result<String, String> {
             };
             if now == want {
                 let time = put_back_time("; put back its modification time")?;
+                put_back_parent_time(root, path, *parent_mtime)?;
                 return Ok(format!("{full}: already as before{time}"));
             }
             let edited = match &now {
@@ -95,6 +97,7 @@ pub fn restore_change(root: &Root, c: &Change) -> Result<String, String> {
                 FileState::Regular { .. } => put_back_time(", modification time")?,
                 _ => String::new(),
             };
+            put_back_parent_time(root, path, *parent_mtime)?;
             let note = if edited {
                 " (it had been edited since tune wrote it; that version is replaced)"
             } else {
@@ -112,10 +115,13 @@ pub fn restore_change(root: &Root, c: &Change) -> Result<String, String> {
                 FileState::Other { .. } => full,
             })
         }
-        Change::Dir { path } => {
+        Change::Dir { path, parent_mtime } => {
             let full = root.path(path).display().to_string();
             match root.remove_empty_dir(path) {
-                Ok(true) => Ok(format!("{full}/: removed (tune created it)")),
+                Ok(true) => {
+                    put_back_parent_time(root, path, *parent_mtime)?;
+                    Ok(format!("{full}/: removed (tune created it)"))
+                }
                 Ok(false) if root.exists(path) => Ok(format!(
                     "{full}/: left in place (tune created it, but it now holds other files)"
                 )),
@@ -124,6 +130,20 @@ pub fn restore_change(root: &Root, c: &Change) -> Result<String, String> {
             }
         }
     }
+}
+
+/// Sets the directory holding `rel` back to the modification time recorded before the apply
+/// (writing, replacing or removing an entry moves it). Changes are put back last first, so a
+/// directory touched by several changes ends at the time recorded before any of them.
+fn put_back_parent_time(root: &Root, rel: &str, t: Option<state::Mtime>) -> Result<(), String> {
+    let (Some(t), Some((parent, _))) = (t, rel.trim_end_matches('/').rsplit_once('/')) else {
+        return Ok(());
+    };
+    if root.mtime(parent).map_err(|e| e.to_string())? == Some((t.sec, t.nsec)) {
+        return Ok(());
+    }
+    root.set_mtime(parent, (t.sec, t.nsec))
+        .map_err(|e| format!("putting back the modification time of directory {e}"))
 }
 
 /// Puts back a list of changes, last first; one result per change.
