@@ -113,6 +113,16 @@ impl Domain {
         }
     }
 
+    fn kind(&self) -> &'static str {
+        match self {
+            Domain::User(_) => "user",
+            Domain::UidRange(_) => "uid range",
+            Domain::Group(_) => "group",
+            Domain::GidRange(_) => "gid range",
+            Domain::Wildcard => "`*`",
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Domain::User(u) => format!("user {u}"),
@@ -215,6 +225,8 @@ struct Source<'a> {
     line: usize,
     value: Nofile,
     rank: u8,
+    /// What kind of line: "user", "uid range", "group", "gid range" or "`*`".
+    kind: &'static str,
     own: bool,
 }
 
@@ -239,6 +251,7 @@ fn effective<'a>(
                         line: e.line,
                         value: e.value,
                         rank,
+                        kind: e.domain.kind(),
                         own: own(&e.domain),
                     });
                 }
@@ -336,7 +349,7 @@ pub fn warnings(files: &[ConfFile], ours: &str, show: &dyn Fn(&str) -> String) -
                 format!(
                     "a {} line outranks tune's `*` line whatever the file order (limits.conf(5): \
                      individual limits have priority over group limits)",
-                    if g.rank == 0 { "user" } else { "group" }
+                    g.kind
                 )
             } else if read_after(g.file) {
                 format!(
@@ -570,11 +583,15 @@ mod tests {
             f(OURS, TUNE),
             f(
                 "etc/security/limits.d/95-web.conf",
-                "@www-data soft nofile 8192\n@www-data hard nofile 2000000\n",
+                "@www-data soft nofile 8192\n@www-data hard nofile 2000000\n1000:1999 hard nofile 9000\n",
             ),
         ];
         let w = warn(&files);
-        assert_eq!(w.len(), 2, "{w:#?}");
+        assert_eq!(w.len(), 3, "{w:#?}");
+        assert!(
+            w[2].starts_with("nofile (hard) for uids 1000:1999: /etc/security/limits.d/95-web.conf:3 sets 9000; a uid range line outranks"),
+            "{w:#?}"
+        );
         assert!(
             w[0].starts_with("nofile (hard) for user alice: /etc/security/limits.conf:1 sets 4096; a user line outranks tune's `*` line"),
             "{w:#?}"
