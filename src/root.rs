@@ -273,6 +273,40 @@ impl Root {
         }
     }
 
+    /// The modification time of a regular file or directory to the nanosecond, as (seconds,
+    /// nanoseconds) since the epoch; `None` when the path is absent or something else (a final
+    /// symlink is not followed).
+    pub fn mtime(&self, rel: &str) -> Result<Option<(i64, u32)>, RootError> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.path(rel);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() || m.is_dir() => Ok(Some((m.mtime(), m.mtime_nsec() as u32))),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(RootError::from_io(path, e)),
+        }
+    }
+
+    /// Sets the modification time of a regular file or directory (the access time is left alone).
+    pub fn set_mtime(&self, rel: &str, (sec, nsec): (i64, u32)) -> Result<(), RootError> {
+        use std::time::{Duration, UNIX_EPOCH};
+        let path = self.path(rel);
+        let t = if sec >= 0 {
+            UNIX_EPOCH + Duration::new(sec.unsigned_abs(), nsec)
+        } else {
+            UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs()) + Duration::from_nanos(nsec.into())
+        };
+        // futimens needs ownership (or CAP_FOWNER), not write access: open for reading, and for
+        // writing only when the mode gives its owner no read bit.
+        fs::File::open(&path)
+            .or_else(|e| match e.kind() {
+                io::ErrorKind::PermissionDenied => fs::OpenOptions::new().write(true).open(&path),
+                _ => Err(e),
+            })
+            .and_then(|f| f.set_times(fs::FileTimes::new().set_modified(t)))
+            .map_err(|e| RootError::from_io(path, e))
+    }
+
     fn remove_if_symlink(&self, rel: &str) -> Result<(), RootError> {
         let path = self.path(rel);
         match fs::symlink_metadata(&path) {
@@ -379,6 +413,25 @@ mod tests {
             .unwrap();
         assert_eq!(root.read("etc/sysctl.d/90-tune.conf").unwrap(), "a = 2\n");
         assert_eq!(root.list_dir("etc/sysctl.d").unwrap(), vec!["90-tune.conf"]);
+    }
+
+    #[test]
+    fn modification_times_to_the_nanosecond() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        assert_eq!(root.mtime("etc/a.conf").unwrap(), None);
+        root.write_atomic("etc/a.conf", b"x\n", 0o600).unwrap();
+        for t in [(981_173_106, 123_456_789), (-34_560_000, 1), (0, 0)] {
+            root.set_mtime("etc/a.conf", t).unwrap();
+            assert_eq!(root.mtime("etc/a.conf").unwrap(), Some(t));
+        }
+        // Directories too; a symlink has none here.
+        root.set_mtime("etc", (1_000_000_000, 42)).unwrap();
+        assert_eq!(root.mtime("etc").unwrap(), Some((1_000_000_000, 42)));
+        std::os::unix::fs::symlink("a.conf", dir.path().join("etc/l")).unwrap();
+        assert_eq!(root.mtime("etc/l").unwrap(), None);
+        let err = root.set_mtime("etc/none.conf", (1, 0)).unwrap_err();
+        assert!(err.to_string().contains("etc/none.conf"), "{err}");
     }
 
     #[test]

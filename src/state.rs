@@ -42,6 +42,14 @@ impl Status {
     }
 }
 
+/// A file's modification time to the nanosecond: seconds since the epoch (negative before 1970)
+/// and nanoseconds within that second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mtime {
+    pub sec: i64,
+    pub nsec: u32,
+}
+
 /// What a file held before, as stored in the record (bytes as hex, so restoring is exact).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -52,6 +60,11 @@ pub enum Before {
         uid: u32,
         gid: u32,
         hex: String,
+        /// Recorded since the second session; records written before it have none, and rollback
+        /// then leaves the time as the restore makes it (the record format stays version 1: an
+        /// older tune ignores the field, a newer one reads records without it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtime: Option<Mtime>,
     },
     Symlink {
         target: String,
@@ -59,6 +72,26 @@ pub enum Before {
 }
 
 impl Before {
+    /// What `rel` holds now under `root`, with the modification time of a regular file, so
+    /// rollback can put back content, mode, owner and time.
+    pub fn capture(root: &Root, rel: &str) -> anyhow::Result<Before> {
+        let snap = root.snapshot(rel)?;
+        let mut before = Before::from_state(&snap)?;
+        if let Before::Regular { mtime, .. } = &mut before {
+            *mtime = root.mtime(rel)?.map(|(sec, nsec)| Mtime { sec, nsec });
+        }
+        Ok(before)
+    }
+
+    /// The recorded modification time (regular files recorded by this tune or later).
+    pub fn mtime(&self) -> Option<Mtime> {
+        match self {
+            Before::Regular { mtime, .. } => *mtime,
+            _ => None,
+        }
+    }
+
+    /// The file state without its time (see [`Before::capture`] for a capture with it).
     pub fn from_state(s: &FileState) -> anyhow::Result<Before> {
         Ok(match s {
             FileState::Absent => Before::Absent,
@@ -72,6 +105,7 @@ impl Before {
                 uid: *uid,
                 gid: *gid,
                 hex: hex(bytes),
+                mtime: None,
             },
             FileState::Symlink { target } => Before::Symlink {
                 target: target.to_string_lossy().into_owned(),
@@ -90,6 +124,7 @@ impl Before {
                 uid,
                 gid,
                 hex,
+                ..
             } => FileState::Regular {
                 mode: *mode,
                 uid: *uid,
@@ -127,9 +162,30 @@ pub enum Change {
         path: String,
         before: Before,
         after_hex: String,
+        /// The modification time of the directory holding it, when that existed: replacing or
+        /// removing the file changes it, so rollback sets it back. (Absent in older records.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent_mtime: Option<Mtime>,
     },
     /// A directory tune created for a file; removed on rollback when empty.
-    Dir { path: String },
+    Dir {
+        path: String,
+        /// The modification time of the directory holding it, when that existed. (Absent in older records.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent_mtime: Option<Mtime>,
+    },
+}
+
+/// The modification time of the directory holding `rel`, if that directory exists.
+pub fn parent_mtime(root: &Root, rel: &str) -> anyhow::Result<Option<Mtime>> {
+    let parent = rel
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .map_or("", |(p, _)| p);
+    if parent.is_empty() {
+        return Ok(None);
+    }
+    Ok(root.mtime(parent)?.map(|(sec, nsec)| Mtime { sec, nsec }))
 }
 
 /// One apply.
@@ -535,6 +591,7 @@ mod tests {
                 path: "etc/sysctl.d/90-tune.conf".into(),
                 before: Before::Absent,
                 after_hex: hex(b"x"),
+                parent_mtime: None,
             },
         ];
         r
@@ -555,6 +612,56 @@ mod tests {
         let e = parse_record(&text[..text.len() / 2]).unwrap_err();
         assert!(format!("{e:#}").contains("not valid JSON"), "{e:#}");
         assert_eq!(unhex(&hex(b"\x00\xffab")).unwrap(), b"\x00\xffab");
+    }
+
+    #[test]
+    fn records_without_a_modification_time_still_read() {
+        // A file change as the first session's tune wrote it (no mtime field).
+        let old = r#"{"format":"tune-apply-record","version":1,"id":3,"created_unix":1795750682,
+            "profile":"1m","profile_source":"shipped","root":"/","status":"applied",
+            "changes":[{"kind":"dir","path":"etc/modprobe.d"},{"kind":"file","path":"etc/sysctl.d/90-tune.conf",
+            "before":{"type":"regular","mode":384,"uid":0,"gid":0,"hex":"610a"},"after_hex":"620a"}]}"#;
+        let r = parse_record(old).unwrap();
+        let Change::File {
+            before,
+            parent_mtime: None,
+            ..
+        } = &r.changes[1]
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(before.mtime(), None);
+        assert!(matches!(
+            &r.changes[0],
+            Change::Dir {
+                parent_mtime: None,
+                ..
+            }
+        ));
+        assert_eq!(
+            before.to_state().unwrap(),
+            FileState::Regular {
+                mode: 0o600,
+                uid: 0,
+                gid: 0,
+                bytes: b"a\n".to_vec()
+            }
+        );
+        // A time is written only when there is one, to the nanosecond, and reads back.
+        let mut with = before.clone();
+        if let Before::Regular { mtime, .. } = &mut with {
+            *mtime = Some(Mtime {
+                sec: -34_560_000,
+                nsec: 999_999_999,
+            });
+        }
+        let text = serde_json::to_string(&with).unwrap();
+        assert!(
+            text.contains(r#""mtime":{"sec":-34560000,"nsec":999999999}"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Before>(&text).unwrap(), with);
+        assert!(!serde_json::to_string(before).unwrap().contains("mtime"));
     }
 
     #[test]

@@ -122,7 +122,9 @@ fn persist_then_rollback_leaves_the_tree_byte_identical() {
     let (o, e) = text(&out);
     assert!(out.status.success(), "{o}{e}");
     assert!(
-        o.contains("90-tune.conf: restored the previous file (41 bytes, mode 600)"),
+        o.contains(
+            "90-tune.conf: restored the previous file (41 bytes, mode 600, modification time)"
+        ),
         "{o}"
     );
     assert!(
@@ -173,6 +175,11 @@ fn a_failure_part_way_through_run_time_writes_restores_everything() {
 fn a_failure_while_writing_boot_files_restores_values_and_files() {
     let dir = fake_root();
     let r = dir.path();
+    // An admin's sysctl file in the way, last changed in 2001: replaced, then put back with its time.
+    let sysctl = r.join("etc/sysctl.d/90-tune.conf");
+    std::fs::write(&sysctl, "vm.swappiness = 10\n").unwrap();
+    let old = std::time::UNIX_EPOCH + std::time::Duration::new(981_173_106, 5);
+    set_mtime(&sysctl, old);
     let before = fingerprint(r);
     // sysctl.d and modprobe.d are written, then limits.d refuses the new file.
     let guard = Immutable::set(&r.join("etc/security/limits.d"));
@@ -187,6 +194,7 @@ fn a_failure_while_writing_boot_files_restores_values_and_files() {
     assert!(e.contains("limits.d"), "{e}");
     let d = diff(&before, &fingerprint(r));
     assert!(d.is_empty(), "fake root changed: {d:#?}\n{o}\n{e}");
+    assert_eq!(mtime(&sysctl), (981_173_106, 5), "{o}\n{e}");
 }
 
 #[test]
@@ -305,11 +313,13 @@ fn an_interrupted_apply_is_rolled_back_from_its_record() {
         },
         Change::Dir {
             path: "etc/modprobe.d".into(),
+            parent_mtime: None,
         },
         Change::File {
             path: "etc/modprobe.d/90-tune.conf".into(),
             before: Before::Absent,
             after_hex: hex(b"options nf_conntrack hashsize=1\n"),
+            parent_mtime: None,
         },
     ];
     store.save(&rec).unwrap();
@@ -376,4 +386,112 @@ fn on_a_terminal_apply_asks_first() {
     let (o, ok) = with_terminal(r, &p, "y\n");
     assert!(ok && o.contains("Applied"), "{o}");
     assert_eq!(read(r, "proc/sys/net/core/somaxconn"), "65535");
+}
+
+/// (seconds, nanoseconds) of a file's modification time.
+fn mtime(p: &Path) -> (i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(p).unwrap();
+    (m.mtime(), m.mtime_nsec())
+}
+
+fn set_mtime(p: &Path, t: std::time::SystemTime) {
+    std::fs::File::open(p)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(t))
+        .unwrap();
+}
+
+#[test]
+fn rollback_puts_back_content_mode_and_modification_times() {
+    use std::time::{Duration, UNIX_EPOCH};
+    let dir = fake_root();
+    let r = dir.path();
+    // Two admin files in tune's way: one last changed in 2001 (to the nanosecond), one dated
+    // before 1970 (a negative time, as a restored backup may carry).
+    let sysctl = r.join("etc/sysctl.d/90-tune.conf");
+    std::fs::write(&sysctl, "# an admin's own file\nvm.swappiness = 10\n").unwrap();
+    std::fs::set_permissions(&sysctl, std::fs::Permissions::from_mode(0o640)).unwrap();
+    set_mtime(
+        &sysctl,
+        UNIX_EPOCH + Duration::new(981_173_106, 123_456_789),
+    );
+    let limits = r.join("etc/security/limits.d/90-tune.conf");
+    std::fs::write(&limits, "@audio - rtprio 95\n").unwrap();
+    set_mtime(
+        &limits,
+        UNIX_EPOCH - Duration::new(86_400 * 400, 0) + Duration::new(0, 7),
+    );
+    // The directories apply writes into or creates entries in, dated too.
+    let dirs = [
+        "etc",
+        "etc/sysctl.d",
+        "etc/security/limits.d",
+        "etc/systemd",
+    ]
+    .map(|d| r.join(d));
+    for (i, d) in dirs.iter().enumerate() {
+        set_mtime(d, UNIX_EPOCH + Duration::new(1_000_000_000 + i as u64, 999));
+    }
+    let dir_times = dirs.each_ref().map(|d| mtime(d));
+    let before = fingerprint(r);
+    let times = [mtime(&sysctl), mtime(&limits)];
+    assert_eq!(times, [(981_173_106, 123_456_789), (-86_400 * 400, 7)]);
+
+    let out = apply(r, &fixture("1m-like.toml"), &["--persist"]);
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{o}{e}");
+    // Apply replaced both files: new content, new times.
+    assert!(std::fs::read_to_string(&sysctl)
+        .unwrap()
+        .contains("fs.file-max = 4000000"));
+    assert_ne!(mtime(&sysctl), times[0]);
+    assert_ne!(mtime(&limits), times[1]);
+    // Replacing a file and creating modprobe.d and system.conf.d moved every directory's time.
+    for (d, t) in dirs.iter().zip(dir_times) {
+        assert_ne!(mtime(d), t, "{}", d.display());
+    }
+    let record = std::fs::read_to_string(r.join("var/lib/tune/tx-000001.json")).unwrap();
+    assert!(
+        record.contains("\"sec\": 981173106") && record.contains("\"nsec\": 123456789"),
+        "{record}"
+    );
+
+    let out = rollback(r, &[]);
+    let (o, e) = text(&out);
+    assert!(out.status.success(), "{o}{e}");
+    assert!(
+        o.contains(
+            "90-tune.conf: restored the previous file (41 bytes, mode 640, modification time)"
+        ),
+        "{o}"
+    );
+    // Content and mode (the fingerprint) and the time to the nanosecond are as before.
+    let d: Vec<String> = diff(&before, &fingerprint(r))
+        .into_iter()
+        .filter(|d| !d.contains("var"))
+        .collect();
+    assert!(d.is_empty(), "{d:#?}\n{o}");
+    assert_eq!([mtime(&sysctl), mtime(&limits)], times, "{o}");
+    assert_eq!(dirs.each_ref().map(|d| mtime(d)), dir_times, "{o}");
+    // Files apply created are still removed.
+    assert!(!r.join("etc/modprobe.d").exists(), "{o}");
+    assert!(!r.join("etc/systemd/system.conf.d").exists(), "{o}");
+
+    // Apply again, then someone copies the old sysctl file back by hand: the content and mode
+    // match the record but the time does not, and rollback still puts the time back.
+    let out = apply(r, &fixture("1m-like.toml"), &["--persist"]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    std::fs::write(&sysctl, "# an admin's own file\nvm.swappiness = 10\n").unwrap();
+    std::fs::set_permissions(&sysctl, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert_ne!(mtime(&sysctl), times[0]);
+    let out = rollback(r, &[]);
+    let (o, e) = text(&out);
+    assert!(out.status.success(), "{o}{e}");
+    assert!(
+        o.contains("sysctl.d/90-tune.conf: already as before; put back its modification time"),
+        "{o}"
+    );
+    assert_eq!([mtime(&sysctl), mtime(&limits)], times, "{o}");
+    assert_eq!(dirs.each_ref().map(|d| mtime(d)), dir_times, "{o}");
 }

@@ -377,15 +377,19 @@ fn record_changes(
     for w in files {
         let parent = w.rel.rsplit_once('/').map_or("", |(p, _)| p);
         for dir in state::missing_dirs(root, parent) {
-            changes.push(Change::Dir { path: dir });
+            let parent_mtime = state::parent_mtime(root, &dir)?;
+            changes.push(Change::Dir {
+                path: dir,
+                parent_mtime,
+            });
         }
-        let snap = root.snapshot(&w.rel)?;
-        let before = Before::from_state(&snap)
+        let before = Before::capture(root, &w.rel)
             .with_context(|| format!("{}", root.path(&w.rel).display()))?;
         changes.push(Change::File {
             path: w.rel.clone(),
             before,
             after_hex: state::hex(w.contents.as_bytes()),
+            parent_mtime: state::parent_mtime(root, &w.rel)?,
         });
     }
     Ok(changes)
@@ -466,7 +470,7 @@ fn do_change(root: &Root, c: &Change) -> Result<String, String> {
                 .map_err(|e| format!("writing {e}"))?;
             Ok(format!("wrote {}", root.path(path).display()))
         }
-        Change::Dir { path } => {
+        Change::Dir { path, .. } => {
             root.create_dir(path)
                 .map_err(|e| format!("creating directory {e}"))?;
             Ok(format!("created directory {}", root.path(path).display()))

@@ -61,14 +61,30 @@ pub fn restore_change(root: &Root, c: &Change) -> Result<String, String> {
             path,
             before,
             after_hex,
+            parent_mtime,
         } => {
             let full = root.path(path).display().to_string();
             let want = before
                 .to_state()
                 .map_err(|e| format!("{full}: record: {e}"))?;
             let now = root.snapshot(path).map_err(|e| e.to_string())?;
+            // The modification time goes back too (records from before it was kept have none).
+            let put_back_time = |what: &str| -> Result<String, String> {
+                let Some(t) = before.mtime() else {
+                    return Ok(String::new());
+                };
+                let current = root.mtime(path).map_err(|e| e.to_string())?;
+                if current == Some((t.sec, t.nsec)) {
+                    return Ok(String::new());
+                }
+                root.set_mtime(path, (t.sec, t.nsec))
+                    .map_err(|e| format!("putting back the modification time of {e}"))?;
+                Ok(what.to_string())
+            };
             if now == want {
-                return Ok(format!("{full}: already as before"));
+                let time = put_back_time("; put back its modification time")?;
+                put_back_parent_time(root, path, *parent_mtime)?;
+                return Ok(format!("{full}: already as before{time}"));
             }
             let edited = match &now {
                 FileState::Regular { bytes, .. } => state::hex(bytes) != *after_hex,
@@ -77,6 +93,11 @@ pub fn restore_change(root: &Root, c: &Change) -> Result<String, String> {
             };
             root.restore(path, &want)
                 .map_err(|e| format!("putting back {e}"))?;
+            let time = match want {
+                FileState::Regular { .. } => put_back_time(", modification time")?,
+                _ => String::new(),
+            };
+            put_back_parent_time(root, path, *parent_mtime)?;
             let note = if edited {
                 " (it had been edited since tune wrote it; that version is replaced)"
             } else {
@@ -85,7 +106,7 @@ pub fn restore_change(root: &Root, c: &Change) -> Result<String, String> {
             Ok(match want {
                 FileState::Absent => format!("{full}: removed (tune created it){note}"),
                 FileState::Regular { mode, bytes, .. } => format!(
-                    "{full}: restored the previous file ({} bytes, mode {mode:o}){note}",
+                    "{full}: restored the previous file ({} bytes, mode {mode:o}{time}){note}",
                     bytes.len()
                 ),
                 FileState::Symlink { target } => {
@@ -94,10 +115,13 @@ pub fn restore_change(root: &Root, c: &Change) -> Result<String, String> {
                 FileState::Other { .. } => full,
             })
         }
-        Change::Dir { path } => {
+        Change::Dir { path, parent_mtime } => {
             let full = root.path(path).display().to_string();
             match root.remove_empty_dir(path) {
-                Ok(true) => Ok(format!("{full}/: removed (tune created it)")),
+                Ok(true) => {
+                    put_back_parent_time(root, path, *parent_mtime)?;
+                    Ok(format!("{full}/: removed (tune created it)"))
+                }
                 Ok(false) if root.exists(path) => Ok(format!(
                     "{full}/: left in place (tune created it, but it now holds other files)"
                 )),
@@ -106,6 +130,20 @@ pub fn restore_change(root: &Root, c: &Change) -> Result<String, String> {
             }
         }
     }
+}
+
+/// Sets the directory holding `rel` back to the modification time recorded before the apply
+/// (writing, replacing or removing an entry moves it). Changes are put back last first, so a
+/// directory touched by several changes ends at the time recorded before any of them.
+fn put_back_parent_time(root: &Root, rel: &str, t: Option<state::Mtime>) -> Result<(), String> {
+    let (Some(t), Some((parent, _))) = (t, rel.trim_end_matches('/').rsplit_once('/')) else {
+        return Ok(());
+    };
+    if root.mtime(parent).map_err(|e| e.to_string())? == Some((t.sec, t.nsec)) {
+        return Ok(());
+    }
+    root.set_mtime(parent, (t.sec, t.nsec))
+        .map_err(|e| format!("putting back the modification time of directory {e}"))
 }
 
 /// Puts back a list of changes, last first; one result per change.

@@ -6,9 +6,11 @@
 //! every service), `/etc/systemd/system/UNIT.d/90-tune.conf` (LimitNOFILE= with
 //! `--service`) and `/etc/modprobe.d/90-tune.conf` (nf_conntrack hashsize).
 //! Every file starts with a header naming the profile and how to undo.
-//! Rendering is pure ([`files`]); [`override_warnings`] reads the boot files through the root.
+//! Rendering is pure ([`files`]); [`override_warnings`] reads the boot files through the root
+//! (sysctl.d and modprobe.d in [`boot`], limits.conf and limits.d in [`limits`]).
 
 pub mod boot;
+pub mod limits;
 
 use crate::knobs::{Persist, Value};
 use crate::plan::Plan;
@@ -266,8 +268,6 @@ fn nofile_files(
     Ok(())
 }
 
-/// Warnings for settings tune writes that another file overrides at boot (a later sysctl.d
-/// name, /etc/sysctl.conf, a later modprobe.d line), naming the file, line and value that win.
 /// The boot-override warnings for the files tune already wrote (for `tune check`): the same
 /// check apply makes before writing, run on what is on disk now.
 pub fn installed_override_warnings(root: &Root) -> anyhow::Result<Vec<String>> {
@@ -275,6 +275,7 @@ pub fn installed_override_warnings(root: &Root) -> anyhow::Result<Vec<String>> {
     for (rel, what) in [
         (SYSCTL_FILE, "sysctl --system"),
         (MODPROBE_FILE, "modprobe"),
+        (LIMITS_FILE, "pam_limits"),
     ] {
         if let Some(bytes) = root.read_bytes_opt(rel)? {
             writes.push(FileWrite {
@@ -288,6 +289,9 @@ pub fn installed_override_warnings(root: &Root) -> anyhow::Result<Vec<String>> {
     override_warnings(root, &writes)
 }
 
+/// Warnings for settings tune writes that another file overrides at boot (a later sysctl.d
+/// name, /etc/sysctl.conf, a later modprobe.d line) or at login (a limits.conf / limits.d line
+/// that wins for a domain tune's limits.d file covers), naming the file, line and value that win.
 pub fn override_warnings(root: &Root, writes: &[FileWrite]) -> anyhow::Result<Vec<String>> {
     let as_conf = |rel: &str| {
         writes
@@ -322,6 +326,13 @@ pub fn override_warnings(root: &Root, writes: &[FileWrite]) -> anyhow::Result<Ve
                 }
             }
         }
+    }
+    // pam_limits: limits.conf, then limits.d in name order; see persist::limits for the rules.
+    if let Some(ours) = as_conf(LIMITS_FILE) {
+        let files = limits::gather(root, Some(&ours))?;
+        out.extend(limits::warnings(&files, LIMITS_FILE, &|r| {
+            root.path(r).display().to_string()
+        }));
     }
     Ok(out)
 }
