@@ -1,7 +1,7 @@
 //! Induced limits, each named by the diagnosis: the server's or the clients' RLIMIT_NOFILE
-//! lowered (lowering needs no privilege), a narrow port range with one source address inside a fresh network
-//! namespace, and a memory floor the run cannot keep. Each run must exit 1 with the limit,
-//! its value and a fix.
+//! lowered (lowering needs no privilege), a tiny accept queue and a narrow port range with one
+//! source address inside a fresh network namespace, and a memory floor the run cannot keep.
+//! Each run must exit 1 with the limit, its value and a fix.
 
 mod verify_support;
 use verify_support::*;
@@ -119,6 +119,44 @@ fn client_fd_cap_is_named_rlimit_nofile_on_the_client_side() {
         d["fix"][0].as_str().unwrap().contains("--processes 3"),
         "{d:#}"
     );
+    no_workers_left_of(env!("CARGO_BIN_EXE_tune"));
+}
+
+#[test]
+fn a_tiny_accept_queue_is_named_listen_backlog() {
+    // A fresh network namespace whose somaxconn and SYN backlog are 4 (no SYN cookies): one
+    // server worker cannot drain its queue as fast as 2 x 1,024 connects arrive, the kernel
+    // drops the handshakes' last ACKs (ListenOverflows/ListenDrops) and the clients wait on
+    // retransmissions. The host's own values are untouched.
+    let script = format!(
+        "ip link set lo up && sysctl -qw net.core.somaxconn=4 net.ipv4.tcp_max_syn_backlog=4 \
+         net.ipv4.tcp_syncookies=0 && exec {} {} --workers 1 --backlog 4 --processes 2",
+        env!("CARGO_BIN_EXE_tune"),
+        verify_args("6000").join(" ")
+    );
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-n", "sh", "-c"]).arg(script);
+    let (code, j, stderr) = run(cmd);
+    check_schema(&j);
+    assert_eq!(code, 1, "{j:#}\n{stderr}");
+    let d = &j["diagnosis"];
+    assert_eq!(d["limit"], "listen_backlog", "{d:#}");
+    assert_eq!(d["knob"], "net.core.somaxconn");
+    assert!(
+        d["value"]
+            .as_str()
+            .unwrap()
+            .contains("net.core.somaxconn 4, listen backlog 4 per worker"),
+        "{d:#}"
+    );
+    assert!(
+        j["netstat_deltas"]["ListenOverflows"].as_u64().unwrap() > 0
+            || j["netstat_deltas"]["ListenDrops"].as_u64().unwrap() > 0,
+        "{j:#}"
+    );
+    assert!(d["fix"][0].as_str().unwrap().contains("somaxconn"), "{d:#}");
+    let host = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
+    assert_ne!(host.trim(), "4");
     no_workers_left_of(env!("CARGO_BIN_EXE_tune"));
 }
 

@@ -269,6 +269,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
                 .collect(),
             sources: lc.sources.len() as u64,
             last_errno: peak.last_errno,
+            in_flight: peak.in_flight,
         }),
         server: None,
         netstat: measure::deltas(&net_before, &net_peak),

@@ -40,6 +40,8 @@ pub struct ClientSide {
     /// Source addresses bound (0: chosen by the kernel).
     pub sources: u64,
     pub last_errno: i32,
+    /// Connects or handshakes still unanswered when the run stopped.
+    pub in_flight: u64,
 }
 
 impl ClientSide {
@@ -373,7 +375,10 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
     // listened, whatever the host-wide counters did meanwhile (other servers move them too).
     let overflowed =
         nc("ListenOverflows") > 0 || nc("ListenDrops") > 0 || nc("TCPReqQFullDrop") > 0;
-    if overflowed && (timeouts > 0 || e.client.is_none()) && timeouts >= refused {
+    // Dropped handshakes are retransmitted for a minute before a connect times out: a run that
+    // stalled with connections still waiting on them is as telling as the timeouts.
+    let waiting = client.in_flight;
+    if overflowed && (timeouts > 0 || waiting > 0 || e.client.is_none()) && timeouts >= refused {
         let mut x = d(
             "listen_backlog",
             Some("net.core.somaxconn"),
@@ -384,12 +389,13 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
                 e.server.as_ref().map_or("unknown".into(), |s| group(s.backlog))
             ),
             format!(
-                "ListenOverflows +{}, ListenDrops +{}, TCPReqQFullDrop +{}; client timeouts {}, refusals {}",
+                "ListenOverflows +{}, ListenDrops +{}, TCPReqQFullDrop +{}; client timeouts {}, refusals {}, still waiting for the server {}",
                 group(nc("ListenOverflows")),
                 group(nc("ListenDrops")),
                 group(nc("TCPReqQFullDrop")),
                 group(timeouts),
-                group(refused)
+                group(refused),
+                group(waiting)
             ),
         );
         x.fix
@@ -553,6 +559,7 @@ mod tests {
                 .collect(),
             sources: 1,
             last_errno: 0,
+            in_flight: 0,
         }
     }
 
@@ -680,6 +687,21 @@ mod tests {
         e.conntrack_count = Some(10);
         e.client = Some(client(&[(ErrorClass::Enobufs, 1)]));
         assert_eq!(diagnose(&e).unwrap().limit, "tcp_mem");
+    }
+
+    #[test]
+    fn a_stall_with_handshakes_waiting_and_overflows_is_the_backlog() {
+        let mut e = base();
+        let mut c = client(&[]);
+        c.in_flight = 900;
+        e.client = Some(c);
+        // Waiting connects alone do not name the backlog...
+        assert_eq!(diagnose(&e).unwrap().limit, "unknown");
+        // ...with the kernel's overflow counters moving they do.
+        e.netstat.insert("ListenDrops".into(), 6_783);
+        let x = diagnose(&e).unwrap();
+        assert_eq!(x.limit, "listen_backlog");
+        assert!(x.evidence.contains("still waiting for the server 900"), "{x:?}");
     }
 
     #[test]

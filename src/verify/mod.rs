@@ -802,6 +802,7 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
         errors: error_map(l),
         sources: src_count,
         last_errno: l.last_errno,
+        in_flight: l.in_flight,
     });
     let ev = Evidence {
         target: n,
