@@ -311,31 +311,9 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
         return Some(x);
     }
 
-    // 6. Conntrack.
-    let ct_full = matches!((e.conntrack_count, e.conntrack_max), (Some(c), Some(m)) if m > 0 && c * 100 >= m * 98);
-    if e.conntrack_drops > 0 || ct_full {
-        let want = (e.target * 2).max(e.conntrack_max.unwrap_or(0) * 2);
-        let mut x = d(
-            "conntrack",
-            Some("net.netfilter.nf_conntrack_max"),
-            "host",
-            format!(
-                "nf_conntrack_max {} ({} entries at the stop)",
-                e.conntrack_max.map_or("unknown".into(), group),
-                e.conntrack_count.map_or("unknown".into(), group)
-            ),
-            format!(
-                "conntrack dropped or failed to insert {} entries; client errors: {}",
-                group(e.conntrack_drops),
-                errors_text(&client)
-            ),
-        );
-        x.fix
-            .extend(fix_for("net.netfilter.nf_conntrack_max", Value::Int(want)));
-        x.fix.extend(persist_for(
-            "net.netfilter.nf_conntrack_max",
-            Value::Int(want),
-        ));
+    // 6. Conntrack: the namespace's table at nf_conntrack_max, or packets dropped for want of
+    // an entry while it was nearly full.
+    if let Some(x) = conntrack(e, &client) {
         return Some(x);
     }
 
@@ -476,6 +454,100 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
     );
     x.fix
         .push("look at dmesg and the server's /metrics for what stopped it".into());
+    Some(x)
+}
+
+/// Share of nf_conntrack_max (percent) at which the table counts as full at the stop: the
+/// kernel refuses an entry only when the count would pass the max, but entries of connections
+/// that were just closed or never completed come and go around it.
+const CONNTRACK_FULL_PERCENT: u64 = 98;
+/// Share of nf_conntrack_max (percent) above which drops are blamed on the table's size; drops
+/// with the table far from full come from something else (an allocation failure, a clash).
+const CONNTRACK_DROPS_PERCENT: u64 = 90;
+/// Headroom over the entries needed, as the profiles' `up()` gives nf_conntrack_max.
+const CONNTRACK_HEADROOM_PERCENT: u64 = 10;
+
+/// The conntrack diagnosis. The kernel compares each network namespace's own
+/// nf_conntrack_count with the one host-wide nf_conntrack_max (`__nf_conntrack_alloc` in
+/// net/netfilter/nf_conntrack_core.c, Linux 6.18), so the count here is the run's namespace's
+/// and the max is the host's. One entry per connection: a loopback pair is one flow.
+fn conntrack(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
+    let max = e.conntrack_max.filter(|m| *m > 0);
+    let at = |percent: u64| match (e.conntrack_count, max) {
+        (Some(c), Some(m)) => c * 100 >= m * percent,
+        _ => false,
+    };
+    let full = at(CONNTRACK_FULL_PERCENT);
+    let drops_blamed = e.conntrack_drops > 0
+        && (max.is_none() || e.conntrack_count.is_none() || at(CONNTRACK_DROPS_PERCENT));
+    if !full && !drops_blamed {
+        return None;
+    }
+    // Entries the run did not hold (other flows, connections closing) stay in the table too.
+    let others = e.conntrack_count.unwrap_or(0).saturating_sub(e.established);
+    let need = e.target + others;
+    let mut want = (need * (100 + CONNTRACK_HEADROOM_PERCENT)).div_ceil(100);
+    if let Some(m) = max {
+        if want <= m {
+            want = m * 2;
+        }
+    }
+    let count = e.conntrack_count.map_or("unknown".into(), group);
+    let mut evidence = format!(
+        "nf_conntrack_count {count} of nf_conntrack_max {} in this run's network namespace (the count is per namespace, the max one host-wide value)",
+        max.map_or("unknown".into(), group)
+    );
+    if e.conntrack_drops > 0 {
+        evidence.push_str(&format!(
+            "; conntrack dropped or failed to insert {} packets that found no free entry",
+            group(e.conntrack_drops)
+        ));
+    }
+    if others > 0 {
+        evidence.push_str(&format!(
+            "; {} entries were not this run's open connections",
+            group(others)
+        ));
+    }
+    let errors = errors_text(client);
+    evidence.push_str(&if errors.is_empty() {
+        "; clients saw no error: a SYN dropped for want of an entry is sent again until the connect timeout".to_string()
+    } else {
+        format!("; client errors: {errors}")
+    });
+    let mut x = d(
+        "conntrack",
+        Some("net.netfilter.nf_conntrack_max"),
+        "host",
+        format!(
+            "nf_conntrack_max {} ({count} entries at the stop)",
+            max.map_or("unknown".into(), group)
+        ),
+        evidence,
+    );
+    x.fix
+        .extend(fix_for("net.netfilter.nf_conntrack_max", Value::Int(want)));
+    x.fix.extend(persist_for(
+        "net.netfilter.nf_conntrack_max",
+        Value::Int(want),
+    ));
+    x.fix.push(format!(
+        "nf_conntrack_max is one value for the whole host, writable only from the initial network namespace (read-only inside a container's): {} entries = {} connections{} + {CONNTRACK_HEADROOM_PERCENT}% headroom",
+        group(want),
+        group(e.target),
+        if others > 0 {
+            format!(" + {} other entries", group(others))
+        } else {
+            String::new()
+        }
+    ));
+    x.fix.extend(fix_for(
+        "net.netfilter.nf_conntrack_buckets",
+        Value::Int(want),
+    ));
+    x.fix.push(
+        "or keep these connections out of conntrack: no `ct` rule in their path, or a `notrack` rule for their port in a raw-priority chain".into(),
+    );
     Some(x)
 }
 
@@ -687,6 +759,113 @@ mod tests {
         e.conntrack_count = Some(10);
         e.client = Some(client(&[(ErrorClass::Enobufs, 1)]));
         assert_eq!(diagnose(&e).unwrap().limit, "tcp_mem");
+    }
+
+    /// What the induced run (tests/verify_conntrack.rs) saw here: the namespace's table full at
+    /// the host's nf_conntrack_max, the SYNs of the connects in flight dropped, no client
+    /// error yet (the dropped SYNs are still being retried).
+    fn conntrack_full() -> Evidence {
+        Evidence {
+            target: 267_387,
+            established: 262_144,
+            client: Some(client(&[])),
+            conntrack_count: Some(262_144),
+            conntrack_max: Some(262_144),
+            conntrack_drops: 3_264,
+            ..base()
+        }
+    }
+
+    #[test]
+    fn a_full_conntrack_table_is_named_with_its_count_drops_and_fix() {
+        let x = diagnose(&conntrack_full()).unwrap();
+        assert_eq!((x.limit.as_str(), x.side.as_str()), ("conntrack", "host"));
+        assert_eq!(x.knob.as_deref(), Some("net.netfilter.nf_conntrack_max"));
+        assert_eq!(
+            x.value,
+            "nf_conntrack_max 262,144 (262,144 entries at the stop)"
+        );
+        assert!(
+            x.evidence
+                .contains("nf_conntrack_count 262,144 of nf_conntrack_max 262,144"),
+            "{}",
+            x.evidence
+        );
+        assert!(
+            x.evidence
+                .contains("dropped or failed to insert 3,264 packets"),
+            "{}",
+            x.evidence
+        );
+        assert!(
+            x.evidence.contains("clients saw no error"),
+            "{}",
+            x.evidence
+        );
+        // 267,387 connections + 10% = 294,126 entries (one per loopback pair).
+        assert_eq!(
+            x.fix[0], "sysctl -w net.netfilter.nf_conntrack_max=\"294126\"",
+            "{:?}",
+            x.fix
+        );
+        assert_eq!(
+            x.fix[1],
+            "/etc/sysctl.d/90-tune.conf: net.netfilter.nf_conntrack_max = 294126"
+        );
+        assert!(
+            x.fix[2].contains("initial network namespace"),
+            "{:?}",
+            x.fix
+        );
+        assert!(
+            x.fix
+                .iter()
+                .any(|f| f.contains("nf_conntrack/parameters/hashsize")),
+            "{:?}",
+            x.fix
+        );
+    }
+
+    #[test]
+    fn conntrack_entries_of_other_flows_are_counted_in_the_fix() {
+        let mut e = conntrack_full();
+        e.target = 300_000;
+        e.established = 200_000;
+        e.conntrack_drops = 0;
+        e.client = Some(client(&[(ErrorClass::ConnectTimeout, 40)]));
+        let x = diagnose(&e).unwrap();
+        assert_eq!(x.limit, "conntrack");
+        assert!(
+            x.evidence
+                .contains("62,144 entries were not this run's open connections"),
+            "{}",
+            x.evidence
+        );
+        assert!(
+            x.evidence.contains("client errors: connect_timeout 40"),
+            "{}",
+            x.evidence
+        );
+        // (300,000 + 62,144) + 10%
+        assert!(x.fix[0].ends_with("=\"398359\""), "{:?}", x.fix);
+    }
+
+    #[test]
+    fn conntrack_drops_far_below_the_max_are_not_blamed_on_nf_conntrack_max() {
+        let mut e = conntrack_full();
+        e.conntrack_count = Some(100_000);
+        e.conntrack_drops = 5;
+        assert_eq!(diagnose(&e).unwrap().limit, "unknown");
+        // Near the max (a few entries freed since), drops are the table's.
+        e.conntrack_count = Some(250_000);
+        assert_eq!(diagnose(&e).unwrap().limit, "conntrack");
+        // Without a count to compare, drops are all there is.
+        e.conntrack_count = None;
+        assert_eq!(diagnose(&e).unwrap().limit, "conntrack");
+        // Full without a drop counted: the count alone names it.
+        e.conntrack_count = Some(262_144);
+        e.conntrack_drops = 0;
+        assert_eq!(diagnose(&e).unwrap().limit, "conntrack");
     }
 
     #[test]
