@@ -112,7 +112,9 @@ pub fn deltas(before: &Netstat, after: &Netstat) -> BTreeMap<String, u64> {
     out
 }
 
-/// Conntrack state: entries and the failure counters summed over CPUs.
+/// Conntrack state: entries and the failure counters summed over CPUs. All of it is the
+/// network namespace tune runs in (/proc/sys/net and /proc/net follow the reader's namespace)
+/// except `max`, one host-wide value the kernel holds every namespace's own count to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Conntrack {
     pub loaded: bool,
@@ -144,7 +146,8 @@ pub fn conntrack(root: &Root) -> Conntrack {
 }
 
 /// Parses /proc/net/stat/nf_conntrack (a header of names, one row of hex numbers per CPU) and
-/// sums each column over the CPUs.
+/// sums each column over the CPUs, except `entries`: the namespace's entry count, printed
+/// alike on every CPU's row, so it is taken once.
 pub fn parse_conntrack_stat(text: &str) -> Result<BTreeMap<String, u64>, kernel::ParseError> {
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let names: Vec<&str> = lines
@@ -169,7 +172,12 @@ pub fn parse_conntrack_stat(text: &str) -> Result<BTreeMap<String, u64>, kernel:
                 line: i + 2,
                 problem: format!("expected a hex number, found {v:?}"),
             })?;
-            *sums.get_mut(*n).expect("name inserted") += v;
+            let sum = sums.get_mut(*n).expect("name inserted");
+            if *n == "entries" {
+                *sum = (*sum).max(v);
+            } else {
+                *sum += v;
+            }
         }
     }
     Ok(sums)
@@ -274,6 +282,23 @@ mod tests {
 00000000  00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000  00000000 00000000 00000000 00000000
 00000000  00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000002 0000001a 00000000 00000000  00000000 00000000 00000000 00000000
 ";
+
+    /// /proc/net/stat/nf_conntrack on Linux 6.18.44 (two CPUs), read inside the network
+    /// namespace of tests/verify_conntrack.rs after its run filled the table (262,144 entries,
+    /// nf_conntrack_max 262,144): the SYNs that found no free entry counted under `drop`.
+    const CT_FULL_6_18_44: &str = "entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart
+00040000  00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000594 00000000 00000000  00000000 00000000 00000000 00000000
+00040000  00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000b28 00000000 00000000  00000000 00000000 00000000 00000000
+";
+
+    #[test]
+    fn conntrack_stat_of_a_full_table_counts_entries_once_and_sums_drops() {
+        let s = parse_conntrack_stat(CT_FULL_6_18_44).unwrap();
+        assert_eq!(s["entries"], 262_144);
+        assert_eq!(s["drop"], 0x594 + 0xb28);
+        assert_eq!(s["insert_failed"], 0);
+        assert_eq!(s["early_drop"], 0);
+    }
 
     #[test]
     fn conntrack_stat_sums_cpus_in_hex() {
