@@ -880,7 +880,10 @@ mod tests {
         e.netstat.insert("ListenDrops".into(), 6_783);
         let x = diagnose(&e).unwrap();
         assert_eq!(x.limit, "listen_backlog");
-        assert!(x.evidence.contains("still waiting for the server 900"), "{x:?}");
+        assert!(
+            x.evidence.contains("still waiting for the server 900"),
+            "{x:?}"
+        );
     }
 
     #[test]
