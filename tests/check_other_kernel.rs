@@ -73,17 +73,7 @@ fn socket_bytes_from_slabinfo(root: &str) -> u64 {
 }
 
 /// 1234567 -> "1,234,567", as the table prints counts.
-fn grouped(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+use tune::capacity::group as grouped;
 
 fn tune() -> Command {
     let mut c = Command::cargo_bin("tune").unwrap();

@@ -138,24 +138,11 @@ fn load_rejects_bad_urls_and_sources() {
 
 /// The pid of load process `index` of the `tune load` run `parent`.
 fn load_worker_pid(parent: u32, index: usize) -> Option<u32> {
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let p = entry.path();
-        let (Ok(stat), Ok(cmd)) = (
-            std::fs::read_to_string(p.join("stat")),
-            std::fs::read(p.join("cmdline")),
-        ) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .unwrap_or("");
-        if ppid == parent.to_string() && cmd.contains(&format!("__load-worker --index {index} ")) {
-            return entry.file_name().to_str()?.parse().ok();
-        }
-    }
-    None
+    let needle = format!("__load-worker --index {index} ");
+    processes()
+        .into_iter()
+        .find(|(_, ppid, cmd)| *ppid == parent && cmd.contains(&needle))
+        .map(|(pid, _, _)| pid)
 }
 
 /// 400 connections over 4 processes to the Python server; once all are open, load process 1

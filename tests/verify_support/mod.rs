@@ -48,18 +48,9 @@ fn check_schema_file(json: &serde_json::Value, file: &str) {
     );
 }
 
-/// 1234567 -> "1,234,567", as the reports print counts.
-pub fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+/// 1234567 -> "1,234,567": the reports' own formatting.
+#[allow(unused_imports)] // not every test crate that includes this module prints counts
+pub use tune::capacity::group;
 
 /// MemAvailable now, bytes.
 pub fn mem_available() -> u64 {
@@ -76,7 +67,23 @@ pub fn mem_available() -> u64 {
 /// Workers of runs still going in parallel tests have a live parent and are not counted.
 pub fn no_workers_left_of(exe: &str) {
     std::thread::sleep(std::time::Duration::from_millis(200));
+    for (_, ppid, cmd) in processes() {
+        if cmd.starts_with(exe)
+            && (cmd.contains("__load-worker") || cmd.contains("__serve-worker"))
+            && ppid == 1
+        {
+            panic!("stray worker left behind: {cmd}");
+        }
+    }
+}
+
+/// Every process now: (pid, parent pid, command line with spaces between arguments).
+pub fn processes() -> Vec<(u32, u32, String)> {
+    let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
         let p = entry.path();
         let (Ok(stat), Ok(cmd)) = (
             std::fs::read_to_string(p.join("stat")),
@@ -84,16 +91,11 @@ pub fn no_workers_left_of(exe: &str) {
         ) else {
             continue;
         };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
         let ppid = stat
             .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .unwrap_or("");
-        if cmd.starts_with(exe)
-            && (cmd.contains("__load-worker") || cmd.contains("__serve-worker"))
-            && ppid == "1"
-        {
-            panic!("stray worker left behind: {cmd}");
-        }
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0);
+        out.push((pid, ppid, String::from_utf8_lossy(&cmd).replace('\0', " ")));
     }
+    out
 }
