@@ -2,7 +2,7 @@
 
 mod apply_support;
 
-use apply_support::{fake_root, fixture, text, tune};
+use apply_support::{check_json, fake_root, fixture, text, tune};
 use tune::state::{drift_view, render_drift, BootKeeps};
 
 /// `tune apply --persist` of the 1m-like fixture profile under the fake root `r`.
@@ -96,18 +96,8 @@ fn drift_names_live_changes_and_boot_overrides() {
 fn check_shows_boot_values_overrides_and_drift() {
     let dir = fake_root();
     let r = dir.path();
-    let check_json = || {
-        let out = tune()
-            .arg("--root")
-            .arg(r)
-            .args(["check", "--format", "json", "--profile"])
-            .arg(fixture("1m-like.toml"))
-            .output()
-            .unwrap();
-        let (o, e) = text(&out);
-        assert!(matches!(out.status.code(), Some(0 | 1)), "{o}{e}");
-        serde_json::from_str::<serde_json::Value>(&o).unwrap()
-    };
+    let check_json = || check_json(r);
+
     let knob = |j: &serde_json::Value, name: &str| {
         j["knobs"]
             .as_array()

@@ -2,22 +2,7 @@
 
 mod apply_support;
 
-use std::path::Path;
-
-use apply_support::{fake_root, fixture, text, tune};
-
-fn check_json(r: &Path) -> serde_json::Value {
-    let out = tune()
-        .arg("--root")
-        .arg(r)
-        .args(["check", "--format", "json", "--profile"])
-        .arg(fixture("1m-like.toml"))
-        .output()
-        .unwrap();
-    let (o, e) = text(&out);
-    assert!(matches!(out.status.code(), Some(0 | 1)), "{o}{e}");
-    serde_json::from_str(&o).unwrap()
-}
+use apply_support::{check_json, fake_root, fixture, text, tune};
 
 fn warnings(j: &serde_json::Value) -> Vec<String> {
     j["boot_warnings"]

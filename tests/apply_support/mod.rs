@@ -12,6 +12,20 @@ pub fn tune() -> Command {
     c
 }
 
+/// `tune --root ROOT check --format json --profile <fixture 1m-like.toml>`, exit 0 or 1, parsed.
+pub fn check_json(root: &Path) -> serde_json::Value {
+    let out = tune()
+        .arg("--root")
+        .arg(root)
+        .args(["check", "--format", "json", "--profile"])
+        .arg(fixture("1m-like.toml"))
+        .output()
+        .unwrap();
+    let (o, e) = text(&out);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{o}{e}");
+    serde_json::from_str(&o).unwrap()
+}
+
 pub fn fixture(name: &str) -> String {
     format!(
         "{}/tests/fixtures/apply/profiles/{name}",
