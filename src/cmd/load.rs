@@ -163,14 +163,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
-        for d in g.reap() {
-            progress.say(&format!(
-                "load worker {} died ({}): {} connections lost",
-                d.index,
-                d.status,
-                group(d.lost)
-            ));
-        }
+        say_deaths(&progress, g.reap());
         let s = g.snapshot();
         progress.update(
             s.open,
@@ -211,14 +204,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
-            for d in g.reap() {
-                progress.say(&format!(
-                    "load worker {} died ({}): {} connections lost",
-                    d.index,
-                    d.status,
-                    group(d.lost)
-                ));
-            }
+            say_deaths(&progress, g.reap());
             let s = g.snapshot();
             if s.open == 0 && s.in_flight == 0 {
                 break; // the server closed every connection
@@ -408,4 +394,16 @@ pub fn worker(_ctx: &Context, args: &WorkerArgs) -> anyhow::Result<Outcome> {
     }
     embedded_server::loadgen::worker::run_worker(cfg)?;
     Ok(Outcome::Pass)
+}
+
+/// Says on the progress stream which load workers died and what they held.
+fn say_deaths(progress: &Progress, died: Vec<Died>) {
+    for d in died {
+        progress.say(&format!(
+            "load worker {} died ({}): {} connections lost",
+            d.index,
+            d.status,
+            group(d.lost)
+        ));
+    }
 }
