@@ -105,6 +105,10 @@ fn handshake_rejections_get_http_errors_and_counters() {
     }
     // Plain HTTP on the same port.
     assert_eq!(s.get("/healthz"), (200, "ok\n".to_string()));
+    // An HTTP/1.0 probe (load balancers, old curl) is served; only upgrades need 1.1.
+    let old = Raw::request(s.addr, b"GET /healthz HTTP/1.0\r\n\r\n");
+    assert!(old.starts_with("HTTP/1.1 200 "), "{old:?}");
+    assert!(old.ends_with("\r\n\r\nok\n"), "{old:?}");
     assert_eq!(s.get("/nope").0, 404);
     assert_eq!(s.metric("tune_http_requests_total{path=\"other\"}"), 1);
     assert_eq!(s.metric("tune_workers_up"), 1);
