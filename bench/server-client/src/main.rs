@@ -15,7 +15,7 @@ use embedded_server::protocol::mask::apply_mask;
 use embedded_server::sys::epoll::{Epoll, EpollEvent, EpollFlags, READ, WRITE};
 use embedded_server::sys::{io, net, rlimit, Errno};
 
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const KEY: &[u8; 24] = b"dGhlIHNhbXBsZSBub25jZQ==";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum St {
@@ -90,7 +90,7 @@ fn main() {
                         inflight -= 1;
                         continue;
                     }
-                    io::write(fd, req.as_bytes()).unwrap();
+                    io::write(fd, &req).unwrap();
                     c.st = St::Handshaking;
                     ep.modify(fd, READ).unwrap();
                 }
