@@ -1,10 +1,7 @@
 //! Client source addresses: `--source` ranges and lists, the automatic loopback choice
 //! (127.0.0.2 upwards: all of 127.0.0.0/8 is local), and their assignment to processes.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::AsRawFd as _;
-
-use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockProtocol, SockType};
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::sys::Errno;
 
@@ -77,29 +74,9 @@ pub fn assign(all: &[IpAddr], i: usize, n: usize) -> Vec<IpAddr> {
     }
 }
 
-/// Binds a probe socket to `ip` with port 0 and closes it: `Err(EADDRNOTAVAIL)` when `ip` is not
-/// an address of this host (nor of the network namespace it runs in). IPv4 probes set
-/// IP_BIND_ADDRESS_NO_PORT, so no ephemeral port is taken even for a moment.
-pub fn probe(ip: IpAddr) -> Result<(), Errno> {
-    let family = if ip.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    };
-    let fd = socket::socket(
-        family,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::Tcp,
-    )?;
-    if ip.is_ipv4() {
-        socket::setsockopt(&fd, sockopt::IpBindAddressNoPort, &true)?;
-    }
-    socket::bind(
-        fd.as_raw_fd(),
-        &socket::SockaddrStorage::from(SocketAddr::new(ip, 0)),
-    )
-}
+/// Whether a client socket can bind to `ip` (`Err(EADDRNOTAVAIL)`: not an address of this host);
+/// see [`crate::sys::net::probe_source`].
+pub use crate::sys::net::probe_source as probe;
 
 /// The addresses of `all` a client socket cannot bind, with the error: every one is probed
 /// ([`probe`]) before any load worker starts, so that a typo or an address of another host is

@@ -107,6 +107,26 @@ pub fn take_error(fd: RawFd) -> Result<Option<Errno>, Errno> {
     Ok((e != 0).then(|| Errno::from_raw(e)))
 }
 
+/// Binds a client socket to `ip` with port 0; IPv4 sockets set IP_BIND_ADDRESS_NO_PORT first, so
+/// no ephemeral port is taken until connect() picks one per destination.
+fn bind_source(fd: &OwnedFd, ip: std::net::IpAddr) -> Result<(), Errno> {
+    if ip.is_ipv4() {
+        socket::setsockopt(fd, sockopt::IpBindAddressNoPort, &true)?;
+    }
+    socket::bind(
+        fd.as_raw_fd(),
+        &SockaddrStorage::from(SocketAddr::new(ip, 0)),
+    )
+}
+
+/// Binds a probe socket to `ip` as a client socket would be bound, and closes it:
+/// `Err(EADDRNOTAVAIL)` when `ip` is not an address of this host (nor of the network namespace
+/// it runs in). No port is taken, even for a moment.
+pub fn probe_source(ip: std::net::IpAddr) -> Result<(), Errno> {
+    let fd = tcp_socket(&SocketAddr::new(ip, 0))?;
+    bind_source(&fd, ip)
+}
+
 /// Starts a nonblocking connect to `dst`, first binding to `src` (port 0) with
 /// IP_BIND_ADDRESS_NO_PORT so the port is chosen at connect time per destination: each source
 /// address then has the whole ephemeral range for every destination. Returns the owned raw fd
@@ -118,13 +138,7 @@ pub fn connect_from(
 ) -> Result<(RawFd, bool), Errno> {
     let fd = tcp_socket(&dst)?;
     if let Some(ip) = src {
-        if ip.is_ipv4() {
-            socket::setsockopt(&fd, sockopt::IpBindAddressNoPort, &true)?;
-        }
-        socket::bind(
-            fd.as_raw_fd(),
-            &SockaddrStorage::from(SocketAddr::new(ip, 0)),
-        )?;
+        bind_source(&fd, ip)?;
     }
     let done = match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(dst)) {
         Ok(()) => true,
