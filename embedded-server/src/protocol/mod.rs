@@ -6,6 +6,7 @@ pub mod close;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+pub mod session;
 pub mod utf8;
 
 pub use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
