@@ -12,6 +12,7 @@ pub mod apply;
 pub mod check;
 pub mod explain;
 pub mod generate;
+pub mod hostile;
 pub mod load;
 pub mod profiles;
 pub mod rollback;

@@ -80,6 +80,8 @@ pub struct ServeArgs {
     pub connect_timeout: f64,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    #[command(flatten)]
+    pub hostile: super::hostile::HostileArgs,
 }
 
 /// What the server does with each message.

@@ -28,7 +28,7 @@ pub fn server_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
     if args.backlog < 1 {
         anyhow::bail!("--backlog {}: expected 1 or more", args.backlog);
     }
-    let limits = Limits {
+    let mut limits = Limits {
         max_handshake_bytes: args.max_handshake.max(64),
         handshake_timeout_ms: secs("--handshake-timeout", args.handshake_timeout)?,
         max_message_bytes: args.max_message,
@@ -37,6 +37,9 @@ pub fn server_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         backlog: args.backlog,
         ..Limits::default()
     };
+    args.hostile
+        .apply(&mut limits)
+        .map_err(anyhow::Error::msg)?;
     if let Workers::Auto { expected } = workers {
         check_worker_memory(expected, args.backlog)?;
     }

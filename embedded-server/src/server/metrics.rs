@@ -44,6 +44,11 @@ pub const HTTP_METRICS: usize = 17;
 pub const HTTP_HEALTHZ: usize = 18;
 pub const HTTP_NOT_FOUND: usize = 19;
 pub const PINGS: usize = 20;
+/// Heap bytes the worker's connections hold (buffered output, partial frames and messages):
+/// what the memory budget counts.
+pub const BUFFERED: usize = 21;
+/// Connections still in the handshake.
+pub const HANDSHAKING: usize = 22;
 pub const HS_FAILED: usize = 24; // + Rejection index (8)
 pub const CLOSED: usize = 32; // + CloseReason index (<= 16)
 pub const VIOLATIONS: usize = 48; // + Violation index (<= 16)
@@ -77,10 +82,22 @@ pub enum CloseReason {
     HandshakeFailed,
     /// A plain HTTP request was answered.
     Http,
+    /// A partial frame or fragmented message missed its deadline (1008).
+    FrameTimeout,
+    /// Pending output made no progress within its deadline (reset).
+    WriteTimeout,
+    /// No traffic (or no answer to a ping) within the idle timeout (1001).
+    IdleTimeout,
+    /// One of the largest holders when the worker's memory budget was exceeded (1008/1009).
+    OverBudget,
+    /// The oldest handshake, closed (503) to admit a new one when the handshake slots were full.
+    HandshakeEvicted,
+    /// Refused (503) because its source address held its cap of connections.
+    SourceCap,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 10] = [
+    pub const ALL: [CloseReason; 16] = [
         CloseReason::ClientClose,
         CloseReason::PeerEof,
         CloseReason::IoError,
@@ -91,6 +108,12 @@ impl CloseReason {
         CloseReason::Shutdown,
         CloseReason::HandshakeFailed,
         CloseReason::Http,
+        CloseReason::FrameTimeout,
+        CloseReason::WriteTimeout,
+        CloseReason::IdleTimeout,
+        CloseReason::OverBudget,
+        CloseReason::HandshakeEvicted,
+        CloseReason::SourceCap,
     ];
 
     pub fn label(self) -> &'static str {
@@ -105,6 +128,12 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::HandshakeFailed => "handshake_failed",
             CloseReason::Http => "http",
+            CloseReason::FrameTimeout => "frame_timeout",
+            CloseReason::WriteTimeout => "write_timeout",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::OverBudget => "over_budget",
+            CloseReason::HandshakeEvicted => "handshake_evicted",
+            CloseReason::SourceCap => "source_cap",
         }
     }
 
@@ -375,6 +404,17 @@ impl Board {
                 "tune_worker_rss_bytes",
                 "Resident memory of the worker.",
                 RSS,
+            ),
+            (
+                "tune_worker_buffered_bytes",
+                "Heap bytes held for connections (output, partial frames and messages); \
+                 bounded by --memory-budget.",
+                BUFFERED,
+            ),
+            (
+                "tune_worker_handshaking",
+                "Connections still in the handshake; bounded by --max-handshaking.",
+                HANDSHAKING,
             ),
         ];
         let _ = write!(o, "# HELP tune_worker_accepted_total Connections the worker accepted.\n# TYPE tune_worker_accepted_total counter\n");

@@ -27,6 +27,7 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
+pub mod admission;
 pub mod foreground;
 pub mod metrics;
 pub mod supervisor;
@@ -80,6 +81,30 @@ pub const BACKLOG: i32 = 1024;
 /// memfd, listener, stdio, /proc reads.
 pub const FD_MARGIN: usize = 64;
 
+/// Heap one worker may hold for all its connections together: buffered output plus partial
+/// frames and messages. Each connection is also capped on its own (--max-output,
+/// --max-message), but 2,000 clients that each stay just under those caps would hold 4 GB; past
+/// this budget the largest holders are closed (1008 for peers that do not read, 1009 for
+/// partial messages) until the worker is back under 90% of it. 256 MiB is ~120 connections at
+/// their caps, and far above what honest traffic needs (an idle websocket holds nothing).
+pub const MEMORY_BUDGET: usize = 256 * 1024 * 1024;
+/// A partial frame or fragmented message must complete within this long of its first byte
+/// (1008 otherwise): a 1 MiB message at 40 KB/s still makes it, a frame withheld forever does
+/// not pin its buffer forever.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+/// Unsent output must make progress within this long, or the connection is reset: a peer that
+/// stopped reading cannot pin its output (and its kernel send buffer) forever.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections still in the handshake, per worker. Honest clients spend microseconds there
+/// (the load generator keeps at most 1,024 connects in flight in all); past this, each new
+/// connection closes the oldest handshake (503) instead of dribblers filling the worker to its
+/// fd cap and the listener closing for everyone.
+pub const MAX_HANDSHAKING: usize = 4096;
+/// SO_SNDBUF of each accepted socket (the kernel doubles it for its bookkeeping). Without a cap
+/// loopback autotuning grows a never-reader's send buffer to 4 MiB; 256 KiB still keeps a
+/// loopback or LAN path full for the small echo messages this server carries.
+pub const SNDBUF: usize = 256 * 1024;
+
 /// Protocol and resource limits, each with its own flag in `tune serve`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
@@ -92,6 +117,40 @@ pub struct Limits {
     pub close_batch_interval_ms: u64,
     pub shutdown_grace_ms: u64,
     pub backlog: i32,
+    /// Heap for all connections of one worker (see [`MEMORY_BUDGET`]).
+    #[serde(default = "default_budget")]
+    pub memory_budget_bytes: usize,
+    /// 0: none.
+    #[serde(default)]
+    pub frame_timeout_ms: u64,
+    /// 0: none.
+    #[serde(default)]
+    pub write_timeout_ms: u64,
+    /// Close a websocket after this long without traffic (0: never, the default: verify runs
+    /// hold idle connections on purpose).
+    #[serde(default)]
+    pub idle_timeout_ms: u64,
+    /// Ping a websocket after this long without traffic and close it if the next period passes
+    /// without an answer (0: no pings, the default).
+    #[serde(default)]
+    pub ping_interval_ms: u64,
+    /// Connections in the handshake per worker (see [`MAX_HANDSHAKING`]).
+    #[serde(default = "default_handshaking")]
+    pub max_handshaking: usize,
+    /// Connections per source address per worker (0: no cap).
+    #[serde(default)]
+    pub max_per_source: usize,
+    /// SO_SNDBUF for accepted sockets (0: the kernel's autotuning).
+    #[serde(default)]
+    pub sndbuf_bytes: usize,
+}
+
+fn default_budget() -> usize {
+    MEMORY_BUDGET
+}
+
+fn default_handshaking() -> usize {
+    MAX_HANDSHAKING
 }
 
 impl Default for Limits {
@@ -106,6 +165,14 @@ impl Default for Limits {
             close_batch_interval_ms: CLOSE_BATCH_INTERVAL.as_millis() as u64,
             shutdown_grace_ms: SHUTDOWN_GRACE.as_millis() as u64,
             backlog: BACKLOG,
+            memory_budget_bytes: MEMORY_BUDGET,
+            frame_timeout_ms: FRAME_TIMEOUT.as_millis() as u64,
+            write_timeout_ms: WRITE_TIMEOUT.as_millis() as u64,
+            idle_timeout_ms: 0,
+            ping_interval_ms: 0,
+            max_handshaking: MAX_HANDSHAKING,
+            max_per_source: 0,
+            sndbuf_bytes: SNDBUF,
         }
     }
 }

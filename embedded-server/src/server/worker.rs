@@ -1,8 +1,13 @@
 //! One worker: one epoll instance, one SO_REUSEPORT listener, a connection table indexed by fd
 //! with a 16-byte [`Slot`] per connection, and one read buffer and one write buffer shared by the
-//! whole loop. A connection owns heap memory ([`Conn`]) only while something is in flight (a
-//! partial request or frame, a fragmented message, unsent output) and frees it when that is done:
-//! an idle websocket costs its slot and nothing else.
+//! whole loop. The websocket protocol itself is [`session`]: a connection owns heap memory (a
+//! [`Session`]) only while something is in flight (a partial request or frame, a fragmented
+//! message, unsent output) and frees it when that is done: an idle websocket costs its slot.
+//!
+//! What bounds a hostile client: per connection, --max-handshake, --max-message and
+//! --max-output; over time, the handshake, frame and write deadlines; for the worker as a whole,
+//! the memory budget (largest holders closed), the handshake slots (oldest closed) and the
+//! optional per-source cap.
 
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -10,14 +15,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use super::admission::{self, Handshakes, Sources};
 use super::metrics::{self as m, Board, CloseReason};
 use super::{Mode, WorkerConfig};
 use crate::protocol::close;
-use crate::protocol::frame::{self, Header};
+use crate::protocol::frame;
 use crate::protocol::handshake::{self, Parsed, Rejection};
-use crate::protocol::mask::apply_mask;
-use crate::protocol::utf8::Utf8Validator;
-use crate::protocol::{Control, Data, OpCode, Violation};
+use crate::protocol::session::{self, Event, Role, Session, Status, Timeout};
 use crate::sys::epoll::{Epoll, EpollEvent, EpollFlags, READ, WRITE};
 use crate::sys::shm::SharedU64s;
 use crate::sys::signal::{Signal, Signals};
@@ -36,6 +40,8 @@ const EVENTS: usize = 1024;
 const TICK_MS: u64 = 100;
 /// Slots are added in chunks of this many fds as higher fds appear.
 const SLOT_CHUNK: usize = 1024;
+/// Slot flag: a ping was sent and no traffic came back since.
+const PING_SENT: u8 = 1;
 
 /// Lifecycle of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,51 +56,32 @@ enum State {
     Open,
     /// Send what is queued (the reply to the client's close frame), then close.
     CloseAfterFlush,
-    /// Send what is queued (an HTTP response, our close frame), then shut the write side and
-    /// linger.
+    /// Send what is queued (an HTTP response), then shut the write side and linger.
     LingerAfterFlush,
     /// Write side shut; read and discard until the peer closes or the deadline passes.
     Linger,
+    /// Send our close frame (after a violation, a timeout, the budget), then wait for the
+    /// peer's.
+    CloseFrameAfterFlush,
+    /// Our close frame is sent; the write side stays open (browsers report an unclean close
+    /// when it is shut first). What the peer sends is parsed and discarded until its close
+    /// frame, EOF or the linger deadline; then we close.
+    AwaitClose,
 }
 
 /// The per-connection entry of the table: 16 bytes.
 #[derive(Debug, Default)]
 struct Slot {
     /// Heap state, only while something is in flight.
-    conn: Option<Box<Conn>>,
-    /// Tick at which the connection is dropped (0: none). Set while handshaking and lingering.
+    conn: Option<Box<Session>>,
+    /// Tick at which the connection needs attention (0: none): a handshake or linger deadline,
+    /// the session's next deadline, or the idle/ping deadline.
     deadline: u32,
     state: State,
     /// Whether EPOLLOUT is in the interest set.
     want_write: bool,
-}
-
-/// What a connection holds while something is in flight.
-#[derive(Debug, Default)]
-struct Conn {
-    /// Bytes received but not consumed yet (a partial request head or frame).
-    inbuf: Vec<u8>,
-    /// Of the frame at the head of `inbuf`: payload bytes already unmasked and validated.
-    frame_done: usize,
-    /// Output the socket did not take yet, from `out_pos`.
-    out: Vec<u8>,
-    out_pos: usize,
-    /// The data message being received in fragments (Text or Binary), if any.
-    msg: Option<OpCode>,
-    /// Its payload so far (echo mode only).
-    msg_data: Vec<u8>,
-    msg_len: u64,
-    /// UTF-8 state of the text message being received (whole message, across frames).
-    utf8: Utf8Validator,
-}
-
-impl Conn {
-    fn is_idle(&self) -> bool {
-        self.inbuf.is_empty() && self.out_pos >= self.out.len() && self.msg.is_none()
-    }
-    fn pending_out(&self) -> usize {
-        self.out.len() - self.out_pos
-    }
+    /// PING_SENT.
+    flags: u8,
 }
 
 /// How the worker ended.
@@ -109,6 +96,8 @@ pub enum WorkerExit {
 /// The event loop of one worker.
 pub struct Worker {
     cfg: WorkerConfig,
+    /// The session limits derived from `cfg`.
+    scfg: session::Config,
     board: Board,
     ep: Epoll,
     listener: Option<OwnedFd>,
@@ -118,11 +107,18 @@ pub struct Worker {
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     start: Instant,
+    /// Ticks since the loop started (+1, so 0 can mean "no deadline").
     now: u32,
+    /// Milliseconds since the loop started: the session clock.
+    now_ms: u64,
     /// Client connections held (any state but Free).
     conns: usize,
     /// Slots with a deadline set.
     timed: usize,
+    handshakes: Handshakes,
+    sources: Sources,
+    /// Heap the connections held at the last scan (what the budget counts).
+    buffered: usize,
     /// Fds open besides client connections (epoll, signalfd, memfd, stdio, listener).
     base_fds: usize,
     fd_cap: usize,
@@ -151,6 +147,17 @@ pub use crate::sys::proc::rss_bytes;
 /// Descriptors open before any connection (8 when /proc cannot tell).
 fn count_open_fds() -> usize {
     crate::sys::proc::open_fds().unwrap_or(8)
+}
+
+/// The session limits a worker's configuration gives.
+fn session_config(cfg: &WorkerConfig) -> session::Config {
+    session::Config {
+        role: Role::Server,
+        max_message: cfg.limits.max_message_bytes as u64,
+        keep_payload: cfg.mode == Mode::Echo,
+        frame_timeout_ms: cfg.limits.frame_timeout_ms,
+        write_timeout_ms: cfg.limits.write_timeout_ms,
+    }
 }
 
 impl Worker {
@@ -186,6 +193,7 @@ impl Worker {
         board.set(w, m::RSS, rss_bytes());
         board.set(w, m::PHASE, m::PHASE_ACCEPTING);
         Ok(Worker {
+            scfg: session_config(&cfg),
             cfg,
             board,
             ep,
@@ -197,8 +205,12 @@ impl Worker {
             wbuf: Vec::with_capacity(4096),
             start: Instant::now(),
             now: 0,
+            now_ms: 0,
             conns: 0,
             timed: 0,
+            handshakes: Handshakes::default(),
+            sources: Sources::default(),
+            buffered: 0,
             base_fds,
             fd_cap,
             high,
@@ -221,7 +233,8 @@ impl Worker {
                 TICK_MS as i32
             };
             let n = self.ep.wait(&mut events, timeout).context("epoll_wait")?;
-            self.now = (self.start.elapsed().as_millis() as u64 / TICK_MS) as u32 + 1;
+            self.now_ms = self.start.elapsed().as_millis() as u64;
+            self.now = (self.now_ms / TICK_MS) as u32 + 1;
             for ev in &events[..n] {
                 let fd = ev.data() as RawFd;
                 let flags = ev.events();
@@ -252,6 +265,11 @@ impl Worker {
         self.now + (ms.div_ceil(TICK_MS) as u32).max(1)
     }
 
+    /// The tick at which a session deadline (session clock, ms) falls, never before the next.
+    fn tick_of(&self, ms: u64) -> u32 {
+        ((ms.div_ceil(TICK_MS)) as u32 + 1).max(self.now + 1)
+    }
+
     fn set_deadline(&mut self, fd: usize, d: u32) {
         let s = &mut self.slots[fd];
         if s.deadline == 0 && d != 0 {
@@ -260,6 +278,34 @@ impl Worker {
             self.timed -= 1;
         }
         s.deadline = d;
+    }
+
+    /// The silence after which an open websocket needs attention (a ping, or the idle close).
+    fn idle_period_ms(&self, ping_sent: bool) -> u64 {
+        let l = &self.cfg.limits;
+        match (l.ping_interval_ms, ping_sent) {
+            (0, _) => l.idle_timeout_ms,
+            (p, true) if l.idle_timeout_ms > 0 => l.idle_timeout_ms.min(p),
+            (p, _) => p,
+        }
+    }
+
+    /// Sets an open connection's deadline to the earliest of its session's deadlines and its
+    /// idle/ping deadline (measured from now: called after traffic).
+    fn rearm(&mut self, i: usize, conn: &Option<Box<Session>>) {
+        if self.slots[i].state != State::Open {
+            return;
+        }
+        let mut d = conn
+            .as_ref()
+            .and_then(|c| c.next_wake())
+            .map_or(0, |ms| self.tick_of(ms));
+        let idle = self.idle_period_ms(self.slots[i].flags & PING_SENT != 0);
+        if idle > 0 {
+            let t = self.deadline_after(idle);
+            d = if d == 0 { t } else { d.min(t) };
+        }
+        self.set_deadline(i, d);
     }
 
     // ----- accepting -----
@@ -292,25 +338,62 @@ impl Worker {
         }
     }
 
+    /// Takes an accepted connection into the table, in the handshake, after the admission
+    /// checks: its source's cap (refused with 503) and the handshake slots (the oldest
+    /// handshake makes room).
     fn adopt(&mut self, fd: RawFd) {
         let i = fd as usize;
         if i >= self.slots.len() {
             let want = (i / SLOT_CHUNK + 1) * SLOT_CHUNK;
             self.slots.resize_with(want, Slot::default);
         }
+        let w = self.w();
+        self.board.add(w, m::ACCEPTED, 1);
+        let cap = self.cfg.limits.max_per_source;
+        if cap > 0 {
+            let admitted = net::peer_addr(fd).is_ok_and(|a| self.sources.admit(fd, a.ip(), cap));
+            if !admitted {
+                let _ = io::write(fd, &unavailable());
+                let _ = net::set_abort_on_close(fd);
+                let _ = io::close(fd);
+                self.board.closed(w, CloseReason::SourceCap);
+                return;
+            }
+        }
         if self.ep.add(fd, READ).is_err() {
+            self.sources.release(fd);
             let _ = io::close(fd);
             return;
         }
+        if self.cfg.limits.sndbuf_bytes > 0 {
+            let _ = net::set_sndbuf(fd, self.cfg.limits.sndbuf_bytes);
+        }
+        self.conns += 1;
         self.slots[i].state = State::Handshake;
         let d = self.deadline_after(self.cfg.limits.handshake_timeout_ms);
         self.set_deadline(i, d);
-        self.conns += 1;
-        let w = self.w();
-        self.board.add(w, m::ACCEPTED, 1);
+        self.handshakes.started(fd, d);
+        if self.handshakes.count > self.cfg.limits.max_handshaking.max(1) {
+            self.evict_oldest_handshake();
+        }
+        let slots = &self.slots;
+        self.handshakes.prune(|fd, d| is_handshaking(slots, fd, d));
         self.board.set(w, m::CONNS, self.conns as u64);
         self.board
             .set(w, m::FDS, (self.base_fds + self.conns) as u64);
+        self.board
+            .set(w, m::HANDSHAKING, self.handshakes.count as u64);
+    }
+
+    /// The handshake slots are full: the oldest handshake gets 503 and is closed, so dribblers
+    /// renewing their connections cannot keep new clients out.
+    fn evict_oldest_handshake(&mut self) {
+        let slots = &self.slots;
+        if let Some(fd) = self.handshakes.oldest(|fd, d| is_handshaking(slots, fd, d)) {
+            let _ = io::write(fd, &unavailable());
+            let _ = net::set_abort_on_close(fd);
+            self.close(fd, Some(CloseReason::HandshakeEvicted));
+        }
     }
 
     /// Near the fd cap: take every connection already queued (into the fd reserve, so none is
@@ -379,14 +462,9 @@ impl Worker {
         let mut rbuf = std::mem::take(&mut self.rbuf);
         match io::read(fd, &mut rbuf) {
             Ok(0) => {
-                let reason = match self.slots[i].state {
-                    State::Handshake => {
-                        // Spoke nothing complete and left: not a refused handshake.
-                        Some(CloseReason::PeerEof)
-                    }
-                    State::Open => Some(CloseReason::PeerEof),
-                    _ => None,
-                };
+                // Handshake: spoke nothing complete and left, not a refused handshake.
+                let reason = matches!(self.slots[i].state, State::Handshake | State::Open)
+                    .then_some(CloseReason::PeerEof);
                 self.close(fd, reason);
             }
             Ok(n) => self.on_data(fd, &mut rbuf[..n]),
@@ -402,34 +480,33 @@ impl Worker {
 
     fn on_data(&mut self, fd: RawFd, data: &mut [u8]) {
         let i = fd as usize;
-        if matches!(
-            self.slots[i].state,
-            State::Linger | State::CloseAfterFlush | State::LingerAfterFlush
-        ) {
-            return; // discard: we are closing
-        }
         let mut conn = self.slots[i].conn.take();
-        let has_pending_in = conn.as_ref().is_some_and(|c| !c.inbuf.is_empty());
-        if has_pending_in {
-            let c = conn.as_mut().expect("checked");
-            let mut ib = std::mem::take(&mut c.inbuf);
-            ib.extend_from_slice(data);
-            let used = self.process(fd, &mut conn, &mut ib);
-            if self.slots[i].state != State::Free {
-                ib.drain(..used.min(ib.len()));
-                if let Some(c) = conn.as_mut() {
-                    c.inbuf = ib;
-                    if c.inbuf.is_empty() {
-                        c.inbuf = Vec::new();
+        match self.slots[i].state {
+            State::Handshake => {
+                session::with_input(&mut conn, data, |conn, buf| {
+                    self.process_handshake(fd, conn, buf)
+                });
+                if self.slots[i].state == State::Open {
+                    // Frames sent right behind the request head.
+                    if conn.as_ref().is_some_and(|c| c.has_partial_input()) {
+                        self.on_frames(fd, &mut conn, &mut []);
+                    } else {
+                        self.rearm(i, &conn);
                     }
                 }
             }
-        } else {
-            let used = self.process(fd, &mut conn, data);
-            if used < data.len() && self.slots[i].state != State::Free {
-                let c = conn.get_or_insert_with(Box::default);
-                c.inbuf.extend_from_slice(&data[used..]);
+            State::Open => {
+                self.slots[i].flags &= !PING_SENT;
+                self.on_frames(fd, &mut conn, data);
             }
+            // The peer's close frame (or garbage): the close handshake is over.
+            State::AwaitClose if session::discard(&mut conn, data) != Status::Open => {
+                self.slots[i].conn = conn;
+                self.close(fd, None);
+                return;
+            }
+            // Closing otherwise: discard.
+            _ => {}
         }
         if self.slots[i].state == State::Free {
             return;
@@ -437,55 +514,97 @@ impl Worker {
         self.after_processing(fd, conn);
     }
 
+    /// Frames of an open websocket, through the session: echo (or count) messages, answer
+    /// pings and closes, fail violations.
+    fn on_frames(&mut self, fd: RawFd, conn: &mut Option<Box<Session>>, data: &mut [u8]) {
+        let i = fd as usize;
+        let w = self.w();
+        let echo = self.cfg.mode == Mode::Echo;
+        let board = &self.board;
+        let st = session::receive(
+            conn,
+            &self.scfg,
+            self.now_ms,
+            data,
+            &mut self.wbuf,
+            |e, out| match e {
+                Event::Message { opcode, data, len } => {
+                    board.add(w, m::MSG_IN, 1);
+                    board.add(w, m::BYTES_IN, len);
+                    if echo {
+                        session::write_frame(Role::Server, out, opcode, data);
+                        board.add(w, m::MSG_OUT, 1);
+                        board.add(w, m::BYTES_OUT, len);
+                    }
+                }
+                Event::Ping(_) => board.add(w, m::PINGS, 1),
+                Event::Pong => {}
+            },
+        );
+        match st {
+            Status::Open => self.rearm(i, conn),
+            Status::PeerClosed(code) => {
+                let payload = code.map(close::payload);
+                let p: &[u8] = payload.as_ref().map_or(&[], |p| p);
+                session::write_frame(Role::Server, &mut self.wbuf, frame::CLOSE, p);
+                self.begin_close(fd, State::CloseAfterFlush, CloseReason::ClientClose);
+            }
+            Status::Failed(v) => {
+                // The session queued the close frame.
+                self.board.violation(w, v);
+                self.begin_close(
+                    fd,
+                    State::CloseFrameAfterFlush,
+                    CloseReason::for_violation(v),
+                );
+            }
+        }
+    }
+
     /// Writes what processing queued, applies close states, frees idle heap state.
-    fn after_processing(&mut self, fd: RawFd, mut conn: Option<Box<Conn>>) {
+    fn after_processing(&mut self, fd: RawFd, mut conn: Option<Box<Session>>) {
         let i = fd as usize;
         if !self.wbuf.is_empty() {
             let pending = conn.as_ref().is_some_and(|c| c.pending_out() > 0);
-            if pending {
-                let c = conn.as_mut().expect("checked");
-                c.out.extend_from_slice(&self.wbuf);
+            let written = if pending {
+                0
             } else {
                 match io::write(fd, &self.wbuf) {
-                    Ok(n) if n == self.wbuf.len() => {}
-                    Ok(n) => {
-                        let c = conn.get_or_insert_with(Box::default);
-                        c.out.extend_from_slice(&self.wbuf[n..]);
-                    }
-                    Err(Errno::EAGAIN) => {
-                        let c = conn.get_or_insert_with(Box::default);
-                        c.out.extend_from_slice(&self.wbuf);
-                    }
+                    Ok(n) => n,
+                    Err(Errno::EAGAIN) => 0,
                     Err(_) => {
                         self.wbuf.clear();
                         let r =
                             (self.slots[i].state == State::Open).then_some(CloseReason::IoError);
+                        self.slots[i].conn = conn;
                         self.close(fd, r);
                         return;
                     }
                 }
-            }
+            };
+            session::queue_unsent(&mut conn, &self.scfg, self.now_ms, &self.wbuf[written..]);
             self.wbuf.clear();
             if self.wbuf.capacity() > WRITE_BUF_KEEP {
                 self.wbuf = Vec::with_capacity(4096);
             }
             let pending = conn.as_ref().map_or(0, |c| c.pending_out());
             if pending > self.cfg.limits.max_output_bytes {
-                let r = (self.slots[i].state == State::Open).then_some(CloseReason::SlowReader);
-                self.close(fd, r);
+                self.slots[i].conn = conn;
+                self.drop_non_reader(fd, CloseReason::SlowReader);
                 return;
             }
             if pending > 0 && !self.slots[i].want_write {
                 self.slots[i].want_write = true;
                 let _ = self.ep.modify(fd, READ | WRITE);
             }
+            self.rearm(i, &conn);
         }
         self.settle(fd, conn);
     }
 
     /// After output was flushed (or nothing was queued): close-after-flush states proceed, and
     /// heap state is freed if nothing is in flight.
-    fn settle(&mut self, fd: RawFd, mut conn: Option<Box<Conn>>) {
+    fn settle(&mut self, fd: RawFd, mut conn: Option<Box<Session>>) {
         let i = fd as usize;
         let pending = conn.as_ref().map_or(0, |c| c.pending_out());
         if pending == 0 {
@@ -503,6 +622,12 @@ impl Worker {
                     // Nothing more is parsed; drop what was buffered.
                     conn = None;
                 }
+                State::CloseFrameAfterFlush => {
+                    self.slots[i].state = State::AwaitClose;
+                    let d = self.deadline_after(self.cfg.limits.close_linger_ms);
+                    self.set_deadline(i, d);
+                    conn = None;
+                }
                 _ => {}
             }
         }
@@ -513,12 +638,12 @@ impl Worker {
     }
 
     /// EPOLLOUT: send queued output. Returns false if the connection was closed.
-    fn flush(&mut self, fd: RawFd, conn: &mut Option<Box<Conn>>) -> bool {
+    fn flush(&mut self, fd: RawFd, conn: &mut Option<Box<Session>>) -> bool {
         let i = fd as usize;
         if let Some(c) = conn.as_mut() {
             while c.pending_out() > 0 {
-                match io::write(fd, &c.out[c.out_pos..]) {
-                    Ok(n) => c.out_pos += n,
+                match io::write(fd, c.unsent()) {
+                    Ok(n) => c.advance(n, &self.scfg, self.now_ms),
                     Err(Errno::EAGAIN) => break,
                     Err(_) => {
                         let r =
@@ -529,15 +654,12 @@ impl Worker {
                     }
                 }
             }
-            if c.pending_out() == 0 {
-                c.out = Vec::new();
-                c.out_pos = 0;
-            }
         }
         if conn.as_ref().map_or(0, |c| c.pending_out()) == 0 && self.slots[i].want_write {
             self.slots[i].want_write = false;
             let _ = self.ep.modify(fd, READ);
         }
+        self.rearm(i, conn);
         let c = conn.take();
         self.settle(fd, c);
         if self.slots[i].state == State::Free {
@@ -552,14 +674,17 @@ impl Worker {
     fn close(&mut self, fd: RawFd, reason: Option<CloseReason>) {
         let i = fd as usize;
         let w = self.w();
-        if self.slots[i].state == State::Open {
-            self.board.sub(w, m::WS_OPEN, 1);
+        match self.slots[i].state {
+            State::Open => self.board.sub(w, m::WS_OPEN, 1),
+            State::Handshake => self.handshake_ended(),
+            _ => {}
         }
         if let Some(r) = reason {
             self.board.closed(w, r);
         }
         self.set_deadline(i, 0);
         self.slots[i] = Slot::default();
+        self.sources.release(fd);
         let _ = io::close(fd);
         self.conns -= 1;
         self.board.set(w, m::CONNS, self.conns as u64);
@@ -568,12 +693,43 @@ impl Worker {
         self.maybe_listen_again();
     }
 
+    /// A peer that does not read: its output is dropped, a 1008 close frame is offered (it
+    /// only fits if the socket has room), and the connection is reset (SO_LINGER 0) so neither
+    /// our heap nor the kernel keeps its unsent data (no FIN_WAIT1 with a full send queue).
+    fn drop_non_reader(&mut self, fd: RawFd, reason: CloseReason) {
+        let i = fd as usize;
+        if let Some(c) = self.slots[i].conn.as_mut() {
+            c.drop_output();
+        }
+        if self.slots[i].state == State::Open {
+            let mut f = Vec::with_capacity(4);
+            session::write_frame(
+                Role::Server,
+                &mut f,
+                frame::CLOSE,
+                &close::payload(close::POLICY),
+            );
+            let _ = io::writev(fd, &[IoSlice::new(&f)]);
+        }
+        let _ = net::set_abort_on_close(fd);
+        let counted = matches!(self.slots[i].state, State::Open | State::Handshake);
+        self.close(fd, counted.then_some(reason));
+    }
+
+    fn handshake_ended(&mut self) {
+        self.handshakes.ended();
+        self.board
+            .set(self.w(), m::HANDSHAKING, self.handshakes.count as u64);
+    }
+
     /// Leaves Open (or Handshake) for a closing state, counting the reason now.
     fn begin_close(&mut self, fd: RawFd, next: State, reason: CloseReason) {
         let i = fd as usize;
         let w = self.w();
-        if self.slots[i].state == State::Open {
-            self.board.sub(w, m::WS_OPEN, 1);
+        match self.slots[i].state {
+            State::Open => self.board.sub(w, m::WS_OPEN, 1),
+            State::Handshake => self.handshake_ended(),
+            _ => {}
         }
         self.board.closed(w, reason);
         self.slots[i].state = next;
@@ -581,22 +737,31 @@ impl Worker {
         self.set_deadline(i, d);
     }
 
-    // ----- protocol -----
-
-    /// Consumes what it can of `buf` and returns how many bytes it used.
-    fn process(&mut self, fd: RawFd, conn: &mut Option<Box<Conn>>, buf: &mut [u8]) -> usize {
+    /// Fails an open connection with `code`: partial input dropped, our close frame queued, then
+    /// the close handshake (the peer's close frame awaited while its data is discarded).
+    fn fail_open(&mut self, fd: RawFd, code: u16, reason: CloseReason) {
         let i = fd as usize;
-        match self.slots[i].state {
-            State::Handshake => self.process_handshake(fd, conn, buf),
-            State::Open => self.process_frames(fd, conn, buf),
-            _ => buf.len(),
+        let mut conn = self.slots[i].conn.take();
+        if let Some(c) = conn.as_mut() {
+            c.drop_input();
         }
+        session::write_frame(
+            Role::Server,
+            &mut self.wbuf,
+            frame::CLOSE,
+            &close::payload(code),
+        );
+        self.begin_close(fd, State::CloseFrameAfterFlush, reason);
+        self.after_processing(fd, conn);
     }
 
+    // ----- handshake -----
+
+    /// Consumes what it can of a request head and returns how many bytes it used.
     fn process_handshake(
         &mut self,
         fd: RawFd,
-        conn: &mut Option<Box<Conn>>,
+        _conn: &mut Option<Box<Session>>,
         buf: &mut [u8],
     ) -> usize {
         let i = fd as usize;
@@ -605,253 +770,71 @@ impl Worker {
             Parsed::Partial => 0,
             Parsed::Upgrade { accept, consumed } => {
                 handshake::upgrade_response(&accept, &mut self.wbuf);
+                self.handshake_ended();
                 self.slots[i].state = State::Open;
                 self.set_deadline(i, 0);
                 self.board.add(w, m::HANDSHAKES, 1);
                 self.board.add(w, m::WS_OPEN, 1);
-                consumed + self.process_frames(fd, conn, &mut buf[consumed..])
+                consumed
             }
             Parsed::Http { path, .. } => {
-                let resp = match path.as_str() {
-                    "/metrics" => {
-                        self.board.add(w, m::HTTP_METRICS, 1);
-                        self.board.set(w, m::RSS, rss_bytes());
-                        let body = self.board.prometheus();
-                        handshake::http_response(
-                            200,
-                            "OK",
-                            "",
-                            "text/plain; version=0.0.4; charset=utf-8",
-                            body.as_bytes(),
-                        )
-                    }
-                    "/healthz" => {
-                        self.board.add(w, m::HTTP_HEALTHZ, 1);
-                        handshake::http_response(200, "OK", "", "text/plain", b"ok\n")
-                    }
-                    _ => {
-                        self.board.add(w, m::HTTP_NOT_FOUND, 1);
-                        handshake::http_response(
-                            404,
-                            "Not Found",
-                            "",
-                            "text/plain",
-                            b"not found: try /metrics, /healthz or a websocket upgrade\n",
-                        )
-                    }
-                };
+                let resp = self.http_reply(&path);
                 self.wbuf.extend_from_slice(&resp);
                 self.begin_close(fd, State::LingerAfterFlush, CloseReason::Http);
                 buf.len()
             }
             Parsed::Reject(r) => {
-                self.reject(fd, r);
+                self.board.rejected(w, r);
+                self.wbuf.extend_from_slice(&r.response());
+                self.begin_close(fd, State::LingerAfterFlush, CloseReason::HandshakeFailed);
                 buf.len()
             }
         }
     }
 
-    fn reject(&mut self, fd: RawFd, r: Rejection) {
-        self.board.rejected(self.w(), r);
-        self.wbuf.extend_from_slice(&r.response());
-        self.begin_close(fd, State::LingerAfterFlush, CloseReason::HandshakeFailed);
-    }
-
-    /// A protocol violation: send the close frame it earns and linger.
-    fn fail(&mut self, fd: RawFd, conn: &mut Option<Box<Conn>>, v: Violation) {
-        self.board.violation(self.w(), v);
-        self.queue_frame(frame::CLOSE, &[&close::payload(v.close_code())]);
-        self.begin_close(fd, State::LingerAfterFlush, CloseReason::for_violation(v));
-        if let Some(c) = conn.as_mut() {
-            c.msg = None;
-            c.msg_data = Vec::new();
-            c.inbuf = Vec::new();
-        }
-    }
-
-    fn queue_frame(&mut self, opcode: OpCode, parts: &[&[u8]]) {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        let mut h = [0u8; frame::MAX_HEADER_LEN];
-        let n = frame::encode(&mut h, true, opcode, None, len as u64);
-        self.wbuf.extend_from_slice(&h[..n]);
-        for p in parts {
-            self.wbuf.extend_from_slice(p);
-        }
-    }
-
-    fn process_frames(&mut self, fd: RawFd, conn: &mut Option<Box<Conn>>, buf: &mut [u8]) -> usize {
-        let i = fd as usize;
-        let max = self.cfg.limits.max_message_bytes as u64;
-        let mut pos = 0;
-        while self.slots[i].state == State::Open && pos < buf.len() {
-            let h = match frame::decode(&buf[pos..]) {
-                Ok(Some(h)) => h,
-                Ok(None) => break,
-                Err(v) => {
-                    self.fail(fd, conn, v);
-                    return buf.len();
-                }
-            };
-            if let Err(v) = frame::check_client_frame(&h) {
-                self.fail(fd, conn, v);
-                return buf.len();
-            }
-            let in_msg = conn.as_ref().and_then(|c| c.msg);
-            let so_far = conn.as_ref().map_or(0, |c| c.msg_len);
-            match h.opcode() {
-                OpCode::Data(Data::Continue) if in_msg.is_none() => {
-                    self.fail(fd, conn, Violation::UnexpectedContinuation);
-                    return buf.len();
-                }
-                OpCode::Data(Data::Text | Data::Binary) if in_msg.is_some() => {
-                    self.fail(fd, conn, Violation::ExpectedContinuation);
-                    return buf.len();
-                }
-                _ => {}
-            }
-            if !h.is_control() && so_far + h.payload_len > max {
-                self.fail(fd, conn, Violation::TooBig);
-                return buf.len();
-            }
-            let total = h.header_len + h.payload_len as usize;
-            let avail = buf.len() - pos;
-            let is_text = h.opcode() == frame::TEXT
-                || (h.opcode() == frame::CONTINUE && in_msg == Some(frame::TEXT));
-            if avail < total {
-                // Partial frame: unmask and validate what is here so invalid UTF-8 fails at
-                // once, then wait for the rest (kept in the connection's inbuf).
-                if is_text {
-                    let got = avail - h.header_len;
-                    let c = conn.get_or_insert_with(Box::default);
-                    if c.frame_done == 0 && h.opcode() == frame::TEXT {
-                        c.utf8 = Utf8Validator::new();
-                    }
-                    if got > c.frame_done {
-                        let start = pos + h.header_len;
-                        let part = &mut buf[start + c.frame_done..start + got];
-                        apply_mask(part, h.header.mask.unwrap_or_default(), c.frame_done);
-                        if c.utf8.feed(part).is_err() {
-                            self.fail(fd, conn, Violation::InvalidUtf8);
-                            return buf.len();
-                        }
-                        c.frame_done = got;
-                    }
-                }
-                break;
-            }
-            let done = conn.as_ref().map_or(0, |c| c.frame_done);
-            let start = pos + h.header_len;
-            apply_mask(
-                &mut buf[start + done..pos + total],
-                h.header.mask.unwrap_or_default(),
-                done,
-            );
-            if let Some(c) = conn.as_mut() {
-                c.frame_done = 0;
-            }
-            let payload = &buf[start..pos + total];
-            if let Err(v) = self.on_frame(fd, conn, &h, payload, done, is_text) {
-                self.fail(fd, conn, v);
-                return buf.len();
-            }
-            pos += total;
-        }
-        pos
-    }
-
-    /// A complete frame with its unmasked payload; `validated` bytes of a text payload were
-    /// already fed to the validator while the frame was partial.
-    fn on_frame(
-        &mut self,
-        fd: RawFd,
-        conn: &mut Option<Box<Conn>>,
-        h: &Header,
-        payload: &[u8],
-        validated: usize,
-        is_text: bool,
-    ) -> Result<(), Violation> {
+    fn http_reply(&self, path: &str) -> Vec<u8> {
         let w = self.w();
-        let echo = self.cfg.mode == Mode::Echo;
-        match h.opcode() {
-            OpCode::Control(Control::Ping) => {
-                self.board.add(w, m::PINGS, 1);
-                self.queue_frame(frame::PONG, &[payload]);
+        match path {
+            "/metrics" => {
+                self.board.add(w, m::HTTP_METRICS, 1);
+                self.board.set(w, m::RSS, rss_bytes());
+                self.board.set(w, m::BUFFERED, self.buffered as u64);
+                let body = self.board.prometheus();
+                handshake::http_response(
+                    200,
+                    "OK",
+                    "",
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    body.as_bytes(),
+                )
             }
-            OpCode::Control(Control::Pong) => {}
-            OpCode::Control(Control::Close) => {
-                let code = close::parse_payload(payload)?;
-                match code {
-                    Some(c) => self.queue_frame(frame::CLOSE, &[&close::payload(c)]),
-                    None => self.queue_frame(frame::CLOSE, &[]),
-                }
-                self.begin_close(fd, State::CloseAfterFlush, CloseReason::ClientClose);
+            "/healthz" => {
+                self.board.add(w, m::HTTP_HEALTHZ, 1);
+                handshake::http_response(200, "OK", "", "text/plain", b"ok\n")
             }
-            OpCode::Data(d) => {
-                let fin = h.header.is_final;
-                let single = fin && d != Data::Continue;
-                if is_text {
-                    if single && validated == 0 {
-                        if !crate::protocol::utf8::is_valid(payload) {
-                            return Err(Violation::InvalidUtf8);
-                        }
-                    } else {
-                        let c = conn.get_or_insert_with(Box::default);
-                        if d == Data::Text && validated == 0 {
-                            c.utf8 = Utf8Validator::new();
-                        }
-                        c.utf8
-                            .feed(&payload[validated..])
-                            .map_err(|_| Violation::InvalidUtf8)?;
-                        if fin && !c.utf8.is_complete() {
-                            return Err(Violation::InvalidUtf8);
-                        }
-                    }
-                }
-                if single {
-                    self.board.add(w, m::MSG_IN, 1);
-                    self.board.add(w, m::BYTES_IN, payload.len() as u64);
-                    if echo {
-                        self.queue_frame(h.opcode(), &[payload]);
-                        self.board.add(w, m::MSG_OUT, 1);
-                        self.board.add(w, m::BYTES_OUT, payload.len() as u64);
-                    }
-                    return Ok(());
-                }
-                let c = conn.get_or_insert_with(Box::default);
-                if d != Data::Continue {
-                    c.msg = Some(h.opcode());
-                    c.msg_len = 0;
-                }
-                c.msg_len += payload.len() as u64;
-                if echo {
-                    c.msg_data.extend_from_slice(payload);
-                }
-                if fin {
-                    let op = c.msg.take().unwrap_or(frame::BINARY);
-                    let data = std::mem::take(&mut c.msg_data);
-                    let len = c.msg_len;
-                    c.msg_len = 0;
-                    self.board.add(w, m::MSG_IN, 1);
-                    self.board.add(w, m::BYTES_IN, len);
-                    if echo {
-                        self.queue_frame(op, &[&data]);
-                        self.board.add(w, m::MSG_OUT, 1);
-                        self.board.add(w, m::BYTES_OUT, len);
-                    }
-                }
+            _ => {
+                self.board.add(w, m::HTTP_NOT_FOUND, 1);
+                handshake::http_response(
+                    404,
+                    "Not Found",
+                    "",
+                    "text/plain",
+                    b"not found: try /metrics, /healthz or a websocket upgrade\n",
+                )
             }
-            OpCode::Control(Control::Reserved(_)) => return Err(Violation::ReservedOpcode),
         }
-        Ok(())
     }
 
-    // ----- timers, stats, shutdown -----
+    // ----- timers, budget, stats, shutdown -----
 
     fn tick(&mut self) -> Option<WorkerExit> {
         // Deadlines are in ticks: scan the table once per tick, not after every epoll_wait.
-        if self.timed > 0 && self.now != self.expired_at {
+        if self.now != self.expired_at {
             self.expired_at = self.now;
-            self.expire();
+            if self.timed > 0 {
+                self.expire();
+            }
+            self.enforce_budget();
         }
         if self.last_stats.elapsed() >= Duration::from_secs(1) {
             self.last_stats = Instant::now();
@@ -890,10 +873,85 @@ impl Worker {
                     let _ = io::write(fd, &Rejection::Timeout.response());
                     self.close(fd, None);
                 }
-                State::Free | State::Open => {
-                    self.set_deadline(i, 0);
+                State::Open => self.expire_open(fd),
+                State::Free => self.set_deadline(i, 0),
+                _ => {
+                    // Closing and out of time: a peer still holding unsent output is reset.
+                    if self.slots[i]
+                        .conn
+                        .as_ref()
+                        .is_some_and(|c| c.pending_out() > 0)
+                    {
+                        let _ = net::set_abort_on_close(fd);
+                    }
+                    self.close(fd, None);
                 }
-                _ => self.close(fd, None),
+            }
+        }
+    }
+
+    /// An open websocket's deadline: a session deadline (frame, write), or silence (ping, idle).
+    fn expire_open(&mut self, fd: RawFd) {
+        let i = fd as usize;
+        let timeout = self.slots[i]
+            .conn
+            .as_ref()
+            .and_then(|c| c.expired(self.now_ms));
+        match timeout {
+            Some(Timeout::Write) => self.drop_non_reader(fd, CloseReason::WriteTimeout),
+            Some(Timeout::Frame) => self.fail_open(fd, close::POLICY, CloseReason::FrameTimeout),
+            None if self.cfg.limits.ping_interval_ms > 0
+                && self.slots[i].flags & PING_SENT == 0 =>
+            {
+                self.slots[i].flags |= PING_SENT;
+                session::write_frame(Role::Server, &mut self.wbuf, frame::PING, b"");
+                let conn = self.slots[i].conn.take();
+                self.after_processing(fd, conn);
+                let conn = self.slots[i].conn.take();
+                self.rearm(i, &conn);
+                self.slots[i].conn = conn;
+            }
+            None if self.idle_period_ms(true) > 0 => {
+                self.fail_open(fd, close::GOING_AWAY, CloseReason::IdleTimeout)
+            }
+            None => {
+                let conn = self.slots[i].conn.take();
+                self.set_deadline(i, 0);
+                self.rearm(i, &conn);
+                self.slots[i].conn = conn;
+            }
+        }
+    }
+
+    /// Adds up what every connection holds; past the budget, closes the largest holders:
+    /// peers with unsent output do not read (1008 offered, then reset), the others hold a
+    /// partial message (1009, then the close handshake).
+    fn enforce_budget(&mut self) {
+        let mut held = 0;
+        for s in &self.slots {
+            if let Some(c) = s.conn.as_ref() {
+                held += c.footprint();
+            }
+        }
+        self.buffered = held;
+        self.board.set(self.w(), m::BUFFERED, held as u64);
+        let budget = self.cfg.limits.memory_budget_bytes;
+        if held <= budget {
+            return;
+        }
+        let sizes = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.conn.as_ref().map(|c| (i as i32, c.footprint())))
+            .collect();
+        for fd in admission::over_budget(sizes, held, budget) {
+            let i = fd as usize;
+            let out = self.slots[i].conn.as_ref().map_or(0, |c| c.pending_out());
+            if out > 0 || self.slots[i].state != State::Open {
+                self.drop_non_reader(fd, CloseReason::OverBudget);
+            } else {
+                self.fail_open(fd, close::TOO_BIG, CloseReason::OverBudget);
             }
         }
     }
@@ -953,6 +1011,23 @@ pub fn run_worker(cfg: WorkerConfig) -> anyhow::Result<WorkerExit> {
     let index = cfg.index;
     let w = Worker::new(cfg).with_context(|| format!("server worker {index}"))?;
     w.run()
+}
+
+/// The response to a connection refused at admission (handshake slots or source cap).
+fn unavailable() -> Vec<u8> {
+    handshake::http_response(
+        503,
+        "Service Unavailable",
+        "Retry-After: 1\r\n",
+        "text/plain",
+        b"busy: too many handshakes in progress (or from this address); retry\n",
+    )
+}
+
+fn is_handshaking(slots: &[Slot], fd: i32, deadline: u32) -> bool {
+    slots
+        .get(fd as usize)
+        .is_some_and(|s| s.state == State::Handshake && s.deadline == deadline)
 }
 
 #[cfg(test)]

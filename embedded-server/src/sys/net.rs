@@ -161,6 +161,22 @@ pub fn tcp_migrate_req() -> bool {
         .unwrap_or(false)
 }
 
+/// Caps the socket's send buffer (SO_SNDBUF; the kernel doubles the value for bookkeeping and
+/// stops autotuning it).
+pub fn set_sndbuf(fd: RawFd, bytes: usize) -> Result<(), Errno> {
+    socket::setsockopt(&borrow(fd), sockopt::SndBuf, &bytes)
+}
+
+/// SO_LINGER with a zero timeout: the next close() resets the connection and frees its unsent
+/// data at once instead of leaving it in FIN_WAIT1 for a peer that will never read it.
+pub fn set_abort_on_close(fd: RawFd) -> Result<(), Errno> {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    socket::setsockopt(&borrow(fd), sockopt::Linger, &l)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

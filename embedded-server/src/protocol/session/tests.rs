@@ -134,7 +134,7 @@ fn fragments_assemble_and_controls_interleave() {
         ]
     );
     assert_eq!(r.out, [0x8a, 0x01, b'p']); // the pong, unmasked
-    assert!(r.slot.map_or(true, |s| s.is_idle()));
+    assert!(r.slot.is_none_or(|s| s.is_idle()));
 }
 
 #[test]
@@ -190,7 +190,7 @@ fn violations_queue_their_close_code() {
         let r = agree(&server(), &input);
         assert_eq!(r.status, Status::Failed(v), "{v:?}");
         assert_eq!(&r.out[r.out.len() - 2..], code.to_be_bytes(), "{v:?}");
-        assert!(r.slot.map_or(true, |s| !s.has_partial_input()), "{v:?}");
+        assert!(r.slot.is_none_or(|s| !s.has_partial_input()), "{v:?}");
     }
 }
 
