@@ -359,3 +359,99 @@ pub fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
     f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     f
 }
+
+/// Open websockets that behave: each sends one small message at a time and reads its echo.
+pub struct GoodClients {
+    pub conns: Vec<Raw>,
+}
+
+impl GoodClients {
+    pub fn open(addr: SocketAddr, n: usize) -> GoodClients {
+        GoodClients {
+            conns: (0..n).map(|_| Raw::websocket(addr)).collect(),
+        }
+    }
+
+    /// Every client sends a message and reads its echo; returns the slowest round trip.
+    /// Panics if any echo is wrong or missing.
+    pub fn echo_all(&mut self) -> Duration {
+        let mut worst = Duration::ZERO;
+        for (k, c) in self.conns.iter_mut().enumerate() {
+            let msg = format!("good {k}");
+            let t = Instant::now();
+            c.send(&frame(0x81, msg.as_bytes()));
+            let (b0, p) = c
+                .read_frame()
+                .unwrap_or_else(|| panic!("good client {k}: no echo"));
+            worst = worst.max(t.elapsed());
+            assert_eq!((b0, p.as_slice()), (0x81, msg.as_bytes()), "client {k}");
+        }
+        worst
+    }
+}
+
+/// Sets SO_RCVBUF of a client socket (the kernel doubles it): a small receive buffer makes a
+/// slow reader's backlog pile up at the server rather than in the client's kernel.
+pub fn set_rcvbuf(s: &TcpStream, bytes: usize) {
+    nix::sys::socket::setsockopt(s, nix::sys::socket::sockopt::RcvBuf, &bytes).unwrap();
+}
+
+/// TCP sockets with local port `port` in FIN_WAIT1 (state 04 of /proc/net/tcp): what a bare
+/// close() with unsent data leaves behind.
+pub fn fin_wait1(port: u16) -> usize {
+    let text = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let want = format!(":{port:04X}");
+    text.lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1].ends_with(&want) && f[3] == "04"
+        })
+        .count()
+}
+
+/// Samples `tune_worker_rss_bytes` and `tune_worker_buffered_bytes` of worker 0 every 100 ms
+/// on a thread until stopped; returns the peaks.
+pub struct Peaks {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<(u64, u64)>>,
+}
+
+impl Peaks {
+    pub fn watch(addr: SocketAddr) -> Peaks {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (mut rss, mut buffered) = (0, 0);
+            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(text) = try_metrics(addr) {
+                    rss = rss.max(metric_in(&text, "tune_worker_rss_bytes{worker=\"0\"}"));
+                    buffered =
+                        buffered.max(metric_in(&text, "tune_worker_buffered_bytes{worker=\"0\"}"));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (rss, buffered)
+        });
+        Peaks {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// (peak RSS, peak buffered bytes).
+    pub fn stop(mut self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.take().unwrap().join().unwrap()
+    }
+}
+
+fn try_metrics(addr: SocketAddr) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|x| x.1.to_string())
+}

@@ -455,6 +455,9 @@ impl Worker {
         ) {
             self.on_readable(fd);
         }
+        if self.buffered > self.cfg.limits.memory_budget_bytes {
+            self.enforce_budget();
+        }
     }
 
     fn on_readable(&mut self, fd: RawFd) {
@@ -583,6 +586,9 @@ impl Worker {
                 }
             };
             session::queue_unsent(&mut conn, &self.scfg, self.now_ms, &self.wbuf[written..]);
+            // Between scans, count what was queued, so a burst is caught within the event loop
+            // iteration rather than at the next tick.
+            self.buffered += self.wbuf.len() - written;
             self.wbuf.clear();
             if self.wbuf.capacity() > WRITE_BUF_KEEP {
                 self.wbuf = Vec::with_capacity(4096);
@@ -947,6 +953,8 @@ impl Worker {
             .collect();
         for fd in admission::over_budget(sizes, held, budget) {
             let i = fd as usize;
+            let size = self.slots[i].conn.as_ref().map_or(0, |c| c.footprint());
+            self.buffered = self.buffered.saturating_sub(size);
             let out = self.slots[i].conn.as_ref().map_or(0, |c| c.pending_out());
             if out > 0 || self.slots[i].state != State::Open {
                 self.drop_non_reader(fd, CloseReason::OverBudget);
