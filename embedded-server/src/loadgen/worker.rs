@@ -1,6 +1,7 @@
 //! One client process: one epoll loop, a 16-byte [`Slot`] per connection indexed by fd, one
-//! read buffer for the whole loop. A connection owns heap memory ([`Pending`]) only while its
-//! handshake, a partial frame or unsent output is in flight: an idle websocket costs its slot.
+//! read buffer for the whole loop. A connection owns heap memory (a [`Session`], the protocol
+//! state shared with the server) only while its handshake, a partial frame or unsent output is
+//! in flight: an idle websocket costs its slot.
 //!
 //! It opens its share of connections (bounded in flight, optionally rate-limited), holds them,
 //! runs echo rounds and closes them in batches when the parent says so (the command word in
@@ -17,9 +18,9 @@ use super::board::{self as b, Board, Cmd, ErrorClass};
 use super::{WorkerConfig, ECHO_PAYLOAD};
 use crate::protocol::close;
 use crate::protocol::frame;
-use crate::protocol::handshake::{self, ResponseError};
-use crate::protocol::mask::apply_mask;
-use crate::protocol::{Control, Data, OpCode};
+use crate::protocol::handshake::{self, ResponseError, KEY_LEN};
+use crate::protocol::session::{self, Event, Role, Session, Status};
+use crate::protocol::OpCode;
 use crate::sys::epoll::{Epoll, EpollEvent, EpollFlags, READ, WRITE};
 use crate::sys::shm::SharedU64s;
 use crate::sys::signal::{Signal, Signals};
@@ -65,7 +66,7 @@ enum State {
 /// The per-connection entry: 16 bytes.
 #[derive(Debug, Default)]
 struct Slot {
-    pending: Option<Box<Pending>>,
+    pending: Option<Box<Session>>,
     /// µs since the loop started (wrapping): connect start, message send or close start.
     t: u32,
     state: State,
@@ -73,16 +74,16 @@ struct Slot {
     round: bool,
 }
 
-/// Heap state of a connection while something is in flight.
-#[derive(Debug, Default)]
-struct Pending {
-    /// The Sec-WebSocket-Key sent (until the 101 arrives).
-    key: handshake::Key,
-    /// Received bytes not consumed yet.
-    inbuf: Vec<u8>,
-    /// Output the socket did not take yet.
-    out: Vec<u8>,
-}
+/// The session limits of a client connection: the server's frames are small, a response head
+/// or frame beyond this means the server misbehaves. Deadlines are the worker's own (connect,
+/// echo and close timeouts), not the session's.
+const SESSION: session::Config = session::Config {
+    role: Role::Client,
+    max_message: MAX_PENDING_IN as u64,
+    keep_payload: true,
+    frame_timeout_ms: 0,
+    write_timeout_ms: 0,
+};
 
 /// What a client process reports when it exits: its histograms as (value, count) pairs.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -115,6 +116,8 @@ pub struct Worker {
     request: handshake::RequestTemplate,
     /// Scratch space the request of each connection is assembled in.
     reqbuf: Vec<u8>,
+    /// Frames being written (pongs, close frames, messages).
+    obuf: Vec<u8>,
     start: Instant,
     now: u32,
     src_next: usize,
@@ -182,6 +185,7 @@ impl Worker {
             rbuf: vec![0u8; READ_BUF],
             request,
             reqbuf: Vec::with_capacity(256),
+            obuf: Vec::with_capacity(256),
             start: Instant::now(),
             now: 0,
             src_next: 0,
@@ -461,15 +465,15 @@ impl Worker {
             Err(Errno::EAGAIN) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let mut p = Box::new(Pending {
-            key,
-            ..Pending::default()
-        });
-        p.out.extend_from_slice(&req[n..]);
-        let want_write = !p.out.is_empty();
+        let mut p = Some(Box::new(Session::default()));
+        session::queue_unsent(&mut p, &SESSION, 0, &req[n..]);
+        let want_write = n < req.len();
+        if let Some(p) = p.as_mut() {
+            p.key = key;
+        }
         let s = &mut self.slots[fd as usize];
         s.state = State::Handshaking;
-        s.pending = Some(p);
+        s.pending = p;
         Ok(Some(want_write))
     }
 
@@ -480,16 +484,15 @@ impl Worker {
         let mut req = std::mem::take(&mut self.reqbuf);
         self.request.write(&key, &mut req);
         self.slots[fd as usize].state = State::Handshaking;
-        let mut p = Box::new(Pending {
-            key,
-            ..Pending::default()
-        });
+        let mut p = Some(Box::new(Session::default()));
         let written = io::write(fd, &req);
         match written {
-            Ok(n) if n == req.len() => {}
-            Ok(n) => p.out.extend_from_slice(&req[n..]),
-            Err(Errno::EAGAIN) => p.out.extend_from_slice(&req),
+            Ok(n) => session::queue_unsent(&mut p, &SESSION, 0, &req[n..]),
+            Err(Errno::EAGAIN) => session::queue_unsent(&mut p, &SESSION, 0, &req),
             Err(_) => {}
+        }
+        if let Some(p) = p.as_mut() {
+            p.key = key;
         }
         self.reqbuf = req;
         if let Err(e) = written {
@@ -498,8 +501,8 @@ impl Worker {
                 return;
             }
         }
-        let want_write = !p.out.is_empty();
-        self.slots[fd as usize].pending = Some(p);
+        let want_write = p.as_ref().is_some_and(|p| p.pending_out() > 0);
+        self.slots[fd as usize].pending = p;
         if want_write || !reading {
             let _ = self
                 .ep
@@ -549,14 +552,14 @@ impl Worker {
             let _ = self.ep.modify(fd, READ);
             return true;
         };
-        if p.out.is_empty() {
+        if p.pending_out() == 0 {
             let _ = self.ep.modify(fd, READ);
             return true;
         }
-        match io::write(fd, &p.out) {
+        match io::write(fd, p.unsent()) {
             Ok(n) => {
-                p.out.drain(..n);
-                if p.out.is_empty() {
+                p.advance(n, &SESSION, 0);
+                if p.pending_out() == 0 {
                     let _ = self.ep.modify(fd, READ);
                     self.maybe_free_pending(i);
                 }
@@ -572,11 +575,7 @@ impl Worker {
 
     fn maybe_free_pending(&mut self, i: usize) {
         let s = &mut self.slots[i];
-        if s.state != State::Handshaking
-            && s.pending
-                .as_ref()
-                .is_some_and(|p| p.inbuf.is_empty() && p.out.is_empty())
-        {
+        if s.state != State::Handshaking && s.pending.as_ref().is_some_and(|p| p.is_idle()) {
             s.pending = None;
         }
     }
@@ -611,64 +610,46 @@ impl Worker {
         let mut rbuf = std::mem::take(&mut self.rbuf);
         match io::read(fd, &mut rbuf) {
             Ok(0) => self.lost(fd, Errno::UnknownErrno),
-            Ok(n) => self.on_data(fd, &rbuf[..n]),
+            Ok(n) => self.on_data(fd, &mut rbuf[..n]),
             Err(Errno::EAGAIN) => {}
             Err(e) => self.lost(fd, e),
         }
         self.rbuf = rbuf;
     }
 
-    fn on_data(&mut self, fd: RawFd, data: &[u8]) {
+    fn on_data(&mut self, fd: RawFd, data: &mut [u8]) {
         let i = fd as usize;
         let mut p = self.slots[i].pending.take();
-        let joined;
-        let buf: &[u8] = match p.as_mut() {
-            Some(p) if !p.inbuf.is_empty() => {
-                p.inbuf.extend_from_slice(data);
-                joined = std::mem::take(&mut p.inbuf);
-                &joined
-            }
-            _ => data,
-        };
-        if buf.len() > MAX_PENDING_IN {
-            self.slots[i].pending = p;
-            self.lost(fd, Errno::EMSGSIZE);
-            return;
-        }
-        let mut used = 0;
         if self.slots[i].state == State::Handshaking {
-            let key = p.as_ref().map(|p| p.key).unwrap_or([0; handshake::KEY_LEN]);
-            match handshake::parse_response(buf, &key) {
-                Ok(None) => {}
-                Ok(Some(n)) => {
-                    used = n;
+            match head(&mut p, data) {
+                Ok(false) => {
+                    self.slots[i].pending = p;
+                    return;
+                }
+                Ok(true) => {
+                    if let Some(s) = p.as_mut() {
+                        s.key = [0; KEY_LEN];
+                    }
                     self.opened(fd);
                 }
-                Err(e) => {
-                    let class = match e {
-                        ResponseError::Status(_) => ErrorClass::HandshakeStatus,
-                        ResponseError::BadAccept => ErrorClass::HandshakeAccept,
-                        ResponseError::Malformed => ErrorClass::HandshakeMalformed,
-                    };
+                Err(class) => {
                     self.slots[i].pending = p;
-                    self.fail(fd, class, 0);
+                    match class {
+                        Some(c) => self.fail(fd, c, 0),
+                        None => self.lost(fd, Errno::EMSGSIZE),
+                    }
                     return;
                 }
             }
-        }
-        if self.slots[i].state != State::Handshaking {
-            match self.on_frames(fd, &buf[used..], &mut p) {
-                Some(n) => used += n,
-                None => return, // closed
+            // Frames right behind the 101 wait in the session's input.
+            if !p.as_ref().is_some_and(|s| s.has_partial_input()) {
+                self.slots[i].pending = p;
+                self.maybe_free_pending(i);
+                return;
             }
-        }
-        if used < buf.len() {
-            let p = p.get_or_insert_with(Box::default);
-            p.inbuf = buf[used..].to_vec();
-        }
-        self.slots[i].pending = p;
-        if self.slots[i].state != State::Handshaking {
-            self.maybe_free_pending(i);
+            self.on_frames(fd, p, &mut []);
+        } else {
+            self.on_frames(fd, p, data);
         }
     }
 
@@ -684,106 +665,89 @@ impl Worker {
         self.board.add(self.w(), b::ESTABLISHED, 1);
     }
 
-    /// Handles the complete frames at the start of `buf`; returns the bytes used, or `None`
-    /// when the connection was closed.
-    fn on_frames(&mut self, fd: RawFd, buf: &[u8], p: &mut Option<Box<Pending>>) -> Option<usize> {
+    /// The server's frames, through the session (which answers pings): echoes are timed and
+    /// checked, a close frame is answered, a protocol error drops the connection.
+    fn on_frames(&mut self, fd: RawFd, mut p: Option<Box<Session>>, data: &mut [u8]) {
         let i = fd as usize;
         let w = self.w();
-        let mut pos = 0;
-        while pos < buf.len() {
-            let h = match frame::decode(&buf[pos..]) {
-                Ok(Some(h)) => h,
-                Ok(None) => break,
-                Err(_) => {
-                    self.slots[i].pending = p.take();
-                    self.lost(fd, Errno::EPROTO);
-                    return None;
-                }
-            };
-            if frame::check_server_frame(&h).is_err() {
-                self.slots[i].pending = p.take();
-                self.lost(fd, Errno::EPROTO);
-                return None;
+        let mut out = std::mem::take(&mut self.obuf);
+        let st = session::receive(&mut p, &SESSION, 0, data, &mut out, |e, _| {
+            if let Event::Message { data, .. } = e {
+                self.on_message(i, data == ECHO_PAYLOAD);
             }
-            let total = h.header_len + h.payload_len as usize;
-            if buf.len() - pos < total {
-                break;
-            }
-            let payload = &buf[pos + h.header_len..pos + total];
-            pos += total;
-            match h.opcode() {
-                OpCode::Data(Data::Text | Data::Binary | Data::Continue) => {
-                    if !h.header.is_final {
-                        continue;
-                    }
-                    if self.slots[i].state == State::Echoing {
-                        let took = self.since(self.slots[i].t);
-                        let _ = self.hist_echo.record(took.clamp(1, HIST_MAX_US));
-                        let round = self.slots[i].round;
-                        self.slots[i].state = State::Open;
-                        self.echoing -= 1;
-                        if payload != ECHO_PAYLOAD {
-                            self.board.add(w, b::ECHO_BAD, 1);
-                        } else if round {
-                            self.board.add(w, b::ECHO_RECV, 1);
-                        } else {
-                            self.board.add(w, b::MSG_RECV, 1);
-                        }
-                    } else {
-                        self.board.add(w, b::MSG_RECV, 1);
-                    }
-                }
-                OpCode::Control(Control::Ping) => {
-                    let payload = payload.to_vec();
-                    self.slots[i].pending = p.take();
-                    self.send_frame(fd, frame::PONG, &payload);
-                    *p = self.slots[i].pending.take();
-                }
-                OpCode::Control(Control::Close) => {
-                    let code = close::parse_payload(payload).ok().flatten();
-                    if self.slots[i].state != State::Closing {
-                        self.slots[i].pending = p.take();
-                        let reply = code.unwrap_or(close::NORMAL);
-                        self.send_frame(fd, frame::CLOSE, &close::payload(reply));
-                        if code == Some(close::GOING_AWAY)
-                            && matches!(self.slots[i].state, State::Open | State::Echoing)
-                        {
-                            // The server is shutting down: a close, not a drop.
-                            self.board.add(w, b::SERVER_CLOSED, 1);
-                            self.release(fd);
-                            return None;
-                        }
-                    }
-                    self.slots[i].pending = p.take();
-                    self.lost(fd, Errno::UnknownErrno);
-                    return None;
-                }
-                _ => {}
-            }
+        });
+        self.slots[i].pending = p;
+        let sent = out.is_empty() || self.send_bytes(fd, &out);
+        out.clear();
+        self.obuf = out;
+        if !sent {
+            return;
         }
-        Some(pos)
+        match st {
+            Status::Open => self.maybe_free_pending(i),
+            Status::PeerClosed(code) => {
+                if self.slots[i].state != State::Closing {
+                    let reply = code.unwrap_or(close::NORMAL);
+                    self.send_frame(fd, frame::CLOSE, &close::payload(reply));
+                    if code == Some(close::GOING_AWAY)
+                        && matches!(self.slots[i].state, State::Open | State::Echoing)
+                    {
+                        // The server is shutting down: a close, not a drop.
+                        self.board.add(w, b::SERVER_CLOSED, 1);
+                        self.release(fd);
+                        return;
+                    }
+                }
+                self.lost(fd, Errno::UnknownErrno);
+            }
+            // Our close frame went out with the output above.
+            Status::Failed(_) => self.lost(fd, Errno::EPROTO),
+        }
     }
 
-    /// Sends one masked frame (payload at most 125 bytes); output the socket does not take is
-    /// kept in the connection's pending state.
+    /// A whole message from the server: the echo of the one in flight, or an extra one.
+    fn on_message(&mut self, i: usize, is_echo_payload: bool) {
+        let w = self.w();
+        if self.slots[i].state != State::Echoing {
+            self.board.add(w, b::MSG_RECV, 1);
+            return;
+        }
+        let took = self.since(self.slots[i].t);
+        let _ = self.hist_echo.record(took.clamp(1, HIST_MAX_US));
+        let round = self.slots[i].round;
+        self.slots[i].state = State::Open;
+        self.echoing -= 1;
+        if !is_echo_payload {
+            self.board.add(w, b::ECHO_BAD, 1);
+        } else if round {
+            self.board.add(w, b::ECHO_RECV, 1);
+        } else {
+            self.board.add(w, b::MSG_RECV, 1);
+        }
+    }
+
+    /// Sends one masked frame; output the socket does not take is kept in the connection's
+    /// session.
     fn send_frame(&mut self, fd: RawFd, opcode: OpCode, payload: &[u8]) -> bool {
-        let mut h = [0u8; frame::MAX_HEADER_LEN];
-        let mask = fastrand::u32(..).to_ne_bytes();
-        let n = frame::encode(&mut h, true, opcode, Some(mask), payload.len() as u64);
-        let mut buf = [0u8; frame::MAX_HEADER_LEN + 125];
-        let len = n + payload.len().min(125);
-        buf[..n].copy_from_slice(&h[..n]);
-        buf[n..len].copy_from_slice(&payload[..len - n]);
-        apply_mask(&mut buf[n..len], mask, 0);
+        let mut out = std::mem::take(&mut self.obuf);
+        session::write_frame(Role::Client, &mut out, opcode, payload);
+        let ok = self.send_bytes(fd, &out);
+        out.clear();
+        self.obuf = out;
+        ok
+    }
+
+    /// Writes `bytes` after any output already queued; false when the connection was lost.
+    fn send_bytes(&mut self, fd: RawFd, bytes: &[u8]) -> bool {
         let i = fd as usize;
         let queued = self.slots[i]
             .pending
             .as_ref()
-            .is_some_and(|p| !p.out.is_empty());
+            .is_some_and(|p| p.pending_out() > 0);
         let written = if queued {
             0
         } else {
-            match io::write(fd, &buf[..len]) {
+            match io::write(fd, bytes) {
                 Ok(k) => k,
                 Err(Errno::EAGAIN) => 0,
                 Err(e) => {
@@ -792,9 +756,8 @@ impl Worker {
                 }
             }
         };
-        if written < len {
-            let p = self.slots[i].pending.get_or_insert_with(Box::default);
-            p.out.extend_from_slice(&buf[written..len]);
+        if written < bytes.len() {
+            session::queue_unsent(&mut self.slots[i].pending, &SESSION, 0, &bytes[written..]);
             let _ = self.ep.modify(fd, READ | WRITE);
         }
         true
@@ -917,6 +880,36 @@ pub fn run_worker(cfg: WorkerConfig) -> anyhow::Result<()> {
     writeln!(out)?;
     out.flush()?;
     Ok(())
+}
+
+/// Feeds bytes of the server's response head; `Ok(true)` once the 101 is complete (what follows
+/// it stays in the session's input), `Err(Some(class))` for a refused or malformed response,
+/// `Err(None)` for a head larger than a sane server sends.
+fn head(p: &mut Option<Box<Session>>, data: &mut [u8]) -> Result<bool, Option<ErrorClass>> {
+    let mut outcome = Ok(false);
+    session::with_input(p, data, |p, buf| {
+        if buf.len() > MAX_PENDING_IN {
+            outcome = Err(None);
+            return buf.len();
+        }
+        let key = p.as_ref().map_or([0; KEY_LEN], |p| p.key);
+        match handshake::parse_response(buf, &key) {
+            Ok(None) => 0,
+            Ok(Some(n)) => {
+                outcome = Ok(true);
+                n
+            }
+            Err(e) => {
+                outcome = Err(Some(match e {
+                    ResponseError::Status(_) => ErrorClass::HandshakeStatus,
+                    ResponseError::BadAccept => ErrorClass::HandshakeAccept,
+                    ResponseError::Malformed => ErrorClass::HandshakeMalformed,
+                }));
+                buf.len()
+            }
+        }
+    });
+    outcome
 }
 
 #[cfg(test)]
