@@ -162,8 +162,14 @@ impl Session {
         }
     }
 
-    /// Forgets the partial frame and message (the connection is being failed or closed).
+    /// Forgets the partial frame and message (the connection is being failed or closed). The
+    /// rest of a partial frame is still to arrive: it is counted in `skip`, so [`discard`] does
+    /// not take its payload for frame headers.
     pub fn drop_input(&mut self) {
+        if let Ok(Some(h)) = frame::decode(&self.inbuf) {
+            let total = (h.header_len as u64).saturating_add(h.payload_len);
+            self.skip = total.saturating_sub(self.inbuf.len() as u64);
+        }
         self.inbuf = Vec::new();
         self.frame_done = 0;
         self.msg = None;
@@ -382,6 +388,22 @@ fn fail(cfg: &Config, out: &mut Vec<u8>, v: Violation, len: usize) -> (usize, St
     (len, Status::Failed(v))
 }
 
+/// Like [`fail`] for a frame whose header was read: the `rest` of it still to arrive is to be
+/// skipped by [`discard`] (a peer sending a too-big message keeps sending it).
+fn fail_frame(
+    slot: &mut Option<Box<Session>>,
+    cfg: &Config,
+    out: &mut Vec<u8>,
+    v: Violation,
+    len: usize,
+    rest: u64,
+) -> (usize, Status) {
+    if rest > 0 {
+        slot.get_or_insert_with(Box::default).skip = rest;
+    }
+    fail(cfg, out, v, len)
+}
+
 /// Handles the frames at the start of `buf`; returns the bytes consumed and the status.
 fn frames<F>(
     slot: &mut Option<Box<Session>>,
@@ -404,22 +426,27 @@ where
             Role::Server => frame::check_client_frame(&h),
             Role::Client => frame::check_server_frame(&h),
         };
+        let rest = (h.header_len as u64)
+            .saturating_add(h.payload_len)
+            .saturating_sub((buf.len() - pos) as u64);
         if let Err(v) = legal {
-            return fail(cfg, out, v, buf.len());
+            return fail_frame(slot, cfg, out, v, buf.len(), rest);
         }
         let in_msg = slot.as_ref().and_then(|c| c.msg);
         let so_far = slot.as_ref().map_or(0, |c| c.msg_len);
         match h.opcode() {
             OpCode::Data(Data::Continue) if in_msg.is_none() => {
-                return fail(cfg, out, Violation::UnexpectedContinuation, buf.len());
+                let v = Violation::UnexpectedContinuation;
+                return fail_frame(slot, cfg, out, v, buf.len(), rest);
             }
             OpCode::Data(Data::Text | Data::Binary) if in_msg.is_some() => {
-                return fail(cfg, out, Violation::ExpectedContinuation, buf.len());
+                let v = Violation::ExpectedContinuation;
+                return fail_frame(slot, cfg, out, v, buf.len(), rest);
             }
             _ => {}
         }
         if !h.is_control() && so_far.saturating_add(h.payload_len) > cfg.max_message {
-            return fail(cfg, out, Violation::TooBig, buf.len());
+            return fail_frame(slot, cfg, out, Violation::TooBig, buf.len(), rest);
         }
         // Bounded: control payloads <= 125, data payloads <= max_message (a usize).
         let total = h.header_len + h.payload_len as usize;
@@ -429,7 +456,7 @@ where
         if avail < total {
             if is_text {
                 if let Err(v) = validate_partial(slot, &h, &mut buf[pos..]) {
-                    return fail(cfg, out, v, buf.len());
+                    return fail_frame(slot, cfg, out, v, buf.len(), rest);
                 }
             }
             break;

@@ -353,8 +353,8 @@ impl Worker {
         if cap > 0 {
             let admitted = net::peer_addr(fd).is_ok_and(|a| self.sources.admit(fd, a.ip(), cap));
             if !admitted {
+                // A plain close: the FIN follows the 503 (a reset could discard it).
                 let _ = io::write(fd, &unavailable());
-                let _ = net::set_abort_on_close(fd);
                 let _ = io::close(fd);
                 self.board.closed(w, CloseReason::SourceCap);
                 return;
@@ -632,7 +632,10 @@ impl Worker {
                     self.slots[i].state = State::AwaitClose;
                     let d = self.deadline_after(self.cfg.limits.close_linger_ms);
                     self.set_deadline(i, d);
-                    conn = None;
+                    // Keep only what discarding needs: the rest of the failed frame to skip.
+                    if let Some(c) = conn.as_mut() {
+                        c.drop_input();
+                    }
                 }
                 _ => {}
             }

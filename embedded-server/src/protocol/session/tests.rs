@@ -367,3 +367,28 @@ fn write_frame_round_trips_through_the_decoder() {
         assert_eq!(r.events, vec![Ev::Msg(frame::BINARY, payload, len as u64)]);
     }
 }
+
+#[test]
+fn after_too_big_the_rest_of_the_frame_is_skipped_not_parsed() {
+    let cfg = Config {
+        max_message: 1000,
+        ..server()
+    };
+    let f = cf(0x82, &vec![0x88; 5000]); // payload bytes that look like close headers
+    let mut slot = None;
+    let mut out = Vec::new();
+    let st = receive(
+        &mut slot,
+        &cfg,
+        0,
+        &mut f[..100].to_vec(),
+        &mut out,
+        |_, _| {},
+    );
+    assert_eq!(st, Status::Failed(Violation::TooBig));
+    let mut rest = [f[100..].to_vec(), cf(0x88, &[0x03, 0xf1])].concat();
+    assert_eq!(
+        discard(&mut slot, &mut rest),
+        Status::PeerClosed(Some(1009))
+    );
+}
