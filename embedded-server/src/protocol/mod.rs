@@ -6,6 +6,7 @@ pub mod close;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+pub mod oracles;
 pub mod session;
 pub mod utf8;
 
