@@ -5,12 +5,18 @@
 //! at boot, and what running short of it looks like. Nothing else in tune keeps
 //! a list of knobs: commands iterate [`REGISTRY`] or look entries up with [`find`].
 
+mod counters;
+mod id;
 mod read;
 mod registry;
+mod role;
 mod value;
 
+pub use counters::{LimitCounter, LIMIT_COUNTERS};
+pub use id::{KnobId, KnobKey};
 pub use read::{observe, proc_dir, sources, Facts, Observation, Reading};
 pub use registry::REGISTRY;
+pub use role::Role;
 pub use value::{Shape, Value, ValueError, UNLIMITED};
 
 /// Where a knob's value lives, which decides who may change it and where tests may write it.
@@ -138,6 +144,8 @@ pub enum Persist {
 /// One registry entry.
 #[derive(Debug)]
 pub struct Knob {
+    /// The typed id code uses to name this entry.
+    pub id: KnobId,
     /// The name users type: the sysctl name, or `rlimit.nofile.soft` style for the others.
     pub name: &'static str,
     pub scope: Scope,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use procfs::FromRead;
 
-use super::{sysctl_path, Knob, Limit, Read, Value, REGISTRY};
+use super::{sysctl_path, Knob, KnobId, KnobKey, Limit, Read, Value, REGISTRY};
 use crate::kernel::{
     self, file_nr::FileNr, netstat::Netstat, slabinfo::SocketCost, sockstat::Sockstat,
 };
@@ -91,13 +91,19 @@ pub struct Observation {
 }
 
 impl Observation {
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.readings.get(name).and_then(Reading::value)
+    /// What reading the knob gave (absent from the map only in hand-built observations).
+    pub fn reading(&self, id: impl KnobKey) -> Option<&Reading> {
+        self.readings.get(id.knob_name())
+    }
+
+    /// The knob's value, when it was read.
+    pub fn get(&self, id: impl KnobKey) -> Option<&Value> {
+        self.reading(id).and_then(Reading::value)
     }
 
     /// The integer value of an Int knob, if present.
-    pub fn int(&self, name: &str) -> Option<u64> {
-        match self.get(name) {
+    pub fn int(&self, id: impl KnobKey) -> Option<u64> {
+        match self.get(id) {
             Some(Value::Int(n)) => Some(*n),
             _ => None,
         }
@@ -109,7 +115,7 @@ impl Observation {
         if !self.facts.conntrack_loaded {
             return None;
         }
-        self.int("net.netfilter.nf_conntrack_count").map(|c| c > 0)
+        self.int(KnobId::ConntrackCount).map(|c| c > 0)
     }
 }
 
