@@ -1,6 +1,6 @@
 //! The entries of the knob registry, in the order `check` reports them.
 
-use super::{Compare, Knob, KnobId, Limit, Persist, Read, Scope, Shape, Write};
+use super::{Compare, Knob, KnobId, Limit, MeminfoField, Persist, Read, Scope, Shape, Write};
 
 /// Shorthand for the common case: a sysctl read and written through /proc/sys and persisted in sysctl.d.
 // One argument per column of the entry, called only in the table below.
@@ -311,7 +311,7 @@ const ENTRIES: [Knob; KnobId::COUNT] = [
         scope: Scope::Host,
         shape: Shape::Int,
         unit: "bytes",
-        read: Read::Meminfo("MemTotal"),
+        read: Read::Meminfo(MeminfoField::Total),
         write: Write::No("RAM cannot be changed by tune: add memory or spread connections over more hosts"),
         persist: Persist::No,
         compare: Compare::AtLeast,
@@ -326,7 +326,7 @@ const ENTRIES: [Knob; KnobId::COUNT] = [
         scope: Scope::Host,
         shape: Shape::Int,
         unit: "bytes",
-        read: Read::Meminfo("MemFree"),
+        read: Read::Meminfo(MeminfoField::Free),
         write: Write::No("free memory follows from what runs on the host"),
         persist: Persist::No,
         compare: Compare::Info,
