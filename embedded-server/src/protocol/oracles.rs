@@ -1,6 +1,7 @@
 //! Fuzz oracles for the protocol parsers: each takes arbitrary bytes and panics if a property
-//! fails. The cargo-fuzz targets in fuzz/ call them, and embedded-server/tests/fuzz_replay.rs
-//! replays the checked-in corpora and every crash found through them under plain `cargo test`.
+//! fails. The cargo-fuzz targets in fuzz/ call them, and the tests at the end replay the
+//! checked-in corpora and every crash found (fuzz/corpus/TARGET, fuzz/regressions/TARGET)
+//! through them under plain `cargo test`.
 
 use super::frame;
 use super::handshake::{self, Parsed};
@@ -61,7 +62,11 @@ pub fn frame(data: &[u8]) {
     let fh = &h.header;
     let mut out = [0u8; frame::MAX_HEADER_LEN];
     let n = frame::encode(&mut out, fh.is_final, fh.opcode, fh.mask, h.payload_len);
-    assert!(n <= h.header_len, "re-encoded in {n} bytes, was {}", h.header_len);
+    assert!(
+        n <= h.header_len,
+        "re-encoded in {n} bytes, was {}",
+        h.header_len
+    );
     let again = frame::decode(&out[..n]).unwrap().unwrap();
     assert_eq!(again.header.is_final, fh.is_final);
     assert_eq!(again.header.opcode, fh.opcode);
@@ -105,18 +110,28 @@ fn run_session(cfg: &Config, stream: &[u8], cuts: &[usize]) -> Run {
         let mut piece = stream[last..c].to_vec();
         last = c;
         if status == Status::Open {
-            status = session::receive(&mut slot, cfg, c as u64, &mut piece, &mut out, |e, _| {
-                match e {
-                    Event::Message { opcode, data, len } => events.push((opcode, data.to_vec(), len)),
+            status = session::receive(
+                &mut slot,
+                cfg,
+                c as u64,
+                &mut piece,
+                &mut out,
+                |e, _| match e {
+                    Event::Message { opcode, data, len } => {
+                        events.push((opcode, data.to_vec(), len))
+                    }
                     Event::Ping(p) => events.push((frame::PING, p.to_vec(), 0)),
                     Event::Pong => events.push((frame::PONG, Vec::new(), 0)),
-                }
-            });
+                },
+            );
         } else {
             // After a failure: what the peer still sends is skipped, never kept.
             let _ = session::discard(&mut slot, &mut piece);
             let held = slot.as_ref().map_or(0, |s| s.footprint());
-            assert!(held <= std::mem::size_of::<Session>() + 1024, "discarding held {held}");
+            assert!(
+                held <= std::mem::size_of::<Session>() + 1024,
+                "discarding held {held}"
+            );
         }
         peak = peak.max(slot.as_ref().map_or(0, |s| s.footprint()));
     }
@@ -130,7 +145,11 @@ pub fn session(data: &[u8]) {
         return;
     };
     let cfg = Config {
-        role: if mode & 1 == 0 { Role::Server } else { Role::Client },
+        role: if mode & 1 == 0 {
+            Role::Server
+        } else {
+            Role::Client
+        },
         max_message: MAX_MESSAGE,
         keep_payload: mode & 2 == 0,
         frame_timeout_ms: 1000,
@@ -145,10 +164,60 @@ pub fn session(data: &[u8]) {
         // (A client masks with a random key.)
         assert_eq!(whole.1, split.1, "output differs with cuts {cuts:?}");
     }
-    let bound = std::mem::size_of::<Session>()
-        + 3 * (MAX_MESSAGE as usize + frame::MAX_HEADER_LEN)
-        + 4096;
+    let bound =
+        std::mem::size_of::<Session>() + 3 * (MAX_MESSAGE as usize + frame::MAX_HEADER_LEN) + 4096;
     for (peak, what) in [(whole.3, "whole"), (split.3, "split")] {
-        assert!(peak <= bound, "{what}: session held {peak} bytes (bound {bound})");
+        assert!(
+            peak <= bound,
+            "{what}: session held {peak} bytes (bound {bound})"
+        );
+    }
+}
+
+#[cfg(test)]
+mod replay {
+    use std::path::Path;
+
+    fn replay(target: &str, oracle: fn(&[u8])) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+        let mut n = 0;
+        for dir in ["corpus", "regressions"] {
+            let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else {
+                continue;
+            };
+            for e in entries {
+                let path = e.unwrap().path();
+                let data = std::fs::read(&path).unwrap();
+                let r = std::panic::catch_unwind(|| oracle(&data));
+                assert!(r.is_ok(), "{} fails its oracle", path.display());
+                n += 1;
+            }
+        }
+        // The seeds are checked in: an empty replay means the files went missing.
+        assert!(
+            n > 0,
+            "no inputs for fuzz target {target} under {}",
+            root.display()
+        );
+    }
+
+    #[test]
+    fn handshake_corpus() {
+        replay("handshake", super::handshake);
+    }
+
+    #[test]
+    fn frame_corpus() {
+        replay("frame", super::frame);
+    }
+
+    #[test]
+    fn utf8_corpus() {
+        replay("utf8", super::utf8);
+    }
+
+    #[test]
+    fn session_corpus() {
+        replay("session", super::session);
     }
 }
