@@ -702,14 +702,12 @@ impl Worker {
         self.maybe_listen_again();
     }
 
-    /// A peer that does not read: its output is dropped, a 1008 close frame is offered (it
-    /// only fits if the socket has room), and the connection is reset (SO_LINGER 0) so neither
-    /// our heap nor the kernel keeps its unsent data (no FIN_WAIT1 with a full send queue).
+    /// A peer that does not read: a 1008 close frame is queued behind its output (whole frames,
+    /// so the stream stays valid) and offered in one last write, then the connection is reset
+    /// (SO_LINGER 0) so neither our heap nor the kernel keeps its unsent data (no FIN_WAIT1 with
+    /// a full send queue).
     fn drop_non_reader(&mut self, fd: RawFd, reason: CloseReason) {
         let i = fd as usize;
-        if let Some(c) = self.slots[i].conn.as_mut() {
-            c.drop_output();
-        }
         if self.slots[i].state == State::Open {
             let mut f = Vec::with_capacity(4);
             session::write_frame(
@@ -718,7 +716,11 @@ impl Worker {
                 frame::CLOSE,
                 &close::payload(close::POLICY),
             );
-            let _ = io::writev(fd, &[IoSlice::new(&f)]);
+            let conn = &mut self.slots[i].conn;
+            session::queue_unsent(conn, &self.scfg, self.now_ms, &f);
+            if let Some(c) = conn.as_ref() {
+                let _ = io::writev(fd, &[IoSlice::new(c.unsent())]);
+            }
         }
         let _ = net::set_abort_on_close(fd);
         let counted = matches!(self.slots[i].state, State::Open | State::Handshake);
