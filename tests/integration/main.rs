@@ -21,6 +21,7 @@ mod check_capture;
 mod check_cli;
 mod check_guards;
 mod check_other_kernel;
+mod fuzz_replay;
 mod generate_completions;
 mod generate_man;
 mod load_cli;

@@ -1,0 +1,93 @@
+//! Replays the fuzz corpora of the `src/` parsers (fuzz/corpus/{limits,proc,state,profile})
+//! through the same calls the cargo-fuzz targets make, so plain `cargo test` guards them (the
+//! protocol targets are replayed by embedded-server's own tests). Inputs whose fix is still open
+//! sit in fuzz/pending/ and are not replayed.
+
+use std::path::{Path, PathBuf};
+
+use tune::kernel::{conntrack, file_nr, meminfo, netstat, process, slabinfo, sockstat};
+
+fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut out = Vec::new();
+    for dir in ["corpus", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            let data = std::fs::read(&p).unwrap();
+            out.push((p, data));
+        }
+    }
+    assert!(!out.is_empty(), "no fuzz inputs for {target}");
+    out
+}
+
+#[test]
+fn limits_conf_corpus() {
+    for (_, data) in inputs("limits") {
+        if let Ok(text) = std::str::from_utf8(&data) {
+            let _ = tune::persist::limits::parse(text);
+        }
+    }
+}
+
+#[test]
+fn proc_parsers_corpus() {
+    for (_, data) in inputs("proc") {
+        let Some((&which, rest)) = data.split_first() else {
+            continue;
+        };
+        let Ok(text) = std::str::from_utf8(rest) else {
+            continue;
+        };
+        match which % 9 {
+            0 => {
+                if let Ok(caches) = slabinfo::parse(text) {
+                    for c in &caches {
+                        let _ = (c.bytes_per_object(), c.bytes_total());
+                    }
+                    let _ = slabinfo::socket_cost(&caches);
+                }
+            }
+            1 => drop(netstat::parse(text)),
+            2 => drop(file_nr::parse(text)),
+            3 => drop(sockstat::parse(text)),
+            4 => drop(meminfo::parse(text)),
+            5 => drop(conntrack::parse_stat(text)),
+            6 => drop(process::parse_status(text)),
+            7 => drop(process::parse_nofile(text)),
+            // parse_start_time: open finding, fuzz/pending/proc/.
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn state_record_corpus() {
+    for (_, data) in inputs("state") {
+        if let Ok(text) = std::str::from_utf8(&data) {
+            let _ = tune::state::parse_record(text);
+        }
+    }
+}
+
+#[test]
+fn profile_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let profiles = dir.path().join(tune::profile::ETC_DIR);
+    std::fs::create_dir_all(&profiles).unwrap();
+    let root = tune::root::Root::new(dir.path()).unwrap();
+    for (_, data) in inputs("profile") {
+        // `extends` naming a device: open finding (see fuzz/fuzz_targets/profile.rs).
+        if data
+            .windows(5)
+            .any(|w| w == b"/dev/" || w == b"/proc" || w == b"/sys/")
+        {
+            continue;
+        }
+        std::fs::write(profiles.join("fuzz.toml"), &data).unwrap();
+        let _ = tune::profile::load(&root, "fuzz");
+    }
+}
