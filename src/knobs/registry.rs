@@ -66,7 +66,8 @@ pub static REGISTRY: &[Knob] = &[
                   every socket is one. A process may raise it up to the hard limit by itself.",
         symptom: "accept(2) or socket(2) fails with EMFILE (\"Too many open files\"); \
                   a server's accept loop spins or logs and new clients time out.",
-        accepts: None,
+        // setrlimit(2) refuses more than fs.nr_open, whose own ceiling is 2,147,483,584.
+        accepts: Some((0, 2_147_483_584)),
     },
     Knob {
         name: "rlimit.nofile.hard",
@@ -82,7 +83,8 @@ pub static REGISTRY: &[Knob] = &[
         symptom: "setrlimit(2) fails with EPERM when raising the soft limit past it; \
                   then EMFILE as for the soft limit. Set by LimitNOFILE= in a systemd unit, \
                   limits.d for login sessions, or the container runtime.",
-        accepts: None,
+        // setrlimit(2) refuses more than fs.nr_open, whose own ceiling is 2,147,483,584.
+        accepts: Some((0, 2_147_483_584)),
     },
     sysctl(
         "fs.nr_open",
@@ -106,7 +108,9 @@ pub static REGISTRY: &[Knob] = &[
          Processes with CAP_SYS_ADMIN are not held to it.",
         "open(2), socket(2), accept(2) fail with ENFILE (\"Too many open files in system\"); \
          the kernel logs \"VFS: file-max limit N reached\".",
-    ),
+    )
+    // proc_doulongvec_minmax with extra2 = LONG_MAX.
+    .accepting(0, 9_223_372_036_854_775_807),
     counter(
         "fs.file-nr",
         Scope::Host,
@@ -126,7 +130,9 @@ pub static REGISTRY: &[Knob] = &[
          Writable only in the initial network namespace.",
         "new connections are dropped silently (SYNs vanish, clients time out) and the kernel logs \
          \"nf_conntrack: table full, dropping packet\"; conntrack -S counts insert_failed and drop.",
-    ),
+    )
+    // proc_dointvec(_minmax): the value is a C int, so at most INT_MAX (EINVAL above).
+    .accepting(0, 2_147_483_647),
     Knob {
         name: "net.netfilter.nf_conntrack_buckets",
         scope: Scope::Host,
@@ -170,7 +176,9 @@ pub static REGISTRY: &[Knob] = &[
         "Per-socket receive buffer: min, default, max (autotuning grows towards max). \
          Smaller defaults cut memory per busy connection; idle sockets hold none.",
         "no error of its own: large values let busy sockets eat tcp_mem; tiny ones cut throughput.",
-    ),
+    )
+    // proc_dointvec_minmax with extra1 = 1: each of the three is an int of at least 1.
+    .accepting(1, 2_147_483_647),
     sysctl(
         "net.ipv4.tcp_wmem",
         Scope::NetNs,
@@ -179,7 +187,9 @@ pub static REGISTRY: &[Knob] = &[
         Compare::Info,
         "Per-socket send buffer: min, default, max.",
         "no error of its own: as tcp_rmem, for unsent data.",
-    ),
+    )
+    // proc_dointvec_minmax with extra1 = 1: each of the three is an int of at least 1.
+    .accepting(1, 2_147_483_647),
     // --- accept queues
     sysctl(
         "net.core.somaxconn",
@@ -190,7 +200,9 @@ pub static REGISTRY: &[Knob] = &[
         "Ceiling on a listener's accept queue (the backlog passed to listen(2) is cut to it).",
         "under a burst of connects the queue overflows: ListenOverflows and ListenDrops rise in \
          /proc/net/netstat, clients see SYNs retransmitted (1 s, 3 s, 7 s connect delays) or resets.",
-    ),
+    )
+    // proc_dointvec(_minmax): the value is a C int, so at most INT_MAX (EINVAL above, measured on Linux 6.18).
+    .accepting(0, 2_147_483_647),
     sysctl(
         "net.ipv4.tcp_max_syn_backlog",
         Scope::NetNs,
@@ -200,7 +212,9 @@ pub static REGISTRY: &[Knob] = &[
         "Most half-open connections (SYN received, not yet ACKed) remembered per listener.",
         "SYNs dropped under a connect burst (TcpExtListenDrops), or SYN cookies sent \
          (\"Possible SYN flooding on port\" in the kernel log).",
-    ),
+    )
+    // proc_dointvec(_minmax): the value is a C int, so at most INT_MAX (EINVAL above, measured on Linux 6.18).
+    .accepting(0, 2_147_483_647),
     sysctl(
         "net.core.netdev_max_backlog",
         Scope::Host,
@@ -210,7 +224,9 @@ pub static REGISTRY: &[Knob] = &[
         "Packets queued per CPU before the stack processes them; loopback traffic goes through it.",
         "the second column of /proc/net/softnet_stat (dropped) grows; connects and closes stall \
          on retransmits during bursts such as a mass close.",
-    ),
+    )
+    // proc_dointvec(_minmax): the value is a C int, so at most INT_MAX (EINVAL above).
+    .accepting(0, 2_147_483_647),
     // --- ports: the client side and loopback
     sysctl(
         "net.ipv4.ip_local_port_range",
@@ -243,7 +259,10 @@ pub static REGISTRY: &[Knob] = &[
         Compare::AtMost,
         "How long an orphaned connection stays in FIN_WAIT_2 before the kernel drops it.",
         "after a mass close, FIN_WAIT_2 sockets and their memory linger for this long.",
-    ),
+    )
+    // proc_dointvec_jiffies: seconds x HZ must fit an int, so at most INT_MAX / HZ; 2,147,483 holds
+    // for every HZ up to 1000 (measured: 8,589,934 is the ceiling at HZ=250 on Linux 6.18).
+    .accepting(0, 2_147_483),
     sysctl(
         "net.ipv4.tcp_max_tw_buckets",
         Scope::NetNs,
@@ -253,7 +272,9 @@ pub static REGISTRY: &[Knob] = &[
         "Most sockets held in TIME_WAIT; past it they are destroyed at once.",
         "TCPTimeWaitOverflow climbs and the kernel logs \"TCP: time wait bucket table overflow\"; \
          harmless for the closer but late segments may then reset new connections.",
-    ),
+    )
+    // proc_dointvec(_minmax): the value is a C int, so at most INT_MAX (EINVAL above, measured on Linux 6.18).
+    .accepting(0, 2_147_483_647),
     sysctl(
         "net.ipv4.tcp_max_orphans",
         Scope::Host,
@@ -263,7 +284,9 @@ pub static REGISTRY: &[Knob] = &[
         "Most TCP sockets not attached to any process (closed by the application, still closing).",
         "a mass close resets connections instead of closing them gracefully: TCPAbortOnMemory, \
          \"too many orphaned sockets\" in the kernel log.",
-    ),
+    )
+    // proc_dointvec(_minmax): the value is a C int, so at most INT_MAX (EINVAL above).
+    .accepting(0, 2_147_483_647),
     // --- memory
     Knob {
         name: "memory.total",
