@@ -2,7 +2,19 @@
 
 use clap::Args;
 
-use super::Format;
+/// How `tune check` prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum CheckFormat {
+    /// Tables for people.
+    #[default]
+    Table,
+    /// JSON with a documented schema (schema_version), for scripts and CI.
+    Json,
+    /// JUnit XML, one test case per knob, for CI dashboards.
+    Junit,
+    /// Prometheus text format for node_exporter's textfile collector (tune_* gauges).
+    Prometheus,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
@@ -18,8 +30,10 @@ pub struct CheckArgs {
     /// Read RLIMIT_NOFILE of this running process (a service) instead of tune's own.
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// Output format: table for people, json for scripts, junit for CI, prometheus for monitoring
+    /// (write it to node_exporter's --collector.textfile.directory as tune.prom).
+    #[arg(long, value_enum, default_value_t = CheckFormat::Table)]
+    pub format: CheckFormat,
     /// Treat warnings as failures (exit 1).
     #[arg(long)]
     pub strict: bool,

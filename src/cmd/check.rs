@@ -1,9 +1,8 @@
 //! `tune check`: compare the host with a profile and estimate its capacity.
 
 use super::{Context, Outcome};
-use crate::cli::check::CheckArgs;
+use crate::cli::check::{CheckArgs, CheckFormat};
 use crate::cli::profiles::Role;
-use crate::cli::Format;
 use crate::knobs;
 use crate::persist::{self, boot::BootView};
 use crate::profile::{self, Overrides, Profile};
@@ -83,9 +82,10 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
     let mut rep = report::evaluate(&obs, &profile, &opts);
     add_boot_and_drift(ctx, args, &obs, &mut rep)?;
     let text = match args.format {
-        Format::Table => report::table::render(&rep, ctx.color),
-        Format::Json => report::json::render(&rep),
-        Format::Junit => report::junit::render(&rep)?,
+        CheckFormat::Table => report::table::render(&rep, ctx.color),
+        CheckFormat::Json => report::json::render(&rep),
+        CheckFormat::Junit => report::junit::render(&rep)?,
+        CheckFormat::Prometheus => report::prometheus::render(&rep),
     };
     print!("{text}");
     Ok(if rep.summary.exit_code == 0 {

@@ -14,6 +14,7 @@ use crate::profile::Profile;
 
 pub mod json;
 pub mod junit;
+pub mod prometheus;
 pub mod table;
 
 /// Bump when a field changes meaning or disappears (adding fields keeps the version).
