@@ -16,6 +16,7 @@ pub mod json;
 pub mod junit;
 pub mod prometheus;
 pub mod table;
+pub mod verdict;
 
 /// Bump when a field changes meaning or disappears (adding fields keeps the version).
 pub const SCHEMA_VERSION: u32 = 1;
