@@ -246,6 +246,23 @@ pub fn for_target(target: u64, role: Role) -> Profile {
     }
 }
 
+/// No requirements at all, for `tune check` without a profile or target: it reports what the
+/// host holds. `target` only sizes the processes and source addresses the report says are needed.
+pub fn host_only(target: u64, role: Role) -> Profile {
+    let params = Params::default();
+    Profile {
+        name: "none".into(),
+        source: "no profile: what this host holds now".into(),
+        description: "no target: the connections this host holds with its limits as they are"
+            .into(),
+        target: target.max(1),
+        role,
+        requirements: BTreeMap::new(),
+        chain: Vec::new(),
+        params,
+    }
+}
+
 /// Every profile name that can be loaded without a path: (name, source), local ones first.
 pub fn available(root: &Root) -> Vec<(String, String)> {
     let mut out = Vec::new();

@@ -21,8 +21,9 @@ pub struct CheckArgs {
     /// Profile to compare with: a shipped name (10k, 100k, 1m, 10m), a name in /etc/tune/profiles/, or a path to a TOML file.
     #[arg(long, short, value_name = "NAME|PATH", conflicts_with = "target")]
     pub profile: Option<String>,
-    /// Compare with requirements computed for N concurrent connections, without a named profile.
-    #[arg(long, value_name = "N")]
+    /// Compare with requirements computed for N concurrent connections, without a named profile
+    /// (50000, 50k, 1m, 1.5m). Without --profile or --target, check says what the host holds now.
+    #[arg(long, value_name = "N", value_parser = crate::profile::parse_count)]
     pub target: Option<u64>,
     /// What this host does with the connections (with --target; a profile states its own).
     #[arg(long, value_enum)]
@@ -34,6 +35,11 @@ pub struct CheckArgs {
     /// (write it to node_exporter's --collector.textfile.directory as tune.prom).
     #[arg(long, value_enum, default_value_t = CheckFormat::Table)]
     pub format: CheckFormat,
+    /// The whole report: every knob with its scope, boot value and fixes, the why of each value,
+    /// the capacity arithmetic, usage and counters (the default is the verdict, the fixes and a
+    /// compact table).
+    #[arg(long, short)]
+    pub verbose: bool,
     /// Treat warnings as failures (exit 1).
     #[arg(long)]
     pub strict: bool,

@@ -1,6 +1,7 @@
 //! `tune check`: compare the host with a profile and estimate its capacity.
 
 use super::{Context, Outcome};
+use crate::capacity;
 use crate::cli::check::{CheckArgs, CheckFormat};
 use crate::cli::profiles::Role;
 use crate::knobs;
@@ -9,7 +10,8 @@ use crate::profile::{self, Overrides, Profile};
 use crate::report::{self, BootSetting, CheckReport, DriftReport, Ignore, Options};
 use crate::state;
 
-/// The profile the arguments name: `--profile` (with `--role` overriding its role) or `--target`.
+/// The profile the arguments name: `--profile` (with `--role` overriding its role), `--target`,
+/// or none at all (what the host holds now: no requirements).
 pub fn resolve_profile(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Profile> {
     match (&args.profile, args.target) {
         (Some(spec), _) => profile::load_with(
@@ -24,16 +26,7 @@ pub fn resolve_profile(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Profil
             profile::check_target(t).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
             Ok(profile::for_target(t, args.role.unwrap_or(Role::Server)))
         }
-        (None, None) => {
-            let names: Vec<String> = profile::available(&ctx.root)
-                .into_iter()
-                .map(|(n, _)| n)
-                .collect();
-            anyhow::bail!(
-                "tune check needs --profile NAME|PATH (one of {}) or --target N",
-                names.join(", ")
-            )
-        }
+        (None, None) => Ok(profile::host_only(1, args.role.unwrap_or(Role::Server))),
     }
 }
 
@@ -79,10 +72,31 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
         ignore,
         root: ctx.root.base().display().to_string(),
     };
+    let has_target = args.profile.is_some() || args.target.is_some();
+    let profile = if has_target {
+        profile
+    } else {
+        // Size the processes and addresses needed for what the host holds: its per-host figure.
+        let mut inputs = capacity::Inputs::from_observation(&obs, profile.role);
+        inputs.source_addresses = profile.params.source_addresses;
+        let host = capacity::estimate(&inputs, 1).per_host.connections;
+        profile::host_only(host.unwrap_or(1), profile.role)
+    };
     let mut rep = report::evaluate(&obs, &profile, &opts);
     add_boot_and_drift(ctx, args, &obs, &mut rep)?;
+    report::verdict::settle(
+        &mut rep,
+        &obs,
+        &profile,
+        has_target.then_some(profile.target),
+        args.strict,
+    );
     let text = match args.format {
-        CheckFormat::Table => report::table::render(&rep, ctx.color),
+        CheckFormat::Table if args.verbose => report::table::render(&rep, ctx.color),
+        CheckFormat::Table => match &rep.verdict {
+            Some(v) => report::screen::render(&rep, v, terminal_width(), ctx.color),
+            None => report::table::render(&rep, ctx.color),
+        },
         CheckFormat::Json => report::json::render(&rep),
         CheckFormat::Junit => report::junit::render(&rep)?,
         CheckFormat::Prometheus => report::prometheus::render(&rep),
@@ -93,6 +107,14 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::ShortFall
     })
+}
+
+/// The width of the terminal on stdout; COLUMNS when stdout is not one; `None`: no limit.
+fn terminal_width() -> Option<usize> {
+    terminal_size::terminal_size_of(std::io::stdout())
+        .map(|(w, _)| usize::from(w.0))
+        .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())
+        .filter(|w| *w > 0)
 }
 
 /// The three-way view and drift: what the boot configuration sets for each knob, files that

@@ -15,6 +15,7 @@ use crate::profile::Profile;
 pub mod json;
 pub mod junit;
 pub mod prometheus;
+pub mod screen;
 pub mod table;
 pub mod verdict;
 
@@ -154,6 +155,9 @@ pub struct CheckReport {
     pub boot_warnings: Vec<String>,
     /// The last apply and whether its values still hold; `None` when nothing is applied.
     pub drift: Option<DriftReport>,
+    /// The answer first: holds or not, what binds, the fixes ranked by gain
+    /// ([`verdict::settle`] fills it in).
+    pub verdict: Option<verdict::Verdict>,
 }
 
 /// Which knobs --ignore names.
@@ -371,6 +375,7 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
         summary,
         boot_warnings: Vec::new(),
         drift: None,
+        verdict: None,
     }
 }
 
@@ -464,7 +469,18 @@ pub fn value_text(v: Option<&Value>, unit: &str) -> String {
             format!("{} ({})", capacity::group(*n), capacity::bytes(*n))
         }
         Some(Value::Int(n)) => capacity::group(*n),
-        Some(v) => v.to_string(),
+        Some(v) => v
+            .parts()
+            .iter()
+            .map(|n| {
+                if *n == crate::knobs::UNLIMITED {
+                    "unlimited".to_string()
+                } else {
+                    capacity::group(*n)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 

@@ -12,7 +12,8 @@
 //! order of work.
 
 use crate::capacity::{self, group, Capacity, Inputs};
-use crate::knobs::Value;
+use crate::knobs::{Observation, Value};
+use crate::profile::Profile;
 
 use super::{CheckReport, Row, Status};
 
@@ -113,6 +114,55 @@ pub fn build(r: &CheckReport, inputs: &Inputs, processes: u64, target: Option<u6
     }
 }
 
+/// Decides the verdict and makes the rows, the summary, `capacity.meets_target` and the exit
+/// code agree with it: a knob short of the profile that caps nothing at the target is a warning.
+/// `target` is `None` for `tune check` without a profile or target (nothing is required then).
+pub fn settle(
+    r: &mut CheckReport,
+    obs: &Observation,
+    profile: &Profile,
+    target: Option<u64>,
+    strict: bool,
+) {
+    let mut inputs = Inputs::from_observation(obs, profile.role);
+    inputs.source_addresses = profile.params.source_addresses;
+    // Without a target the question is what the host holds: with as many processes as that takes.
+    let processes = match target {
+        Some(_) => profile.params.processes,
+        None => r.capacity.processes_needed.unwrap_or(1),
+    };
+    let v = build(r, &inputs, processes, target);
+    for row in &mut r.knobs {
+        if row.status == Status::Fail && row.current.is_some() && !limits(&v, &r.capacity, row.knob)
+        {
+            row.status = Status::Warn;
+            let why = format!(
+                "short of the profile, but it caps nothing at {} connections (the host holds {})",
+                target.map_or("?".into(), group),
+                v.holds.map_or("?".into(), group)
+            );
+            row.note = Some(match row.note.take() {
+                Some(n) => format!("{why}; {n}"),
+                None => why,
+            });
+        }
+    }
+    let s = &mut r.summary;
+    (s.ok, s.warn, s.fail, s.absent, s.info) = (0, 0, 0, 0, 0);
+    for row in &r.knobs {
+        match row.status {
+            Status::Ok => s.ok += 1,
+            Status::Warn => s.warn += 1,
+            Status::Fail => s.fail += 1,
+            Status::Absent => s.absent += 1,
+            Status::Info => s.info += 1,
+        }
+    }
+    s.exit_code = u8::from(s.fail > 0 || !v.meets_target || (strict && s.warn > 0));
+    r.capacity.meets_target = v.meets_target;
+    r.verdict = Some(v);
+}
+
 /// Connections `processes` processes of `per_process` sockets each hold.
 fn per_process_total(c: &Capacity, per_process: u64, processes: u64) -> u64 {
     per_process.saturating_mul(processes) / c.sockets_per_connection.max(1)
@@ -135,12 +185,21 @@ fn holding(c: &Capacity, processes: u64) -> (Option<u64>, String, &'static str) 
 /// Every fix the rows offer, plus running more processes or freeing memory when those bind,
 /// ordered greedily by what each adds on top of the ones before it.
 fn ranked_fixes(r: &CheckReport, inputs: &Inputs, processes: u64, goal: u64) -> Vec<Fix> {
+    let short =
+        |row: &&Row| matches!(row.status, Status::Fail | Status::Warn) && row.fix_runtime.is_some();
+    // The soft limit's fix raises both limits when the hard one is below it: one fix, not two.
+    let soft_raises_both = r.knobs.iter().filter(short).any(|row| {
+        row.knob == "rlimit.nofile.soft"
+            && row
+                .fix_runtime
+                .as_deref()
+                .is_some_and(|f| f.contains("both must rise"))
+    });
     let mut open: Vec<&Row> = r
         .knobs
         .iter()
-        .filter(|row| {
-            matches!(row.status, Status::Fail | Status::Warn) && row.fix_runtime.is_some()
-        })
+        .filter(short)
+        .filter(|row| !(soft_raises_both && row.knob == "rlimit.nofile.hard"))
         .collect();
     let mut now = inputs.clone();
     let held = |i: &Inputs| {
@@ -173,6 +232,8 @@ fn ranked_fixes(r: &CheckReport, inputs: &Inputs, processes: u64, goal: u64) -> 
         now = after;
     }
     fixes.extend(beyond_knobs(r, &now, processes, goal));
+    // Ranked by what each gains; the greedy order breaks ties.
+    fixes.sort_by_key(|f| std::cmp::Reverse(f.gain));
     fixes
 }
 
@@ -229,19 +290,12 @@ fn apply(i: &mut Inputs, row: &Row) {
         _ => None,
     };
     match (row.knob, int) {
-        ("rlimit.nofile.hard", Some(n)) => {
-            // The kernel refuses a hard limit above fs.nr_open.
-            i.nofile_hard = Some(
-                i.nr_open
-                    .map_or(n, |nr| n.min(nr))
-                    .max(i.nofile_hard.unwrap_or(0)),
-            );
-        }
+        ("rlimit.nofile.hard", Some(n)) => raise_hard(i, n),
         ("rlimit.nofile.soft", Some(n)) => {
             i.nofile_soft = Some(n);
             if i.nofile_hard.is_some_and(|h| h < n) {
                 // The soft fix raises both (the kernel refuses a soft limit above the hard one).
-                i.nofile_hard = Some(i.nr_open.map_or(n, |nr| n.min(nr)));
+                raise_hard(i, n);
             }
         }
         ("fs.nr_open", Some(n)) => i.nr_open = Some(n),
@@ -254,6 +308,15 @@ fn apply(i: &mut Inputs, row: &Row) {
         }
         _ => {}
     }
+}
+
+/// The hard RLIMIT_NOFILE raised to `n`, with fs.nr_open first when it is lower: the kernel
+/// refuses a hard limit above it, so the check's fix list raises it too.
+fn raise_hard(i: &mut Inputs, n: u64) {
+    if i.nr_open.is_some_and(|nr| nr < n) {
+        i.nr_open = Some(n);
+    }
+    i.nofile_hard = Some(n.max(i.nofile_hard.unwrap_or(0)));
 }
 
 /// Does this short knob cap the connections the host holds below the target? The binding limit
