@@ -89,7 +89,7 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
         &obs,
         &profile,
         has_target.then_some(profile.target),
-        args.strict,
+        &opts,
     );
     let text = match args.format {
         CheckFormat::Table if args.verbose => report::table::render(&rep, ctx.color),

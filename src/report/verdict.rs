@@ -15,7 +15,7 @@ use crate::capacity::{self, group, Capacity, Inputs};
 use crate::knobs::{Observation, Value};
 use crate::profile::Profile;
 
-use super::{CheckReport, Row, Status};
+use super::{CheckReport, Ignore, Row, Status};
 
 /// What `tune check` answers first.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -77,9 +77,12 @@ pub fn build(r: &CheckReport, inputs: &Inputs, processes: u64, target: Option<u6
     let c = &r.capacity;
     let processes = processes.max(1);
     let (holds, bound_by, bound_scope) = holding(c, processes);
+    // Without a target the processes are as many as the host needs: the per-process limit is
+    // not a limit behind the host's then.
     let mut next: Vec<NextLimit> = c
         .per_process
         .connections
+        .filter(|_| target.is_some())
         .map(|n| NextLimit {
             limit: c.per_process.limit.to_string(),
             connections: per_process_total(c, n, processes),
@@ -122,7 +125,7 @@ pub fn settle(
     obs: &Observation,
     profile: &Profile,
     target: Option<u64>,
-    strict: bool,
+    opts: &super::Options,
 ) {
     let mut inputs = Inputs::from_observation(obs, profile.role);
     inputs.source_addresses = profile.params.source_addresses;
@@ -158,9 +161,19 @@ pub fn settle(
             Status::Info => s.info += 1,
         }
     }
-    s.exit_code = u8::from(s.fail > 0 || !v.meets_target || (strict && s.warn > 0));
+    // A shortfall whose binding limit --ignore names is accepted like the knob's own failure.
+    let short = !v.meets_target && !ignored(&opts.ignore, &v.bound_by);
+    s.exit_code = u8::from(s.fail > 0 || short || (opts.strict && s.warn > 0));
     r.capacity.meets_target = v.meets_target;
     r.verdict = Some(v);
+}
+
+fn ignored(ignore: &Ignore, limit: &str) -> bool {
+    match ignore {
+        Ignore::None => false,
+        Ignore::All => true,
+        Ignore::Some(set) => set.contains(limit),
+    }
 }
 
 /// Connections `processes` processes of `per_process` sockets each hold.
