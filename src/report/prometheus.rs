@@ -20,6 +20,8 @@
 //!   unlimited is `+Inf`, a knob that cannot be read has no sample
 //! - `tune_knob_status{knob,status}` for ok, warn, fail, absent, info
 //! - `tune_knobs{status}`: knobs per status
+//! - `tune_holds_connections{limit,scope}`: what the host holds with the profile's processes,
+//!   the figure of `tune check`'s first line, with the limit that binds
 //! - `tune_capacity_connections{scope="process"|"host",limit}`: what the host holds now,
 //!   with the binding limit as a label; `tune_capacity_limit_connections{limit}` for every
 //!   host-wide limit that binds; `tune_capacity_meets_target`,
@@ -136,6 +138,16 @@ fn knobs(x: &mut Exposition, r: &CheckReport) {
 }
 
 fn capacity(x: &mut Exposition, r: &CheckReport) {
+    if let Some(held) = r.verdict.as_ref().and_then(|v| v.holds.map(|h| (v, h))) {
+        let (v, h) = held;
+        x.gauge(
+            "tune_holds_connections",
+            "Connections this host holds now with the profile's processes: the first line of tune check; \
+             limit is the limit that binds, scope where it applies.",
+            &[("limit", &v.bound_by), ("scope", v.bound_scope)],
+            h.to_string(),
+        );
+    }
     let c = &r.capacity;
     let help = "Connections this host holds with its limits now, per process and per host; \
                 limit is the limit that binds.";
