@@ -24,6 +24,7 @@ pub fn render(r: &CheckReport, v: &Verdict, width: Option<usize>, color: bool) -
     out.extend(wrap(&super::verdict::headline(v), w, "", "  "));
     out.extend(capacity_lines(v, w));
     out.extend(fix_lines(r, v, w));
+    out.extend(drift_lines(r, w));
     out.push(String::new());
     out.push(compact_table(r, w, color));
     out.extend(summary_lines(r, w));
@@ -116,6 +117,44 @@ fn fix_lines(r: &CheckReport, v: &Verdict, w: usize) -> Vec<String> {
             "",
             "  ",
         ));
+    }
+    out
+}
+
+/// What became of the last apply, and boot files that override tune's: only when there is
+/// something to say.
+fn drift_lines(r: &CheckReport, w: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(d) = r.drift.as_ref().filter(|d| d.problems.is_empty()) {
+        out.push(String::new());
+        out.extend(wrap(
+            &format!(
+                "Last apply (#{}, profile {}): all {} values still live and kept at boot.",
+                d.apply_id,
+                d.profile,
+                d.values.len()
+            ),
+            w,
+            "",
+            "  ",
+        ));
+    }
+    if let Some(d) = r.drift.as_ref().filter(|d| !d.problems.is_empty()) {
+        out.push(String::new());
+        out.push(format!(
+            "Drift since the last apply (#{}, profile {}):",
+            d.apply_id, d.profile
+        ));
+        for p in &d.problems {
+            out.extend(wrap(p, w, "  ", "    "));
+        }
+    }
+    if !r.boot_warnings.is_empty() {
+        out.push(String::new());
+        out.push("Boot configuration overrides tune's own:".to_string());
+        for b in &r.boot_warnings {
+            out.extend(wrap(b, w, "  ", "    "));
+        }
     }
     out
 }
