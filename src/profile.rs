@@ -57,8 +57,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::cli::profiles::Role;
 use crate::kernel::slabinfo::DEFAULT_BYTES_PER_SOCKET;
+use crate::knobs::Role;
 use crate::knobs::{Compare, Persist, Value, REGISTRY};
 use crate::root::Root;
 

@@ -3,8 +3,8 @@
 use super::{Context, Outcome};
 use crate::capacity;
 use crate::cli::check::{CheckArgs, CheckFormat};
-use crate::cli::profiles::Role;
 use crate::knobs;
+use crate::knobs::Role;
 use crate::persist::{self, boot::BootView};
 use crate::profile::{self, Overrides, Profile};
 use crate::report::{self, BootSetting, CheckReport, DriftReport, Ignore, Options};

@@ -1,9 +1,12 @@
 //! The entries of the knob registry, in the order `check` reports them.
 
-use super::{Compare, Knob, Limit, Persist, Read, Scope, Shape, Write};
+use super::{Compare, Knob, KnobId, Limit, MeminfoField, Persist, Read, Scope, Shape, Write};
 
 /// Shorthand for the common case: a sysctl read and written through /proc/sys and persisted in sysctl.d.
+// One argument per column of the entry, called only in the table below.
+#[allow(clippy::too_many_arguments)]
 const fn sysctl(
+    id: KnobId,
     name: &'static str,
     scope: Scope,
     shape: Shape,
@@ -13,6 +16,7 @@ const fn sysctl(
     symptom: &'static str,
 ) -> Knob {
     Knob {
+        id,
         name,
         scope,
         shape,
@@ -29,6 +33,7 @@ const fn sysctl(
 
 /// A value the kernel reports but nobody sets: usage counters.
 const fn counter(
+    id: KnobId,
     name: &'static str,
     scope: Scope,
     shape: Shape,
@@ -37,6 +42,7 @@ const fn counter(
     symptom: &'static str,
 ) -> Knob {
     Knob {
+        id,
         name,
         scope,
         shape,
@@ -51,9 +57,25 @@ const fn counter(
     }
 }
 
-pub static REGISTRY: &[Knob] = &[
+/// Every knob, in the order `check` reports them; `REGISTRY[id as usize].id == id` for every id.
+pub static REGISTRY: &[Knob] = &ENTRIES;
+
+// Each entry sits at the index of its id, so `KnobId::knob` is an index (a compile error otherwise).
+const _: () = {
+    let mut i = 0;
+    while i < ENTRIES.len() {
+        assert!(
+            ENTRIES[i].id as usize == i,
+            "registry entry out of KnobId order"
+        );
+        i += 1;
+    }
+};
+
+const ENTRIES: [Knob; KnobId::COUNT] = [
     // --- the file descriptor chain: RLIMIT_NOFILE <= fs.nr_open, sum of all fds <= fs.file-max
     Knob {
+        id: KnobId::NofileSoft,
         name: "rlimit.nofile.soft",
         scope: Scope::Process,
         shape: Shape::Int,
@@ -70,6 +92,7 @@ pub static REGISTRY: &[Knob] = &[
         accepts: Some((0, 2_147_483_584)),
     },
     Knob {
+        id: KnobId::NofileHard,
         name: "rlimit.nofile.hard",
         scope: Scope::Process,
         shape: Shape::Int,
@@ -87,6 +110,7 @@ pub static REGISTRY: &[Knob] = &[
         accepts: Some((0, 2_147_483_584)),
     },
     sysctl(
+        KnobId::NrOpen,
         "fs.nr_open",
         Scope::Host,
         Shape::Int,
@@ -99,6 +123,7 @@ pub static REGISTRY: &[Knob] = &[
     // fs/file.c: sysctl_nr_open_min = BITS_PER_LONG, sysctl_nr_open_max = min(INT_MAX, ...) & -BITS_PER_LONG.
     .accepting(64, 2_147_483_584),
     sysctl(
+        KnobId::FileMax,
         "fs.file-max",
         Scope::Host,
         Shape::Int,
@@ -112,6 +137,7 @@ pub static REGISTRY: &[Knob] = &[
     // proc_doulongvec_minmax with extra2 = LONG_MAX.
     .accepting(0, 9_223_372_036_854_775_807),
     counter(
+        KnobId::FileNr,
         "fs.file-nr",
         Scope::Host,
         Shape::Triple,
@@ -121,6 +147,7 @@ pub static REGISTRY: &[Knob] = &[
     ),
     // --- connection tracking
     sysctl(
+        KnobId::ConntrackMax,
         "net.netfilter.nf_conntrack_max",
         Scope::Host,
         Shape::Int,
@@ -134,6 +161,7 @@ pub static REGISTRY: &[Knob] = &[
     // proc_dointvec(_minmax): the value is a C int, so at most INT_MAX (EINVAL above).
     .accepting(0, 2_147_483_647),
     Knob {
+        id: KnobId::ConntrackBuckets,
         name: "net.netfilter.nf_conntrack_buckets",
         scope: Scope::Host,
         shape: Shape::Int,
@@ -148,6 +176,7 @@ pub static REGISTRY: &[Knob] = &[
         accepts: None,
     },
     counter(
+        KnobId::ConntrackCount,
         "net.netfilter.nf_conntrack_count",
         Scope::NetNs,
         Shape::Int,
@@ -157,6 +186,7 @@ pub static REGISTRY: &[Knob] = &[
     ),
     // --- TCP memory: host-wide pages, per-socket buffers
     sysctl(
+        KnobId::TcpMem,
         "net.ipv4.tcp_mem",
         Scope::Host,
         Shape::Triple,
@@ -168,6 +198,7 @@ pub static REGISTRY: &[Knob] = &[
          connections reset, and the kernel logs \"TCP: out of memory -- consider tuning tcp_mem\".",
     ),
     sysctl(
+        KnobId::TcpRmem,
         "net.ipv4.tcp_rmem",
         Scope::NetNs,
         Shape::Triple,
@@ -180,6 +211,7 @@ pub static REGISTRY: &[Knob] = &[
     // proc_dointvec_minmax with extra1 = 1: each of the three is an int of at least 1.
     .accepting(1, 2_147_483_647),
     sysctl(
+        KnobId::TcpWmem,
         "net.ipv4.tcp_wmem",
         Scope::NetNs,
         Shape::Triple,
@@ -192,6 +224,7 @@ pub static REGISTRY: &[Knob] = &[
     .accepting(1, 2_147_483_647),
     // --- accept queues
     sysctl(
+        KnobId::Somaxconn,
         "net.core.somaxconn",
         Scope::NetNs,
         Shape::Int,
@@ -204,6 +237,7 @@ pub static REGISTRY: &[Knob] = &[
     // proc_dointvec(_minmax): the value is a C int, so at most INT_MAX (EINVAL above, measured on Linux 6.18).
     .accepting(0, 2_147_483_647),
     sysctl(
+        KnobId::TcpMaxSynBacklog,
         "net.ipv4.tcp_max_syn_backlog",
         Scope::NetNs,
         Shape::Int,
@@ -216,6 +250,7 @@ pub static REGISTRY: &[Knob] = &[
     // proc_dointvec(_minmax): the value is a C int, so at most INT_MAX (EINVAL above, measured on Linux 6.18).
     .accepting(0, 2_147_483_647),
     sysctl(
+        KnobId::NetdevMaxBacklog,
         "net.core.netdev_max_backlog",
         Scope::Host,
         Shape::Int,
@@ -229,6 +264,7 @@ pub static REGISTRY: &[Knob] = &[
     .accepting(0, 2_147_483_647),
     // --- ports: the client side and loopback
     sysctl(
+        KnobId::IpLocalPortRange,
         "net.ipv4.ip_local_port_range",
         Scope::NetNs,
         Shape::Range,
@@ -241,6 +277,7 @@ pub static REGISTRY: &[Knob] = &[
     // Ports are 16-bit; port 0 means "any" and is never handed out.
     .accepting(1, 65535),
     sysctl(
+        KnobId::TcpTwReuse,
         "net.ipv4.tcp_tw_reuse",
         Scope::NetNs,
         Shape::Int,
@@ -252,6 +289,7 @@ pub static REGISTRY: &[Knob] = &[
     // proc_dointvec_minmax with extra1 = 0, extra2 = 2.
     .accepting(0, 2),
     sysctl(
+        KnobId::TcpFinTimeout,
         "net.ipv4.tcp_fin_timeout",
         Scope::NetNs,
         Shape::Int,
@@ -264,6 +302,7 @@ pub static REGISTRY: &[Knob] = &[
     // for every HZ up to 1000 (measured: 8,589,934 is the ceiling at HZ=250 on Linux 6.18).
     .accepting(0, 2_147_483),
     sysctl(
+        KnobId::TcpMaxTwBuckets,
         "net.ipv4.tcp_max_tw_buckets",
         Scope::NetNs,
         Shape::Int,
@@ -276,6 +315,7 @@ pub static REGISTRY: &[Knob] = &[
     // proc_dointvec(_minmax): the value is a C int, so at most INT_MAX (EINVAL above, measured on Linux 6.18).
     .accepting(0, 2_147_483_647),
     sysctl(
+        KnobId::TcpMaxOrphans,
         "net.ipv4.tcp_max_orphans",
         Scope::Host,
         Shape::Int,
@@ -289,11 +329,12 @@ pub static REGISTRY: &[Knob] = &[
     .accepting(0, 2_147_483_647),
     // --- memory
     Knob {
+        id: KnobId::MemoryTotal,
         name: "memory.total",
         scope: Scope::Host,
         shape: Shape::Int,
         unit: "bytes",
-        read: Read::Meminfo("MemTotal"),
+        read: Read::Meminfo(MeminfoField::Total),
         write: Write::No("RAM cannot be changed by tune: add memory or spread connections over more hosts"),
         persist: Persist::No,
         compare: Compare::AtLeast,
@@ -303,11 +344,12 @@ pub static REGISTRY: &[Knob] = &[
         accepts: None,
     },
     Knob {
+        id: KnobId::MemoryFree,
         name: "memory.free",
         scope: Scope::Host,
         shape: Shape::Int,
         unit: "bytes",
-        read: Read::Meminfo("MemFree"),
+        read: Read::Meminfo(MeminfoField::Free),
         write: Write::No("free memory follows from what runs on the host"),
         persist: Persist::No,
         compare: Compare::Info,
@@ -317,6 +359,7 @@ pub static REGISTRY: &[Knob] = &[
         accepts: None,
     },
     Knob {
+        id: KnobId::MemoryPerSocket,
         name: "memory.per-socket",
         scope: Scope::Host,
         shape: Shape::Int,

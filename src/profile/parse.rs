@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use crate::cli::profiles::Role;
+use crate::knobs::Role;
 use crate::knobs::{self, Compare, Knob, Persist, Shape, Value};
 
 /// One mistake in a profile's text, before the file name is known.

@@ -156,7 +156,7 @@ fn capacity(x: &mut Exposition, r: &CheckReport) {
             x.gauge(
                 "tune_capacity_connections",
                 help,
-                &[("scope", scope), ("limit", &b.limit)],
+                &[("scope", scope), ("limit", b.limit.name())],
                 n.to_string(),
             );
         }
@@ -166,7 +166,7 @@ fn capacity(x: &mut Exposition, r: &CheckReport) {
             x.gauge(
                 "tune_capacity_limit_connections",
                 "Connections each host-wide limit allows; a limit that does not bind here has no series.",
-                &[("limit", &b.limit)],
+                &[("limit", b.limit.name())],
                 n.to_string(),
             );
         }
@@ -404,7 +404,7 @@ mod tests {
             readings,
             facts: Facts::default(),
         };
-        let p = crate::profile::for_target(100_000, crate::cli::profiles::Role::Server);
+        let p = crate::profile::for_target(100_000, crate::knobs::Role::Server);
         super::super::evaluate(&obs, &p, &super::super::Options::default())
     }
 

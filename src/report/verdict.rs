@@ -386,7 +386,10 @@ mod tests {
     fn bound(limit: &str, n: Option<u64>) -> Bound {
         Bound {
             connections: n,
-            limit: limit.into(),
+            limit: match crate::knobs::KnobId::from_name(limit) {
+                Some(id) => crate::capacity::Limiter::Knob(id),
+                None => crate::capacity::Limiter::Memory,
+            },
             arithmetic: String::new(),
         }
     }
@@ -400,7 +403,7 @@ mod tests {
             .cloned()
             .unwrap();
         Capacity {
-            role: crate::cli::profiles::Role::Server,
+            role: crate::knobs::Role::Server,
             target,
             sockets_per_connection: 1,
             per_process: bound("rlimit.nofile.hard", Some(pp)),
