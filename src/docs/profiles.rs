@@ -3,7 +3,6 @@
 use clap::ValueEnum;
 use roff::{bold, italic, roman, Roff};
 
-use super::knobs::{compare_text, shape_text};
 use super::sources::{self, FormulaExample, Shipped, FORMULA_TARGET};
 use super::{see_also, title, Page};
 use crate::knobs::Role;
@@ -125,9 +124,9 @@ pub fn page(shipped: &[Shipped], formulas: &[FormulaExample]) -> Page {
         r.text([bold(knob.name)]);
         r.text([roman(format!(
             "{}, written {}; {}.",
-            shape_text(knob.shape, knob.unit),
+            knob.shape.describe(knob.unit),
             toml_form(knob.shape),
-            compare_text(knob.compare, knob.shape)
+            knob.compare.describe(knob.shape)
         ))]);
     }
     r.control("RE", []);
@@ -205,6 +204,7 @@ pub fn page(shipped: &[Shipped], formulas: &[FormulaExample]) -> Page {
         "Copies of the shipped profiles, installed by the package.",
     )]);
 
+    super::examples::section(&mut r, super::examples::for_page("tune-profiles.5"));
     see_also(
         &mut r,
         &[
