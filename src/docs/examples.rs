@@ -87,6 +87,11 @@ pub fn for_page(file_name: &str) -> &'static [Example] {
 /// The `.SH EXAMPLES` section of a page.
 pub fn section(r: &mut Roff, examples: &[Example]) {
     r.control("SH", ["EXAMPLES"]);
+    entries(r, examples);
+}
+
+/// The examples without a heading, for a page whose EXAMPLES section says more.
+pub fn entries(r: &mut Roff, examples: &[Example]) {
     for e in examples {
         r.control("PP", []);
         r.text([roman(e.what)]);
