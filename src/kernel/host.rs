@@ -1,8 +1,8 @@
 //! The one typed reader of the host's kernel state: each method reads its file through a [`Root`]
 //! and hands the text to this module's parsers, and every error names the file.
 //!
-//! check's observation (`crate::knobs::observe`) reads the host through it; verify's
-//! measurements and apply's process checks are meant to as well, so nothing else opens /proc.
+//! check's observation (`knobs::observe`) reads the host through it; verify's measurements
+//! and apply's process checks are meant to as well, so nothing else opens /proc.
 //! Paths are relative to the root and public as constants, so a capture of a host
 //! (`knobs::sources`) lists the same files this reader reads.
 

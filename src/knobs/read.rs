@@ -1,4 +1,4 @@
-//! Reading every knob's live value through the root: the one place check and apply learn the host's state.
+//! Reading every knob's live value through [`Host`]: the one place check and apply learn the knobs' state.
 
 use std::collections::BTreeMap;
 
