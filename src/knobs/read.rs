@@ -52,6 +52,8 @@ pub struct Facts {
     pub socket_cost: Option<SocketCost>,
     /// Why `socket_cost` is `None` (slabinfo unreadable or unparsable), for the report.
     pub socket_cost_note: Option<String>,
+    /// Memory connections may take now ([`crate::kernel::meminfo::Meminfo::usable`]: MemAvailable).
+    pub usable_memory: Option<u64>,
 }
 
 /// Bit numbers from linux/capability.h.
@@ -154,6 +156,7 @@ fn facts(host: &Host, pid: Option<u32>) -> Facts {
         netstat: host.netstat().ok(),
         socket_cost,
         socket_cost_note,
+        usable_memory: host.meminfo().ok().map(|m| m.usable()),
     }
 }
 

@@ -353,8 +353,10 @@ pub(super) const ENTRIES: [Knob; KnobId::COUNT] = [
         write: Write::No("free memory follows from what runs on the host"),
         persist: Persist::No,
         compare: Compare::Info,
-        summary: "Memory free now. MemAvailable overstates room for sockets (it counts socket inodes as \
-                  reclaimable), so tune plans with MemFree.",
+        summary: "Memory free now (MemFree), reported. tune plans with usable memory: MemAvailable less \
+                  the reclaimable slab that new sockets add (MemAvailable counts socket inodes as \
+                  reclaimable, but an open socket holds them); check, verify and its watchdog share \
+                  that definition.",
         symptom: "as memory.total.",
         accepts: None,
     },

@@ -10,37 +10,14 @@ use serde::Serialize;
 use crate::kernel::{self, netstat::Netstat, slabinfo::SlabCache, sockstat::TcpStat};
 use crate::root::Root;
 
-/// /proc/meminfo figures, bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Mem {
-    pub total: u64,
-    pub free: u64,
-    pub available: u64,
-    pub slab: u64,
-    pub slab_reclaimable: u64,
-}
-
-impl Mem {
-    /// Memory the run may still take: MemAvailable less the reclaimable slab that appeared
-    /// since `base` (socket inodes and dentries count as reclaimable there, but an open socket
-    /// holds them: host facts), so sockets are not counted as free memory.
-    pub fn usable_since(&self, base: &Mem) -> u64 {
-        let grown = self.slab_reclaimable.saturating_sub(base.slab_reclaimable);
-        self.available.saturating_sub(grown)
-    }
-}
+/// /proc/meminfo figures, bytes, with the one definition of usable memory
+/// ([`kernel::meminfo::Meminfo::usable_since`]) that check's capacity also uses.
+pub type Mem = kernel::meminfo::Meminfo;
 
 pub fn mem(root: &Root) -> anyhow::Result<Mem> {
     let text = root.read("proc/meminfo")?;
-    let m = procfs::Meminfo::from_read(text.as_bytes())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", root.path("proc/meminfo").display()))?;
-    Ok(Mem {
-        total: m.mem_total,
-        free: m.mem_free,
-        available: m.mem_available.unwrap_or(m.mem_free),
-        slab: m.slab,
-        slab_reclaimable: m.s_reclaimable.unwrap_or(0),
-    })
+    kernel::meminfo::parse(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", root.path("proc/meminfo").display()))
 }
 
 pub fn slab(root: &Root) -> Option<Vec<SlabCache>> {
