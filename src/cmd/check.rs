@@ -92,10 +92,12 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
         &opts,
     );
     let text = match args.format {
-        CheckFormat::Table if args.verbose => report::table::render(&rep, ctx.color),
+        CheckFormat::Table if args.verbose => {
+            report::table::render(&rep, ctx.color, terminal_width())
+        }
         CheckFormat::Table => match &rep.verdict {
             Some(v) => report::screen::render(&rep, v, terminal_width(), ctx.color),
-            None => report::table::render(&rep, ctx.color),
+            None => report::table::render(&rep, ctx.color, terminal_width()),
         },
         CheckFormat::Json => report::json::render(&rep),
         CheckFormat::Junit => report::junit::render(&rep)?,

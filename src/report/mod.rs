@@ -393,7 +393,8 @@ fn nofile_soft_fix(knob: &Knob, required: &Value, obs: &Observation) -> Option<S
     (knob.id == KnobId::NofileSoft && *n > hard).then(|| {
         let pid = obs.facts.pid.map_or("PID".to_string(), |p| p.to_string());
         format!(
-            "prlimit --pid {pid} --nofile={n}:{n} (above the hard limit {hard}: both must rise)"
+            "prlimit --pid {pid} --nofile={n}:{n} (above the hard limit {}: both must rise)",
+            capacity::group(hard)
         )
     })
 }

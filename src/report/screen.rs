@@ -253,27 +253,7 @@ pub fn fit(t: &mut Table, w: usize) {
     ] {
         t.remove_style(c);
     }
-    let longest: Vec<u16> = t
-        .column_iter()
-        .enumerate()
-        .map(|(i, _)| {
-            let header = t
-                .header()
-                .and_then(|h| h.cell_iter().nth(i))
-                .map(|c| c.content())
-                .unwrap_or_default();
-            t.row_iter()
-                .filter_map(|r| r.cell_iter().nth(i).map(|c| c.content()))
-                .chain(std::iter::once(header))
-                .flat_map(|c| {
-                    c.split_whitespace()
-                        .map(|s| s.chars().count())
-                        .collect::<Vec<_>>()
-                })
-                .max()
-                .unwrap_or(1) as u16
-        })
-        .collect();
+    let longest = longest_words(t);
     let cols = longest.len();
     let narrowest: usize =
         longest.iter().map(|n| *n as usize).sum::<usize>() + GAP as usize * cols.saturating_sub(1);
@@ -335,6 +315,66 @@ fn summary_lines(r: &CheckReport, w: usize) -> Vec<String> {
     );
     let mut out = vec![String::new()];
     out.extend(wrap(&text, w, "", ""));
+    out
+}
+
+/// Makes a bordered (markdown) table fit in `w` columns without splitting a word, as [`fit`].
+pub fn fit_bordered(t: &mut Table, w: usize) {
+    let longest = longest_words(t);
+    let cols = longest.len();
+    // Each column has one space of padding on both sides and one border character after it.
+    let narrowest: usize = longest.iter().map(|n| *n as usize + 3).sum::<usize>() + 1;
+    for (i, n) in longest.into_iter().enumerate() {
+        if let Some(c) = t.column_mut(i) {
+            c.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(n + 2)));
+        }
+    }
+    let _ = cols;
+    t.set_width(w.max(narrowest).min(u16::MAX as usize) as u16);
+    t.set_content_arrangement(ContentArrangement::Dynamic);
+}
+
+/// The longest word of each column, header included.
+fn longest_words(t: &Table) -> Vec<u16> {
+    t.column_iter()
+        .enumerate()
+        .map(|(i, _)| {
+            let header = t
+                .header()
+                .and_then(|h| h.cell_iter().nth(i))
+                .map(|c| c.content())
+                .unwrap_or_default();
+            t.row_iter()
+                .filter_map(|r| r.cell_iter().nth(i).map(|c| c.content()))
+                .chain(std::iter::once(header))
+                .flat_map(|c| {
+                    c.split_whitespace()
+                        .map(|s| s.chars().count())
+                        .collect::<Vec<_>>()
+                })
+                .max()
+                .unwrap_or(1) as u16
+        })
+        .collect()
+}
+
+/// Re-wraps every line of `text` longer than `w` between words, continuing it two columns
+/// deeper than it starts.
+pub fn reflow(text: &str, w: usize) -> String {
+    let mut out = String::new();
+    for line in text.split_inclusive('\n') {
+        let (body, nl) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        if body.chars().count() <= w {
+            out.push_str(line);
+            continue;
+        }
+        let indent: String = body.chars().take_while(|c| *c == ' ').collect();
+        out.push_str(&wrap(body, w, &indent, &format!("{indent}  ")).join("\n"));
+        out.push_str(nl);
+    }
     out
 }
 

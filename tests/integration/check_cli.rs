@@ -260,11 +260,14 @@ fn junit_is_well_formed_with_one_case_per_knob() {
     for k in knobs {
         assert!(cases.iter().any(|c| c == k["knob"].as_str().unwrap()));
     }
+    // One failure per failing knob, and the capacity case when the host does not hold the target.
+    let capacity = usize::from(json["verdict"]["meets_target"] == false);
     assert_eq!(
         failures,
-        json["summary"]["fail"].as_u64().unwrap() as usize,
+        json["summary"]["fail"].as_u64().unwrap() as usize + capacity,
         "{xml}"
     );
+    assert!(xml.contains("does not hold 1,000,000: bound by "), "{xml}");
 }
 
 #[test]
