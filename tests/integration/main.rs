@@ -38,3 +38,4 @@ mod verify_conntrack;
 mod verify_external;
 mod verify_limits;
 mod verify_loopback;
+mod verify_parallel;
