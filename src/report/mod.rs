@@ -476,6 +476,8 @@ pub fn value_text(v: Option<&Value>, unit: &str) -> String {
             format!("{} ({})", capacity::group(*n), capacity::bytes(*n))
         }
         Some(Value::Int(n)) => capacity::group(*n),
+        // Port numbers name ports: no thousands separators.
+        Some(v) if unit == "ports" => v.to_string(),
         Some(v) => v
             .parts()
             .iter()

@@ -13,9 +13,9 @@ use super::verdict::Verdict;
 use super::{value_text, CheckReport, Status};
 use crate::capacity::group;
 
-/// Width used when the output is not a terminal and COLUMNS is unset: wide enough that
-/// nothing wraps needlessly in a file or a pipe.
-pub const UNBOUNDED: usize = 10_000;
+/// Width used when the output is not a terminal and COLUMNS is unset (a file, a pipe, CI
+/// logs): readable in any viewer, and wide enough for the --verbose table's words.
+pub const UNBOUNDED: usize = 100;
 
 /// Renders the first screen: verdict, fixes, compact table, one summary line.
 pub fn render(r: &CheckReport, v: &Verdict, width: Option<usize>, color: bool) -> String {

@@ -80,12 +80,14 @@ fn check(root: &str, format: &str) -> (String, i32) {
         .arg("--root")
         .arg(fixture(root))
         .args(["check", "--profile", "1m", "--format", format])
-        // The full report: every knob in the table (the default is the first screen).
+        // The full report: every knob in the table (the default is the first screen), as a wide
+        // terminal shows it, one line per sentence (without a terminal it wraps at 100 columns).
         .args(if format == "table" {
             &["--verbose"][..]
         } else {
             &[]
         })
+        .env("COLUMNS", "400")
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
