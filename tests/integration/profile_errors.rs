@@ -293,3 +293,23 @@ fn other_mistakes_say_what_to_write() {
         }
     }
 }
+
+#[test]
+fn a_target_on_the_command_line_takes_the_same_suffixes() {
+    let out = tune()
+        .args(["check", "--target", "50k", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["profile"]["target"], 50_000);
+    let out = tune().args(["check", "--target", "50kb"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--target")
+            && err.contains("\"50k\" (thousand)")
+            && err.contains("found \"50kb\""),
+        "{err}"
+    );
+}
