@@ -3,7 +3,15 @@
 //! An entry says what the knob is called, where it lives (scope), how to read
 //! it, how to compare it with a requirement, how to change it at run time and
 //! at boot, and what running short of it looks like. Nothing else in tune keeps
-//! a list of knobs: commands iterate [`REGISTRY`] or look entries up with [`find`].
+//! a list of knobs: commands iterate [`REGISTRY`], name one by its [`KnobId`]
+//! (`obs.int(KnobId::Somaxconn)`), or resolve what a user typed with [`lookup`]
+//! and [`resolve`].
+//!
+//! Adding a knob (tcp_syncookies, say): a `KnobId` variant and a registry entry at
+//! the same position (a compile-time check holds them in step); its requirement
+//! formula, if it has one, goes in `profile::formulas`; the counter that
+//! shows it running short, if any, in [`LIMIT_COUNTERS`]. Explain, the man page,
+//! completions, check, apply and `--root` captures follow from the entry.
 
 mod counters;
 pub mod doc;
