@@ -57,7 +57,10 @@ fn main() {
     let hold_secs = arg(&args, "--hold-secs", 0);
     let rate = arg(&args, "--rate", 0);
     let latency_secs = arg(&args, "--latency-secs", 0);
-    assert!(size <= MAX_SIZE, "--size must be at most {MAX_SIZE} (one read per echo)");
+    assert!(
+        size <= MAX_SIZE,
+        "--size must be at most {MAX_SIZE} (one read per echo)"
+    );
     rlimit::raise_nofile_to_hard().expect("raise RLIMIT_NOFILE");
     let ep = Epoll::new().unwrap();
     let req = client_request(&addr.to_string(), "/", KEY);
@@ -78,7 +81,12 @@ fn main() {
                 Ok((fd, _)) => {
                     let _ = net::set_nodelay(fd);
                     ep.add(fd, WRITE).unwrap();
-                    conns.push(Conn { fd, st: St::Connecting, got: 0, head: Vec::new() });
+                    conns.push(Conn {
+                        fd,
+                        st: St::Connecting,
+                        got: 0,
+                        head: Vec::new(),
+                    });
                     inflight += 1;
                 }
                 Err(e) => panic!("connect: {e}"),
@@ -142,7 +150,15 @@ fn main() {
         echo(&ep, &mut conns, &mut events, &mut buf, size, echo_secs);
     }
     if rate > 0 && latency_secs > 0 {
-        latency(&ep, &mut conns, &mut events, &mut buf, size, rate, latency_secs);
+        latency(
+            &ep,
+            &mut conns,
+            &mut events,
+            &mut buf,
+            size,
+            rate,
+            latency_secs,
+        );
     }
     if hold_secs > 0 {
         std::thread::sleep(Duration::from_secs(hold_secs));
@@ -155,7 +171,14 @@ fn fd_index(conns: &[Conn], fd: RawFd) -> usize {
     conns.binary_search_by_key(&fd, |c| c.fd).expect("known fd")
 }
 
-fn echo(ep: &Epoll, conns: &mut [Conn], events: &mut [EpollEvent], buf: &mut [u8], size: usize, secs: u64) {
+fn echo(
+    ep: &Epoll,
+    conns: &mut [Conn],
+    events: &mut [EpollEvent],
+    buf: &mut [u8],
+    size: usize,
+    secs: u64,
+) {
     let (msg, reply_len) = message(size);
     // Drain anything pending, then one message in flight per open connection.
     let mut sent = 0u64;
@@ -235,7 +258,9 @@ fn latency(
     secs: u64,
 ) {
     let (msg, reply_len) = message(size);
-    let open: Vec<usize> = (0..conns.len()).filter(|&i| conns[i].st == St::Open).collect();
+    let open: Vec<usize> = (0..conns.len())
+        .filter(|&i| conns[i].st == St::Open)
+        .collect();
     let mut sent_at: Vec<Option<Instant>> = vec![None; conns.len()];
     for c in conns.iter_mut() {
         c.got = 0;
