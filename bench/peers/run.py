@@ -224,9 +224,10 @@ def echo(peer, conns, secs, size, rate=0):
         extra += ["--rate", rate, "--latency-secs", secs] if rate else ["--echo-secs", secs]
         c = client(addr, conns, *extra)
         o = phase(c, "open", peer["name"])
-        cpu0, t0 = cpu_secs(pids), time.time()
+        cpu0, ccpu0, t0 = cpu_secs(pids), cpu_secs([c.pid]), time.time()
         e = phase(c, "latency" if rate else "echo", peer["name"])
         cpu = cpu_secs(pids) - cpu0
+        ccpu = cpu_secs([c.pid]) - ccpu0
         wall = time.time() - t0
         c.wait(30)
         alive(p, peer["name"])
@@ -236,7 +237,7 @@ def echo(peer, conns, secs, size, rate=0):
         raise Failed(f"{peer['name']}: opened {o['opened']} of {conns} for echo")
     if e["received"] == 0:
         raise Failed(f"{peer['name']}: no echo received ({size} B)")
-    e.update(cpu_secs=cpu, cpu_share=cpu / wall, load=la,
+    e.update(cpu_secs=cpu, cpu_share=cpu / wall, client_cpu_share=ccpu / wall, load=la,
              cpu_per_million=cpu / e["received"] * 1e6)
     return e
 
@@ -272,7 +273,7 @@ def table(res):
            "measurement in the last column.", "",
            f"| server | idle B/conn at {fmt(a['conns'])} (1 process) | idle B/conn at "
            f"{fmt(a['wide'])} (processes) | handshakes/s 0->{fmt(a['conns'])} | echo/s, "
-           f"{fmt(a['echo_conns'])} conns, 32 B (server CPU share) = per core-second | same, 4 KiB | CPU s per 1M echoes "
+           f"{fmt(a['echo_conns'])} conns, 32 B (server, client CPU share) = per server core-second | same, 4 KiB | CPU s per 1M echoes "
            f"(32 B / 4 KiB) | p50 / p99 latency at {fmt(a['rate'])}/s offered | load avg |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in res["servers"]:
@@ -283,8 +284,10 @@ def table(res):
         out.append(
             f"| {r['name']} | {fmt(i['bytes_per_conn'], 1)} | {fmt(w['bytes_per_conn'], 1)} "
             f"({w['procs']}) | {fmt(i['open_per_sec'])} | {fmt(e['msgs_per_sec'])} (CPU "
-            f"{e['cpu_share']:.2f}) = {fmt(e['msgs_per_sec'] / e['cpu_share'])} | "
-            f"{fmt(k['msgs_per_sec'])} (CPU {k['cpu_share']:.2f}) = "
+            f"{e['cpu_share']:.2f}, client {e['client_cpu_share']:.2f}) = "
+            f"{fmt(e['msgs_per_sec'] / e['cpu_share'])} | "
+            f"{fmt(k['msgs_per_sec'])} (CPU {k['cpu_share']:.2f}, client "
+            f"{k['client_cpu_share']:.2f}) = "
             f"{fmt(k['msgs_per_sec'] / k['cpu_share'])} | "
             f"{e['cpu_per_million']:.1f} / {k['cpu_per_million']:.1f} | "
             f"{lat['p50_us'] / 1000:.2f} / {lat['p99_us'] / 1000:.2f} ms"
