@@ -62,7 +62,7 @@ PEERS = [
     {
         "name": "Node ws",
         "cmd": ["node", os.path.join(ROOT, "bench/peers/node-ws/server.js")],
-        "config": "ws (version below) + bufferutil, one process, noServer on http, perMessageDeflate "
+        "config": "ws + bufferutil (versions above the table), one process, noServer on http, perMessageDeflate "
                   "off, clientTracking off, maxPayload 64 KiB",
     },
     {
