@@ -48,7 +48,7 @@ PEERS = [
     {
         "name": "Go gorilla + epoll (seed stage 3)",
         "cmd": [os.path.join(BIN, "go-gorilla")],
-        "config": "gorilla/websocket v1.5.3, net/http upgrade, fds in one epoll set served by one "
+        "config": "gorilla/websocket 1.5.0 (Debian), net/http upgrade, fds in one epoll set served by one "
                   "goroutine (the talk's stage 3); ReadBufferSize 256, WriteBufferSize 256 with a "
                   "WriteBufferPool (gorilla's advice for many idle connections); GOMAXPROCS=1 (affinity), "
                   "GOGC default",

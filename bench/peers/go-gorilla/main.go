@@ -1,5 +1,5 @@
 // Peer server of bench/peers: the seed talk's stage 3 ("Going Infinite, handling 1M
-// websockets connections in Go"), gorilla/websocket v1.5.3 upgraded by net/http, then each
+// websockets connections in Go"), gorilla/websocket 1.5.0 (Debian) upgraded by net/http, then each
 // connection's fd added to one epoll set and served by one goroutine instead of one
 // goroutine per connection. Tuned for many idle connections as gorilla's docs say: small
 // ReadBufferSize (the hijacked 4 KiB net/http reader is then dropped) and a WriteBufferPool
