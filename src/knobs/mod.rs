@@ -3,7 +3,15 @@
 //! An entry says what the knob is called, where it lives (scope), how to read
 //! it, how to compare it with a requirement, how to change it at run time and
 //! at boot, and what running short of it looks like. Nothing else in tune keeps
-//! a list of knobs: commands iterate [`REGISTRY`] or look entries up with [`find`].
+//! a list of knobs: commands iterate [`REGISTRY`], name one by its [`KnobId`]
+//! (`obs.int(KnobId::Somaxconn)`), or resolve what a user typed with [`lookup`]
+//! and [`resolve`].
+//!
+//! Adding a knob (tcp_syncookies, say): a `KnobId` variant and a registry entry at
+//! the same position (a compile-time check holds them in step); its requirement
+//! formula, if it has one, goes in `profile::formulas`; the counter that
+//! shows it running short, if any, in [`LIMIT_COUNTERS`]. Explain, the man page,
+//! completions, check, apply and `--root` captures follow from the entry.
 
 mod counters;
 pub mod doc;
@@ -324,15 +332,14 @@ fn resolve_in(registry: &'static [Knob], name: &str) -> anyhow::Result<&'static 
 /// 0.8 catches a dropped or swapped letter (`somaxcon`, `tcp_mme`) without suggesting unrelated knobs.
 const SUGGEST_SIMILARITY: f64 = 0.8;
 
-/// Knob names near `name`, nearest first: compared with the whole name and with its last part.
+/// Knob names near `name`, nearest first. Only the last dotted parts are compared: the shared
+/// `net.core.` or `net.ipv4.` prefixes would make every knob of a group look alike.
 pub fn suggestions(name: &str) -> Vec<&'static str> {
+    let last = |n: &str| n.rsplit('.').next().unwrap_or(n).to_string();
+    let typed = last(name);
     let mut scored: Vec<(f64, &'static str)> = REGISTRY
         .iter()
-        .map(|k| {
-            let last = k.name.rsplit('.').next().unwrap_or(k.name);
-            let score = strsim::jaro_winkler(name, k.name).max(strsim::jaro_winkler(name, last));
-            (score, k.name)
-        })
+        .map(|k| (strsim::jaro_winkler(&typed, &last(k.name)), k.name))
         .filter(|(score, _)| *score >= SUGGEST_SIMILARITY)
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -345,10 +352,10 @@ fn unknown(name: &str) -> anyhow::Error {
     let hint = if near.is_empty() {
         String::new()
     } else {
-        format!("; did you mean {}?", near.join(" or "))
+        format!(" (did you mean {}?)", near.join(" or "))
     };
     anyhow::anyhow!(
-        "unknown knob {name:?}{hint} known knobs: {}",
+        "unknown knob {name:?}{hint}; known knobs: {}",
         names.join(", ")
     )
 }
@@ -412,8 +419,13 @@ mod tests {
         let e = resolve("somaxcon").unwrap_err().to_string();
         assert!(e.contains("did you mean net.core.somaxconn?"), "{e}");
         assert!(e.contains("known knobs: rlimit.nofile.soft"), "{e}");
+        assert_eq!(suggestions("net.core.somaxcon"), ["net.core.somaxconn"]);
+        assert_eq!(suggestions("rlimit.nofile.sfot"), ["rlimit.nofile.soft"]);
         let e = resolve("xyzzy").unwrap_err().to_string();
-        assert!(!e.contains("did you mean"), "{e}");
+        assert!(
+            e.starts_with("unknown knob \"xyzzy\"; known knobs: "),
+            "{e}"
+        );
         assert!(resolve("").is_err());
         // Two entries ending alike (the soft and hard halves, cut to "nofile.*" style names).
         static TWO: [Knob; 2] = [
