@@ -35,7 +35,7 @@
 use std::fmt::Write as _;
 
 use super::{CheckReport, Row, Status};
-use crate::knobs::{Shape, Value, UNLIMITED};
+use crate::knobs::{KnobId, Shape, Value, UNLIMITED};
 use crate::state::{BootKeeps, Drift};
 
 /// Every status a knob can have, in the order the series are written.
@@ -270,11 +270,11 @@ fn unit_suffix(unit: &str) -> String {
 
 /// The numbers of a value with the name of each part (`None` for a single number).
 fn parts(row: &Row, v: &Value) -> Vec<(Option<&'static str>, u64)> {
-    let names: &[&'static str] = match (v.shape(), row.knob) {
+    let names: &[&'static str] = match (v.shape(), KnobId::from_name(row.knob)) {
         (Shape::Int, _) => return vec![(None, v.parts()[0])],
         (Shape::Range, _) => &["low", "high"],
-        (Shape::Triple, "net.ipv4.tcp_mem") => &["low", "pressure", "high"],
-        (Shape::Triple, "fs.file-nr") => &["allocated", "unused", "max"],
+        (Shape::Triple, Some(KnobId::TcpMem)) => &["low", "pressure", "high"],
+        (Shape::Triple, Some(KnobId::FileNr)) => &["allocated", "unused", "max"],
         (Shape::Triple, _) => &["min", "default", "max"],
     };
     names

@@ -11,8 +11,8 @@
 //! connections first, each next one on top of those before it, so the list reads as an
 //! order of work.
 
-use crate::capacity::{self, group, Capacity, Inputs};
-use crate::knobs::{Observation, Value};
+use crate::capacity::{self, group, Capacity, Inputs, Limiter};
+use crate::knobs::{KnobId, Observation, Value};
 use crate::profile::Profile;
 
 use super::{CheckReport, Ignore, Row, Status};
@@ -136,8 +136,8 @@ pub fn settle(
     };
     let v = build(r, &inputs, processes, target);
     for row in &mut r.knobs {
-        if row.status == Status::Fail && row.current.is_some() && !limits(&v, &r.capacity, row.knob)
-        {
+        let caps = KnobId::from_name(row.knob).is_some_and(|id| limits(&v, &r.capacity, id));
+        if row.status == Status::Fail && row.current.is_some() && !caps {
             row.status = Status::Warn;
             let why = format!(
                 "short of the profile, but it caps nothing at {} connections (the host holds {})",
@@ -202,7 +202,7 @@ fn ranked_fixes(r: &CheckReport, inputs: &Inputs, processes: u64, goal: u64) -> 
         |row: &&Row| matches!(row.status, Status::Fail | Status::Warn) && row.fix_runtime.is_some();
     // The soft limit's fix raises both limits when the hard one is below it: one fix, not two.
     let soft_raises_both = r.knobs.iter().filter(short).any(|row| {
-        row.knob == "rlimit.nofile.soft"
+        KnobId::from_name(row.knob) == Some(KnobId::NofileSoft)
             && row
                 .fix_runtime
                 .as_deref()
@@ -212,7 +212,9 @@ fn ranked_fixes(r: &CheckReport, inputs: &Inputs, processes: u64, goal: u64) -> 
         .knobs
         .iter()
         .filter(short)
-        .filter(|row| !(soft_raises_both && row.knob == "rlimit.nofile.hard"))
+        .filter(|row| {
+            !(soft_raises_both && KnobId::from_name(row.knob) == Some(KnobId::NofileHard))
+        })
         .collect();
     let mut now = inputs.clone();
     let held = |i: &Inputs| {
@@ -275,12 +277,12 @@ fn beyond_knobs(r: &CheckReport, fixed: &Inputs, processes: u64, goal: u64) -> V
                 });
             }
         }
-    } else if bound == "memory" && held < goal && goal != u64::MAX {
+    } else if bound == Limiter::Memory.name() && held < goal && goal != u64::MAX {
         let per_conn =
             c.sockets_per_connection * fixed.bytes_per_socket + fixed.user_bytes_per_connection;
         let more = (goal - held).saturating_mul(per_conn);
         out.push(Fix {
-            knob: "memory".into(),
+            knob: Limiter::Memory.name().into(),
             action: format!(
                 "free or add {} of memory ({} B per connection × {} more connections)",
                 capacity::bytes(more),
@@ -302,19 +304,22 @@ fn apply(i: &mut Inputs, row: &Row) {
         Value::Int(n) => Some(n),
         _ => None,
     };
-    match (row.knob, int) {
-        ("rlimit.nofile.hard", Some(n)) => raise_hard(i, n),
-        ("rlimit.nofile.soft", Some(n)) => {
+    let Some(id) = KnobId::from_name(row.knob) else {
+        return;
+    };
+    match (id, int) {
+        (KnobId::NofileHard, Some(n)) => raise_hard(i, n),
+        (KnobId::NofileSoft, Some(n)) => {
             i.nofile_soft = Some(n);
             if i.nofile_hard.is_some_and(|h| h < n) {
                 // The soft fix raises both (the kernel refuses a soft limit above the hard one).
                 raise_hard(i, n);
             }
         }
-        ("fs.nr_open", Some(n)) => i.nr_open = Some(n),
-        ("fs.file-max", Some(n)) => i.file_max = Some(n),
-        ("net.netfilter.nf_conntrack_max", Some(n)) => i.conntrack_max = Some(n),
-        ("net.ipv4.ip_local_port_range", None) => {
+        (KnobId::NrOpen, Some(n)) => i.nr_open = Some(n),
+        (KnobId::FileMax, Some(n)) => i.file_max = Some(n),
+        (KnobId::ConntrackMax, Some(n)) => i.conntrack_max = Some(n),
+        (KnobId::IpLocalPortRange, None) => {
             if let Value::Range(r) = req {
                 i.port_range = Some(r);
             }
@@ -335,11 +340,11 @@ fn raise_hard(i: &mut Inputs, n: u64) {
 /// Does this short knob cap the connections the host holds below the target? The binding limit
 /// does; so does any counted limit whose figure is below the target, and what must rise first
 /// for one of those (fs.nr_open under RLIMIT_NOFILE, the soft limit beside the hard one).
-pub fn limits(v: &Verdict, c: &Capacity, knob: &str) -> bool {
+pub fn limits(v: &Verdict, c: &Capacity, knob: KnobId) -> bool {
     let Some(target) = v.target else {
         return false;
     };
-    let below = |limit: &str| {
+    let below = |limit: Limiter| {
         let pp = c
             .per_process
             .connections
@@ -353,8 +358,11 @@ pub fn limits(v: &Verdict, c: &Capacity, knob: &str) -> bool {
         pp.into_iter().chain(host).any(|n| n < target)
     };
     match knob {
-        "rlimit.nofile.soft" | "fs.nr_open" => below("rlimit.nofile.hard") || below("fs.nr_open"),
-        k => below(k),
+        KnobId::NofileSoft | KnobId::NrOpen => {
+            below(Limiter::Knob(KnobId::NofileHard)) || below(Limiter::Knob(KnobId::NrOpen))
+        }
+        KnobId::MemoryTotal => below(Limiter::Memory),
+        k => below(Limiter::Knob(k)),
     }
 }
 
@@ -493,9 +501,9 @@ mod tests {
             source_addresses_needed: None,
             fixes: Vec::new(),
         };
-        assert!(limits(&v, &c, "fs.file-max"));
-        assert!(!limits(&v, &c, "net.core.somaxconn"));
-        assert!(!limits(&v, &c, "rlimit.nofile.hard"));
-        assert!(!limits(&v, &c, "memory"));
+        assert!(limits(&v, &c, KnobId::FileMax));
+        assert!(!limits(&v, &c, KnobId::Somaxconn));
+        assert!(!limits(&v, &c, KnobId::NofileHard));
+        assert!(!limits(&v, &c, KnobId::MemoryTotal));
     }
 }
