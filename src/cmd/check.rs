@@ -1,4 +1,4 @@
-//! `tune check`: compare the host with a profile and estimate its capacity.
+//! `tune check`: what the host holds (no arguments), or whether it holds a profile's target: the verdict, the fixes ranked by gain, the knobs, in the chosen format.
 
 use super::{Context, Outcome};
 use crate::capacity;
