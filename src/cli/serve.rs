@@ -69,6 +69,7 @@ pub struct ServeArgs {
     /// Default: 5% of MemTotal, at least 256M.
     #[arg(long, value_name = "BYTES", value_parser = memory_floor)]
     pub memory_floor: Option<ByteSize>,
+    /// How the --verify report is printed: a table for people, or JSON for scripts.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// With --verify: the load generator's flags (the same as `tune load`'s).
