@@ -148,6 +148,11 @@ pub enum Change {
         path: String,
         before: String,
         after: String,
+        /// For a net.* value: the network namespace it was written in (the inode of
+        /// /proc/self/ns/net), so rollback from another namespace is refused. (Absent in older
+        /// records and for values that are not per namespace.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        netns: Option<u64>,
     },
     /// RLIMIT_NOFILE of a process, [soft, hard].
     Rlimit {
@@ -254,6 +259,10 @@ pub fn unhex(s: &str) -> anyhow::Result<Vec<u8>> {
     if s.len() % 2 != 0 {
         anyhow::bail!("odd-length hex");
     }
+    // from_str_radix alone would take "+f" as a digit pair (found by fuzzing, issue 11).
+    if let Some(i) = s.bytes().position(|b| !b.is_ascii_hexdigit()) {
+        anyhow::bail!("bad hex at {}", i - i % 2);
+    }
     (0..s.len())
         .step_by(2)
         .map(|i| {
@@ -355,7 +364,19 @@ impl Store {
     }
 
     pub fn next_id(&self) -> anyhow::Result<u64> {
-        Ok(self.list()?.last().map_or(1, |r| r.id + 1))
+        let Some(last) = self.list()?.last().map(|r| r.id) else {
+            return Ok(1);
+        };
+        // A record carrying the largest id (hand-edited or corrupt) must not wrap to 0 or
+        // overflow (found by fuzzing, issue 11).
+        last.checked_add(1).ok_or_else(|| {
+            anyhow::anyhow!(
+                "state file {}: its id {last} is the largest there is, so no later apply can be \
+                 numbered; move it out of {} (it is not one tune wrote)",
+                self.root.path(&self.rel(last)).display(),
+                self.path().display()
+            )
+        })
     }
 
     /// The state directory's missing ancestors (under its root), outermost first.
@@ -420,7 +441,47 @@ pub fn missing_dirs(root: &Root, rel: &str) -> Vec<String> {
     out
 }
 
-/// Parses a record, refusing foreign and future formats.
+/// Where each kind of change may write, relative to the root: kernel values under /proc/sys and
+/// module parameters, configuration under /etc. A record naming anything else was not written by
+/// tune (or was tampered with) and is refused before rollback acts on it.
+const VALUE_DIRS: &[&str] = &["proc/sys/", "sys/module/"];
+const FILE_DIRS: &[&str] = &["etc/"];
+
+impl Change {
+    /// The path this change writes, relative to the root (`None` for a process limit).
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Change::Value { path, .. } | Change::File { path, .. } | Change::Dir { path, .. } => {
+                Some(path)
+            }
+            Change::Rlimit { .. } => None,
+        }
+    }
+
+    /// Refuses a path that is absolute, has a `..` or lies outside where tune writes.
+    fn check_path(&self) -> anyhow::Result<()> {
+        let Some(path) = self.path() else {
+            return Ok(());
+        };
+        let allowed = match self {
+            Change::Value { .. } => VALUE_DIRS,
+            _ => FILE_DIRS,
+        };
+        let inside = allowed.iter().any(|d| {
+            path.starts_with(d)
+                || (matches!(self, Change::Dir { .. }) && path == d.trim_end_matches('/'))
+        });
+        if path.starts_with('/') || path.split('/').any(|c| c == ".." || c == ".") || !inside {
+            anyhow::bail!(
+                "change of {path:?} leaves the places tune writes ({}): refused",
+                allowed.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Parses a record, refusing foreign and future formats and paths outside where tune writes.
 pub fn parse_record(text: &str) -> anyhow::Result<Record> {
     let v: serde_json::Value =
         serde_json::from_str(text).context("not valid JSON (truncated or edited by hand?)")?;
@@ -436,7 +497,12 @@ pub fn parse_record(text: &str) -> anyhow::Result<Record> {
         ),
         other => anyhow::bail!("unknown record version {other:?}"),
     }
-    serde_json::from_value(v).context("a tune apply record with missing or malformed fields")
+    let record: Record = serde_json::from_value(v)
+        .context("a tune apply record with missing or malformed fields")?;
+    for c in &record.changes {
+        c.check_path()?;
+    }
+    Ok(record)
 }
 
 /// How a reboot treats one applied value.
@@ -580,12 +646,14 @@ mod tests {
                 path: "proc/sys/net/core/somaxconn".into(),
                 before: "4096\n".into(),
                 after: "65535".into(),
+                netns: None,
             },
             Change::Value {
                 knob: "fs.file-max".into(),
                 path: "proc/sys/fs/file-max".into(),
                 before: "2466170\n".into(),
                 after: "4000000".into(),
+                netns: None,
             },
             Change::File {
                 path: "etc/sysctl.d/90-tune.conf".into(),
@@ -612,6 +680,45 @@ mod tests {
         let e = parse_record(&text[..text.len() / 2]).unwrap_err();
         assert!(format!("{e:#}").contains("not valid JSON"), "{e:#}");
         assert_eq!(unhex(&hex(b"\x00\xffab")).unwrap(), b"\x00\xffab");
+    }
+
+    #[test]
+    fn unhex_takes_hex_digits_only() {
+        // Fuzz find (issue 11): from_str_radix accepts a sign, so "+f" read as 0x0f.
+        for bad in ["+f", "0+", "-1", " a", "zz"] {
+            assert!(unhex(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert_eq!(unhex("0aFf").unwrap(), vec![0x0a, 0xff]);
+    }
+
+    #[test]
+    fn the_largest_id_is_refused_not_wrapped() {
+        // Fuzz find (issue 11): next_id did `id + 1` on u64::MAX.
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let store = Store::new(&root, None).unwrap();
+        let mut r = record();
+        r.id = u64::MAX;
+        store.save(&r).unwrap();
+        let e = format!("{:#}", store.next_id().unwrap_err());
+        assert!(e.contains("largest") && e.contains("move it out"), "{e}");
+    }
+
+    #[test]
+    fn a_record_whose_paths_leave_the_root_is_refused() {
+        let text = serde_json::to_string(&record()).unwrap();
+        for (from, to) in [
+            (
+                "etc/sysctl.d/90-tune.conf",
+                "etc/../../root/.ssh/authorized_keys",
+            ),
+            ("etc/sysctl.d/90-tune.conf", "/etc/shadow"),
+            ("etc/sysctl.d/90-tune.conf", "var/lib/tune/x"),
+            ("proc/sys/net/core/somaxconn", "etc/passwd"),
+        ] {
+            let e = format!("{:#}", parse_record(&text.replace(from, to)).unwrap_err());
+            assert!(e.contains("refused") && e.contains(to), "{to}: {e}");
+        }
     }
 
     #[test]

@@ -356,6 +356,7 @@ fn record_changes(
                     path,
                     before,
                     after: to.to_kernel(),
+                    netns: None,
                 });
             }
         }
@@ -412,6 +413,7 @@ fn do_change(root: &Root, c: &Change) -> Result<String, String> {
             path,
             before,
             after,
+            ..
         } => {
             root.write_in_place(path, after).map_err(|e| {
                 let full = root.path(path).display().to_string();

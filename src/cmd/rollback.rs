@@ -13,6 +13,7 @@ pub fn restore_change(root: &Root, c: &Change) -> Result<String, String> {
             path,
             before,
             after,
+            ..
         } => {
             let now = root.read(path).map_err(|e| format!("{knob}: {e}"))?;
             let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");

@@ -310,6 +310,7 @@ fn an_interrupted_apply_is_rolled_back_from_its_record() {
             path: "proc/sys/net/core/somaxconn".into(),
             before: somax,
             after: "65535".into(),
+            netns: None,
         },
         Change::Dir {
             path: "etc/modprobe.d".into(),
