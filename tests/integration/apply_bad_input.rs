@@ -165,7 +165,7 @@ fn rollback_refuses_a_record_of_another_root() {
         e.contains("was made against root") && e.contains(a.path().to_str().unwrap()),
         "{e}"
     );
-    let (code, o, e) = run(a.path(), &["rollback", "--state-dir", st]);
+    let (code, o, e) = run(a.path(), &["rollback", "--yes", "--state-dir", st]);
     assert_eq!(code, Some(0), "{o}{e}");
 }
 

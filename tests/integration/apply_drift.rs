@@ -77,14 +77,33 @@ fn drift_names_live_changes_and_boot_overrides() {
         "{lines}"
     );
 
-    // After rollback there is nothing to drift from.
-    let out = tune()
-        .arg("--root")
-        .arg(r)
-        .arg("rollback")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    // Rollback leaves the daemon's somaxconn alone and says so (exit 1, record open); with
+    // --force it puts it back too, and then there is nothing to drift from.
+    let rollback = |extra: &[&str]| {
+        tune()
+            .arg("--root")
+            .arg(r)
+            .args(["rollback", "--yes"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = rollback(&[]);
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{o}{e}");
+    assert!(
+        o.contains("net.core.somaxconn is 128, not the 65535 tune set")
+            && o.contains("`tune rollback --force`"),
+        "{o}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.join("proc/sys/net/core/somaxconn")).unwrap(),
+        "128\n"
+    );
+    let out = rollback(&["--force"]);
+    let (o, e) = text(&out);
+    assert!(out.status.success(), "{o}{e}");
+    assert!(o.contains("net.core.somaxconn: 128 -> "), "{o}");
     assert!(drift_view(&root, None, &tune::knobs::observe(&root, None))
         .unwrap()
         .is_none());

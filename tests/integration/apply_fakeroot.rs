@@ -21,7 +21,7 @@ fn rollback(root: &Path, extra: &[&str]) -> std::process::Output {
     tune()
         .arg("--root")
         .arg(root)
-        .arg("rollback")
+        .args(["rollback", "--yes"])
         .args(extra)
         .output()
         .unwrap()

@@ -11,7 +11,7 @@ use apply_support::{fixture, text, tune};
 fn host_state() -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for knob in tune::knobs::REGISTRY {
-        if let Some(rel) = tune::cmd::apply::write_path(knob.write) {
+        if let Some(rel) = tune::transaction::write_path(knob.write) {
             let v = std::fs::read_to_string(Path::new("/").join(&rel))
                 .unwrap_or_else(|e| e.to_string());
             out.insert(rel, v);

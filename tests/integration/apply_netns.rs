@@ -69,13 +69,13 @@ fn per_namespace_knobs_are_raised_and_rolled_back() {
         "show before\n\
          $TUNE apply --profile {p} --state-dir \"$STATE\" --yes; echo \"apply_exit=$?\"\n\
          show applied\n\
-         $TUNE rollback --state-dir \"$STATE\"; echo \"rollback_exit=$?\"\n\
+         $TUNE rollback --yes --state-dir \"$STATE\"; echo \"rollback_exit=$?\"\n\
          show rolled\n\
-         $TUNE rollback --state-dir \"$STATE\"; echo \"again_exit=$?\"\n\
+         $TUNE rollback --yes --state-dir \"$STATE\"; echo \"again_exit=$?\"\n\
          show again\n\
          $TUNE apply --profile {p} --state-dir \"$STATE\" --yes --allow-lower > /dev/null; echo \"lower_exit=$?\"\n\
          show lowered\n\
-         $TUNE rollback --state-dir \"$STATE\" > /dev/null\n\
+         $TUNE rollback --yes --state-dir \"$STATE\" > /dev/null\n\
          show restored"
     ));
     let (before, applied) = (&s["before"], &s["applied"]);
@@ -167,7 +167,8 @@ fn a_value_the_kernel_refuses_part_way_restores_what_was_written() {
         log.contains("net.ipv4.ip_local_port_range: the kernel refused \"1000 65535\" (EINVAL)"),
         "{log}"
     );
-    assert!(log.contains("put back"), "{log}");
+    // The true count: two values had changed; the refused one never did.
+    assert!(log.contains("was put back (2 step(s))"), "{log}");
     assert_eq!(s["after"], s["before"], "{log}");
     // The transaction record of a fully restored apply is gone: nothing to roll back later.
     assert!(log.contains("\nlisted"), "state dir not empty: {log}");
@@ -239,7 +240,7 @@ fn rlimit_of_a_running_process_is_raised_and_restored() {
             "{o}"
         );
     }
-    let out = in_ns(&["rollback"]);
+    let out = in_ns(&["rollback", "--yes"]);
     let (o, e) = apply_support::text(&out);
     assert!(out.status.success(), "{o}{e}");
     assert_eq!(host_wide_values(), host_before);
@@ -263,7 +264,7 @@ fn the_1m_profile_inside_a_fresh_namespace() {
         "show before\n\
          $TUNE apply --profile {p} --state-dir \"$STATE\" --yes; echo \"apply_exit=$?\"\n\
          show applied\n\
-         $TUNE rollback --state-dir \"$STATE\"; echo \"rollback_exit=$?\"\n\
+         $TUNE rollback --yes --state-dir \"$STATE\"; echo \"rollback_exit=$?\"\n\
          show rolled"
     ));
     assert_eq!(s["applied"]["net/core/somaxconn"], "65535", "{log}");
@@ -282,4 +283,67 @@ fn the_1m_profile_inside_a_fresh_namespace() {
     );
     assert_eq!(s["rolled"], s["before"], "{log}");
     assert_eq!(host_wide_values(), host_before);
+}
+
+#[test]
+fn rollback_shows_its_plan_leaves_later_changes_alone_and_stays_in_its_namespace() {
+    let host_before = host_wide_values();
+    let p = fixture("netns.toml");
+    let (s, log) = in_netns(&format!(
+        "show before\n\
+         $TUNE apply --profile {p} --state-dir \"$STATE\" --yes > /dev/null; echo \"apply_exit=$?\"\n\
+         echo 30000 > /proc/sys/net/core/somaxconn\n\
+         show changed\n\
+         $TUNE rollback --state-dir \"$STATE\" < /dev/null; echo \"noyes_exit=$?\"\n\
+         $TUNE rollback --dry-run --state-dir \"$STATE\"; echo \"dry_exit=$?\"\n\
+         show dry\n\
+         unshare -n $TUNE rollback --yes --force --state-dir \"$STATE\"; echo \"otherns_exit=$?\"\n\
+         show otherns\n\
+         $TUNE rollback --yes --state-dir \"$STATE\"; echo \"drift_exit=$?\"\n\
+         show left\n\
+         $TUNE rollback --yes --force --state-dir \"$STATE\"; echo \"force_exit=$?\"\n\
+         show forced\n\
+         $TUNE rollback --yes --state-dir \"$STATE\"; echo \"again_exit=$?\""
+    ));
+    assert!(log.contains("apply_exit=1"), "{log}");
+    let (before, changed) = (&s["before"], &s["changed"]);
+    assert_eq!(changed["net/core/somaxconn"], "30000", "{log}");
+    // Without a terminal and without --yes nothing happens (exit 2), as for apply.
+    assert!(log.contains("noyes_exit=2"), "{log}");
+    assert!(log.contains("pass --yes to roll back"), "{log}");
+    // The dry run shows the plan, names the drifted value and changes nothing; exit 1 says a
+    // value would be left alone.
+    assert!(log.contains("dry_exit=1"), "{log}");
+    assert!(
+        log.contains("net.core.somaxconn: is 30000, not the 65535 tune set: changed since the apply, left alone"),
+        "{log}"
+    );
+    assert!(
+        log.contains("net.ipv4.tcp_max_tw_buckets: put back what was there before"),
+        "{log}"
+    );
+    assert_eq!(&s["dry"], changed, "{log}");
+    // From another network namespace the rollback is refused, even with --force.
+    assert!(log.contains("otherns_exit=2"), "{log}");
+    assert!(
+        log.contains("in network namespace net:[")
+            && log.contains("run `tune rollback` inside that namespace"),
+        "{log}"
+    );
+    assert_eq!(&s["otherns"], changed, "{log}");
+    // Without --force: everything else back, somaxconn left at 30000, exit 1, record open.
+    assert!(log.contains("drift_exit=1"), "{log}");
+    let mut want = before.clone();
+    want.insert("net/core/somaxconn".into(), "30000".into());
+    assert_eq!(&s["left"], &want, "{log}");
+    assert!(log.contains("`tune rollback --force`"), "{log}");
+    // --force puts it back too; then the record is closed and there is nothing left to do.
+    assert!(log.contains("force_exit=0"), "{log}");
+    assert!(log.contains("net.core.somaxconn: 30000 -> "), "{log}");
+    assert_eq!(&s["forced"], before, "{log}");
+    assert!(
+        log.contains("again_exit=0") && log.contains("Nothing to roll back"),
+        "{log}"
+    );
+    assert_eq!(host_wide_values(), host_before, "host-wide values changed");
 }
