@@ -19,6 +19,8 @@ pub const FORMAT: &str = "tune-apply-record";
 pub const VERSION: u32 = 1;
 /// The default state directory, relative to the root.
 pub const DEFAULT_DIR: &str = "var/lib/tune";
+/// Mode of a state directory tune creates: root only (its records are 0600 as well).
+pub const STATE_DIR_MODE: u32 = 0o700;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -331,6 +333,13 @@ impl Store {
                 continue;
             }
             let rel = format!("{}/{name}", self.dir);
+            if self.root.read_link(&rel).is_ok() {
+                anyhow::bail!(
+                    "state file {} is a symbolic link: tune never follows links in its state \
+                     directory (one could point it at any file); remove it",
+                    self.root.path(&rel).display()
+                );
+            }
             let text = self.root.read(&rel)?;
             out.push(parse_record(&text).with_context(|| {
                 format!(
@@ -392,6 +401,12 @@ impl Store {
             self.root.create_dir(d).with_context(|| {
                 format!("creating the state directory {}", self.path().display())
             })?;
+        }
+        if created.last() == Some(&self.dir) {
+            // The records say what was there before each apply: for root's eyes only.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(self.path(), std::fs::Permissions::from_mode(STATE_DIR_MODE))
+                .with_context(|| format!("making {} private", self.path().display()))?;
         }
         match self.root.try_lock_dir(&self.dir)? {
             Some(l) => Ok((l, created)),
@@ -577,25 +592,70 @@ pub fn drift(record: &Record, obs: &Observation, boot: &BootView) -> Vec<Drift> 
     out
 }
 
+/// The drift view of `tune check`: what the last apply set and whether it still holds.
+#[derive(Debug)]
+pub enum DriftView {
+    /// Nothing applied (or the last apply was rolled back).
+    Nothing,
+    /// The records exist but this user may not read them (root's 0600 files seen by another
+    /// user): the text says so, for a note. Not an error: check works for any user.
+    Unreadable(String),
+    Applied {
+        record: Record,
+        values: Vec<Drift>,
+    },
+}
+
+impl DriftView {
+    /// The record and its drift, when there is an apply to compare with.
+    pub fn applied(self) -> Option<(Record, Vec<Drift>)> {
+        match self {
+            DriftView::Applied { record, values } => Some((record, values)),
+            _ => None,
+        }
+    }
+}
+
 /// Everything `tune check` needs for its drift view in one call: the last completed apply recorded
 /// for `root` (in `state_dir`, default `<root>/var/lib/tune`) and, per value it set, whether the live
 /// value still matches and whether the boot configuration (tune's files included) would keep it.
-/// `Ok(None)` when nothing was applied (or the last apply was rolled back).
 pub fn drift_view(
     root: &Root,
     state_dir: Option<&Path>,
     obs: &Observation,
-) -> anyhow::Result<Option<(Record, Vec<Drift>)>> {
+) -> anyhow::Result<DriftView> {
     let store = Store::new(root, state_dir)?;
-    let Some(record) = store.last_applied()? else {
-        return Ok(None);
+    let records = match store.list() {
+        Ok(r) => r,
+        Err(e) if denied(&e) => {
+            return Ok(DriftView::Unreadable(format!(
+                "the apply records in {} are readable by root only, so drift since the last \
+                 apply is not shown; run tune check as root to see it",
+                store.path().display()
+            )))
+        }
+        Err(e) => return Err(e),
     };
-    if store.last_open()?.map(|r| r.id) != Some(record.id) {
-        return Ok(None);
-    }
+    let last_open = records
+        .iter()
+        .rev()
+        .find(|r| r.status != Status::RolledBack);
+    let Some(record) = last_open.filter(|r| r.status == Status::Applied).cloned() else {
+        return Ok(DriftView::Nothing);
+    };
     let boot = BootView::gather(root, &[], None, None)?;
-    let d = drift(&record, obs, &boot);
-    Ok(Some((record, d)))
+    let values = drift(&record, obs, &boot);
+    Ok(DriftView::Applied { record, values })
+}
+
+/// Whether an error comes from a permission denied (EACCES) on a file or directory.
+fn denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<crate::root::RootError>(),
+            Some(crate::root::RootError::Denied { .. })
+        )
+    })
 }
 
 /// One line per drifted value, for people: what was applied, what runs now, what boot sets.

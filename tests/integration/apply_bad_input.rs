@@ -250,3 +250,81 @@ fn an_unfinished_apply_must_be_rolled_back_first() {
     );
     assert!(e.contains("run `tune rollback` first"), "{e}");
 }
+
+#[test]
+fn a_non_root_check_next_to_roots_records_passes_with_a_note() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = fake_root();
+    let r = dir.path();
+    let p = fixture("small.toml");
+    let (code, o, e) = run(r, &["apply", "--yes", "--profile", &p]);
+    assert_eq!(code, Some(0), "{o}{e}");
+    // The state directory is root's alone; so are its records.
+    let state = r.join("var/lib/tune");
+    assert_eq!(std::fs::metadata(&state).unwrap().mode() & 0o777, 0o700);
+    for f in std::fs::read_dir(&state).unwrap() {
+        let m = std::fs::symlink_metadata(f.unwrap().path()).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o600);
+    }
+    // Another user (nobody) can read the fake root, but not the records.
+    std::fs::set_permissions(r, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = command("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(crate::support::tune_exe())
+        .arg("--root")
+        .arg(r)
+        .args(["check", "--format", "json", "--profile", &p])
+        .env_remove("TUNE_STATE_DIR")
+        .output()
+        .expect("setpriv (util-linux)");
+    let (o, e) = text(&out);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{o}{e}");
+    let json: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert!(json["drift"].is_null(), "{json:#}");
+    assert!(
+        e.contains("are readable by root only") && e.contains("run tune check as root"),
+        "{e}"
+    );
+    // Root sees the drift view as before.
+    let (code, o, e) = run(r, &["check", "--format", "json", "--profile", &p]);
+    assert!(matches!(code, Some(0 | 1)), "{o}{e}");
+    let json: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(json["drift"]["apply_id"], 1, "{json:#}");
+}
+
+#[test]
+fn a_record_that_is_a_symlink_is_refused() {
+    let e = refused(
+        |r| {
+            std::fs::create_dir_all(r.join("var/lib/tune")).unwrap();
+            std::os::unix::fs::symlink("/etc/passwd", r.join("var/lib/tune/tx-000001.json"))
+                .unwrap();
+        },
+        &["rollback", "--yes"],
+    );
+    assert!(
+        e.contains("is a symbolic link") && e.contains("tx-000001.json"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_record_naming_a_path_outside_the_root_is_refused() {
+    let e = refused(
+        |r| {
+            std::fs::create_dir_all(r.join("var/lib/tune")).unwrap();
+            std::fs::write(
+                r.join("var/lib/tune/tx-000001.json"),
+                r#"{"format":"tune-apply-record","version":1,"id":1,"created_unix":1,
+                "profile":"x","profile_source":"x","root":"/","status":"applied","changes":[
+                {"kind":"file","path":"etc/../../outside","before":{"type":"absent"},"after_hex":"78"}]}"#,
+            )
+            .unwrap();
+        },
+        &["rollback", "--yes"],
+    );
+    assert!(
+        e.contains("etc/../../outside") && e.contains("refused"),
+        "{e}"
+    );
+}

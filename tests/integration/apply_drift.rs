@@ -23,6 +23,7 @@ fn drift_names_live_changes_and_boot_overrides() {
     let root = tune::root::Root::new(r).unwrap();
     assert!(drift_view(&root, None, &tune::knobs::observe(&root, None))
         .unwrap()
+        .applied()
         .is_none());
     let out = apply_1m_like(r);
     let (o, e) = text(&out);
@@ -30,6 +31,7 @@ fn drift_names_live_changes_and_boot_overrides() {
 
     let (_, d) = drift_view(&root, None, &tune::knobs::observe(&root, None))
         .unwrap()
+        .applied()
         .unwrap();
     let somax = d.iter().find(|d| d.knob == "net.core.somaxconn").unwrap();
     assert!(somax.live_matches, "{d:#?}");
@@ -54,6 +56,7 @@ fn drift_names_live_changes_and_boot_overrides() {
     .unwrap();
     let (_, d) = drift_view(&root, None, &tune::knobs::observe(&root, None))
         .unwrap()
+        .applied()
         .unwrap();
     let somax = d.iter().find(|d| d.knob == "net.core.somaxconn").unwrap();
     assert!(!somax.live_matches);
@@ -106,6 +109,7 @@ fn drift_names_live_changes_and_boot_overrides() {
     assert!(o.contains("net.core.somaxconn: 128 -> "), "{o}");
     assert!(drift_view(&root, None, &tune::knobs::observe(&root, None))
         .unwrap()
+        .applied()
         .is_none());
 }
 
