@@ -206,6 +206,23 @@ fn needs_root(plan: &Plan, files: &Files, pid: Option<u32>) -> String {
     what.join("; ")
 }
 
+/// The word for a change of `knob`: with its direction (`against` false) a minimum is raised, a
+/// maximum lowered (a time shortened), a range widened; against it, the opposite.
+pub fn verb(knob: &knobs::Knob, against: bool) -> &'static str {
+    let time = knob.unit == "seconds";
+    match (knob.compare, against) {
+        (knobs::Compare::AtMost, false) if time => "shorten",
+        (knobs::Compare::AtMost, true) if time => "lengthen",
+        (knobs::Compare::AtMost, false) => "lower",
+        (knobs::Compare::AtMost, true) => "raise",
+        (knobs::Compare::Covers, false) => "widen",
+        (knobs::Compare::Covers, true) => "narrow",
+        (knobs::Compare::Equal | knobs::Compare::Info, _) => "set",
+        (knobs::Compare::AtLeast, false) => "raise",
+        (knobs::Compare::AtLeast, true) => "lower",
+    }
+}
+
 fn show(v: Option<&Value>) -> String {
     v.map_or("-".into(), |v| v.to_string())
 }
@@ -248,8 +265,10 @@ fn render_plan(
             format!("{} @{file}", b.value)
         });
         let action = match &item.action {
-            Action::Set { to, lowers: false } => format!("raise -> {to}"),
-            Action::Set { to, lowers: true } => format!("lower -> {to} (--allow-lower)"),
+            Action::Set { to, lowers: false } => format!("{} -> {to}", verb(item.knob, false)),
+            Action::Set { to, lowers: true } => {
+                format!("{} -> {to} (--allow-lower)", verb(item.knob, true))
+            }
             Action::AtProfile => "ok (at profile)".into(),
             Action::Kept(why) => why.clone(),
             Action::CannotChange(_) => "cannot change here".into(),
@@ -316,6 +335,17 @@ fn render_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plan_says_shorten_or_lower_where_the_requirement_is_a_maximum() {
+        use crate::knobs::KnobId;
+        let k = |id: KnobId| knobs::REGISTRY.iter().find(|k| k.id == id).unwrap();
+        assert_eq!(verb(k(KnobId::TcpFinTimeout), false), "shorten");
+        assert_eq!(verb(k(KnobId::TcpFinTimeout), true), "lengthen");
+        assert_eq!(verb(k(KnobId::Somaxconn), false), "raise");
+        assert_eq!(verb(k(KnobId::IpLocalPortRange), false), "widen");
+        assert_eq!(verb(k(KnobId::TcpTwReuse), false), "set");
+    }
 
     #[test]
     fn namespace_detection() {

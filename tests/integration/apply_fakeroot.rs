@@ -496,3 +496,38 @@ fn rollback_puts_back_content_mode_and_modification_times() {
     assert_eq!([mtime(&sysctl), mtime(&limits)], times, "{o}");
     assert_eq!(dirs.each_ref().map(|d| mtime(d)), dir_times, "{o}");
 }
+
+#[test]
+fn persist_writes_only_what_tune_changes_and_says_why_not_the_rest() {
+    let dir = fake_root();
+    let r = dir.path();
+    // A profile that fs.file-max already meets (whatever the fake root holds is above 1000),
+    // and a somaxconn above the fake root's.
+    let live_somax: u64 = read(r, "proc/sys/net/core/somaxconn").parse().unwrap();
+    let live_file_max = read(r, "proc/sys/fs/file-max");
+    let want = live_somax + 1;
+    let profile = r.join("p.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            "target = 1\nrole = \"server\"\n[knobs]\n\"net.core.somaxconn\" = {want}\n\"fs.file-max\" = 1000\n"
+        ),
+    )
+    .unwrap();
+    let out = apply(r, profile.to_str().unwrap(), &["--persist"]);
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{o}{e}");
+    let sysctl = std::fs::read_to_string(r.join("etc/sysctl.d/90-tune.conf")).unwrap();
+    assert!(
+        sysctl.contains(&format!("net.core.somaxconn = {want}")),
+        "{sysctl}"
+    );
+    assert!(!sysctl.contains("fs.file-max"), "{sysctl}");
+    assert!(
+        o.contains(&format!(
+            "note: fs.file-max: not persisted: {live_file_max} already meets the profile"
+        )),
+        "{o}"
+    );
+    assert_eq!(read(r, "proc/sys/fs/file-max"), live_file_max);
+}

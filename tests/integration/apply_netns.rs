@@ -117,6 +117,12 @@ fn per_namespace_knobs_are_raised_and_rolled_back() {
     assert_eq!(applied["net/ipv4/tcp_tw_reuse"], "1", "{log}");
     // The copied tcp_rmem max is above the profile's: kept unless --allow-lower.
     assert!(rmax > 16777216, "{log}");
+    // The plan's words follow each knob's direction (tcp_fin_timeout's requirement is a maximum).
+    let fin = log
+        .lines()
+        .find(|l| l.starts_with("net.ipv4.tcp_fin_timeout"))
+        .unwrap();
+    assert!(fin.ends_with("shorten -> 15"), "{fin}");
     // Host-wide knobs were refused, so the plan is incomplete: exit 1.
     assert!(log.contains("apply_exit=1"), "{log}");
     assert!(log.contains("inside a child network namespace"), "{log}");
