@@ -531,3 +531,95 @@ fn persist_writes_only_what_tune_changes_and_says_why_not_the_rest() {
     );
     assert_eq!(read(r, "proc/sys/fs/file-max"), live_file_max);
 }
+
+/// The number of steps (changes) of the only record in `state`.
+fn recorded_steps(state: &Path) -> usize {
+    let f = std::fs::read_dir(state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("a record");
+    let rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+    rec["changes"].as_array().unwrap().len()
+}
+
+#[test]
+fn a_kill_after_any_step_is_undone_byte_for_byte_by_rollback() {
+    use std::io::BufRead;
+    let dir = fake_root();
+    let r = dir.path();
+    let state = tempfile::tempdir().unwrap();
+    let st = state.path().to_str().unwrap().to_string();
+    let before = fingerprint(r);
+    let profile = fixture("1m-like.toml");
+    let args = |extra: &[&str]| {
+        let mut a = vec!["--root", r.to_str().unwrap()];
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&["--state-dir", &st]);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let apply_args = args(&[
+        "apply",
+        "--yes",
+        "--persist",
+        "--service",
+        "wsserver",
+        "--profile",
+        &profile,
+    ]);
+    let rollback_args = args(&["rollback", "--yes"]);
+    // A full apply, to learn how many steps there are; rolled back.
+    let out = tune().args(&apply_args).output().unwrap();
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{o}{e}");
+    let steps = recorded_steps(state.path());
+    assert!(steps >= 8, "{steps} steps: {o}");
+    let out = tune().args(&rollback_args).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out).0);
+    std::fs::remove_dir_all(state.path()).unwrap();
+    // Killed (SIGKILL) after step k, for every k from "record written, nothing changed" (0) to
+    // "every change made, record not yet closed" (steps).
+    for k in 0..=steps {
+        let mut child = tune()
+            .args(&apply_args)
+            .env(tune::transaction::PAUSE_HOOK, k.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while err.read_line(&mut line).unwrap() > 0 && !line.contains("paused after step") {
+            line.clear();
+        }
+        assert!(
+            line.contains(&format!("paused after step {k} ")),
+            "k={k}: {line:?}"
+        );
+        crate::support::kill_group(child.id());
+        child.wait().unwrap();
+        // The next apply refuses to stack on the unfinished one and changes nothing.
+        let mid = fingerprint(r);
+        assert_eq!(
+            diff(&before, &mid).is_empty(),
+            k == 0,
+            "k={k}: the first k steps were made before the kill"
+        );
+        let out = tune().args(&apply_args).output().unwrap();
+        let (o, e) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "k={k}: {o}{e}");
+        assert!(
+            e.contains("did not finish") && e.contains("run `tune rollback` first"),
+            "{e}"
+        );
+        assert!(diff(&mid, &fingerprint(r)).is_empty(), "k={k}");
+        // Rollback puts the tree back exactly.
+        let out = tune().args(&rollback_args).output().unwrap();
+        let (o, e) = text(&out);
+        assert!(out.status.success(), "k={k}: {o}{e}");
+        let d = diff(&before, &fingerprint(r));
+        assert!(d.is_empty(), "k={k}: {d:#?}\n{o}");
+        std::fs::remove_dir_all(state.path()).unwrap();
+    }
+}
