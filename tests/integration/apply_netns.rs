@@ -1,16 +1,16 @@
 //! apply and rollback for real, inside network namespaces these tests create (`unshare -n`), read back from the kernel.
 //!
 //! Only per-namespace knobs change; host-wide knobs must come out as
-//! "cannot change here", and the host's values are compared before and after.
+//! "cannot change here", and the host's values are compared before and after. Every run sits
+//! behind `apply_support::HOST_GUARD` (read-only /proc/sys except net, /sys, /etc, ...), so
+//! a tune that regressed could not write a host-wide knob either.
 
 use crate::apply_support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use crate::support::command;
-
-use apply_support::{fixture, host_wide_values};
+use apply_support::{fixture, host_wide_values, sandboxed, tune_sandboxed};
 
 const PER_NS: &[&str] = &[
     "net/core/somaxconn",
@@ -33,12 +33,8 @@ fn in_netns(steps: &str) -> (BTreeMap<String, BTreeMap<String, String>>, String)
         .collect::<Vec<_>>()
         .join("; ");
     let script = format!("show() {{ echo \"== $1\"; {show}; }}\n{steps}\n");
-    let out = command("unshare")
-        .args(["-n", "--", "sh", "-c", &script])
-        .env("TUNE", env!("CARGO_BIN_EXE_tune"))
+    let out = sandboxed(&script)
         .env("STATE", state.path())
-        .env_remove("TUNE_ROOT")
-        .env_remove("TUNE_STATE_DIR")
         .output()
         .expect("unshare (util-linux) runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -203,12 +199,9 @@ fn rlimit_of_a_running_process_is_raised_and_restored() {
     let state = dir.path().join("state");
     // In a fresh namespace: whatever else the profile's formulas ask for, the host stays as it is.
     let in_ns = |args: &[&str]| {
-        command("unshare")
-            .args(["-n", "--", env!("CARGO_BIN_EXE_tune")])
-            .args(args)
+        tune_sandboxed(args)
             .arg("--state-dir")
             .arg(&state)
-            .env_remove("TUNE_ROOT")
             .output()
             .unwrap()
     };

@@ -191,3 +191,59 @@ pub fn host_wide_values() -> Vec<(String, String)> {
     })
     .collect()
 }
+
+/// The shell lines that make host-wide writes impossible for whatever runs after them, even a
+/// tune that regressed: in a private mount namespace /proc/sys, /sys, /etc, /usr and /var are
+/// read-only, except /proc/sys/net, which shows only the test's own network namespace (whose
+/// host-wide entries the kernel already makes read-only there). It checks itself and stops the
+/// script (exit 99) if fs.file-max is still writable. Run it under `unshare -m -n`.
+pub const HOST_GUARD: &str = r#"set -e
+mount --make-rprivate /
+ro() { mount --bind "$1" "$1" && mount -o remount,bind,ro "$1"; }
+ro /proc/sys; ro /sys; ro /etc; ro /usr; ro /var
+mount --bind /proc/sys/net /proc/sys/net && mount -o remount,bind,rw /proc/sys/net
+if [ -w /proc/sys/fs/file-max ] || [ -w /sys/module ]; then
+  echo "HOST_GUARD broken: host-wide knobs are writable" >&2; exit 99
+fi
+set +e
+"#;
+
+/// `sh -c SCRIPT` in a fresh network namespace behind [`HOST_GUARD`], with `$TUNE` set to the
+/// binary. Extra arguments become `$0`, `$1`, ... of the script.
+pub fn sandboxed(script: &str) -> crate::support::Tune {
+    let mut c = crate::support::command("unshare");
+    c.args(["-m", "-n", "--", "sh", "-c"])
+        .arg(format!("{HOST_GUARD}{script}"))
+        .env("TUNE", crate::support::tune_exe())
+        .env_remove("TUNE_ROOT")
+        .env_remove("TUNE_STATE_DIR");
+    c
+}
+
+/// `tune ARGS` in the host's own network namespace with everything it could write read-only
+/// (in a private mount namespace: /proc/sys, /sys, /etc, /usr, /var), for runs that must see
+/// the real host and must not be able to change it.
+pub fn tune_on_read_only_host(args: &[&str]) -> crate::support::Tune {
+    let guard = HOST_GUARD.replace(
+        "mount --bind /proc/sys/net /proc/sys/net && mount -o remount,bind,rw /proc/sys/net\n",
+        "",
+    );
+    let mut c = crate::support::command("unshare");
+    c.args(["-m", "--", "sh", "-c"])
+        .arg(format!(
+            "{guard}[ -w /proc/sys/net/core/somaxconn ] && exit 99\nexec \"$TUNE\" \"$@\""
+        ))
+        .arg("tune")
+        .args(args)
+        .env("TUNE", crate::support::tune_exe())
+        .env_remove("TUNE_ROOT")
+        .env_remove("TUNE_STATE_DIR");
+    c
+}
+
+/// `tune ARGS` in a fresh network namespace behind [`HOST_GUARD`].
+pub fn tune_sandboxed(args: &[&str]) -> crate::support::Tune {
+    let mut c = sandboxed(r#"exec "$TUNE" "$@""#);
+    c.arg("tune").args(args);
+    c
+}
