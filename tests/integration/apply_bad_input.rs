@@ -46,12 +46,34 @@ fn a_triple_out_of_order_is_refused_before_anything_is_written() {
 
 #[test]
 fn rlimit_above_nr_open_is_refused() {
-    let p = fixture("nofile-above-nr-open.toml");
-    let e = refused(|_| {}, &["apply", "--yes", "--profile", &p]);
-    assert!(
-        e.contains("rlimit.nofile.hard: profile asks for 99000000, above fs.nr_open"),
-        "{e}"
-    );
+    // One above the fake root's nr_open (1048576 here, 1073741816 on a systemd host).
+    for dir in std::iter::once(fake_root()).chain(
+        apply_support::CAPTURES
+            .iter()
+            .map(|c| apply_support::fake_root_from(c)),
+    ) {
+        let r = dir.path();
+        let over = apply_support::read(r, "proc/sys/fs/nr_open")
+            .parse::<u64>()
+            .unwrap()
+            + 1;
+        let p = r.join("over.toml");
+        std::fs::write(
+            &p,
+            format!("target = 1000\nrole = \"server\"\n[knobs]\n\"rlimit.nofile.hard\" = {over}\n"),
+        )
+        .unwrap();
+        let before = fingerprint(r);
+        let (code, o, e) = run(r, &["apply", "--yes", "--profile", p.to_str().unwrap()]);
+        assert_eq!(code, Some(2), "{o}{e}");
+        assert!(
+            e.contains(&format!(
+                "rlimit.nofile.hard: profile asks for {over}, above fs.nr_open"
+            )),
+            "{e}"
+        );
+        assert!(diff(&before, &fingerprint(r)).is_empty());
+    }
 }
 
 #[test]

@@ -111,8 +111,7 @@ fn per_namespace_knobs_are_raised_and_rolled_back() {
     // so it is set to 1 without --allow-lower.
     assert_eq!(before["net/ipv4/tcp_tw_reuse"], "2", "{log}");
     assert_eq!(applied["net/ipv4/tcp_tw_reuse"], "1", "{log}");
-    // The copied tcp_rmem max is above the profile's: kept unless --allow-lower.
-    assert!(rmax > 16777216, "{log}");
+    // A copied tcp_rmem max above the profile's is kept unless --allow-lower (checked below).
     // The plan's words follow each knob's direction (tcp_fin_timeout's requirement is a maximum).
     let fin = log
         .lines()

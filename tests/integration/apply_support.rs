@@ -46,18 +46,38 @@ fn copy_or(dst: &Path, src: &str, default: &str) {
 /// A fake root copied from this machine: /proc/sys values, /proc/self limits and status, meminfo,
 /// the boot configuration (sysctl.conf, sysctl.d, usr/lib/sysctl.d), etc/security/limits.d, etc/systemd.
 pub fn fake_root() -> tempfile::TempDir {
+    fake_root_copying("")
+}
+
+/// The captured roots the apply tests also run against, each with a reason to.
+pub const CAPTURES: &[&str] = &[
+    // fs.file-max LONG_MAX and fs.nr_open 1073741816, as systemd's PID 1 sets them.
+    "systemd-host-6.18",
+];
+
+/// A fake root like [`fake_root`], with the kernel's files taken from the captured root
+/// tests/fixtures/roots/`capture` instead of this machine.
+pub fn fake_root_from(capture: &str) -> tempfile::TempDir {
+    fake_root_copying(&format!(
+        "{}/tests/fixtures/roots/{capture}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+}
+
+/// `base` is "" for this machine's / or a captured root's directory.
+fn fake_root_copying(base: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let r = dir.path();
-    // Every sysctl the registry reads, copied from this machine's /proc/sys.
+    // Every sysctl the registry reads, copied from /proc/sys.
     for rel in tune::knobs::sources(None)
         .iter()
         .filter(|p| p.starts_with("proc/sys/"))
     {
-        copy_or(&r.join(rel), &format!("/{rel}"), "262144\n");
+        copy_or(&r.join(rel), &format!("{base}/{rel}"), "262144\n");
     }
     copy_or(
         &r.join("sys/module/nf_conntrack/parameters/hashsize"),
-        "/sys/module/nf_conntrack/parameters/hashsize",
+        &format!("{base}/sys/module/nf_conntrack/parameters/hashsize"),
         "262144\n",
     );
     // The kernel shows the module's hashsize as nf_conntrack_buckets: one value, two names.
@@ -68,9 +88,9 @@ pub fn fake_root() -> tempfile::TempDir {
         &buckets,
     )
     .unwrap();
-    copy_or(&r.join("proc/self/limits"), "/proc/self/limits", "");
-    copy_or(&r.join("proc/self/status"), "/proc/self/status", "");
-    copy_or(&r.join("proc/meminfo"), "/proc/meminfo", "");
+    for rel in ["proc/self/limits", "proc/self/status", "proc/meminfo"] {
+        copy_or(&r.join(rel), &format!("{base}/{rel}"), "");
+    }
     copy_or(&r.join("etc/sysctl.conf"), "/etc/sysctl.conf", "");
     copy_or(
         &r.join("usr/lib/sysctl.d/50-pid-max.conf"),
