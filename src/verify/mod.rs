@@ -691,9 +691,10 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     let cli_peak = lg.as_ref().map(|(g, _)| measure::rss(root, &g.pids()));
     let ss_peak = sup.snapshot();
     let ls_peak = lg.as_ref().map(|(g, _)| g.snapshot());
+    // External mode: the peak, not the count after clients that gave up closed theirs.
     let reached = match &ls_peak {
         Some(l) => l.open,
-        None => ss_peak.websockets_open,
+        None => ss_peak.websockets_open.max(best),
     };
     let server_side = diagnose::server_side(&sup.prometheus(), cfg.limits.backlog.max(0) as u64);
     let netstat_connect = measure::deltas(&net_before, &net_peak);
@@ -827,6 +828,16 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     };
     if !dead_load.is_empty() && !interrupted {
         diagnosis = Some(diagnose::load_worker_died(&dead_load));
+    }
+    if lg.is_none() && !interrupted && diagnosis.as_ref().is_some_and(|d| d.limit == "unknown") {
+        let now = ss_peak.websockets_open;
+        if let Some(x) = ev
+            .server
+            .as_ref()
+            .and_then(|s| diagnose::external_clients_stopped(n, reached, now, s))
+        {
+            diagnosis = Some(x);
+        }
     }
     if !dead.is_empty() {
         diagnosis = Some(diagnose::Diagnosis {
