@@ -244,7 +244,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
     let hist = g.finish(Duration::from_secs(5));
     let ev = Evidence {
         target: args.conns,
-        established: peak.open,
+        established: peak.open.max(best),
         client: Some(ClientSide {
             processes,
             fd_cap: peak.fd_cap,
@@ -282,10 +282,11 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         schema_version: 1,
         url: args.url.clone(),
         target: args.conns,
-        reached: peak.open,
+        // The most open at once: a server that gave up first may have closed them by now.
+        reached: peak.open.max(best),
         all_open,
         time_to_reach_seconds: reached_at.map(|d| d.as_secs_f64()),
-        connections_per_second: peak.open as f64 / connect_secs.as_secs_f64().max(1e-6),
+        connections_per_second: peak.open.max(best) as f64 / connect_secs.as_secs_f64().max(1e-6),
         processes,
         sources: sources::describe(&lc.sources),
         held_seconds: held,
