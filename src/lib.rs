@@ -6,6 +6,7 @@ pub mod cmd;
 pub mod docs;
 pub mod kernel;
 pub mod knobs;
+pub mod launch;
 pub mod persist;
 pub mod plan;
 pub mod profile;

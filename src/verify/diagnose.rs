@@ -167,15 +167,37 @@ pub fn external_clients_stopped(
 }
 
 /// Names the limit. `None` only when nothing fell short.
+/// Names the limit. `None` only when nothing fell short. The checks run in order: what stops
+/// a run first explains the errors it causes later (a server at its fd cap makes clients see
+/// refusals).
 pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
     if e.established >= e.target {
         return None;
     }
-    let short = e.target - e.established;
-    let nc = |name: &str| e.netstat.get(name).copied().unwrap_or(0);
     let client = e.client.clone().unwrap_or_default();
+    let c = &client;
+    Some(
+        memory(e)
+            .or_else(|| server_fd_cap(e, c))
+            .or_else(|| client_fd_cap(e, c))
+            .or_else(|| file_max(e, c))
+            .or_else(|| ports(e, c))
+            .or_else(|| conntrack(e, c))
+            .or_else(|| socket_memory(e, c))
+            .or_else(|| listen_backlog(e, c))
+            .or_else(|| not_served(e, c))
+            .unwrap_or_else(|| unknown(e, c)),
+    )
+}
 
-    // 1. The memory watchdog stopped the run.
+/// Growth of a watched netstat counter while connecting.
+fn nc(e: &Evidence, name: &str) -> u64 {
+    e.netstat.get(name).copied().unwrap_or(0)
+}
+
+/// 1. The memory watchdog stopped the run.
+fn memory(e: &Evidence) -> Option<Diagnosis> {
+    let short = e.target - e.established;
     if let Some(m) = e.memory {
         let per = m.bytes_per_connection.max(1.0);
         let projected =
@@ -226,7 +248,12 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
         return Some(x);
     }
 
-    // 2. Server workers at their fd cap.
+    None
+}
+
+/// 2. Server workers at their fd cap.
+fn server_fd_cap(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
+    let short = e.target - e.established;
     if let Some(s) = &e.server {
         let all_paused = !s.workers.is_empty() && s.workers.iter().all(|w| !w.listening);
         if s.accept_errors > 0 || all_paused {
@@ -255,7 +282,7 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
                     "every server worker stopped listening near its fd cap (accept errors {}, listener pauses {}); clients then saw {}",
                     group(s.accept_errors),
                     group(s.workers.iter().map(|w| w.listener_pauses).sum()),
-                    if errors_text(&client).is_empty() { "no errors".into() } else { errors_text(&client) }
+                    if errors_text(client).is_empty() { "no errors".into() } else { errors_text(client) }
                 ),
             );
             x.fix.push(format!(
@@ -270,7 +297,11 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
         }
     }
 
-    // 3. The client processes' own fd cap.
+    None
+}
+
+/// 3. The client processes' own fd cap.
+fn client_fd_cap(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     if client.count(ErrorClass::Emfile) > 0 {
         let per = (client.fd_cap.saturating_sub(64)).max(1);
         let need = e.target.div_ceil(per);
@@ -283,7 +314,7 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
                 group(client.fd_cap),
                 client.processes
             ),
-            format!("client errors: {}", errors_text(&client)),
+            format!("client errors: {}", errors_text(client)),
         );
         x.fix
             .push(format!("run {need} client processes (--processes {need})"));
@@ -294,7 +325,11 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
         return Some(x);
     }
 
-    // 4. fs.file-max.
+    None
+}
+
+/// 4. fs.file-max.
+fn file_max(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     if client.count(ErrorClass::Enfile) > 0 {
         let want = e.target * 2 + 65_536;
         let mut x = d(
@@ -302,14 +337,18 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
             Some("fs.file-max"),
             "host",
             format!("fs.file-max {}", e.file_max.map_or("unknown".into(), group)),
-            format!("client errors: {}", errors_text(&client)),
+            format!("client errors: {}", errors_text(client)),
         );
         x.fix.extend(fix_for("fs.file-max", Value::Int(want)));
         x.fix.extend(persist_for("fs.file-max", Value::Int(want)));
         return Some(x);
     }
 
-    // 5. Ephemeral ports per (source, destination).
+    None
+}
+
+/// 5. Ephemeral ports per (source, destination).
+fn ports(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     if client.count(ErrorClass::Eaddrnotavail) > 0 {
         let (ports, range) = match e.port_range {
             Some((lo, hi)) => (hi - lo + 1, format!("{lo}-{hi}")),
@@ -327,7 +366,7 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
                 if srcs == 1 { "" } else { "es" },
                 group(ports * srcs)
             ),
-            format!("client errors: {}", errors_text(&client)),
+            format!("client errors: {}", errors_text(client)),
         );
         if ports > 0 {
             let need = e.target.div_ceil(ports * 9 / 10).max(srcs + 1);
@@ -346,15 +385,14 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
         return Some(x);
     }
 
-    // 6. Conntrack: the namespace's table at nf_conntrack_max, or packets dropped for want of
-    // an entry while it was nearly full.
-    if let Some(x) = conntrack(e, &client) {
-        return Some(x);
-    }
+    None
+}
 
+/// 7. Socket memory.
+fn socket_memory(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     // 7. Socket memory.
     let mem_errs = client.count(ErrorClass::Enomem) + client.count(ErrorClass::Enobufs);
-    if mem_errs > 0 || nc("TCPAbortOnMemory") > 0 || nc("TCPMemoryPressures") > 0 {
+    if mem_errs > 0 || nc(e, "TCPAbortOnMemory") > 0 || nc(e, "TCPMemoryPressures") > 0 {
         let mut x = d(
             "tcp_mem",
             Some("net.ipv4.tcp_mem"),
@@ -367,8 +405,8 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
             format!(
                 "ENOMEM/ENOBUFS {}, TCPAbortOnMemory +{}, TCPMemoryPressures +{}",
                 group(mem_errs),
-                group(nc("TCPAbortOnMemory")),
-                group(nc("TCPMemoryPressures"))
+                group(nc(e, "TCPAbortOnMemory")),
+                group(nc(e, "TCPMemoryPressures"))
             ),
         );
         if let Some(t) = e.tcp_mem {
@@ -381,13 +419,18 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
         return Some(x);
     }
 
+    None
+}
+
+/// 8. Accept queues overflowing.
+fn listen_backlog(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     // 8. Accept queues overflowing.
     let refused = client.count(ErrorClass::Econnrefused);
     let timeouts = client.count(ErrorClass::ConnectTimeout) + client.count(ErrorClass::Etimedout);
     // An overflowing accept queue drops SYNs: clients time out. Refusals (RST) mean nothing
     // listened, whatever the host-wide counters did meanwhile (other servers move them too).
     let overflowed =
-        nc("ListenOverflows") > 0 || nc("ListenDrops") > 0 || nc("TCPReqQFullDrop") > 0;
+        nc(e, "ListenOverflows") > 0 || nc(e, "ListenDrops") > 0 || nc(e, "TCPReqQFullDrop") > 0;
     // Dropped handshakes are retransmitted for a minute before a connect times out: a run that
     // stalled with connections still waiting on them is as telling as the timeouts.
     let waiting = client.in_flight;
@@ -403,9 +446,9 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
             ),
             format!(
                 "ListenOverflows +{}, ListenDrops +{}, TCPReqQFullDrop +{}; client timeouts {}, refusals {}, still waiting for the server {}",
-                group(nc("ListenOverflows")),
-                group(nc("ListenDrops")),
-                group(nc("TCPReqQFullDrop")),
+                group(nc(e, "ListenOverflows")),
+                group(nc(e, "ListenDrops")),
+                group(nc(e, "TCPReqQFullDrop")),
                 group(timeouts),
                 group(refused),
                 group(waiting)
@@ -421,6 +464,13 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
         return Some(x);
     }
 
+    None
+}
+
+/// 9. Handshakes refused by the server, refusals, timeouts.
+fn not_served(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
+    let refused = client.count(ErrorClass::Econnrefused);
+    let timeouts = client.count(ErrorClass::ConnectTimeout) + client.count(ErrorClass::Etimedout);
     // 9. Handshakes refused by the server.
     let hs = client.count(ErrorClass::HandshakeStatus)
         + client.count(ErrorClass::HandshakeAccept)
@@ -434,7 +484,7 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
             "websocket upgrade refused".into(),
             format!(
                 "client errors: {}; server handshakes failed {}",
-                errors_text(&client),
+                errors_text(client),
                 e.server.as_ref().map_or(0, |s| s.handshakes_failed)
             ),
         );
@@ -449,7 +499,7 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
             None,
             "server",
             "nothing accepted connections on the target address".into(),
-            format!("client errors: {}", errors_text(&client)),
+            format!("client errors: {}", errors_text(client)),
         );
         x.fix
             .push("check that the server listens on the URL's address and port".into());
@@ -463,7 +513,7 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
             "connections not answered within the connect timeout".into(),
             format!(
                 "client errors: {}; no accept-queue overflow counted",
-                errors_text(&client)
+                errors_text(client)
             ),
         );
         x.fix.push(
@@ -471,6 +521,11 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
         );
         return Some(x);
     }
+    None
+}
+
+/// Nothing known explains the shortfall.
+fn unknown(e: &Evidence, client: &ClientSide) -> Diagnosis {
     let mut x = d(
         "unknown",
         None,
@@ -481,7 +536,7 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
             group(e.established),
             group(e.target),
             if client.errors.values().any(|n| *n > 0) {
-                format!(" of a known class ({})", errors_text(&client))
+                format!(" of a known class ({})", errors_text(client))
             } else {
                 String::new()
             }
@@ -489,7 +544,7 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
     );
     x.fix
         .push("look at dmesg and the server's /metrics for what stopped it".into());
-    Some(x)
+    x
 }
 
 /// Share of nf_conntrack_max (percent) at which the table counts as full at the stop: the
@@ -611,45 +666,62 @@ pub fn load_worker_died(died: &[embedded_server::loadgen::Died]) -> Diagnosis {
     x
 }
 
-/// Reads the per-worker state out of the server's Prometheus text.
-pub fn server_side(prometheus: &str, backlog: u64) -> ServerSide {
-    let mut by_worker: BTreeMap<u64, ServerWorker> = BTreeMap::new();
-    let mut s = ServerSide {
-        backlog,
-        ..ServerSide::default()
-    };
-    for line in prometheus.lines().filter(|l| !l.starts_with('#')) {
-        let Some((name_labels, v)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(v) = v.parse::<u64>() else { continue };
-        let (name, worker) = match name_labels.split_once("{worker=\"") {
-            Some((n, rest)) => (n, rest.trim_end_matches("\"}").parse::<u64>().ok()),
-            None => (name_labels, None),
-        };
-        match (name, worker) {
-            ("tune_accept_errors_total", None) => s.accept_errors = v,
-            (n, None) if n.starts_with("tune_handshakes_failed_total") => s.handshakes_failed += v,
-            (n, Some(w)) => {
-                let e = by_worker.entry(w).or_insert(ServerWorker {
-                    fd_cap: 0,
-                    connections: 0,
-                    listening: true,
-                    listener_pauses: 0,
-                });
-                match n {
-                    "tune_worker_fd_cap" => e.fd_cap = v,
-                    "tune_worker_connections" => e.connections = v,
-                    "tune_worker_listening" => e.listening = v != 0,
-                    "tune_worker_listener_pauses_total" => e.listener_pauses = v,
-                    _ => {}
-                }
-            }
-            _ => {}
+/// A server worker exited during the run (not restarted).
+pub fn server_worker_died(dead: &[String]) -> Diagnosis {
+    let mut x = d(
+        "server_worker_died",
+        None,
+        "server",
+        dead.join("; "),
+        "a server worker exited during the run (not restarted)".into(),
+    );
+    x.fix
+        .push("see the worker's error above; dmesg shows OOM kills".into());
+    x
+}
+
+/// Every connection was open, but some were dropped or did not answer their echo.
+pub fn not_answered(dropped: u64, echoes: u64, target: u64) -> Diagnosis {
+    let mut x = d(
+        if dropped > 0 { "dropped" } else { "echo" },
+        None,
+        "server",
+        format!(
+            "{} dropped, {} echoes of {}",
+            group(dropped),
+            group(echoes),
+            group(target)
+        ),
+        "every connection was open, but not every one answered its echo".into(),
+    );
+    x.fix
+        .push("look at the server's /metrics (closed by reason) and dmesg".into());
+    x
+}
+
+impl ServerSide {
+    /// The server side from the supervisor's typed counters: the totals and each worker's
+    /// gauges, with the listen backlog every worker was given.
+    pub fn from_counters(
+        totals: &embedded_server::server::Snapshot,
+        workers: &[embedded_server::server::metrics::WorkerGauges],
+        backlog: u64,
+    ) -> ServerSide {
+        ServerSide {
+            workers: workers
+                .iter()
+                .map(|w| ServerWorker {
+                    fd_cap: w.fd_cap,
+                    connections: w.connections,
+                    listening: w.listening,
+                    listener_pauses: w.listener_pauses,
+                })
+                .collect(),
+            accept_errors: totals.accept_errors,
+            handshakes_failed: totals.handshakes_failed(),
+            backlog,
         }
     }
-    s.workers = by_worker.into_values().collect();
-    s
 }
 
 #[cfg(test)]
@@ -973,16 +1045,24 @@ mod tests {
     }
 
     #[test]
-    fn reads_worker_state_from_prometheus_text() {
-        let text = "# HELP x\ntune_accept_errors_total 3\ntune_handshakes_failed_total{reason=\"version\"} 2\n\
-tune_worker_fd_cap{worker=\"0\"} 1500\ntune_worker_connections{worker=\"0\"} 400\n\
-tune_worker_listening{worker=\"0\"} 0\ntune_worker_listener_pauses_total{worker=\"0\"} 1\n\
-tune_worker_fd_cap{worker=\"1\"} 1500\ntune_worker_listening{worker=\"1\"} 1\n";
-        let s = server_side(text, 128);
+    fn server_side_comes_from_the_typed_counters() {
+        use embedded_server::server::metrics::WorkerGauges;
+        let totals = embedded_server::server::Snapshot {
+            accept_errors: 3,
+            ..Default::default()
+        };
+        let g = |connections, listening| WorkerGauges {
+            connections,
+            fd_cap: 1500,
+            listening,
+            listener_pauses: u64::from(!listening),
+        };
+        let s = ServerSide::from_counters(&totals, &[g(400, false), g(0, true)], 128);
         assert_eq!(s.accept_errors, 3);
-        assert_eq!(s.handshakes_failed, 2);
+        assert_eq!(s.backlog, 128);
         assert_eq!(s.workers.len(), 2);
         assert_eq!(s.workers[0].connections, 400);
+        assert_eq!(s.workers[0].listener_pauses, 1);
         assert!(!s.workers[0].listening);
         assert!(s.workers[1].listening);
     }

@@ -1,0 +1,76 @@
+//! Guards of `tune check` against input that would give a wrong verdict: an empty root, a target the formulas cannot hold, a soft-limit fix the kernel would refuse.
+
+use crate::support::tune;
+use predicates::prelude::*;
+use predicates::str::contains;
+
+#[test]
+fn an_empty_proc_is_an_error_not_a_pass() {
+    // A DaemonSet with a broken hostPath mount sees an empty /host/proc.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("proc")).unwrap();
+    tune()
+        .arg("--root")
+        .arg(dir.path())
+        .args(["check", "--profile", "1m", "--format", "junit"])
+        .assert()
+        .code(2)
+        .stderr(contains("proc/meminfo").and(contains("not a readable /proc")));
+}
+
+#[test]
+fn a_target_beyond_what_the_formulas_hold_is_refused() {
+    tune()
+        .args([
+            "check",
+            "--target",
+            "9223372036854775807",
+            "--role",
+            "loopback",
+        ])
+        .assert()
+        .code(2)
+        .stderr(contains("--target").and(contains("more connections than tune plans for")));
+    tune()
+        .args(["check", "--target", "0"])
+        .assert()
+        .code(2)
+        .stderr(contains("above 0"));
+}
+
+#[test]
+fn a_soft_limit_above_the_hard_limit_gets_a_fix_that_raises_both() {
+    // Our own hard limit is what the shell gave us; ask for more than it.
+    let (_, hard) = embedded_server::sys::rlimit::nofile().unwrap();
+    let want = hard + 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("p.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            "target = 10\nrole = \"server\"\n[knobs]\n# more than the hard limit\n\"rlimit.nofile.soft\" = {want}\n\
+             # the profile's hard limit must allow its soft limit\n\"rlimit.nofile.hard\" = {want}\n"
+        ),
+    )
+    .unwrap();
+    let out = tune()
+        .args(["check", "--format", "json", "--profile"])
+        .arg(&profile)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let soft = j["knobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["knob"] == "rlimit.nofile.soft")
+        .unwrap();
+    let fix = soft["fix_runtime"].as_str().unwrap();
+    assert!(fix.contains(&format!("--nofile={want}:{want}")), "{fix}");
+}

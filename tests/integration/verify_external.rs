@@ -1,0 +1,85 @@
+//! `tune serve --verify N --external` with `tune load` as the other host (here on loopback):
+//! the server alone waits for N connections, holds them and reports; the clients hold until
+//! the server closes them (1001 going away), which they count as closed, not dropped. (No
+//! messages in flight here: the server closes right after its 1001 frame, so a message
+//! arriving after that is answered with a reset, which the client rightly counts as a drop.)
+
+use crate::verify_support;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use verify_support::*;
+
+#[test]
+fn external_verify_with_tune_load_as_the_client_host() {
+    let mut server = tune()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--verify",
+            "3000",
+            "--external",
+            "--hold",
+            "2",
+            "--stall",
+            "3",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(server.stderr.take().unwrap());
+    let mut addr = None;
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 {
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            addr = rest.split_whitespace().next().map(str::to_string);
+            break;
+        }
+        line.clear();
+    }
+    let addr = addr.expect("the server prints its address");
+    std::thread::spawn(move || for _ in err.lines() {});
+    let mut load = tune();
+    load.args([
+        "load",
+        &format!("ws://{addr}/"),
+        "--conns",
+        "3000",
+        "--hold",
+        "30",
+        "--format",
+        "json",
+    ]);
+    let (lcode, lj, lerr) = run(load);
+    let out = server.wait_with_output().unwrap();
+    let sj: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    check_schema(&sj);
+    assert_eq!(out.status.code(), Some(0), "{sj:#}");
+    assert_eq!(sj["mode"], "external");
+    assert_eq!(sj["verified"], true);
+    assert_eq!(sj["reached"], 3000);
+    assert_eq!(sj["client_processes"], 0);
+    // The clock starts with the first client, not with the server: not the seconds waited.
+    assert!(
+        sj["time_to_reach_seconds"].as_f64().unwrap() < 5.0,
+        "{sj:#}"
+    );
+    assert!(
+        sj["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("messages during the hold"),
+        "{sj:#}"
+    );
+    // The client side: all open, ended by the server's shutdown (1001), nothing dropped, and
+    // it stopped holding when the server closed (not after 30 s).
+    assert_eq!(lcode, 0, "{lj:#}\n{lerr}");
+    assert_eq!(lj["reached"], 3000);
+    assert_eq!(lj["dropped"], 0);
+    assert_eq!(lj["closed_by_server"], 3000);
+    assert!(lj["held_seconds"].as_f64().unwrap() < 20.0, "{lj:#}");
+    no_workers_left_of(env!("CARGO_BIN_EXE_tune"));
+}
