@@ -131,6 +131,41 @@ fn errors_text(c: &ClientSide) -> String {
         .join(", ")
 }
 
+/// External mode: the server saw the count stop with nothing failing on its side (no accept
+/// errors, no failed handshakes, every worker listening), so the load generators stopped, not
+/// the server. `peak` is the most websockets open at once, `now` the count when it gave up
+/// (lower when the clients gave up and closed). `None` when the server side did fail.
+pub fn external_clients_stopped(
+    target: u64,
+    peak: u64,
+    now: u64,
+    server: &ServerSide,
+) -> Option<Diagnosis> {
+    let all_listening = server.workers.iter().all(|w| w.listening);
+    if peak >= target || server.accept_errors > 0 || server.handshakes_failed > 0 || !all_listening
+    {
+        return None;
+    }
+    let mut x = d(
+        "clients_stopped",
+        None,
+        "client",
+        format!(
+            "the load generators stopped at {} of {} connections",
+            group(peak),
+            group(target)
+        ),
+        format!(
+            "the server accepted every connection that arrived (no accept errors, no failed handshakes, every worker listening under its fd cap); {} were open when it gave up",
+            group(now)
+        ),
+    );
+    x.fix.push(
+        "read the load generators' reports (tune load --format json): their diagnosis names the client-side limit, e.g. the ports of one source address per destination (net.ipv4.ip_local_port_range)".into(),
+    );
+    Some(x)
+}
+
 /// Names the limit. `None` only when nothing fell short.
 /// Names the limit. `None` only when nothing fell short. The checks run in order: what stops
 /// a run first explains the errors it causes later (a server at its fd cap makes clients see
@@ -717,6 +752,50 @@ mod tests {
             tcp_mem: Some([287_898, 383_867, 575_796]),
             ..Evidence::default()
         }
+    }
+
+    fn listening_server(handshakes_failed: u64) -> ServerSide {
+        ServerSide {
+            workers: vec![ServerWorker {
+                fd_cap: 18_912,
+                connections: 28_000,
+                listening: true,
+                listener_pauses: 0,
+            }],
+            accept_errors: 0,
+            handshakes_failed,
+            backlog: 1024,
+        }
+    }
+
+    #[test]
+    fn external_clients_that_stop_are_named_not_the_server() {
+        // Three loaders of one address each stopped at their ports (~28k each) of 105,000.
+        let x = external_clients_stopped(105_000, 84_696, 0, &listening_server(0)).unwrap();
+        assert_eq!(
+            (x.limit.as_str(), x.side.as_str()),
+            ("clients_stopped", "client")
+        );
+        assert!(
+            x.value.contains("stopped at 84,696 of 105,000"),
+            "{}",
+            x.value
+        );
+        assert!(
+            x.evidence.contains("0 were open when it gave up"),
+            "{}",
+            x.evidence
+        );
+        assert!(x.fix[0].contains("ip_local_port_range"), "{:?}", x.fix);
+        // A server that failed handshakes, or reached the target, is not the clients' doing.
+        assert_eq!(
+            external_clients_stopped(105_000, 84_696, 0, &listening_server(3)),
+            None
+        );
+        assert_eq!(
+            external_clients_stopped(100, 100, 100, &listening_server(0)),
+            None
+        );
     }
 
     #[test]

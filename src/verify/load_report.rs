@@ -87,7 +87,7 @@ pub struct LoadRecords {
 fn diagnosis(r: &LoadRecords, interrupted: bool) -> (Option<Diagnosis>, BTreeMap<String, u64>) {
     let ev = Evidence {
         target: r.target,
-        established: r.peak.open,
+        established: r.peak.open.max(r.connected.most_open),
         client: Some(ClientSide {
             processes: r.processes,
             fd_cap: r.peak.fd_cap,
@@ -129,10 +129,12 @@ pub fn assemble_load(r: LoadRecords) -> LoadReport {
     LoadReport {
         schema_version: SCHEMA_VERSION,
         target: r.target,
-        reached: r.peak.open,
+        // The most open at once: a server that gave up first may have closed them by now.
+        reached: r.peak.open.max(c.most_open),
         all_open,
         time_to_reach_seconds: c.reached_at.map(|d| d.as_secs_f64()),
-        connections_per_second: r.peak.open as f64 / c.connect_time.as_secs_f64().max(1e-6),
+        connections_per_second: r.peak.open.max(c.most_open) as f64
+            / c.connect_time.as_secs_f64().max(1e-6),
         processes: r.processes,
         held_seconds: r.held.seconds,
         open: r.after_hold.open,
