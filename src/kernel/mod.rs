@@ -4,10 +4,12 @@
 //! file is the caller's business (through [`crate::root::Root`]). Tests use
 //! output pasted from a real kernel, labelled with its version.
 
+pub mod cgroup;
 pub mod file_nr;
 pub mod netstat;
 pub mod slabinfo;
 pub mod sockstat;
+pub mod userns;
 
 /// A parser's complaint: which line of the text and what was wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
