@@ -8,6 +8,8 @@ pub mod kernel;
 pub mod knobs;
 pub mod persist;
 pub mod plan;
+pub mod ports;
+pub mod probe;
 pub mod profile;
 pub mod report;
 pub mod root;

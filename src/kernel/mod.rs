@@ -7,6 +7,7 @@
 pub mod cgroup;
 pub mod file_nr;
 pub mod netstat;
+pub mod nf_conntrack;
 pub mod slabinfo;
 pub mod sockstat;
 pub mod userns;
