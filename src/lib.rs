@@ -1,8 +1,10 @@
 //! The `tune` library: knob registry, profiles, planning and reports behind the CLI.
 
+pub mod backlog;
 pub mod capacity;
 pub mod cli;
 pub mod cmd;
+pub mod container;
 pub mod docs;
 pub mod kernel;
 pub mod knobs;

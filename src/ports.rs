@@ -102,7 +102,11 @@ mod tests {
         assert_eq!(r[1], 60999);
         assert!(r[0] <= 32768);
         assert!(count(r, 0) >= 40_000);
-        assert_eq!((r[1] - r[0]) % 2, 1, "{r:?}: start and end differ in parity");
+        assert_eq!(
+            (r[1] - r[0]) % 2,
+            1,
+            "{r:?}: start and end differ in parity"
+        );
         // More than fits below the top: the top rises too.
         let r = widen([32768, 60999], 0, 62_000).unwrap();
         assert_eq!(r[0], 1024);

@@ -249,7 +249,10 @@ impl MemoryCgroup {
 
     /// OOM kills summed over the levels (a kill below the binding level counts too).
     pub fn oom_kills(&self) -> Option<u64> {
-        self.levels.iter().filter_map(|l| l.oom_kills).reduce(|a, b| a + b)
+        self.levels
+            .iter()
+            .filter_map(|l| l.oom_kills)
+            .reduce(|a, b| a + b)
     }
 }
 
@@ -397,7 +400,6 @@ pub fn pids_binding(levels: &[PidsLevel]) -> Option<&PidsLevel> {
         .min_by_key(|l| l.headroom())
 }
 
-
 /// Mount points of the controllers, relative to the root.
 pub const V1_MEMORY_MOUNT: &str = "sys/fs/cgroup/memory";
 pub const V1_PIDS_MOUNT: &str = "sys/fs/cgroup/pids";
@@ -516,7 +518,10 @@ mod tests {
             ("/a/b/memory.max", "max\n"),
             ("/a/b/memory.high", "max\n"),
             ("/a/b/memory.current", "100000\n"),
-            ("/a/b/memory.events", "low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\n"),
+            (
+                "/a/b/memory.events",
+                "low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\n",
+            ),
         ]);
         let f = |p: &str| t.get(p).cloned();
         let m = memory(&f, Version::V2, "/a/b").unwrap();

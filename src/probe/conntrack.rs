@@ -111,14 +111,16 @@ pub fn probe(root: &Root) -> Tracking {
         last = match listed {
             Some(true) => {
                 return Tracking::Tracks {
-                    evidence: "a loopback connection got a conntrack entry (/proc/net/nf_conntrack)"
-                        .into(),
+                    evidence:
+                        "a loopback connection got a conntrack entry (/proc/net/nf_conntrack)"
+                            .into(),
                 }
             }
             Some(false) => {
                 return Tracking::DoesNot {
-                    evidence: "a loopback connection got no conntrack entry (/proc/net/nf_conntrack)"
-                        .into(),
+                    evidence:
+                        "a loopback connection got no conntrack entry (/proc/net/nf_conntrack)"
+                            .into(),
                 }
             }
             None if after > before => {
