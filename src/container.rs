@@ -108,6 +108,31 @@ impl Container {
     }
 }
 
+/// The files [`Container::read`] reads under `root` for `pid` (besides the probes, which need
+/// the live host): what a captured `--root` tree must hold. Found by reading them once, since the
+/// cgroup paths come from /proc/PID/cgroup.
+pub fn sources(root: &Root, pid: Option<u32>) -> Vec<String> {
+    let proc = match pid {
+        Some(p) => format!("proc/{p}"),
+        None => "proc/self".into(),
+    };
+    let seen = std::cell::RefCell::new(vec![format!("{proc}/cgroup"), format!("{proc}/uid_map")]);
+    let files = |p: &str| {
+        let text = root.read(p).ok();
+        if text.is_some() {
+            seen.borrow_mut().push(p.to_string());
+        }
+        text
+    };
+    if let Ok(text) = root.read(&format!("{proc}/cgroup")) {
+        let _ = cgroup::for_process(&files, &text);
+    }
+    let mut out = seen.into_inner();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Why a capability held in the process's user namespace does not count, for reason lines.
 pub const USERNS_REASON: &str =
     "user namespace (rootless container): the kernel checks it in the initial user namespace";
@@ -257,6 +282,43 @@ mod tests {
         assert!(b.arithmetic.contains("resources.limits.memory"));
         assert!(b.arithmetic.contains("MemoryMax="));
         assert!(b.arithmetic.contains("memory.limit_in_bytes 629.1 MB"));
+    }
+
+    #[test]
+    fn sources_of_the_v1_capture_are_the_files_the_walk_reads() {
+        let root = Root::new(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/cgroup/v1-linux-6.18"),
+        )
+        .unwrap();
+        let s = sources(&root, None);
+        assert!(s.contains(&"proc/self/cgroup".to_string()));
+        assert!(
+            s.iter()
+                .any(|f| f.ends_with("child-600m/memory.limit_in_bytes")),
+            "{s:#?}"
+        );
+        assert!(
+            s.iter()
+                .any(|f| f == "sys/fs/cgroup/memory/memory.usage_in_bytes"),
+            "{s:#?}"
+        );
+        assert!(
+            s.iter().any(|f| f.ends_with("tune-fixture-pids/pids.max")),
+            "{s:#?}"
+        );
+        let c = Container::read(&root, None);
+        assert_eq!(
+            c.memory().unwrap().binding().unwrap().limit,
+            Some(629_145_600)
+        );
+        assert!(
+            describe_memory(&c).contains("tightest limit 629.1 MB"),
+            "{}",
+            describe_memory(&c)
+        );
+        // A captured root is not probed.
+        assert_eq!(c.conntrack.as_bool(), None);
     }
 
     #[test]
