@@ -3,6 +3,7 @@
 //! ([`embedded_server::loadgen`]) run as processes of this binary; [`measure`] reads the host,
 //! [`diagnose`] (pure) names the limit, [`report`] renders the result.
 
+pub mod cgroup;
 pub mod diagnose;
 pub mod measure;
 pub mod report;
