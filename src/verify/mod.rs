@@ -22,10 +22,10 @@ use embedded_server::sys::signal::{Signal, Signals};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::capacity::{self, bytes, group};
-use crate::cli::profiles::Role;
 use crate::cli::serve::ServeArgs;
 use crate::cli::Format;
 use crate::cmd::{Context, Outcome};
+use crate::knobs::Role;
 use crate::root::Root;
 use diagnose::{ClientSide, Evidence, MemoryStop};
 use measure::{Mem, Rss};
@@ -261,7 +261,7 @@ fn prediction(c: &capacity::Capacity, kernel_per_socket: u64) -> Prediction {
     Prediction {
         per_process: c.per_process.connections,
         per_host: c.per_host.connections,
-        binding_limit: c.per_host.limit.clone(),
+        binding_limit: c.per_host.limit.to_string(),
         meets_target: c.meets_target,
         processes_needed: c.processes_needed,
         source_addresses_needed: c.source_addresses_needed,
