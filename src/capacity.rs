@@ -79,6 +79,10 @@ pub enum Limiter {
     Knob(KnobId),
     /// Memory for the sockets (MemFree less the reserve).
     Memory,
+    /// The memory cgroup's limit (a container's memory limit).
+    MemoryCgroup,
+    /// The pids cgroup's limit (processes a container may start).
+    PidsCgroup,
     /// No host-wide limit could be read.
     None,
 }
@@ -89,6 +93,8 @@ impl Limiter {
         match self {
             Limiter::Knob(id) => id.name(),
             Limiter::Memory => "memory",
+            Limiter::MemoryCgroup => "memory cgroup",
+            Limiter::PidsCgroup => "pids cgroup",
             Limiter::None => "none",
         }
     }

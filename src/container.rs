@@ -3,7 +3,7 @@
 //! [`Container::read`] gathers the facts for tune itself or a `--pid`; the functions
 //! below it are pure and turn them into the capacity model's bounds and reasons.
 
-use crate::capacity::{bytes, group, Bound};
+use crate::capacity::{bytes, group, Bound, Limiter};
 use crate::kernel::cgroup::{self, Cgroups, MemoryCgroup, PidsLevel};
 use crate::kernel::userns::{self, Extent};
 use crate::probe;
@@ -172,7 +172,7 @@ pub fn memory_bound(
     };
     Some(Bound {
         connections: Some(n),
-        limit: "memory cgroup".into(),
+        limit: Limiter::MemoryCgroup,
         arithmetic: format!(
             "memory cgroup {} ({}, {which} {}): ({} − {} charged now − {CGROUP_RESERVE_PERCENT}% kept) / ({sockets_per_connection} × {} B charged per socket{user}) = {}; raise it with {}",
             b.path,
@@ -199,7 +199,7 @@ pub fn pids_bound(
     let n = left.saturating_mul(per_process) / sockets_per_connection.max(1);
     Some(Bound {
         connections: Some(n),
-        limit: "pids cgroup".into(),
+        limit: Limiter::PidsCgroup,
         arithmetic: format!(
             "pids cgroup {}: pids.max {} − {} running = {} more processes × {} sockets each / {sockets_per_connection} = {}; raise it with {}",
             b.path,

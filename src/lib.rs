@@ -8,6 +8,7 @@ pub mod container;
 pub mod docs;
 pub mod kernel;
 pub mod knobs;
+pub mod launch;
 pub mod persist;
 pub mod plan;
 pub mod ports;

@@ -13,6 +13,7 @@ pub mod load;
 pub mod profiles;
 pub mod rollback;
 pub mod serve;
+pub mod verify;
 
 /// How a command ended when it did not fail outright; errors are `Err` and exit 2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

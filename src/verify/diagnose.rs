@@ -576,45 +576,62 @@ pub fn load_worker_died(died: &[embedded_server::loadgen::Died]) -> Diagnosis {
     x
 }
 
-/// Reads the per-worker state out of the server's Prometheus text.
-pub fn server_side(prometheus: &str, backlog: u64) -> ServerSide {
-    let mut by_worker: BTreeMap<u64, ServerWorker> = BTreeMap::new();
-    let mut s = ServerSide {
-        backlog,
-        ..ServerSide::default()
-    };
-    for line in prometheus.lines().filter(|l| !l.starts_with('#')) {
-        let Some((name_labels, v)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(v) = v.parse::<u64>() else { continue };
-        let (name, worker) = match name_labels.split_once("{worker=\"") {
-            Some((n, rest)) => (n, rest.trim_end_matches("\"}").parse::<u64>().ok()),
-            None => (name_labels, None),
-        };
-        match (name, worker) {
-            ("tune_accept_errors_total", None) => s.accept_errors = v,
-            (n, None) if n.starts_with("tune_handshakes_failed_total") => s.handshakes_failed += v,
-            (n, Some(w)) => {
-                let e = by_worker.entry(w).or_insert(ServerWorker {
-                    fd_cap: 0,
-                    connections: 0,
-                    listening: true,
-                    listener_pauses: 0,
-                });
-                match n {
-                    "tune_worker_fd_cap" => e.fd_cap = v,
-                    "tune_worker_connections" => e.connections = v,
-                    "tune_worker_listening" => e.listening = v != 0,
-                    "tune_worker_listener_pauses_total" => e.listener_pauses = v,
-                    _ => {}
-                }
-            }
-            _ => {}
+/// A server worker exited during the run (not restarted).
+pub fn server_worker_died(dead: &[String]) -> Diagnosis {
+    let mut x = d(
+        "server_worker_died",
+        None,
+        "server",
+        dead.join("; "),
+        "a server worker exited during the run (not restarted)".into(),
+    );
+    x.fix
+        .push("see the worker's error above; dmesg shows OOM kills".into());
+    x
+}
+
+/// Every connection was open, but some were dropped or did not answer their echo.
+pub fn not_answered(dropped: u64, echoes: u64, target: u64) -> Diagnosis {
+    let mut x = d(
+        if dropped > 0 { "dropped" } else { "echo" },
+        None,
+        "server",
+        format!(
+            "{} dropped, {} echoes of {}",
+            group(dropped),
+            group(echoes),
+            group(target)
+        ),
+        "every connection was open, but not every one answered its echo".into(),
+    );
+    x.fix
+        .push("look at the server's /metrics (closed by reason) and dmesg".into());
+    x
+}
+
+impl ServerSide {
+    /// The server side from the supervisor's typed counters: the totals and each worker's
+    /// gauges, with the listen backlog every worker was given.
+    pub fn from_counters(
+        totals: &embedded_server::server::Snapshot,
+        workers: &[embedded_server::server::metrics::WorkerGauges],
+        backlog: u64,
+    ) -> ServerSide {
+        ServerSide {
+            workers: workers
+                .iter()
+                .map(|w| ServerWorker {
+                    fd_cap: w.fd_cap,
+                    connections: w.connections,
+                    listening: w.listening,
+                    listener_pauses: w.listener_pauses,
+                })
+                .collect(),
+            accept_errors: totals.accept_errors,
+            handshakes_failed: totals.handshakes_failed(),
+            backlog,
         }
     }
-    s.workers = by_worker.into_values().collect();
-    s
 }
 
 #[cfg(test)]
@@ -894,16 +911,24 @@ mod tests {
     }
 
     #[test]
-    fn reads_worker_state_from_prometheus_text() {
-        let text = "# HELP x\ntune_accept_errors_total 3\ntune_handshakes_failed_total{reason=\"version\"} 2\n\
-tune_worker_fd_cap{worker=\"0\"} 1500\ntune_worker_connections{worker=\"0\"} 400\n\
-tune_worker_listening{worker=\"0\"} 0\ntune_worker_listener_pauses_total{worker=\"0\"} 1\n\
-tune_worker_fd_cap{worker=\"1\"} 1500\ntune_worker_listening{worker=\"1\"} 1\n";
-        let s = server_side(text, 128);
+    fn server_side_comes_from_the_typed_counters() {
+        use embedded_server::server::metrics::WorkerGauges;
+        let totals = embedded_server::server::Snapshot {
+            accept_errors: 3,
+            ..Default::default()
+        };
+        let g = |connections, listening| WorkerGauges {
+            connections,
+            fd_cap: 1500,
+            listening,
+            listener_pauses: u64::from(!listening),
+        };
+        let s = ServerSide::from_counters(&totals, &[g(400, false), g(0, true)], 128);
         assert_eq!(s.accept_errors, 3);
-        assert_eq!(s.handshakes_failed, 2);
+        assert_eq!(s.backlog, 128);
         assert_eq!(s.workers.len(), 2);
         assert_eq!(s.workers[0].connections, 400);
+        assert_eq!(s.workers[0].listener_pauses, 1);
         assert!(!s.workers[0].listening);
         assert!(s.workers[1].listening);
     }

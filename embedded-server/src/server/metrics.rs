@@ -213,6 +213,19 @@ impl Board {
         s
     }
 
+    /// Each worker's own gauges, typed (what /metrics shows per worker), for callers that
+    /// judge the workers without parsing the text exposition.
+    pub fn worker_gauges(&self) -> Vec<WorkerGauges> {
+        (0..self.workers())
+            .map(|w| WorkerGauges {
+                connections: self.get(w, CONNS),
+                fd_cap: self.get(w, FD_CAP),
+                listening: self.get(w, LISTENING) != 0,
+                listener_pauses: self.get(w, LISTENER_PAUSES),
+            })
+            .collect()
+    }
+
     /// The Prometheus text exposition of every counter, summed over workers, plus per-worker gauges.
     pub fn prometheus(&self) -> String {
         let s = self.snapshot();
@@ -409,6 +422,18 @@ impl Board {
     }
 }
 
+/// One worker's gauges at one moment (`tune_worker_*` in /metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerGauges {
+    pub connections: u64,
+    /// Its RLIMIT_NOFILE soft limit.
+    pub fd_cap: u64,
+    /// Whether it accepts new connections.
+    pub listening: bool,
+    /// Times it stopped listening near its fd cap.
+    pub listener_pauses: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
     HandshakeFailed,
@@ -498,5 +523,39 @@ mod tests {
             let (_, v) = line.rsplit_once(' ').unwrap();
             v.parse::<u64>().unwrap();
         }
+    }
+
+    #[test]
+    fn worker_gauges_are_the_per_worker_lines_typed() {
+        let b = Board::new(SharedU64s::create("g", shm_len(2)).unwrap(), 2);
+        b.add(0, CONNS, 3);
+        b.set(0, FD_CAP, 1500);
+        b.set(0, LISTENING, 1);
+        b.set(1, FD_CAP, 1500);
+        b.add(1, LISTENER_PAUSES, 2);
+        let g = b.worker_gauges();
+        assert_eq!(
+            g,
+            vec![
+                WorkerGauges {
+                    connections: 3,
+                    fd_cap: 1500,
+                    listening: true,
+                    listener_pauses: 0
+                },
+                WorkerGauges {
+                    connections: 0,
+                    fd_cap: 1500,
+                    listening: false,
+                    listener_pauses: 2
+                },
+            ]
+        );
+        let text = b.prometheus();
+        assert!(
+            text.contains("tune_worker_listening{worker=\"1\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("tune_worker_listener_pauses_total{worker=\"1\"} 2\n"));
     }
 }

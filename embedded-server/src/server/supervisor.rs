@@ -199,6 +199,11 @@ impl Supervisor {
         self.board.snapshot()
     }
 
+    /// Each worker's own gauges (connections, fd cap, listening), typed.
+    pub fn worker_gauges(&self) -> Vec<super::metrics::WorkerGauges> {
+        self.board.worker_gauges()
+    }
+
     /// The /metrics text, as any worker would serve it.
     pub fn prometheus(&self) -> String {
         self.board.prometheus()

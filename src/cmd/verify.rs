@@ -1,0 +1,148 @@
+//! `tune serve --verify N`: resolve the flags into a [`VerifyPlan`] once, then run the phases
+//! in order (prepare, connect, hold, echo, teardown), assemble the report and print it.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use embedded_server::server::ServerConfig;
+
+use super::{Context, Outcome};
+use crate::capacity;
+use crate::cli::profiles::Role;
+use crate::cli::serve::ServeArgs;
+use crate::cli::Format;
+use crate::verify::assemble::AfterHold;
+use crate::verify::connect::{self, ConnectSpec};
+use crate::verify::hold::{self, Echoed, Held};
+use crate::verify::sample::Peak;
+use crate::verify::{self, measure, plan, prepare, teardown, KnobFacts, Progress, VerifyPlan};
+
+/// Time the load generator gets to stop connecting before the peak is read.
+const PEAK_SETTLE: Duration = Duration::from_millis(150);
+
+/// The plan of a verify run; every flag error surfaces here, before anything starts.
+fn plan(
+    ctx: &Context,
+    args: &ServeArgs,
+    n: u64,
+    server: ServerConfig,
+) -> anyhow::Result<VerifyPlan> {
+    if n == 0 {
+        anyhow::bail!("--verify 0: expected a number of connections (1 or more)");
+    }
+    if args.format == Format::Junit {
+        anyhow::bail!("--verify prints a table or JSON (--format table|json), not JUnit");
+    }
+    if !ctx.root.is_host() {
+        anyhow::bail!(
+            "--verify measures the live host; it cannot run under --root {}",
+            ctx.root.base().display()
+        );
+    }
+    let plan = VerifyPlan {
+        target: n,
+        external: args.external,
+        server,
+        load: super::load::options(&args.load, super::load::VERIFY_HOLD, None)?,
+        memory_floor: args.memory_floor.map(|b| b.0),
+    };
+    // Resolved once against a probe address, so that bad load flags (and unbindable sources)
+    // fail before any server worker starts.
+    if !plan.external {
+        let probe = std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), 1);
+        plan::load_config(&ctx.root, plan::target_of(probe), n, &plan.load)?;
+    }
+    Ok(plan)
+}
+
+/// `tune serve --verify N`.
+pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
+    let server = super::serve::server_config(args)?;
+    let plan = plan(ctx, args, n, server)?;
+    let root = &ctx.root;
+    let obs = crate::knobs::observe(root, None);
+    let role = if plan.external {
+        Role::Server
+    } else {
+        Role::Loopback
+    };
+    let mut inputs = capacity::Inputs::from_observation(&obs, role);
+    if let Some(s) = &plan.load.sources {
+        inputs.source_addresses = Some(s.len() as u64);
+    }
+    let mut progress = Progress::new(n);
+    let cap = capacity::estimate(&inputs, n);
+    let prediction = prepare::predict(&cap, obs.facts.bytes_per_socket(), &plan, &progress);
+
+    let (mut rig, prepared) = prepare::prepare(root, &plan, &progress)?;
+    let mut watch = prepare::watch(&plan, &prediction, &prepared, &rig);
+    let spec = ConnectSpec {
+        target: n,
+        stall: plan.load.stall_window(),
+        stop_on_death: true,
+    };
+    let connected = connect::connect(&mut rig, &spec, Some(&mut watch), &mut progress, root)?;
+    std::thread::sleep(PEAK_SETTLE);
+    let peak = Peak::take(root, &rig, plan.server.limits.backlog)?;
+
+    let reached_all = peak.reached >= n
+        && connected.dead_server.is_empty()
+        && connected.dead_clients.is_empty()
+        && !connected.interrupted;
+    let (mut held, mut echoed) = (Held::default(), Echoed::default());
+    if reached_all {
+        progress.say(&format!(
+            "reached {} in {:.2} s; holding {} s",
+            capacity::group(n),
+            connected.connect_time.as_secs_f64(),
+            plan.load.hold.as_secs_f64()
+        ));
+        held = hold::hold(&mut rig, plan.load.hold, &mut progress);
+        if !held.interrupted {
+            echoed = hold::echo(
+                &rig,
+                peak.reached,
+                &held,
+                plan.load.stall_window(),
+                &mut progress,
+            );
+        }
+    }
+    let after_hold = AfterHold {
+        load: rig.load_snapshot(),
+        server_open: rig
+            .server
+            .as_ref()
+            .map_or(0, |s| s.snapshot().websockets_open),
+    };
+    progress.finish();
+
+    let torn_down = teardown::teardown(rig, peak.reached, Some(root));
+    let records = verify::Records {
+        prediction,
+        prepared,
+        connected,
+        held,
+        echoed,
+        after_hold,
+        torn_down,
+        knobs: KnobFacts::from_observation(&obs),
+        port_range: measure::port_range(root),
+        peak,
+    };
+    let report = verify::assemble(&plan, records);
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        }
+        _ => write!(out, "{}", report.render_table())?,
+    }
+    out.flush()?;
+    Ok(if report.verified {
+        Outcome::Pass
+    } else {
+        Outcome::ShortFall
+    })
+}

@@ -1,0 +1,59 @@
+//! How tune starts its own child processes: the commands for server workers and load workers
+//! (this same binary, hidden subcommands), and the check that an `auto` worker count can start.
+
+use std::process::Command;
+
+use procfs::FromRead;
+
+use crate::capacity::{bytes, group};
+use crate::root::Root;
+
+/// Memory one idle worker process takes before it holds any connection: VmRSS of a worker was
+/// ~4.7 MB here (BENCHMARKS.md, Server); 8 MiB leaves room for page tables and its slot table.
+const WORKER_BASE_BYTES: u64 = 8 << 20;
+
+/// This same binary with a hidden subcommand and the process's index.
+fn this_binary(subcommand: &str, i: usize) -> Command {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "tune".into());
+    let mut c = Command::new(exe);
+    c.arg(subcommand).arg("--index").arg(i.to_string());
+    c
+}
+
+/// The command that starts server worker `i`.
+pub fn worker_command(i: usize) -> Command {
+    this_binary("__serve-worker", i)
+}
+
+/// The command that starts load worker `i`.
+pub fn load_worker_command(i: usize) -> Command {
+    this_binary("__load-worker", i)
+}
+
+/// Refuses an `auto` worker count the host cannot even start: `--expect 100000000` asks for
+/// thousands of workers whose base memory alone exceeds what the host has.
+pub fn check_worker_memory(root: &Root, expected: u64, backlog: i32) -> anyhow::Result<()> {
+    let (_, hard) = embedded_server::sys::rlimit::nofile()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let n = embedded_server::server::auto_workers(expected, hard, backlog, cores) as u64;
+    let Some(avail) = root
+        .read("proc/meminfo")
+        .ok()
+        .and_then(|t| procfs::Meminfo::from_read(t.as_bytes()).ok())
+        .and_then(|m| m.mem_available)
+    else {
+        return Ok(());
+    };
+    let need = n.saturating_mul(WORKER_BASE_BYTES);
+    if need > avail {
+        anyhow::bail!(
+            "--workers auto for {} connections needs {} workers of at most {} fds each, about {} of memory before any connection, more than the {} available: lower --expect/--verify, or raise RLIMIT_NOFILE so fewer workers suffice",
+            group(expected),
+            group(n),
+            group(hard),
+            bytes(need),
+            bytes(avail)
+        );
+    }
+    Ok(())
+}

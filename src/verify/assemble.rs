@@ -1,0 +1,397 @@
+//! Pure: the verify report from the phases' records. Decides whether the run verified, names
+//! the limit ([`diagnose`]) and works out the per-connection figures and the comparison with
+//! the prediction.
+
+use std::collections::BTreeMap;
+
+use embedded_server::loadgen::{Died, LoadSnapshot};
+
+use super::connect::Connected;
+use super::diagnose::{self, ClientSide, Diagnosis, Evidence};
+use super::hold::{Echoed, Held};
+use super::measure::{self, Mem, Rss};
+use super::plan::VerifyPlan;
+use super::prepare::Prepared;
+use super::report::{
+    self, Comparison, KernelMemory, Latency, MemoryWatchdog, Prediction, Report, Teardown,
+    UserMemory,
+};
+use super::sample::Peak;
+use super::teardown::TornDown;
+use crate::capacity::{self, bytes, group};
+use crate::kernel::slabinfo::SlabCache;
+
+/// The counts at the end of the hold, before the teardown.
+#[derive(Debug, Clone, Default)]
+pub struct AfterHold {
+    pub load: Option<LoadSnapshot>,
+    pub server_open: u64,
+}
+
+/// Knob values the diagnosis quotes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KnobFacts {
+    pub file_max: Option<u64>,
+    pub somaxconn: Option<u64>,
+    pub tcp_mem: Option<[u64; 3]>,
+}
+
+/// Every phase's record of one run.
+#[derive(Debug)]
+pub struct Records {
+    pub prediction: Prediction,
+    pub prepared: Prepared,
+    pub connected: Connected,
+    pub peak: Peak,
+    pub held: Held,
+    pub echoed: Echoed,
+    pub after_hold: AfterHold,
+    pub torn_down: TornDown,
+    pub knobs: KnobFacts,
+    /// net.ipv4.ip_local_port_range at the end of the connect phase.
+    pub port_range: Option<(u64, u64)>,
+}
+
+/// The run's verdict and what it rests on.
+struct Verdict {
+    reached: u64,
+    reached_all: bool,
+    interrupted: bool,
+    dropped: u64,
+    verified: bool,
+    dead_server: Vec<String>,
+}
+
+fn verdict(plan: &VerifyPlan, r: &Records) -> Verdict {
+    let (c, n) = (&r.connected, plan.target);
+    let reached = r.peak.reached;
+    let reached_all =
+        reached >= n && c.dead_server.is_empty() && c.dead_clients.is_empty() && !c.interrupted;
+    let interrupted = c.interrupted || r.held.interrupted || r.echoed.interrupted;
+    let dropped = match &r.after_hold.load {
+        Some(l) => l.dropped + l.lost,
+        None => reached.saturating_sub(r.after_hold.server_open),
+    };
+    let mut dead_server = c.dead_server.clone();
+    dead_server.extend(r.held.deaths.server.iter().cloned());
+    let echoes_ok = match (r.prepared.client_processes > 0, r.echoed.echoes) {
+        (true, Some(e)) => e >= n,
+        (true, None) => false,
+        (false, _) => true,
+    };
+    let verified = reached_all
+        && !interrupted
+        && echoes_ok
+        && dropped == 0
+        && dead_server.is_empty()
+        && r.torn_down.clients_died.is_empty();
+    Verdict {
+        reached,
+        reached_all,
+        interrupted,
+        dropped,
+        verified,
+        dead_server,
+    }
+}
+
+fn error_map(s: &LoadSnapshot) -> BTreeMap<String, u64> {
+    s.errors
+        .iter()
+        .map(|(c, n)| (c.label().to_string(), *n))
+        .collect()
+}
+
+/// What the diagnosis looks at.
+fn evidence(plan: &VerifyPlan, r: &Records, reached: u64) -> Evidence {
+    let (before, peak) = (&r.prepared.host, &r.peak.host);
+    let last = r.after_hold.load.as_ref().or(r.peak.load.as_ref());
+    Evidence {
+        target: plan.target,
+        established: reached,
+        client: last.map(|l| ClientSide {
+            processes: r.prepared.client_processes,
+            fd_cap: l.fd_cap,
+            errors: error_map(l),
+            sources: r.prepared.source_count,
+            last_errno: l.last_errno,
+            in_flight: l.in_flight,
+        }),
+        server: Some(r.peak.server_side.clone()),
+        netstat: measure::deltas(&before.net, &peak.net),
+        conntrack_count: peak.ct.count,
+        conntrack_max: peak.ct.max,
+        conntrack_drops: (peak.ct.drop + peak.ct.insert_failed)
+            .saturating_sub(before.ct.drop + before.ct.insert_failed),
+        port_range: r.port_range,
+        file_max: r.knobs.file_max,
+        somaxconn: r.knobs.somaxconn,
+        tcp_mem: r.knobs.tcp_mem,
+        memory: r.connected.memory_stop,
+    }
+}
+
+/// The limit that stopped the run: a dead process first, then the diagnosis of the evidence,
+/// then what kept an open run from verifying.
+fn diagnosis(ev: &Evidence, v: &Verdict, echoes: Option<u64>, died: &[Died]) -> Option<Diagnosis> {
+    let mut d = if v.interrupted {
+        None
+    } else {
+        diagnose::diagnose(ev)
+    };
+    if !died.is_empty() && !v.interrupted {
+        d = Some(diagnose::load_worker_died(died));
+    }
+    if !v.dead_server.is_empty() {
+        d = Some(diagnose::server_worker_died(&v.dead_server));
+    }
+    if v.reached_all && !v.verified && !v.interrupted && d.is_none() {
+        d = Some(diagnose::not_answered(
+            v.dropped,
+            echoes.unwrap_or(0),
+            ev.target,
+        ));
+    }
+    d
+}
+
+fn per(delta: i64, n: u64) -> Option<f64> {
+    (n > 0).then(|| delta as f64 / n as f64)
+}
+
+fn user_memory(base: Rss, half: Option<(Rss, u64)>, peak: Rss, peak_n: u64) -> UserMemory {
+    let growth = per(peak.anon as i64 - base.anon as i64, peak_n);
+    let marginal = half.and_then(|(h, hn)| {
+        (peak_n > hn).then(|| (peak.anon as f64 - h.anon as f64) / (peak_n - hn) as f64)
+    });
+    UserMemory {
+        processes: peak.processes.max(base.processes),
+        baseline: base,
+        half: half.map(|h| h.0),
+        half_connections: half.map_or(0, |h| h.1),
+        peak,
+        peak_connections: peak_n,
+        growth_bytes_per_connection: growth,
+        marginal_bytes_per_connection: marginal,
+    }
+}
+
+fn kernel_memory(
+    base: &Mem,
+    peak: &Mem,
+    slab_before: &Option<Vec<SlabCache>>,
+    slab_peak: &Option<Vec<SlabCache>>,
+    n: u64,
+) -> KernelMemory {
+    let slab_delta = peak.slab as i64 - base.slab as i64;
+    let free_delta = base.free as i64 - peak.free as i64;
+    KernelMemory {
+        slab_delta_bytes: slab_delta,
+        memfree_delta_bytes: free_delta,
+        slab_bytes_per_connection: per(slab_delta, n),
+        memfree_bytes_per_connection: per(free_delta, n),
+        slab_breakdown: match (slab_before, slab_peak) {
+            (Some(a), Some(b)) => measure::slab_growth(a, b, n),
+            _ => Vec::new(),
+        },
+        tcp_sockets_allocated_delta: None,
+        tcp_sockets_expected: 0,
+    }
+}
+
+/// Kernel memory from the baseline to the peak, and a note when other processes' sockets
+/// moved the host-wide figures meanwhile.
+fn kernel(plan: &VerifyPlan, r: &Records, reached: u64) -> (KernelMemory, Option<String>) {
+    let (b, p) = (&r.prepared.host, &r.peak.host);
+    let mut k = kernel_memory(&b.mem, &p.mem, &b.slab, &p.slab, reached);
+    // Slab and MemFree are host-wide: other processes opening or closing sockets meanwhile
+    // move them too. The host's allocated TCP sockets tell how much.
+    let sockets_per_connection = if plan.external { 1 } else { 2 };
+    k.tcp_sockets_expected = reached * sockets_per_connection;
+    k.tcp_sockets_allocated_delta = match (&b.sock, &p.sock) {
+        (Some(a), Some(b)) => Some(b.tcp_alloc as i64 - a.tcp_alloc as i64),
+        _ => None,
+    };
+    let note = report::other_activity_note(
+        k.tcp_sockets_allocated_delta,
+        reached,
+        sockets_per_connection,
+    );
+    (k, note)
+}
+
+/// The predicted figures beside the measured ones.
+fn comparisons(
+    n: u64,
+    pred: &Prediction,
+    v: &Verdict,
+    kernel: &KernelMemory,
+    ev: &Evidence,
+) -> Vec<Comparison> {
+    let mut cmp = vec![Comparison {
+        what: "connections the host holds".into(),
+        predicted: pred.per_host.map_or("unknown".into(), |x| {
+            format!("~{} (bound by {})", capacity::approx(x), pred.binding_limit)
+        }),
+        measured: if v.verified {
+            format!("{} held (not the limit)", group(n))
+        } else {
+            format!("{} reached", group(v.reached))
+        },
+    }];
+    cmp.push(Comparison {
+        what: "kernel memory per connection".into(),
+        predicted: bytes(pred.kernel_bytes_per_connection),
+        measured: kernel.slab_bytes_per_connection.map_or("n/a".into(), |x| {
+            let proc_inodes = kernel
+                .slab_breakdown
+                .iter()
+                .find(|g| g.cache == report::PROC_INODE_CACHE)
+                .map_or(0.0, |g| g.bytes_per_connection);
+            if proc_inodes >= 100.0 {
+                format!(
+                    "{} (Slab), {} of it /proc inodes (see proc_inode_cache above)",
+                    bytes(x.max(0.0) as u64),
+                    bytes(proc_inodes as u64)
+                )
+            } else {
+                format!("{} (Slab)", bytes(x.max(0.0) as u64))
+            }
+        }),
+    });
+    // The server workers' own cap (fd cap less the accept-queue reserve), not the host's
+    // per-process figure: that is what a worker can really hold.
+    if let (Some(pw), Some(s)) = (pred.per_server_worker, &ev.server) {
+        cmp.push(Comparison {
+            what: "connections per server worker".into(),
+            predicted: format!(
+                "{} (RLIMIT_NOFILE less the accept-queue reserve)",
+                group(pw)
+            ),
+            measured: format!(
+                "{} server workers held at most {}",
+                s.workers.len(),
+                group(s.workers.iter().map(|w| w.connections).max().unwrap_or(0))
+            ),
+        });
+    }
+    cmp
+}
+
+/// The notes of a run, in the order they are printed.
+fn notes(r: &Records, v: &Verdict, activity: Option<String>) -> Vec<String> {
+    let mut notes = r.echoed.notes.clone();
+    if v.interrupted {
+        notes.push("interrupted by a signal before the run finished".into());
+    }
+    if let Some(h) = &r.torn_down.latency {
+        if h.missing_reports > 0 {
+            notes.push(format!(
+                "{} client processes did not report latency",
+                h.missing_reports
+            ));
+        }
+    }
+    notes.extend(activity);
+    notes
+}
+
+fn watchdog(r: &Records) -> MemoryWatchdog {
+    let stop = r.connected.memory_stop;
+    MemoryWatchdog {
+        floor_bytes: r.prepared.floor,
+        usable_at_start_bytes: r.prepared.host.mem.usable_since(&r.prepared.host.mem),
+        stopped: stop.is_some(),
+        stopped_before_start: stop.is_some_and(|m| m.before_start),
+        usable_at_stop_bytes: stop.map(|m| m.usable_at_stop),
+        bytes_per_connection: stop.map(|m| m.bytes_per_connection),
+    }
+}
+
+/// The report of a verify run.
+pub fn assemble(plan: &VerifyPlan, r: Records) -> Report {
+    let n = plan.target;
+    let v = verdict(plan, &r);
+    let ev = evidence(plan, &r, v.reached);
+    let diagnosis = diagnosis(&ev, &v, r.echoed.echoes, &r.torn_down.clients_died);
+    let (kernel, activity) = kernel(plan, &r, v.reached);
+    let cmp = comparisons(n, &r.prediction, &v, &kernel, &ev);
+    let c = &r.connected;
+    let hist = r.torn_down.latency.as_ref();
+    let td = &r.torn_down;
+    Report {
+        schema_version: report::SCHEMA_VERSION,
+        mode: if plan.external {
+            "external"
+        } else {
+            "loopback"
+        }
+        .into(),
+        target: n,
+        verified: v.verified,
+        // The exit code of a verify: 0 verified, 1 fell short.
+        exit_code: u8::from(!v.verified),
+        listen: r.prepared.listen.to_string(),
+        reached: v.reached,
+        server_websockets_at_peak: r.peak.server.websockets_open,
+        time_to_reach_seconds: c.reached_at.map(|d| d.as_secs_f64()),
+        connect_seconds: c.connect_time.as_secs_f64(),
+        connections_per_second: v.reached as f64 / c.connect_time.as_secs_f64().max(1e-6),
+        echoes_expected: (r.prepared.client_processes > 0 && v.reached_all).then_some(n),
+        echoes: r.echoed.echoes,
+        dropped: v.dropped,
+        handshake_latency: hist.and_then(|h| Latency::of(&h.handshake_us)),
+        echo_latency: hist.and_then(|h| Latency::of(&h.echo_us)),
+        server_processes: td.server_workers,
+        client_processes: r.prepared.client_processes,
+        sources: r.prepared.sources.clone(),
+        server_memory: user_memory(
+            r.prepared.rss.server,
+            c.server_half,
+            r.peak.rss.server,
+            r.peak.server.connections,
+        ),
+        client_memory: match (r.prepared.rss.clients, r.peak.rss.clients) {
+            (Some(b), Some(p)) => Some(user_memory(b, c.clients_half, p, v.reached)),
+            _ => None,
+        },
+        kernel_memory: kernel,
+        sockstat_before: r.prepared.host.sock,
+        sockstat_peak: r.peak.host.sock,
+        sockstat_after: td.sock_after,
+        netstat_deltas: ev.netstat.clone(),
+        conntrack_before: r.prepared.host.ct.clone(),
+        conntrack_peak: r.peak.host.ct.clone(),
+        errors: r
+            .after_hold
+            .load
+            .as_ref()
+            .or(r.peak.load.as_ref())
+            .map(error_map)
+            .unwrap_or_default(),
+        dead_server_workers: v.dead_server.clone(),
+        memory_watchdog: watchdog(&r),
+        dead_client_processes: td
+            .clients_died
+            .iter()
+            .map(|d| {
+                format!(
+                    "load worker {} {}; {} connections lost",
+                    d.index,
+                    d.status,
+                    group(d.lost)
+                )
+            })
+            .collect(),
+        predicted_vs_measured: cmp,
+        diagnosis,
+        teardown: Some(Teardown {
+            seconds: td.seconds,
+            closed: td.closed,
+            tcp_memory_pressures_delta: td.netstat_deltas.get("TCPMemoryPressures").copied(),
+            netstat_deltas: td.netstat_deltas.clone(),
+        }),
+        notes: notes(&r, &v, activity),
+        prediction: r.prediction,
+    }
+}

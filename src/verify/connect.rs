@@ -1,0 +1,300 @@
+//! The connect phase: tell the clients to connect and follow the count until the target is
+//! open, the count stalls, a process dies, a signal comes or the memory watchdog stops it.
+
+use std::time::{Duration, Instant};
+
+use embedded_server::loadgen::{Cmd, Died, LoadSnapshot};
+
+use super::diagnose::MemoryStop;
+use super::measure::{self, Mem, Rss};
+use super::progress::Progress;
+use super::rig::{Rig, TICK};
+use super::watchdog::{self, Verdict};
+use crate::capacity::{bytes, group};
+use crate::root::Root;
+
+/// How long external mode waits for the first connection from other hosts.
+const EXTERNAL_WAIT: Duration = Duration::from_secs(600);
+/// How often the rate on the progress line is measured.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+/// What the connect phase is asked to do.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectSpec {
+    pub target: u64,
+    pub stall: Duration,
+    /// End the phase when a process dies (verify); `tune load` keeps going with the rest.
+    pub stop_on_death: bool,
+}
+
+/// What the connect phase saw.
+#[derive(Debug, Clone, Default)]
+pub struct Connected {
+    /// When the target was open, from the start (external mode: from the first connection).
+    pub reached_at: Option<Duration>,
+    /// How long the phase took to its end, on the same clock.
+    pub connect_time: Duration,
+    pub interrupted: bool,
+    pub memory_stop: Option<MemoryStop>,
+    pub dead_server: Vec<String>,
+    pub dead_clients: Vec<Died>,
+    /// Server RSS and its connection count at about half the target (for the marginal cost).
+    pub server_half: Option<(Rss, u64)>,
+    pub clients_half: Option<(Rss, u64)>,
+}
+
+/// The headroom the watchdog guards: what the run may still take. One place, so that a tighter
+/// limit (a memory cgroup) can bound it too.
+pub fn headroom(now: &Mem, base: &Mem) -> u64 {
+    now.usable_since(base)
+}
+
+/// The memory watchdog's state over the connect phase (the decision itself is
+/// [`watchdog::step`]).
+#[derive(Debug, Clone)]
+pub struct Watch {
+    pub target: u64,
+    pub floor: u64,
+    pub base: Mem,
+    pub usable_start: u64,
+    /// Predicted bytes per connection, used until 1,000 connections are open.
+    pub predicted: f64,
+    pub in_flight_cap: u64,
+    /// The rate a step is assumed to open at until one is measured.
+    pub rate: f64,
+    /// The fastest rate measured over a step.
+    peak_rate: f64,
+    /// The time and count (open + in flight) of the last look.
+    last: (Instant, u64),
+}
+
+impl Watch {
+    /// A watch from the baseline; `rate` is `--rate` when given.
+    pub fn new(
+        target: u64,
+        floor: u64,
+        base: Mem,
+        predicted: f64,
+        in_flight_cap: u64,
+        rate: Option<f64>,
+    ) -> Watch {
+        Watch {
+            target,
+            floor,
+            usable_start: headroom(&base, &base),
+            base,
+            predicted,
+            in_flight_cap,
+            rate: rate.map_or(watchdog::ASSUMED_RATE, |r| {
+                (r * 1.5).min(watchdog::ASSUMED_RATE)
+            }),
+            peak_rate: 0.0,
+            last: (Instant::now(), 0),
+        }
+    }
+
+    /// The verdict for the next step, and the bytes per connection it assumed.
+    pub fn verdict(&mut self, usable: u64, open: u64, in_flight: u64, m: &Mem) -> (Verdict, f64) {
+        // Per connection: the fall of usable memory or the growth of Slab, whichever is
+        // larger (other processes on the host move MemAvailable both ways; Slab growth is
+        // what the sockets themselves take).
+        let used = self
+            .usable_start
+            .saturating_sub(usable)
+            .max(m.slab.saturating_sub(self.base.slab));
+        let per_conn = if open >= 1000 {
+            (used as f64 / open as f64).max(self.predicted / 4.0)
+        } else {
+            self.predicted
+        };
+        let now = (Instant::now(), open + in_flight);
+        let dt = now.0.saturating_duration_since(self.last.0).as_secs_f64();
+        if dt > 0.0 && self.last.1 > 0 {
+            self.peak_rate = self
+                .peak_rate
+                .max(now.1.saturating_sub(self.last.1) as f64 / dt);
+        }
+        self.last = now;
+        // The assumed rate, or the fastest step seen with room for a burst when that is faster.
+        let rate = self.rate.max(self.peak_rate * 1.5);
+        // Connects that may still complete: up to the concurrency, never beyond the target.
+        let in_flight = self
+            .in_flight_cap
+            .min(self.target.saturating_sub(open))
+            .max(in_flight);
+        let v = watchdog::step(&watchdog::Step {
+            usable,
+            floor: self.floor,
+            per_connection: per_conn,
+            in_flight,
+            rate,
+        });
+        (v, per_conn)
+    }
+
+    fn stop(&self, usable: u64, per_conn: f64, before_start: bool) -> MemoryStop {
+        MemoryStop {
+            floor: self.floor,
+            usable_at_start: self.usable_start,
+            usable_at_stop: usable,
+            bytes_per_connection: per_conn,
+            before_start,
+        }
+    }
+}
+
+/// The errors so far in a few words.
+pub fn short_errors(s: &LoadSnapshot) -> String {
+    let v: Vec<String> = s
+        .errors
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(c, n)| format!("{} {}", c.label(), group(*n)))
+        .collect();
+    if v.is_empty() {
+        "no errors".into()
+    } else {
+        v.join(" ")
+    }
+}
+
+/// Runs the connect phase. With a watch, the memory watchdog paces it (and may stop it before
+/// the first connection); without, it looks every [`TICK`].
+pub fn connect(
+    rig: &mut Rig,
+    spec: &ConnectSpec,
+    mut watch: Option<&mut Watch>,
+    progress: &mut Progress,
+    root: &Root,
+) -> anyhow::Result<Connected> {
+    let mut c = Connected::default();
+    let t0 = Instant::now();
+    // Before the first connection: not even one step may cross the floor.
+    let mut next_step = TICK;
+    if let Some(w) = watch.as_deref_mut() {
+        let (usable, base) = (w.usable_start, w.base);
+        match w.verdict(usable, 0, 0, &base) {
+            (Verdict::Go(d), _) => {
+                progress.say(&format!(
+                    "baseline taken; opening {} connections",
+                    group(spec.target)
+                ));
+                next_step = d;
+            }
+            (Verdict::Stop, per_conn) => {
+                c.memory_stop = Some(w.stop(usable, per_conn, true));
+            }
+        }
+    }
+    if let (Some(cl), None) = (&rig.clients, &c.memory_stop) {
+        cl.gen.command(Cmd::Connect);
+    }
+    let mut best = 0u64;
+    let mut last_progress = Instant::now();
+    let mut first_seen: Option<Instant> = None;
+    let mut rate_prev = (Instant::now(), 0u64);
+    let mut rate_now = 0.0f64;
+    while c.memory_stop.is_none() {
+        if rig.sleep_or_signal(next_step) {
+            c.interrupted = true;
+            break;
+        }
+        let deaths = rig.reap(progress);
+        c.dead_server.extend(deaths.server.iter().cloned());
+        c.dead_clients.extend(deaths.clients.iter().cloned());
+        if spec.stop_on_death && !deaths.is_empty() {
+            break;
+        }
+        let ls = rig.load_snapshot();
+        let open = rig.open(ls.as_ref());
+        if open > 0 && first_seen.is_none() {
+            first_seen = Some(Instant::now());
+        }
+        if rate_prev.0.elapsed() >= RATE_WINDOW {
+            rate_now =
+                (open.saturating_sub(rate_prev.1)) as f64 / rate_prev.0.elapsed().as_secs_f64();
+            rate_prev = (Instant::now(), open);
+        }
+        let m = match watch {
+            Some(_) => Some(measure::mem(root)?),
+            None => None,
+        };
+        let usable = m
+            .as_ref()
+            .zip(watch.as_deref())
+            .map(|(m, w)| headroom(m, &w.base));
+        progress.update(open, progress_line(rate_now, ls.as_ref(), usable));
+        sample_half(rig, root, spec.target, open, &mut c);
+        if open >= spec.target {
+            c.reached_at = Some(t0.elapsed());
+            break;
+        }
+        // Memory watchdog: hold before the next step could take usable memory under the floor.
+        if let (Some(w), Some(m), Some(usable)) = (watch.as_deref_mut(), &m, usable) {
+            let in_flight = ls.as_ref().map_or(0, |l| l.in_flight);
+            match w.verdict(usable, open, in_flight, m) {
+                (Verdict::Go(d), _) => next_step = d,
+                (Verdict::Stop, per_conn) => {
+                    c.memory_stop = Some(w.stop(usable, per_conn, false));
+                    break;
+                }
+            }
+        }
+        if open > best {
+            best = open;
+            last_progress = Instant::now();
+        }
+        let waited = match first_seen {
+            None if rig.clients.is_none() => t0.elapsed() > EXTERNAL_WAIT,
+            _ => last_progress.elapsed() > spec.stall,
+        };
+        if waited {
+            break;
+        }
+    }
+    if let Some(cl) = &rig.clients {
+        cl.gen.command(Cmd::Hold);
+    }
+    // External mode: the clock starts with the first connection, not with the server.
+    let start_shift = match (rig.clients.is_none(), first_seen) {
+        (true, Some(f)) => f.saturating_duration_since(t0).saturating_sub(TICK),
+        _ => Duration::ZERO,
+    };
+    c.reached_at = c.reached_at.map(|d| d.saturating_sub(start_shift));
+    c.connect_time = c
+        .reached_at
+        .unwrap_or_else(|| t0.elapsed().saturating_sub(start_shift));
+    Ok(c)
+}
+
+/// The progress line of the connect phase.
+fn progress_line(rate: f64, load: Option<&LoadSnapshot>, usable: Option<u64>) -> String {
+    let mut line = format!(
+        "{rate:.0}/s | {}",
+        load.map_or("external clients".into(), |l| format!(
+            "in flight {} | {}",
+            group(l.in_flight),
+            short_errors(l)
+        ))
+    );
+    if let Some(u) = usable {
+        line.push_str(&format!(" | usable memory {}", bytes(u)));
+    }
+    line
+}
+
+/// Reads the processes' RSS once, when about half the target is open.
+fn sample_half(rig: &Rig, root: &Root, target: u64, open: u64, c: &mut Connected) {
+    let Some(server) = &rig.server else { return };
+    if c.server_half.is_some() || open < target / 2 || target < 2 {
+        return;
+    }
+    c.server_half = Some((
+        measure::rss(root, &server.pids()),
+        server.snapshot().connections,
+    ));
+    c.clients_half = rig
+        .clients
+        .as_ref()
+        .map(|cl| (measure::rss(root, &cl.gen.pids()), open));
+}

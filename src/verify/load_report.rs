@@ -1,0 +1,285 @@
+//! The `tune load` report (the JSON of docs/load-schema.json): assembled (pure) from the
+//! phases' records, and its table rendering.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use embedded_server::loadgen::LoadSnapshot;
+use serde::Serialize;
+
+use super::connect::Connected;
+use super::diagnose::{self, ClientSide, Diagnosis, Evidence};
+use super::hold::Held;
+use super::report::Latency;
+use super::teardown::TornDown;
+use crate::capacity::group;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What `tune load --format json` prints.
+#[derive(Debug, Serialize)]
+pub struct LoadReport {
+    pub schema_version: u32,
+    pub url: String,
+    pub target: u64,
+    pub reached: u64,
+    pub all_open: bool,
+    pub time_to_reach_seconds: Option<f64>,
+    pub connections_per_second: f64,
+    pub processes: u64,
+    pub sources: String,
+    pub held_seconds: f64,
+    /// Websockets open at the end of the hold, before the teardown.
+    pub open: u64,
+    /// Open websockets lost before the teardown: closed by the server or the network, or gone
+    /// with a client process that died.
+    pub dropped: u64,
+    /// Client processes that exited before they were told to.
+    pub died_processes: Vec<DiedProcess>,
+    /// Closed by the server with 1001 (going away) before our teardown.
+    pub closed_by_server: u64,
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    pub handshake_latency: Option<Latency>,
+    pub echo_latency: Option<Latency>,
+    pub errors: BTreeMap<String, u64>,
+    pub netstat_deltas: BTreeMap<String, u64>,
+    pub diagnosis: Option<Diagnosis>,
+    pub closed: u64,
+    pub exit_code: u8,
+    /// Not in the JSON: what the summary line needs.
+    #[serde(skip)]
+    peak_open: u64,
+    #[serde(skip)]
+    dropped_by_peer: u64,
+    #[serde(skip)]
+    interrupted: bool,
+}
+
+/// A client process that died during the run.
+#[derive(Debug, Serialize)]
+pub struct DiedProcess {
+    pub index: usize,
+    pub status: String,
+    pub connections_lost: u64,
+}
+
+/// Every phase's record of one `tune load` run.
+#[derive(Debug)]
+pub struct LoadRecords {
+    pub url: String,
+    pub target: u64,
+    pub processes: u64,
+    pub sources: String,
+    pub source_count: u64,
+    pub connected: Connected,
+    pub peak: LoadSnapshot,
+    /// Growth of the watched netstat counters over the connect phase.
+    pub netstat: BTreeMap<String, u64>,
+    pub held: Held,
+    pub after_hold: LoadSnapshot,
+    pub torn_down: TornDown,
+    pub port_range: Option<(u64, u64)>,
+}
+
+/// The diagnosis of a load run: a dead process explains the shortfall before anything its
+/// death caused.
+fn diagnosis(r: &LoadRecords, interrupted: bool) -> (Option<Diagnosis>, BTreeMap<String, u64>) {
+    let ev = Evidence {
+        target: r.target,
+        established: r.peak.open,
+        client: Some(ClientSide {
+            processes: r.processes,
+            fd_cap: r.peak.fd_cap,
+            errors: r
+                .peak
+                .errors
+                .iter()
+                .map(|(c, n)| (c.label().to_string(), *n))
+                .collect(),
+            sources: r.source_count,
+            last_errno: r.peak.last_errno,
+            in_flight: r.peak.in_flight,
+        }),
+        server: None,
+        netstat: r.netstat.clone(),
+        port_range: r.port_range,
+        ..Evidence::default()
+    };
+    let died = &r.torn_down.clients_died;
+    let d = if interrupted {
+        None
+    } else if !died.is_empty() {
+        Some(diagnose::load_worker_died(died))
+    } else {
+        diagnose::diagnose(&ev)
+    };
+    (d, ev.client.map(|c| c.errors).unwrap_or_default())
+}
+
+/// The report of a load run.
+pub fn assemble_load(r: LoadRecords) -> LoadReport {
+    let c = &r.connected;
+    let interrupted = c.interrupted || r.held.interrupted;
+    let (diagnosis, errors) = diagnosis(&r, interrupted);
+    let died = &r.torn_down.clients_died;
+    let dropped = r.after_hold.dropped + r.after_hold.lost;
+    let all_open = c.reached_at.is_some() && dropped == 0 && died.is_empty() && !interrupted;
+    let hist = r.torn_down.latency.as_ref();
+    LoadReport {
+        schema_version: SCHEMA_VERSION,
+        target: r.target,
+        reached: r.peak.open,
+        all_open,
+        time_to_reach_seconds: c.reached_at.map(|d| d.as_secs_f64()),
+        connections_per_second: r.peak.open as f64 / c.connect_time.as_secs_f64().max(1e-6),
+        processes: r.processes,
+        held_seconds: r.held.seconds,
+        open: r.after_hold.open,
+        dropped,
+        died_processes: died
+            .iter()
+            .map(|d| DiedProcess {
+                index: d.index,
+                status: d.status.clone(),
+                connections_lost: d.lost,
+            })
+            .collect(),
+        closed_by_server: r.after_hold.server_closed,
+        messages_sent: r.after_hold.messages_sent,
+        messages_received: r.after_hold.messages_received,
+        handshake_latency: hist.and_then(|h| Latency::of(&h.handshake_us)),
+        echo_latency: hist.and_then(|h| Latency::of(&h.echo_us)),
+        errors,
+        diagnosis,
+        closed: r.torn_down.closed,
+        // The exit code of a load run: 0 all open, 1 fell short.
+        exit_code: u8::from(!all_open),
+        peak_open: r.peak.open,
+        dropped_by_peer: r.after_hold.dropped,
+        interrupted,
+        netstat_deltas: r.netstat,
+        url: r.url,
+        sources: r.sources,
+    }
+}
+
+/// Why connections were dropped, in words: `worker 3 died`, `300 closed by the server or the
+/// network`, or both with their counts.
+fn drop_reasons(died: &[DiedProcess], by_peer: u64) -> String {
+    let lost: u64 = died.iter().map(|d| d.connections_lost).sum();
+    let died_words = match died {
+        [] => String::new(),
+        [one] => format!("worker {} died", one.index),
+        more => format!(
+            "workers {} died",
+            more.iter()
+                .map(|d| d.index.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let peer = format!("{} closed by the server or the network", group(by_peer));
+    match (died.is_empty(), by_peer > 0) {
+        (false, false) => died_words,
+        (true, _) => peer,
+        (false, true) => format!("{} when {died_words}, {peer}", group(lost)),
+    }
+}
+
+impl LoadReport {
+    /// The first line of the table: OK, or SHORT with what is open now against the target
+    /// and what was lost on the way.
+    pub fn summary_line(&self) -> String {
+        let whom = format!(
+            "to {} ({} processes, sources: {})",
+            self.url, self.processes, self.sources
+        );
+        if self.all_open {
+            return format!(
+                "OK: {} of {} connections open {whom}",
+                group(self.reached),
+                group(self.target)
+            );
+        }
+        let mut why = Vec::new();
+        if self.peak_open < self.target {
+            why.push(format!("at most {} opened", group(self.peak_open)));
+        }
+        if self.dropped > 0 || !self.died_processes.is_empty() {
+            why.push(format!(
+                "{} dropped: {}",
+                group(self.dropped),
+                drop_reasons(&self.died_processes, self.dropped_by_peer)
+            ));
+        }
+        format!(
+            "SHORT: {} open of {}{} {whom}",
+            group(self.open),
+            group(self.target),
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.join("; "))
+            }
+        )
+    }
+
+    /// The table for people.
+    pub fn render_table(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "{}", self.summary_line());
+        let _ = writeln!(
+            o,
+            "rate {:.0} connections/s; held {:.1} s; dropped {}; closed by the server (going away) {}; closed {}",
+            self.connections_per_second,
+            self.held_seconds,
+            group(self.dropped),
+            group(self.closed_by_server),
+            group(self.closed)
+        );
+        for (name, l) in [
+            ("handshake", &self.handshake_latency),
+            ("echo", &self.echo_latency),
+        ] {
+            if let Some(l) = l {
+                let _ = writeln!(
+                    o,
+                    "{name} latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
+                    l.p50_us as f64 / 1000.0,
+                    l.p99_us as f64 / 1000.0,
+                    l.max_us as f64 / 1000.0,
+                    group(l.count)
+                );
+            }
+        }
+        if self.messages_sent > 0 {
+            let _ = writeln!(
+                o,
+                "messages: {} sent, {} echoed",
+                group(self.messages_sent),
+                group(self.messages_received)
+            );
+        }
+        let errs: Vec<String> = self
+            .errors
+            .iter()
+            .filter(|(_, v)| **v > 0)
+            .map(|(k, v)| format!("{k} {}", group(*v)))
+            .collect();
+        if !errs.is_empty() {
+            let _ = writeln!(o, "errors: {}", errs.join(", "));
+        }
+        if let Some(d) = &self.diagnosis {
+            let _ = writeln!(o, "LIMIT: {} ({} side): {}", d.limit, d.side, d.value);
+            let _ = writeln!(o, "  seen: {}", d.evidence);
+            for f in &d.fix {
+                let _ = writeln!(o, "  fix: {f}");
+            }
+        }
+        if self.interrupted {
+            let _ = writeln!(o, "interrupted by a signal");
+        }
+        o
+    }
+}

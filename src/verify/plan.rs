@@ -1,0 +1,326 @@
+//! What a verify or load run is asked to do, resolved once from the command line (in `cmd/`):
+//! [`VerifyPlan`] and [`LoadOptions`], and the resolution of the load options against this host
+//! (`auto` processes from RLIMIT_NOFILE, default sources from the port range, sources that must
+//! be bindable) into the load generator's [`LoadConfig`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use embedded_server::loadgen::{self, sources, LoadConfig, Target};
+use embedded_server::server::ServerConfig;
+
+use super::measure;
+use crate::root::Root;
+
+/// Floor of the default memory floor.
+pub const MIN_MEMORY_FLOOR: u64 = 256 << 20;
+/// Ports of the kernel's default ip_local_port_range (32768-60999), assumed when the range of
+/// this namespace cannot be read.
+const DEFAULT_PORTS: u64 = 28_232;
+/// Shortest stall window: a window below the progress tick would end runs that are rising.
+pub const MIN_STALL: Duration = Duration::from_millis(500);
+
+/// A count given as a number or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processes {
+    /// Enough that each process stays under its fd cap, at least one per core.
+    Auto,
+    Fixed(usize),
+}
+
+impl std::str::FromStr for Processes {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Processes::Auto),
+            p => match p.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(Processes::Fixed(n)),
+                _ => Err(format!(
+                    "--processes {p:?}: expected a number (1 or more) or `auto`"
+                )),
+            },
+        }
+    }
+}
+
+/// A size in bytes as the command line gives it: `512M`, `2G`, `1.5k`, `1048576` (binary
+/// units K, M, G, T).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let (num, mult) = match t.chars().last() {
+            Some('k' | 'K') => (&t[..t.len() - 1], 1u64 << 10),
+            Some('m' | 'M') => (&t[..t.len() - 1], 1 << 20),
+            Some('g' | 'G') => (&t[..t.len() - 1], 1 << 30),
+            Some('t' | 'T') => (&t[..t.len() - 1], 1 << 40),
+            _ => (t, 1),
+        };
+        let n: f64 = num
+            .trim()
+            .parse()
+            .map_err(|_| "expected bytes, like 512M, 2G or 1048576".to_string())?;
+        if !(n.is_finite() && n >= 0.0) {
+            return Err("expected a non-negative size".into());
+        }
+        Ok(ByteSize((n * mult as f64) as u64))
+    }
+}
+
+/// A number of seconds as the command line gives it (`5`, `0.5`): finite and not negative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Secs(pub Duration);
+
+impl std::str::FromStr for Secs {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= 0.0 => Ok(Secs(Duration::from_secs_f64(v))),
+            _ => Err("expected a non-negative number of seconds, like 5 or 0.5".into()),
+        }
+    }
+}
+
+impl std::fmt::Display for Secs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
+}
+
+/// Source addresses as the command line gives them: `127.0.0.2-127.0.0.254` or a
+/// comma-separated list (checked for bindability later, against the target).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sources(pub Vec<IpAddr>);
+
+impl std::str::FromStr for Sources {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        sources::parse(s).map(Sources)
+    }
+}
+
+/// The load generator's options as the command line gives them, shared by `serve --verify` and
+/// `tune load`; [`load_config`] resolves them against the host and a target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadOptions {
+    pub processes: Processes,
+    /// Connects in flight, all processes together (1 or more).
+    pub concurrency: usize,
+    /// New connections per second, all processes together (positive); `None`: as fast as
+    /// they complete.
+    pub rate: Option<f64>,
+    /// Source addresses to bind; `None`: enough loopback addresses for a loopback IPv4
+    /// target, else the kernel's choice.
+    pub sources: Option<Vec<IpAddr>>,
+    pub connect_timeout: Duration,
+    /// Connections closed per second at teardown.
+    pub close_rate: u64,
+    /// Every connection sends one message this often (`tune load` only).
+    pub message_interval: Option<Duration>,
+    /// Give up when the count has not risen for this long.
+    pub stall: Duration,
+    /// Hold the connections this long once all are open.
+    pub hold: Duration,
+}
+
+impl LoadOptions {
+    /// Refuses values no run can use, before anything starts.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.concurrency == 0 {
+            anyhow::bail!("--concurrency 0: expected 1 or more connects in flight");
+        }
+        if let Some(r) = self.rate {
+            if !(r.is_finite() && r > 0.0) {
+                anyhow::bail!("--rate {r}: expected a positive number of connections per second");
+            }
+        }
+        if self.message_interval.is_some_and(|d| d.is_zero()) {
+            anyhow::bail!("--message-interval 0: expected a positive number of seconds");
+        }
+        Ok(())
+    }
+
+    /// The stall window actually used.
+    pub fn stall_window(&self) -> Duration {
+        self.stall.max(MIN_STALL)
+    }
+}
+
+/// `tune serve --verify N`, resolved.
+#[derive(Debug, Clone)]
+pub struct VerifyPlan {
+    pub target: u64,
+    /// Wait for clients on other hosts instead of starting the load generator.
+    pub external: bool,
+    pub server: ServerConfig,
+    pub load: LoadOptions,
+    /// `--memory-floor`; `None`: a share of MemTotal (see [`memory_floor`]).
+    pub memory_floor: Option<u64>,
+}
+
+/// The memory floor of a run: the one given, or 5% of MemTotal and at least
+/// [`MIN_MEMORY_FLOOR`]. A floor at or above MemTotal would not let one connection open.
+pub fn memory_floor(given: Option<u64>, mem_total: u64) -> anyhow::Result<u64> {
+    let floor = given.unwrap_or_else(|| {
+        (mem_total / 100 * crate::capacity::MEMORY_RESERVE_PERCENT).max(MIN_MEMORY_FLOOR)
+    });
+    if floor >= mem_total {
+        anyhow::bail!(
+            "--memory-floor {}: at or above MemTotal {}, so not one connection could be opened; give a floor below the host's memory",
+            crate::capacity::bytes(floor),
+            crate::capacity::bytes(mem_total)
+        );
+    }
+    Ok(floor)
+}
+
+/// A target for a server at `addr` (the loopback address when it listens on all).
+pub fn target_of(addr: SocketAddr) -> Target {
+    let addr = if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    Target {
+        addr,
+        host: addr.to_string(),
+        path: "/".into(),
+    }
+}
+
+/// Resolves the load options for `conns` connections to `target` against this host.
+pub fn load_config(
+    root: &Root,
+    target: Target,
+    conns: u64,
+    o: &LoadOptions,
+) -> anyhow::Result<LoadConfig> {
+    o.validate()?;
+    let (_, hard) = embedded_server::sys::rlimit::nofile().context("reading RLIMIT_NOFILE")?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let processes = match o.processes {
+        Processes::Auto => loadgen::auto_processes(conns, hard, cores),
+        Processes::Fixed(n) => n,
+    };
+    let srcs: Vec<IpAddr> = match &o.sources {
+        Some(s) => s.clone(),
+        None if target.addr.ip().is_loopback() && target.addr.is_ipv4() => {
+            let ports = measure::port_range(root).map_or(DEFAULT_PORTS, |(lo, hi)| hi - lo + 1);
+            let per = conns.div_ceil(processes as u64);
+            let k = loadgen::sources_per_process(per, ports) as usize;
+            sources::loopback(k * processes)
+        }
+        None => Vec::new(),
+    };
+    check_sources(&srcs, &target)?;
+    let ms = |d: Duration| d.as_millis().min(u64::MAX as u128) as u64;
+    Ok(LoadConfig {
+        target,
+        conns,
+        processes,
+        concurrency: o.concurrency,
+        rate: o.rate,
+        sources: srcs,
+        message_interval_ms: o.message_interval.map(|d| ms(d).max(1)),
+        connect_timeout_ms: ms(o.connect_timeout).max(1),
+        close_rate: o.close_rate.max(1),
+    })
+}
+
+/// Refuses source addresses a client socket cannot bind (not addresses of this host) or of
+/// another family than the target, before any load worker starts: otherwise every connect
+/// fails with EADDRNOTAVAIL, which the diagnosis would read as running out of ports.
+fn check_sources(srcs: &[IpAddr], target: &Target) -> anyhow::Result<()> {
+    if let Some(ip) = srcs.iter().find(|ip| ip.is_ipv4() != target.addr.is_ipv4()) {
+        anyhow::bail!(
+            "--source {ip}: an IPv{} address, but the target {} is IPv{}; give source addresses of the target's family",
+            if ip.is_ipv4() { 4 } else { 6 },
+            target.addr,
+            if target.addr.is_ipv4() { 4 } else { 6 }
+        );
+    }
+    let bad = sources::unbindable(srcs);
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = bad.iter().take(5).map(|(ip, _)| ip.to_string()).collect();
+    let list = if bad.len() > shown.len() {
+        format!("{} and {} more", shown.join(", "), bad.len() - shown.len())
+    } else {
+        shown.join(", ")
+    };
+    let which = if bad.len() == 1 {
+        format!("--source {list}")
+    } else {
+        format!(
+            "--source: {} of {} addresses ({list})",
+            bad.len(),
+            srcs.len()
+        )
+    };
+    let (first, errno) = bad[0];
+    if bad
+        .iter()
+        .all(|(_, e)| *e == embedded_server::sys::Errno::EADDRNOTAVAIL)
+    {
+        anyhow::bail!(
+            "{which}: not an address of this host (binding a socket to it fails with EADDRNOTAVAIL), so no connection could start from it; give addresses this host has (`ip -brief addr` lists them; for a loopback target any of 127.0.0.2-127.255.255.254), or add the address to an interface first: ip addr add {first}/32 dev IFACE"
+        );
+    }
+    anyhow::bail!(
+        "{which}: cannot bind a client socket to {first}: {errno} ({}); give addresses this host can bind",
+        errno.desc()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        let b = |s: &str| s.parse::<ByteSize>().map(|b| b.0);
+        assert_eq!(b("512M"), Ok(512 << 20));
+        assert_eq!(b("2G"), Ok(2 << 30));
+        assert_eq!(b("1.5k"), Ok(1536));
+        assert_eq!(b("100"), Ok(100));
+        assert!(b("lots").unwrap_err().contains("expected bytes"));
+        assert!(b("-1G").is_err());
+    }
+
+    #[test]
+    fn seconds_are_finite_and_not_negative() {
+        assert_eq!("0.5".parse::<Secs>(), Ok(Secs(Duration::from_millis(500))));
+        assert_eq!("5".parse::<Secs>().unwrap().to_string(), "5");
+        for bad in ["-1", "NaN", "inf", "soon"] {
+            assert!(bad.parse::<Secs>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn processes_are_auto_or_a_positive_number() {
+        assert_eq!("auto".parse::<Processes>(), Ok(Processes::Auto));
+        assert_eq!("3".parse::<Processes>(), Ok(Processes::Fixed(3)));
+        let e = "0".parse::<Processes>().unwrap_err();
+        assert!(e.contains("--processes \"0\""), "{e}");
+        assert!("lots".parse::<Processes>().is_err());
+    }
+
+    #[test]
+    fn the_default_floor_is_a_share_of_memory_and_never_above_it() {
+        assert_eq!(memory_floor(None, 1 << 30).unwrap(), MIN_MEMORY_FLOOR);
+        assert_eq!(
+            memory_floor(None, 100 << 30).unwrap(),
+            (100u64 << 30) / 100 * crate::capacity::MEMORY_RESERVE_PERCENT
+        );
+        assert_eq!(memory_floor(Some(1 << 20), 1 << 30).unwrap(), 1 << 20);
+        let e = memory_floor(Some(2 << 30), 1 << 30)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at or above MemTotal"), "{e}");
+    }
+}

@@ -1,0 +1,69 @@
+//! What a run says while it runs, on stderr: an indicatif bar on a terminal, a plain line
+//! every few seconds otherwise, and one-off lines between phases.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::capacity::group;
+
+/// Period of the plain progress line when stderr is not a terminal.
+const LINE_PERIOD: Duration = Duration::from_secs(5);
+
+/// A progress display for one run.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    last_line: Instant,
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress").finish()
+    }
+}
+
+impl Progress {
+    pub fn new(target: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = ProgressBar::new(target);
+            b.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b
+        });
+        Progress {
+            bar,
+            last_line: Instant::now(),
+        }
+    }
+
+    pub fn update(&mut self, pos: u64, msg: String) {
+        match &self.bar {
+            Some(b) => {
+                b.set_position(pos);
+                b.set_message(msg);
+            }
+            None => {
+                if self.last_line.elapsed() >= LINE_PERIOD {
+                    self.last_line = Instant::now();
+                    eprintln!("{} {msg}", group(pos));
+                }
+            }
+        }
+    }
+
+    pub fn say(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
