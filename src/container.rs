@@ -241,6 +241,28 @@ pub fn describe_memory(c: &Container) -> String {
     }
 }
 
+/// The lines a report shows about the container: memory cgroup, pids cgroup, user namespace,
+/// conntrack, network namespace.
+pub fn describe(c: &Container) -> Vec<String> {
+    let mut out = vec![describe_memory(c)];
+    if let Some(b) = cgroup::pids_binding(c.pids()) {
+        out.push(format!(
+            "pids cgroup {}: pids.max {}, {} running",
+            b.path,
+            group(b.max.unwrap_or(0)),
+            group(b.current.unwrap_or(0))
+        ));
+    }
+    if let Some(m) = &c.uid_map {
+        out.push(format!("user namespace: {}", userns::describe(m)));
+    }
+    out.push(format!("conntrack: {}", c.conntrack.evidence()));
+    if c.same_netns == Some(false) {
+        out.push("network namespace: the process is in another one than tune".into());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -153,6 +153,8 @@ pub struct CheckReport {
     pub boot_warnings: Vec<String>,
     /// The last apply and whether its values still hold; `None` when nothing is applied.
     pub drift: Option<DriftReport>,
+    /// The target process's cgroups, user namespace, conntrack and network namespace.
+    pub container: Option<crate::container::Container>,
 }
 
 /// Which knobs --ignore names.
@@ -370,6 +372,7 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
         summary,
         boot_warnings: Vec::new(),
         drift: None,
+        container: facts.container.clone(),
     }
 }
 

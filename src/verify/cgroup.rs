@@ -70,7 +70,7 @@ pub fn memory_stop(
     let projected =
         established + (stop.usable_at_stop.saturating_sub(stop.floor) as f64 / per) as u64;
     let mut x = diagnosis(
-        "memory cgroup",
+        "memory_cgroup",
         limit_words(cg),
         format!(
             "the memory watchdog stopped opening connections at {} of {}: at {:.0} B per connection charged to the cgroup the next ones would have taken it to its limit, where the kernel's OOM killer picks a process",
@@ -107,7 +107,7 @@ pub fn oom_kill(
         _ => 0.0,
     };
     Some(diagnosis(
-        "memory cgroup",
+        "memory_cgroup",
         limit_words(after),
         format!(
             "the kernel's OOM killer killed {} process{} of this run in its memory cgroup ({} oom_kill +{}, limit reached {} times) with {} of {} connections open",
@@ -135,7 +135,7 @@ pub fn pids_refused(before: &[PidsLevel], after: &[PidsLevel]) -> Option<Diagnos
     }
     let b = crate::kernel::cgroup::pids_binding(after).or(after.first())?;
     Some(diagnosis(
-        "pids cgroup",
+        "pids_cgroup",
         format!(
             "pids cgroup {}: pids.max {}, {} running",
             b.path,
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn an_oom_kill_is_named_from_the_cgroup_counters() {
         let x = oom_kill(&cg(10 * MB, 0, 0), &cg(400 * MB, 1, 461), 59_665, 80_000).unwrap();
-        assert_eq!(x.limit, "memory cgroup");
+        assert_eq!(x.limit, "memory_cgroup");
         assert!(
             x.evidence.contains("OOM killer killed 1 process"),
             "{}",
@@ -217,7 +217,7 @@ mod tests {
             before_start: false,
         };
         let x = memory_stop(&cg(380 * MB, 0, 0), &stop, 65_000, 100_000);
-        assert_eq!(x.limit, "memory cgroup");
+        assert_eq!(x.limit, "memory_cgroup");
         assert!(x.value.contains("limit 419.4 MB"), "{}", x.value);
         assert_eq!(x.projected_connections, Some(65_000 + (20 * MB) / 5_500));
         assert!(
@@ -238,7 +238,7 @@ mod tests {
             }]
         };
         let x = pids_refused(&l(0), &l(3)).unwrap();
-        assert_eq!(x.limit, "pids cgroup");
+        assert_eq!(x.limit, "pids_cgroup");
         assert!(x.evidence.contains("refused 3 forks"));
         assert!(pids_refused(&l(3), &l(3)).is_none());
     }
