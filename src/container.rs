@@ -9,16 +9,21 @@ use crate::kernel::userns::{self, Extent};
 use crate::probe;
 use crate::root::Root;
 
-/// Kernel memory a memory cgroup is charged per TCP socket of a loopback pair, measured here:
-/// `tune serve --verify` in a child v1 memory cgroup (Linux 6.18.44) charged 116.2 MB at 20,000
-/// pairs and 224.9 MB at 40,000 (memory.max_usage_in_bytes; 97% of it memory.kmem), 5.43 KB per
-/// pair at the margin. Less than the host's slab per socket (/proc/slabinfo): the /proc/PID/fd
-/// scanner of these machines is charged to its own cgroup, and not every cache is accounted.
-pub const CGROUP_BYTES_PER_SOCKET: u64 = 2_720;
+/// Memory a memory cgroup is charged per TCP socket of a loopback pair, measured here:
+/// `tune serve --verify` in a child v1 memory cgroup (Linux 6.18.44) was charged 116.2 MB at
+/// 20,000 pairs and 224.9 MB at 40,000 (memory.max_usage_in_bytes; 97% of it memory.kmem):
+/// 5.62 KB per pair with the run's own processes included, 5.43 KB at the margin. Less than the
+/// host's slab per socket (/proc/slabinfo): the /proc/PID/fd scanner of these machines is
+/// charged to its own cgroup, and not every cache is accounted.
+pub const CGROUP_BYTES_PER_SOCKET: u64 = 2_810;
 
 /// Share of the binding cgroup limit left free, as [`crate::capacity::MEMORY_RESERVE_PERCENT`]
 /// is of MemTotal: at the limit the kernel reclaims, then its OOM killer picks a process.
 pub const CGROUP_RESERVE_PERCENT: u64 = 5;
+
+/// Kept free on top of the reserve when predicting, as the verify watchdog keeps its margin
+/// (`verify::watchdog::MARGIN`, 16 MiB) for what it cannot see coming.
+pub const CGROUP_SLACK: u64 = 16 << 20;
 
 /// How the memory limit of a container is raised, by what made it.
 pub const MEMORY_CGROUP_FIXES: [&str; 3] = [
@@ -108,6 +113,13 @@ impl Container {
     }
 }
 
+/// tune's own cgroups (its workers inherit them), for the verify run's samples; `None` when
+/// /proc/self/cgroup cannot be read.
+pub fn own_cgroups(root: &Root) -> Option<Cgroups> {
+    let files = |p: &str| root.read(p).ok();
+    cgroup::for_process(&files, &root.read("proc/self/cgroup").ok()?).ok()
+}
+
 /// The files [`Container::read`] reads under `root` for `pid` (besides the probes, which need
 /// the live host): what a captured `--root` tree must hold. Found by reading them once, since the
 /// cgroup paths come from /proc/PID/cgroup.
@@ -157,7 +169,7 @@ pub fn memory_bound(
 ) -> Option<Bound> {
     let b = m.binding()?;
     let limit = b.effective_limit()?;
-    let usable = memory_usable(m)?;
+    let usable = memory_usable(m)?.saturating_sub(CGROUP_SLACK);
     let per_conn = sockets_per_connection * CGROUP_BYTES_PER_SOCKET + user_bytes;
     let n = usable / per_conn.max(1);
     let which = match (b.limit, b.high) {
@@ -174,12 +186,13 @@ pub fn memory_bound(
         connections: Some(n),
         limit: Limiter::MemoryCgroup,
         arithmetic: format!(
-            "memory cgroup {} ({}, {which} {}): ({} − {} charged now − {CGROUP_RESERVE_PERCENT}% kept) / ({sockets_per_connection} × {} B charged per socket{user}) = {}; raise it with {}",
+            "memory cgroup {} ({}, {which} {}): ({} − {} charged now − {CGROUP_RESERVE_PERCENT}% − {} kept) / ({sockets_per_connection} × {} B charged per socket{user}) = {}; raise it with {}",
             b.path,
             m.version.as_str(),
             bytes(limit),
             bytes(limit),
             bytes(b.usage.unwrap_or(0)),
+            bytes(CGROUP_SLACK),
             group(CGROUP_BYTES_PER_SOCKET),
             group(n),
             MEMORY_CGROUP_FIXES.join(", or ")
@@ -290,11 +303,11 @@ mod tests {
                 level("/ours", None, 20_000_000),
             ],
         };
-        // (629,145,600 − 10,000,000 − 5% of 629,145,600) / 5,440
+        // (629,145,600 − 10,000,000 − 5% of 629,145,600 − 16 MiB) / 5,620
         let usable = 629_145_600 - 10_000_000 - 629_145_600 / 100 * 5;
         assert_eq!(memory_usable(&m), Some(usable));
         let b = memory_bound(&m, 2, 0).unwrap();
-        assert_eq!(b.connections, Some(usable / 5_440));
+        assert_eq!(b.connections, Some((usable - (16 << 20)) / 5_620));
         assert_eq!(b.limit, "memory cgroup");
         assert!(
             b.arithmetic.contains("docker run --memory"),

@@ -128,6 +128,8 @@ fn evidence(plan: &VerifyPlan, r: &Records, reached: u64) -> Evidence {
         somaxconn: r.knobs.somaxconn,
         tcp_mem: r.knobs.tcp_mem,
         memory: r.connected.memory_stop,
+        cgroups_before: before.cgroups.clone(),
+        cgroups_peak: peak.cgroups.clone(),
     }
 }
 
@@ -139,11 +141,17 @@ fn diagnosis(ev: &Evidence, v: &Verdict, echoes: Option<u64>, died: &[Died]) -> 
     } else {
         diagnose::diagnose(ev)
     };
+    // A process the kernel killed in the run's cgroup is named by the cgroup's counters, not
+    // as a death of unknown cause.
+    let container = diagnose::cgroup_counters(ev);
     if !died.is_empty() && !v.interrupted {
         d = Some(diagnose::load_worker_died(died));
     }
     if !v.dead_server.is_empty() {
         d = Some(diagnose::server_worker_died(&v.dead_server));
+    }
+    if container.is_some() && !v.interrupted {
+        d = container;
     }
     if v.reached_all && !v.verified && !v.interrupted && d.is_none() {
         d = Some(diagnose::not_answered(
@@ -300,7 +308,11 @@ fn watchdog(r: &Records) -> MemoryWatchdog {
     let stop = r.connected.memory_stop;
     MemoryWatchdog {
         floor_bytes: r.prepared.floor,
-        usable_at_start_bytes: r.prepared.host.mem.usable_since(&r.prepared.host.mem),
+        usable_at_start_bytes: super::connect::headroom(
+            &r.prepared.host.mem,
+            &r.prepared.host.mem,
+            r.prepared.floor,
+        ),
         stopped: stop.is_some(),
         stopped_before_start: stop.is_some_and(|m| m.before_start),
         usable_at_stop_bytes: stop.map(|m| m.usable_at_stop),

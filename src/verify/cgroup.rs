@@ -215,6 +215,7 @@ mod tests {
             usable_at_stop: 1_200 * MB + 20 * MB,
             bytes_per_connection: 5_500.0,
             before_start: false,
+            cgroup: true,
         };
         let x = memory_stop(&cg(380 * MB, 0, 0), &stop, 65_000, 100_000);
         assert_eq!(x.limit, "memory_cgroup");

@@ -61,6 +61,8 @@ pub struct MemoryStop {
     pub bytes_per_connection: f64,
     /// It stopped before the first connection: not even the first step fitted.
     pub before_start: bool,
+    /// The memory cgroup's limit, not the host's memory, was the nearer one at the stop.
+    pub cgroup: bool,
 }
 
 /// Everything the diagnosis looks at.
@@ -80,6 +82,9 @@ pub struct Evidence {
     pub somaxconn: Option<u64>,
     pub tcp_mem: Option<[u64; 3]>,
     pub memory: Option<MemoryStop>,
+    /// tune's cgroups at the baseline and at the peak (OOM kills, refused forks, the limit).
+    pub cgroups_before: Option<crate::kernel::cgroup::Cgroups>,
+    pub cgroups_peak: Option<crate::kernel::cgroup::Cgroups>,
 }
 
 /// The limit that stopped the run.
@@ -131,6 +136,17 @@ fn errors_text(c: &ClientSide) -> String {
         .join(", ")
 }
 
+/// A diagnosis from the cgroups' counters between the baseline and the peak, when they moved.
+pub fn cgroup_counters(e: &Evidence) -> Option<Diagnosis> {
+    let (before, peak) = (e.cgroups_before.as_ref()?, e.cgroups_peak.as_ref()?);
+    if let (Some(b), Some(p)) = (&before.memory, &peak.memory) {
+        if let Some(x) = super::cgroup::oom_kill(b, p, e.established, e.target) {
+            return Some(x);
+        }
+    }
+    super::cgroup::pids_refused(&before.pids, &peak.pids)
+}
+
 /// Names the limit. `None` only when nothing fell short.
 pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
     if e.established >= e.target {
@@ -140,8 +156,19 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
     let nc = |name: &str| e.netstat.get(name).copied().unwrap_or(0);
     let client = e.client.clone().unwrap_or_default();
 
+    // 0. The container's own counters: an OOM kill in the memory cgroup, forks refused at pids.max.
+    if let Some(x) = cgroup_counters(e) {
+        return Some(x);
+    }
+
     // 1. The memory watchdog stopped the run.
     if let Some(m) = e.memory {
+        if let (true, Some(cg)) = (
+            m.cgroup,
+            e.cgroups_peak.as_ref().and_then(|c| c.memory.as_ref()),
+        ) {
+            return Some(super::cgroup::memory_stop(cg, &m, e.established, e.target));
+        }
         let per = m.bytes_per_connection.max(1.0);
         let projected =
             e.established + (m.usable_at_stop.saturating_sub(m.floor) as f64 / per) as u64;
@@ -756,6 +783,7 @@ mod tests {
             usable_at_stop: 1_100_000_000,
             bytes_per_connection: 10_000.0,
             before_start: false,
+            cgroup: false,
         });
         let x = diagnose(&e).unwrap();
         assert_eq!(x.limit, "memory");
