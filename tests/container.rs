@@ -34,7 +34,7 @@ fn memory_cgroup_check_predicts_what_verify_reaches_without_an_oom_kill() {
     assert!(arithmetic.contains("docker run --memory"), "{arithmetic}");
     assert!(arithmetic.contains(&cg.dir.file_name().unwrap().to_string_lossy().to_string()));
     assert_eq!(
-        c["container"]["memory"]["version"], "v1",
+        c["container"]["cgroups"]["memory"]["version"], "v1",
         "{:#}",
         c["container"]
     );
@@ -63,7 +63,7 @@ fn memory_cgroup_check_predicts_what_verify_reaches_without_an_oom_kill() {
         err * 100.0
     );
     let d = &v["diagnosis"];
-    assert_eq!(d["limit"], "memory cgroup", "{d:#}\n{stderr}");
+    assert_eq!(d["limit"], "memory_cgroup", "{d:#}\n{stderr}");
     let fixes = d["fix"].to_string();
     assert!(fixes.contains("docker run --memory"), "{d:#}");
     assert!(fixes.contains("MemoryMax="), "{d:#}");
