@@ -73,6 +73,8 @@ pub struct Inputs {
     pub per_server_worker: Option<u64>,
     /// Remarks from reading the host (another network namespace for `--pid`).
     pub observation_notes: Vec<String>,
+    /// Server worker processes the layout runs (`--workers N`); `None`: as many as needed.
+    pub server_workers: Option<u64>,
 }
 
 /// One limit and what it allows.
@@ -152,6 +154,9 @@ pub struct Capacity {
     pub meets_target: bool,
     /// Further remarks (tcp_mem under load, soft limit below hard).
     pub notes: Vec<String>,
+    /// Connections one `tune serve` worker holds: RLIMIT_NOFILE hard less the fds it keeps to
+    /// drain its accept queue and its own (the figure verify predicts per server worker).
+    pub per_server_worker: Option<u64>,
 }
 
 impl Capacity {
@@ -174,7 +179,14 @@ impl Capacity {
             ),
             None => format!("per host: {}", self.per_host.arithmetic),
         };
-        vec![pp, ph]
+        let mut out = vec![pp, ph];
+        if let Some(w) = self.per_server_worker {
+            out.push(format!(
+                "per tune serve worker: {} connections (RLIMIT_NOFILE hard less the accept-queue reserve and the worker's own fds)",
+                group(w)
+            ));
+        }
+        out
     }
 }
 
@@ -197,6 +209,9 @@ pub fn estimate(i: &Inputs, target: u64) -> Capacity {
         host.push(b);
     }
     notes.extend(i.observation_notes.iter().cloned());
+    if let (Some(w), Some(pw)) = (i.server_workers, i.per_server_worker) {
+        host.push(workers_bound(w, pw, i.nofile_hard.unwrap_or(0)));
+    }
     let mut source_addresses_needed = None;
     if i.role.uses_ports() {
         let (bound, needed) = ports_bound(i, target);
@@ -236,6 +251,24 @@ pub fn estimate(i: &Inputs, target: u64) -> Capacity {
         source_addresses_needed,
         meets_target,
         notes,
+        per_server_worker: i.per_server_worker,
+    }
+}
+
+/// A fixed number of `tune serve` workers, each holding [`Inputs::per_server_worker`].
+fn workers_bound(workers: u64, per_worker: u64, hard: u64) -> Bound {
+    let n = workers.saturating_mul(per_worker);
+    Bound {
+        connections: Some(n),
+        limit: Limiter::Knob(KnobId::NofileHard),
+        arithmetic: format!(
+            "server workers: {} × {} connections each (RLIMIT_NOFILE hard {} less {} fds a worker keeps to drain its accept queue and for itself) = {}",
+            group(workers),
+            group(per_worker),
+            group(hard),
+            group(hard.saturating_sub(per_worker)),
+            group(n)
+        ),
     }
 }
 
@@ -507,8 +540,17 @@ impl Inputs {
                 .container
                 .as_ref()
                 .map_or_else(Vec::new, |c| c.pids().to_vec()),
-            per_server_worker: None,
+            per_server_worker: match role {
+                Role::Client => None,
+                _ => obs.int(KnobId::NofileHard).map(|h| {
+                    embedded_server::server::per_worker_capacity(
+                        h,
+                        embedded_server::server::BACKLOG,
+                    )
+                }),
+            },
             observation_notes: observation_notes(obs),
+            server_workers: None,
         }
     }
 }
@@ -601,6 +643,7 @@ mod tests {
             pids: Vec::new(),
             per_server_worker: None,
             observation_notes: Vec::new(),
+            server_workers: None,
         }
     }
 

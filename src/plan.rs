@@ -122,8 +122,12 @@ pub fn merge(compare: Compare, live: &Value, wanted: &Value) -> Value {
     }
     match compare {
         Compare::AtMost => zip(u64::min),
-        Compare::Covers => match (live, wanted) {
-            (Value::Range([a, b]), Value::Range([c, d])) => Value::Range([*a.min(c), *b.max(d)]),
+        // Widen the live range to the required port count; never narrower than it is.
+        Compare::PortCount => match (live, wanted) {
+            (Value::Range(l), Value::Range(w)) => Value::Range(
+                crate::ports::widen(*l, 0, crate::ports::count(*w, 0))
+                    .unwrap_or_else(|widest| widest),
+            ),
             _ => *wanted,
         },
         // A mode has no direction: the profile's value is the only one that satisfies it.
@@ -136,7 +140,7 @@ pub fn merge(compare: Compare, live: &Value, wanted: &Value) -> Value {
 fn beyond(compare: Compare) -> &'static str {
     match compare {
         Compare::AtMost => "lower than profile, which is better for this knob",
-        Compare::Covers => "wider than profile",
+        Compare::PortCount => "more ports than profile",
         Compare::Equal => "another mode than the profile's",
         Compare::AtLeast | Compare::Info => "higher than profile",
     }
@@ -544,12 +548,23 @@ mod tests {
             &Value::Triple([15, 15, 200]),
         );
         assert_eq!(v, Value::Triple([15, 20, 300]));
+        // 28,232 ports already offer the 25,536 asked for: the range stays as it is.
         let v = merge(
-            Compare::Covers,
+            Compare::PortCount,
             &Value::Range([32768, 60999]),
             &Value::Range([40000, 65535]),
         );
-        assert_eq!(v, Value::Range([32768, 65535]));
+        assert_eq!(v, Value::Range([32768, 60999]));
+        // 40,000 ports asked for: widened downwards, the top kept.
+        let v = merge(
+            Compare::PortCount,
+            &Value::Range([32768, 60999]),
+            &Value::Range([21000, 60999]),
+        );
+        match v {
+            Value::Range([lo, 60999]) => assert!(60999 - lo + 1 >= 40_000, "{v:?}"),
+            v => panic!("{v:?}"),
+        }
         assert_eq!(
             decide(Compare::AtLeast, &Value::Int(5), &Value::Int(5), false),
             Action::AtProfile

@@ -194,7 +194,11 @@ pub fn load_with(root: &Root, spec: &str, ov: Overrides) -> anyhow::Result<Profi
 
 /// Requirements for `target` connections in `role` from the formulas alone (`check --target N`).
 pub fn for_target(target: u64, role: Role) -> Profile {
-    let params = Params::default();
+    for_target_with(target, role, Params::default())
+}
+
+/// [`for_target`] with parameters given on the command line (`--source`).
+pub fn for_target_with(target: u64, role: Role, params: Params) -> Profile {
     Profile {
         name: format!("target-{target}"),
         source: "--target".into(),

@@ -253,7 +253,7 @@ const ENTRIES: [Knob; KnobId::COUNT] = [
         Scope::NetNs,
         Shape::Range,
         "ports",
-        Compare::Covers,
+        Compare::PortCount,
         "Ephemeral ports for outgoing connections: one per connection per (source address, destination) pair.",
         "connect(2) or bind(2) fails with EADDRNOTAVAIL (\"Cannot assign requested address\") once \
          the range is used up for a destination; add source addresses or widen the range.",

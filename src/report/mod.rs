@@ -200,6 +200,8 @@ pub struct Options {
     pub ignore: Ignore,
     /// Shown in the report: the root's path.
     pub root: String,
+    /// `--workers N`: the layout's server workers, each holding the per-worker figure.
+    pub server_workers: Option<u64>,
 }
 
 /// Builds the report: each knob against the profile, the capacity, the counters and the exit code.
@@ -259,13 +261,23 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
             });
         }
         let (fix_runtime, fix_persistent) = match (status, req) {
-            (Status::Fail | Status::Warn, Some(r)) if current.is_some() => (
-                Some(
-                    nofile_soft_fix(knob, &r.value, obs)
-                        .unwrap_or_else(|| knob.runtime_fix(&r.value, facts.pid)),
-                ),
-                knob.persist_fix(&r.value),
-            ),
+            (Status::Fail | Status::Warn, Some(r)) if current.is_some() => {
+                // A port range is widened from the live one to the count required, never
+                // replaced by a narrower one.
+                let want = match (knob.compare, &current) {
+                    (Compare::PortCount, Some(live)) => {
+                        crate::plan::merge(knob.compare, live, &r.value)
+                    }
+                    _ => r.value,
+                };
+                (
+                    Some(
+                        nofile_soft_fix(knob, &want, obs)
+                            .unwrap_or_else(|| knob.runtime_fix(&want, facts.pid)),
+                    ),
+                    knob.persist_fix(&want),
+                )
+            }
             _ => (None, None),
         };
         rows.push(Row {
@@ -286,6 +298,7 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
 
     let mut inputs = capacity::Inputs::from_observation(obs, profile.role);
     inputs.source_addresses = profile.params.source_addresses;
+    inputs.server_workers = opts.server_workers;
     let cap = capacity::estimate(&inputs, profile.target);
 
     let counters = match &facts.netstat {
