@@ -141,21 +141,25 @@ fn a_ct_rule_before_any_traffic_makes_conntrack_bind() {
             "check", "--target", &target, "--role", "loopback", "--format", "json",
         ],
     ));
-    let ph = &c["capacity"]["per_host"];
-    assert_eq!(
-        ph["limit"], "net.netfilter.nf_conntrack_max",
-        "{:#}\n{stderr}",
-        c["capacity"]
-    );
+    // The conntrack row binds at max − count (the host's memory may bind lower on a busy machine).
+    let row = c["capacity"]["host_limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["limit"] == "net.netfilter.nf_conntrack_max")
+        .unwrap_or_else(|| panic!("no conntrack row: {c:#}\n{stderr}"))
+        .clone();
     // The probe's own connection is closed again; at most a few entries linger.
-    let n = ph["connections"].as_u64().unwrap();
-    assert!(n <= max && n + 10 >= max, "{ph:#}");
+    let n = row["connections"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("conntrack does not bind: {row:#}"));
+    assert!(n <= max && n + 10 >= max, "{row:#}");
     assert!(
-        ph["arithmetic"]
+        row["arithmetic"]
             .as_str()
             .unwrap()
             .contains("loopback connection"),
-        "{ph:#}"
+        "{row:#}"
     );
 
     // Without the rule the same namespace does not track.
@@ -165,10 +169,14 @@ fn a_ct_rule_before_any_traffic_makes_conntrack_bind() {
             "check", "--target", &target, "--role", "loopback", "--format", "json",
         ],
     ));
-    assert_ne!(
-        c["capacity"]["per_host"]["limit"],
-        "net.netfilter.nf_conntrack_max"
-    );
+    let row = c["capacity"]["host_limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["limit"] == "net.netfilter.nf_conntrack_max")
+        .unwrap()
+        .clone();
+    assert!(row["connections"].is_null(), "{row:#}");
 }
 
 #[test]
