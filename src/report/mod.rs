@@ -537,7 +537,8 @@ mod tests {
         assert_eq!(st("fs.file-max"), Status::Warn);
         // loaded, tracking nothing
         assert_eq!(st("net.netfilter.nf_conntrack_max"), Status::Warn);
-        assert_eq!(st("net.core.somaxconn"), Status::Info);
+        // 4,096 covers the 1,024 handshakes the load generator may have in flight
+        assert_eq!(st("net.core.somaxconn"), Status::Ok);
         assert_eq!(st("net.ipv4.tcp_mem"), Status::Absent);
         assert_eq!(r.summary.fail, 0);
         assert_eq!(r.summary.exit_code, 0);

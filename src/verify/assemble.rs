@@ -34,6 +34,7 @@ pub struct KnobFacts {
     pub file_max: Option<u64>,
     pub somaxconn: Option<u64>,
     pub tcp_mem: Option<[u64; 3]>,
+    pub syncookies: Option<u64>,
 }
 
 /// Every phase's record of one run.
@@ -320,6 +321,28 @@ fn watchdog(r: &Records) -> MemoryWatchdog {
     }
 }
 
+/// Handshakes that waited on a full listen queue, even when every connection got through: the
+/// listen counters and SYN retransmissions of the connect phase, and connects that timed out.
+fn warnings(plan: &VerifyPlan, r: &Records, ev: &Evidence) -> Vec<String> {
+    let nc = |name: &str| ev.netstat.get(name).copied().unwrap_or(0);
+    let timeouts = ev.client.as_ref().map_or(0, |c| {
+        c.errors.get("connect_timeout").copied().unwrap_or(0)
+            + c.errors.get("etimedout").copied().unwrap_or(0)
+    });
+    let waits = crate::backlog::Waits {
+        listen_overflows: nc("ListenOverflows"),
+        listen_drops: nc("ListenDrops"),
+        req_q_full_drops: nc("TCPReqQFullDrop"),
+        syn_retransmits: nc("TCPSynRetrans"),
+        connect_timeouts: timeouts,
+    };
+    let backlog = plan.server.limits.backlog.max(0) as u64;
+    let queue = crate::backlog::queue_in_effect(backlog, r.knobs.somaxconn);
+    crate::backlog::warning(&waits, queue, r.knobs.somaxconn, r.knobs.syncookies)
+        .into_iter()
+        .collect()
+}
+
 /// The report of a verify run.
 pub fn assemble(plan: &VerifyPlan, r: Records) -> Report {
     let n = plan.target;
@@ -404,6 +427,7 @@ pub fn assemble(plan: &VerifyPlan, r: Records) -> Report {
             netstat_deltas: td.netstat_deltas.clone(),
         }),
         notes: notes(&r, &v, activity),
+        warnings: warnings(plan, &r, &ev),
         prediction: r.prediction,
     }
 }

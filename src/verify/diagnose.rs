@@ -388,11 +388,18 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
             "listen_backlog",
             Some("net.core.somaxconn"),
             "server",
-            format!(
-                "net.core.somaxconn {}, listen backlog {} per worker",
-                e.somaxconn.map_or("unknown".into(), group),
-                e.server.as_ref().map_or("unknown".into(), |s| group(s.backlog))
-            ),
+            match e.server.as_ref().map(|s| s.backlog) {
+                Some(b) => format!(
+                    "accept queue {} per worker in effect: the smaller of the listen backlog {} and net.core.somaxconn {}",
+                    group(crate::backlog::queue_in_effect(b, e.somaxconn)),
+                    group(b),
+                    e.somaxconn.map_or("unknown".into(), group)
+                ),
+                None => format!(
+                    "net.core.somaxconn {} (the accept queue of each listener is cut to it)",
+                    e.somaxconn.map_or("unknown".into(), group)
+                ),
+            },
             format!(
                 "ListenOverflows +{}, ListenDrops +{}, TCPReqQFullDrop +{}; client timeouts {}, refusals {}, still waiting for the server {}",
                 group(nc("ListenOverflows")),
@@ -432,6 +439,28 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
         );
         x.fix.push(
             "check the URL path and that the server speaks RFC 6455 (tune serve's /metrics counts refusals by reason)".into(),
+        );
+        return Some(x);
+    }
+    if refused > 0 && e.established > 0 {
+        // Connections were accepted, then refused: the server stopped listening (its fd cap,
+        // a restart, a closed listener), not a wrong address.
+        let mut x = d(
+            "refused",
+            None,
+            "server",
+            format!(
+                "the server stopped accepting after {} connections",
+                group(e.established)
+            ),
+            format!(
+                "{} connections open, then refused: client errors: {}",
+                group(e.established),
+                errors_text(&client)
+            ),
+        );
+        x.fix.push(
+            "the server closed its listener at a limit of its own: often its fd cap (RLIMIT_NOFILE of the server process: tune check --pid PID), or more server processes".into(),
         );
         return Some(x);
     }
@@ -928,6 +957,46 @@ mod tests {
         assert!(
             x.evidence.contains("still waiting for the server 900"),
             "{x:?}"
+        );
+    }
+
+    #[test]
+    fn the_backlog_diagnosis_quotes_the_queue_in_effect() {
+        // Issue 10: somaxconn 8 cuts the workers' listen backlog of 1,024 to 8.
+        let mut e = base();
+        e.somaxconn = Some(8);
+        e.client = Some(client(&[(ErrorClass::ConnectTimeout, 40)]));
+        e.server = Some(ServerSide {
+            backlog: 1024,
+            ..ServerSide::default()
+        });
+        e.netstat.insert("ListenDrops".into(), 9_354);
+        let x = diagnose(&e).unwrap();
+        assert_eq!(x.limit, "listen_backlog");
+        assert!(
+            x.value.starts_with("accept queue 8 per worker in effect"),
+            "{x:?}"
+        );
+    }
+
+    #[test]
+    fn refusals_after_connections_say_the_server_stopped_accepting() {
+        // tune load against a server that stopped accepting at its fd cap, 777 held.
+        let mut e = base();
+        e.established = 777;
+        e.client = Some(client(&[(ErrorClass::Econnrefused, 30)]));
+        let x = diagnose(&e).unwrap();
+        assert_eq!(x.limit, "refused");
+        assert_eq!(
+            x.value,
+            "the server stopped accepting after 777 connections"
+        );
+        // Nothing ever accepted: nothing listens.
+        e.established = 0;
+        let x = diagnose(&e).unwrap();
+        assert_eq!(
+            x.value,
+            "nothing accepted connections on the target address"
         );
     }
 

@@ -102,6 +102,7 @@ pub const WATCHED: &[(&str, &str)] = &[
     ("TcpExt", "TCPTimeWaitOverflow"),
     ("TcpExt", "TCPReqQFullDrop"),
     ("TcpExt", "TCPBacklogDrop"),
+    ("TcpExt", "TCPSynRetrans"),
     ("Tcp", "AttemptFails"),
     ("Tcp", "EstabResets"),
     ("Tcp", "RetransSegs"),

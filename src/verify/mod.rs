@@ -37,6 +37,7 @@ impl KnobFacts {
                 Some(crate::knobs::Value::Triple(t)) => Some(*t),
                 _ => None,
             },
+            syncookies: obs.int(crate::knobs::KnobId::TcpSyncookies),
         }
     }
 }
