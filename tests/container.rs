@@ -280,3 +280,60 @@ fn pid_in_another_network_namespace_is_said() {
     let notes = c["capacity"]["notes"].to_string();
     assert!(notes.contains("another network namespace"), "{notes}");
 }
+
+/// Copies every file of `from` into `to`, keeping relative paths.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_captured_rootless_v2_container_binds_at_memory_high_and_names_the_user_namespace() {
+    // The 6.18 host capture with the cgroup-v2 tree of the kernel's documentation over it
+    // (tests/fixtures/cgroup/README.md): a service with memory.high 600 MiB, 500 MiB charged,
+    // in a rootless user namespace.
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fixtures.join("roots/linux-6.18-host"), dir.path());
+    copy_tree(&fixtures.join("cgroup/v2-docs"), dir.path());
+    let (_, c, stderr) = run_json({
+        let mut cmd = Command::new(tune_exe());
+        cmd.args(["check", "--root"])
+            .arg(dir.path())
+            .args([
+                "--target", "50000", "--role", "loopback", "--format", "json",
+            ])
+            .env_remove("TUNE_ROOT");
+        cmd
+    });
+    let cap = &c["capacity"];
+    assert_eq!(
+        cap["per_host"]["limit"], "memory cgroup",
+        "{cap:#}\n{stderr}"
+    );
+    // (600 MiB − 500 MiB charged − 5% of 600 MiB − 16 MiB) / (2 × 2,810 B)
+    let high: u64 = 629_145_600;
+    let usable = high - 524_288_000 - high / 100 * 5 - (16 << 20);
+    assert_eq!(cap["per_host"]["connections"], usable / 5_620, "{cap:#}");
+    let arithmetic = cap["per_host"]["arithmetic"].as_str().unwrap();
+    assert!(
+        arithmetic.contains("/system.slice/app.service (v2, memory.high"),
+        "{arithmetic}"
+    );
+    assert!(
+        cap["per_process"]["arithmetic"]
+            .as_str()
+            .unwrap()
+            .contains("user namespace (rootless container)"),
+        "{cap:#}"
+    );
+    // A captured root is not probed: conntrack is judged by the tree's count.
+    assert_eq!(c["container"]["conntrack"]["state"], "unknown");
+}
