@@ -431,3 +431,161 @@ pub fn assemble(plan: &VerifyPlan, r: Records) -> Report {
         prediction: r.prediction,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use embedded_server::server::{Limits, Mode, ServerConfig, Workers};
+
+    use super::*;
+    use crate::verify::plan::{LoadOptions, Processes};
+    use crate::verify::sample::{HostSample, ProcessRss};
+
+    const GIB: u64 = 1 << 30;
+
+    fn plan(n: u64) -> VerifyPlan {
+        VerifyPlan {
+            target: n,
+            external: false,
+            server: ServerConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                workers: Workers::Fixed(1),
+                mode: Mode::Echo,
+                limits: Limits::default(),
+            },
+            load: LoadOptions {
+                processes: Processes::Auto,
+                concurrency: 100,
+                rate: None,
+                sources: None,
+                connect_timeout: Duration::from_secs(10),
+                close_rate: 1000,
+                message_interval: None,
+                stall: Duration::from_secs(5),
+                hold: Duration::from_secs(5),
+            },
+            memory_floor: None,
+        }
+    }
+
+    fn host(slab: u64) -> HostSample {
+        HostSample {
+            mem: Mem {
+                total: 24 * GIB,
+                free: 20 * GIB - slab,
+                available: 20 * GIB - slab,
+                slab,
+                slab_reclaimable: 0,
+            },
+            slab: None,
+            sock: None,
+            net: Default::default(),
+            ct: Default::default(),
+        }
+    }
+
+    /// The records of a loopback run that opened `open` of `n` and echoed `echoes`.
+    fn records(n: u64, open: u64, echoes: Option<u64>) -> Records {
+        let load = LoadSnapshot {
+            open,
+            ..Default::default()
+        };
+        Records {
+            prediction: Prediction {
+                per_process: Some(19_000),
+                per_host: Some(2_000_000),
+                binding_limit: "memory".into(),
+                meets_target: true,
+                processes_needed: Some(1),
+                source_addresses_needed: None,
+                kernel_bytes_per_connection: 4096,
+                per_server_worker: None,
+                summary: vec![],
+            },
+            prepared: Prepared {
+                listen: "127.0.0.1:8000".parse().unwrap(),
+                floor: GIB,
+                host: host(100 << 20),
+                rss: ProcessRss {
+                    server: Rss::default(),
+                    clients: Some(Rss::default()),
+                },
+                sources: "127.0.0.2".into(),
+                source_count: 1,
+                client_processes: 2,
+            },
+            connected: Connected {
+                reached_at: (open >= n).then_some(Duration::from_secs(1)),
+                connect_time: Duration::from_secs(1),
+                ..Default::default()
+            },
+            peak: Peak {
+                host: host((100 << 20) + open * 4096),
+                rss: ProcessRss {
+                    server: Rss::default(),
+                    clients: Some(Rss::default()),
+                },
+                server: Default::default(),
+                load: Some(load.clone()),
+                server_side: Default::default(),
+                reached: open,
+            },
+            held: Held::default(),
+            echoed: Echoed {
+                echoes,
+                ..Default::default()
+            },
+            after_hold: AfterHold {
+                load: Some(load),
+                server_open: open,
+            },
+            torn_down: TornDown::default(),
+            knobs: KnobFacts::default(),
+            port_range: Some((32768, 60999)),
+        }
+    }
+
+    #[test]
+    fn all_open_and_echoed_is_verified_with_the_measured_cost() {
+        let r = assemble(&plan(1000), records(1000, 1000, Some(1000)));
+        assert!(r.verified);
+        assert_eq!(r.exit_code, 0);
+        assert_eq!(r.diagnosis, None);
+        assert_eq!(r.echoes_expected, Some(1000));
+        assert_eq!(r.kernel_memory.slab_bytes_per_connection, Some(4096.0));
+        assert_eq!(r.kernel_memory.tcp_sockets_expected, 2000);
+        assert_eq!(r.connections_per_second, 1000.0);
+    }
+
+    #[test]
+    fn missing_echoes_are_not_verified_and_say_so() {
+        let r = assemble(&plan(1000), records(1000, 1000, Some(990)));
+        assert!(!r.verified);
+        assert_eq!(r.exit_code, 1);
+        let d = r.diagnosis.unwrap();
+        assert_eq!(d.limit, "echo");
+        assert!(d.value.contains("990 echoes of 1,000"), "{}", d.value);
+    }
+
+    #[test]
+    fn a_server_worker_that_died_in_the_hold_is_the_limit() {
+        let mut rec = records(1000, 1000, Some(1000));
+        rec.held.deaths.server = vec!["worker 0 (pid 7) signal: 9; 500 connections lost".into()];
+        let r = assemble(&plan(1000), rec);
+        assert!(!r.verified);
+        assert_eq!(r.dead_server_workers.len(), 1);
+        assert_eq!(r.diagnosis.unwrap().limit, "server_worker_died");
+    }
+
+    #[test]
+    fn an_interrupted_run_has_no_diagnosis_and_a_note() {
+        let mut rec = records(1000, 400, None);
+        rec.connected.interrupted = true;
+        let r = assemble(&plan(1000), rec);
+        assert!(!r.verified);
+        assert_eq!(r.diagnosis, None);
+        assert!(r.notes.iter().any(|n| n.contains("interrupted")));
+        assert_eq!(r.echoes_expected, None);
+    }
+}

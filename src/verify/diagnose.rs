@@ -147,21 +147,40 @@ pub fn cgroup_counters(e: &Evidence) -> Option<Diagnosis> {
     super::cgroup::pids_refused(&before.pids, &peak.pids)
 }
 
-/// Names the limit. `None` only when nothing fell short.
+/// Names the limit. `None` only when nothing fell short. The checks run in order: what stops
+/// a run first explains the errors it causes later (a server at its fd cap makes clients see
+/// refusals).
 pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
     if e.established >= e.target {
         return None;
     }
-    let short = e.target - e.established;
-    let nc = |name: &str| e.netstat.get(name).copied().unwrap_or(0);
     let client = e.client.clone().unwrap_or_default();
+    let c = &client;
+    Some(
+        // The container's own counters first: an OOM kill in the memory cgroup, forks
+        // refused at pids.max.
+        cgroup_counters(e)
+            .or_else(|| memory(e))
+            .or_else(|| server_fd_cap(e, c))
+            .or_else(|| client_fd_cap(e, c))
+            .or_else(|| file_max(e, c))
+            .or_else(|| ports(e, c))
+            .or_else(|| conntrack(e, c))
+            .or_else(|| socket_memory(e, c))
+            .or_else(|| listen_backlog(e, c))
+            .or_else(|| not_served(e, c))
+            .unwrap_or_else(|| unknown(e, c)),
+    )
+}
 
-    // 0. The container's own counters: an OOM kill in the memory cgroup, forks refused at pids.max.
-    if let Some(x) = cgroup_counters(e) {
-        return Some(x);
-    }
+/// Growth of a watched netstat counter while connecting.
+fn nc(e: &Evidence, name: &str) -> u64 {
+    e.netstat.get(name).copied().unwrap_or(0)
+}
 
-    // 1. The memory watchdog stopped the run.
+/// 1. The memory watchdog stopped the run.
+fn memory(e: &Evidence) -> Option<Diagnosis> {
+    let short = e.target - e.established;
     if let Some(m) = e.memory {
         if let (true, Some(cg)) = (
             m.cgroup,
@@ -218,7 +237,12 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
         return Some(x);
     }
 
-    // 2. Server workers at their fd cap.
+    None
+}
+
+/// 2. Server workers at their fd cap.
+fn server_fd_cap(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
+    let short = e.target - e.established;
     if let Some(s) = &e.server {
         let all_paused = !s.workers.is_empty() && s.workers.iter().all(|w| !w.listening);
         if s.accept_errors > 0 || all_paused {
@@ -247,7 +271,7 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
                     "every server worker stopped listening near its fd cap (accept errors {}, listener pauses {}); clients then saw {}",
                     group(s.accept_errors),
                     group(s.workers.iter().map(|w| w.listener_pauses).sum()),
-                    if errors_text(&client).is_empty() { "no errors".into() } else { errors_text(&client) }
+                    if errors_text(client).is_empty() { "no errors".into() } else { errors_text(client) }
                 ),
             );
             x.fix.push(format!(
@@ -262,7 +286,11 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
         }
     }
 
-    // 3. The client processes' own fd cap.
+    None
+}
+
+/// 3. The client processes' own fd cap.
+fn client_fd_cap(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     if client.count(ErrorClass::Emfile) > 0 {
         let per = (client.fd_cap.saturating_sub(64)).max(1);
         let need = e.target.div_ceil(per);
@@ -275,7 +303,7 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
                 group(client.fd_cap),
                 client.processes
             ),
-            format!("client errors: {}", errors_text(&client)),
+            format!("client errors: {}", errors_text(client)),
         );
         x.fix
             .push(format!("run {need} client processes (--processes {need})"));
@@ -286,7 +314,11 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
         return Some(x);
     }
 
-    // 4. fs.file-max.
+    None
+}
+
+/// 4. fs.file-max.
+fn file_max(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     if client.count(ErrorClass::Enfile) > 0 {
         let want = e.target * 2 + 65_536;
         let mut x = d(
@@ -294,14 +326,18 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
             Some("fs.file-max"),
             "host",
             format!("fs.file-max {}", e.file_max.map_or("unknown".into(), group)),
-            format!("client errors: {}", errors_text(&client)),
+            format!("client errors: {}", errors_text(client)),
         );
         x.fix.extend(fix_for("fs.file-max", Value::Int(want)));
         x.fix.extend(persist_for("fs.file-max", Value::Int(want)));
         return Some(x);
     }
 
-    // 5. Ephemeral ports per (source, destination).
+    None
+}
+
+/// 5. Ephemeral ports per (source, destination).
+fn ports(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     if client.count(ErrorClass::Eaddrnotavail) > 0 {
         let (ports, range) = match e.port_range {
             Some((lo, hi)) => (hi - lo + 1, format!("{lo}-{hi}")),
@@ -319,7 +355,7 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
                 if srcs == 1 { "" } else { "es" },
                 group(ports * srcs)
             ),
-            format!("client errors: {}", errors_text(&client)),
+            format!("client errors: {}", errors_text(client)),
         );
         if ports > 0 {
             let need = e.target.div_ceil(ports * 9 / 10).max(srcs + 1);
@@ -338,15 +374,14 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
         return Some(x);
     }
 
-    // 6. Conntrack: the namespace's table at nf_conntrack_max, or packets dropped for want of
-    // an entry while it was nearly full.
-    if let Some(x) = conntrack(e, &client) {
-        return Some(x);
-    }
+    None
+}
 
+/// 7. Socket memory.
+fn socket_memory(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     // 7. Socket memory.
     let mem_errs = client.count(ErrorClass::Enomem) + client.count(ErrorClass::Enobufs);
-    if mem_errs > 0 || nc("TCPAbortOnMemory") > 0 || nc("TCPMemoryPressures") > 0 {
+    if mem_errs > 0 || nc(e, "TCPAbortOnMemory") > 0 || nc(e, "TCPMemoryPressures") > 0 {
         let mut x = d(
             "tcp_mem",
             Some("net.ipv4.tcp_mem"),
@@ -359,8 +394,8 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
             format!(
                 "ENOMEM/ENOBUFS {}, TCPAbortOnMemory +{}, TCPMemoryPressures +{}",
                 group(mem_errs),
-                group(nc("TCPAbortOnMemory")),
-                group(nc("TCPMemoryPressures"))
+                group(nc(e, "TCPAbortOnMemory")),
+                group(nc(e, "TCPMemoryPressures"))
             ),
         );
         if let Some(t) = e.tcp_mem {
@@ -373,13 +408,18 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
         return Some(x);
     }
 
+    None
+}
+
+/// 8. Accept queues overflowing.
+fn listen_backlog(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     // 8. Accept queues overflowing.
     let refused = client.count(ErrorClass::Econnrefused);
     let timeouts = client.count(ErrorClass::ConnectTimeout) + client.count(ErrorClass::Etimedout);
     // An overflowing accept queue drops SYNs: clients time out. Refusals (RST) mean nothing
     // listened, whatever the host-wide counters did meanwhile (other servers move them too).
     let overflowed =
-        nc("ListenOverflows") > 0 || nc("ListenDrops") > 0 || nc("TCPReqQFullDrop") > 0;
+        nc(e, "ListenOverflows") > 0 || nc(e, "ListenDrops") > 0 || nc(e, "TCPReqQFullDrop") > 0;
     // Dropped handshakes are retransmitted for a minute before a connect times out: a run that
     // stalled with connections still waiting on them is as telling as the timeouts.
     let waiting = client.in_flight;
@@ -402,9 +442,9 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
             },
             format!(
                 "ListenOverflows +{}, ListenDrops +{}, TCPReqQFullDrop +{}; client timeouts {}, refusals {}, still waiting for the server {}",
-                group(nc("ListenOverflows")),
-                group(nc("ListenDrops")),
-                group(nc("TCPReqQFullDrop")),
+                group(nc(e, "ListenOverflows")),
+                group(nc(e, "ListenDrops")),
+                group(nc(e, "TCPReqQFullDrop")),
                 group(timeouts),
                 group(refused),
                 group(waiting)
@@ -420,6 +460,13 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
         return Some(x);
     }
 
+    None
+}
+
+/// 9. Handshakes refused by the server, refusals, timeouts.
+fn not_served(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
+    let refused = client.count(ErrorClass::Econnrefused);
+    let timeouts = client.count(ErrorClass::ConnectTimeout) + client.count(ErrorClass::Etimedout);
     // 9. Handshakes refused by the server.
     let hs = client.count(ErrorClass::HandshakeStatus)
         + client.count(ErrorClass::HandshakeAccept)
@@ -433,7 +480,7 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
             "websocket upgrade refused".into(),
             format!(
                 "client errors: {}; server handshakes failed {}",
-                errors_text(&client),
+                errors_text(client),
                 e.server.as_ref().map_or(0, |s| s.handshakes_failed)
             ),
         );
@@ -470,7 +517,7 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
             None,
             "server",
             "nothing accepted connections on the target address".into(),
-            format!("client errors: {}", errors_text(&client)),
+            format!("client errors: {}", errors_text(client)),
         );
         x.fix
             .push("check that the server listens on the URL's address and port".into());
@@ -484,7 +531,7 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
             "connections not answered within the connect timeout".into(),
             format!(
                 "client errors: {}; no accept-queue overflow counted",
-                errors_text(&client)
+                errors_text(client)
             ),
         );
         x.fix.push(
@@ -492,6 +539,11 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
         );
         return Some(x);
     }
+    None
+}
+
+/// Nothing known explains the shortfall.
+fn unknown(e: &Evidence, client: &ClientSide) -> Diagnosis {
     let mut x = d(
         "unknown",
         None,
@@ -502,7 +554,7 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
             group(e.established),
             group(e.target),
             if client.errors.values().any(|n| *n > 0) {
-                format!(" of a known class ({})", errors_text(&client))
+                format!(" of a known class ({})", errors_text(client))
             } else {
                 String::new()
             }
@@ -510,7 +562,7 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
     );
     x.fix
         .push("look at dmesg and the server's /metrics for what stopped it".into());
-    Some(x)
+    x
 }
 
 /// Share of nf_conntrack_max (percent) at which the table counts as full at the stop: the

@@ -283,3 +283,77 @@ impl LoadReport {
         o
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use embedded_server::loadgen::Died;
+
+    use super::*;
+
+    fn records(open: u64, died: Vec<Died>) -> LoadRecords {
+        let snap = LoadSnapshot {
+            open,
+            ..Default::default()
+        };
+        LoadRecords {
+            url: "ws://127.0.0.1:8000/".into(),
+            target: 100,
+            processes: 2,
+            sources: "127.0.0.2".into(),
+            source_count: 1,
+            connected: Connected {
+                reached_at: Some(Duration::from_millis(500)),
+                connect_time: Duration::from_millis(500),
+                ..Default::default()
+            },
+            peak: LoadSnapshot {
+                open: 100,
+                ..Default::default()
+            },
+            netstat: BTreeMap::new(),
+            held: Held::default(),
+            after_hold: snap,
+            torn_down: TornDown {
+                clients_died: died,
+                ..Default::default()
+            },
+            port_range: None,
+        }
+    }
+
+    #[test]
+    fn all_open_is_ok() {
+        let r = assemble_load(records(100, vec![]));
+        assert!(r.all_open);
+        assert_eq!(r.exit_code, 0);
+        assert_eq!(r.connections_per_second, 200.0);
+        assert!(
+            r.summary_line().starts_with("OK: 100 of 100"),
+            "{}",
+            r.summary_line()
+        );
+    }
+
+    #[test]
+    fn a_dead_process_is_the_limit_and_the_summary_says_what_is_open() {
+        let died = vec![Died {
+            index: 1,
+            status: "signal: 9 (SIGKILL)".into(),
+            lost: 50,
+        }];
+        let mut rec = records(50, died);
+        rec.after_hold.lost = 50;
+        let r = assemble_load(rec);
+        assert!(!r.all_open);
+        assert_eq!(r.exit_code, 1);
+        assert_eq!(r.diagnosis.as_ref().unwrap().limit, "load_worker_died");
+        assert!(
+            r.summary_line()
+                .contains("SHORT: 50 open of 100 (50 dropped: worker 1 died)"),
+            "{}",
+            r.summary_line()
+        );
+    }
+}

@@ -265,6 +265,15 @@ fn user(o: &mut String, name: &str, u: &UserMemory) {
 impl Report {
     pub fn render_table(&self) -> String {
         let mut o = String::new();
+        self.render_run(&mut o);
+        self.render_memory(&mut o);
+        self.render_host(&mut o);
+        self.render_verdict_detail(&mut o);
+        o
+    }
+
+    /// The verdict and the run: mode, prediction, processes, counts, rate, latency, echoes.
+    fn render_run(&self, o: &mut String) {
         let verdict = if self.verified {
             format!(
                 "VERIFIED: this host held {} websocket connections",
@@ -323,9 +332,13 @@ impl Report {
         }
         let _ = writeln!(o, "{:<22} {}", "echo latency", lat(&self.echo_latency));
         let _ = writeln!(o, "{:<22} {}", "dropped", group(self.dropped));
-        user(&mut o, "server user memory", &self.server_memory);
+    }
+
+    /// User and kernel memory, with the slab caches that grew.
+    fn render_memory(&self, o: &mut String) {
+        user(o, "server user memory", &self.server_memory);
         if let Some(c) = &self.client_memory {
-            user(&mut o, "client user memory", c);
+            user(o, "client user memory", c);
         }
         let k = &self.kernel_memory;
         let _ = writeln!(
@@ -349,6 +362,10 @@ impl Report {
                 slab_note(&g.cache, g.bytes_per_connection)
             );
         }
+    }
+
+    /// Sockstat, counters, conntrack, errors and dead processes.
+    fn render_host(&self, o: &mut String) {
         let _ = writeln!(
             o,
             "{:<22} {}",
@@ -403,6 +420,10 @@ impl Report {
         for d in &self.dead_client_processes {
             let _ = writeln!(o, "{:<22} {d}", "dead client process");
         }
+    }
+
+    /// The watchdog, the comparison with the prediction, the teardown, the limit and notes.
+    fn render_verdict_detail(&self, o: &mut String) {
         let w = &self.memory_watchdog;
         let _ = writeln!(
             o,
@@ -464,7 +485,6 @@ impl Report {
         for n in &self.notes {
             let _ = writeln!(o, "note: {n}");
         }
-        o
     }
 }
 

@@ -3,14 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 
-use assert_cmd::Command;
+use crate::support::tune;
 use serde_json::Value as Json;
-
-fn tune() -> Command {
-    let mut c = Command::cargo_bin("tune").unwrap();
-    c.env_remove("TUNE_ROOT").env_remove("NO_COLOR");
-    c
-}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -385,7 +379,7 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
         root.display()
     );
     let run = |no_color: bool| {
-        let mut c = StdCommand::new("script");
+        let mut c = crate::support::command("script");
         c.args(["-qec", &cmd, "/dev/null"]).env_remove("NO_COLOR");
         if no_color {
             c.env("NO_COLOR", "1");
