@@ -477,11 +477,13 @@ mod tests {
                 available: 20 * GIB - slab,
                 slab,
                 slab_reclaimable: 0,
+                cgroup_usable: None,
             },
             slab: None,
             sock: None,
             net: Default::default(),
             ct: Default::default(),
+            cgroups: None,
         }
     }
 

@@ -503,7 +503,7 @@ fn not_served(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
             format!(
                 "{} connections open, then refused: client errors: {}",
                 group(e.established),
-                errors_text(&client)
+                errors_text(client)
             ),
         );
         x.fix.push(

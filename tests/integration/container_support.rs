@@ -1,21 +1,15 @@
 //! Containers built from their kernel parts for the tests, the way runtimes build them: a child
 //! memory cgroup under the test process's own (removed on drop, also when the test fails),
-//! network namespaces and user namespaces through `unshare`, and the binary run in them with a
-//! timeout. A part that cannot be built here is a visible skip, and a failure under
-//! TUNE_TEST_STRICT=1.
+//! network namespaces and user namespaces through `unshare`, and the binary run in them through
+//! `support::command` (time limit, process group killed). A part that cannot be built here is a
+//! visible skip, and a failure under TUNE_TEST_STRICT=1.
 #![allow(dead_code)]
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// Seconds any tune run of these tests may take before `timeout` stops it (and its workers,
-/// which die with their parent).
-pub const RUN_TIMEOUT_SECS: u32 = 240;
-
-pub fn tune_exe() -> &'static str {
-    env!("CARGO_BIN_EXE_tune")
-}
+use super::support::{command, tune_exe, Tune};
 
 /// Says that a test was skipped and why; under TUNE_TEST_STRICT=1 the skip is a failure.
 pub fn skip(test: &str, why: &str) {
@@ -67,16 +61,15 @@ impl MemCg {
             .unwrap_or(0)
     }
 
-    /// `tune ARGS` run inside this cgroup, with the timeout.
-    pub fn tune(&self, args: &[&str]) -> Command {
+    /// `tune ARGS` run inside this cgroup (a shell moves itself in, then execs tune).
+    pub fn tune(&self, args: &[&str]) -> Tune {
         let procs = self.dir.join("cgroup.procs");
-        let mut c = Command::new("sh");
+        let mut c = command("sh");
         c.args([
             "-c",
-            r#"echo $$ > "$1"; shift; exec timeout -k 10 "$@""#,
+            r#"echo $$ > "$1"; shift; exec "$@""#,
             "sh",
             procs.to_str().unwrap(),
-            &RUN_TIMEOUT_SECS.to_string(),
             tune_exe(),
         ])
         .args(args)
@@ -103,14 +96,14 @@ impl Drop for MemCg {
 
 /// `tune ARGS` in a fresh network namespace where `setup` (shell lines: sysctl -w, nft) ran
 /// first with lo up; the namespace dies with the process.
-pub fn in_netns(setup: &str, args: &[&str]) -> Command {
-    let mut c = Command::new("unshare");
+pub fn in_netns(setup: &str, args: &[&str]) -> Tune {
+    let mut c = command("unshare");
     c.args([
         "-n",
         "--",
         "sh",
         "-c",
-        &format!("set -e\nip link set lo up\n{setup}\nexec timeout -k 10 {RUN_TIMEOUT_SECS} \"$0\" \"$@\""),
+        &format!("set -e\nip link set lo up\n{setup}\nexec \"$0\" \"$@\""),
         tune_exe(),
     ])
     .args(args)
@@ -119,7 +112,7 @@ pub fn in_netns(setup: &str, args: &[&str]) -> Command {
 }
 
 /// Runs and parses stdout as JSON: (exit code, JSON, stderr).
-pub fn run_json(mut cmd: Command) -> (i32, serde_json::Value, String) {
+pub fn run_json(mut cmd: Tune) -> (i32, serde_json::Value, String) {
     let Output {
         status,
         stdout,

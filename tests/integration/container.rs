@@ -3,11 +3,8 @@
 //! count, a queue of 8 without syncookies, one source address, and `--pid` in another network
 //! namespace. Every case runs the real binary against the real kernel and removes what it made.
 
-mod container_support;
-
-use std::process::Command;
-
-use container_support::*;
+use super::container_support::*;
+use super::support::{alone, command, tune, tune_exe};
 
 const MIB: u64 = 1 << 20;
 
@@ -17,6 +14,8 @@ const MEMCG_LIMIT: u64 = 250 * MIB;
 
 #[test]
 fn memory_cgroup_check_predicts_what_verify_reaches_without_an_oom_kill() {
+    // The host's memory must not move under the run: no other test's program runs meanwhile.
+    let _alone = alone();
     let cg = match MemCg::new("memcg", MEMCG_LIMIT) {
         Ok(c) => c,
         Err(why) => return skip("memory_cgroup", &why),
@@ -83,8 +82,8 @@ fn a_user_namespace_does_not_raise_the_hard_nofile_limit() {
         .find(|l| l.starts_with("Max open files"))
         .and_then(|l| l.split_whitespace().nth(4)?.parse().ok())
         .unwrap();
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-Ur", "--", "timeout", "60", tune_exe()])
+    let mut cmd = command("unshare");
+    cmd.args(["-Ur", "--", tune_exe()])
         .args([
             "check", "--target", "100000", "--role", "server", "--format", "json",
         ])
@@ -223,6 +222,7 @@ fn one_source_address_with_2000_ports_predicts_2000() {
 
 #[test]
 fn a_queue_of_8_without_syncookies_verifies_with_a_warning() {
+    let _alone = alone();
     let (code, v, stderr) = run_json(in_netns(
         "sysctl -qw net.core.somaxconn=8 net.ipv4.tcp_max_syn_backlog=8 net.ipv4.tcp_syncookies=0",
         &[
@@ -245,7 +245,7 @@ fn a_queue_of_8_without_syncookies_verifies_with_a_warning() {
 
 #[test]
 fn pid_in_another_network_namespace_is_said() {
-    let mut sleeper = Command::new("unshare")
+    let sleeper = command("unshare")
         .args(["-n", "sleep", "60"])
         .spawn()
         .expect("unshare -n sleep");
@@ -258,7 +258,7 @@ fn pid_in_another_network_namespace_is_said() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let out = Command::new(tune_exe())
+    let out = tune()
         .args([
             "check",
             "--target",
@@ -270,11 +270,10 @@ fn pid_in_another_network_namespace_is_said() {
             "--format",
             "json",
         ])
-        .env_remove("TUNE_ROOT")
         .output()
         .unwrap();
-    let _ = sleeper.kill();
-    let _ = sleeper.wait();
+    // Dropping the guard kills its process group (unshare and sleep).
+    drop(sleeper);
     let c: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     let notes = c["capacity"]["notes"].to_string();
@@ -304,13 +303,10 @@ fn a_captured_rootless_v2_container_binds_at_memory_high_and_names_the_user_name
     copy_tree(&fixtures.join("roots/linux-6.18-host"), dir.path());
     copy_tree(&fixtures.join("cgroup/v2-docs"), dir.path());
     let (_, c, stderr) = run_json({
-        let mut cmd = Command::new(tune_exe());
-        cmd.args(["check", "--root"])
-            .arg(dir.path())
-            .args([
-                "--target", "50000", "--role", "loopback", "--format", "json",
-            ])
-            .env_remove("TUNE_ROOT");
+        let mut cmd = tune();
+        cmd.args(["check", "--root"]).arg(dir.path()).args([
+            "--target", "50000", "--role", "loopback", "--format", "json",
+        ]);
         cmd
     });
     let cap = &c["capacity"];
