@@ -124,10 +124,7 @@ pub fn merge(compare: Compare, live: &Value, wanted: &Value) -> Value {
         Compare::AtMost => zip(u64::min),
         // Widen the live range to the required port count; never narrower than it is.
         Compare::PortCount => match (live, wanted) {
-            (Value::Range(l), Value::Range(w)) => Value::Range(
-                crate::ports::widen(*l, 0, crate::ports::count(*w, 0))
-                    .unwrap_or_else(|widest| widest),
-            ),
+            (Value::Range(l), Value::Range(w)) => Value::Range(crate::ports::fix(*l, *w)),
             _ => *wanted,
         },
         // A mode has no direction: the profile's value is the only one that satisfies it.
@@ -268,6 +265,17 @@ fn cannot_change(
     if let Some(why) = here.read_only.get(knob.name) {
         return Some(why.clone());
     }
+    // The kernel checks host-wide sysctls against the initial user namespace: a user
+    // namespace's root may not write them (EPERM), whatever CapEff shows.
+    if obs.facts.own_user_namespace == Some(true)
+        && knob.scope == Scope::Host
+        && matches!(knob.write, Write::Sysctl(_) | Write::ModuleParam { .. })
+    {
+        return Some(format!(
+            "a host-wide knob, and tune runs in a {}; set it on the host",
+            crate::container::USERNS_REASON
+        ));
+    }
     if let Write::Prlimit(which) = knob.write {
         if opts.pid.is_none() {
             return Some(
@@ -278,7 +286,8 @@ fn cannot_change(
         }
         if which == Limit::Hard && obs.facts.cap_sys_resource() == Some(false) {
             return Some(format!(
-                "raising a hard limit needs CAP_SYS_RESOURCE, which tune does not have; {NOFILE_FIX}"
+                "raising a hard limit needs CAP_SYS_RESOURCE, which does not count here ({}); {NOFILE_FIX}",
+                obs.facts.capability_reason()
             ));
         }
     }
@@ -555,16 +564,13 @@ mod tests {
             &Value::Range([40000, 65535]),
         );
         assert_eq!(v, Value::Range([32768, 60999]));
-        // 40,000 ports asked for: widened downwards, the top kept.
+        // A profile's range that contains the live one is written as it is.
         let v = merge(
             Compare::PortCount,
             &Value::Range([32768, 60999]),
             &Value::Range([21000, 60999]),
         );
-        match v {
-            Value::Range([lo, 60999]) => assert!(60999 - lo + 1 >= 40_000, "{v:?}"),
-            v => panic!("{v:?}"),
-        }
+        assert_eq!(v, Value::Range([21000, 60999]));
         assert_eq!(
             decide(Compare::AtLeast, &Value::Int(5), &Value::Int(5), false),
             Action::AtProfile

@@ -36,36 +36,34 @@ pub fn enough(range: [u64; 2], reserved: u64, needed: u64) -> bool {
 }
 
 /// The fix for a range that offers too few ports: the smallest widening of `range` that
-/// offers `needed`, first downwards (to [`LOWEST_EPHEMERAL`], keeping the top where services
-/// expect ephemeral ports), then upwards (to [`HIGHEST_PORT`]). Never narrower than `range`:
+/// offers `needed`, first upwards (to [`HIGHEST_PORT`]: ports above the default range's top are
+/// rarely a service's), then downwards (to [`LOWEST_EPHEMERAL`]). Never narrower than `range`:
 /// a range that already offers enough comes back unchanged. `Err` carries the widest range
 /// when even that is too few (more source addresses are the fix then).
 pub fn widen(range: [u64; 2], reserved: u64, needed: u64) -> Result<[u64; 2], [u64; 2]> {
     let [lo, hi] = range;
     if hi < lo {
-        // Not a range the kernel accepts; the fix is a fresh one ending at the default top.
-        return widen([hi.min(lo), hi.max(lo)], reserved, needed);
+        // Not a range the kernel accepts; widen the ordered one.
+        return widen([hi, lo], reserved, needed);
     }
     if enough(range, reserved, needed) {
         return Ok(range);
     }
     let want = needed.saturating_add(reserved);
-    // Downwards first.
+    let ceiling = HIGHEST_PORT.max(hi);
     let floor = LOWEST_EPHEMERAL.min(lo);
-    let new_lo = hi.saturating_add(1).saturating_sub(want).max(floor);
-    let mut out = [new_lo.min(lo), hi];
+    // Upwards first.
+    let mut out = [lo, lo.saturating_add(want - 1).min(ceiling).max(hi)];
     if !enough(out, reserved, needed) {
-        let ceiling = HIGHEST_PORT.max(hi);
-        let new_hi = (out[0] + want - 1).min(ceiling);
-        out[1] = new_hi.max(hi);
+        out[0] = (out[1] + 1).saturating_sub(want).max(floor).min(lo);
     }
     // The kernel prefers start and end of different parity (it splits the range into even
     // ports for connect() and odd for bind()); widen by one more when that is free.
     if (out[1] - out[0]) % 2 == 0 {
-        if out[0] > floor {
-            out[0] -= 1;
-        } else if out[1] < HIGHEST_PORT.max(hi) {
+        if out[1] < ceiling {
             out[1] += 1;
+        } else if out[0] > floor {
+            out[0] -= 1;
         }
     }
     if enough(out, reserved, needed) {
@@ -73,6 +71,16 @@ pub fn widen(range: [u64; 2], reserved: u64, needed: u64) -> Result<[u64; 2], [u
     } else {
         Err(out)
     }
+}
+
+/// The range a fix writes when `wanted` (a profile's range) offers more ports than `live`:
+/// `wanted` itself when it contains `live` (the profile's own choice, and wider), else `live`
+/// widened to `wanted`'s port count. Never narrower than `live`.
+pub fn fix(live: [u64; 2], wanted: [u64; 2]) -> [u64; 2] {
+    if wanted[0] <= live[0] && wanted[1] >= live[1] {
+        return wanted;
+    }
+    widen(live, 0, count(wanted, 0)).unwrap_or_else(|widest| widest)
 }
 
 #[cfg(test)]
@@ -97,23 +105,35 @@ mod tests {
     }
 
     #[test]
-    fn widening_goes_down_first_and_never_shrinks() {
-        let r = widen([32768, 60999], 0, 40_000).unwrap();
-        assert_eq!(r[1], 60999);
-        assert!(r[0] <= 32768);
-        assert!(count(r, 0) >= 40_000);
+    fn widening_goes_up_first_and_never_shrinks() {
+        let r = widen([32768, 60999], 0, 30_000).unwrap();
+        assert_eq!(r[0], 32768);
+        assert!(r[1] > 60999 && count(r, 0) >= 30_000, "{r:?}");
         assert_eq!(
             (r[1] - r[0]) % 2,
             1,
             "{r:?}: start and end differ in parity"
         );
-        // More than fits below the top: the top rises too.
-        let r = widen([32768, 60999], 0, 62_000).unwrap();
-        assert_eq!(r[0], 1024);
-        assert!(r[1] > 60999 && count(r, 0) >= 62_000, "{r:?}");
-        // A range starting below 1024 is not lowered further: its top rises.
+        // More than fits above: the bottom comes down too, to 65535 − n + 1.
+        let r = widen([32768, 60999], 0, 55_296).unwrap();
+        assert_eq!(r, [10240, 65535]);
+        // A range starting below 1024 is not lowered further.
         let r = widen([500, 600], 0, 1000).unwrap();
         assert_eq!(r, [500, 1499]);
+    }
+
+    #[test]
+    fn a_profiles_wider_range_is_taken_as_it_is() {
+        // The 1m profile's 10240-65535 contains the default range: written as given.
+        assert_eq!(fix([32768, 60999], [10240, 65535]), [10240, 65535]);
+        // A narrower range with more ports than the live one: the live one widened.
+        let r = fix([40000, 41999], [20000, 60999]);
+        assert!(
+            r[0] <= 40000 && r[1] >= 41999 && count(r, 0) >= 41_000,
+            "{r:?}"
+        );
+        // Enough already: unchanged.
+        assert_eq!(fix([1024, 50000], [41000, 60999]), [1024, 50000]);
     }
 
     #[test]
