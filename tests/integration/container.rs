@@ -117,6 +117,25 @@ fn a_user_namespace_does_not_raise_the_hard_nofile_limit() {
         .find(|b| b["limit"] == "fs.file-max")
         .unwrap();
     assert!(fm["connections"].is_u64(), "{fm:#}");
+
+    // apply does not offer what the kernel will refuse there: the hard limit and the
+    // host-wide sysctls are "cannot change here", naming the user namespace.
+    let out = command("unshare")
+        .args(["-Ur", "--", tune_exe()])
+        .args(["apply", "--profile", "1m", "--dry-run", "--pid"])
+        .arg(std::process::id().to_string())
+        .env_remove("TUNE_ROOT")
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout);
+    for knob in ["rlimit.nofile.hard", "fs.nr_open"] {
+        let line = plan
+            .lines()
+            .find(|l| l.starts_with(knob))
+            .unwrap_or_else(|| panic!("no {knob} line: {plan}"));
+        assert!(line.contains("cannot change here"), "{plan}");
+    }
+    assert!(plan.contains("user namespace (rootless container)"), "{plan}");
 }
 
 #[test]
