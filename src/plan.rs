@@ -1,7 +1,7 @@
 //! Planning `tune apply`, pure: observed values + profile + where tune runs + options -> the changes to make.
 //!
 //! By default a change only moves a knob in its [`Compare`] direction (raise an
-//! `AtLeast` knob, shorten an `AtMost` one, widen a `Covers` range); a knob
+//! `AtLeast` knob, shorten an `AtMost` one, widen a `PortCount` range); a knob
 //! already beyond the profile is kept. `--allow-lower` permits the other
 //! direction. A knob that falls short but cannot be changed here says why.
 //! Everything here takes values and returns values: the I/O (observing,

@@ -135,7 +135,10 @@ fn a_user_namespace_does_not_raise_the_hard_nofile_limit() {
             .unwrap_or_else(|| panic!("no {knob} line: {plan}"));
         assert!(line.contains("cannot change here"), "{plan}");
     }
-    assert!(plan.contains("user namespace (rootless container)"), "{plan}");
+    assert!(
+        plan.contains("user namespace (rootless container)"),
+        "{plan}"
+    );
 }
 
 #[test]
