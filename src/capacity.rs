@@ -19,8 +19,8 @@
 //!     127.0.0.0/8 gives as many source addresses as needed; the count needed is reported.
 //! - tcp_mem is reported, not counted: idle sockets hold no buffer pages.
 
-use crate::cli::profiles::Role;
-use crate::knobs::{Observation, Value};
+use crate::knobs::Role;
+use crate::knobs::{KnobId, Observation, Value};
 
 /// Fds a process keeps for itself (stdio, listener, epoll, logs) and does not spend on connections.
 pub const FD_RESERVE: u64 = 10;
@@ -66,10 +66,50 @@ pub struct Inputs {
 pub struct Bound {
     /// Connections it allows; `None` when it does not bind here (exempt, not tracking, unknown).
     pub connections: Option<u64>,
-    /// The knob (registry name) or `memory`.
-    pub limit: String,
+    /// The knob, or memory.
+    pub limit: Limiter,
     /// The arithmetic and the reason, in words.
     pub arithmetic: String,
+}
+
+/// What a [`Bound`] counts: a knob of the registry or a resource that is not one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limiter {
+    /// A registry knob (RLIMIT_NOFILE hard, fs.file-max, nf_conntrack_max, ports...).
+    Knob(KnobId),
+    /// Memory for the sockets (MemFree less the reserve).
+    Memory,
+    /// No host-wide limit could be read.
+    None,
+}
+
+impl Limiter {
+    /// The name reports and JSON use: the knob's registry name, `memory` or `none`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limiter::Knob(id) => id.name(),
+            Limiter::Memory => "memory",
+            Limiter::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for Limiter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl PartialEq<&str> for Limiter {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
 }
 
 /// The estimate.
@@ -118,213 +158,18 @@ impl Capacity {
     }
 }
 
-/// The estimate for `target` connections from plain values.
+/// The estimate for `target` connections from plain values: the per-process limit, then every
+/// host-wide limit, the smallest of which binds.
 pub fn estimate(i: &Inputs, target: u64) -> Capacity {
     let s = i.role.sockets_per_connection();
     let mut notes = Vec::new();
-
-    // --- per process
-    let per_process = match i.nofile_hard {
-        None => Bound {
-            connections: None,
-            limit: "rlimit.nofile.hard".into(),
-            arithmetic: "RLIMIT_NOFILE could not be read".into(),
-        },
-        Some(hard) => {
-            let raisable = i.can_raise_hard == Some(true);
-            let (fds, what) = match (raisable, i.nr_open) {
-                (true, Some(nr)) if nr > hard => (
-                    nr,
-                    format!(
-                        "bound by fs.nr_open {} (RLIMIT_NOFILE hard {} can be raised to it: CAP_SYS_RESOURCE)",
-                        group(nr),
-                        group(hard)
-                    ),
-                ),
-                _ => {
-                    let why = match i.can_raise_hard {
-                        Some(true) => "the ceiling fs.nr_open allows no more".to_string(),
-                        Some(false) => "which cannot be raised here (no CAP_SYS_RESOURCE)".to_string(),
-                        None => "(whether it can be raised is unknown: capabilities unreadable)"
-                            .to_string(),
-                    };
-                    (
-                        hard,
-                        format!("bound by RLIMIT_NOFILE hard {} {why}", group(hard)),
-                    )
-                }
-            };
-            if let Some(soft) = i.nofile_soft {
-                if soft < hard {
-                    notes.push(format!(
-                        "RLIMIT_NOFILE soft {} is below hard {}: the process must raise it itself at start-up",
-                        group(soft),
-                        group(hard)
-                    ));
-                }
-            }
-            let n = fds.saturating_sub(FD_RESERVE);
-            Bound {
-                connections: Some(n),
-                limit: if what.starts_with("bound by fs.nr_open") {
-                    "fs.nr_open".into()
-                } else {
-                    "rlimit.nofile.hard".into()
-                },
-                arithmetic: format!(
-                    "{what}; {} − {FD_RESERVE} fds kept for the process = {} sockets{}",
-                    group(fds),
-                    group(n),
-                    if s == 2 {
-                        " (each process holds one end of its connections)"
-                    } else {
-                        ""
-                    }
-                ),
-            }
-        }
-    };
-
-    // --- per host
-    let mut host = Vec::new();
-    let per_conn = s * i.bytes_per_socket + i.user_bytes_per_connection;
-    host.push(match (i.mem_free, i.mem_total) {
-        (Some(free), Some(total)) => {
-            let reserve = total / 100 * MEMORY_RESERVE_PERCENT;
-            let usable = free.saturating_sub(reserve);
-            let n = usable / per_conn.max(1);
-            let each = if s == 2 {
-                format!(
-                    "{} × {} B per socket ({})",
-                    s,
-                    group(i.bytes_per_socket),
-                    i.bytes_per_socket_source
-                )
-            } else {
-                format!(
-                    "{} B per socket ({})",
-                    group(i.bytes_per_socket),
-                    i.bytes_per_socket_source
-                )
-            };
-            let user = if i.user_bytes_per_connection > 0 {
-                format!(" + {} B user space", group(i.user_bytes_per_connection))
-            } else {
-                String::new()
-            };
-            Bound {
-                connections: Some(n),
-                limit: "memory".into(),
-                arithmetic: format!(
-                    "memory at ~{} per {}: (MemFree {} − {MEMORY_RESERVE_PERCENT}% of MemTotal {}) / ({each}{user}) = {}",
-                    bytes(per_conn),
-                    if s == 2 { "connection pair" } else { "connection" },
-                    bytes(free),
-                    bytes(total),
-                    group(n)
-                ),
-            }
-        }
-        _ => Bound {
-            connections: None,
-            limit: "memory".into(),
-            arithmetic: "memory: /proc/meminfo could not be read".into(),
-        },
-    });
-    host.push(match (i.file_max, i.exempt_from_file_max) {
-        (None, _) => Bound {
-            connections: None,
-            limit: "fs.file-max".into(),
-            arithmetic: "fs.file-max: could not be read".into(),
-        },
-        (Some(max), Some(true)) => Bound {
-            connections: None,
-            limit: "fs.file-max".into(),
-            arithmetic: format!(
-                "fs.file-max {} does not bind: the process has CAP_SYS_ADMIN, which the kernel exempts",
-                group(max)
-            ),
-        },
-        (Some(max), _) => {
-            let used = i.files_in_use.unwrap_or(0);
-            let n = max.saturating_sub(used) / s;
-            Bound {
-                connections: Some(n),
-                limit: "fs.file-max".into(),
-                arithmetic: format!(
-                    "fs.file-max: ({} − {} files open now) / {s} fd{} per connection = {}",
-                    group(max),
-                    group(used),
-                    if s == 1 { "" } else { "s" },
-                    group(n)
-                ),
-            }
-        }
-    });
-    host.push(match (i.conntrack_tracking, i.conntrack_max) {
-        (Some(true), Some(max)) => {
-            let count = i.conntrack_count.unwrap_or(0);
-            let n = max.saturating_sub(count);
-            Bound {
-                connections: Some(n),
-                limit: "net.netfilter.nf_conntrack_max".into(),
-                arithmetic: format!(
-                    "nf_conntrack_max: conntrack tracks this namespace ({} entries now): {} − {} = {} more connections, one entry each",
-                    group(count),
-                    group(max),
-                    group(count),
-                    group(n)
-                ),
-            }
-        }
-        (Some(false), Some(max)) => Bound {
-            connections: None,
-            limit: "net.netfilter.nf_conntrack_max".into(),
-            arithmetic: format!(
-                "nf_conntrack_max {} does not bind: conntrack is loaded but tracks nothing here (count 0); a `ct state` rule would make it bind at {}",
-                group(max),
-                group(max)
-            ),
-        },
-        _ => Bound {
-            connections: None,
-            limit: "net.netfilter.nf_conntrack_max".into(),
-            arithmetic: "nf_conntrack_max does not bind: conntrack is not loaded".into(),
-        },
-    });
+    let per_process = per_process(i, &mut notes);
+    let mut host = vec![memory_bound(i), file_max_bound(i), conntrack_bound(i)];
     let mut source_addresses_needed = None;
     if i.role.uses_ports() {
-        match i.port_range {
-            Some([lo, hi]) if hi >= lo => {
-                let ports = hi - lo + 1;
-                let needed = target.div_ceil(ports).max(1);
-                source_addresses_needed = Some(needed);
-                let (addrs, whence) = match (i.role, i.source_addresses) {
-                    (_, Some(a)) => (a, "given"),
-                    (Role::Loopback, None) => (LOOPBACK_SOURCE_ADDRESSES, "127.0.0.0/8"),
-                    (_, None) => (1, "one address assumed"),
-                };
-                let n = ports.saturating_mul(addrs);
-                host.push(Bound {
-                    connections: Some(n),
-                    limit: "net.ipv4.ip_local_port_range".into(),
-                    arithmetic: format!(
-                        "ports: {} ephemeral ports ({lo}-{hi}) × {} source addresses ({whence}) = {} per destination; {} connections need {} source address{}",
-                        group(ports),
-                        group(addrs),
-                        group(n),
-                        group(target),
-                        group(needed),
-                        if needed == 1 { "" } else { "es" }
-                    ),
-                });
-            }
-            _ => host.push(Bound {
-                connections: None,
-                limit: "net.ipv4.ip_local_port_range".into(),
-                arithmetic: "ports: ip_local_port_range could not be read".into(),
-            }),
-        }
+        let (bound, needed) = ports_bound(i, target);
+        host.push(bound);
+        source_addresses_needed = needed;
     }
     if let Some(pages) = i.tcp_mem_max_pages {
         notes.push(format!(
@@ -333,7 +178,6 @@ pub fn estimate(i: &Inputs, target: u64) -> Capacity {
             group(pages / s)
         ));
     }
-
     let per_host = host
         .iter()
         .filter(|b| b.connections.is_some())
@@ -341,7 +185,7 @@ pub fn estimate(i: &Inputs, target: u64) -> Capacity {
         .cloned()
         .unwrap_or(Bound {
             connections: None,
-            limit: "none".into(),
+            limit: Limiter::None,
             arithmetic: "no host-wide limit could be read".into(),
         });
     let processes_needed = per_process
@@ -363,32 +207,245 @@ pub fn estimate(i: &Inputs, target: u64) -> Capacity {
     }
 }
 
+/// Sockets one process may hold: RLIMIT_NOFILE hard, or fs.nr_open when the hard limit can be
+/// raised, minus [`FD_RESERVE`]. A soft limit below the hard one goes into `notes`.
+fn per_process(i: &Inputs, notes: &mut Vec<String>) -> Bound {
+    let s = i.role.sockets_per_connection();
+    let Some(hard) = i.nofile_hard else {
+        return Bound {
+            connections: None,
+            limit: Limiter::Knob(KnobId::NofileHard),
+            arithmetic: "RLIMIT_NOFILE could not be read".into(),
+        };
+    };
+    let raisable = i.can_raise_hard == Some(true);
+    let (fds, limit, what) = match (raisable, i.nr_open) {
+        (true, Some(nr)) if nr > hard => (
+            nr,
+            KnobId::NrOpen,
+            format!(
+                "bound by fs.nr_open {} (RLIMIT_NOFILE hard {} can be raised to it: CAP_SYS_RESOURCE)",
+                group(nr),
+                group(hard)
+            ),
+        ),
+        _ => {
+            let why = match i.can_raise_hard {
+                Some(true) => "the ceiling fs.nr_open allows no more",
+                Some(false) => "which cannot be raised here (no CAP_SYS_RESOURCE)",
+                None => "(whether it can be raised is unknown: capabilities unreadable)",
+            };
+            (
+                hard,
+                KnobId::NofileHard,
+                format!("bound by RLIMIT_NOFILE hard {} {why}", group(hard)),
+            )
+        }
+    };
+    if let Some(soft) = i.nofile_soft.filter(|&soft| soft < hard) {
+        notes.push(format!(
+            "RLIMIT_NOFILE soft {} is below hard {}: the process must raise it itself at start-up",
+            group(soft),
+            group(hard)
+        ));
+    }
+    let n = fds.saturating_sub(FD_RESERVE);
+    Bound {
+        connections: Some(n),
+        limit: Limiter::Knob(limit),
+        arithmetic: format!(
+            "{what}; {} − {FD_RESERVE} fds kept for the process = {} sockets{}",
+            group(fds),
+            group(n),
+            if s == 2 {
+                " (each process holds one end of its connections)"
+            } else {
+                ""
+            }
+        ),
+    }
+}
+
+/// Memory: (MemFree − [`MEMORY_RESERVE_PERCENT`] % of MemTotal) / bytes per connection.
+fn memory_bound(i: &Inputs) -> Bound {
+    let s = i.role.sockets_per_connection();
+    let (Some(free), Some(total)) = (i.mem_free, i.mem_total) else {
+        return Bound {
+            connections: None,
+            limit: Limiter::Memory,
+            arithmetic: "memory: /proc/meminfo could not be read".into(),
+        };
+    };
+    let per_conn = s * i.bytes_per_socket + i.user_bytes_per_connection;
+    let reserve = total / 100 * MEMORY_RESERVE_PERCENT;
+    let usable = free.saturating_sub(reserve);
+    let n = usable / per_conn.max(1);
+    let each = if s == 2 {
+        format!(
+            "{} × {} B per socket ({})",
+            s,
+            group(i.bytes_per_socket),
+            i.bytes_per_socket_source
+        )
+    } else {
+        format!(
+            "{} B per socket ({})",
+            group(i.bytes_per_socket),
+            i.bytes_per_socket_source
+        )
+    };
+    let user = if i.user_bytes_per_connection > 0 {
+        format!(" + {} B user space", group(i.user_bytes_per_connection))
+    } else {
+        String::new()
+    };
+    Bound {
+        connections: Some(n),
+        limit: Limiter::Memory,
+        arithmetic: format!(
+            "memory at ~{} per {}: (MemFree {} − {MEMORY_RESERVE_PERCENT}% of MemTotal {}) / ({each}{user}) = {}",
+            bytes(per_conn),
+            if s == 2 { "connection pair" } else { "connection" },
+            bytes(free),
+            bytes(total),
+            group(n)
+        ),
+    }
+}
+
+/// fs.file-max: (file-max − files in use) / sockets per connection, unless the process is exempt.
+fn file_max_bound(i: &Inputs) -> Bound {
+    let s = i.role.sockets_per_connection();
+    let limit = Limiter::Knob(KnobId::FileMax);
+    match (i.file_max, i.exempt_from_file_max) {
+        (None, _) => Bound {
+            connections: None,
+            limit,
+            arithmetic: "fs.file-max: could not be read".into(),
+        },
+        (Some(max), Some(true)) => Bound {
+            connections: None,
+            limit,
+            arithmetic: format!(
+                "fs.file-max {} does not bind: the process has CAP_SYS_ADMIN, which the kernel exempts",
+                group(max)
+            ),
+        },
+        (Some(max), _) => {
+            let used = i.files_in_use.unwrap_or(0);
+            let n = max.saturating_sub(used) / s;
+            Bound {
+                connections: Some(n),
+                limit,
+                arithmetic: format!(
+                    "fs.file-max: ({} − {} files open now) / {s} fd{} per connection = {}",
+                    group(max),
+                    group(used),
+                    if s == 1 { "" } else { "s" },
+                    group(n)
+                ),
+            }
+        }
+    }
+}
+
+/// nf_conntrack_max − nf_conntrack_count, when conntrack tracks this namespace.
+fn conntrack_bound(i: &Inputs) -> Bound {
+    let limit = Limiter::Knob(KnobId::ConntrackMax);
+    match (i.conntrack_tracking, i.conntrack_max) {
+        (Some(true), Some(max)) => {
+            let count = i.conntrack_count.unwrap_or(0);
+            let n = max.saturating_sub(count);
+            Bound {
+                connections: Some(n),
+                limit,
+                arithmetic: format!(
+                    "nf_conntrack_max: conntrack tracks this namespace ({} entries now): {} − {} = {} more connections, one entry each",
+                    group(count),
+                    group(max),
+                    group(count),
+                    group(n)
+                ),
+            }
+        }
+        (Some(false), Some(max)) => Bound {
+            connections: None,
+            limit,
+            arithmetic: format!(
+                "nf_conntrack_max {} does not bind: conntrack is loaded but tracks nothing here (count 0); a `ct state` rule would make it bind at {}",
+                group(max),
+                group(max)
+            ),
+        },
+        _ => Bound {
+            connections: None,
+            limit,
+            arithmetic: "nf_conntrack_max does not bind: conntrack is not loaded".into(),
+        },
+    }
+}
+
+/// Ports × source addresses per destination, and the source addresses `target` needs.
+fn ports_bound(i: &Inputs, target: u64) -> (Bound, Option<u64>) {
+    let limit = Limiter::Knob(KnobId::IpLocalPortRange);
+    let Some([lo, hi]) = i.port_range.filter(|[lo, hi]| hi >= lo) else {
+        let b = Bound {
+            connections: None,
+            limit,
+            arithmetic: "ports: ip_local_port_range could not be read".into(),
+        };
+        return (b, None);
+    };
+    let ports = hi - lo + 1;
+    let needed = target.div_ceil(ports).max(1);
+    let (addrs, whence) = match (i.role, i.source_addresses) {
+        (_, Some(a)) => (a, "given"),
+        (Role::Loopback, None) => (LOOPBACK_SOURCE_ADDRESSES, "127.0.0.0/8"),
+        (_, None) => (1, "one address assumed"),
+    };
+    let n = ports.saturating_mul(addrs);
+    let b = Bound {
+        connections: Some(n),
+        limit,
+        arithmetic: format!(
+            "ports: {} ephemeral ports ({lo}-{hi}) × {} source addresses ({whence}) = {} per destination; {} connections need {} source address{}",
+            group(ports),
+            group(addrs),
+            group(n),
+            group(target),
+            group(needed),
+            if needed == 1 { "" } else { "es" }
+        ),
+    };
+    (b, Some(needed))
+}
+
 impl Inputs {
     /// The inputs as observed under a root.
     pub fn from_observation(obs: &Observation, role: Role) -> Inputs {
-        let triple_last = |name: &str| match obs.get(name) {
+        let triple_last = |id: KnobId| match obs.get(id) {
             Some(Value::Triple([_, _, c])) => Some(*c),
             _ => None,
         };
         Inputs {
             role,
-            nofile_soft: obs.int("rlimit.nofile.soft"),
-            nofile_hard: obs.int("rlimit.nofile.hard"),
+            nofile_soft: obs.int(KnobId::NofileSoft),
+            nofile_hard: obs.int(KnobId::NofileHard),
             can_raise_hard: obs.facts.cap_sys_resource(),
-            nr_open: obs.int("fs.nr_open"),
-            file_max: obs.int("fs.file-max"),
+            nr_open: obs.int(KnobId::NrOpen),
+            file_max: obs.int(KnobId::FileMax),
             files_in_use: obs.facts.file_nr.map(|f| f.in_use()),
             exempt_from_file_max: obs.facts.target_exempt_from_file_max(),
-            conntrack_max: obs.int("net.netfilter.nf_conntrack_max"),
-            conntrack_count: obs.int("net.netfilter.nf_conntrack_count"),
+            conntrack_max: obs.int(KnobId::ConntrackMax),
+            conntrack_count: obs.int(KnobId::ConntrackCount),
             conntrack_tracking: obs.conntrack_tracking(),
-            port_range: match obs.get("net.ipv4.ip_local_port_range") {
+            port_range: match obs.get(KnobId::IpLocalPortRange) {
                 Some(Value::Range(r)) => Some(*r),
                 _ => None,
             },
             source_addresses: None,
-            mem_free: obs.int("memory.free"),
-            mem_total: obs.int("memory.total"),
+            mem_free: obs.int(KnobId::MemoryFree),
+            mem_total: obs.int(KnobId::MemoryTotal),
             bytes_per_socket: obs.facts.bytes_per_socket(),
             bytes_per_socket_source: if obs.facts.socket_cost.is_some() {
                 "from /proc/slabinfo".into()
@@ -396,7 +453,7 @@ impl Inputs {
                 "default, /proc/slabinfo unreadable".into()
             },
             user_bytes_per_connection: 0,
-            tcp_mem_max_pages: triple_last("net.ipv4.tcp_mem"),
+            tcp_mem_max_pages: triple_last(KnobId::TcpMem),
         }
     }
 }
@@ -477,7 +534,7 @@ mod tests {
     fn per_process_is_bound_by_a_hard_limit_that_cannot_be_raised() {
         let c = estimate(&this_host(Role::Server), 1_000_000);
         assert_eq!(c.per_process.connections, Some(19_990));
-        assert_eq!(c.per_process.limit, "rlimit.nofile.hard");
+        assert_eq!(c.per_process.limit, Limiter::Knob(KnobId::NofileHard));
         assert!(c
             .per_process
             .arithmetic
@@ -495,7 +552,7 @@ mod tests {
         i.can_raise_hard = Some(true);
         let c = estimate(&i, 1_000_000);
         assert_eq!(c.per_process.connections, Some(1048576 - FD_RESERVE));
-        assert_eq!(c.per_process.limit, "fs.nr_open");
+        assert_eq!(c.per_process.limit, Limiter::Knob(KnobId::NrOpen));
         assert_eq!(c.processes_needed, Some(1));
     }
 
@@ -504,7 +561,7 @@ mod tests {
         let c = estimate(&this_host(Role::Server), 1_000_000);
         // (18e9 - 5% of 24e9) / 4160 = 16.8e9 / 4160
         assert_eq!(c.per_host.connections, Some(16_800_000_000 / 4160));
-        assert_eq!(c.per_host.limit, "memory");
+        assert_eq!(c.per_host.limit, Limiter::Memory);
         assert!(c.meets_target);
         assert!(
             c.summary()[1].contains("bound by memory at ~4.2 KB per connection"),
@@ -533,7 +590,7 @@ mod tests {
         let mut i = this_host(Role::Loopback);
         i.exempt_from_file_max = Some(false);
         let c = estimate(&i, 1_000_000);
-        assert_eq!(c.per_host.limit, "fs.file-max");
+        assert_eq!(c.per_host.limit, Limiter::Knob(KnobId::FileMax));
         assert_eq!(c.per_host.connections, Some((2466170 - 450) / 2));
         assert!(c.meets_target);
         let c = estimate(&i, 2_500_000);
@@ -546,10 +603,10 @@ mod tests {
         i.conntrack_max = Some(65536);
         i.conntrack_count = Some(1000);
         let c = estimate(&i, 100_000);
-        assert_ne!(c.per_host.limit, "net.netfilter.nf_conntrack_max");
+        assert_ne!(c.per_host.limit, Limiter::Knob(KnobId::ConntrackMax));
         i.conntrack_tracking = Some(true);
         let c = estimate(&i, 100_000);
-        assert_eq!(c.per_host.limit, "net.netfilter.nf_conntrack_max");
+        assert_eq!(c.per_host.limit, Limiter::Knob(KnobId::ConntrackMax));
         assert_eq!(c.per_host.connections, Some(64536));
         assert!(!c.meets_target);
     }
@@ -557,7 +614,7 @@ mod tests {
     #[test]
     fn a_client_with_one_address_is_bound_by_ports() {
         let c = estimate(&this_host(Role::Client), 100_000);
-        assert_eq!(c.per_host.limit, "net.ipv4.ip_local_port_range");
+        assert_eq!(c.per_host.limit, Limiter::Knob(KnobId::IpLocalPortRange));
         assert_eq!(c.per_host.connections, Some(28_232));
         assert_eq!(c.source_addresses_needed, Some(4));
         assert!(!c.meets_target);

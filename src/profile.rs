@@ -49,8 +49,8 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use crate::cli::profiles::Role;
 use crate::kernel::slabinfo::DEFAULT_BYTES_PER_SOCKET;
+use crate::knobs::Role;
 use crate::knobs::{self, Compare, Knob, Persist, Value, REGISTRY};
 use crate::root::Root;
 

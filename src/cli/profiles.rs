@@ -1,5 +1,6 @@
-//! Arguments of `tune profiles`, and the role value shared by check, apply and profiles.
+//! Arguments of `tune profiles`, and how the command line spells the domain's [`Role`].
 
+use clap::builder::PossibleValue;
 use clap::{Args, Subcommand, ValueEnum};
 
 #[derive(Debug, Clone, Args)]
@@ -20,43 +21,15 @@ pub enum ProfilesAction {
     },
 }
 
-/// What a host does with its connections; decides how many sockets and ports a connection costs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Accepts connections: one socket per connection.
-    Server,
-    /// Opens connections (a load-generating host): one socket and one ephemeral port per connection.
-    Client,
-    /// Both ends on this host: two sockets per connection, and source addresses for the ports.
-    Loopback,
-}
+pub use crate::knobs::Role;
 
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Server => "server",
-            Role::Client => "client",
-            Role::Loopback => "loopback",
-        }
+/// The command line's spelling of [`Role`]: its names, with the domain's help line for each.
+impl ValueEnum for Role {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Role::ALL
     }
 
-    /// Sockets (file descriptors) this host holds per connection: two when both ends are here.
-    pub fn sockets_per_connection(self) -> u64 {
-        match self {
-            Role::Server | Role::Client => 1,
-            Role::Loopback => 2,
-        }
-    }
-
-    /// Does this host open connections, so that ephemeral ports and source addresses count?
-    pub fn uses_ports(self) -> bool {
-        matches!(self, Role::Client | Role::Loopback)
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.as_str()).help(self.help()))
     }
 }

@@ -2,9 +2,9 @@
 
 use super::{Context, Outcome};
 use crate::cli::check::CheckArgs;
-use crate::cli::profiles::Role;
 use crate::cli::Format;
 use crate::knobs;
+use crate::knobs::Role;
 use crate::persist::{self, boot::BootView};
 use crate::profile::{self, Overrides, Profile};
 use crate::report::{self, BootSetting, CheckReport, DriftReport, Ignore, Options};

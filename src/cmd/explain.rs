@@ -10,7 +10,7 @@ pub fn text(knob: &Knob) -> String {
         Read::Nofile(_) => {
             "/proc/<pid>/limits, \"Max open files\" (tune's own unless --pid)".into()
         }
-        Read::Meminfo(field) => format!("/proc/meminfo, {field}"),
+        Read::Meminfo(field) => format!("/proc/meminfo, {}", field.name()),
         Read::SocketCost => {
             "/proc/slabinfo: TCP, sock_inode_cache, filp, dentry, eventpoll caches".into()
         }

@@ -6,7 +6,7 @@ use roff::{bold, italic, roman, Roff};
 use super::knobs::{compare_text, shape_text};
 use super::sources::{self, FormulaExample, Shipped, FORMULA_TARGET};
 use super::{see_also, title, Page};
-use crate::cli::profiles::Role;
+use crate::knobs::Role;
 use crate::knobs::{Shape, REGISTRY};
 
 /// The example file the page shows; a unit test loads it with the real profile loader.

@@ -3,7 +3,7 @@
 //! Pages and completions never read profile files themselves; they ask these
 //! functions. Each says which item of `crate::profile` it stands for.
 
-use crate::cli::profiles::Role;
+use crate::knobs::Role;
 
 /// A profile tune ships: its name (as `--profile` takes it) and the TOML text of its file, comments included.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,13 +1,21 @@
-//! Parsers for kernel text that `procfs` does not cover: sockstat, slabinfo, netstat counters, fs.file-nr.
+//! The kernel's files: a parser per file (text in, typed values out) and [`Host`], the one reader that feeds them.
 //!
 //! Every parser takes the file's text and returns plain values; reading the
-//! file is the caller's business (through [`crate::root::Root`]). Tests use
-//! output pasted from a real kernel, labelled with its version.
+//! file is [`host::Host`]'s business (through [`crate::root::Root`]). Tests use
+//! output pasted from a real kernel, labelled with its version. Where `procfs`
+//! parses a file (meminfo, a process's status, limits and stat) the parser here
+//! wraps it into the few typed fields tune uses.
 
+pub mod conntrack;
 pub mod file_nr;
+pub mod host;
+pub mod meminfo;
 pub mod netstat;
+pub mod process;
 pub mod slabinfo;
 pub mod sockstat;
+
+pub use host::{Host, HostError};
 
 /// A parser's complaint: which line of the text and what was wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,4 +39,13 @@ impl ParseError {
 pub(crate) fn number(line: usize, word: &str) -> Result<u64, ParseError> {
     word.parse::<u64>()
         .map_err(|_| ParseError::new(line, format!("expected a number, found {word:?}")))
+}
+
+/// procfs's error text without its "Internal error: bug at ... please report" wording, which
+/// blames procfs for what is a malformed file in the tree tune was pointed at.
+pub(crate) fn procfs_problem(e: &procfs::ProcError) -> String {
+    match e {
+        procfs::ProcError::InternalError(_) => "a line could not be parsed".into(),
+        other => other.to_string(),
+    }
 }

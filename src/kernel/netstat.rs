@@ -1,8 +1,7 @@
 //! `/proc/net/netstat` and `/proc/net/snmp`: pairs of header and value lines (`TcpExt:`, `IpExt:`, `Tcp:` ...).
 //!
-//! The counters that show a connection limit being hit live here:
-//! TcpExt ListenOverflows and ListenDrops (accept queue), TCPMemoryPressures and
-//! TCPAbortOnMemory (tcp_mem), TCPTimeWaitOverflow (tcp_max_tw_buckets).
+//! Which counters show a knob running short is the registry's business
+//! (`crate::knobs::LIMIT_COUNTERS`); this parser only reads the numbers.
 
 use std::collections::BTreeMap;
 
@@ -19,20 +18,6 @@ impl Netstat {
         self.groups.get(group)?.get(name).copied()
     }
 }
-
-/// The TcpExt counters that mean a connection limit was hit, with the knob each points at.
-pub const LIMIT_COUNTERS: &[(&str, &str, &str)] = &[
-    ("TcpExt", "ListenOverflows", "net.core.somaxconn"),
-    ("TcpExt", "ListenDrops", "net.ipv4.tcp_max_syn_backlog"),
-    ("TcpExt", "TCPMemoryPressures", "net.ipv4.tcp_mem"),
-    ("TcpExt", "TCPAbortOnMemory", "net.ipv4.tcp_mem"),
-    (
-        "TcpExt",
-        "TCPTimeWaitOverflow",
-        "net.ipv4.tcp_max_tw_buckets",
-    ),
-    ("TcpExt", "TCPReqQFullDrop", "net.ipv4.tcp_max_syn_backlog"),
-];
 
 pub fn parse(text: &str) -> Result<Netstat, ParseError> {
     let mut out = Netstat::default();
@@ -112,11 +97,12 @@ Tcp: 1 200 120000 -1 64 2 1 51 0 4941 3706 0 0 58 0
         assert_eq!(n.get("TcpExt", "TCPRcvCoalesce"), Some(1847));
         assert_eq!(n.get("IpExt", "InOctets"), Some(67642016));
         assert_eq!(n.get("MPTcpExt", "MPCapableACKRX"), Some(0));
-        for (g, c, knob) in LIMIT_COUNTERS {
-            assert!(n.get(g, c).is_some(), "{g} {c} missing on 6.18");
+        for c in crate::knobs::LIMIT_COUNTERS {
             assert!(
-                crate::knobs::find(knob).is_some(),
-                "{knob} not in the registry"
+                n.get(c.group, c.name).is_some(),
+                "{} {} missing on 6.18",
+                c.group,
+                c.name
             );
         }
     }

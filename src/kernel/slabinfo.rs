@@ -29,18 +29,51 @@ pub struct SlabCache {
 /// Page size the slab figures are counted in (x86_64, arm64 with 4 KiB pages).
 pub const PAGE_SIZE: u64 = 4096;
 
+/// Most pages one slab may span. A slab is one compound page of at most 2^MAX_PAGE_ORDER pages
+/// (1,024 on x86_64); 65,536 leaves room for any configuration and keeps
+/// `pagesperslab * PAGE_SIZE` (at most 2^28) far from overflowing. A larger figure is not a
+/// kernel's: the line is refused (found by fuzzing the parser).
+pub const MAX_PAGES_PER_SLAB: u64 = 1 << 16;
+
+/// Most bytes one cache may hold: 2^50 (1 PiB), more memory than any host has, so that
+/// `num_objs * bytes_per_object` and the sums over caches stay inside u64.
+pub const MAX_CACHE_BYTES: u64 = 1 << 50;
+
 impl SlabCache {
     /// Bytes of slab memory one object takes, the slab's waste shared out: `pagesperslab * PAGE_SIZE / objperslab`.
     pub fn bytes_per_object(&self) -> u64 {
         if self.objperslab == 0 {
             return self.objsize;
         }
-        (self.pagesperslab * PAGE_SIZE).div_ceil(self.objperslab)
+        // Checked: parse refuses slabs past MAX_PAGES_PER_SLAB, but a hand-built cache may hold anything.
+        self.pagesperslab
+            .checked_mul(PAGE_SIZE)
+            .map_or(u64::MAX, |b| b.div_ceil(self.objperslab))
     }
 
-    /// Bytes the whole cache holds now.
+    /// Bytes the whole cache holds now (saturating; parse keeps it under [`MAX_CACHE_BYTES`]).
     pub fn bytes_total(&self) -> u64 {
-        self.num_objs * self.bytes_per_object()
+        self.num_objs.saturating_mul(self.bytes_per_object())
+    }
+
+    /// Why this line cannot be a kernel's, if it cannot: a slab larger than any kernel makes, or
+    /// a cache larger than any host's memory.
+    fn absurd(&self) -> Option<String> {
+        if self.pagesperslab > MAX_PAGES_PER_SLAB {
+            return Some(format!(
+                "{}: {} pages per slab is more than any kernel uses (at most {MAX_PAGES_PER_SLAB})",
+                self.name, self.pagesperslab
+            ));
+        }
+        match self.num_objs.checked_mul(self.bytes_per_object()) {
+            Some(b) if b <= MAX_CACHE_BYTES => None,
+            _ => Some(format!(
+                "{}: {} objects of {} bytes is more memory than any host has (at most {MAX_CACHE_BYTES} bytes per cache)",
+                self.name,
+                self.num_objs,
+                self.bytes_per_object()
+            )),
+        }
     }
 }
 
@@ -96,7 +129,10 @@ pub fn socket_cost(caches: &[SlabCache]) -> SocketCost {
             None => missing.push(name.to_string()),
         }
     }
-    let total = parts.iter().map(|(_, b)| b).sum::<u64>() + OTHER_BYTES_PER_SOCKET;
+    // Saturating: parsed caches are bounded (MAX_PAGES_PER_SLAB), hand-built ones may not be.
+    let total = parts
+        .iter()
+        .fold(OTHER_BYTES_PER_SOCKET, |sum, (_, b)| sum.saturating_add(*b));
     SocketCost {
         parts,
         missing,
@@ -130,14 +166,18 @@ pub fn parse(text: &str) -> Result<Vec<SlabCache>, ParseError> {
                 format!("expected name and five numbers, found {line:?}"),
             ));
         }
-        out.push(SlabCache {
+        let cache = SlabCache {
             name: words[0].to_string(),
             active_objs: number(n, words[1])?,
             num_objs: number(n, words[2])?,
             objsize: number(n, words[3])?,
             objperslab: number(n, words[4])?,
             pagesperslab: number(n, words[5])?,
-        });
+        };
+        if let Some(why) = cache.absurd() {
+            return Err(ParseError::new(n, why));
+        }
+        out.push(cache);
     }
     Ok(out)
 }
@@ -206,5 +246,45 @@ kmalloc-192         3507   3507    192   21    1 : tunables    0    0    0 : sla
         let e = parse("slabinfo - version: 2.1\nTCP 1 2 x 4 5 : tunables\n").unwrap_err();
         assert_eq!(e.line, 2);
         assert!(parse("slabinfo - version: 2.1\nTCP 1 2\n").is_err());
+    }
+
+    /// The fuzzer's input (issue 11): `pagesperslab * PAGE_SIZE` overflowed u64 in
+    /// bytes_per_object, and the sum in socket_cost overflowed with it.
+    const FUZZ_OVERFLOW: &str = "slabinfo - version: 2.1
+TCP 1 1 2368 13 18446744073709551615 : tunables 0 0 0 : slabdata 1 1 0
+";
+
+    #[test]
+    fn absurd_values_are_refused_not_overflowed() {
+        let e = parse(FUZZ_OVERFLOW).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(
+            e.problem
+                .contains("TCP: 18446744073709551615 pages per slab"),
+            "{e}"
+        );
+        // Too many objects for any memory.
+        let e =
+            parse("slabinfo - version: 2.1\nfilp 1 18446744073709551615 192 21 1\n").unwrap_err();
+        assert!(e.problem.contains("more memory than any host has"), "{e}");
+        // Hand-built values saturate instead of panicking.
+        let huge = SlabCache {
+            name: "TCP".into(),
+            active_objs: u64::MAX,
+            num_objs: u64::MAX,
+            objsize: u64::MAX,
+            objperslab: 1,
+            pagesperslab: u64::MAX,
+        };
+        assert_eq!(huge.bytes_per_object(), u64::MAX);
+        assert_eq!(huge.bytes_total(), u64::MAX);
+        let cost = socket_cost(&[
+            huge.clone(),
+            SlabCache {
+                name: "filp".into(),
+                ..huge
+            },
+        ]);
+        assert_eq!(cost.total, u64::MAX);
     }
 }

@@ -5,12 +5,19 @@
 //! at boot, and what running short of it looks like. Nothing else in tune keeps
 //! a list of knobs: commands iterate [`REGISTRY`] or look entries up with [`find`].
 
+mod counters;
+mod id;
 mod read;
 mod registry;
+mod role;
 mod value;
 
-pub use read::{observe, proc_dir, sources, Facts, Observation, Reading};
+pub use crate::kernel::host::{proc_dir, sysctl_path};
+pub use counters::{LimitCounter, LIMIT_COUNTERS};
+pub use id::{KnobId, KnobKey};
+pub use read::{observe, sources, Facts, Observation, Reading};
 pub use registry::REGISTRY;
+pub use role::Role;
 pub use value::{Shape, Value, ValueError, UNLIMITED};
 
 /// Where a knob's value lives, which decides who may change it and where tests may write it.
@@ -98,9 +105,28 @@ pub enum Read {
     /// RLIMIT_NOFILE of the target process, from `proc/<pid>/limits`.
     Nofile(Limit),
     /// A /proc/meminfo field, in bytes.
-    Meminfo(&'static str),
+    Meminfo(MeminfoField),
     /// Kernel memory one socket costs, estimated from `proc/slabinfo` (see [`crate::kernel::slabinfo`]).
     SocketCost,
+}
+
+/// The /proc/meminfo fields that are knobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeminfoField {
+    /// MemTotal.
+    Total,
+    /// MemFree.
+    Free,
+}
+
+impl MeminfoField {
+    /// The field's name in /proc/meminfo.
+    pub fn name(self) -> &'static str {
+        match self {
+            MeminfoField::Total => "MemTotal",
+            MeminfoField::Free => "MemFree",
+        }
+    }
 }
 
 /// How to change a knob at run time.
@@ -138,6 +164,8 @@ pub enum Persist {
 /// One registry entry.
 #[derive(Debug)]
 pub struct Knob {
+    /// The typed id code uses to name this entry.
+    pub id: KnobId,
     /// The name users type: the sysctl name, or `rlimit.nofile.soft` style for the others.
     pub name: &'static str,
     pub scope: Scope,
@@ -227,11 +255,6 @@ pub fn lookup(name: &str) -> anyhow::Result<&'static Knob> {
         let names: Vec<&str> = REGISTRY.iter().map(|k| k.name).collect();
         anyhow::anyhow!("unknown knob {name:?}; known knobs: {}", names.join(", "))
     })
-}
-
-/// The /proc/sys path of a dotted sysctl name, relative to the root.
-pub fn sysctl_path(name: &str) -> String {
-    format!("proc/sys/{}", name.replace('.', "/"))
 }
 
 #[cfg(test)]

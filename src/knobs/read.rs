@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use procfs::FromRead;
-
-use super::{sysctl_path, Knob, Limit, Read, Value, REGISTRY};
+use super::{Knob, KnobId, KnobKey, Limit, MeminfoField, Read, Value, REGISTRY};
+use crate::kernel::host::{self, proc_dir, sysctl_path, Host, HostError};
 use crate::kernel::{
-    self, file_nr::FileNr, netstat::Netstat, slabinfo::SocketCost, sockstat::Sockstat,
+    self, file_nr::FileNr, meminfo::Meminfo, netstat::Netstat, process::Nofile,
+    slabinfo::SocketCost, sockstat::Sockstat, ParseError,
 };
 use crate::root::{Root, RootError};
 
@@ -91,13 +91,19 @@ pub struct Observation {
 }
 
 impl Observation {
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.readings.get(name).and_then(Reading::value)
+    /// What reading the knob gave (absent from the map only in hand-built observations).
+    pub fn reading(&self, id: impl KnobKey) -> Option<&Reading> {
+        self.readings.get(id.knob_name())
+    }
+
+    /// The knob's value, when it was read.
+    pub fn get(&self, id: impl KnobKey) -> Option<&Value> {
+        self.reading(id).and_then(Reading::value)
     }
 
     /// The integer value of an Int knob, if present.
-    pub fn int(&self, name: &str) -> Option<u64> {
-        match self.get(name) {
+    pub fn int(&self, id: impl KnobKey) -> Option<u64> {
+        match self.get(id) {
             Some(Value::Int(n)) => Some(*n),
             _ => None,
         }
@@ -109,89 +115,61 @@ impl Observation {
         if !self.facts.conntrack_loaded {
             return None;
         }
-        self.int("net.netfilter.nf_conntrack_count").map(|c| c > 0)
-    }
-}
-
-/// The proc directory of the target process: `proc/self` or `proc/<pid>`.
-pub fn proc_dir(pid: Option<u32>) -> String {
-    match pid {
-        Some(p) => format!("proc/{p}"),
-        None => "proc/self".to_string(),
+        self.int(KnobId::ConntrackCount).map(|c| c > 0)
     }
 }
 
 /// Reads every knob in the registry and the facts, for the process `pid` (default: tune's own).
 pub fn observe(root: &Root, pid: Option<u32>) -> Observation {
-    let conntrack_loaded = root.exists("proc/sys/net/netfilter/nf_conntrack_max");
-    let cap_eff = root
-        .read(&format!("{}/status", proc_dir(None)))
-        .ok()
-        .and_then(|t| procfs::process::Status::from_read(t.as_bytes()).ok())
-        .map(|s| s.capeff);
-    let target_cap_eff = match pid {
-        None => cap_eff,
-        Some(_) => root
-            .read(&format!("{}/status", proc_dir(pid)))
-            .ok()
-            .and_then(|t| procfs::process::Status::from_read(t.as_bytes()).ok())
-            .map(|s| s.capeff),
-    };
-    let (socket_cost, socket_cost_note) = match root.read("proc/slabinfo") {
-        Ok(t) => match kernel::slabinfo::parse(&t) {
-            Ok(caches) => (Some(kernel::slabinfo::socket_cost(&caches)), None),
-            Err(e) => (
-                None,
-                Some(format!("{}: {e}", root.path("proc/slabinfo").display())),
-            ),
-        },
-        Err(e) => (None, Some(e.to_string())),
-    };
-    let facts = Facts {
-        pid,
-        cap_eff,
-        conntrack_loaded,
-        target_cap_eff,
-        kernel: root
-            .read("proc/sys/kernel/osrelease")
-            .ok()
-            .map(|s| s.trim().to_string()),
-        file_nr: root
-            .read("proc/sys/fs/file-nr")
-            .ok()
-            .and_then(|t| kernel::file_nr::parse(&t).ok()),
-        sockstat: root
-            .read("proc/net/sockstat")
-            .ok()
-            .and_then(|t| kernel::sockstat::parse(&t).ok()),
-        netstat: root
-            .read("proc/net/netstat")
-            .ok()
-            .and_then(|t| kernel::netstat::parse(&t).ok()),
-        socket_cost,
-        socket_cost_note,
-    };
-    let limits = root.read(&format!("{}/limits", proc_dir(pid)));
-    let meminfo = root.read("proc/meminfo");
+    let host = Host::new(root);
+    let facts = facts(&host, pid);
+    let nofile = host.process(pid).nofile();
+    let meminfo = host.meminfo();
     let readings = REGISTRY
         .iter()
-        .map(|k| (k.name, read_one(root, k, &facts, &limits, &meminfo)))
+        .map(|k| (k.name, read_one(&host, k, &facts, &nofile, &meminfo)))
         .collect();
     Observation { readings, facts }
+}
+
+/// The facts beside the knobs: capabilities, kernel, usage counters, the socket cost.
+fn facts(host: &Host, pid: Option<u32>) -> Facts {
+    let cap_eff = host.process(None).status().ok().map(|s| s.cap_eff);
+    let target_cap_eff = match pid {
+        None => cap_eff,
+        Some(_) => host.process(pid).status().ok().map(|s| s.cap_eff),
+    };
+    let (socket_cost, socket_cost_note) = match host.socket_cost() {
+        Ok(c) => (Some(c), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    Facts {
+        pid,
+        cap_eff,
+        conntrack_loaded: host.conntrack_loaded(),
+        target_cap_eff,
+        kernel: host.os_release().ok(),
+        file_nr: host.file_nr().ok(),
+        sockstat: host.sockstat().ok(),
+        netstat: host.netstat().ok(),
+        socket_cost,
+        socket_cost_note,
+    }
 }
 
 /// Every file (relative to the root) that [`observe`] reads for process `pid`: what a captured
 /// fixture tree must contain. Derived from the registry, so it is not a second knob list.
 pub fn sources(pid: Option<u32>) -> Vec<String> {
+    let (me, target) = (proc_dir(None), proc_dir(pid));
     let mut out: Vec<String> = vec![
-        format!("{}/status", proc_dir(None)),
-        format!("{}/status", proc_dir(pid)),
-        format!("{}/limits", proc_dir(pid)),
-        "proc/meminfo".into(),
-        "proc/slabinfo".into(),
-        "proc/sys/kernel/osrelease".into(),
-        "proc/net/sockstat".into(),
-        "proc/net/netstat".into(),
+        format!("{me}/status"),
+        format!("{target}/status"),
+        format!("{target}/limits"),
+        host::MEMINFO.into(),
+        host::SLABINFO.into(),
+        host::OSRELEASE.into(),
+        host::SOCKSTAT.into(),
+        host::NETSTAT.into(),
     ];
     for k in REGISTRY {
         if let Read::Sysctl(name) = k.read {
@@ -206,66 +184,55 @@ pub fn sources(pid: Option<u32>) -> Vec<String> {
     out
 }
 
+/// A reading from what the host reader said: absent files get the knob's own reason.
+fn reading(knob: &Knob, facts: &Facts, r: Result<Value, HostError>) -> Reading {
+    match r {
+        Ok(v) => Reading::Value(v),
+        Err(HostError::Read(RootError::Absent { path })) => {
+            Reading::Absent(absent_reason(knob, facts, &path.display().to_string()))
+        }
+        Err(e) => Reading::Unreadable(e.to_string()),
+    }
+}
+
 fn read_one(
-    root: &Root,
+    host: &Host,
     knob: &Knob,
     facts: &Facts,
-    limits: &Result<String, RootError>,
-    meminfo: &Result<String, RootError>,
+    nofile: &Result<Nofile, HostError>,
+    meminfo: &Result<Meminfo, HostError>,
 ) -> Reading {
     match knob.read {
-        Read::Sysctl(name) => match root.read(&sysctl_path(name)) {
-            Ok(text) => match Value::parse(knob.shape, &text) {
-                Ok(v) => Reading::Value(v),
-                Err(e) => {
-                    Reading::Unreadable(format!("{}: {e}", root.path(&sysctl_path(name)).display()))
+        Read::Sysctl(name) => {
+            let r = host.sysctl_text(name).and_then(|text| {
+                Value::parse(knob.shape, &text).map_err(|e| HostError::Malformed {
+                    path: host.root().path(&sysctl_path(name)),
+                    source: ParseError::new(1, e.to_string()),
+                })
+            });
+            match r {
+                Err(HostError::Malformed { path, source }) => {
+                    Reading::Unreadable(format!("{}: {}", path.display(), source.problem))
                 }
-            },
-            Err(RootError::Absent { path }) => {
-                Reading::Absent(absent_reason(knob, facts, &path.display().to_string()))
+                r => reading(knob, facts, r),
             }
-            Err(e) => Reading::Unreadable(e.to_string()),
-        },
-        Read::Nofile(which) => match limits {
-            Ok(text) => match procfs::process::Limits::from_read(text.as_bytes()) {
-                Ok(l) => {
-                    let lim = l.max_open_files;
-                    let v = match which {
-                        Limit::Soft => lim.soft_limit,
-                        Limit::Hard => lim.hard_limit,
-                    };
-                    Reading::Value(Value::Int(match v {
-                        procfs::process::LimitValue::Value(n) => n,
-                        procfs::process::LimitValue::Unlimited => super::UNLIMITED,
-                    }))
-                }
-                Err(e) => Reading::Unreadable(format!(
-                    "{}/limits: not in the kernel's format (no parsable \"Max open files\" line): {}",
-                    root.path(&proc_dir(facts.pid)).display(),
-                    procfs_error(&e)
-                )),
-            },
-            Err(RootError::Absent { path }) => {
+        }
+        Read::Nofile(which) => match nofile {
+            Ok(n) => Reading::Value(Value::Int(match which {
+                Limit::Soft => n.soft,
+                Limit::Hard => n.hard,
+            })),
+            Err(HostError::Read(RootError::Absent { path })) => {
                 Reading::Absent(format!("{}: no such process", path.display()))
             }
             Err(e) => Reading::Unreadable(e.to_string()),
         },
         Read::Meminfo(field) => match meminfo {
-            Ok(text) => match procfs::Meminfo::from_read(text.as_bytes()) {
-                Ok(m) => match field {
-                    "MemTotal" => Reading::Value(Value::Int(m.mem_total)),
-                    "MemFree" => Reading::Value(Value::Int(m.mem_free)),
-                    other => {
-                        Reading::Unreadable(format!("meminfo field {other} is not known to tune"))
-                    }
-                },
-                Err(e) => Reading::Unreadable(format!(
-                    "{}: not in the kernel's format: {}",
-                    root.path("proc/meminfo").display(),
-                    procfs_error(&e)
-                )),
+            Ok(m) => match field {
+                MeminfoField::Total => Reading::Value(Value::Int(m.total)),
+                MeminfoField::Free => Reading::Value(Value::Int(m.free)),
             },
-            Err(RootError::Absent { path }) => {
+            Err(HostError::Read(RootError::Absent { path })) => {
                 Reading::Absent(format!("{}: absent", path.display()))
             }
             Err(e) => Reading::Unreadable(e.to_string()),
@@ -283,15 +250,6 @@ fn absent_reason(knob: &Knob, facts: &Facts, path: &str) -> String {
         return format!("{path} is absent: a host-wide knob, hidden inside a child network namespace; read it from the host");
     }
     format!("{path} is absent on this kernel")
-}
-
-/// procfs's error text without its "Internal error: bug at ... please report" wording, which
-/// blames procfs for what is a malformed file in the tree tune was pointed at.
-fn procfs_error(e: &procfs::ProcError) -> String {
-    match e {
-        procfs::ProcError::InternalError(_) => "a line could not be parsed".into(),
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
 //! The entries of the knob registry, in the order `check` reports them.
 
-use super::{Compare, Knob, Limit, Persist, Read, Scope, Shape, Write};
+use super::{Compare, Knob, KnobId, Limit, MeminfoField, Persist, Read, Scope, Shape, Write};
 
 /// Shorthand for the common case: a sysctl read and written through /proc/sys and persisted in sysctl.d.
+// One argument per column of the entry, called only in the table below.
+#[allow(clippy::too_many_arguments)]
 const fn sysctl(
+    id: KnobId,
     name: &'static str,
     scope: Scope,
     shape: Shape,
@@ -13,6 +16,7 @@ const fn sysctl(
     symptom: &'static str,
 ) -> Knob {
     Knob {
+        id,
         name,
         scope,
         shape,
@@ -29,6 +33,7 @@ const fn sysctl(
 
 /// A value the kernel reports but nobody sets: usage counters.
 const fn counter(
+    id: KnobId,
     name: &'static str,
     scope: Scope,
     shape: Shape,
@@ -37,6 +42,7 @@ const fn counter(
     symptom: &'static str,
 ) -> Knob {
     Knob {
+        id,
         name,
         scope,
         shape,
@@ -51,9 +57,25 @@ const fn counter(
     }
 }
 
-pub static REGISTRY: &[Knob] = &[
+/// Every knob, in the order `check` reports them; `REGISTRY[id as usize].id == id` for every id.
+pub static REGISTRY: &[Knob] = &ENTRIES;
+
+// Each entry sits at the index of its id, so `KnobId::knob` is an index (a compile error otherwise).
+const _: () = {
+    let mut i = 0;
+    while i < ENTRIES.len() {
+        assert!(
+            ENTRIES[i].id as usize == i,
+            "registry entry out of KnobId order"
+        );
+        i += 1;
+    }
+};
+
+const ENTRIES: [Knob; KnobId::COUNT] = [
     // --- the file descriptor chain: RLIMIT_NOFILE <= fs.nr_open, sum of all fds <= fs.file-max
     Knob {
+        id: KnobId::NofileSoft,
         name: "rlimit.nofile.soft",
         scope: Scope::Process,
         shape: Shape::Int,
@@ -69,6 +91,7 @@ pub static REGISTRY: &[Knob] = &[
         accepts: None,
     },
     Knob {
+        id: KnobId::NofileHard,
         name: "rlimit.nofile.hard",
         scope: Scope::Process,
         shape: Shape::Int,
@@ -85,6 +108,7 @@ pub static REGISTRY: &[Knob] = &[
         accepts: None,
     },
     sysctl(
+        KnobId::NrOpen,
         "fs.nr_open",
         Scope::Host,
         Shape::Int,
@@ -97,6 +121,7 @@ pub static REGISTRY: &[Knob] = &[
     // fs/file.c: sysctl_nr_open_min = BITS_PER_LONG, sysctl_nr_open_max = min(INT_MAX, ...) & -BITS_PER_LONG.
     .accepting(64, 2_147_483_584),
     sysctl(
+        KnobId::FileMax,
         "fs.file-max",
         Scope::Host,
         Shape::Int,
@@ -108,6 +133,7 @@ pub static REGISTRY: &[Knob] = &[
          the kernel logs \"VFS: file-max limit N reached\".",
     ),
     counter(
+        KnobId::FileNr,
         "fs.file-nr",
         Scope::Host,
         Shape::Triple,
@@ -117,6 +143,7 @@ pub static REGISTRY: &[Knob] = &[
     ),
     // --- connection tracking
     sysctl(
+        KnobId::ConntrackMax,
         "net.netfilter.nf_conntrack_max",
         Scope::Host,
         Shape::Int,
@@ -128,6 +155,7 @@ pub static REGISTRY: &[Knob] = &[
          \"nf_conntrack: table full, dropping packet\"; conntrack -S counts insert_failed and drop.",
     ),
     Knob {
+        id: KnobId::ConntrackBuckets,
         name: "net.netfilter.nf_conntrack_buckets",
         scope: Scope::Host,
         shape: Shape::Int,
@@ -142,6 +170,7 @@ pub static REGISTRY: &[Knob] = &[
         accepts: None,
     },
     counter(
+        KnobId::ConntrackCount,
         "net.netfilter.nf_conntrack_count",
         Scope::NetNs,
         Shape::Int,
@@ -151,6 +180,7 @@ pub static REGISTRY: &[Knob] = &[
     ),
     // --- TCP memory: host-wide pages, per-socket buffers
     sysctl(
+        KnobId::TcpMem,
         "net.ipv4.tcp_mem",
         Scope::Host,
         Shape::Triple,
@@ -162,6 +192,7 @@ pub static REGISTRY: &[Knob] = &[
          connections reset, and the kernel logs \"TCP: out of memory -- consider tuning tcp_mem\".",
     ),
     sysctl(
+        KnobId::TcpRmem,
         "net.ipv4.tcp_rmem",
         Scope::NetNs,
         Shape::Triple,
@@ -172,6 +203,7 @@ pub static REGISTRY: &[Knob] = &[
         "no error of its own: large values let busy sockets eat tcp_mem; tiny ones cut throughput.",
     ),
     sysctl(
+        KnobId::TcpWmem,
         "net.ipv4.tcp_wmem",
         Scope::NetNs,
         Shape::Triple,
@@ -182,6 +214,7 @@ pub static REGISTRY: &[Knob] = &[
     ),
     // --- accept queues
     sysctl(
+        KnobId::Somaxconn,
         "net.core.somaxconn",
         Scope::NetNs,
         Shape::Int,
@@ -192,6 +225,7 @@ pub static REGISTRY: &[Knob] = &[
          /proc/net/netstat, clients see SYNs retransmitted (1 s, 3 s, 7 s connect delays) or resets.",
     ),
     sysctl(
+        KnobId::TcpMaxSynBacklog,
         "net.ipv4.tcp_max_syn_backlog",
         Scope::NetNs,
         Shape::Int,
@@ -202,6 +236,7 @@ pub static REGISTRY: &[Knob] = &[
          (\"Possible SYN flooding on port\" in the kernel log).",
     ),
     sysctl(
+        KnobId::NetdevMaxBacklog,
         "net.core.netdev_max_backlog",
         Scope::Host,
         Shape::Int,
@@ -213,6 +248,7 @@ pub static REGISTRY: &[Knob] = &[
     ),
     // --- ports: the client side and loopback
     sysctl(
+        KnobId::IpLocalPortRange,
         "net.ipv4.ip_local_port_range",
         Scope::NetNs,
         Shape::Range,
@@ -225,6 +261,7 @@ pub static REGISTRY: &[Knob] = &[
     // Ports are 16-bit; port 0 means "any" and is never handed out.
     .accepting(1, 65535),
     sysctl(
+        KnobId::TcpTwReuse,
         "net.ipv4.tcp_tw_reuse",
         Scope::NetNs,
         Shape::Int,
@@ -236,6 +273,7 @@ pub static REGISTRY: &[Knob] = &[
     // proc_dointvec_minmax with extra1 = 0, extra2 = 2.
     .accepting(0, 2),
     sysctl(
+        KnobId::TcpFinTimeout,
         "net.ipv4.tcp_fin_timeout",
         Scope::NetNs,
         Shape::Int,
@@ -245,6 +283,7 @@ pub static REGISTRY: &[Knob] = &[
         "after a mass close, FIN_WAIT_2 sockets and their memory linger for this long.",
     ),
     sysctl(
+        KnobId::TcpMaxTwBuckets,
         "net.ipv4.tcp_max_tw_buckets",
         Scope::NetNs,
         Shape::Int,
@@ -255,6 +294,7 @@ pub static REGISTRY: &[Knob] = &[
          harmless for the closer but late segments may then reset new connections.",
     ),
     sysctl(
+        KnobId::TcpMaxOrphans,
         "net.ipv4.tcp_max_orphans",
         Scope::Host,
         Shape::Int,
@@ -266,11 +306,12 @@ pub static REGISTRY: &[Knob] = &[
     ),
     // --- memory
     Knob {
+        id: KnobId::MemoryTotal,
         name: "memory.total",
         scope: Scope::Host,
         shape: Shape::Int,
         unit: "bytes",
-        read: Read::Meminfo("MemTotal"),
+        read: Read::Meminfo(MeminfoField::Total),
         write: Write::No("RAM cannot be changed by tune: add memory or spread connections over more hosts"),
         persist: Persist::No,
         compare: Compare::AtLeast,
@@ -280,11 +321,12 @@ pub static REGISTRY: &[Knob] = &[
         accepts: None,
     },
     Knob {
+        id: KnobId::MemoryFree,
         name: "memory.free",
         scope: Scope::Host,
         shape: Shape::Int,
         unit: "bytes",
-        read: Read::Meminfo("MemFree"),
+        read: Read::Meminfo(MeminfoField::Free),
         write: Write::No("free memory follows from what runs on the host"),
         persist: Persist::No,
         compare: Compare::Info,
@@ -294,6 +336,7 @@ pub static REGISTRY: &[Knob] = &[
         accepts: None,
     },
     Knob {
+        id: KnobId::MemoryPerSocket,
         name: "memory.per-socket",
         scope: Scope::Host,
         shape: Shape::Int,

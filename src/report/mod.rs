@@ -7,9 +7,10 @@
 use std::collections::BTreeSet;
 
 use crate::capacity::{self, Capacity};
-use crate::cli::profiles::Role;
-use crate::kernel::netstat::LIMIT_COUNTERS;
-use crate::knobs::{Compare, Knob, Observation, Read, Reading, Scope, Value, REGISTRY};
+use crate::knobs::Role;
+use crate::knobs::{
+    Compare, Knob, KnobId, Observation, Read, Reading, Scope, Value, LIMIT_COUNTERS, REGISTRY,
+};
 use crate::profile::Profile;
 
 pub mod json;
@@ -99,7 +100,7 @@ pub struct Counter {
     pub group: &'static str,
     pub name: &'static str,
     pub value: u64,
-    pub knob: &'static str,
+    pub knob: KnobId,
 }
 
 /// One usage figure ("TCP in TIME_WAIT": 12).
@@ -205,7 +206,7 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
     let mut rows = Vec::new();
     for knob in REGISTRY {
         let req = profile.requirements.get(knob.name);
-        let reading = obs.readings.get(knob.name);
+        let reading = obs.reading(knob.id);
         let current = reading.and_then(Reading::value).copied();
         let mut note = None;
         let mut status = match reading {
@@ -234,7 +235,7 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
                     }
                 }
                 Some(r) if knob.compare.satisfied(v, &r.value) => Status::Ok,
-                Some(r) => shortfall(knob.name, obs, &r.value, &mut note),
+                Some(r) => shortfall(knob.id, obs, &r.value, &mut note),
             },
         };
         if knob.read == Read::SocketCost && status == Status::Info {
@@ -288,12 +289,12 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
     let counters = match &facts.netstat {
         Some(n) => LIMIT_COUNTERS
             .iter()
-            .filter_map(|(g, c, k)| {
-                n.get(g, c).map(|value| Counter {
-                    group: g,
-                    name: c,
+            .filter_map(|c| {
+                n.get(c.group, c.name).map(|value| Counter {
+                    group: c.group,
+                    name: c.name,
                     value,
-                    knob: k,
+                    knob: c.knob,
                 })
             })
             .collect(),
@@ -374,10 +375,10 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
 
 /// A soft RLIMIT_NOFILE above the current hard limit is EINVAL on its own: the fix raises both.
 fn nofile_soft_fix(knob: &Knob, required: &Value, obs: &Observation) -> Option<String> {
-    let (Value::Int(n), Some(hard)) = (required, obs.int("rlimit.nofile.hard")) else {
+    let (Value::Int(n), Some(hard)) = (required, obs.int(KnobId::NofileHard)) else {
         return None;
     };
-    (knob.name == "rlimit.nofile.soft" && *n > hard).then(|| {
+    (knob.id == KnobId::NofileSoft && *n > hard).then(|| {
         let pid = obs.facts.pid.map_or("PID".to_string(), |p| p.to_string());
         format!(
             "prlimit --pid {pid} --nofile={n}:{n} (above the hard limit {hard}: both must rise)"
@@ -386,15 +387,15 @@ fn nofile_soft_fix(knob: &Knob, required: &Value, obs: &Observation) -> Option<S
 }
 
 /// The status of a knob that falls short, with the note saying what that means here.
-fn shortfall(name: &str, obs: &Observation, required: &Value, note: &mut Option<String>) -> Status {
+fn shortfall(id: KnobId, obs: &Observation, required: &Value, note: &mut Option<String>) -> Status {
     let facts = &obs.facts;
     let req = match required {
         Value::Int(n) => Some(*n),
         _ => None,
     };
-    match name {
-        "rlimit.nofile.soft" => {
-            if let (Some(h), Some(r)) = (obs.int("rlimit.nofile.hard"), req) {
+    match id {
+        KnobId::NofileSoft => {
+            if let (Some(h), Some(r)) = (obs.int(KnobId::NofileHard), req) {
                 if h >= r {
                     *note = Some(format!(
                         "the process may raise its soft limit to the hard limit {} itself (Go does at start-up, tune serve does)",
@@ -405,7 +406,7 @@ fn shortfall(name: &str, obs: &Observation, required: &Value, note: &mut Option<
             }
             Status::Fail
         }
-        "rlimit.nofile.hard" => {
+        KnobId::NofileHard => {
             let mut parts = Vec::new();
             match facts.cap_sys_resource() {
                 Some(false) => parts.push(
@@ -416,7 +417,7 @@ fn shortfall(name: &str, obs: &Observation, required: &Value, note: &mut Option<
                 Some(true) => parts.push("tune can raise it (CAP_SYS_RESOURCE)".to_string()),
                 None => {}
             }
-            if let (Some(nr), Some(r)) = (obs.int("fs.nr_open"), req) {
+            if let (Some(nr), Some(r)) = (obs.int(KnobId::NrOpen), req) {
                 if r > nr {
                     parts.push(format!(
                         "fs.nr_open {} must be raised first",
@@ -424,7 +425,7 @@ fn shortfall(name: &str, obs: &Observation, required: &Value, note: &mut Option<
                     ));
                 }
             }
-            if let Some(h) = obs.int("rlimit.nofile.hard") {
+            if let Some(h) = obs.int(KnobId::NofileHard) {
                 parts.push(format!(
                     "or spread the connections over processes of {} fds each (the capacity section says how many)",
                     capacity::group(h)
@@ -433,14 +434,14 @@ fn shortfall(name: &str, obs: &Observation, required: &Value, note: &mut Option<
             *note = (!parts.is_empty()).then(|| parts.join("; "));
             Status::Fail
         }
-        "fs.file-max" if facts.target_exempt_from_file_max() == Some(true) => {
+        KnobId::FileMax if facts.target_exempt_from_file_max() == Some(true) => {
             *note = Some(
                 "the process has CAP_SYS_ADMIN, which the kernel exempts from fs.file-max; processes without it are held to it"
                     .into(),
             );
             Status::Warn
         }
-        "net.netfilter.nf_conntrack_max" | "net.netfilter.nf_conntrack_buckets"
+        KnobId::ConntrackMax | KnobId::ConntrackBuckets
             if obs.conntrack_tracking() == Some(false) =>
         {
             *note = Some(

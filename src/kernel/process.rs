@@ -1,0 +1,138 @@
+//! `/proc/PID/status`, `/proc/PID/limits` and `/proc/PID/stat`: the few facts about a process tune needs (parsed by `procfs`).
+
+use procfs::process::{Stat, Status};
+use procfs::FromRead;
+
+use super::ParseError;
+
+/// `u64::MAX` stands for "unlimited" (RLIMIT_INFINITY), as in the knob values.
+pub const UNLIMITED: u64 = u64::MAX;
+
+/// From /proc/PID/status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProcStatus {
+    /// CapEff: the effective capability set.
+    pub cap_eff: u64,
+    /// VmRSS in bytes: everything resident, shared file pages counted in every process.
+    pub rss: u64,
+    /// RssAnon in bytes: private heap and stacks.
+    pub rss_anon: u64,
+}
+
+pub fn parse_status(text: &str) -> Result<ProcStatus, ParseError> {
+    let s = Status::from_read(text.as_bytes())
+        .map_err(|e| ParseError::new(1, super::procfs_problem(&e)))?;
+    Ok(ProcStatus {
+        cap_eff: s.capeff,
+        rss: s.vmrss.unwrap_or(0).saturating_mul(1024),
+        rss_anon: s.rssanon.unwrap_or(0).saturating_mul(1024),
+    })
+}
+
+/// RLIMIT_NOFILE from /proc/PID/limits ("Max open files"), [`UNLIMITED`] for unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Nofile {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Reads the "Max open files" line itself: procfs's `Limits` needs every line of the file and
+/// panics (a subtraction overflow) on a line of fewer than three words, which a `--root` tree
+/// may hold.
+pub fn parse_nofile(text: &str) -> Result<Nofile, ParseError> {
+    const LINE: &str = "Max open files";
+    let (n, rest) = text
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| l.strip_prefix(LINE).map(|rest| (i + 1, rest)))
+        .ok_or_else(|| {
+            ParseError::new(1, format!("not in the kernel's format: no \"{LINE}\" line"))
+        })?;
+    let value = |w: &str| match w {
+        "unlimited" => Ok(UNLIMITED),
+        w => super::number(n, w),
+    };
+    match rest.split_whitespace().collect::<Vec<_>>().as_slice() {
+        [soft, hard, ..] => Ok(Nofile {
+            soft: value(soft)?,
+            hard: value(hard)?,
+        }),
+        _ => Err(ParseError::new(
+            n,
+            format!(
+                "expected \"{LINE} SOFT HARD files\", found {:?}",
+                format!("{LINE}{rest}")
+            ),
+        )),
+    }
+}
+
+/// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot; with the
+/// pid it recognises a process later (a reused pid has another start time).
+pub fn parse_start_time(text: &str) -> Result<u64, ParseError> {
+    Stat::from_read(text.as_bytes())
+        .map(|s| s.starttime)
+        .map_err(|e| ParseError::new(1, super::procfs_problem(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Linux 6.18.44: /proc/self/limits of `cat` on the development machine.
+    const LIMITS: &str =
+        "Limit                     Soft Limit           Hard Limit           Units     
+Max cpu time              unlimited            unlimited            seconds   
+Max file size             unlimited            unlimited            bytes     
+Max data size             unlimited            unlimited            bytes     
+Max stack size            8388608              unlimited            bytes     
+Max core file size        0                    unlimited            bytes     
+Max resident set          unlimited            unlimited            bytes     
+Max processes             96365                96365                processes 
+Max open files            20000                20000                files     
+Max locked memory         8388608              8388608              bytes     
+Max address space         unlimited            unlimited            bytes     
+Max file locks            unlimited            unlimited            locks     
+Max pending signals       96365                96365                signals   
+Max msgqueue size         819200               819200               bytes     
+Max nice priority         0                    0                    
+Max realtime priority     0                    0                    
+Max realtime timeout      unlimited            unlimited            us        
+";
+
+    /// Linux 6.18.44: /proc/self/stat of `cat` on the development machine.
+    const STAT: &str = "3619 (cat) R 3500 3497 12554 0 -1 4194304 76 0 0 0 0 0 0 0 20 0 1 0 96736 3133440 380 18446744073709551615 94581864079360 94581864099241 140734571680544 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 94581864115248 94581864116864 94582709956608 140734571686167 140734571686187 140734571686187 140734571687915 0\n";
+
+    #[test]
+    fn parses_linux_6_18() {
+        assert_eq!(
+            parse_nofile(LIMITS).unwrap(),
+            Nofile {
+                soft: 20000,
+                hard: 20000
+            }
+        );
+        assert_eq!(parse_start_time(STAT).unwrap(), 96736);
+    }
+
+    #[test]
+    fn reads_its_own_status() {
+        let s = parse_status(&std::fs::read_to_string("/proc/self/status").unwrap()).unwrap();
+        assert!(s.rss > 0 && s.rss_anon > 0 && s.rss_anon <= s.rss);
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(parse_nofile("nothing here\n").is_err());
+        assert!(parse_nofile("x\nMax open files 12\n").unwrap_err().line == 2);
+        assert!(parse_nofile("Max open files many 12 files\n").is_err());
+        assert_eq!(
+            parse_nofile("Max open files unlimited unlimited files\n").unwrap(),
+            Nofile {
+                soft: UNLIMITED,
+                hard: UNLIMITED
+            }
+        );
+        assert!(parse_start_time("12 (x\n").is_err());
+    }
+}
