@@ -8,9 +8,9 @@ use embedded_server::server::ServerConfig;
 
 use super::{Context, Outcome};
 use crate::capacity;
-use crate::cli::profiles::Role;
 use crate::cli::serve::ServeArgs;
 use crate::cli::Format;
+use crate::knobs::Role;
 use crate::verify::assemble::AfterHold;
 use crate::verify::connect::{self, ConnectSpec};
 use crate::verify::hold::{self, Echoed, Held};
