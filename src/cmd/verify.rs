@@ -140,9 +140,5 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
         _ => write!(out, "{}", report.render_table())?,
     }
     out.flush()?;
-    Ok(if report.verified {
-        Outcome::Pass
-    } else {
-        Outcome::ShortFall
-    })
+    Ok(Outcome::of(report.verified))
 }
