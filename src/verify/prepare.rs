@@ -30,7 +30,7 @@ pub fn predict(
     let mut pred = Prediction {
         per_process: cap.per_process.connections,
         per_host: cap.per_host.connections,
-        binding_limit: cap.per_host.limit.to_string(),
+        binding_limit: cap.per_host.limit.name().to_string(),
         meets_target: cap.meets_target,
         processes_needed: cap.processes_needed,
         source_addresses_needed: cap.source_addresses_needed,

@@ -2,7 +2,7 @@
 independent implementation). Usage: ws_client.py ws://HOST:PORT/ SCENARIO [ARG...]
 
 Each scenario prints `ok <scenario> <details>` and exits 0, or raises (non-zero exit) with the
-reason. The Rust tests in tests/serve_interop.rs run these against the real binary."""
+reason. The Rust tests in tests/integration/serve_interop.rs run these against the real binary."""
 
 import asyncio
 import json

@@ -1,10 +1,11 @@
 //! Bad input to `tune apply` and `tune rollback`: a clear error naming the knob or file, exit 2, nothing written.
 
-mod apply_support;
+use crate::apply_support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
+use crate::support::command;
 use apply_support::{diff, fake_root, fingerprint, fixture, text, tune};
 
 fn run(root: &Path, args: &[&str]) -> (Option<i32>, String, String) {
@@ -171,7 +172,7 @@ fn rollback_refuses_a_record_of_another_root() {
 /// Runs tune as user nobody inside a fresh network namespace (so even a broken check could not touch
 /// the host's per-namespace values; host-wide ones are refused there).
 fn as_nobody(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new("unshare")
+    let out = command("unshare")
         .args([
             "-n",
             "--",

@@ -1,7 +1,7 @@
 //! The library API the verify command drives: start a supervisor with a config and a worker
 //! command builder, read aggregated counters, shut down. Workers are this package's binary.
 
-mod serve_support;
+use crate::serve_support;
 
 use std::process::Command;
 
@@ -17,7 +17,7 @@ fn supervisor_starts_counts_and_shuts_down() {
         limits: Limits::default(),
     };
     let mut spawn = |i: usize| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_tune"));
+        let mut c = Command::new(crate::support::tune_exe());
         c.args(["__serve-worker", "--index", &i.to_string()]);
         c
     };

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use crate::support::tune;
 use serde_json::Value as Json;
 
 const QEMU: &str = "linux-6.1-debian12-qemu";
@@ -74,12 +74,6 @@ fn socket_bytes_from_slabinfo(root: &str) -> u64 {
 
 /// 1234567 -> "1,234,567", as the table prints counts.
 use tune::capacity::group as grouped;
-
-fn tune() -> Command {
-    let mut c = Command::cargo_bin("tune").unwrap();
-    c.env_remove("TUNE_ROOT").env_remove("NO_COLOR");
-    c
-}
 
 fn check(root: &str, format: &str) -> (String, i32) {
     let out = tune()

@@ -1,6 +1,6 @@
 //! pam_limits overrides under `--root`: a limits.conf / limits.d line that lowers nofile for a domain tune's limits.d file covers is named by `tune apply` (plan) and `tune check`.
 
-mod apply_support;
+use crate::apply_support;
 
 use apply_support::{check_json, fake_root, fixture, text, tune};
 
@@ -20,7 +20,7 @@ fn check_and_apply_name_limits_lines_that_beat_tunes_file() {
     // Debian 12's limits.conf as shipped (every line commented out) says nothing.
     std::fs::write(
         r.join("etc/security/limits.conf"),
-        include_str!("fixtures/apply/debian12/limits.conf"),
+        include_str!("../fixtures/apply/debian12/limits.conf"),
     )
     .unwrap();
     let out = tune()

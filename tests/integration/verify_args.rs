@@ -1,6 +1,6 @@
 //! Bad load-generator arguments to `tune serve --verify` are refused before any server worker starts.
 
-use std::process::Command;
+use crate::support::{command, tune};
 
 #[test]
 fn bad_load_arguments_fail_before_the_server_starts() {
@@ -9,7 +9,7 @@ fn bad_load_arguments_fail_before_the_server_starts() {
         ("--concurrency", "0", "--concurrency 0"),
         ("--rate", "0", "--rate 0"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_tune"))
+        let out = tune()
             .args([
                 "serve",
                 "--listen",
@@ -42,7 +42,7 @@ fn bad_load_arguments_fail_before_the_server_starts() {
 #[test]
 fn a_memory_floor_above_the_hosts_memory_is_refused_before_the_server_starts() {
     // 100,000 GiB is above any machine this runs on.
-    let out = Command::new(env!("CARGO_BIN_EXE_tune"))
+    let out = tune()
         .args([
             "serve",
             "--listen",
@@ -64,7 +64,7 @@ fn a_memory_floor_above_the_hosts_memory_is_refused_before_the_server_starts() {
 #[test]
 fn an_auto_worker_count_beyond_the_hosts_memory_is_refused() {
     // 10^11 connections at under 20,000 fds per worker: millions of workers, no host has the memory.
-    let out = Command::new(env!("CARGO_BIN_EXE_tune"))
+    let out = tune()
         .args([
             "serve",
             "--listen",
@@ -91,7 +91,7 @@ fn in_fresh_netns(args: &[&str]) -> std::process::Output {
         env!("CARGO_BIN_EXE_tune"),
         args.join(" ")
     );
-    Command::new("unshare")
+    command("unshare")
         .args(["-n", "sh", "-c", &script])
         .output()
         .unwrap()

@@ -1,9 +1,9 @@
 //! Captures the files `tune check` reads from the live host into a fixture tree (run by hand, ignored in CI).
 //!
 //! ```sh
-//! TUNE_CAPTURE_DIR=tests/fixtures/roots/NAME cargo test --test check_capture -- --ignored
+//! TUNE_CAPTURE_DIR=tests/fixtures/roots/NAME cargo test --test integration check_capture -- --ignored
 //! # inside a fresh network namespace:
-//! cargo test --no-run --test check_capture   # then run the printed binary under `unshare -n`
+//! cargo test --no-run --test integration   # then run the printed binary with `check_capture --ignored` under `unshare -n`
 //! ```
 //! The list of files is `tune::knobs::sources`, derived from the registry, so a
 //! new knob is captured without editing this file.

@@ -1,6 +1,6 @@
 //! `tune apply --dry-run --persist` against this machine's real root prints the plan and files and changes nothing.
 
-mod apply_support;
+use crate::apply_support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -2,11 +2,12 @@
 //! counter by reason; every protocol violation gets its close code and the connection closed;
 //! slow clients are dropped; the worker stays up throughout.
 
-mod serve_support;
+use crate::serve_support;
 
 use std::io::Read;
 use std::time::{Duration, Instant};
 
+use crate::support::tune;
 use serve_support::{frame, Raw, Server};
 
 fn upgrade(lines: &[&str]) -> Vec<u8> {
@@ -390,7 +391,7 @@ fn random_bytes_never_take_a_worker_down() {
 #[test]
 fn a_port_in_use_is_a_clear_error_not_a_shared_group() {
     let s = Server::start(&["--workers", "1"]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tune"))
+    let out = tune()
         .args(["serve", "--workers", "1", "--listen", &s.addr.to_string()])
         .output()
         .unwrap();
@@ -405,7 +406,7 @@ fn a_port_in_use_is_a_clear_error_not_a_shared_group() {
 #[test]
 fn an_address_not_of_this_host_is_named_as_such() {
     // 192.0.2.1 (TEST-NET-1) is never assigned here; nothing is sent to it, bind() fails first.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tune"))
+    let out = tune()
         .args(["serve", "--workers", "1", "--listen", "192.0.2.1:8000"])
         .output()
         .unwrap();

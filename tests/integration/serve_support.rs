@@ -4,13 +4,15 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
+
+use crate::support::{kill_group, tune, Running, Tune};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct Server {
-    child: Option<Child>,
+    child: Option<Running>,
     pub addr: SocketAddr,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
@@ -41,11 +43,11 @@ fn collect(
 impl Server {
     /// `tune serve --listen 127.0.0.1:0 ARGS`, waiting for its `listening on` line.
     pub fn start(args: &[&str]) -> Server {
-        Self::start_with(Command::new(env!("CARGO_BIN_EXE_tune")), args)
+        Self::start_with(tune(), args)
     }
 
     /// Like [`Server::start`] with a prepared command (e.g. `prlimit ... tune`).
-    pub fn start_with(mut cmd: Command, args: &[&str]) -> Server {
+    pub fn start_with(mut cmd: Tune, args: &[&str]) -> Server {
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
@@ -60,7 +62,7 @@ impl Server {
         let line = match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(l) => l,
             Err(_) => {
-                let _ = child.kill();
+                kill_group(child.id());
                 let _ = child.wait();
                 panic!(
                     "tune serve printed no `listening on` line; stderr:\n{}",
@@ -171,7 +173,7 @@ impl Server {
                 break st;
             }
             if t.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
+                kill_group(child.id());
                 panic!("tune serve did not exit within 30 s of SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -197,7 +199,7 @@ impl Drop for Server {
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
-            let _ = c.kill();
+            kill_group(c.id());
             let _ = c.wait();
         }
     }

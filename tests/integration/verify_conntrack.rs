@@ -11,7 +11,7 @@
 //! is missing (scripts/test-all installs it) or when nf_conntrack is not loaded (a test does
 //! not load kernel modules on the host).
 
-mod verify_support;
+use crate::verify_support;
 
 use std::io::Write;
 use std::process::Command;
@@ -119,7 +119,7 @@ fn a_full_conntrack_table_is_named_nf_conntrack_max() {
          nft add rule inet tune_ct out ct state new,established accept\n\
          exec \"$TUNE\" serve --listen 127.0.0.1:0 --verify {target} --hold 0 --stall 2 --format json"
     );
-    let mut cmd = Command::new("unshare");
+    let mut cmd = command("unshare");
     cmd.args(["-n", "--", "sh", "-c", &script])
         .env("TUNE", env!("CARGO_BIN_EXE_tune"))
         .env_remove("TUNE_ROOT");

@@ -2,11 +2,12 @@
 //! process holds under 20k fds here), every connection echoed, a report that follows
 //! docs/verify-schema.json, and nothing left behind.
 
-mod verify_support;
+use crate::verify_support;
 use verify_support::*;
 
 #[test]
 fn verify_20000_passes_here() {
+    let _alone = alone();
     let mut cmd = tune();
     cmd.args([
         "serve",

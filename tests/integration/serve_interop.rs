@@ -1,7 +1,7 @@
 //! `tune serve` against an independent websocket client (Python `websockets`): echo, fragments,
 //! pings, close codes, the message size limit, many concurrent clients, and graceful shutdown.
 
-mod serve_support;
+use crate::serve_support;
 
 use serve_support::{interop, metric_in, Server};
 

@@ -1,14 +1,8 @@
 //! Guards of `tune check` against input that would give a wrong verdict: an empty root, a target the formulas cannot hold, a soft-limit fix the kernel would refuse.
 
-use assert_cmd::Command;
+use crate::support::tune;
 use predicates::prelude::*;
 use predicates::str::contains;
-
-fn tune() -> Command {
-    let mut c = Command::cargo_bin("tune").unwrap();
-    c.env_remove("TUNE_ROOT").env_remove("TUNE_STATE_DIR");
-    c
-}
 
 #[test]
 fn an_empty_proc_is_an_error_not_a_pass() {

@@ -6,11 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub fn tune() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tune"));
-    c.env_remove("TUNE_ROOT").env_remove("TUNE_STATE_DIR");
-    c
-}
+pub use crate::support::tune;
 
 /// `tune --root ROOT check --format json --profile <fixture 1m-like.toml>`, exit 0 or 1, parsed.
 pub fn check_json(root: &Path) -> serde_json::Value {

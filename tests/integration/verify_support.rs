@@ -2,13 +2,11 @@
 //! it against docs/verify-schema.json (docs/load-schema.json for `tune load`).
 #![allow(dead_code)]
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-pub fn tune() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tune"))
-}
+pub use crate::support::{alone, command, tune, Tune};
 
-pub fn run(mut cmd: Command) -> (i32, serde_json::Value, String) {
+pub fn run(mut cmd: Tune) -> (i32, serde_json::Value, String) {
     let Output {
         status,
         stdout,

@@ -1,6 +1,6 @@
 //! Drift after an apply: another writer changes a live value, another boot file overrides ours; `state::drift_view` says so.
 
-mod apply_support;
+use crate::apply_support;
 
 use apply_support::{check_json, fake_root, fixture, text, tune};
 use tune::state::{drift_view, render_drift, BootKeeps};

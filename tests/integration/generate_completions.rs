@@ -7,11 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use assert_cmd::prelude::*;
+use crate::support::tune;
 
 fn script(shell: &str) -> (tempfile::TempDir, PathBuf) {
-    let out = Command::cargo_bin("tune")
-        .unwrap()
+    let out = tune()
         .args(["generate", "completions", shell])
         .output()
         .unwrap();

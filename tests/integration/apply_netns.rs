@@ -3,10 +3,12 @@
 //! Only per-namespace knobs change; host-wide knobs must come out as
 //! "cannot change here", and the host's values are compared before and after.
 
-mod apply_support;
+use crate::apply_support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
+
+use crate::support::command;
 
 use apply_support::{fixture, host_wide_values};
 
@@ -31,7 +33,7 @@ fn in_netns(steps: &str) -> (BTreeMap<String, BTreeMap<String, String>>, String)
         .collect::<Vec<_>>()
         .join("; ");
     let script = format!("show() {{ echo \"== $1\"; {show}; }}\n{steps}\n");
-    let out = Command::new("unshare")
+    let out = command("unshare")
         .args(["-n", "--", "sh", "-c", &script])
         .env("TUNE", env!("CARGO_BIN_EXE_tune"))
         .env("STATE", state.path())
@@ -194,7 +196,7 @@ fn rlimit_of_a_running_process_is_raised_and_restored() {
     let state = dir.path().join("state");
     // In a fresh namespace: whatever else the profile's formulas ask for, the host stays as it is.
     let in_ns = |args: &[&str]| {
-        Command::new("unshare")
+        command("unshare")
             .args(["-n", "--", env!("CARGO_BIN_EXE_tune")])
             .args(args)
             .arg("--state-dir")

@@ -3,7 +3,7 @@
 //! source address inside a fresh network namespace, and a memory floor the run cannot keep.
 //! Each run must exit 1 with the limit, its value and a fix.
 
-mod verify_support;
+use crate::verify_support;
 use verify_support::*;
 
 fn verify_args(n: &str) -> Vec<String> {
@@ -29,7 +29,7 @@ fn verify_args(n: &str) -> Vec<String> {
 fn server_fd_cap_is_named_rlimit_nofile_on_the_server_side() {
     // Every process of the run gets 1500 fds; one server worker can then hold about
     // 1500 - backlog 128 - margin, while three client processes hold 1000 each.
-    let mut cmd = std::process::Command::new("prlimit");
+    let mut cmd = command("prlimit");
     cmd.arg("--nofile=1500:1500")
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_tune"))
@@ -92,7 +92,7 @@ fn server_fd_cap_is_named_rlimit_nofile_on_the_server_side() {
 fn client_fd_cap_is_named_rlimit_nofile_on_the_client_side() {
     // 1500 fds per process again, but four server workers (~1,500 connections between them)
     // and a single client process asked to hold 3,000: the clients hit the cap first.
-    let mut cmd = std::process::Command::new("prlimit");
+    let mut cmd = command("prlimit");
     cmd.arg("--nofile=1500:1500")
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_tune"))
@@ -133,7 +133,7 @@ fn a_tiny_accept_queue_is_named_listen_backlog() {
         env!("CARGO_BIN_EXE_tune"),
         verify_args("6000").join(" ")
     );
-    let mut cmd = std::process::Command::new("unshare");
+    let mut cmd = command("unshare");
     cmd.args(["-n", "sh", "-c"]).arg(script);
     let (code, j, stderr) = run(cmd);
     check_schema(&j);
@@ -167,7 +167,7 @@ fn narrow_port_range_with_one_source_is_named_ports() {
         env!("CARGO_BIN_EXE_tune"),
         verify_args("2000").join(" ")
     );
-    let mut cmd = std::process::Command::new("unshare");
+    let mut cmd = command("unshare");
     cmd.args(["-n", "sh", "-c"])
         .arg(format!("{script} --source 127.0.0.2"));
     let (code, j, stderr) = run(cmd);
@@ -207,6 +207,7 @@ fn narrow_port_range_with_one_source_is_named_ports() {
 
 #[test]
 fn a_floor_within_the_first_step_opens_no_connection() {
+    let _alone = alone();
     // A floor 8 MiB under what is available now: not even the connects of the first step fit
     // above it (the watchdog keeps a margin and counts the connects in flight), so the run
     // must not open one, yet still name memory and project a count. When other processes
@@ -248,6 +249,7 @@ fn a_floor_within_the_first_step_opens_no_connection() {
 
 #[test]
 fn memory_floor_above_what_the_run_keeps_is_named_memory_with_a_projection() {
+    let _alone = alone();
     // 20,000 loopback pairs take ~200 MB here; a floor 40 MB under what is available now
     // cannot be kept. (Other processes freeing memory meanwhile could let the run through:
     // then it is run once more.)

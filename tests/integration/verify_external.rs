@@ -4,7 +4,7 @@
 //! messages in flight here: the server closes right after its 1001 frame, so a message
 //! arriving after that is answered with a reset, which the client rightly counts as a drop.)
 
-mod verify_support;
+use crate::verify_support;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use verify_support::*;

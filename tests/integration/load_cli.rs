@@ -3,7 +3,7 @@
 //! where nothing listens (named as refused), and a load process killed while it holds its
 //! share. Every JSON report follows docs/load-schema.json.
 
-mod verify_support;
+use crate::verify_support;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use verify_support::*;

@@ -2,13 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
-
-fn tune() -> Command {
-    let mut c = Command::cargo_bin("tune").unwrap();
-    c.env_remove("TUNE_ROOT").env("NO_COLOR", "1");
-    c
-}
+use crate::support::tune;
 
 fn fixture(kind: &str, name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,6 +1,6 @@
 //! Host-wide knobs and boot files under `--root`: a tree copied from this machine, applied, rolled back and compared byte for byte.
 
-mod apply_support;
+use crate::apply_support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -350,7 +350,7 @@ fn with_terminal(root: &Path, profile: &str, answer: &str) -> (String, bool) {
         root.display(),
         profile
     );
-    let mut child = std::process::Command::new("script")
+    let mut child = crate::support::command("script")
         .args(["-qec", &cmd, "/dev/null"])
         .env_remove("TUNE_STATE_DIR")
         .stdin(std::process::Stdio::piped())

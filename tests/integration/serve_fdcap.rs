@@ -2,15 +2,13 @@
 //! reserve) so new connections go to the other workers, none is reset, and it listens again once
 //! connections close. Run under `prlimit --nofile=300:300` to reach the cap with few sockets.
 
-mod serve_support;
-
-use std::process::Command;
+use crate::serve_support;
 
 use serve_support::{metric_in, Raw, Server};
 
 #[test]
 fn full_workers_stop_listening_without_losing_connections_and_resume() {
-    let mut cmd = Command::new("prlimit");
+    let mut cmd = crate::support::command("prlimit");
     cmd.args(["--nofile=300:300", env!("CARGO_BIN_EXE_tune")]);
     let s = Server::start_with(cmd, &["--workers", "2", "--backlog", "16"]);
     let m = s.metrics();

@@ -4,13 +4,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use assert_cmd::prelude::*;
+use crate::support::tune;
 
 const REGENERATE: &str = "run `cargo run -- generate man --out man` and commit man/";
-
-fn tune() -> Command {
-    Command::cargo_bin("tune").expect("the tune binary is built for integration tests")
-}
 
 /// Every regular file in `dir` by name, with its text.
 fn files(dir: &Path) -> BTreeMap<String, String> {

@@ -1,0 +1,36 @@
+//! The one integration test binary: every test of the `tune` binary and the embedded server, one
+//! module per area (in the style of bottom's `tests/integration/main.rs`). One binary links once,
+//! where 23 linked 23 times; `support` is the one way a test runs a program (time limit, process
+//! group killed on timeout), and the `*_support` modules hold each area's helpers.
+//!
+//! Run one area with `cargo test --test integration apply_`, one test by its full name.
+
+mod support;
+
+mod apply_support;
+mod serve_support;
+mod verify_support;
+
+mod apply_bad_input;
+mod apply_drift;
+mod apply_fakeroot;
+mod apply_host_dryrun;
+mod apply_limits;
+mod apply_netns;
+mod check_capture;
+mod check_cli;
+mod check_guards;
+mod check_other_kernel;
+mod generate_completions;
+mod generate_man;
+mod load_cli;
+mod profiles_cli;
+mod serve_fdcap;
+mod serve_interop;
+mod serve_library;
+mod serve_protocol;
+mod verify_args;
+mod verify_conntrack;
+mod verify_external;
+mod verify_limits;
+mod verify_loopback;
