@@ -3,6 +3,7 @@
 use super::{Context, Outcome};
 use crate::cli::check::CheckArgs;
 use crate::cli::Format;
+use crate::kernel::Host;
 use crate::knobs;
 use crate::knobs::Role;
 use crate::persist::{self, boot::BootView};
@@ -41,38 +42,23 @@ pub fn resolve_profile(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Profil
 pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
     let ignore = Ignore::parse(&args.ignore)?;
     let profile = resolve_profile(ctx, args)?;
+    let host = Host::new(&ctx.root);
     if let Some(pid) = args.pid {
-        let dir = knobs::proc_dir(Some(pid));
-        if !ctx.root.exists(&format!("{dir}/limits")) {
-            anyhow::bail!(
-                "--pid {pid}: no such process ({} does not exist)",
-                ctx.root.path(&format!("{dir}/limits")).display()
-            );
+        if let Err(missing) = host.process(Some(pid)).exists() {
+            anyhow::bail!("--pid {pid}: no such process ({missing} does not exist)");
         }
     }
-    if !ctx.root.exists("proc") {
-        anyhow::bail!(
+    match host.missing_essentials() {
+        None => anyhow::bail!(
             "--root {}: no proc/ under it, so there is nothing to check: point --root at a tree holding the host's /proc and /sys",
             ctx.root.base().display()
-        );
-    }
-    // Files every Linux /proc has, in any network namespace: a root without them is a broken
-    // mount (an empty hostPath, a wrong --root), not a host where every knob is absent.
-    let missing: Vec<String> = [
-        "proc/meminfo",
-        "proc/sys/fs/file-max",
-        "proc/sys/fs/nr_open",
-    ]
-    .iter()
-    .filter(|rel| !ctx.root.exists(rel))
-    .map(|rel| ctx.root.path(rel).display().to_string())
-    .collect();
-    if !missing.is_empty() {
-        anyhow::bail!(
+        ),
+        Some(missing) if !missing.is_empty() => anyhow::bail!(
             "--root {}: {} missing, so this is not a readable /proc: point --root at a tree holding the host's /proc and /sys",
             ctx.root.base().display(),
             missing.join(", ")
-        );
+        ),
+        Some(_) => {}
     }
     let obs = knobs::observe(&ctx.root, args.pid);
     let opts = Options {

@@ -3,7 +3,15 @@
 //! An entry says what the knob is called, where it lives (scope), how to read
 //! it, how to compare it with a requirement, how to change it at run time and
 //! at boot, and what running short of it looks like. Nothing else in tune keeps
-//! a list of knobs: commands iterate [`REGISTRY`] or look entries up with [`find`].
+//! a list of knobs: commands iterate [`REGISTRY`], name one by its [`KnobId`]
+//! (`obs.int(KnobId::Somaxconn)`), or resolve what a user typed with [`lookup`]
+//! and [`resolve`].
+//!
+//! Adding a knob (tcp_syncookies, say): a `KnobId` variant and a registry entry at
+//! the same position (a compile-time check holds them in step); its requirement
+//! formula, if it has one, goes in `profile::formulas`; the counter that
+//! shows it running short, if any, in [`LIMIT_COUNTERS`]. Explain, the man page,
+//! completions, check, apply and `--root` captures follow from the entry.
 
 mod counters;
 pub mod doc;
@@ -345,10 +353,10 @@ fn unknown(name: &str) -> anyhow::Error {
     let hint = if near.is_empty() {
         String::new()
     } else {
-        format!("; did you mean {}?", near.join(" or "))
+        format!(" (did you mean {}?)", near.join(" or "))
     };
     anyhow::anyhow!(
-        "unknown knob {name:?}{hint} known knobs: {}",
+        "unknown knob {name:?}{hint}; known knobs: {}",
         names.join(", ")
     )
 }
@@ -413,7 +421,10 @@ mod tests {
         assert!(e.contains("did you mean net.core.somaxconn?"), "{e}");
         assert!(e.contains("known knobs: rlimit.nofile.soft"), "{e}");
         let e = resolve("xyzzy").unwrap_err().to_string();
-        assert!(!e.contains("did you mean"), "{e}");
+        assert!(
+            e.starts_with("unknown knob \"xyzzy\"; known knobs: "),
+            "{e}"
+        );
         assert!(resolve("").is_err());
         // Two entries ending alike (the soft and hard halves, cut to "nofile.*" style names).
         static TWO: [Knob; 2] = [

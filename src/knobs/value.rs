@@ -43,8 +43,8 @@ impl Shape {
     }
 }
 
-/// `u64::MAX` stands for "unlimited" (RLIMIT_INFINITY).
-pub const UNLIMITED: u64 = u64::MAX;
+/// `u64::MAX` stands for "unlimited" (RLIMIT_INFINITY), as the kernel parsers read it.
+pub const UNLIMITED: u64 = crate::kernel::process::UNLIMITED;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(untagged)]
