@@ -4,8 +4,6 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use embedded_server::server::ServerConfig;
-
 use super::{Context, Outcome};
 use crate::capacity;
 use crate::cli::serve::ServeArgs;
@@ -24,12 +22,7 @@ use crate::verify::{self, measure, plan, prepare, teardown, KnobFacts, Progress,
 const PEAK_SETTLE: Duration = Duration::from_millis(150);
 
 /// The plan of a verify run; every flag error surfaces here, before anything starts.
-fn plan(
-    ctx: &Context,
-    args: &ServeArgs,
-    n: u64,
-    server: ServerConfig,
-) -> anyhow::Result<VerifyPlan> {
+fn plan(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<VerifyPlan> {
     if n == 0 {
         anyhow::bail!("--verify 0: expected a number of connections (1 or more)");
     }
@@ -45,7 +38,7 @@ fn plan(
     let plan = VerifyPlan {
         target: n,
         external: args.external,
-        server,
+        server: super::serve::server_config(args)?,
         load: super::load::options(&args.load, super::load::VERIFY_HOLD, None)?,
         memory_floor: args.memory_floor.map(|b| b.0),
     };
@@ -105,7 +98,7 @@ fn hold_and_echo(
 
 /// `tune serve --verify N`.
 pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
-    let plan = plan(ctx, args, n, super::serve::server_config(args)?)?;
+    let plan = plan(ctx, args, n)?;
     let root = &ctx.root;
     let obs = crate::knobs::observe(root, None);
     let mut progress = Progress::new(n);
