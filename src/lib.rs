@@ -14,4 +14,5 @@ pub mod profile;
 pub mod report;
 pub mod root;
 pub mod state;
+pub mod transaction;
 pub mod verify;

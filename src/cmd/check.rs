@@ -100,15 +100,19 @@ fn add_boot_and_drift(
         }
     }
     rep.boot_warnings = persist::installed_override_warnings(&ctx.root)?;
-    rep.drift =
-        state::drift_view(&ctx.root, args.state_dir.as_deref(), obs)?.map(|(record, values)| {
-            DriftReport {
-                apply_id: record.id,
-                profile: record.profile.clone(),
-                applied_unix: record.finished_unix.unwrap_or(record.created_unix),
-                problems: state::render_drift(&ctx.root, &values),
-                values,
-            }
-        });
+    rep.drift = match state::drift_view(&ctx.root, args.state_dir.as_deref(), obs)? {
+        state::DriftView::Applied { record, values } => Some(DriftReport {
+            apply_id: record.id,
+            profile: record.profile.clone(),
+            applied_unix: record.finished_unix.unwrap_or(record.created_unix),
+            problems: state::render_drift(&ctx.root, &values),
+            values,
+        }),
+        state::DriftView::Unreadable(note) => {
+            eprintln!("note: {note}");
+            None
+        }
+        state::DriftView::Nothing => None,
+    };
     Ok(())
 }

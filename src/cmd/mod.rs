@@ -18,6 +18,23 @@ pub mod rollback;
 pub mod serve;
 pub mod verify;
 
+/// Asks `question` on the terminal and reads y/N; without a terminal it refuses, naming
+/// `--yes` (to `what`) and `--dry-run`. Used by apply and rollback, which change the host.
+pub(crate) fn confirm(question: &str, what: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, Write};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "refusing to change the host without confirmation: stdin is not a terminal; \
+             pass --yes to {what}, or --dry-run to only see it"
+        );
+    }
+    print!("\n{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
+}
+
 /// What every command gets: the resolved root and whether to colour output.
 #[derive(Debug, Clone)]
 pub struct Context {

@@ -332,15 +332,14 @@ fn resolve_in(registry: &'static [Knob], name: &str) -> anyhow::Result<&'static 
 /// 0.8 catches a dropped or swapped letter (`somaxcon`, `tcp_mme`) without suggesting unrelated knobs.
 const SUGGEST_SIMILARITY: f64 = 0.8;
 
-/// Knob names near `name`, nearest first: compared with the whole name and with its last part.
+/// Knob names near `name`, nearest first. Only the last dotted parts are compared: the shared
+/// `net.core.` or `net.ipv4.` prefixes would make every knob of a group look alike.
 pub fn suggestions(name: &str) -> Vec<&'static str> {
+    let last = |n: &str| n.rsplit('.').next().unwrap_or(n).to_string();
+    let typed = last(name);
     let mut scored: Vec<(f64, &'static str)> = REGISTRY
         .iter()
-        .map(|k| {
-            let last = k.name.rsplit('.').next().unwrap_or(k.name);
-            let score = strsim::jaro_winkler(name, k.name).max(strsim::jaro_winkler(name, last));
-            (score, k.name)
-        })
+        .map(|k| (strsim::jaro_winkler(&typed, &last(k.name)), k.name))
         .filter(|(score, _)| *score >= SUGGEST_SIMILARITY)
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -420,6 +419,8 @@ mod tests {
         let e = resolve("somaxcon").unwrap_err().to_string();
         assert!(e.contains("did you mean net.core.somaxconn?"), "{e}");
         assert!(e.contains("known knobs: rlimit.nofile.soft"), "{e}");
+        assert_eq!(suggestions("net.core.somaxcon"), ["net.core.somaxconn"]);
+        assert_eq!(suggestions("rlimit.nofile.sfot"), ["rlimit.nofile.soft"]);
         let e = resolve("xyzzy").unwrap_err().to_string();
         assert!(
             e.starts_with("unknown knob \"xyzzy\"; known knobs: "),
