@@ -9,6 +9,7 @@ pub mod docs;
 pub mod kernel;
 pub mod knobs;
 pub mod launch;
+pub mod outcome;
 pub mod persist;
 pub mod plan;
 pub mod ports;

@@ -20,6 +20,7 @@ use super::sample::Peak;
 use super::teardown::TornDown;
 use crate::capacity::{self, bytes, group};
 use crate::kernel::slabinfo::SlabCache;
+use crate::outcome::Outcome;
 
 /// The counts at the end of the hold, before the teardown.
 #[derive(Debug, Clone, Default)]
@@ -389,8 +390,7 @@ pub fn assemble(plan: &VerifyPlan, r: Records) -> Report {
         .into(),
         target: n,
         verified: v.verified,
-        // The exit code of a verify: 0 verified, 1 fell short.
-        exit_code: u8::from(!v.verified),
+        exit_code: Outcome::of(v.verified).exit_code(),
         listen: r.prepared.listen.to_string(),
         reached: v.reached,
         server_websockets_at_peak: r.peak.server.websockets_open,

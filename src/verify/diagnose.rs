@@ -9,7 +9,7 @@ use serde::Serialize;
 use embedded_server::loadgen::ErrorClass;
 
 use crate::capacity::group;
-use crate::knobs::{self, Value};
+use crate::knobs::{KnobId, Value};
 
 /// One server worker as its counters show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -107,18 +107,18 @@ pub struct Diagnosis {
     pub projected_connections: Option<u64>,
 }
 
-fn fix_for(knob: &str, v: Value) -> Option<String> {
-    knobs::find(knob).map(|k| k.runtime_fix(&v, None))
+fn fix_for(knob: KnobId, v: Value) -> String {
+    knob.knob().runtime_fix(&v, None)
 }
 
-fn persist_for(knob: &str, v: Value) -> Option<String> {
-    knobs::find(knob).and_then(|k| k.persist_fix(&v))
+fn persist_for(knob: KnobId, v: Value) -> Option<String> {
+    knob.knob().persist_fix(&v)
 }
 
-fn d(limit: &str, knob: Option<&str>, side: &str, value: String, evidence: String) -> Diagnosis {
+fn d(limit: &str, knob: Option<KnobId>, side: &str, value: String, evidence: String) -> Diagnosis {
     Diagnosis {
         limit: limit.into(),
-        knob: knob.map(str::to_string),
+        knob: knob.map(|k| k.name().to_string()),
         side: side.into(),
         value,
         evidence,
@@ -228,7 +228,7 @@ fn memory(e: &Evidence) -> Option<Diagnosis> {
             e.established + (m.usable_at_stop.saturating_sub(m.floor) as f64 / per) as u64;
         let mut x = d(
             "memory",
-            Some("memory.free"),
+            Some(KnobId::MemoryFree),
             "host",
             format!(
                 "memory floor {} (usable memory {} at start, {} at the stop)",
@@ -293,7 +293,7 @@ fn server_fd_cap(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
             let need = e.target.div_ceil(per);
             let mut x = d(
                 "rlimit_nofile",
-                Some("rlimit.nofile.hard"),
+                Some(KnobId::NofileHard),
                 "server",
                 format!(
                     "RLIMIT_NOFILE {} per server worker: {} worker{} at most {} connections",
@@ -313,10 +313,9 @@ fn server_fd_cap(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
                 "run {need} server workers (--workers {need}) so each stays under its cap"
             ));
             let want = per + s.backlog + 64 + short.div_ceil(s.workers.len().max(1) as u64);
+            x.fix.push(fix_for(KnobId::NofileHard, Value::Int(want)));
             x.fix
-                .extend(fix_for("rlimit.nofile.hard", Value::Int(want)));
-            x.fix
-                .extend(persist_for("rlimit.nofile.hard", Value::Int(want)));
+                .extend(persist_for(KnobId::NofileHard, Value::Int(want)));
             return Some(x);
         }
     }
@@ -331,7 +330,7 @@ fn client_fd_cap(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         let need = e.target.div_ceil(per);
         let mut x = d(
             "rlimit_nofile",
-            Some("rlimit.nofile.hard"),
+            Some(KnobId::NofileHard),
             "client",
             format!(
                 "RLIMIT_NOFILE {} per client process, {} processes",
@@ -342,8 +341,8 @@ fn client_fd_cap(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         );
         x.fix
             .push(format!("run {need} client processes (--processes {need})"));
-        x.fix.extend(fix_for(
-            "rlimit.nofile.hard",
+        x.fix.push(fix_for(
+            KnobId::NofileHard,
             Value::Int(e.target / client.processes.max(1) + 1024),
         ));
         return Some(x);
@@ -358,13 +357,13 @@ fn file_max(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         let want = e.target * 2 + 65_536;
         let mut x = d(
             "file_max",
-            Some("fs.file-max"),
+            Some(KnobId::FileMax),
             "host",
             format!("fs.file-max {}", e.file_max.map_or("unknown".into(), group)),
             format!("client errors: {}", errors_text(client)),
         );
-        x.fix.extend(fix_for("fs.file-max", Value::Int(want)));
-        x.fix.extend(persist_for("fs.file-max", Value::Int(want)));
+        x.fix.push(fix_for(KnobId::FileMax, Value::Int(want)));
+        x.fix.extend(persist_for(KnobId::FileMax, Value::Int(want)));
         return Some(x);
     }
 
@@ -381,7 +380,7 @@ fn ports(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         let srcs = client.sources.max(1);
         let mut x = d(
             "ports",
-            Some("net.ipv4.ip_local_port_range"),
+            Some(KnobId::IpLocalPortRange),
             "client",
             format!(
                 "ip_local_port_range {range} ({} ports) × {} source address{} = {} connections per destination",
@@ -402,8 +401,8 @@ fn ports(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
                 "bind more source addresses: --source 127.0.0.2-{last} ({need} addresses; on other hosts, add addresses to the client's interface)"
             ));
         }
-        x.fix.extend(fix_for(
-            "net.ipv4.ip_local_port_range",
+        x.fix.push(fix_for(
+            KnobId::IpLocalPortRange,
             Value::Range([1024, 65535]),
         ));
         return Some(x);
@@ -419,7 +418,7 @@ fn socket_memory(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     if mem_errs > 0 || nc(e, "TCPAbortOnMemory") > 0 || nc(e, "TCPMemoryPressures") > 0 {
         let mut x = d(
             "tcp_mem",
-            Some("net.ipv4.tcp_mem"),
+            Some(KnobId::TcpMem),
             "host",
             format!(
                 "tcp_mem {} pages",
@@ -435,8 +434,8 @@ fn socket_memory(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         );
         if let Some(t) = e.tcp_mem {
             let v = Value::Triple([t[0] * 2, t[1] * 2, t[2] * 2]);
-            x.fix.extend(fix_for("net.ipv4.tcp_mem", v));
-            x.fix.extend(persist_for("net.ipv4.tcp_mem", v));
+            x.fix.push(fix_for(KnobId::TcpMem, v));
+            x.fix.extend(persist_for(KnobId::TcpMem, v));
         }
         x.fix
             .push("if MemFree is low too, the host is out of RAM: add memory".into());
@@ -461,7 +460,7 @@ fn listen_backlog(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     if overflowed && (timeouts > 0 || waiting > 0 || e.client.is_none()) && timeouts >= refused {
         let mut x = d(
             "listen_backlog",
-            Some("net.core.somaxconn"),
+            Some(KnobId::Somaxconn),
             "server",
             match e.server.as_ref().map(|s| s.backlog) {
                 Some(b) => format!(
@@ -485,10 +484,9 @@ fn listen_backlog(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
                 group(waiting)
             ),
         );
+        x.fix.push(fix_for(KnobId::Somaxconn, Value::Int(65_535)));
         x.fix
-            .extend(fix_for("net.core.somaxconn", Value::Int(65_535)));
-        x.fix
-            .extend(fix_for("net.ipv4.tcp_max_syn_backlog", Value::Int(65_535)));
+            .push(fix_for(KnobId::TcpMaxSynBacklog, Value::Int(65_535)));
         x.fix.push(
             "or open connections more gently: --concurrency / --rate on the load generator".into(),
         );
@@ -660,7 +658,7 @@ fn conntrack(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     });
     let mut x = d(
         "conntrack",
-        Some("net.netfilter.nf_conntrack_max"),
+        Some(KnobId::ConntrackMax),
         "host",
         format!(
             "nf_conntrack_max {} ({count} entries at the stop)",
@@ -668,12 +666,9 @@ fn conntrack(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         ),
         evidence,
     );
+    x.fix.push(fix_for(KnobId::ConntrackMax, Value::Int(want)));
     x.fix
-        .extend(fix_for("net.netfilter.nf_conntrack_max", Value::Int(want)));
-    x.fix.extend(persist_for(
-        "net.netfilter.nf_conntrack_max",
-        Value::Int(want),
-    ));
+        .extend(persist_for(KnobId::ConntrackMax, Value::Int(want)));
     x.fix.push(format!(
         "nf_conntrack_max is one value for the whole host, writable only from the initial network namespace (read-only inside a container's): {} entries = {} connections{} + {CONNTRACK_HEADROOM_PERCENT}% headroom",
         group(want),
@@ -684,10 +679,8 @@ fn conntrack(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
             String::new()
         }
     ));
-    x.fix.extend(fix_for(
-        "net.netfilter.nf_conntrack_buckets",
-        Value::Int(want),
-    ));
+    x.fix
+        .push(fix_for(KnobId::ConntrackBuckets, Value::Int(want)));
     x.fix.push(
         "or keep these connections out of conntrack: no `ct` rule in their path, or a `notrack` rule for their port in a raw-priority chain".into(),
     );

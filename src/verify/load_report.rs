@@ -13,6 +13,7 @@ use super::hold::Held;
 use super::report::Latency;
 use super::teardown::TornDown;
 use crate::capacity::group;
+use crate::outcome::Outcome;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -155,8 +156,7 @@ pub fn assemble_load(r: LoadRecords) -> LoadReport {
         errors,
         diagnosis,
         closed: r.torn_down.closed,
-        // The exit code of a load run: 0 all open, 1 fell short.
-        exit_code: u8::from(!all_open),
+        exit_code: Outcome::of(all_open).exit_code(),
         peak_open: r.peak.open,
         dropped_by_peer: r.after_hold.dropped,
         interrupted,
