@@ -25,15 +25,41 @@ pub fn resolve_profile(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Profil
         ),
         (None, Some(t)) => {
             profile::check_target(t).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
-            Ok(profile::for_target(t, args.role.unwrap_or(Role::Server)))
+            let params = profile::Params {
+                source_addresses: source_count(args)?,
+                ..Default::default()
+            };
+            Ok(profile::for_target_with(
+                t,
+                args.role.unwrap_or(Role::Server),
+                params,
+            ))
         }
         (None, None) => Ok(profile::host_only(1, args.role.unwrap_or(Role::Server))),
     }
 }
 
+/// The number of addresses `--source` names (the same syntax as `tune serve --source`).
+fn source_count(args: &CheckArgs) -> anyhow::Result<Option<u64>> {
+    args.source
+        .as_deref()
+        .map(|s| {
+            embedded_server::loadgen::sources::parse(s)
+                .map(|v| v.len() as u64)
+                .map_err(|e| anyhow::anyhow!("--source {s:?}: {e}"))
+        })
+        .transpose()
+}
+
 pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
     let ignore = Ignore::parse(&args.ignore)?;
-    let profile = resolve_profile(ctx, args)?;
+    if args.workers == Some(0) {
+        anyhow::bail!("--workers 0: expected a number of server worker processes (1 or more)");
+    }
+    let mut profile = resolve_profile(ctx, args)?;
+    if let Some(n) = source_count(args)? {
+        profile.params.source_addresses = Some(n);
+    }
     let host = Host::new(&ctx.root);
     if let Some(pid) = args.pid {
         if let Err(missing) = host.process(Some(pid)).exists() {
@@ -57,6 +83,7 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
         strict: args.strict,
         ignore,
         root: ctx.root.base().display().to_string(),
+        server_workers: args.workers,
     };
     let has_target = args.profile.is_some() || args.target.is_some();
     let profile = if has_target {

@@ -74,8 +74,9 @@ pub enum Compare {
     AtLeast,
     /// The value must be at most the required one (tcp_fin_timeout: shorter frees ports sooner).
     AtMost,
-    /// The live range must contain the required range (ip_local_port_range).
-    Covers,
+    /// The live range must offer at least as many ports as the required one
+    /// (ip_local_port_range): a range is judged by its port count, never by containment.
+    PortCount,
     /// A mode, not a quantity: the live value must be exactly the required one (tcp_tw_reuse:
     /// 2 "loopback only" is not more than 1 "everywhere").
     Equal,
@@ -95,7 +96,9 @@ impl Compare {
                 "passes when the live value is at most the required one (shorter is better)"
             }
             (Compare::AtMost, _) => "passes when each live number is at most the required one",
-            (Compare::Covers, _) => "passes when the live range contains the required range",
+            (Compare::PortCount, _) => {
+                "passes when the live range offers at least as many ports as the required one (judged by count, not by containment)"
+            }
             (Compare::Equal, _) => "a mode: passes when the live value is exactly the required one",
             (Compare::Info, _) => "reported only; never fails a check",
         }
@@ -106,8 +109,8 @@ impl Compare {
         match (self, live, required) {
             (Compare::Info, _, _) => true,
             (Compare::Equal, _, _) => live == required,
-            (Compare::Covers, Value::Range([lo, hi]), Value::Range([rlo, rhi])) => {
-                lo <= rlo && hi >= rhi
+            (Compare::PortCount, Value::Range(live), Value::Range(req)) => {
+                crate::ports::count(*live, 0) >= crate::ports::count(*req, 0)
             }
             (Compare::AtMost, _, _) => {
                 live.shape() == required.shape()
@@ -400,12 +403,10 @@ mod tests {
         assert!(Compare::AtMost.satisfied(&Value::Int(15), &Value::Int(30)));
         assert!(!Compare::Equal.satisfied(&Value::Int(2), &Value::Int(1)));
         assert!(Compare::Equal.satisfied(&Value::Int(1), &Value::Int(1)));
-        assert!(
-            Compare::Covers.satisfied(&Value::Range([1024, 65535]), &Value::Range([10000, 60000]))
-        );
-        assert!(
-            !Compare::Covers.satisfied(&Value::Range([32768, 60999]), &Value::Range([1024, 65535]))
-        );
+        assert!(Compare::PortCount
+            .satisfied(&Value::Range([1024, 65535]), &Value::Range([10000, 60000])));
+        assert!(!Compare::PortCount
+            .satisfied(&Value::Range([32768, 60999]), &Value::Range([1024, 65535])));
         assert!(!Compare::AtLeast.satisfied(&Value::Int(5), &Value::Triple([1, 1, 1])));
     }
 

@@ -421,6 +421,7 @@ mod tests {
             source_addresses_needed: None,
             meets_target: false,
             notes: Vec::new(),
+            per_server_worker: None,
         }
     }
 

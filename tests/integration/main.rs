@@ -8,6 +8,7 @@
 mod support;
 
 mod apply_support;
+mod container_support;
 mod serve_support;
 mod tmux_support;
 mod verify_support;
@@ -25,6 +26,7 @@ mod check_guards;
 mod check_other_kernel;
 mod check_prometheus;
 mod check_terminal;
+mod container;
 mod generate_completions;
 mod generate_man;
 mod load_cli;
