@@ -1,7 +1,7 @@
 //! Planning `tune apply`, pure: observed values + profile + where tune runs + options -> the changes to make.
 //!
 //! By default a change only moves a knob in its [`Compare`] direction (raise an
-//! `AtLeast` knob, shorten an `AtMost` one, widen a `Covers` range); a knob
+//! `AtLeast` knob, shorten an `AtMost` one, widen a `PortCount` range); a knob
 //! already beyond the profile is kept. `--allow-lower` permits the other
 //! direction. A knob that falls short but cannot be changed here says why.
 //! Everything here takes values and returns values: the I/O (observing,
@@ -122,8 +122,9 @@ pub fn merge(compare: Compare, live: &Value, wanted: &Value) -> Value {
     }
     match compare {
         Compare::AtMost => zip(u64::min),
-        Compare::Covers => match (live, wanted) {
-            (Value::Range([a, b]), Value::Range([c, d])) => Value::Range([*a.min(c), *b.max(d)]),
+        // Widen the live range to the required port count; never narrower than it is.
+        Compare::PortCount => match (live, wanted) {
+            (Value::Range(l), Value::Range(w)) => Value::Range(crate::ports::fix(*l, *w)),
             _ => *wanted,
         },
         // A mode has no direction: the profile's value is the only one that satisfies it.
@@ -136,7 +137,7 @@ pub fn merge(compare: Compare, live: &Value, wanted: &Value) -> Value {
 fn beyond(compare: Compare) -> &'static str {
     match compare {
         Compare::AtMost => "lower than profile, which is better for this knob",
-        Compare::Covers => "wider than profile",
+        Compare::PortCount => "more ports than profile",
         Compare::Equal => "another mode than the profile's",
         Compare::AtLeast | Compare::Info => "higher than profile",
     }
@@ -264,6 +265,17 @@ fn cannot_change(
     if let Some(why) = here.read_only.get(knob.name) {
         return Some(why.clone());
     }
+    // The kernel checks host-wide sysctls against the initial user namespace: a user
+    // namespace's root may not write them (EPERM), whatever CapEff shows.
+    if obs.facts.own_user_namespace == Some(true)
+        && knob.scope == Scope::Host
+        && matches!(knob.write, Write::Sysctl(_) | Write::ModuleParam { .. })
+    {
+        return Some(format!(
+            "a host-wide knob, and tune runs in a {}; set it on the host",
+            crate::container::USERNS_REASON
+        ));
+    }
     if let Write::Prlimit(which) = knob.write {
         if opts.pid.is_none() {
             return Some(
@@ -274,7 +286,8 @@ fn cannot_change(
         }
         if which == Limit::Hard && obs.facts.cap_sys_resource() == Some(false) {
             return Some(format!(
-                "raising a hard limit needs CAP_SYS_RESOURCE, which tune does not have; {NOFILE_FIX}"
+                "raising a hard limit needs CAP_SYS_RESOURCE, which does not count here ({}); {NOFILE_FIX}",
+                obs.facts.capability_reason()
             ));
         }
     }
@@ -378,6 +391,15 @@ fn persist_value(item: &Item, opts: &Options) -> Option<Result<Value, String>> {
                 if let Action::CannotChange(why) = &item.action {
                     return Some(Err(format!("not persisted: {why}")));
                 }
+            }
+            // Persist writes only what tune changes: a value the profile already allows stays
+            // out of the boot files (defaults such as fs.file-max scale with RAM, and a copy of
+            // today's value would cap them after a memory upgrade).
+            if let (Action::AtProfile | Action::Kept(_), Some(live)) = (&item.action, item.live) {
+                return Some(Err(format!(
+                    "not persisted: {live} already meets the profile, so the boot files leave it \
+                     to the kernel and the existing configuration"
+                )));
             }
             let want = if opts.allow_lower {
                 item.profile
@@ -544,12 +566,20 @@ mod tests {
             &Value::Triple([15, 15, 200]),
         );
         assert_eq!(v, Value::Triple([15, 20, 300]));
+        // 28,232 ports already offer the 25,536 asked for: the range stays as it is.
         let v = merge(
-            Compare::Covers,
+            Compare::PortCount,
             &Value::Range([32768, 60999]),
             &Value::Range([40000, 65535]),
         );
-        assert_eq!(v, Value::Range([32768, 65535]));
+        assert_eq!(v, Value::Range([32768, 60999]));
+        // A profile's range that contains the live one is written as it is.
+        let v = merge(
+            Compare::PortCount,
+            &Value::Range([32768, 60999]),
+            &Value::Range([21000, 60999]),
+        );
+        assert_eq!(v, Value::Range([21000, 60999]));
         assert_eq!(
             decide(Compare::AtLeast, &Value::Int(5), &Value::Int(5), false),
             Action::AtProfile
@@ -748,11 +778,12 @@ mod tests {
             plan.get("net.core.somaxconn").unwrap().persist,
             Some(Ok(Value::Int(65535)))
         );
-        // Kept at run time (100 > 50), not set at boot: persist what runs now so a reboot keeps it.
-        assert_eq!(
-            plan.get("fs.file-max").unwrap().persist,
-            Some(Ok(Value::Int(100)))
-        );
+        // Kept at run time (100 > 50): tune changes nothing, so it writes nothing for boot
+        // either, and the plan says why.
+        let Some(Err(why)) = &plan.get("fs.file-max").unwrap().persist else {
+            panic!("{:?}", plan.get("fs.file-max").unwrap().persist)
+        };
+        assert!(why.contains("already meets the profile"), "{why}");
         here.boot.insert(
             "net.core.somaxconn",
             BootValue {
@@ -771,6 +802,5 @@ mod tests {
         );
         let plan = make(&o, &p, &here, &opts);
         assert_eq!(plan.get("net.core.somaxconn").unwrap().persist, None);
-        assert_eq!(plan.get("fs.file-max").unwrap().persist, None);
     }
 }

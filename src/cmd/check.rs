@@ -1,8 +1,9 @@
-//! `tune check`: compare the host with a profile and estimate its capacity.
+//! `tune check`: what the host holds (no arguments), or whether it holds a profile's target: the verdict, the fixes ranked by gain, the knobs, in the chosen format.
 
 use super::{Context, Outcome};
-use crate::cli::check::CheckArgs;
-use crate::cli::Format;
+use crate::capacity;
+use crate::cli::check::{CheckArgs, CheckFormat};
+use crate::kernel::Host;
 use crate::knobs;
 use crate::knobs::Role;
 use crate::persist::{self, boot::BootView};
@@ -10,7 +11,8 @@ use crate::profile::{self, Overrides, Profile};
 use crate::report::{self, BootSetting, CheckReport, DriftReport, Ignore, Options};
 use crate::state;
 
-/// The profile the arguments name: `--profile` (with `--role` overriding its role) or `--target`.
+/// The profile the arguments name: `--profile` (with `--role` overriding its role), `--target`,
+/// or none at all (what the host holds now: no requirements).
 pub fn resolve_profile(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Profile> {
     match (&args.profile, args.target) {
         (Some(spec), _) => profile::load_with(
@@ -23,69 +25,96 @@ pub fn resolve_profile(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Profil
         ),
         (None, Some(t)) => {
             profile::check_target(t).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
-            Ok(profile::for_target(t, args.role.unwrap_or(Role::Server)))
+            let params = profile::Params {
+                source_addresses: source_count(args)?,
+                ..Default::default()
+            };
+            Ok(profile::for_target_with(
+                t,
+                args.role.unwrap_or(Role::Server),
+                params,
+            ))
         }
-        (None, None) => {
-            let names: Vec<String> = profile::available(&ctx.root)
-                .into_iter()
-                .map(|(n, _)| n)
-                .collect();
-            anyhow::bail!(
-                "tune check needs --profile NAME|PATH (one of {}) or --target N",
-                names.join(", ")
-            )
-        }
+        (None, None) => Ok(profile::host_only(1, args.role.unwrap_or(Role::Server))),
     }
+}
+
+/// The number of addresses `--source` names (the same syntax as `tune serve --source`).
+fn source_count(args: &CheckArgs) -> anyhow::Result<Option<u64>> {
+    args.source
+        .as_deref()
+        .map(|s| {
+            embedded_server::loadgen::sources::parse(s)
+                .map(|v| v.len() as u64)
+                .map_err(|e| anyhow::anyhow!("--source {s:?}: {e}"))
+        })
+        .transpose()
 }
 
 pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
     let ignore = Ignore::parse(&args.ignore)?;
-    let profile = resolve_profile(ctx, args)?;
+    if args.workers == Some(0) {
+        anyhow::bail!("--workers 0: expected a number of server worker processes (1 or more)");
+    }
+    let mut profile = resolve_profile(ctx, args)?;
+    if let Some(n) = source_count(args)? {
+        profile.params.source_addresses = Some(n);
+    }
+    let host = Host::new(&ctx.root);
     if let Some(pid) = args.pid {
-        let dir = knobs::proc_dir(Some(pid));
-        if !ctx.root.exists(&format!("{dir}/limits")) {
-            anyhow::bail!(
-                "--pid {pid}: no such process ({} does not exist)",
-                ctx.root.path(&format!("{dir}/limits")).display()
-            );
+        if let Err(missing) = host.process(Some(pid)).exists() {
+            anyhow::bail!("--pid {pid}: no such process ({missing} does not exist)");
         }
     }
-    if !ctx.root.exists("proc") {
-        anyhow::bail!(
+    match host.missing_essentials() {
+        None => anyhow::bail!(
             "--root {}: no proc/ under it, so there is nothing to check: point --root at a tree holding the host's /proc and /sys",
             ctx.root.base().display()
-        );
-    }
-    // Files every Linux /proc has, in any network namespace: a root without them is a broken
-    // mount (an empty hostPath, a wrong --root), not a host where every knob is absent.
-    let missing: Vec<String> = [
-        "proc/meminfo",
-        "proc/sys/fs/file-max",
-        "proc/sys/fs/nr_open",
-    ]
-    .iter()
-    .filter(|rel| !ctx.root.exists(rel))
-    .map(|rel| ctx.root.path(rel).display().to_string())
-    .collect();
-    if !missing.is_empty() {
-        anyhow::bail!(
+        ),
+        Some(missing) if !missing.is_empty() => anyhow::bail!(
             "--root {}: {} missing, so this is not a readable /proc: point --root at a tree holding the host's /proc and /sys",
             ctx.root.base().display(),
             missing.join(", ")
-        );
+        ),
+        Some(_) => {}
     }
     let obs = knobs::observe(&ctx.root, args.pid);
     let opts = Options {
         strict: args.strict,
         ignore,
         root: ctx.root.base().display().to_string(),
+        server_workers: args.workers,
+    };
+    let has_target = args.profile.is_some() || args.target.is_some();
+    let profile = if has_target {
+        profile
+    } else {
+        // Size the processes and addresses needed for what the host holds: its per-host figure.
+        let mut inputs = capacity::Inputs::from_observation(&obs, profile.role);
+        inputs.source_addresses = profile.params.source_addresses;
+        let host = capacity::estimate(&inputs, 1).per_host.connections;
+        profile::host_only(host.unwrap_or(1), profile.role)
     };
     let mut rep = report::evaluate(&obs, &profile, &opts);
     add_boot_and_drift(ctx, args, &obs, &mut rep)?;
+    report::verdict::settle(
+        &mut rep,
+        &obs,
+        &profile,
+        has_target.then_some(profile.target),
+        &opts,
+    );
     let text = match args.format {
-        Format::Table => report::table::render(&rep, ctx.color),
-        Format::Json => report::json::render(&rep),
-        Format::Junit => report::junit::render(&rep)?,
+        CheckFormat::Table if args.verbose => {
+            report::table::render(&rep, ctx.color, terminal_width())
+        }
+        CheckFormat::Table => match &rep.verdict {
+            Some(v) => report::screen::render(&rep, v, terminal_width(), ctx.color),
+            None => report::table::render(&rep, ctx.color, terminal_width()),
+        },
+        CheckFormat::Json => report::json::render(&rep),
+        CheckFormat::Junit => report::junit::render(&rep)?,
+        CheckFormat::Prometheus => report::prometheus::render(&rep),
     };
     print!("{text}");
     Ok(if rep.summary.exit_code == 0 {
@@ -93,6 +122,14 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::ShortFall
     })
+}
+
+/// The width of the terminal on stdout; COLUMNS when stdout is not one; `None`: no limit.
+fn terminal_width() -> Option<usize> {
+    terminal_size::terminal_size_of(std::io::stdout())
+        .map(|(w, _)| usize::from(w.0))
+        .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())
+        .filter(|w| *w > 0)
 }
 
 /// The three-way view and drift: what the boot configuration sets for each knob, files that
@@ -114,15 +151,19 @@ fn add_boot_and_drift(
         }
     }
     rep.boot_warnings = persist::installed_override_warnings(&ctx.root)?;
-    rep.drift =
-        state::drift_view(&ctx.root, args.state_dir.as_deref(), obs)?.map(|(record, values)| {
-            DriftReport {
-                apply_id: record.id,
-                profile: record.profile.clone(),
-                applied_unix: record.finished_unix.unwrap_or(record.created_unix),
-                problems: state::render_drift(&ctx.root, &values),
-                values,
-            }
-        });
+    rep.drift = match state::drift_view(&ctx.root, args.state_dir.as_deref(), obs)? {
+        state::DriftView::Applied { record, values } => Some(DriftReport {
+            apply_id: record.id,
+            profile: record.profile.clone(),
+            applied_unix: record.finished_unix.unwrap_or(record.created_unix),
+            problems: state::render_drift(&ctx.root, &values),
+            values,
+        }),
+        state::DriftView::Unreadable(note) => {
+            eprintln!("note: {note}");
+            None
+        }
+        state::DriftView::Nothing => None,
+    };
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Reading every knob's live value through the root: the one place check and apply learn the host's state.
+//! Reading every knob's live value through [`Host`]: the one place check and apply learn the knobs' state.
 
 use std::collections::BTreeMap;
 
@@ -6,7 +6,7 @@ use super::{Knob, KnobId, KnobKey, Limit, MeminfoField, Read, Value, REGISTRY};
 use crate::kernel::host::{self, proc_dir, sysctl_path, Host, HostError};
 use crate::kernel::{
     self, file_nr::FileNr, meminfo::Meminfo, netstat::Netstat, process::Nofile,
-    slabinfo::SocketCost, sockstat::Sockstat, ParseError,
+    slabinfo::SocketCost, sockstat::Sockstat,
 };
 use crate::root::{Root, RootError};
 
@@ -52,6 +52,14 @@ pub struct Facts {
     pub socket_cost: Option<SocketCost>,
     /// Why `socket_cost` is `None` (slabinfo unreadable or unparsable), for the report.
     pub socket_cost_note: Option<String>,
+    /// Memory connections may take now ([`crate::kernel::meminfo::Meminfo::usable`]: MemAvailable).
+    pub usable_memory: Option<u64>,
+    /// tune runs in a user namespace other than the initial one (its uid_map is not the
+    /// identity map): its capabilities do not count for host-wide limits.
+    pub own_user_namespace: Option<bool>,
+    /// The target process's cgroups, user namespace and network namespace, and whether
+    /// conntrack tracks tune's namespace (`None` only in hand-built observations).
+    pub container: Option<crate::container::Container>,
 }
 
 /// Bit numbers from linux/capability.h.
@@ -62,18 +70,44 @@ impl Facts {
     fn has_cap(&self, bit: u32) -> Option<bool> {
         self.cap_eff.map(|c| c & (1u64 << bit) != 0)
     }
-    /// Can tune raise a hard RLIMIT_NOFILE (CAP_SYS_RESOURCE in its effective set)?
+    /// Can tune raise a hard RLIMIT_NOFILE (CAP_SYS_RESOURCE in its effective set, held in the
+    /// initial user namespace, where the kernel checks it)?
     pub fn cap_sys_resource(&self) -> Option<bool> {
+        if self.own_user_namespace == Some(true) {
+            return Some(false);
+        }
         self.has_cap(CAP_SYS_RESOURCE)
     }
-    /// Is tune exempt from fs.file-max (CAP_SYS_ADMIN)?
+    /// Is tune exempt from fs.file-max (CAP_SYS_ADMIN in the initial user namespace)?
     pub fn cap_sys_admin(&self) -> Option<bool> {
+        if self.own_user_namespace == Some(true) {
+            return Some(false);
+        }
         self.has_cap(CAP_SYS_ADMIN)
     }
-    /// Is the target process (`--pid`, else tune) exempt from fs.file-max (CAP_SYS_ADMIN in its CapEff)?
+    /// Is the target process (`--pid`, else tune) exempt from fs.file-max (CAP_SYS_ADMIN in its
+    /// CapEff, held in the initial user namespace)?
     pub fn target_exempt_from_file_max(&self) -> Option<bool> {
+        if self.target_user_namespace() == Some(true) {
+            return Some(false);
+        }
         self.target_cap_eff
             .map(|c| c & (1u64 << CAP_SYS_ADMIN) != 0)
+    }
+    /// The target process runs in a user namespace other than the initial one.
+    pub fn target_user_namespace(&self) -> Option<bool> {
+        match self.pid {
+            None => self.own_user_namespace,
+            Some(_) => self.container.as_ref()?.in_user_namespace(),
+        }
+    }
+    /// Why tune's capabilities do not count here, when they are held only in a user namespace.
+    pub fn capability_reason(&self) -> &'static str {
+        if self.own_user_namespace == Some(true) {
+            crate::container::USERNS_REASON
+        } else {
+            "no CAP_SYS_RESOURCE"
+        }
     }
     /// Kernel bytes per socket: from slabinfo when read, else the documented default.
     pub fn bytes_per_socket(&self) -> u64 {
@@ -115,7 +149,24 @@ impl Observation {
         if !self.facts.conntrack_loaded {
             return None;
         }
+        // The probe's answer when it ran (a fresh loopback connection tracked or not); the
+        // entry count only when it could not (a captured root, another namespace).
+        if let Some(t) = self
+            .facts
+            .container
+            .as_ref()
+            .and_then(|c| c.conntrack.as_bool())
+        {
+            return Some(t);
+        }
         self.int(KnobId::ConntrackCount).map(|c| c > 0)
+    }
+
+    /// How conntrack tracking was judged, for reason lines.
+    pub fn conntrack_evidence(&self) -> Option<String> {
+        let c = self.facts.container.as_ref()?;
+        c.conntrack.as_bool()?;
+        Some(c.conntrack.evidence())
     }
 }
 
@@ -143,9 +194,17 @@ fn facts(host: &Host, pid: Option<u32>) -> Facts {
         Ok(c) => (Some(c), None),
         Err(e) => (None, Some(e.to_string())),
     };
+    let own_user_namespace = host
+        .root()
+        .read("proc/self/uid_map")
+        .ok()
+        .and_then(|t| kernel::userns::parse(&t).ok())
+        .map(|m| !kernel::userns::is_initial(&m));
     Facts {
         pid,
         cap_eff,
+        own_user_namespace,
+        container: Some(crate::container::Container::read(host.root(), pid)),
         conntrack_loaded: host.conntrack_loaded(),
         target_cap_eff,
         kernel: host.os_release().ok(),
@@ -154,6 +213,7 @@ fn facts(host: &Host, pid: Option<u32>) -> Facts {
         netstat: host.netstat().ok(),
         socket_cost,
         socket_cost_note,
+        usable_memory: host.meminfo().ok().map(|m| m.usable()),
     }
 }
 
@@ -184,14 +244,13 @@ pub fn sources(pid: Option<u32>) -> Vec<String> {
     out
 }
 
-/// A reading from what the host reader said: absent files get the knob's own reason.
-fn reading(knob: &Knob, facts: &Facts, r: Result<Value, HostError>) -> Reading {
-    match r {
-        Ok(v) => Reading::Value(v),
-        Err(HostError::Read(RootError::Absent { path })) => {
+/// The reading of a sysctl whose file could not be read: a missing file gets the knob's own reason.
+fn sysctl_error(knob: &Knob, facts: &Facts, e: HostError) -> Reading {
+    match e {
+        HostError::Read(RootError::Absent { path }) => {
             Reading::Absent(absent_reason(knob, facts, &path.display().to_string()))
         }
-        Err(e) => Reading::Unreadable(e.to_string()),
+        e => Reading::Unreadable(e.to_string()),
     }
 }
 
@@ -203,20 +262,16 @@ fn read_one(
     meminfo: &Result<Meminfo, HostError>,
 ) -> Reading {
     match knob.read {
-        Read::Sysctl(name) => {
-            let r = host.sysctl_text(name).and_then(|text| {
-                Value::parse(knob.shape, &text).map_err(|e| HostError::Malformed {
-                    path: host.root().path(&sysctl_path(name)),
-                    source: ParseError::new(1, e.to_string()),
-                })
-            });
-            match r {
-                Err(HostError::Malformed { path, source }) => {
-                    Reading::Unreadable(format!("{}: {}", path.display(), source.problem))
-                }
-                r => reading(knob, facts, r),
-            }
-        }
+        Read::Sysctl(name) => match host.sysctl_text(name) {
+            Ok(text) => match Value::parse(knob.shape, &text) {
+                Ok(v) => Reading::Value(v),
+                Err(e) => Reading::Unreadable(format!(
+                    "{}: {e}",
+                    host.root().path(&sysctl_path(name)).display()
+                )),
+            },
+            Err(e) => sysctl_error(knob, facts, e),
+        },
         Read::Nofile(which) => match nofile {
             Ok(n) => Reading::Value(Value::Int(match which {
                 Limit::Soft => n.soft,

@@ -1,6 +1,6 @@
 //! The table form of the check report for people: one comfy-table row per knob, then notes, capacity, usage and counters.
 
-use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
+use comfy_table::{presets, Cell, Color, Table};
 
 use super::{value_text, CheckReport, Status};
 use crate::capacity::group;
@@ -18,45 +18,57 @@ fn status_cell(s: Status, color: bool) -> Cell {
     }
 }
 
-/// Renders the report. `color` is decided by the caller (a terminal, and NO_COLOR unset).
-pub fn render(r: &CheckReport, color: bool) -> String {
+/// Renders the report: each section in the order people read it. `color` is decided by the
+/// caller (a terminal, and NO_COLOR unset); `width` is the terminal's (`None`: no limit). The
+/// verdict comes first, as on the first screen; the table's columns never split a word, and
+/// prose longer than the width wraps between words.
+pub fn render(r: &CheckReport, color: bool, width: Option<usize>) -> String {
+    let sections: [fn(&CheckReport, bool) -> String; 5] =
+        [header, notes, capacity, usage_and_counters, result];
+    let w = width.unwrap_or(super::screen::UNBOUNDED);
     let mut out = String::new();
+    if let Some(v) = &r.verdict {
+        out.push_str(&super::screen::reflow(&super::verdict::headline(v), w));
+        out.push('\n');
+    }
+    out.push_str(&super::screen::reflow(&header(r, color), w));
+    out.push_str(&knob_table(r, color, w));
+    for section in &sections[1..] {
+        out.push_str(&super::screen::reflow(&section(r, color), w));
+    }
+    out
+}
+
+/// What was checked: profile, target, root, kernel, whose RLIMIT_NOFILE.
+fn header(r: &CheckReport, _color: bool) -> String {
     let p = &r.profile;
-    out.push_str(&format!(
-        "tune check: profile {} ({}), target {} connections, role {}\n",
+    format!(
+        "tune check: profile {} ({}), target {} connections, role {}\nroot {}, kernel {}, RLIMIT_NOFILE of {}\n\n",
         p.name,
         p.source,
         group(p.target),
-        p.role
-    ));
-    out.push_str(&format!(
-        "root {}, kernel {}, RLIMIT_NOFILE of {}\n\n",
+        p.role,
         r.root,
         r.kernel.as_deref().unwrap_or("unknown"),
         r.pid.map_or(
             "tune itself (inherited from the shell)".to_string(),
             |p| format!("pid {p}")
         )
-    ));
+    )
+}
 
+/// One row per knob: current, boot and required values, status and fixes.
+fn knob_table(r: &CheckReport, color: bool, width: usize) -> String {
     let mut t = Table::new();
     t.load_preset(presets::ASCII_MARKDOWN);
+    t.force_no_tty();
     if color {
         t.enforce_styling();
-        t.set_content_arrangement(ContentArrangement::Dynamic);
-    } else {
-        t.force_no_tty();
-        t.set_content_arrangement(ContentArrangement::Disabled);
     }
     t.set_header(vec![
-        "knob", "scope", "current", "boot", "required", "status", "fix",
+        "knob", "scope", "current", "boot", "required", "status",
     ]);
     for row in &r.knobs {
-        let fix = match (&row.fix_runtime, &row.fix_persistent) {
-            (Some(a), Some(b)) => format!("{a}\npersist: {b}"),
-            (Some(a), None) => a.clone(),
-            _ => String::new(),
-        };
         t.add_row(vec![
             Cell::new(row.knob),
             Cell::new(row.scope.as_str()),
@@ -72,12 +84,36 @@ pub fn render(r: &CheckReport, color: bool) -> String {
             ),
             Cell::new(value_text(row.required.as_ref(), row.unit)),
             status_cell(row.status, color),
-            Cell::new(fix),
         ]);
     }
-    out.push_str(&t.to_string());
-    out.push('\n');
+    super::screen::fit_bordered(&mut t, width);
+    format!("{t}\n{}", fixes(r))
+}
 
+/// The fixes below the table, each command whole on its own line.
+fn fixes(r: &CheckReport) -> String {
+    let mut out = String::new();
+    for row in r.knobs.iter().filter(|row| row.fix_runtime.is_some()) {
+        if out.is_empty() {
+            out.push_str("\nFixes:\n");
+        }
+        let fix = row.fix_runtime.as_deref().unwrap_or_default();
+        out.push_str(&format!(
+            "  {} ({}):\n    {fix}\n",
+            row.knob,
+            row.status.as_str()
+        ));
+        if let Some(p) = &row.fix_persistent {
+            out.push_str(&format!("    persist: {p}\n"));
+        }
+    }
+    out
+}
+
+/// Notes on knobs that are not ok, boot overrides, drift since the last apply, and why each
+/// failing value is required.
+fn notes(r: &CheckReport, _color: bool) -> String {
+    let mut out = String::new();
     let notes: Vec<String> = r
         .knobs
         .iter()
@@ -131,9 +167,13 @@ pub fn render(r: &CheckReport, color: bool) -> String {
         out.push_str(&whys.join("\n"));
         out.push('\n');
     }
+    out
+}
 
+/// The capacity estimate: per process, per host, every host-wide limit, processes needed, verdict.
+fn capacity(r: &CheckReport, _color: bool) -> String {
     let c = &r.capacity;
-    out.push_str(&format!(
+    let mut out = format!(
         "\nCapacity ({}, {} socket{} per connection, target {}):\n",
         c.role,
         c.sockets_per_connection,
@@ -143,9 +183,14 @@ pub fn render(r: &CheckReport, color: bool) -> String {
             "s"
         },
         group(c.target)
-    ));
+    );
     for line in c.summary() {
         out.push_str(&format!("  {line}\n"));
+    }
+    if let Some(ct) = &r.container {
+        for line in crate::container::describe(ct) {
+            out.push_str(&format!("  {line}\n"));
+        }
     }
     out.push_str("  host-wide limits considered:\n");
     for b in &c.host_limits {
@@ -170,7 +215,12 @@ pub fn render(r: &CheckReport, color: bool) -> String {
         (false, _) => "host-wide limits do not allow it as they are".to_string(),
     };
     out.push_str(&format!("  target {}: {verdict}\n", group(c.target)));
+    out
+}
 
+/// Usage figures now, and the counters that show a limit was hit.
+fn usage_and_counters(r: &CheckReport, _color: bool) -> String {
+    let mut out = String::new();
     if !r.usage.is_empty() {
         out.push_str("\nUsage now:\n");
         for u in &r.usage {
@@ -191,7 +241,9 @@ pub fn render(r: &CheckReport, color: bool) -> String {
             )
         })
         .collect();
-    out.push_str("\nCounters that show a limit was hit since boot:");
+    out.push_str(
+        "\nCounters that show a limit was hit since boot (since this network namespace was made, in one):",
+    );
     if hit.is_empty() {
         out.push_str(if r.counters.is_empty() {
             " unreadable\n"
@@ -203,9 +255,13 @@ pub fn render(r: &CheckReport, color: bool) -> String {
         out.push_str(&hit.join("\n"));
         out.push('\n');
     }
+    out
+}
 
+/// The count per status and the exit code.
+fn result(r: &CheckReport, _color: bool) -> String {
     let s = &r.summary;
-    out.push_str(&format!(
+    format!(
         "\nResult: {} ok, {} warn, {} fail, {} absent, {} info{} -> exit {}\n",
         s.ok,
         s.warn,
@@ -218,6 +274,5 @@ pub fn render(r: &CheckReport, color: bool) -> String {
             ""
         },
         s.exit_code
-    ));
-    out
+    )
 }

@@ -20,6 +20,7 @@ use super::sample::Peak;
 use super::teardown::TornDown;
 use crate::capacity::{self, bytes, group};
 use crate::kernel::slabinfo::SlabCache;
+use crate::outcome::Outcome;
 
 /// The counts at the end of the hold, before the teardown.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +35,7 @@ pub struct KnobFacts {
     pub file_max: Option<u64>,
     pub somaxconn: Option<u64>,
     pub tcp_mem: Option<[u64; 3]>,
+    pub syncookies: Option<u64>,
 }
 
 /// Every phase's record of one run.
@@ -64,7 +66,9 @@ struct Verdict {
 
 fn verdict(plan: &VerifyPlan, r: &Records) -> Verdict {
     let (c, n) = (&r.connected, plan.target);
-    let reached = r.peak.reached;
+    // The most open at once: in external mode, clients that gave up may have closed theirs
+    // by the time the peak is sampled.
+    let reached = r.peak.reached.max(r.connected.most_open);
     let reached_all =
         reached >= n && c.dead_server.is_empty() && c.dead_clients.is_empty() && !c.interrupted;
     let interrupted = c.interrupted || r.held.interrupted || r.echoed.interrupted;
@@ -128,22 +132,47 @@ fn evidence(plan: &VerifyPlan, r: &Records, reached: u64) -> Evidence {
         somaxconn: r.knobs.somaxconn,
         tcp_mem: r.knobs.tcp_mem,
         memory: r.connected.memory_stop,
+        cgroups_before: before.cgroups.clone(),
+        cgroups_peak: peak.cgroups.clone(),
     }
 }
 
 /// The limit that stopped the run: a dead process first, then the diagnosis of the evidence,
 /// then what kept an open run from verifying.
-fn diagnosis(ev: &Evidence, v: &Verdict, echoes: Option<u64>, died: &[Died]) -> Option<Diagnosis> {
+fn diagnosis(
+    ev: &Evidence,
+    v: &Verdict,
+    echoes: Option<u64>,
+    died: &[Died],
+    open_at_stop: u64,
+) -> Option<Diagnosis> {
     let mut d = if v.interrupted {
         None
     } else {
         diagnose::diagnose(ev)
     };
+    // A process the kernel killed in the run's cgroup is named by the cgroup's counters, not
+    // as a death of unknown cause.
+    let container = diagnose::cgroup_counters(ev);
     if !died.is_empty() && !v.interrupted {
         d = Some(diagnose::load_worker_died(died));
     }
+    // External mode (no load generator here): nothing failed on the server side, so the
+    // clients on the other hosts stopped; their reports say why.
+    if ev.client.is_none() && !v.interrupted && d.as_ref().is_some_and(|x| x.limit == "unknown") {
+        if let Some(x) = ev
+            .server
+            .as_ref()
+            .and_then(|s| diagnose::external_clients_stopped(ev.target, v.reached, open_at_stop, s))
+        {
+            d = Some(x);
+        }
+    }
     if !v.dead_server.is_empty() {
         d = Some(diagnose::server_worker_died(&v.dead_server));
+    }
+    if container.is_some() && !v.interrupted {
+        d = container;
     }
     if v.reached_all && !v.verified && !v.interrupted && d.is_none() {
         d = Some(diagnose::not_answered(
@@ -300,7 +329,11 @@ fn watchdog(r: &Records) -> MemoryWatchdog {
     let stop = r.connected.memory_stop;
     MemoryWatchdog {
         floor_bytes: r.prepared.floor,
-        usable_at_start_bytes: r.prepared.host.mem.usable_since(&r.prepared.host.mem),
+        usable_at_start_bytes: super::connect::headroom(
+            &r.prepared.host.mem,
+            &r.prepared.host.mem,
+            r.prepared.floor,
+        ),
         stopped: stop.is_some(),
         stopped_before_start: stop.is_some_and(|m| m.before_start),
         usable_at_stop_bytes: stop.map(|m| m.usable_at_stop),
@@ -308,12 +341,40 @@ fn watchdog(r: &Records) -> MemoryWatchdog {
     }
 }
 
+/// Handshakes that waited on a full listen queue, even when every connection got through: the
+/// listen counters and SYN retransmissions of the connect phase, and connects that timed out.
+fn warnings(plan: &VerifyPlan, r: &Records, ev: &Evidence) -> Vec<String> {
+    let nc = |name: &str| ev.netstat.get(name).copied().unwrap_or(0);
+    let timeouts = ev.client.as_ref().map_or(0, |c| {
+        c.errors.get("connect_timeout").copied().unwrap_or(0)
+            + c.errors.get("etimedout").copied().unwrap_or(0)
+    });
+    let waits = crate::backlog::Waits {
+        listen_overflows: nc("ListenOverflows"),
+        listen_drops: nc("ListenDrops"),
+        req_q_full_drops: nc("TCPReqQFullDrop"),
+        syn_retransmits: nc("TCPSynRetrans"),
+        connect_timeouts: timeouts,
+    };
+    let backlog = plan.server.limits.backlog.max(0) as u64;
+    let queue = crate::backlog::queue_in_effect(backlog, r.knobs.somaxconn);
+    crate::backlog::warning(&waits, queue, r.knobs.somaxconn, r.knobs.syncookies)
+        .into_iter()
+        .collect()
+}
+
 /// The report of a verify run.
 pub fn assemble(plan: &VerifyPlan, r: Records) -> Report {
     let n = plan.target;
     let v = verdict(plan, &r);
     let ev = evidence(plan, &r, v.reached);
-    let diagnosis = diagnosis(&ev, &v, r.echoed.echoes, &r.torn_down.clients_died);
+    let diagnosis = diagnosis(
+        &ev,
+        &v,
+        r.echoed.echoes,
+        &r.torn_down.clients_died,
+        r.peak.reached,
+    );
     let (kernel, activity) = kernel(plan, &r, v.reached);
     let cmp = comparisons(n, &r.prediction, &v, &kernel, &ev);
     let c = &r.connected;
@@ -329,8 +390,7 @@ pub fn assemble(plan: &VerifyPlan, r: Records) -> Report {
         .into(),
         target: n,
         verified: v.verified,
-        // The exit code of a verify: 0 verified, 1 fell short.
-        exit_code: u8::from(!v.verified),
+        exit_code: Outcome::of(v.verified).exit_code(),
         listen: r.prepared.listen.to_string(),
         reached: v.reached,
         server_websockets_at_peak: r.peak.server.websockets_open,
@@ -392,6 +452,7 @@ pub fn assemble(plan: &VerifyPlan, r: Records) -> Report {
             netstat_deltas: td.netstat_deltas.clone(),
         }),
         notes: notes(&r, &v, activity),
+        warnings: warnings(plan, &r, &ev),
         prediction: r.prediction,
     }
 }
@@ -441,11 +502,13 @@ mod tests {
                 available: 20 * GIB - slab,
                 slab,
                 slab_reclaimable: 0,
+                cgroup_usable: None,
             },
             slab: None,
             sock: None,
             net: Default::default(),
             ct: Default::default(),
+            cgroups: None,
         }
     }
 

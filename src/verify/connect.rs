@@ -41,12 +41,20 @@ pub struct Connected {
     /// Server RSS and its connection count at about half the target (for the marginal cost).
     pub server_half: Option<(Rss, u64)>,
     pub clients_half: Option<(Rss, u64)>,
+    /// The most connections open at once during the phase.
+    pub most_open: u64,
 }
 
-/// The headroom the watchdog guards: what the run may still take. One place, so that a tighter
-/// limit (a memory cgroup) can bound it too.
-pub fn headroom(now: &Mem, base: &Mem) -> u64 {
-    now.usable_since(base)
+/// The headroom the watchdog guards: what the run may still take, in the host's terms (the
+/// floor applies to it). A memory cgroup with a limit bounds it: then it is the floor plus what
+/// the cgroup still allows.
+pub fn headroom(now: &Mem, base: &Mem, floor: u64) -> u64 {
+    super::cgroup::usable(now.usable_since(base), floor, now.cgroup_usable)
+}
+
+/// Whether the memory cgroup, not the host's memory, is what the headroom is bound by now.
+pub fn cgroup_binds(now: &Mem, base: &Mem, floor: u64) -> bool {
+    super::cgroup::cgroup_binds(now.usable_since(base), floor, now.cgroup_usable)
 }
 
 /// The memory watchdog's state over the connect phase (the decision itself is
@@ -81,7 +89,7 @@ impl Watch {
         Watch {
             target,
             floor,
-            usable_start: headroom(&base, &base),
+            usable_start: headroom(&base, &base, floor),
             base,
             predicted,
             in_flight_cap,
@@ -98,10 +106,14 @@ impl Watch {
         // Per connection: the fall of usable memory or the growth of Slab, whichever is
         // larger (other processes on the host move MemAvailable both ways; Slab growth is
         // what the sockets themselves take).
-        let used = self
-            .usable_start
-            .saturating_sub(usable)
-            .max(m.slab.saturating_sub(self.base.slab));
+        // Under a memory cgroup's limit the fall of its headroom is exactly what the run was
+        // charged; the host's Slab then also grows with everything else on the host.
+        let slab = if cgroup_binds(m, &self.base, self.floor) {
+            0
+        } else {
+            m.slab.saturating_sub(self.base.slab)
+        };
+        let used = self.usable_start.saturating_sub(usable).max(slab);
         let per_conn = if open >= 1000 {
             (used as f64 / open as f64).max(self.predicted / 4.0)
         } else {
@@ -132,13 +144,14 @@ impl Watch {
         (v, per_conn)
     }
 
-    fn stop(&self, usable: u64, per_conn: f64, before_start: bool) -> MemoryStop {
+    fn stop(&self, usable: u64, per_conn: f64, before_start: bool, cgroup: bool) -> MemoryStop {
         MemoryStop {
             floor: self.floor,
             usable_at_start: self.usable_start,
             usable_at_stop: usable,
             bytes_per_connection: per_conn,
             before_start,
+            cgroup,
         }
     }
 }
@@ -182,18 +195,20 @@ pub fn connect(
                 next_step = d;
             }
             (Verdict::Stop, per_conn) => {
-                c.memory_stop = Some(w.stop(usable, per_conn, true));
+                let cgroup = cgroup_binds(&base, &base, w.floor);
+                c.memory_stop = Some(w.stop(usable, per_conn, true, cgroup));
             }
         }
     }
     if let (Some(cl), None) = (&rig.clients, &c.memory_stop) {
         cl.gen.command(Cmd::Connect);
     }
-    let mut best = 0u64;
+    let (mut best, mut last_best) = (0u64, 0u64);
     let mut last_progress = Instant::now();
     let mut first_seen: Option<Instant> = None;
     let mut rate_prev = (Instant::now(), 0u64);
     let mut rate_now = 0.0f64;
+    let mut rate_measured = false;
     while c.memory_stop.is_none() {
         if rig.sleep_or_signal(next_step) {
             c.interrupted = true;
@@ -214,6 +229,10 @@ pub fn connect(
             rate_now =
                 (open.saturating_sub(rate_prev.1)) as f64 / rate_prev.0.elapsed().as_secs_f64();
             rate_prev = (Instant::now(), open);
+            rate_measured = true;
+        } else if !rate_measured {
+            // Before the first full window: the rate since the start, not a 0/s that is no rate.
+            rate_now = open as f64 / t0.elapsed().as_secs_f64().max(1e-3);
         }
         let m = match watch {
             Some(_) => Some(measure::mem(root)?),
@@ -222,9 +241,10 @@ pub fn connect(
         let usable = m
             .as_ref()
             .zip(watch.as_deref())
-            .map(|(m, w)| headroom(m, &w.base));
+            .map(|(m, w)| headroom(m, &w.base, w.floor));
         progress.update(open, progress_line(rate_now, ls.as_ref(), usable));
         sample_half(rig, root, spec.target, open, &mut c);
+        best = best.max(open);
         if open >= spec.target {
             c.reached_at = Some(t0.elapsed());
             break;
@@ -235,13 +255,14 @@ pub fn connect(
             match w.verdict(usable, open, in_flight, m) {
                 (Verdict::Go(d), _) => next_step = d,
                 (Verdict::Stop, per_conn) => {
-                    c.memory_stop = Some(w.stop(usable, per_conn, false));
+                    let cgroup = cgroup_binds(m, &w.base, w.floor);
+                    c.memory_stop = Some(w.stop(usable, per_conn, false, cgroup));
                     break;
                 }
             }
         }
-        if open > best {
-            best = open;
+        if open > last_best {
+            last_best = open;
             last_progress = Instant::now();
         }
         let waited = match first_seen {
@@ -252,6 +273,7 @@ pub fn connect(
             break;
         }
     }
+    c.most_open = best;
     if let Some(cl) = &rig.clients {
         cl.gen.command(Cmd::Hold);
     }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use embedded_server::loadgen::ErrorClass;
 
 use crate::capacity::group;
-use crate::knobs::{self, Value};
+use crate::knobs::{KnobId, Value};
 
 /// One server worker as its counters show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -61,6 +61,8 @@ pub struct MemoryStop {
     pub bytes_per_connection: f64,
     /// It stopped before the first connection: not even the first step fitted.
     pub before_start: bool,
+    /// The memory cgroup's limit, not the host's memory, was the nearer one at the stop.
+    pub cgroup: bool,
 }
 
 /// Everything the diagnosis looks at.
@@ -80,6 +82,9 @@ pub struct Evidence {
     pub somaxconn: Option<u64>,
     pub tcp_mem: Option<[u64; 3]>,
     pub memory: Option<MemoryStop>,
+    /// tune's cgroups at the baseline and at the peak (OOM kills, refused forks, the limit).
+    pub cgroups_before: Option<crate::kernel::cgroup::Cgroups>,
+    pub cgroups_peak: Option<crate::kernel::cgroup::Cgroups>,
 }
 
 /// The limit that stopped the run.
@@ -102,18 +107,18 @@ pub struct Diagnosis {
     pub projected_connections: Option<u64>,
 }
 
-fn fix_for(knob: &str, v: Value) -> Option<String> {
-    knobs::find(knob).map(|k| k.runtime_fix(&v, None))
+fn fix_for(knob: KnobId, v: Value) -> String {
+    knob.knob().runtime_fix(&v, None)
 }
 
-fn persist_for(knob: &str, v: Value) -> Option<String> {
-    knobs::find(knob).and_then(|k| k.persist_fix(&v))
+fn persist_for(knob: KnobId, v: Value) -> Option<String> {
+    knob.knob().persist_fix(&v)
 }
 
-fn d(limit: &str, knob: Option<&str>, side: &str, value: String, evidence: String) -> Diagnosis {
+fn d(limit: &str, knob: Option<KnobId>, side: &str, value: String, evidence: String) -> Diagnosis {
     Diagnosis {
         limit: limit.into(),
-        knob: knob.map(str::to_string),
+        knob: knob.map(|k| k.name().to_string()),
         side: side.into(),
         value,
         evidence,
@@ -131,7 +136,52 @@ fn errors_text(c: &ClientSide) -> String {
         .join(", ")
 }
 
-/// Names the limit. `None` only when nothing fell short.
+/// External mode: the server saw the count stop with nothing failing on its side (no accept
+/// errors, no failed handshakes, every worker listening), so the load generators stopped, not
+/// the server. `peak` is the most websockets open at once, `now` the count when it gave up
+/// (lower when the clients gave up and closed). `None` when the server side did fail.
+pub fn external_clients_stopped(
+    target: u64,
+    peak: u64,
+    now: u64,
+    server: &ServerSide,
+) -> Option<Diagnosis> {
+    let all_listening = server.workers.iter().all(|w| w.listening);
+    if peak >= target || server.accept_errors > 0 || server.handshakes_failed > 0 || !all_listening
+    {
+        return None;
+    }
+    let mut x = d(
+        "clients_stopped",
+        None,
+        "client",
+        format!(
+            "the load generators stopped at {} of {} connections",
+            group(peak),
+            group(target)
+        ),
+        format!(
+            "the server accepted every connection that arrived (no accept errors, no failed handshakes, every worker listening under its fd cap); {} were open when it gave up",
+            group(now)
+        ),
+    );
+    x.fix.push(
+        "read the load generators' reports (tune load --format json): their diagnosis names the client-side limit, e.g. the ports of one source address per destination (net.ipv4.ip_local_port_range)".into(),
+    );
+    Some(x)
+}
+
+/// A diagnosis from the cgroups' counters between the baseline and the peak, when they moved.
+pub fn cgroup_counters(e: &Evidence) -> Option<Diagnosis> {
+    let (before, peak) = (e.cgroups_before.as_ref()?, e.cgroups_peak.as_ref()?);
+    if let (Some(b), Some(p)) = (&before.memory, &peak.memory) {
+        if let Some(x) = super::cgroup::oom_kill(b, p, e.established, e.target) {
+            return Some(x);
+        }
+    }
+    super::cgroup::pids_refused(&before.pids, &peak.pids)
+}
+
 /// Names the limit. `None` only when nothing fell short. The checks run in order: what stops
 /// a run first explains the errors it causes later (a server at its fd cap makes clients see
 /// refusals).
@@ -142,7 +192,10 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
     let client = e.client.clone().unwrap_or_default();
     let c = &client;
     Some(
-        memory(e)
+        // The container's own counters first: an OOM kill in the memory cgroup, forks
+        // refused at pids.max.
+        cgroup_counters(e)
+            .or_else(|| memory(e))
             .or_else(|| server_fd_cap(e, c))
             .or_else(|| client_fd_cap(e, c))
             .or_else(|| file_max(e, c))
@@ -164,12 +217,18 @@ fn nc(e: &Evidence, name: &str) -> u64 {
 fn memory(e: &Evidence) -> Option<Diagnosis> {
     let short = e.target - e.established;
     if let Some(m) = e.memory {
+        if let (true, Some(cg)) = (
+            m.cgroup,
+            e.cgroups_peak.as_ref().and_then(|c| c.memory.as_ref()),
+        ) {
+            return Some(super::cgroup::memory_stop(cg, &m, e.established, e.target));
+        }
         let per = m.bytes_per_connection.max(1.0);
         let projected =
             e.established + (m.usable_at_stop.saturating_sub(m.floor) as f64 / per) as u64;
         let mut x = d(
             "memory",
-            Some("memory.free"),
+            Some(KnobId::MemoryFree),
             "host",
             format!(
                 "memory floor {} (usable memory {} at start, {} at the stop)",
@@ -234,7 +293,7 @@ fn server_fd_cap(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
             let need = e.target.div_ceil(per);
             let mut x = d(
                 "rlimit_nofile",
-                Some("rlimit.nofile.hard"),
+                Some(KnobId::NofileHard),
                 "server",
                 format!(
                     "RLIMIT_NOFILE {} per server worker: {} worker{} at most {} connections",
@@ -254,10 +313,9 @@ fn server_fd_cap(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
                 "run {need} server workers (--workers {need}) so each stays under its cap"
             ));
             let want = per + s.backlog + 64 + short.div_ceil(s.workers.len().max(1) as u64);
+            x.fix.push(fix_for(KnobId::NofileHard, Value::Int(want)));
             x.fix
-                .extend(fix_for("rlimit.nofile.hard", Value::Int(want)));
-            x.fix
-                .extend(persist_for("rlimit.nofile.hard", Value::Int(want)));
+                .extend(persist_for(KnobId::NofileHard, Value::Int(want)));
             return Some(x);
         }
     }
@@ -272,7 +330,7 @@ fn client_fd_cap(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         let need = e.target.div_ceil(per);
         let mut x = d(
             "rlimit_nofile",
-            Some("rlimit.nofile.hard"),
+            Some(KnobId::NofileHard),
             "client",
             format!(
                 "RLIMIT_NOFILE {} per client process, {} processes",
@@ -283,8 +341,8 @@ fn client_fd_cap(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         );
         x.fix
             .push(format!("run {need} client processes (--processes {need})"));
-        x.fix.extend(fix_for(
-            "rlimit.nofile.hard",
+        x.fix.push(fix_for(
+            KnobId::NofileHard,
             Value::Int(e.target / client.processes.max(1) + 1024),
         ));
         return Some(x);
@@ -299,13 +357,13 @@ fn file_max(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         let want = e.target * 2 + 65_536;
         let mut x = d(
             "file_max",
-            Some("fs.file-max"),
+            Some(KnobId::FileMax),
             "host",
             format!("fs.file-max {}", e.file_max.map_or("unknown".into(), group)),
             format!("client errors: {}", errors_text(client)),
         );
-        x.fix.extend(fix_for("fs.file-max", Value::Int(want)));
-        x.fix.extend(persist_for("fs.file-max", Value::Int(want)));
+        x.fix.push(fix_for(KnobId::FileMax, Value::Int(want)));
+        x.fix.extend(persist_for(KnobId::FileMax, Value::Int(want)));
         return Some(x);
     }
 
@@ -322,7 +380,7 @@ fn ports(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         let srcs = client.sources.max(1);
         let mut x = d(
             "ports",
-            Some("net.ipv4.ip_local_port_range"),
+            Some(KnobId::IpLocalPortRange),
             "client",
             format!(
                 "ip_local_port_range {range} ({} ports) × {} source address{} = {} connections per destination",
@@ -343,8 +401,8 @@ fn ports(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
                 "bind more source addresses: --source 127.0.0.2-{last} ({need} addresses; on other hosts, add addresses to the client's interface)"
             ));
         }
-        x.fix.extend(fix_for(
-            "net.ipv4.ip_local_port_range",
+        x.fix.push(fix_for(
+            KnobId::IpLocalPortRange,
             Value::Range([1024, 65535]),
         ));
         return Some(x);
@@ -360,7 +418,7 @@ fn socket_memory(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     if mem_errs > 0 || nc(e, "TCPAbortOnMemory") > 0 || nc(e, "TCPMemoryPressures") > 0 {
         let mut x = d(
             "tcp_mem",
-            Some("net.ipv4.tcp_mem"),
+            Some(KnobId::TcpMem),
             "host",
             format!(
                 "tcp_mem {} pages",
@@ -376,8 +434,8 @@ fn socket_memory(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         );
         if let Some(t) = e.tcp_mem {
             let v = Value::Triple([t[0] * 2, t[1] * 2, t[2] * 2]);
-            x.fix.extend(fix_for("net.ipv4.tcp_mem", v));
-            x.fix.extend(persist_for("net.ipv4.tcp_mem", v));
+            x.fix.push(fix_for(KnobId::TcpMem, v));
+            x.fix.extend(persist_for(KnobId::TcpMem, v));
         }
         x.fix
             .push("if MemFree is low too, the host is out of RAM: add memory".into());
@@ -402,13 +460,20 @@ fn listen_backlog(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     if overflowed && (timeouts > 0 || waiting > 0 || e.client.is_none()) && timeouts >= refused {
         let mut x = d(
             "listen_backlog",
-            Some("net.core.somaxconn"),
+            Some(KnobId::Somaxconn),
             "server",
-            format!(
-                "net.core.somaxconn {}, listen backlog {} per worker",
-                e.somaxconn.map_or("unknown".into(), group),
-                e.server.as_ref().map_or("unknown".into(), |s| group(s.backlog))
-            ),
+            match e.server.as_ref().map(|s| s.backlog) {
+                Some(b) => format!(
+                    "accept queue {} per worker in effect: the smaller of the listen backlog {} and net.core.somaxconn {}",
+                    group(crate::backlog::queue_in_effect(b, e.somaxconn)),
+                    group(b),
+                    e.somaxconn.map_or("unknown".into(), group)
+                ),
+                None => format!(
+                    "net.core.somaxconn {} (the accept queue of each listener is cut to it)",
+                    e.somaxconn.map_or("unknown".into(), group)
+                ),
+            },
             format!(
                 "ListenOverflows +{}, ListenDrops +{}, TCPReqQFullDrop +{}; client timeouts {}, refusals {}, still waiting for the server {}",
                 group(nc(e, "ListenOverflows")),
@@ -419,10 +484,9 @@ fn listen_backlog(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
                 group(waiting)
             ),
         );
+        x.fix.push(fix_for(KnobId::Somaxconn, Value::Int(65_535)));
         x.fix
-            .extend(fix_for("net.core.somaxconn", Value::Int(65_535)));
-        x.fix
-            .extend(fix_for("net.ipv4.tcp_max_syn_backlog", Value::Int(65_535)));
+            .push(fix_for(KnobId::TcpMaxSynBacklog, Value::Int(65_535)));
         x.fix.push(
             "or open connections more gently: --concurrency / --rate on the load generator".into(),
         );
@@ -455,6 +519,28 @@ fn not_served(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         );
         x.fix.push(
             "check the URL path and that the server speaks RFC 6455 (tune serve's /metrics counts refusals by reason)".into(),
+        );
+        return Some(x);
+    }
+    if refused > 0 && e.established > 0 {
+        // Connections were accepted, then refused: the server stopped listening (its fd cap,
+        // a restart, a closed listener), not a wrong address.
+        let mut x = d(
+            "refused",
+            None,
+            "server",
+            format!(
+                "the server stopped accepting after {} connections",
+                group(e.established)
+            ),
+            format!(
+                "{} connections open, then refused: client errors: {}",
+                group(e.established),
+                errors_text(client)
+            ),
+        );
+        x.fix.push(
+            "the server closed its listener at a limit of its own: often its fd cap (RLIMIT_NOFILE of the server process: tune check --pid PID), or more server processes".into(),
         );
         return Some(x);
     }
@@ -572,7 +658,7 @@ fn conntrack(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     });
     let mut x = d(
         "conntrack",
-        Some("net.netfilter.nf_conntrack_max"),
+        Some(KnobId::ConntrackMax),
         "host",
         format!(
             "nf_conntrack_max {} ({count} entries at the stop)",
@@ -580,12 +666,9 @@ fn conntrack(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         ),
         evidence,
     );
+    x.fix.push(fix_for(KnobId::ConntrackMax, Value::Int(want)));
     x.fix
-        .extend(fix_for("net.netfilter.nf_conntrack_max", Value::Int(want)));
-    x.fix.extend(persist_for(
-        "net.netfilter.nf_conntrack_max",
-        Value::Int(want),
-    ));
+        .extend(persist_for(KnobId::ConntrackMax, Value::Int(want)));
     x.fix.push(format!(
         "nf_conntrack_max is one value for the whole host, writable only from the initial network namespace (read-only inside a container's): {} entries = {} connections{} + {CONNTRACK_HEADROOM_PERCENT}% headroom",
         group(want),
@@ -596,10 +679,8 @@ fn conntrack(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
             String::new()
         }
     ));
-    x.fix.extend(fix_for(
-        "net.netfilter.nf_conntrack_buckets",
-        Value::Int(want),
-    ));
+    x.fix
+        .push(fix_for(KnobId::ConntrackBuckets, Value::Int(want)));
     x.fix.push(
         "or keep these connections out of conntrack: no `ct` rule in their path, or a `notrack` rule for their port in a raw-priority chain".into(),
     );
@@ -719,6 +800,50 @@ mod tests {
         }
     }
 
+    fn listening_server(handshakes_failed: u64) -> ServerSide {
+        ServerSide {
+            workers: vec![ServerWorker {
+                fd_cap: 18_912,
+                connections: 28_000,
+                listening: true,
+                listener_pauses: 0,
+            }],
+            accept_errors: 0,
+            handshakes_failed,
+            backlog: 1024,
+        }
+    }
+
+    #[test]
+    fn external_clients_that_stop_are_named_not_the_server() {
+        // Three loaders of one address each stopped at their ports (~28k each) of 105,000.
+        let x = external_clients_stopped(105_000, 84_696, 0, &listening_server(0)).unwrap();
+        assert_eq!(
+            (x.limit.as_str(), x.side.as_str()),
+            ("clients_stopped", "client")
+        );
+        assert!(
+            x.value.contains("stopped at 84,696 of 105,000"),
+            "{}",
+            x.value
+        );
+        assert!(
+            x.evidence.contains("0 were open when it gave up"),
+            "{}",
+            x.evidence
+        );
+        assert!(x.fix[0].contains("ip_local_port_range"), "{:?}", x.fix);
+        // A server that failed handshakes, or reached the target, is not the clients' doing.
+        assert_eq!(
+            external_clients_stopped(105_000, 84_696, 0, &listening_server(3)),
+            None
+        );
+        assert_eq!(
+            external_clients_stopped(100, 100, 100, &listening_server(0)),
+            None
+        );
+    }
+
     #[test]
     fn nothing_when_reached() {
         let mut e = base();
@@ -811,6 +936,7 @@ mod tests {
             usable_at_stop: 1_100_000_000,
             bytes_per_connection: 10_000.0,
             before_start: false,
+            cgroup: false,
         });
         let x = diagnose(&e).unwrap();
         assert_eq!(x.limit, "memory");
@@ -955,6 +1081,46 @@ mod tests {
         assert!(
             x.evidence.contains("still waiting for the server 900"),
             "{x:?}"
+        );
+    }
+
+    #[test]
+    fn the_backlog_diagnosis_quotes_the_queue_in_effect() {
+        // Issue 10: somaxconn 8 cuts the workers' listen backlog of 1,024 to 8.
+        let mut e = base();
+        e.somaxconn = Some(8);
+        e.client = Some(client(&[(ErrorClass::ConnectTimeout, 40)]));
+        e.server = Some(ServerSide {
+            backlog: 1024,
+            ..ServerSide::default()
+        });
+        e.netstat.insert("ListenDrops".into(), 9_354);
+        let x = diagnose(&e).unwrap();
+        assert_eq!(x.limit, "listen_backlog");
+        assert!(
+            x.value.starts_with("accept queue 8 per worker in effect"),
+            "{x:?}"
+        );
+    }
+
+    #[test]
+    fn refusals_after_connections_say_the_server_stopped_accepting() {
+        // tune load against a server that stopped accepting at its fd cap, 777 held.
+        let mut e = base();
+        e.established = 777;
+        e.client = Some(client(&[(ErrorClass::Econnrefused, 30)]));
+        let x = diagnose(&e).unwrap();
+        assert_eq!(x.limit, "refused");
+        assert_eq!(
+            x.value,
+            "the server stopped accepting after 777 connections"
+        );
+        // Nothing ever accepted: nothing listens.
+        e.established = 0;
+        let x = diagnose(&e).unwrap();
+        assert_eq!(
+            x.value,
+            "nothing accepted connections on the target address"
         );
     }
 

@@ -8,6 +8,7 @@
 //! host, [`report`] and [`load_report`] render the results.
 
 pub mod assemble;
+pub mod cgroup;
 pub mod connect;
 pub mod diagnose;
 pub mod hold;
@@ -26,16 +27,19 @@ pub use assemble::{assemble, KnobFacts, Records};
 pub use plan::{LoadOptions, Processes, VerifyPlan};
 pub use progress::Progress;
 
+use crate::knobs::KnobId;
+
 impl KnobFacts {
     /// The values the diagnosis quotes, from check's observation of the host.
     pub fn from_observation(obs: &crate::knobs::Observation) -> KnobFacts {
         KnobFacts {
-            file_max: obs.int("fs.file-max"),
-            somaxconn: obs.int("net.core.somaxconn"),
-            tcp_mem: match obs.get("net.ipv4.tcp_mem") {
+            file_max: obs.int(KnobId::FileMax),
+            somaxconn: obs.int(KnobId::Somaxconn),
+            tcp_mem: match obs.get(KnobId::TcpMem) {
                 Some(crate::knobs::Value::Triple(t)) => Some(*t),
                 _ => None,
             },
+            syncookies: obs.int(crate::knobs::KnobId::TcpSyncookies),
         }
     }
 }

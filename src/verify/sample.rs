@@ -18,6 +18,8 @@ pub struct HostSample {
     pub sock: Option<Sock>,
     pub net: Netstat,
     pub ct: Conntrack,
+    /// tune's own memory and pids cgroups (the workers are in them too).
+    pub cgroups: Option<crate::kernel::cgroup::Cgroups>,
 }
 
 impl HostSample {
@@ -28,6 +30,7 @@ impl HostSample {
             sock: measure::sockstat(root),
             net: measure::netstat(root),
             ct: measure::conntrack(root),
+            cgroups: crate::container::own_cgroups(root),
         })
     }
 }
@@ -87,5 +90,18 @@ impl Peak {
             server_side,
             reached,
         })
+    }
+}
+
+impl super::assemble::AfterHold {
+    /// The counts now, at the end of the hold.
+    pub fn take(rig: &Rig) -> Self {
+        Self {
+            load: rig.load_snapshot(),
+            server_open: rig
+                .server
+                .as_ref()
+                .map_or(0, |s| s.snapshot().websockets_open),
+        }
     }
 }

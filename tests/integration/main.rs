@@ -8,10 +8,13 @@
 mod support;
 
 mod apply_support;
+mod container_support;
 mod serve_support;
+mod tmux_support;
 mod verify_support;
 
 mod apply_bad_input;
+mod apply_consumers;
 mod apply_drift;
 mod apply_fakeroot;
 mod apply_host_dryrun;
@@ -21,10 +24,14 @@ mod check_capture;
 mod check_cli;
 mod check_guards;
 mod check_other_kernel;
+mod check_prometheus;
+mod check_terminal;
+mod container;
 mod fuzz_replay;
 mod generate_completions;
 mod generate_man;
 mod load_cli;
+mod profile_errors;
 mod profiles_cli;
 mod serve_fdcap;
 mod serve_hostile;
@@ -36,3 +43,4 @@ mod verify_conntrack;
 mod verify_external;
 mod verify_limits;
 mod verify_loopback;
+mod verify_parallel;
