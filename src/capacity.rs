@@ -59,6 +59,22 @@ pub struct Inputs {
     /// What the server itself keeps per connection (0: kernel memory only).
     pub user_bytes_per_connection: u64,
     pub tcp_mem_max_pages: Option<u64>,
+    /// Why the hard limit cannot be raised when `can_raise_hard` is false ("no CAP_SYS_RESOURCE",
+    /// or the user namespace that makes the capability not count).
+    pub capability_reason: String,
+    /// How conntrack tracking was found (the probe's words), when it was probed.
+    pub conntrack_evidence: Option<String>,
+    /// The memory cgroup of the process and its ancestors; binds when a level has a limit.
+    pub memory_cgroup: Option<crate::kernel::cgroup::MemoryCgroup>,
+    /// The pids cgroup levels (leaf first).
+    pub pids: Vec<crate::kernel::cgroup::PidsLevel>,
+    /// Sockets one server worker holds (RLIMIT_NOFILE less the accept-queue reserve), when the
+    /// layout runs `tune serve` workers; shown beside the per-process figure.
+    pub per_server_worker: Option<u64>,
+    /// Remarks from reading the host (another network namespace for `--pid`).
+    pub observation_notes: Vec<String>,
+    /// Server worker processes the layout runs (`--workers N`); `None`: as many as needed.
+    pub server_workers: Option<u64>,
 }
 
 /// One limit and what it allows.
@@ -79,6 +95,10 @@ pub enum Limiter {
     Knob(KnobId),
     /// Memory for the sockets (MemFree less the reserve).
     Memory,
+    /// The memory cgroup's limit (a container's memory limit).
+    MemoryCgroup,
+    /// The pids cgroup's limit (processes a container may start).
+    PidsCgroup,
     /// No host-wide limit could be read.
     None,
 }
@@ -89,6 +109,8 @@ impl Limiter {
         match self {
             Limiter::Knob(id) => id.name(),
             Limiter::Memory => "memory",
+            Limiter::MemoryCgroup => "memory cgroup",
+            Limiter::PidsCgroup => "pids cgroup",
             Limiter::None => "none",
         }
     }
@@ -132,6 +154,9 @@ pub struct Capacity {
     pub meets_target: bool,
     /// Further remarks (tcp_mem under load, soft limit below hard).
     pub notes: Vec<String>,
+    /// Connections one `tune serve` worker holds: RLIMIT_NOFILE hard less the fds it keeps to
+    /// drain its accept queue and its own (the figure verify predicts per server worker).
+    pub per_server_worker: Option<u64>,
 }
 
 impl Capacity {
@@ -154,7 +179,14 @@ impl Capacity {
             ),
             None => format!("per host: {}", self.per_host.arithmetic),
         };
-        vec![pp, ph]
+        let mut out = vec![pp, ph];
+        if let Some(w) = self.per_server_worker {
+            out.push(format!(
+                "per tune serve worker: {} connections (RLIMIT_NOFILE hard less the accept-queue reserve and the worker's own fds)",
+                group(w)
+            ));
+        }
+        out
     }
 }
 
@@ -165,6 +197,21 @@ pub fn estimate(i: &Inputs, target: u64) -> Capacity {
     let mut notes = Vec::new();
     let per_process = per_process(i, &mut notes);
     let mut host = vec![memory_bound(i), file_max_bound(i), conntrack_bound(i)];
+    if let Some(b) = i
+        .memory_cgroup
+        .as_ref()
+        .and_then(|m| crate::container::memory_bound(m, s, i.user_bytes_per_connection))
+    {
+        host.push(b);
+    }
+    let per_proc_sockets = i.per_server_worker.or(per_process.connections);
+    if let Some(b) = per_proc_sockets.and_then(|pp| crate::container::pids_bound(&i.pids, pp, s)) {
+        host.push(b);
+    }
+    notes.extend(i.observation_notes.iter().cloned());
+    if let (Some(w), Some(pw)) = (i.server_workers, i.per_server_worker) {
+        host.push(workers_bound(w, pw, i.nofile_hard.unwrap_or(0)));
+    }
     let mut source_addresses_needed = None;
     if i.role.uses_ports() {
         let (bound, needed) = ports_bound(i, target);
@@ -204,6 +251,24 @@ pub fn estimate(i: &Inputs, target: u64) -> Capacity {
         source_addresses_needed,
         meets_target,
         notes,
+        per_server_worker: i.per_server_worker,
+    }
+}
+
+/// A fixed number of `tune serve` workers, each holding [`Inputs::per_server_worker`].
+fn workers_bound(workers: u64, per_worker: u64, hard: u64) -> Bound {
+    let n = workers.saturating_mul(per_worker);
+    Bound {
+        connections: Some(n),
+        limit: Limiter::Knob(KnobId::NofileHard),
+        arithmetic: format!(
+            "server workers: {} × {} connections each (RLIMIT_NOFILE hard {} less {} fds a worker keeps to drain its accept queue and for itself) = {}",
+            group(workers),
+            group(per_worker),
+            group(hard),
+            group(hard.saturating_sub(per_worker)),
+            group(n)
+        ),
     }
 }
 
@@ -232,13 +297,18 @@ fn per_process(i: &Inputs, notes: &mut Vec<String>) -> Bound {
         _ => {
             let why = match i.can_raise_hard {
                 Some(true) => "the ceiling fs.nr_open allows no more",
-                Some(false) => "which cannot be raised here (no CAP_SYS_RESOURCE)",
+                Some(false) => "which cannot be raised here",
                 None => "(whether it can be raised is unknown: capabilities unreadable)",
+            };
+            let reason = if i.can_raise_hard == Some(false) {
+                format!(" ({})", i.capability_reason)
+            } else {
+                String::new()
             };
             (
                 hard,
                 KnobId::NofileHard,
-                format!("bound by RLIMIT_NOFILE hard {} {why}", group(hard)),
+                format!("bound by RLIMIT_NOFILE hard {} {why}{reason}", group(hard)),
             )
         }
     };
@@ -360,7 +430,10 @@ fn conntrack_bound(i: &Inputs) -> Bound {
                 connections: Some(n),
                 limit,
                 arithmetic: format!(
-                    "nf_conntrack_max: conntrack tracks this namespace ({} entries now): {} − {} = {} more connections, one entry each",
+                    "nf_conntrack_max: conntrack tracks this namespace ({}; {} entries now): {} − {} = {} more connections, one entry each",
+                    i.conntrack_evidence
+                        .as_deref()
+                        .unwrap_or("judged by the entry count"),
                     group(count),
                     group(max),
                     group(count),
@@ -372,8 +445,9 @@ fn conntrack_bound(i: &Inputs) -> Bound {
             connections: None,
             limit,
             arithmetic: format!(
-                "nf_conntrack_max {} does not bind: conntrack is loaded but tracks nothing here (count 0); a `ct state` rule would make it bind at {}",
+                "nf_conntrack_max {} does not bind: conntrack is loaded but tracks nothing here ({}); a `ct state` rule or a nat table would make it bind at {}",
                 group(max),
+                i.conntrack_evidence.as_deref().unwrap_or("count 0"),
                 group(max)
             ),
         },
@@ -396,8 +470,8 @@ fn ports_bound(i: &Inputs, target: u64) -> (Bound, Option<u64>) {
         };
         return (b, None);
     };
-    let ports = hi - lo + 1;
-    let needed = target.div_ceil(ports).max(1);
+    let ports = crate::ports::count([lo, hi], 0);
+    let needed = crate::ports::sources_needed(target, ports).unwrap_or(1);
     let (addrs, whence) = match (i.role, i.source_addresses) {
         (_, Some(a)) => (a, "given"),
         (Role::Loopback, None) => (LOOPBACK_SOURCE_ADDRESSES, "127.0.0.0/8"),
@@ -454,8 +528,44 @@ impl Inputs {
             },
             user_bytes_per_connection: 0,
             tcp_mem_max_pages: triple_last(KnobId::TcpMem),
+            capability_reason: obs.facts.capability_reason().into(),
+            conntrack_evidence: obs.conntrack_evidence(),
+            memory_cgroup: obs
+                .facts
+                .container
+                .as_ref()
+                .and_then(|c| c.memory().cloned()),
+            pids: obs
+                .facts
+                .container
+                .as_ref()
+                .map_or_else(Vec::new, |c| c.pids().to_vec()),
+            per_server_worker: match role {
+                Role::Client => None,
+                _ => obs.int(KnobId::NofileHard).map(|h| {
+                    embedded_server::server::per_worker_capacity(
+                        h,
+                        embedded_server::server::BACKLOG,
+                    )
+                }),
+            },
+            observation_notes: observation_notes(obs),
+            server_workers: None,
         }
     }
+}
+
+/// Remarks about what the observation could not see as the target process sees it.
+fn observation_notes(obs: &Observation) -> Vec<String> {
+    let mut out = Vec::new();
+    if let (Some(pid), Some(c)) = (obs.facts.pid, obs.facts.container.as_ref()) {
+        if c.same_netns == Some(false) {
+            out.push(format!(
+                "process {pid} is in another network namespace: the net.* sysctls, ports and conntrack above are tune's own namespace's, not that process's; run tune there (nsenter --net=/proc/{pid}/ns/net tune check ...)"
+            ));
+        }
+    }
+    out
 }
 
 /// The prediction for `target` connections in `role` on the observed host: what the verify run compares with.
@@ -527,6 +637,13 @@ mod tests {
             bytes_per_socket_source: "slabinfo".into(),
             user_bytes_per_connection: 0,
             tcp_mem_max_pages: Some(575796),
+            capability_reason: "no CAP_SYS_RESOURCE".into(),
+            conntrack_evidence: None,
+            memory_cgroup: None,
+            pids: Vec::new(),
+            per_server_worker: None,
+            observation_notes: Vec::new(),
+            server_workers: None,
         }
     }
 

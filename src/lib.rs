@@ -1,14 +1,18 @@
 //! The `tune` library: knob registry, profiles, planning and reports behind the CLI.
 
+pub mod backlog;
 pub mod capacity;
 pub mod cli;
 pub mod cmd;
+pub mod container;
 pub mod docs;
 pub mod kernel;
 pub mod knobs;
 pub mod launch;
 pub mod persist;
 pub mod plan;
+pub mod ports;
+pub mod probe;
 pub mod profile;
 pub mod report;
 pub mod root;

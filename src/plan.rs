@@ -122,8 +122,9 @@ pub fn merge(compare: Compare, live: &Value, wanted: &Value) -> Value {
     }
     match compare {
         Compare::AtMost => zip(u64::min),
-        Compare::Covers => match (live, wanted) {
-            (Value::Range([a, b]), Value::Range([c, d])) => Value::Range([*a.min(c), *b.max(d)]),
+        // Widen the live range to the required port count; never narrower than it is.
+        Compare::PortCount => match (live, wanted) {
+            (Value::Range(l), Value::Range(w)) => Value::Range(crate::ports::fix(*l, *w)),
             _ => *wanted,
         },
         // A mode has no direction: the profile's value is the only one that satisfies it.
@@ -136,7 +137,7 @@ pub fn merge(compare: Compare, live: &Value, wanted: &Value) -> Value {
 fn beyond(compare: Compare) -> &'static str {
     match compare {
         Compare::AtMost => "lower than profile, which is better for this knob",
-        Compare::Covers => "wider than profile",
+        Compare::PortCount => "more ports than profile",
         Compare::Equal => "another mode than the profile's",
         Compare::AtLeast | Compare::Info => "higher than profile",
     }
@@ -264,6 +265,17 @@ fn cannot_change(
     if let Some(why) = here.read_only.get(knob.name) {
         return Some(why.clone());
     }
+    // The kernel checks host-wide sysctls against the initial user namespace: a user
+    // namespace's root may not write them (EPERM), whatever CapEff shows.
+    if obs.facts.own_user_namespace == Some(true)
+        && knob.scope == Scope::Host
+        && matches!(knob.write, Write::Sysctl(_) | Write::ModuleParam { .. })
+    {
+        return Some(format!(
+            "a host-wide knob, and tune runs in a {}; set it on the host",
+            crate::container::USERNS_REASON
+        ));
+    }
     if let Write::Prlimit(which) = knob.write {
         if opts.pid.is_none() {
             return Some(
@@ -274,7 +286,8 @@ fn cannot_change(
         }
         if which == Limit::Hard && obs.facts.cap_sys_resource() == Some(false) {
             return Some(format!(
-                "raising a hard limit needs CAP_SYS_RESOURCE, which tune does not have; {NOFILE_FIX}"
+                "raising a hard limit needs CAP_SYS_RESOURCE, which does not count here ({}); {NOFILE_FIX}",
+                obs.facts.capability_reason()
             ));
         }
     }
@@ -544,12 +557,20 @@ mod tests {
             &Value::Triple([15, 15, 200]),
         );
         assert_eq!(v, Value::Triple([15, 20, 300]));
+        // 28,232 ports already offer the 25,536 asked for: the range stays as it is.
         let v = merge(
-            Compare::Covers,
+            Compare::PortCount,
             &Value::Range([32768, 60999]),
             &Value::Range([40000, 65535]),
         );
-        assert_eq!(v, Value::Range([32768, 65535]));
+        assert_eq!(v, Value::Range([32768, 60999]));
+        // A profile's range that contains the live one is written as it is.
+        let v = merge(
+            Compare::PortCount,
+            &Value::Range([32768, 60999]),
+            &Value::Range([21000, 60999]),
+        );
+        assert_eq!(v, Value::Range([21000, 60999]));
         assert_eq!(
             decide(Compare::AtLeast, &Value::Int(5), &Value::Int(5), false),
             Action::AtProfile

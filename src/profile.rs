@@ -38,6 +38,10 @@
 //! - `net.ipv4.tcp_mem` pressure = up(S) pages (one page of unread data per socket),
 //!   low = pressure × 3/4, high = pressure × 3/2 (the kernel's default ratio 3:4:6)
 //! - `memory.total` = up(S × bytes_per_socket) / 0.95 (5% kept for the rest of the system)
+//! - server, loopback: `net.core.somaxconn` = the handshakes that may wait on one listener:
+//!   ceil(C / P) × 2 (SO_REUSEPORT spreads a burst unevenly), at most C, with C = 1024 connects
+//!   in flight (the load generator's default); `net.ipv4.tcp_max_syn_backlog` = 4/3 of that
+//!   (without SYN cookies the kernel drops at 3/4 of it); `net.ipv4.tcp_syncookies` = 1
 //! - `net.ipv4.ip_local_port_range` (client, loopback): ports per source address
 //!   n = ceil(T / source addresses); required range is the top n ports below 61000 when
 //!   n ≤ 28232 (inside the kernel's default 32768-60999), else the top n below 65536.
@@ -194,7 +198,11 @@ pub fn load_with(root: &Root, spec: &str, ov: Overrides) -> anyhow::Result<Profi
 
 /// Requirements for `target` connections in `role` from the formulas alone (`check --target N`).
 pub fn for_target(target: u64, role: Role) -> Profile {
-    let params = Params::default();
+    for_target_with(target, role, Params::default())
+}
+
+/// [`for_target`] with parameters given on the command line (`--source`).
+pub fn for_target_with(target: u64, role: Role, params: Params) -> Profile {
     Profile {
         name: format!("target-{target}"),
         source: "--target".into(),
@@ -329,6 +337,27 @@ pub fn formulas(target: u64, role: Role, p: &Params) -> BTreeMap<&'static str, R
             g(p.bytes_per_socket)
         ),
     );
+    if role != Role::Client {
+        // The listener side: handshakes that may wait on one listener's queues at once.
+        let in_flight = embedded_server::loadgen::CONCURRENCY as u64;
+        let r = crate::backlog::required(in_flight, procs);
+        let why = crate::backlog::reason(&r, in_flight, procs);
+        put(
+            "net.core.somaxconn",
+            Value::Int(r.somaxconn),
+            format!("{why} (the load generator's default concurrency); listen(2)'s backlog is cut to it"),
+        );
+        put(
+            "net.ipv4.tcp_max_syn_backlog",
+            Value::Int(r.tcp_max_syn_backlog),
+            format!("{why}; without SYN cookies the kernel drops SYNs at three quarters of it"),
+        );
+        put(
+            "net.ipv4.tcp_syncookies",
+            Value::Int(1),
+            "a full SYN queue answers with a cookie instead of dropping the SYN (clients would wait 1 s, 3 s, 7 s to retransmit)".into(),
+        );
+    }
     if role.uses_ports() {
         const DEFAULT_PORTS: u64 = 60999 - 32768 + 1;
         let (sources, whence) = match (p.source_addresses, role) {
@@ -761,10 +790,9 @@ mod tests {
         assert_eq!(p.target, 20_000);
         assert_eq!(p.role, Role::Server);
         assert_eq!(p.requirements["net.core.somaxconn"].value, Value::Int(8192));
-        assert_eq!(
-            p.requirements["net.core.somaxconn"].why,
-            "room for bursts [mine]"
-        );
+        assert!(p.requirements["net.core.somaxconn"]
+            .why
+            .starts_with("room for bursts [mine] (overrides the formula"));
         assert!(p.requirements["fs.file-max"]
             .why
             .starts_with("shared host [mine] (overrides the formula"));

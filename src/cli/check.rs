@@ -15,6 +15,14 @@ pub struct CheckArgs {
     /// What this host does with the connections (with --target; a profile states its own).
     #[arg(long, value_enum)]
     pub role: Option<crate::cli::profiles::Role>,
+    /// Client source addresses the layout uses (as `tune serve --verify --source`: a list,
+    /// a range or a CIDR); with one address the port range binds at its port count.
+    #[arg(long, value_name = "ADDRS")]
+    pub source: Option<String>,
+    /// Server worker processes the layout runs (as `tune serve --workers N`); each holds
+    /// RLIMIT_NOFILE less the fds it keeps to drain its accept queue.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<u64>,
     /// Read RLIMIT_NOFILE of this running process (a service) instead of tune's own.
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,

@@ -23,7 +23,15 @@ pub fn resolve_profile(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Profil
         ),
         (None, Some(t)) => {
             profile::check_target(t).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
-            Ok(profile::for_target(t, args.role.unwrap_or(Role::Server)))
+            let params = profile::Params {
+                source_addresses: source_count(args)?,
+                ..Default::default()
+            };
+            Ok(profile::for_target_with(
+                t,
+                args.role.unwrap_or(Role::Server),
+                params,
+            ))
         }
         (None, None) => {
             let names: Vec<String> = profile::available(&ctx.root)
@@ -38,9 +46,27 @@ pub fn resolve_profile(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Profil
     }
 }
 
+/// The number of addresses `--source` names (the same syntax as `tune serve --source`).
+fn source_count(args: &CheckArgs) -> anyhow::Result<Option<u64>> {
+    args.source
+        .as_deref()
+        .map(|s| {
+            embedded_server::loadgen::sources::parse(s)
+                .map(|v| v.len() as u64)
+                .map_err(|e| anyhow::anyhow!("--source {s:?}: {e}"))
+        })
+        .transpose()
+}
+
 pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
     let ignore = Ignore::parse(&args.ignore)?;
-    let profile = resolve_profile(ctx, args)?;
+    if args.workers == Some(0) {
+        anyhow::bail!("--workers 0: expected a number of server worker processes (1 or more)");
+    }
+    let mut profile = resolve_profile(ctx, args)?;
+    if let Some(n) = source_count(args)? {
+        profile.params.source_addresses = Some(n);
+    }
     if let Some(pid) = args.pid {
         let dir = knobs::proc_dir(Some(pid));
         if !ctx.root.exists(&format!("{dir}/limits")) {
@@ -79,6 +105,7 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
         strict: args.strict,
         ignore,
         root: ctx.root.base().display().to_string(),
+        server_workers: args.workers,
     };
     let mut rep = report::evaluate(&obs, &profile, &opts);
     add_boot_and_drift(ctx, args, &obs, &mut rep)?;

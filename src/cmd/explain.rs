@@ -20,7 +20,7 @@ pub fn text(knob: &Knob) -> String {
             "the live value must be at least the required one (each part, for triples)"
         }
         Compare::AtMost => "the live value must be at most the required one",
-        Compare::Covers => "the live range must contain the required range",
+        Compare::PortCount => "the live range must offer at least as many ports as the required one (judged by count, not by containment)",
         Compare::Equal => "a mode: the live value must be exactly the required one",
         Compare::Info => "reported, not required",
     };

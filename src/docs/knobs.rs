@@ -76,7 +76,9 @@ pub fn compare_text(compare: Compare, shape: Shape) -> &'static str {
             "passes when the live value is at most the required one (shorter is better)"
         }
         (Compare::AtMost, _) => "passes when each live number is at most the required one",
-        (Compare::Covers, _) => "passes when the live range contains the required range",
+        (Compare::PortCount, _) => {
+            "passes when the live range offers at least as many ports as the required one"
+        }
         (Compare::Equal, _) => "a mode: passes when the live value is exactly the required one",
         (Compare::Info, _) => "reported only; never fails a check",
     }

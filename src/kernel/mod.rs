@@ -6,14 +6,17 @@
 //! parses a file (meminfo, a process's status, limits and stat) the parser here
 //! wraps it into the few typed fields tune uses.
 
+pub mod cgroup;
 pub mod conntrack;
 pub mod file_nr;
 pub mod host;
 pub mod meminfo;
 pub mod netstat;
+pub mod nf_conntrack;
 pub mod process;
 pub mod slabinfo;
 pub mod sockstat;
+pub mod userns;
 
 pub use host::{Host, HostError};
 

@@ -37,6 +37,8 @@ pub enum KnobId {
     Somaxconn,
     /// `net.ipv4.tcp_max_syn_backlog`
     TcpMaxSynBacklog,
+    /// `net.ipv4.tcp_syncookies`
+    TcpSyncookies,
     /// `net.core.netdev_max_backlog`
     NetdevMaxBacklog,
     /// `net.ipv4.ip_local_port_range`

@@ -51,8 +51,9 @@ pub enum Compare {
     AtLeast,
     /// The value must be at most the required one (tcp_fin_timeout: shorter frees ports sooner).
     AtMost,
-    /// The live range must contain the required range (ip_local_port_range).
-    Covers,
+    /// The live range must offer at least as many ports as the required one
+    /// (ip_local_port_range): a range is judged by its port count, never by containment.
+    PortCount,
     /// A mode, not a quantity: the live value must be exactly the required one (tcp_tw_reuse:
     /// 2 "loopback only" is not more than 1 "everywhere").
     Equal,
@@ -66,8 +67,8 @@ impl Compare {
         match (self, live, required) {
             (Compare::Info, _, _) => true,
             (Compare::Equal, _, _) => live == required,
-            (Compare::Covers, Value::Range([lo, hi]), Value::Range([rlo, rhi])) => {
-                lo <= rlo && hi >= rhi
+            (Compare::PortCount, Value::Range(live), Value::Range(req)) => {
+                crate::ports::count(*live, 0) >= crate::ports::count(*req, 0)
             }
             (Compare::AtMost, _, _) => {
                 live.shape() == required.shape()
@@ -278,12 +279,10 @@ mod tests {
         assert!(Compare::AtMost.satisfied(&Value::Int(15), &Value::Int(30)));
         assert!(!Compare::Equal.satisfied(&Value::Int(2), &Value::Int(1)));
         assert!(Compare::Equal.satisfied(&Value::Int(1), &Value::Int(1)));
-        assert!(
-            Compare::Covers.satisfied(&Value::Range([1024, 65535]), &Value::Range([10000, 60000]))
-        );
-        assert!(
-            !Compare::Covers.satisfied(&Value::Range([32768, 60999]), &Value::Range([1024, 65535]))
-        );
+        assert!(Compare::PortCount
+            .satisfied(&Value::Range([1024, 65535]), &Value::Range([10000, 60000])));
+        assert!(!Compare::PortCount
+            .satisfied(&Value::Range([32768, 60999]), &Value::Range([1024, 65535])));
         assert!(!Compare::AtLeast.satisfied(&Value::Int(5), &Value::Triple([1, 1, 1])));
     }
 

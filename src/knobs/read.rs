@@ -52,6 +52,12 @@ pub struct Facts {
     pub socket_cost: Option<SocketCost>,
     /// Why `socket_cost` is `None` (slabinfo unreadable or unparsable), for the report.
     pub socket_cost_note: Option<String>,
+    /// tune runs in a user namespace other than the initial one (its uid_map is not the
+    /// identity map): its capabilities do not count for host-wide limits.
+    pub own_user_namespace: Option<bool>,
+    /// The target process's cgroups, user namespace and network namespace, and whether
+    /// conntrack tracks tune's namespace (`None` only in hand-built observations).
+    pub container: Option<crate::container::Container>,
 }
 
 /// Bit numbers from linux/capability.h.
@@ -62,18 +68,44 @@ impl Facts {
     fn has_cap(&self, bit: u32) -> Option<bool> {
         self.cap_eff.map(|c| c & (1u64 << bit) != 0)
     }
-    /// Can tune raise a hard RLIMIT_NOFILE (CAP_SYS_RESOURCE in its effective set)?
+    /// Can tune raise a hard RLIMIT_NOFILE (CAP_SYS_RESOURCE in its effective set, held in the
+    /// initial user namespace, where the kernel checks it)?
     pub fn cap_sys_resource(&self) -> Option<bool> {
+        if self.own_user_namespace == Some(true) {
+            return Some(false);
+        }
         self.has_cap(CAP_SYS_RESOURCE)
     }
-    /// Is tune exempt from fs.file-max (CAP_SYS_ADMIN)?
+    /// Is tune exempt from fs.file-max (CAP_SYS_ADMIN in the initial user namespace)?
     pub fn cap_sys_admin(&self) -> Option<bool> {
+        if self.own_user_namespace == Some(true) {
+            return Some(false);
+        }
         self.has_cap(CAP_SYS_ADMIN)
     }
-    /// Is the target process (`--pid`, else tune) exempt from fs.file-max (CAP_SYS_ADMIN in its CapEff)?
+    /// Is the target process (`--pid`, else tune) exempt from fs.file-max (CAP_SYS_ADMIN in its
+    /// CapEff, held in the initial user namespace)?
     pub fn target_exempt_from_file_max(&self) -> Option<bool> {
+        if self.target_user_namespace() == Some(true) {
+            return Some(false);
+        }
         self.target_cap_eff
             .map(|c| c & (1u64 << CAP_SYS_ADMIN) != 0)
+    }
+    /// The target process runs in a user namespace other than the initial one.
+    pub fn target_user_namespace(&self) -> Option<bool> {
+        match self.pid {
+            None => self.own_user_namespace,
+            Some(_) => self.container.as_ref()?.in_user_namespace(),
+        }
+    }
+    /// Why tune's capabilities do not count here, when they are held only in a user namespace.
+    pub fn capability_reason(&self) -> &'static str {
+        if self.own_user_namespace == Some(true) {
+            crate::container::USERNS_REASON
+        } else {
+            "no CAP_SYS_RESOURCE"
+        }
     }
     /// Kernel bytes per socket: from slabinfo when read, else the documented default.
     pub fn bytes_per_socket(&self) -> u64 {
@@ -115,7 +147,24 @@ impl Observation {
         if !self.facts.conntrack_loaded {
             return None;
         }
+        // The probe's answer when it ran (a fresh loopback connection tracked or not); the
+        // entry count only when it could not (a captured root, another namespace).
+        if let Some(t) = self
+            .facts
+            .container
+            .as_ref()
+            .and_then(|c| c.conntrack.as_bool())
+        {
+            return Some(t);
+        }
         self.int(KnobId::ConntrackCount).map(|c| c > 0)
+    }
+
+    /// How conntrack tracking was judged, for reason lines.
+    pub fn conntrack_evidence(&self) -> Option<String> {
+        let c = self.facts.container.as_ref()?;
+        c.conntrack.as_bool()?;
+        Some(c.conntrack.evidence())
     }
 }
 
@@ -143,9 +192,17 @@ fn facts(host: &Host, pid: Option<u32>) -> Facts {
         Ok(c) => (Some(c), None),
         Err(e) => (None, Some(e.to_string())),
     };
+    let own_user_namespace = host
+        .root()
+        .read("proc/self/uid_map")
+        .ok()
+        .and_then(|t| kernel::userns::parse(&t).ok())
+        .map(|m| !kernel::userns::is_initial(&m));
     Facts {
         pid,
         cap_eff,
+        own_user_namespace,
+        container: Some(crate::container::Container::read(host.root(), pid)),
         conntrack_loaded: host.conntrack_loaded(),
         target_cap_eff,
         kernel: host.os_release().ok(),

@@ -236,6 +236,19 @@ const ENTRIES: [Knob; KnobId::COUNT] = [
          (\"Possible SYN flooding on port\" in the kernel log).",
     ),
     sysctl(
+        KnobId::TcpSyncookies,
+        "net.ipv4.tcp_syncookies",
+        Scope::NetNs,
+        Shape::Int,
+        "mode",
+        Compare::AtLeast,
+        "SYN cookies: 1 answers a SYN with a cookie when the listener's SYN queue is full, 2 always, 0 never.",
+        "with 0, a full SYN queue (three quarters of tcp_max_syn_backlog) drops SYNs: clients \
+         retransmit after 1 s, 3 s, 7 s and ListenDrops rises; with 1 the handshake completes \
+         on a cookie instead.",
+    )
+    .accepting(0, 2),
+    sysctl(
         KnobId::NetdevMaxBacklog,
         "net.core.netdev_max_backlog",
         Scope::Host,
@@ -253,7 +266,7 @@ const ENTRIES: [Knob; KnobId::COUNT] = [
         Scope::NetNs,
         Shape::Range,
         "ports",
-        Compare::Covers,
+        Compare::PortCount,
         "Ephemeral ports for outgoing connections: one per connection per (source address, destination) pair.",
         "connect(2) or bind(2) fails with EADDRNOTAVAIL (\"Cannot assign requested address\") once \
          the range is used up for a destination; add source addresses or widen the range.",

@@ -147,6 +147,11 @@ pub fn render(r: &CheckReport, color: bool) -> String {
     for line in c.summary() {
         out.push_str(&format!("  {line}\n"));
     }
+    if let Some(ct) = &r.container {
+        for line in crate::container::describe(ct) {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
     out.push_str("  host-wide limits considered:\n");
     for b in &c.host_limits {
         out.push_str(&format!("    - {}\n", b.arithmetic));

@@ -34,6 +34,7 @@ pub struct KnobFacts {
     pub file_max: Option<u64>,
     pub somaxconn: Option<u64>,
     pub tcp_mem: Option<[u64; 3]>,
+    pub syncookies: Option<u64>,
 }
 
 /// Every phase's record of one run.
@@ -128,6 +129,8 @@ fn evidence(plan: &VerifyPlan, r: &Records, reached: u64) -> Evidence {
         somaxconn: r.knobs.somaxconn,
         tcp_mem: r.knobs.tcp_mem,
         memory: r.connected.memory_stop,
+        cgroups_before: before.cgroups.clone(),
+        cgroups_peak: peak.cgroups.clone(),
     }
 }
 
@@ -139,11 +142,17 @@ fn diagnosis(ev: &Evidence, v: &Verdict, echoes: Option<u64>, died: &[Died]) -> 
     } else {
         diagnose::diagnose(ev)
     };
+    // A process the kernel killed in the run's cgroup is named by the cgroup's counters, not
+    // as a death of unknown cause.
+    let container = diagnose::cgroup_counters(ev);
     if !died.is_empty() && !v.interrupted {
         d = Some(diagnose::load_worker_died(died));
     }
     if !v.dead_server.is_empty() {
         d = Some(diagnose::server_worker_died(&v.dead_server));
+    }
+    if container.is_some() && !v.interrupted {
+        d = container;
     }
     if v.reached_all && !v.verified && !v.interrupted && d.is_none() {
         d = Some(diagnose::not_answered(
@@ -300,12 +309,38 @@ fn watchdog(r: &Records) -> MemoryWatchdog {
     let stop = r.connected.memory_stop;
     MemoryWatchdog {
         floor_bytes: r.prepared.floor,
-        usable_at_start_bytes: r.prepared.host.mem.usable_since(&r.prepared.host.mem),
+        usable_at_start_bytes: super::connect::headroom(
+            &r.prepared.host.mem,
+            &r.prepared.host.mem,
+            r.prepared.floor,
+        ),
         stopped: stop.is_some(),
         stopped_before_start: stop.is_some_and(|m| m.before_start),
         usable_at_stop_bytes: stop.map(|m| m.usable_at_stop),
         bytes_per_connection: stop.map(|m| m.bytes_per_connection),
     }
+}
+
+/// Handshakes that waited on a full listen queue, even when every connection got through: the
+/// listen counters and SYN retransmissions of the connect phase, and connects that timed out.
+fn warnings(plan: &VerifyPlan, r: &Records, ev: &Evidence) -> Vec<String> {
+    let nc = |name: &str| ev.netstat.get(name).copied().unwrap_or(0);
+    let timeouts = ev.client.as_ref().map_or(0, |c| {
+        c.errors.get("connect_timeout").copied().unwrap_or(0)
+            + c.errors.get("etimedout").copied().unwrap_or(0)
+    });
+    let waits = crate::backlog::Waits {
+        listen_overflows: nc("ListenOverflows"),
+        listen_drops: nc("ListenDrops"),
+        req_q_full_drops: nc("TCPReqQFullDrop"),
+        syn_retransmits: nc("TCPSynRetrans"),
+        connect_timeouts: timeouts,
+    };
+    let backlog = plan.server.limits.backlog.max(0) as u64;
+    let queue = crate::backlog::queue_in_effect(backlog, r.knobs.somaxconn);
+    crate::backlog::warning(&waits, queue, r.knobs.somaxconn, r.knobs.syncookies)
+        .into_iter()
+        .collect()
 }
 
 /// The report of a verify run.
@@ -392,6 +427,7 @@ pub fn assemble(plan: &VerifyPlan, r: Records) -> Report {
             netstat_deltas: td.netstat_deltas.clone(),
         }),
         notes: notes(&r, &v, activity),
+        warnings: warnings(plan, &r, &ev),
         prediction: r.prediction,
     }
 }
@@ -441,11 +477,13 @@ mod tests {
                 available: 20 * GIB - slab,
                 slab,
                 slab_reclaimable: 0,
+                cgroup_usable: None,
             },
             slab: None,
             sock: None,
             net: Default::default(),
             ct: Default::default(),
+            cgroups: None,
         }
     }
 

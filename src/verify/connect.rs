@@ -43,10 +43,16 @@ pub struct Connected {
     pub clients_half: Option<(Rss, u64)>,
 }
 
-/// The headroom the watchdog guards: what the run may still take. One place, so that a tighter
-/// limit (a memory cgroup) can bound it too.
-pub fn headroom(now: &Mem, base: &Mem) -> u64 {
-    now.usable_since(base)
+/// The headroom the watchdog guards: what the run may still take, in the host's terms (the
+/// floor applies to it). A memory cgroup with a limit bounds it: then it is the floor plus what
+/// the cgroup still allows.
+pub fn headroom(now: &Mem, base: &Mem, floor: u64) -> u64 {
+    super::cgroup::usable(now.usable_since(base), floor, now.cgroup_usable)
+}
+
+/// Whether the memory cgroup, not the host's memory, is what the headroom is bound by now.
+pub fn cgroup_binds(now: &Mem, base: &Mem, floor: u64) -> bool {
+    super::cgroup::cgroup_binds(now.usable_since(base), floor, now.cgroup_usable)
 }
 
 /// The memory watchdog's state over the connect phase (the decision itself is
@@ -81,7 +87,7 @@ impl Watch {
         Watch {
             target,
             floor,
-            usable_start: headroom(&base, &base),
+            usable_start: headroom(&base, &base, floor),
             base,
             predicted,
             in_flight_cap,
@@ -98,10 +104,14 @@ impl Watch {
         // Per connection: the fall of usable memory or the growth of Slab, whichever is
         // larger (other processes on the host move MemAvailable both ways; Slab growth is
         // what the sockets themselves take).
-        let used = self
-            .usable_start
-            .saturating_sub(usable)
-            .max(m.slab.saturating_sub(self.base.slab));
+        // Under a memory cgroup's limit the fall of its headroom is exactly what the run was
+        // charged; the host's Slab then also grows with everything else on the host.
+        let slab = if cgroup_binds(m, &self.base, self.floor) {
+            0
+        } else {
+            m.slab.saturating_sub(self.base.slab)
+        };
+        let used = self.usable_start.saturating_sub(usable).max(slab);
         let per_conn = if open >= 1000 {
             (used as f64 / open as f64).max(self.predicted / 4.0)
         } else {
@@ -132,13 +142,14 @@ impl Watch {
         (v, per_conn)
     }
 
-    fn stop(&self, usable: u64, per_conn: f64, before_start: bool) -> MemoryStop {
+    fn stop(&self, usable: u64, per_conn: f64, before_start: bool, cgroup: bool) -> MemoryStop {
         MemoryStop {
             floor: self.floor,
             usable_at_start: self.usable_start,
             usable_at_stop: usable,
             bytes_per_connection: per_conn,
             before_start,
+            cgroup,
         }
     }
 }
@@ -182,7 +193,8 @@ pub fn connect(
                 next_step = d;
             }
             (Verdict::Stop, per_conn) => {
-                c.memory_stop = Some(w.stop(usable, per_conn, true));
+                let cgroup = cgroup_binds(&base, &base, w.floor);
+                c.memory_stop = Some(w.stop(usable, per_conn, true, cgroup));
             }
         }
     }
@@ -222,7 +234,7 @@ pub fn connect(
         let usable = m
             .as_ref()
             .zip(watch.as_deref())
-            .map(|(m, w)| headroom(m, &w.base));
+            .map(|(m, w)| headroom(m, &w.base, w.floor));
         progress.update(open, progress_line(rate_now, ls.as_ref(), usable));
         sample_half(rig, root, spec.target, open, &mut c);
         if open >= spec.target {
@@ -235,7 +247,8 @@ pub fn connect(
             match w.verdict(usable, open, in_flight, m) {
                 (Verdict::Go(d), _) => next_step = d,
                 (Verdict::Stop, per_conn) => {
-                    c.memory_stop = Some(w.stop(usable, per_conn, false));
+                    let cgroup = cgroup_binds(m, &w.base, w.floor);
+                    c.memory_stop = Some(w.stop(usable, per_conn, false, cgroup));
                     break;
                 }
             }

@@ -61,6 +61,8 @@ pub struct MemoryStop {
     pub bytes_per_connection: f64,
     /// It stopped before the first connection: not even the first step fitted.
     pub before_start: bool,
+    /// The memory cgroup's limit, not the host's memory, was the nearer one at the stop.
+    pub cgroup: bool,
 }
 
 /// Everything the diagnosis looks at.
@@ -80,6 +82,9 @@ pub struct Evidence {
     pub somaxconn: Option<u64>,
     pub tcp_mem: Option<[u64; 3]>,
     pub memory: Option<MemoryStop>,
+    /// tune's cgroups at the baseline and at the peak (OOM kills, refused forks, the limit).
+    pub cgroups_before: Option<crate::kernel::cgroup::Cgroups>,
+    pub cgroups_peak: Option<crate::kernel::cgroup::Cgroups>,
 }
 
 /// The limit that stopped the run.
@@ -131,7 +136,17 @@ fn errors_text(c: &ClientSide) -> String {
         .join(", ")
 }
 
-/// Names the limit. `None` only when nothing fell short.
+/// A diagnosis from the cgroups' counters between the baseline and the peak, when they moved.
+pub fn cgroup_counters(e: &Evidence) -> Option<Diagnosis> {
+    let (before, peak) = (e.cgroups_before.as_ref()?, e.cgroups_peak.as_ref()?);
+    if let (Some(b), Some(p)) = (&before.memory, &peak.memory) {
+        if let Some(x) = super::cgroup::oom_kill(b, p, e.established, e.target) {
+            return Some(x);
+        }
+    }
+    super::cgroup::pids_refused(&before.pids, &peak.pids)
+}
+
 /// Names the limit. `None` only when nothing fell short. The checks run in order: what stops
 /// a run first explains the errors it causes later (a server at its fd cap makes clients see
 /// refusals).
@@ -142,7 +157,10 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
     let client = e.client.clone().unwrap_or_default();
     let c = &client;
     Some(
-        memory(e)
+        // The container's own counters first: an OOM kill in the memory cgroup, forks
+        // refused at pids.max.
+        cgroup_counters(e)
+            .or_else(|| memory(e))
             .or_else(|| server_fd_cap(e, c))
             .or_else(|| client_fd_cap(e, c))
             .or_else(|| file_max(e, c))
@@ -164,6 +182,12 @@ fn nc(e: &Evidence, name: &str) -> u64 {
 fn memory(e: &Evidence) -> Option<Diagnosis> {
     let short = e.target - e.established;
     if let Some(m) = e.memory {
+        if let (true, Some(cg)) = (
+            m.cgroup,
+            e.cgroups_peak.as_ref().and_then(|c| c.memory.as_ref()),
+        ) {
+            return Some(super::cgroup::memory_stop(cg, &m, e.established, e.target));
+        }
         let per = m.bytes_per_connection.max(1.0);
         let projected =
             e.established + (m.usable_at_stop.saturating_sub(m.floor) as f64 / per) as u64;
@@ -404,11 +428,18 @@ fn listen_backlog(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
             "listen_backlog",
             Some("net.core.somaxconn"),
             "server",
-            format!(
-                "net.core.somaxconn {}, listen backlog {} per worker",
-                e.somaxconn.map_or("unknown".into(), group),
-                e.server.as_ref().map_or("unknown".into(), |s| group(s.backlog))
-            ),
+            match e.server.as_ref().map(|s| s.backlog) {
+                Some(b) => format!(
+                    "accept queue {} per worker in effect: the smaller of the listen backlog {} and net.core.somaxconn {}",
+                    group(crate::backlog::queue_in_effect(b, e.somaxconn)),
+                    group(b),
+                    e.somaxconn.map_or("unknown".into(), group)
+                ),
+                None => format!(
+                    "net.core.somaxconn {} (the accept queue of each listener is cut to it)",
+                    e.somaxconn.map_or("unknown".into(), group)
+                ),
+            },
             format!(
                 "ListenOverflows +{}, ListenDrops +{}, TCPReqQFullDrop +{}; client timeouts {}, refusals {}, still waiting for the server {}",
                 group(nc(e, "ListenOverflows")),
@@ -455,6 +486,28 @@ fn not_served(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         );
         x.fix.push(
             "check the URL path and that the server speaks RFC 6455 (tune serve's /metrics counts refusals by reason)".into(),
+        );
+        return Some(x);
+    }
+    if refused > 0 && e.established > 0 {
+        // Connections were accepted, then refused: the server stopped listening (its fd cap,
+        // a restart, a closed listener), not a wrong address.
+        let mut x = d(
+            "refused",
+            None,
+            "server",
+            format!(
+                "the server stopped accepting after {} connections",
+                group(e.established)
+            ),
+            format!(
+                "{} connections open, then refused: client errors: {}",
+                group(e.established),
+                errors_text(client)
+            ),
+        );
+        x.fix.push(
+            "the server closed its listener at a limit of its own: often its fd cap (RLIMIT_NOFILE of the server process: tune check --pid PID), or more server processes".into(),
         );
         return Some(x);
     }
@@ -811,6 +864,7 @@ mod tests {
             usable_at_stop: 1_100_000_000,
             bytes_per_connection: 10_000.0,
             before_start: false,
+            cgroup: false,
         });
         let x = diagnose(&e).unwrap();
         assert_eq!(x.limit, "memory");
@@ -955,6 +1009,46 @@ mod tests {
         assert!(
             x.evidence.contains("still waiting for the server 900"),
             "{x:?}"
+        );
+    }
+
+    #[test]
+    fn the_backlog_diagnosis_quotes_the_queue_in_effect() {
+        // Issue 10: somaxconn 8 cuts the workers' listen backlog of 1,024 to 8.
+        let mut e = base();
+        e.somaxconn = Some(8);
+        e.client = Some(client(&[(ErrorClass::ConnectTimeout, 40)]));
+        e.server = Some(ServerSide {
+            backlog: 1024,
+            ..ServerSide::default()
+        });
+        e.netstat.insert("ListenDrops".into(), 9_354);
+        let x = diagnose(&e).unwrap();
+        assert_eq!(x.limit, "listen_backlog");
+        assert!(
+            x.value.starts_with("accept queue 8 per worker in effect"),
+            "{x:?}"
+        );
+    }
+
+    #[test]
+    fn refusals_after_connections_say_the_server_stopped_accepting() {
+        // tune load against a server that stopped accepting at its fd cap, 777 held.
+        let mut e = base();
+        e.established = 777;
+        e.client = Some(client(&[(ErrorClass::Econnrefused, 30)]));
+        let x = diagnose(&e).unwrap();
+        assert_eq!(x.limit, "refused");
+        assert_eq!(
+            x.value,
+            "the server stopped accepting after 777 connections"
+        );
+        // Nothing ever accepted: nothing listens.
+        e.established = 0;
+        let x = diagnose(&e).unwrap();
+        assert_eq!(
+            x.value,
+            "nothing accepted connections on the target address"
         );
     }
 

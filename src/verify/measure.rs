@@ -18,6 +18,9 @@ pub struct Mem {
     pub available: u64,
     pub slab: u64,
     pub slab_reclaimable: u64,
+    /// What tune's memory cgroup still allows (the tightest level's headroom less the
+    /// reserve); `None` when no level has a limit.
+    pub cgroup_usable: Option<u64>,
 }
 
 impl Mem {
@@ -40,6 +43,9 @@ pub fn mem(root: &Root) -> anyhow::Result<Mem> {
         available: m.mem_available.unwrap_or(m.mem_free),
         slab: m.slab,
         slab_reclaimable: m.s_reclaimable.unwrap_or(0),
+        cgroup_usable: crate::container::own_cgroups(root)
+            .and_then(|c| c.memory)
+            .and_then(|m| crate::container::memory_usable(&m)),
     })
 }
 
@@ -96,6 +102,7 @@ pub const WATCHED: &[(&str, &str)] = &[
     ("TcpExt", "TCPTimeWaitOverflow"),
     ("TcpExt", "TCPReqQFullDrop"),
     ("TcpExt", "TCPBacklogDrop"),
+    ("TcpExt", "TCPSynRetrans"),
     ("Tcp", "AttemptFails"),
     ("Tcp", "EstabResets"),
     ("Tcp", "RetransSegs"),
@@ -319,6 +326,7 @@ mod tests {
             available: 80,
             slab: 10,
             slab_reclaimable: 5,
+            cgroup_usable: None,
         };
         let now = Mem {
             available: 70,

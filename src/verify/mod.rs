@@ -8,6 +8,7 @@
 //! host, [`report`] and [`load_report`] render the results.
 
 pub mod assemble;
+pub mod cgroup;
 pub mod connect;
 pub mod diagnose;
 pub mod hold;
@@ -36,6 +37,7 @@ impl KnobFacts {
                 Some(crate::knobs::Value::Triple(t)) => Some(*t),
                 _ => None,
             },
+            syncookies: obs.int(crate::knobs::KnobId::TcpSyncookies),
         }
     }
 }

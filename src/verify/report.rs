@@ -210,6 +210,8 @@ pub struct Report {
     pub diagnosis: Option<Diagnosis>,
     pub teardown: Option<Teardown>,
     pub notes: Vec<String>,
+    /// What went wrong without stopping the run: handshakes that waited on a full accept queue.
+    pub warnings: Vec<String>,
 }
 
 fn opt_f(v: Option<f64>, unit: &str) -> String {
@@ -476,6 +478,9 @@ impl Report {
             for f in &d.fix {
                 let _ = writeln!(o, "  fix: {f}");
             }
+        }
+        for w in &self.warnings {
+            let _ = writeln!(o, "WARNING: {w}");
         }
         for n in &self.notes {
             let _ = writeln!(o, "note: {n}");

@@ -18,6 +18,8 @@ pub struct HostSample {
     pub sock: Option<Sock>,
     pub net: Netstat,
     pub ct: Conntrack,
+    /// tune's own memory and pids cgroups (the workers are in them too).
+    pub cgroups: Option<crate::kernel::cgroup::Cgroups>,
 }
 
 impl HostSample {
@@ -28,6 +30,7 @@ impl HostSample {
             sock: measure::sockstat(root),
             net: measure::netstat(root),
             ct: measure::conntrack(root),
+            cgroups: crate::container::own_cgroups(root),
         })
     }
 }

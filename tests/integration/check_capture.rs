@@ -6,7 +6,8 @@
 //! cargo test --no-run --test integration   # then run the printed binary with `check_capture --ignored` under `unshare -n`
 //! ```
 //! The list of files is `tune::knobs::sources`, derived from the registry, so a
-//! new knob is captured without editing this file.
+//! new knob is captured without editing this file, plus `tune::container::sources`: the
+//! capturing process's cgroup files (its memory and pids cgroups and every ancestor) and uid_map.
 
 use tune::knobs::sources;
 use tune::root::{Root, RootError};
@@ -19,7 +20,10 @@ fn capture_live_host() {
     let host = Root::host();
     std::fs::create_dir_all(&dir).unwrap();
     let out = Root::new(&dir).unwrap();
-    for rel in sources(None) {
+    for rel in sources(None)
+        .into_iter()
+        .chain(tune::container::sources(&host, None))
+    {
         match host.read(&rel) {
             Ok(text) => out.write_atomic(&rel, text.as_bytes(), 0o644).unwrap(),
             Err(RootError::Absent { .. }) => eprintln!("absent here, not captured: /{rel}"),

@@ -8,6 +8,7 @@
 mod support;
 
 mod apply_support;
+mod container_support;
 mod serve_support;
 mod verify_support;
 
@@ -21,6 +22,7 @@ mod check_capture;
 mod check_cli;
 mod check_guards;
 mod check_other_kernel;
+mod container;
 mod generate_completions;
 mod generate_man;
 mod load_cli;

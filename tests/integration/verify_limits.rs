@@ -145,7 +145,7 @@ fn a_tiny_accept_queue_is_named_listen_backlog() {
         d["value"]
             .as_str()
             .unwrap()
-            .contains("net.core.somaxconn 4, listen backlog 4 per worker"),
+            .contains("accept queue 4 per worker in effect: the smaller of the listen backlog 4 and net.core.somaxconn 4"),
         "{d:#}"
     );
     assert!(
