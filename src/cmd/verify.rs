@@ -49,10 +49,16 @@ fn plan(
     // Resolved once against a probe address, so that bad load flags (and unbindable sources)
     // fail before any server worker starts.
     if !plan.external {
-        let probe = std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), 1);
-        plan::load_config(&ctx.root, plan::target_of(probe), n, &plan.load)?;
+        plan::load_config(&ctx.root, probe_target(&plan), n, &plan.load)?;
     }
     Ok(plan)
+}
+
+/// The target the load generator will have, on a stand-in port (the server's is not chosen
+/// yet): of the listen address's family, so sources of the wrong family fail here.
+fn probe_target(plan: &VerifyPlan) -> embedded_server::loadgen::Target {
+    let probe = std::net::SocketAddr::new(plan.server.listen.ip(), 1);
+    plan::target_of(probe, plan.load.sources.as_deref())
 }
 
 /// `tune serve --verify N`.
@@ -70,7 +76,21 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     if let Some(s) = &plan.load.sources {
         inputs.source_addresses = Some(s.len() as u64);
     }
+    inputs.ipv6_loopback = !plan.external && {
+        let ip = probe_target(&plan).addr.ip();
+        ip.is_ipv6() && ip.is_loopback()
+    };
     let mut progress = Progress::new(n);
+    // Before anything starts: ::1 alone cannot hold N (the run goes on, and stops at the port
+    // range with the same fixes).
+    if !plan.external {
+        let srcs = plan.load.sources.as_deref().unwrap_or(&[]);
+        if let Some(w) =
+            plan::ipv6_loopback_shortfall(&probe_target(&plan), n, plan::ports(root), srcs)
+        {
+            progress.say(&format!("warning: {w}"));
+        }
+    }
     let cap = capacity::estimate(&inputs, n);
     let prediction = prepare::predict(&cap, obs.facts.bytes_per_socket(), &plan, &progress);
 

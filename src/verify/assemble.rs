@@ -125,6 +125,7 @@ fn evidence(plan: &VerifyPlan, r: &Records, reached: u64) -> Evidence {
         conntrack_drops: (peak.ct.drop + peak.ct.insert_failed)
             .saturating_sub(before.ct.drop + before.ct.insert_failed),
         port_range: r.port_range,
+        ipv6: r.prepared.target_ipv6,
         file_max: r.knobs.file_max,
         somaxconn: r.knobs.somaxconn,
         tcp_mem: r.knobs.tcp_mem,
@@ -516,6 +517,7 @@ mod tests {
                 sources: "127.0.0.2".into(),
                 source_count: 1,
                 client_processes: 2,
+                target_ipv6: false,
             },
             connected: Connected {
                 reached_at: (open >= n).then_some(Duration::from_secs(1)),
