@@ -42,9 +42,11 @@ fn in_netns_v6(test: &str, script: &str) -> Option<Tune> {
     Some(cmd)
 }
 
-fn verify_json(n: &str) -> String {
+/// `serve --verify N` over ::1; `stall` seconds without a rise end the run (a run of tens of
+/// thousands on a busy 2-core machine needs a longer one).
+fn verify_json(n: &str, stall: u32) -> String {
     format!(
-        "{} serve --listen '[::1]:0' --verify {n} --hold 1 --stall 2 --format json",
+        "{} serve --listen '[::1]:0' --verify {n} --hold 1 --stall {stall} --format json",
         env!("CARGO_BIN_EXE_tune")
     )
 }
@@ -65,7 +67,7 @@ fn verify_60000_over_ipv6_loopback_from_an_anyip_prefix() {
         TEST,
         &format!(
             "ip -6 route add local 2001:db8:100::/64 dev lo; exec {} --source 2001:db8:100::/64:4",
-            verify_json("60000")
+            verify_json("60000", 10)
         ),
     ) else {
         return;
@@ -106,7 +108,7 @@ fn ipv6_loopback_alone_stops_at_the_port_range_with_ipv6_fixes() {
         TEST,
         &format!(
             "sysctl -qw net.ipv4.ip_local_port_range='40000 40999'; exec {}",
-            verify_json("2000")
+            verify_json("2000", 2)
         ),
     ) else {
         return;
