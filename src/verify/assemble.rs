@@ -370,6 +370,10 @@ pub fn assemble(plan: &VerifyPlan, r: Records) -> Report {
         listen: r.prepared.listen.to_string(),
         reached: v.reached,
         server_websockets_at_peak: r.peak.server.websockets_open,
+        accepted_by_family: super::report::Families {
+            ipv4: r.peak.server.accepted_ipv4,
+            ipv6: r.peak.server.accepted_ipv6,
+        },
         time_to_reach_seconds: c.reached_at.map(|d| d.as_secs_f64()),
         connect_seconds: c.connect_time.as_secs_f64(),
         connections_per_second: v.reached as f64 / c.connect_time.as_secs_f64().max(1e-6),

@@ -215,3 +215,55 @@ fn load_against_an_ipv6_listener_from_a_list_of_ipv6_sources() {
     let out = std::fs::read_to_string(dir.path().join("serve.out")).unwrap();
     assert!(out.contains("listening on [::1]:"), "{out}");
 }
+
+#[test]
+fn a_dual_stack_listener_holds_ipv4_and_ipv6_clients_at_once() {
+    const TEST: &str = "a_dual_stack_listener_holds_ipv4_and_ipv6_clients_at_once";
+    let dir = tempfile::tempdir().unwrap();
+    // Both loads hold for 3 s after reaching their count in well under a second: their
+    // connections overlap, and the server's peak shows both at once. bindv6only=1 in the
+    // namespace: `[::]` must turn IPV6_V6ONLY off itself.
+    let load = |url: &str, out: &str| {
+        format!(
+            "{} load \"{url}\" --conns 1000 --processes 1 --hold 3 --stall 2 --format json > $D/{out}",
+            env!("CARGO_BIN_EXE_tune")
+        )
+    };
+    let script = format!(
+        "D={d}; sysctl -qw net.ipv6.bindv6only=1; {serve} \
+         {v4} & l4=$!; {v6}; rc6=$?; wait $l4; rc4=$?; \
+         kill -INT $srv; wait $srv; echo \"rc4=$rc4 rc6=$rc6\"; cat $D/serve.out",
+        d = dir.path().display(),
+        serve = serve_in_background("[::]:0"),
+        v4 = load("ws://127.0.0.1:$port/", "v4.json"),
+        v6 = load("ws://[::1]:$port/", "v6.json"),
+    );
+    let Some(mut cmd) = in_netns_v6(TEST, &script.replace("set -e; ", "")) else {
+        return;
+    };
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("rc4=0 rc6=0"), "{stdout}\n{stderr}");
+    for (file, url) in [("v4.json", "ws://127.0.0.1:"), ("v6.json", "ws://[::1]:")] {
+        let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        let j: serde_json::Value = serde_json::from_str(&text).unwrap();
+        check_load_schema(&j);
+        assert!(j["url"].as_str().unwrap().starts_with(url), "{j:#}");
+        assert_eq!(j["reached"], 1000, "{j:#}");
+        assert_eq!(j["all_open"], true, "{j:#}");
+    }
+    assert!(stdout.contains("listening on [::]:"), "{stdout}");
+    // The server saw both families, and held both loads' connections at once.
+    assert!(
+        stdout.contains("accepted 2000 (IPv4 1000, IPv6 1000)"),
+        "{stdout}"
+    );
+    let peak: u64 = stdout
+        .split("peak connections ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak in the summary: {stdout}"));
+    assert_eq!(peak, 2000, "{stdout}");
+}
