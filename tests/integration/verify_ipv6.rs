@@ -38,7 +38,7 @@ fn in_netns_v6(test: &str, script: &str) -> Option<Tune> {
     }
     let mut cmd = command("unshare");
     cmd.args(["-n", "sh", "-c"])
-        .arg(format!("set -e; ip link set lo up; {script}"));
+        .arg(format!("ip link set lo up && {script}"));
     Some(cmd)
 }
 
@@ -66,7 +66,7 @@ fn verify_60000_over_ipv6_loopback_from_an_anyip_prefix() {
     let Some(cmd) = in_netns_v6(
         TEST,
         &format!(
-            "ip -6 route add local 2001:db8:100::/64 dev lo; exec {} --source 2001:db8:100::/64:4",
+            "ip -6 route add local 2001:db8:100::/64 dev lo && exec {} --source 2001:db8:100::/64:4",
             verify_json("60000", 10)
         ),
     ) else {
@@ -107,7 +107,7 @@ fn ipv6_loopback_alone_stops_at_the_port_range_with_ipv6_fixes() {
     let Some(cmd) = in_netns_v6(
         TEST,
         &format!(
-            "sysctl -qw net.ipv4.ip_local_port_range='40000 40999'; exec {}",
+            "sysctl -qw net.ipv4.ip_local_port_range='40000 40999' && exec {}",
             verify_json("2000", 2)
         ),
     ) else {
@@ -170,10 +170,13 @@ fn ipv6_loopback_alone_stops_at_the_port_range_with_ipv6_fixes() {
 }
 
 /// Starts `tune serve --listen LISTEN` in the background of a namespace script, waits until it
-/// listens (its first line), and leaves `$srv` its pid and `$D/serve.out` its output.
+/// listens (its first line), and leaves `$srv` its pid, `$port` its port and `$D/serve.out` its
+/// output. However the script ends, its EXIT trap stops the server (SIGTERM: a summary, the
+/// workers closed) before the namespace goes.
 fn serve_in_background(listen: &str) -> String {
     format!(
         "{} serve --listen '{listen}' --workers 2 > $D/serve.out 2>$D/serve.err & srv=$!; \
+         trap 'kill -TERM $srv 2>/dev/null; wait $srv' EXIT; \
          for i in $(seq 100); do grep -q 'listening on' $D/serve.out 2>/dev/null && break; sleep 0.1; done; \
          port=$(sed -n 's/.*listening on .*:\\([0-9]*\\)$/\\1/p' $D/serve.out); ",
         env!("CARGO_BIN_EXE_tune")
@@ -190,13 +193,12 @@ fn load_against_an_ipv6_listener_from_a_list_of_ipv6_sources() {
         "D={d}; sysctl -qw net.ipv4.ip_local_port_range='40000 40999'; \
          for a in 1 2 3; do ip -6 addr add 2001:db8:200::$a/64 dev lo nodad; done; {serve} \
          {tune} load \"ws://[::1]:$port/\" --conns 2500 --processes 1 --hold 1 --stall 2 \
-           --source 2001:db8:200::1,2001:db8:200::2,2001:db8:200::3 --format json; rc=$?; \
-         kill -INT $srv; wait $srv || true; exit $rc",
+           --source 2001:db8:200::1,2001:db8:200::2,2001:db8:200::3 --format json",
         d = dir.path().display(),
         serve = serve_in_background("[::1]:0"),
         tune = env!("CARGO_BIN_EXE_tune"),
     );
-    let Some(cmd) = in_netns_v6(TEST, &script.replace("set -e; ", "")) else {
+    let Some(cmd) = in_netns_v6(TEST, &script) else {
         return;
     };
     let (code, j, stderr) = run(cmd);
@@ -232,13 +234,13 @@ fn a_dual_stack_listener_holds_ipv4_and_ipv6_clients_at_once() {
     let script = format!(
         "D={d}; sysctl -qw net.ipv6.bindv6only=1; {serve} \
          {v4} & l4=$!; {v6}; rc6=$?; wait $l4; rc4=$?; \
-         kill -INT $srv; wait $srv; echo \"rc4=$rc4 rc6=$rc6\"; cat $D/serve.out",
+         kill -TERM $srv; wait $srv; echo \"rc4=$rc4 rc6=$rc6\"; cat $D/serve.out",
         d = dir.path().display(),
         serve = serve_in_background("[::]:0"),
         v4 = load("ws://127.0.0.1:$port/", "v4.json"),
         v6 = load("ws://[::1]:$port/", "v6.json"),
     );
-    let Some(mut cmd) = in_netns_v6(TEST, &script.replace("set -e; ", "")) else {
+    let Some(mut cmd) = in_netns_v6(TEST, &script) else {
         return;
     };
     let out = cmd.output().unwrap();
