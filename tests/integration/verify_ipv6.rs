@@ -269,3 +269,27 @@ fn a_dual_stack_listener_holds_ipv4_and_ipv6_clients_at_once() {
         .unwrap_or_else(|| panic!("no peak in the summary: {stdout}"));
     assert_eq!(peak, 2000, "{stdout}");
 }
+
+#[test]
+fn check_counts_ipv6_sources_as_verify_does() {
+    // The same --source syntax: a /64 with a count is three sources in the ports arithmetic.
+    let out = tune()
+        .args(["check", "--target", "60000", "--role", "loopback"])
+        .args(["--source", "2001:db8:100::/64:3"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("× 3 source addresses (given)"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = tune()
+        .args(["check", "--target", "60000", "--role", "loopback"])
+        .args(["--source", "2001:db8:100::/64"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("2001:db8:100::/64:COUNT"), "{err}");
+}
