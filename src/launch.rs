@@ -3,9 +3,8 @@
 
 use std::process::Command;
 
-use procfs::FromRead;
-
 use crate::capacity::{bytes, group};
+use crate::kernel::host::Host;
 use crate::root::Root;
 
 /// Memory one idle worker process takes before it holds any connection: VmRSS of a worker was
@@ -36,12 +35,7 @@ pub fn check_worker_memory(root: &Root, expected: u64, backlog: i32) -> anyhow::
     let (_, hard) = embedded_server::sys::rlimit::nofile()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let n = embedded_server::server::auto_workers(expected, hard, backlog, cores) as u64;
-    let Some(avail) = root
-        .read("proc/meminfo")
-        .ok()
-        .and_then(|t| procfs::Meminfo::from_read(t.as_bytes()).ok())
-        .and_then(|m| m.mem_available)
-    else {
+    let Ok(avail) = Host::new(root).meminfo().map(|m| m.available) else {
         return Ok(());
     };
     let need = n.saturating_mul(WORKER_BASE_BYTES);

@@ -1,7 +1,7 @@
 //! Planning `tune apply`, pure: observed values + profile + where tune runs + options -> the changes to make.
 //!
 //! By default a change only moves a knob in its [`Compare`] direction (raise an
-//! `AtLeast` knob, shorten an `AtMost` one, widen a `Covers` range); a knob
+//! `AtLeast` knob, shorten an `AtMost` one, widen a `PortCount` range); a knob
 //! already beyond the profile is kept. `--allow-lower` permits the other
 //! direction. A knob that falls short but cannot be changed here says why.
 //! Everything here takes values and returns values: the I/O (observing,
@@ -392,6 +392,15 @@ fn persist_value(item: &Item, opts: &Options) -> Option<Result<Value, String>> {
                     return Some(Err(format!("not persisted: {why}")));
                 }
             }
+            // Persist writes only what tune changes: a value the profile already allows stays
+            // out of the boot files (defaults such as fs.file-max scale with RAM, and a copy of
+            // today's value would cap them after a memory upgrade).
+            if let (Action::AtProfile | Action::Kept(_), Some(live)) = (&item.action, item.live) {
+                return Some(Err(format!(
+                    "not persisted: {live} already meets the profile, so the boot files leave it \
+                     to the kernel and the existing configuration"
+                )));
+            }
             let want = if opts.allow_lower {
                 item.profile
             } else {
@@ -769,11 +778,12 @@ mod tests {
             plan.get("net.core.somaxconn").unwrap().persist,
             Some(Ok(Value::Int(65535)))
         );
-        // Kept at run time (100 > 50), not set at boot: persist what runs now so a reboot keeps it.
-        assert_eq!(
-            plan.get("fs.file-max").unwrap().persist,
-            Some(Ok(Value::Int(100)))
-        );
+        // Kept at run time (100 > 50): tune changes nothing, so it writes nothing for boot
+        // either, and the plan says why.
+        let Some(Err(why)) = &plan.get("fs.file-max").unwrap().persist else {
+            panic!("{:?}", plan.get("fs.file-max").unwrap().persist)
+        };
+        assert!(why.contains("already meets the profile"), "{why}");
         here.boot.insert(
             "net.core.somaxconn",
             BootValue {
@@ -792,6 +802,5 @@ mod tests {
         );
         let plan = make(&o, &p, &here, &opts);
         assert_eq!(plan.get("net.core.somaxconn").unwrap().persist, None);
-        assert_eq!(plan.get("fs.file-max").unwrap().persist, None);
     }
 }

@@ -90,19 +90,39 @@ impl Root {
         self.base.join(rel.trim_start_matches('/'))
     }
 
+    /// [`Root::path`] for a read or write: a `..` component, which could lead out of the root
+    /// (a tampered apply record naming `../../etc/shadow`), is refused. Every method that
+    /// reads or writes through the root takes its path from here.
+    fn checked(&self, rel: &str) -> Result<PathBuf, RootError> {
+        let path = self.path(rel);
+        if Path::new(rel)
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(RootError::Io {
+                path,
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the path has a `..` component and could leave the root; refused",
+                ),
+            });
+        }
+        Ok(path)
+    }
+
     pub fn exists(&self, rel: &str) -> bool {
         self.path(rel).exists()
     }
 
     /// Reads a whole file as text.
     pub fn read(&self, rel: &str) -> Result<String, RootError> {
-        let path = self.path(rel);
+        let path = self.checked(rel)?;
         fs::read_to_string(&path).map_err(|e| RootError::from_io(path, e))
     }
 
     /// Reads a file's bytes, or `None` when it does not exist (for configuration files that may be absent).
     pub fn read_bytes_opt(&self, rel: &str) -> Result<Option<Vec<u8>>, RootError> {
-        let path = self.path(rel);
+        let path = self.checked(rel)?;
         match fs::read(&path) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -112,7 +132,7 @@ impl Root {
 
     /// Lists the file names in a directory, sorted; an absent directory lists as empty.
     pub fn list_dir(&self, rel: &str) -> Result<Vec<String>, RootError> {
-        let path = self.path(rel);
+        let path = self.checked(rel)?;
         let entries = match fs::read_dir(&path) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -130,7 +150,7 @@ impl Root {
     /// Writes a kernel tunable in place (files under /proc/sys and /sys cannot be renamed over).
     /// The kernel's refusal (EINVAL for a value it rejects) comes back as `RootError::Io`.
     pub fn write_in_place(&self, rel: &str, contents: &str) -> Result<(), RootError> {
-        let path = self.path(rel);
+        let path = self.checked(rel)?;
         let mut f = fs::OpenOptions::new()
             .write(true)
             .truncate(true)
@@ -144,7 +164,7 @@ impl Root {
     /// then fsync of the directory. Creates missing parent directories.
     pub fn write_atomic(&self, rel: &str, contents: &[u8], mode: u32) -> Result<(), RootError> {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let path = self.path(rel);
+        let path = self.checked(rel)?;
         let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| RootError::from_io(dir.clone(), e))?;
         let name = path
@@ -152,11 +172,15 @@ impl Root {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.tune-tmp.{}", std::process::id()));
+        // The temporary file is made new (O_EXCL) and never through a symlink (O_NOFOLLOW): one
+        // planted at its name cannot redirect the write. A leftover of a killed run with the same
+        // pid is removed first (unlink does not follow a symlink either).
+        let _ = fs::remove_file(&tmp);
         let result = (|| {
             let mut f = fs::OpenOptions::new()
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
+                .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
                 .mode(mode)
                 .open(&tmp)?;
             f.write_all(contents)?;
@@ -173,7 +197,7 @@ impl Root {
 
     /// Removes a file; an absent file is not an error.
     pub fn remove(&self, rel: &str) -> Result<(), RootError> {
-        let path = self.path(rel);
+        let path = self.checked(rel)?;
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -205,7 +229,7 @@ impl Root {
     /// Captures what `rel` holds now (without following a final symlink).
     pub fn snapshot(&self, rel: &str) -> Result<FileState, RootError> {
         use std::os::unix::fs::MetadataExt;
-        let path = self.path(rel);
+        let path = self.checked(rel)?;
         let meta = match fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(FileState::Absent),
@@ -236,7 +260,7 @@ impl Root {
     /// Puts back what [`Root::snapshot`] captured: removes the file, rewrites it atomically with its
     /// mode and owner, or recreates the symlink.
     pub fn restore(&self, rel: &str, state: &FileState) -> Result<(), RootError> {
-        let path = self.path(rel);
+        let path = self.checked(rel)?;
         match state {
             FileState::Absent => self.remove(rel),
             FileState::Regular {
@@ -278,7 +302,7 @@ impl Root {
     /// symlink is not followed).
     pub fn mtime(&self, rel: &str) -> Result<Option<(i64, u32)>, RootError> {
         use std::os::unix::fs::MetadataExt;
-        let path = self.path(rel);
+        let path = self.checked(rel)?;
         match fs::symlink_metadata(&path) {
             Ok(m) if m.is_file() || m.is_dir() => Ok(Some((m.mtime(), m.mtime_nsec() as u32))),
             Ok(_) => Ok(None),
@@ -290,7 +314,7 @@ impl Root {
     /// Sets the modification time of a regular file or directory (the access time is left alone).
     pub fn set_mtime(&self, rel: &str, (sec, nsec): (i64, u32)) -> Result<(), RootError> {
         use std::time::{Duration, UNIX_EPOCH};
-        let path = self.path(rel);
+        let path = self.checked(rel)?;
         let t = if sec >= 0 {
             UNIX_EPOCH + Duration::new(sec.unsigned_abs(), nsec)
         } else {
@@ -308,7 +332,7 @@ impl Root {
     }
 
     fn remove_if_symlink(&self, rel: &str) -> Result<(), RootError> {
-        let path = self.path(rel);
+        let path = self.checked(rel)?;
         match fs::symlink_metadata(&path) {
             Ok(m) if m.file_type().is_symlink() => self.remove(rel),
             _ => Ok(()),
@@ -317,7 +341,7 @@ impl Root {
 
     /// The target of a symbolic link (`proc/self/ns/net` -> `net:[4026531833]`).
     pub fn read_link(&self, rel: &str) -> Result<PathBuf, RootError> {
-        let path = self.path(rel);
+        let path = self.checked(rel)?;
         fs::read_link(&path).map_err(|e| RootError::from_io(path, e))
     }
 
@@ -328,7 +352,7 @@ impl Root {
     /// Creates one directory (its parent must exist) with mode 0755.
     pub fn create_dir(&self, rel: &str) -> Result<(), RootError> {
         use std::os::unix::fs::DirBuilderExt;
-        let path = self.path(rel);
+        let path = self.checked(rel)?;
         fs::DirBuilder::new()
             .mode(0o755)
             .create(&path)
@@ -337,7 +361,7 @@ impl Root {
 
     /// Removes a directory if it is empty; an absent or non-empty directory is left alone.
     pub fn remove_empty_dir(&self, rel: &str) -> Result<bool, RootError> {
-        let path = self.path(rel);
+        let path = self.checked(rel)?;
         match fs::remove_dir(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -376,7 +400,7 @@ pub struct DirLock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
 impl Root {
     /// Takes an exclusive lock on directory `rel` without waiting; `Ok(None)` when another process holds it.
     pub fn try_lock_dir(&self, rel: &str) -> Result<Option<DirLock>, RootError> {
-        let path = self.path(rel);
+        let path = self.checked(rel)?;
         let dir = fs::File::open(&path).map_err(|e| RootError::from_io(path.clone(), e))?;
         match nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock) {
             Ok(l) => Ok(Some(DirLock(l))),
@@ -392,6 +416,20 @@ impl Root {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_with_dotdot_is_refused_for_reads_and_writes() {
+        let outer = tempfile::tempdir().unwrap();
+        std::fs::create_dir(outer.path().join("root")).unwrap();
+        std::fs::write(outer.path().join("secret"), "x").unwrap();
+        let root = Root::new(outer.path().join("root")).unwrap();
+        let e = root.read("etc/../../secret").unwrap_err().to_string();
+        assert!(e.contains("`..`") && e.contains("refused"), "{e}");
+        assert!(root.write_atomic("../secret", b"y", 0o644).is_err());
+        assert!(root.remove("etc/../../secret").is_err());
+        assert!(root.restore("../secret", &FileState::Absent).is_err());
+        assert_eq!(std::fs::read(outer.path().join("secret")).unwrap(), b"x");
+    }
 
     #[test]
     fn errors_name_the_full_path() {

@@ -19,6 +19,8 @@ pub const FORMAT: &str = "tune-apply-record";
 pub const VERSION: u32 = 1;
 /// The default state directory, relative to the root.
 pub const DEFAULT_DIR: &str = "var/lib/tune";
+/// Mode of a state directory tune creates: root only (its records are 0600 as well).
+pub const STATE_DIR_MODE: u32 = 0o700;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -148,6 +150,11 @@ pub enum Change {
         path: String,
         before: String,
         after: String,
+        /// For a net.* value: the network namespace it was written in (the inode of
+        /// /proc/self/ns/net), so rollback from another namespace is refused. (Absent in older
+        /// records and for values that are not per namespace.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        netns: Option<u64>,
     },
     /// RLIMIT_NOFILE of a process, [soft, hard].
     Rlimit {
@@ -254,6 +261,10 @@ pub fn unhex(s: &str) -> anyhow::Result<Vec<u8>> {
     if s.len() % 2 != 0 {
         anyhow::bail!("odd-length hex");
     }
+    // from_str_radix alone would take "+f" as a digit pair (found by fuzzing, issue 11).
+    if let Some(i) = s.bytes().position(|b| !b.is_ascii_hexdigit()) {
+        anyhow::bail!("bad hex at {}", i - i % 2);
+    }
     (0..s.len())
         .step_by(2)
         .map(|i| {
@@ -322,6 +333,13 @@ impl Store {
                 continue;
             }
             let rel = format!("{}/{name}", self.dir);
+            if self.root.read_link(&rel).is_ok() {
+                anyhow::bail!(
+                    "state file {} is a symbolic link: tune never follows links in its state \
+                     directory (one could point it at any file); remove it",
+                    self.root.path(&rel).display()
+                );
+            }
             let text = self.root.read(&rel)?;
             out.push(parse_record(&text).with_context(|| {
                 format!(
@@ -355,7 +373,19 @@ impl Store {
     }
 
     pub fn next_id(&self) -> anyhow::Result<u64> {
-        Ok(self.list()?.last().map_or(1, |r| r.id + 1))
+        let Some(last) = self.list()?.last().map(|r| r.id) else {
+            return Ok(1);
+        };
+        // A record carrying the largest id (hand-edited or corrupt) must not wrap to 0 or
+        // overflow (found by fuzzing, issue 11).
+        last.checked_add(1).ok_or_else(|| {
+            anyhow::anyhow!(
+                "state file {}: its id {last} is the largest there is, so no later apply can be \
+                 numbered; move it out of {} (it is not one tune wrote)",
+                self.root.path(&self.rel(last)).display(),
+                self.path().display()
+            )
+        })
     }
 
     /// The state directory's missing ancestors (under its root), outermost first.
@@ -371,6 +401,12 @@ impl Store {
             self.root.create_dir(d).with_context(|| {
                 format!("creating the state directory {}", self.path().display())
             })?;
+        }
+        if created.last() == Some(&self.dir) {
+            // The records say what was there before each apply: for root's eyes only.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(self.path(), std::fs::Permissions::from_mode(STATE_DIR_MODE))
+                .with_context(|| format!("making {} private", self.path().display()))?;
         }
         match self.root.try_lock_dir(&self.dir)? {
             Some(l) => Ok((l, created)),
@@ -420,7 +456,47 @@ pub fn missing_dirs(root: &Root, rel: &str) -> Vec<String> {
     out
 }
 
-/// Parses a record, refusing foreign and future formats.
+/// Where each kind of change may write, relative to the root: kernel values under /proc/sys and
+/// module parameters, configuration under /etc. A record naming anything else was not written by
+/// tune (or was tampered with) and is refused before rollback acts on it.
+const VALUE_DIRS: &[&str] = &["proc/sys/", "sys/module/"];
+const FILE_DIRS: &[&str] = &["etc/"];
+
+impl Change {
+    /// The path this change writes, relative to the root (`None` for a process limit).
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Change::Value { path, .. } | Change::File { path, .. } | Change::Dir { path, .. } => {
+                Some(path)
+            }
+            Change::Rlimit { .. } => None,
+        }
+    }
+
+    /// Refuses a path that is absolute, has a `..` or lies outside where tune writes.
+    fn check_path(&self) -> anyhow::Result<()> {
+        let Some(path) = self.path() else {
+            return Ok(());
+        };
+        let allowed = match self {
+            Change::Value { .. } => VALUE_DIRS,
+            _ => FILE_DIRS,
+        };
+        let inside = allowed.iter().any(|d| {
+            path.starts_with(d)
+                || (matches!(self, Change::Dir { .. }) && path == d.trim_end_matches('/'))
+        });
+        if path.starts_with('/') || path.split('/').any(|c| c == ".." || c == ".") || !inside {
+            anyhow::bail!(
+                "change of {path:?} leaves the places tune writes ({}): refused",
+                allowed.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Parses a record, refusing foreign and future formats and paths outside where tune writes.
 pub fn parse_record(text: &str) -> anyhow::Result<Record> {
     let v: serde_json::Value =
         serde_json::from_str(text).context("not valid JSON (truncated or edited by hand?)")?;
@@ -436,7 +512,12 @@ pub fn parse_record(text: &str) -> anyhow::Result<Record> {
         ),
         other => anyhow::bail!("unknown record version {other:?}"),
     }
-    serde_json::from_value(v).context("a tune apply record with missing or malformed fields")
+    let record: Record = serde_json::from_value(v)
+        .context("a tune apply record with missing or malformed fields")?;
+    for c in &record.changes {
+        c.check_path()?;
+    }
+    Ok(record)
 }
 
 /// How a reboot treats one applied value.
@@ -511,25 +592,70 @@ pub fn drift(record: &Record, obs: &Observation, boot: &BootView) -> Vec<Drift> 
     out
 }
 
+/// The drift view of `tune check`: what the last apply set and whether it still holds.
+#[derive(Debug)]
+pub enum DriftView {
+    /// Nothing applied (or the last apply was rolled back).
+    Nothing,
+    /// The records exist but this user may not read them (root's 0600 files seen by another
+    /// user): the text says so, for a note. Not an error: check works for any user.
+    Unreadable(String),
+    Applied {
+        record: Record,
+        values: Vec<Drift>,
+    },
+}
+
+impl DriftView {
+    /// The record and its drift, when there is an apply to compare with.
+    pub fn applied(self) -> Option<(Record, Vec<Drift>)> {
+        match self {
+            DriftView::Applied { record, values } => Some((record, values)),
+            _ => None,
+        }
+    }
+}
+
 /// Everything `tune check` needs for its drift view in one call: the last completed apply recorded
 /// for `root` (in `state_dir`, default `<root>/var/lib/tune`) and, per value it set, whether the live
 /// value still matches and whether the boot configuration (tune's files included) would keep it.
-/// `Ok(None)` when nothing was applied (or the last apply was rolled back).
 pub fn drift_view(
     root: &Root,
     state_dir: Option<&Path>,
     obs: &Observation,
-) -> anyhow::Result<Option<(Record, Vec<Drift>)>> {
+) -> anyhow::Result<DriftView> {
     let store = Store::new(root, state_dir)?;
-    let Some(record) = store.last_applied()? else {
-        return Ok(None);
+    let records = match store.list() {
+        Ok(r) => r,
+        Err(e) if denied(&e) => {
+            return Ok(DriftView::Unreadable(format!(
+                "the apply records in {} are readable by root only, so drift since the last \
+                 apply is not shown; run tune check as root to see it",
+                store.path().display()
+            )))
+        }
+        Err(e) => return Err(e),
     };
-    if store.last_open()?.map(|r| r.id) != Some(record.id) {
-        return Ok(None);
-    }
+    let last_open = records
+        .iter()
+        .rev()
+        .find(|r| r.status != Status::RolledBack);
+    let Some(record) = last_open.filter(|r| r.status == Status::Applied).cloned() else {
+        return Ok(DriftView::Nothing);
+    };
     let boot = BootView::gather(root, &[], None, None)?;
-    let d = drift(&record, obs, &boot);
-    Ok(Some((record, d)))
+    let values = drift(&record, obs, &boot);
+    Ok(DriftView::Applied { record, values })
+}
+
+/// Whether an error comes from a permission denied (EACCES) on a file or directory.
+fn denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<crate::root::RootError>(),
+            Some(crate::root::RootError::Denied { .. })
+        )
+    })
 }
 
 /// One line per drifted value, for people: what was applied, what runs now, what boot sets.
@@ -580,12 +706,14 @@ mod tests {
                 path: "proc/sys/net/core/somaxconn".into(),
                 before: "4096\n".into(),
                 after: "65535".into(),
+                netns: None,
             },
             Change::Value {
                 knob: "fs.file-max".into(),
                 path: "proc/sys/fs/file-max".into(),
                 before: "2466170\n".into(),
                 after: "4000000".into(),
+                netns: None,
             },
             Change::File {
                 path: "etc/sysctl.d/90-tune.conf".into(),
@@ -612,6 +740,45 @@ mod tests {
         let e = parse_record(&text[..text.len() / 2]).unwrap_err();
         assert!(format!("{e:#}").contains("not valid JSON"), "{e:#}");
         assert_eq!(unhex(&hex(b"\x00\xffab")).unwrap(), b"\x00\xffab");
+    }
+
+    #[test]
+    fn unhex_takes_hex_digits_only() {
+        // Fuzz find (issue 11): from_str_radix accepts a sign, so "+f" read as 0x0f.
+        for bad in ["+f", "0+", "-1", " a", "zz"] {
+            assert!(unhex(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert_eq!(unhex("0aFf").unwrap(), vec![0x0a, 0xff]);
+    }
+
+    #[test]
+    fn the_largest_id_is_refused_not_wrapped() {
+        // Fuzz find (issue 11): next_id did `id + 1` on u64::MAX.
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let store = Store::new(&root, None).unwrap();
+        let mut r = record();
+        r.id = u64::MAX;
+        store.save(&r).unwrap();
+        let e = format!("{:#}", store.next_id().unwrap_err());
+        assert!(e.contains("largest") && e.contains("move it out"), "{e}");
+    }
+
+    #[test]
+    fn a_record_whose_paths_leave_the_root_is_refused() {
+        let text = serde_json::to_string(&record()).unwrap();
+        for (from, to) in [
+            (
+                "etc/sysctl.d/90-tune.conf",
+                "etc/../../root/.ssh/authorized_keys",
+            ),
+            ("etc/sysctl.d/90-tune.conf", "/etc/shadow"),
+            ("etc/sysctl.d/90-tune.conf", "var/lib/tune/x"),
+            ("proc/sys/net/core/somaxconn", "etc/passwd"),
+        ] {
+            let e = format!("{:#}", parse_record(&text.replace(from, to)).unwrap_err());
+            assert!(e.contains("refused") && e.contains(to), "{to}: {e}");
+        }
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Raise what falls short of a profile, at run time and optionally at boot; shows the plan first.
     Apply(apply::ApplyArgs),
-    /// Undo the last apply exactly: restore every value and file it changed.
+    /// Undo the last apply exactly, plan first: what something else changed since is left alone unless --force.
     Rollback(rollback::RollbackArgs),
     /// Run the embedded epoll websocket server; with --verify N, prove the host holds N connections.
     Serve(serve::ServeArgs),

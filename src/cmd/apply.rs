@@ -1,17 +1,15 @@
 //! `tune apply`: observe, plan, show the plan, then make the changes as one recorded transaction that undoes itself on failure.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, IsTerminal, Write as _};
-
-use anyhow::Context as _;
 
 use super::{Context, Outcome};
 use crate::cli::apply::ApplyArgs;
-use crate::knobs::{self, Limit, Value, Write};
-use crate::persist::{self, boot::BootView, FileWrite, Files};
+use crate::knobs::{self, Value, Write};
+use crate::persist::{self, boot::BootView, Files};
 use crate::plan::{self, Action, Here, Plan};
 use crate::root::Root;
-use crate::state::{self, Before, Change, Record, Status, Store};
+use crate::state::Store;
+use crate::transaction::{self, write_path};
 
 /// The inode of the initial network namespace, fixed since Linux 6.18 (PROC_NET_INIT_INO = 0xEFFFFFF9);
 /// earlier kernels number it like any other namespace.
@@ -48,17 +46,6 @@ pub fn detect_child_netns(root: &Root) -> bool {
         link("proc/1/ns/net").as_deref(),
         host_only,
     )
-}
-
-/// The file a knob is written through at run time, relative to the root.
-pub fn write_path(w: Write) -> Option<String> {
-    match w {
-        Write::Sysctl(name) => Some(knobs::sysctl_path(name)),
-        Write::ModuleParam { module, param } => {
-            Some(format!("sys/module/{module}/parameters/{param}"))
-        }
-        _ => None,
-    }
 }
 
 /// The facts about this place that the plan needs.
@@ -174,23 +161,16 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<Outcome> {
             needs_root(&plan, &files, args.pid)
         );
     }
-    if !args.yes {
-        if !std::io::stdin().is_terminal() {
-            anyhow::bail!(
-                "refusing to change the host without confirmation: stdin is not a terminal; \
-                 pass --yes to apply the plan above, or --dry-run to only see it"
-            );
-        }
-        print!("\nMake these {count} changes? [y/N] ");
-        std::io::stdout().flush()?;
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        if !matches!(line.trim(), "y" | "Y" | "yes" | "Yes") {
-            println!("Nothing was changed.");
-            return Ok(Outcome::ShortFall);
-        }
+    if !args.yes
+        && !super::confirm(
+            &format!("Make these {count} changes?"),
+            "apply the plan above",
+        )?
+    {
+        println!("Nothing was changed.");
+        return Ok(Outcome::ShortFall);
     }
-    let id = transact(root, &store, &profile, &plan, &files, args.pid)?;
+    let id = transaction::apply(root, &store, &profile, &plan, &files, args.pid)?;
     println!(
         "\nApplied {count} change(s) (record {}). Undo with `tune rollback`.",
         store.path().join(format!("tx-{id:06}.json")).display()
@@ -224,6 +204,23 @@ fn needs_root(plan: &Plan, files: &Files, pid: Option<u32>) -> String {
         what.push(format!("write {}", f.join(", ")));
     }
     what.join("; ")
+}
+
+/// The word for a change of `knob`: with its direction (`against` false) a minimum is raised, a
+/// maximum lowered (a time shortened), a range widened; against it, the opposite.
+pub fn verb(knob: &knobs::Knob, against: bool) -> &'static str {
+    let time = knob.unit == "seconds";
+    match (knob.compare, against) {
+        (knobs::Compare::AtMost, false) if time => "shorten",
+        (knobs::Compare::AtMost, true) if time => "lengthen",
+        (knobs::Compare::AtMost, false) => "lower",
+        (knobs::Compare::AtMost, true) => "raise",
+        (knobs::Compare::PortCount, false) => "widen",
+        (knobs::Compare::PortCount, true) => "narrow",
+        (knobs::Compare::Equal | knobs::Compare::Info, _) => "set",
+        (knobs::Compare::AtLeast, false) => "raise",
+        (knobs::Compare::AtLeast, true) => "lower",
+    }
 }
 
 fn show(v: Option<&Value>) -> String {
@@ -268,8 +265,10 @@ fn render_plan(
             format!("{} @{file}", b.value)
         });
         let action = match &item.action {
-            Action::Set { to, lowers: false } => format!("raise -> {to}"),
-            Action::Set { to, lowers: true } => format!("lower -> {to} (--allow-lower)"),
+            Action::Set { to, lowers: false } => format!("{} -> {to}", verb(item.knob, false)),
+            Action::Set { to, lowers: true } => {
+                format!("{} -> {to} (--allow-lower)", verb(item.knob, true))
+            }
             Action::AtProfile => "ok (at profile)".into(),
             Action::Kept(why) => why.clone(),
             Action::CannotChange(_) => "cannot change here".into(),
@@ -333,238 +332,20 @@ fn render_plan(
     }
 }
 
-/// Captures everything the plan will touch, in the order it is changed.
-fn record_changes(
-    root: &Root,
-    plan: &Plan,
-    files: &[FileWrite],
-    pid: Option<u32>,
-) -> anyhow::Result<Vec<Change>> {
-    let mut changes = Vec::new();
-    let (mut soft, mut hard) = (None, None);
-    for (item, to) in plan.changes() {
-        match item.knob.write {
-            Write::Prlimit(Limit::Soft) => soft = Some(*to),
-            Write::Prlimit(Limit::Hard) => hard = Some(*to),
-            w => {
-                let Some(path) = write_path(w) else { continue };
-                let before = root.read(&path).with_context(|| {
-                    format!("{}: reading the value to keep for rollback", item.knob.name)
-                })?;
-                changes.push(Change::Value {
-                    knob: item.knob.name.to_string(),
-                    path,
-                    before,
-                    after: to.to_kernel(),
-                });
-            }
-        }
-    }
-    if let (Some(pid), true) = (pid, soft.is_some() || hard.is_some()) {
-        let (s, h) = embedded_server::sys::rlimit::get_nofile_of(pid)
-            .map_err(|e| anyhow::anyhow!("--pid {pid}: reading RLIMIT_NOFILE: {e}"))?;
-        let int = |v: Option<Value>, d: u64| match v {
-            Some(Value::Int(n)) => n,
-            _ => d,
-        };
-        changes.push(Change::Rlimit {
-            pid,
-            start_time: start_time(root, pid),
-            before: [s, h],
-            after: [int(soft, s), int(hard, h)],
-        });
-    }
-    for w in files {
-        let parent = w.rel.rsplit_once('/').map_or("", |(p, _)| p);
-        for dir in state::missing_dirs(root, parent) {
-            let parent_mtime = state::parent_mtime(root, &dir)?;
-            changes.push(Change::Dir {
-                path: dir,
-                parent_mtime,
-            });
-        }
-        let before = Before::capture(root, &w.rel)
-            .with_context(|| format!("{}", root.path(&w.rel).display()))?;
-        changes.push(Change::File {
-            path: w.rel.clone(),
-            before,
-            after_hex: state::hex(w.contents.as_bytes()),
-            parent_mtime: state::parent_mtime(root, &w.rel)?,
-        });
-    }
-    Ok(changes)
-}
-
-/// Field 22 of /proc/PID/stat: when the process started, to recognise it later.
-pub fn start_time(root: &Root, pid: u32) -> Option<u64> {
-    use procfs::FromRead;
-    let text = root.read(&format!("proc/{pid}/stat")).ok()?;
-    procfs::process::Stat::from_read(text.as_bytes())
-        .ok()
-        .map(|s| s.starttime)
-}
-
-/// Carries out one change.
-fn do_change(root: &Root, c: &Change) -> Result<String, String> {
-    match c {
-        Change::Value {
-            knob,
-            path,
-            before,
-            after,
-        } => {
-            root.write_in_place(path, after).map_err(|e| {
-                let full = root.path(path).display().to_string();
-                match e.raw_os_error().map(nix::errno::Errno::from_raw) {
-                    Some(nix::errno::Errno::EINVAL) => format!(
-                        "{knob}: the kernel refused \"{after}\" (EINVAL) at {full}: the value is outside \
-                         what this kernel accepts for {knob}; fix it in the profile"
-                    ),
-                    Some(nix::errno::Errno::EPERM) => format!(
-                        "{knob}: the kernel refused the write (EPERM) at {full}: this knob is read-only \
-                         here (outside the initial network namespace, or without CAP_SYS_ADMIN / CAP_NET_ADMIN)"
-                    ),
-                    _ => format!("{knob}: {e}"),
-                }
-            })?;
-            let now = root.read(path).unwrap_or_default();
-            let shown = knobs::find(knob)
-                .and_then(|k| Value::parse(k.shape, &now).ok())
-                .map_or(now.trim().to_string(), |v| v.to_string());
-            let was = before.split_whitespace().collect::<Vec<_>>().join(" ");
-            if now.split_whitespace().collect::<Vec<_>>().join(" ") != *after {
-                Ok(format!(
-                    "{knob}: {was} -> {shown} (asked {after}: the kernel adjusted it)"
-                ))
-            } else {
-                Ok(format!("{knob}: {was} -> {shown}"))
-            }
-        }
-        Change::Rlimit {
-            pid, before, after, ..
-        } => {
-            embedded_server::sys::rlimit::prlimit_nofile(*pid, after[0], after[1]).map_err(|e| {
-                use nix::errno::Errno;
-                match e {
-                    Errno::EPERM => format!(
-                        "RLIMIT_NOFILE of process {pid}: prlimit refused {}:{} (EPERM): raising the hard \
-                         limit needs CAP_SYS_RESOURCE and never goes above fs.nr_open. Fix: LimitNOFILE= in \
-                         the service's unit (tune apply --persist --service UNIT), a nofile line in \
-                         /etc/security/limits.d, or run tune with CAP_SYS_RESOURCE",
-                        after[0], after[1]
-                    ),
-                    Errno::ESRCH => format!("RLIMIT_NOFILE of process {pid}: the process has exited"),
-                    e => format!("RLIMIT_NOFILE of process {pid}: prlimit {}:{}: {e}", after[0], after[1]),
-                }
-            })?;
-            Ok(format!(
-                "RLIMIT_NOFILE of process {pid}: {}:{} -> {}:{}",
-                before[0], before[1], after[0], after[1]
-            ))
-        }
-        Change::File {
-            path, after_hex, ..
-        } => {
-            let bytes = state::unhex(after_hex).map_err(|e| e.to_string())?;
-            root.write_atomic(path, &bytes, 0o644)
-                .map_err(|e| format!("writing {e}"))?;
-            Ok(format!("wrote {}", root.path(path).display()))
-        }
-        Change::Dir { path, .. } => {
-            root.create_dir(path)
-                .map_err(|e| format!("creating directory {e}"))?;
-            Ok(format!("created directory {}", root.path(path).display()))
-        }
-    }
-}
-
-/// Refuses to stack a new apply on one that never finished: its record holds the true originals.
-fn unfinished(store: &Store) -> anyhow::Result<()> {
-    if let Some(r) = store.last_open()? {
-        if matches!(r.status, Status::InProgress | Status::RestoreFailed) {
-            anyhow::bail!(
-                "apply #{} (profile {}) did not finish (status {}): its record in {} holds what was there \
-                 before it; run `tune rollback` first to put that back",
-                r.id,
-                r.profile,
-                r.status.as_str(),
-                store.path().display()
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Records, then makes every change; on a failure puts back what was changed and fails.
-fn transact(
-    root: &Root,
-    store: &Store,
-    profile: &crate::profile::Profile,
-    plan: &Plan,
-    files: &Files,
-    pid: Option<u32>,
-) -> anyhow::Result<u64> {
-    // Lock first, so the values kept for rollback are not changing under another apply.
-    let (_lock, state_dirs) = store.lock()?;
-    let recorded = unfinished(store)
-        .and_then(|()| record_changes(root, plan, &files.writes, pid))
-        .and_then(|changes| {
-            let mut record = Record::new(store.next_id()?, &profile.name, &profile.source, root);
-            record.changes = changes;
-            store.save(&record).with_context(|| {
-                format!(
-                    "recording the apply in {} before changing anything",
-                    store.path().display()
-                )
-            })?;
-            Ok(record)
-        });
-    let mut record = match recorded {
-        Ok(r) => r,
-        Err(e) => {
-            store.remove_dirs(&state_dirs);
-            return Err(anyhow::anyhow!("{e:#}; nothing was changed"));
-        }
-    };
-    println!();
-    for (i, change) in record.changes.iter().enumerate() {
-        match do_change(root, change) {
-            Ok(msg) => println!("  {msg}"),
-            Err(err) => {
-                let restored = super::rollback::restore_all(root, &record.changes[..=i]);
-                let failed: Vec<&String> =
-                    restored.iter().filter_map(|r| r.as_ref().err()).collect();
-                if failed.is_empty() {
-                    let _ = store.delete(record.id);
-                    store.remove_dirs(&state_dirs);
-                    let done: Vec<String> = restored.into_iter().filter_map(Result::ok).collect();
-                    anyhow::bail!(
-                        "apply failed: {err}\nEverything it had changed was put back ({} step(s)); the host is as it was:\n  {}",
-                        done.len(),
-                        done.join("\n  ")
-                    );
-                }
-                record.status = Status::RestoreFailed;
-                record.finished_unix = Some(state::now());
-                let _ = store.save(&record);
-                anyhow::bail!(
-                    "apply failed: {err}\nPutting back what was changed also failed for:\n  {}\n\
-                     The record in {} keeps what was there before: fix the cause and run `tune rollback`",
-                    failed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n  "),
-                    store.path().display()
-                );
-            }
-        }
-    }
-    record.status = Status::Applied;
-    record.finished_unix = Some(state::now());
-    store.save(&record)?;
-    Ok(record.id)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plan_says_shorten_or_lower_where_the_requirement_is_a_maximum() {
+        use crate::knobs::KnobId;
+        let k = |id: KnobId| knobs::REGISTRY.iter().find(|k| k.id == id).unwrap();
+        assert_eq!(verb(k(KnobId::TcpFinTimeout), false), "shorten");
+        assert_eq!(verb(k(KnobId::TcpFinTimeout), true), "lengthen");
+        assert_eq!(verb(k(KnobId::Somaxconn), false), "raise");
+        assert_eq!(verb(k(KnobId::IpLocalPortRange), false), "widen");
+        assert_eq!(verb(k(KnobId::TcpTwReuse), false), "set");
+    }
 
     #[test]
     fn namespace_detection() {

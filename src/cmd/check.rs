@@ -3,6 +3,7 @@
 use super::{Context, Outcome};
 use crate::cli::check::CheckArgs;
 use crate::cli::Format;
+use crate::kernel::Host;
 use crate::knobs;
 use crate::knobs::Role;
 use crate::persist::{self, boot::BootView};
@@ -67,38 +68,23 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
     if let Some(n) = source_count(args)? {
         profile.params.source_addresses = Some(n);
     }
+    let host = Host::new(&ctx.root);
     if let Some(pid) = args.pid {
-        let dir = knobs::proc_dir(Some(pid));
-        if !ctx.root.exists(&format!("{dir}/limits")) {
-            anyhow::bail!(
-                "--pid {pid}: no such process ({} does not exist)",
-                ctx.root.path(&format!("{dir}/limits")).display()
-            );
+        if let Err(missing) = host.process(Some(pid)).exists() {
+            anyhow::bail!("--pid {pid}: no such process ({missing} does not exist)");
         }
     }
-    if !ctx.root.exists("proc") {
-        anyhow::bail!(
+    match host.missing_essentials() {
+        None => anyhow::bail!(
             "--root {}: no proc/ under it, so there is nothing to check: point --root at a tree holding the host's /proc and /sys",
             ctx.root.base().display()
-        );
-    }
-    // Files every Linux /proc has, in any network namespace: a root without them is a broken
-    // mount (an empty hostPath, a wrong --root), not a host where every knob is absent.
-    let missing: Vec<String> = [
-        "proc/meminfo",
-        "proc/sys/fs/file-max",
-        "proc/sys/fs/nr_open",
-    ]
-    .iter()
-    .filter(|rel| !ctx.root.exists(rel))
-    .map(|rel| ctx.root.path(rel).display().to_string())
-    .collect();
-    if !missing.is_empty() {
-        anyhow::bail!(
+        ),
+        Some(missing) if !missing.is_empty() => anyhow::bail!(
             "--root {}: {} missing, so this is not a readable /proc: point --root at a tree holding the host's /proc and /sys",
             ctx.root.base().display(),
             missing.join(", ")
-        );
+        ),
+        Some(_) => {}
     }
     let obs = knobs::observe(&ctx.root, args.pid);
     let opts = Options {
@@ -141,15 +127,19 @@ fn add_boot_and_drift(
         }
     }
     rep.boot_warnings = persist::installed_override_warnings(&ctx.root)?;
-    rep.drift =
-        state::drift_view(&ctx.root, args.state_dir.as_deref(), obs)?.map(|(record, values)| {
-            DriftReport {
-                apply_id: record.id,
-                profile: record.profile.clone(),
-                applied_unix: record.finished_unix.unwrap_or(record.created_unix),
-                problems: state::render_drift(&ctx.root, &values),
-                values,
-            }
-        });
+    rep.drift = match state::drift_view(&ctx.root, args.state_dir.as_deref(), obs)? {
+        state::DriftView::Applied { record, values } => Some(DriftReport {
+            apply_id: record.id,
+            profile: record.profile.clone(),
+            applied_unix: record.finished_unix.unwrap_or(record.created_unix),
+            problems: state::render_drift(&ctx.root, &values),
+            values,
+        }),
+        state::DriftView::Unreadable(note) => {
+            eprintln!("note: {note}");
+            None
+        }
+        state::DriftView::Nothing => None,
+    };
     Ok(())
 }

@@ -124,11 +124,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         _ => write!(out, "{}", rep.render_table())?,
     }
     out.flush()?;
-    Ok(if rep.all_open {
-        Outcome::Pass
-    } else {
-        Outcome::ShortFall
-    })
+    Ok(Outcome::of(rep.all_open))
 }
 
 fn target_addr(rig: &Rig) -> String {

@@ -5,6 +5,9 @@ use std::io::IsTerminal;
 use crate::cli::{Cli, Command};
 use crate::root::Root;
 
+/// Re-exported for the commands; it lives below `cmd/` so that reports and docs can name it.
+pub use crate::outcome::Outcome;
+
 pub mod apply;
 pub mod check;
 pub mod explain;
@@ -15,22 +18,21 @@ pub mod rollback;
 pub mod serve;
 pub mod verify;
 
-/// How a command ended when it did not fail outright; errors are `Err` and exit 2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Exit 0: everything required holds (warnings allowed).
-    Pass,
-    /// Exit 1: a requirement falls short, a plan is incomplete, a verify run fell short.
-    ShortFall,
-}
-
-impl Outcome {
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Outcome::Pass => 0,
-            Outcome::ShortFall => 1,
-        }
+/// Asks `question` on the terminal and reads y/N; without a terminal it refuses, naming
+/// `--yes` (to `what`) and `--dry-run`. Used by apply and rollback, which change the host.
+pub(crate) fn confirm(question: &str, what: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, Write};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "refusing to change the host without confirmation: stdin is not a terminal; \
+             pass --yes to {what}, or --dry-run to only see it"
+        );
     }
+    print!("\n{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
 }
 
 /// What every command gets: the resolved root and whether to colour output.

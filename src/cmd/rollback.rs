@@ -1,159 +1,10 @@
-//! `tune rollback`: undo the last apply from its record, bit for bit, and say what was put back; `--list` shows the records.
+//! `tune rollback`: show what undoing the last apply would do, ask, then put back what the apply left (leaving alone what changed since, unless --force); `--list` shows the records.
 
 use super::{Context, Outcome};
 use crate::cli::rollback::RollbackArgs;
-use crate::root::{FileState, Root};
-use crate::state::{self, Change, Status, Store};
-
-/// Puts back one change; the text says what was done.
-pub fn restore_change(root: &Root, c: &Change) -> Result<String, String> {
-    match c {
-        Change::Value {
-            knob,
-            path,
-            before,
-            after,
-        } => {
-            let now = root.read(path).map_err(|e| format!("{knob}: {e}"))?;
-            let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-            if norm(&now) == norm(before) {
-                return Ok(format!("{knob}: already {}", norm(before)));
-            }
-            root.write_in_place(path, before)
-                .map_err(|e| format!("{knob}: putting back {}: {e}", norm(before)))?;
-            let note = if norm(&now) != norm(after) {
-                format!(
-                    " (it was {}, not the {} tune set: something else changed it since)",
-                    norm(&now),
-                    norm(after)
-                )
-            } else {
-                String::new()
-            };
-            Ok(format!("{knob}: {} -> {}{note}", norm(&now), norm(before)))
-        }
-        Change::Rlimit {
-            pid,
-            start_time,
-            before,
-            ..
-        } => {
-            if start_time.is_some() && super::apply::start_time(root, *pid) != *start_time {
-                return Ok(format!(
-                    "RLIMIT_NOFILE of process {pid}: the process has exited; nothing to put back"
-                ));
-            }
-            match embedded_server::sys::rlimit::prlimit_nofile(*pid, before[0], before[1]) {
-                Ok((s, h)) => Ok(format!(
-                    "RLIMIT_NOFILE of process {pid}: {s}:{h} -> {}:{}",
-                    before[0], before[1]
-                )),
-                Err(nix::errno::Errno::ESRCH) => Ok(format!(
-                    "RLIMIT_NOFILE of process {pid}: the process has exited; nothing to put back"
-                )),
-                Err(e) => Err(format!(
-                    "RLIMIT_NOFILE of process {pid}: prlimit {}:{}: {e}",
-                    before[0], before[1]
-                )),
-            }
-        }
-        Change::File {
-            path,
-            before,
-            after_hex,
-            parent_mtime,
-        } => {
-            let full = root.path(path).display().to_string();
-            let want = before
-                .to_state()
-                .map_err(|e| format!("{full}: record: {e}"))?;
-            let now = root.snapshot(path).map_err(|e| e.to_string())?;
-            // The modification time goes back too (records from before it was kept have none).
-            let put_back_time = |what: &str| -> Result<String, String> {
-                let Some(t) = before.mtime() else {
-                    return Ok(String::new());
-                };
-                let current = root.mtime(path).map_err(|e| e.to_string())?;
-                if current == Some((t.sec, t.nsec)) {
-                    return Ok(String::new());
-                }
-                root.set_mtime(path, (t.sec, t.nsec))
-                    .map_err(|e| format!("putting back the modification time of {e}"))?;
-                Ok(what.to_string())
-            };
-            if now == want {
-                let time = put_back_time("; put back its modification time")?;
-                put_back_parent_time(root, path, *parent_mtime)?;
-                return Ok(format!("{full}: already as before{time}"));
-            }
-            let edited = match &now {
-                FileState::Regular { bytes, .. } => state::hex(bytes) != *after_hex,
-                FileState::Absent => false,
-                _ => true,
-            };
-            root.restore(path, &want)
-                .map_err(|e| format!("putting back {e}"))?;
-            let time = match want {
-                FileState::Regular { .. } => put_back_time(", modification time")?,
-                _ => String::new(),
-            };
-            put_back_parent_time(root, path, *parent_mtime)?;
-            let note = if edited {
-                " (it had been edited since tune wrote it; that version is replaced)"
-            } else {
-                ""
-            };
-            Ok(match want {
-                FileState::Absent => format!("{full}: removed (tune created it){note}"),
-                FileState::Regular { mode, bytes, .. } => format!(
-                    "{full}: restored the previous file ({} bytes, mode {mode:o}{time}){note}",
-                    bytes.len()
-                ),
-                FileState::Symlink { target } => {
-                    format!("{full}: restored the symlink to {}{note}", target.display())
-                }
-                FileState::Other { .. } => full,
-            })
-        }
-        Change::Dir { path, parent_mtime } => {
-            let full = root.path(path).display().to_string();
-            match root.remove_empty_dir(path) {
-                Ok(true) => {
-                    put_back_parent_time(root, path, *parent_mtime)?;
-                    Ok(format!("{full}/: removed (tune created it)"))
-                }
-                Ok(false) if root.exists(path) => Ok(format!(
-                    "{full}/: left in place (tune created it, but it now holds other files)"
-                )),
-                Ok(false) => Ok(format!("{full}/: already gone")),
-                Err(e) => Err(e.to_string()),
-            }
-        }
-    }
-}
-
-/// Sets the directory holding `rel` back to the modification time recorded before the apply
-/// (writing, replacing or removing an entry moves it). Changes are put back last first, so a
-/// directory touched by several changes ends at the time recorded before any of them.
-fn put_back_parent_time(root: &Root, rel: &str, t: Option<state::Mtime>) -> Result<(), String> {
-    let (Some(t), Some((parent, _))) = (t, rel.trim_end_matches('/').rsplit_once('/')) else {
-        return Ok(());
-    };
-    if root.mtime(parent).map_err(|e| e.to_string())? == Some((t.sec, t.nsec)) {
-        return Ok(());
-    }
-    root.set_mtime(parent, (t.sec, t.nsec))
-        .map_err(|e| format!("putting back the modification time of directory {e}"))
-}
-
-/// Puts back a list of changes, last first; one result per change.
-pub fn restore_all(root: &Root, changes: &[Change]) -> Vec<Result<String, String>> {
-    changes
-        .iter()
-        .rev()
-        .map(|c| restore_change(root, c))
-        .collect()
-}
+use crate::root::Root;
+use crate::state::{self, Record, Status, Store};
+use crate::transaction::{self, Now, Step};
 
 fn when(unix: u64) -> String {
     // UTC without a date crate: days since the epoch to a civil date (Howard Hinnant's algorithm).
@@ -181,28 +32,10 @@ pub fn run(ctx: &Context, args: &RollbackArgs) -> anyhow::Result<Outcome> {
     let store = Store::new(root, args.state_dir.as_deref())?;
     let records = store.list()?;
     if args.list {
-        if records.is_empty() {
-            println!("No applies recorded in {}.", store.path().display());
-            return Ok(Outcome::Pass);
-        }
-        println!(
-            "{:<6} {:<24} {:<15} {:>7}  PROFILE",
-            "ID", "WHEN", "STATUS", "CHANGES"
-        );
-        for r in &records {
-            println!(
-                "{:<6} {:<24} {:<15} {:>7}  {} ({})",
-                r.id,
-                when(r.created_unix),
-                r.status.as_str(),
-                r.changes.len(),
-                r.profile,
-                r.profile_source
-            );
-        }
+        list(&store, &records);
         return Ok(Outcome::Pass);
     }
-    let _lock = if store.exists() {
+    let _lock = if store.exists() && !args.dry_run {
         Some(store.lock()?.0)
     } else {
         None
@@ -220,6 +53,73 @@ pub fn run(ctx: &Context, args: &RollbackArgs) -> anyhow::Result<Outcome> {
         }
         return Ok(Outcome::Pass);
     };
+    refuse_elsewhere(root, &record)?;
+    let steps = transaction::survey(root, &record);
+    print_plan(root, &record, &steps, args.force);
+    let to_do = steps
+        .iter()
+        .filter(|s| match s.now {
+            Now::AsApplied => true,
+            Now::Changed(_) => args.force,
+            _ => false,
+        })
+        .count();
+    let left_alone = steps
+        .iter()
+        .filter(|s| matches!(s.now, Now::Changed(_)) && !args.force)
+        .count();
+    if args.dry_run {
+        println!("\nDry run: nothing was changed.");
+        return Ok(if left_alone > 0 {
+            Outcome::ShortFall
+        } else {
+            Outcome::Pass
+        });
+    }
+    if root.is_host() && !nix::unistd::geteuid().is_root() {
+        anyhow::bail!(
+            "tune rollback needs root to put back /proc/sys values, process limits and files under /etc; run it as root"
+        );
+    }
+    if to_do > 0
+        && !args.yes
+        && !super::confirm(
+            &format!("Put back these {to_do} step(s)?"),
+            "roll back as shown above",
+        )?
+    {
+        println!("Nothing was changed.");
+        return Ok(Outcome::ShortFall);
+    }
+    let undone = transaction::undo(root, &steps, args.force);
+    finish(&store, &mut record, &undone)
+}
+
+/// `tune rollback --list`.
+fn list(store: &Store, records: &[Record]) {
+    if records.is_empty() {
+        println!("No applies recorded in {}.", store.path().display());
+        return;
+    }
+    println!(
+        "{:<6} {:<24} {:<15} {:>7}  PROFILE",
+        "ID", "WHEN", "STATUS", "CHANGES"
+    );
+    for r in records {
+        println!(
+            "{:<6} {:<24} {:<15} {:>7}  {} ({})",
+            r.id,
+            when(r.created_unix),
+            r.status.as_str(),
+            r.changes.len(),
+            r.profile,
+            r.profile_source
+        );
+    }
+}
+
+/// Refuses a record made against another root, or with net.* values of another namespace.
+fn refuse_elsewhere(root: &Root, record: &Record) -> anyhow::Result<()> {
     let base = root.base().display().to_string();
     if record.root != base {
         anyhow::bail!(
@@ -230,42 +130,73 @@ pub fn run(ctx: &Context, args: &RollbackArgs) -> anyhow::Result<Outcome> {
             record.root
         );
     }
-    if root.is_host() && !nix::unistd::geteuid().is_root() {
-        anyhow::bail!(
-            "tune rollback needs root to put back /proc/sys values, process limits and files under /etc; run it as root"
-        );
+    if let Some(why) = transaction::other_netns(root, record) {
+        anyhow::bail!("{why}; nothing was changed");
     }
+    Ok(())
+}
+
+/// The plan: one line per step, last change first, saying what rollback will do with it.
+fn print_plan(root: &Root, record: &Record, steps: &[Step], force: bool) {
     println!(
-        "Rolling back apply #{} (profile {}, {}, {}):",
+        "Rollback of apply #{} (profile {}, {}, {}):",
         record.id,
         record.profile,
         when(record.created_unix),
         record.status.as_str()
     );
-    let results = restore_all(root, &record.changes);
-    let mut failed = 0;
-    for r in &results {
-        match r {
-            Ok(msg) => println!("  {msg}"),
-            Err(e) => {
-                failed += 1;
-                println!("  FAILED: {e}");
+    for s in steps {
+        let action = match &s.now {
+            Now::AsApplied => "put back what was there before".to_string(),
+            Now::AsBefore => "already as before: nothing to do".to_string(),
+            Now::Gone(why) => format!("{why}: nothing to do"),
+            Now::Changed(why) if force => format!("{why}: put back anyway (--force)"),
+            Now::Changed(why) => {
+                format!("{why}: changed since the apply, left alone (--force puts it back)")
             }
-        }
+        };
+        println!("  {}: {action}", s.what(root));
     }
-    record.finished_unix = Some(state::now());
-    if failed > 0 {
+}
+
+/// Prints what was done, updates the record and chooses the exit: 2 when a step failed (the
+/// record stays open), 1 when steps changed since the apply were left alone (the record stays
+/// open for `--force`), 0 when everything is back.
+fn finish(
+    store: &Store,
+    record: &mut Record,
+    undone: &transaction::Undone,
+) -> anyhow::Result<Outcome> {
+    println!();
+    for r in undone.restored.iter().filter(|r| r.changed) {
+        println!("  {}", r.text);
+    }
+    for e in &undone.failed {
+        println!("  FAILED: {e}");
+    }
+    let changed = undone.restored.iter().filter(|r| r.changed).count();
+    if !undone.failed.is_empty() {
         record.status = Status::RestoreFailed;
-        store.save(&record)?;
+        record.finished_unix = Some(state::now());
+        store.save(record)?;
         anyhow::bail!(
-            "{failed} of {} step(s) could not be put back (see FAILED above); the record stays open: \
+            "{} step(s) could not be put back (see FAILED above; {changed} were); the record stays open: \
              fix the cause and run `tune rollback` again",
-            results.len()
+            undone.failed.len()
         );
     }
+    if !undone.left.is_empty() {
+        println!(
+            "Put back {changed} step(s). Left alone, because something else changed them since the apply:\n  {}\n\
+             The record stays open: `tune rollback --force` puts these back too.",
+            undone.left.join("\n  ")
+        );
+        return Ok(Outcome::ShortFall);
+    }
     record.status = Status::RolledBack;
-    store.save(&record)?;
-    println!("Rolled back {} step(s).", results.len());
+    record.finished_unix = Some(state::now());
+    store.save(record)?;
+    println!("Rolled back: put back {changed} step(s).");
     Ok(Outcome::Pass)
 }
 

@@ -4,16 +4,17 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use embedded_server::server::ServerConfig;
-
 use super::{Context, Outcome};
 use crate::capacity;
-use crate::cli::profiles::Role;
 use crate::cli::serve::ServeArgs;
 use crate::cli::Format;
+use crate::knobs::Observation;
+use crate::knobs::Role;
 use crate::verify::assemble::AfterHold;
-use crate::verify::connect::{self, ConnectSpec};
+use crate::verify::connect::{self, ConnectSpec, Connected};
 use crate::verify::hold::{self, Echoed, Held};
+use crate::verify::report::{Prediction, Report};
+use crate::verify::rig::Rig;
 use crate::verify::sample::Peak;
 use crate::verify::{self, measure, plan, prepare, teardown, KnobFacts, Progress, VerifyPlan};
 
@@ -21,12 +22,7 @@ use crate::verify::{self, measure, plan, prepare, teardown, KnobFacts, Progress,
 const PEAK_SETTLE: Duration = Duration::from_millis(150);
 
 /// The plan of a verify run; every flag error surfaces here, before anything starts.
-fn plan(
-    ctx: &Context,
-    args: &ServeArgs,
-    n: u64,
-    server: ServerConfig,
-) -> anyhow::Result<VerifyPlan> {
+fn plan(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<VerifyPlan> {
     if n == 0 {
         anyhow::bail!("--verify 0: expected a number of connections (1 or more)");
     }
@@ -42,7 +38,7 @@ fn plan(
     let plan = VerifyPlan {
         target: n,
         external: args.external,
-        server,
+        server: super::serve::server_config(args)?,
         load: super::load::options(&args.load, super::load::VERIFY_HOLD, None)?,
         memory_floor: args.memory_floor.map(|b| b.0),
     };
@@ -61,39 +57,77 @@ fn probe_target(plan: &VerifyPlan) -> embedded_server::loadgen::Target {
     plan::target_of(probe, plan.load.sources.as_deref())
 }
 
-/// `tune serve --verify N`.
-pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
-    let server = super::serve::server_config(args)?;
-    let plan = plan(ctx, args, n, server)?;
-    let root = &ctx.root;
-    let obs = crate::knobs::observe(root, None);
+/// Before anything starts: ::1 alone cannot hold N (the run goes on, and stops at the port
+/// range with the same fixes).
+fn warn_ipv6_loopback_alone(ctx: &Context, plan: &VerifyPlan, progress: &Progress) {
+    if plan.external {
+        return;
+    }
+    let srcs = plan.load.sources.as_deref().unwrap_or(&[]);
+    let ports = plan::ports(&ctx.root);
+    if let Some(w) = plan::ipv6_loopback_shortfall(&probe_target(plan), plan.target, ports, srcs) {
+        progress.say(&format!("warning: {w}"));
+    }
+}
+
+/// The capacity model's prediction for this run's layout (loopback, or the server side alone).
+fn predict(plan: &VerifyPlan, obs: &Observation, progress: &Progress) -> Prediction {
     let role = if plan.external {
         Role::Server
     } else {
         Role::Loopback
     };
-    let mut inputs = capacity::Inputs::from_observation(&obs, role);
+    let mut inputs = capacity::Inputs::from_observation(obs, role);
     if let Some(s) = &plan.load.sources {
         inputs.source_addresses = Some(s.len() as u64);
     }
     inputs.ipv6_loopback = !plan.external && {
-        let ip = probe_target(&plan).addr.ip();
+        let ip = probe_target(plan).addr.ip();
         ip.is_ipv6() && ip.is_loopback()
     };
-    let mut progress = Progress::new(n);
-    // Before anything starts: ::1 alone cannot hold N (the run goes on, and stops at the port
-    // range with the same fixes).
-    if !plan.external {
-        let srcs = plan.load.sources.as_deref().unwrap_or(&[]);
-        if let Some(w) =
-            plan::ipv6_loopback_shortfall(&probe_target(&plan), n, plan::ports(root), srcs)
-        {
-            progress.say(&format!("warning: {w}"));
-        }
-    }
-    let cap = capacity::estimate(&inputs, n);
-    let prediction = prepare::predict(&cap, obs.facts.bytes_per_socket(), &plan, &progress);
+    let cap = capacity::estimate(&inputs, plan.target);
+    prepare::predict(&cap, obs.facts.bytes_per_socket(), plan, progress)
+}
 
+/// The hold and the echo round, when every connection opened and nothing died.
+fn hold_and_echo(
+    rig: &mut Rig,
+    plan: &VerifyPlan,
+    connected: &Connected,
+    peak: &Peak,
+    progress: &mut Progress,
+) -> (Held, Echoed) {
+    let reached_all = peak.reached >= plan.target
+        && connected.dead_server.is_empty()
+        && connected.dead_clients.is_empty()
+        && !connected.interrupted;
+    if !reached_all {
+        return (Held::default(), Echoed::default());
+    }
+    progress.say(&format!(
+        "reached {} in {:.2} s; holding {} s",
+        capacity::group(plan.target),
+        connected.connect_time.as_secs_f64(),
+        plan.load.hold.as_secs_f64()
+    ));
+    let held = hold::hold(rig, plan.load.hold, progress);
+    let echoed = if held.interrupted {
+        Echoed::default()
+    } else {
+        hold::echo(rig, peak.reached, &held, plan.load.stall_window(), progress)
+    };
+    (held, echoed)
+}
+
+/// `tune serve --verify N`.
+pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
+    let plan = plan(ctx, args, n)?;
+    let root = &ctx.root;
+    let obs = crate::knobs::observe(root, None);
+    let mut progress = Progress::new(n);
+    warn_ipv6_loopback_alone(ctx, &plan, &progress);
+
+    let prediction = predict(&plan, &obs, &progress);
     let (mut rig, prepared) = prepare::prepare(root, &plan, &progress)?;
     let mut watch = prepare::watch(&plan, &prediction, &prepared, &rig);
     let spec = ConnectSpec {
@@ -104,65 +138,39 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     let connected = connect::connect(&mut rig, &spec, Some(&mut watch), &mut progress, root)?;
     std::thread::sleep(PEAK_SETTLE);
     let peak = Peak::take(root, &rig, plan.server.limits.backlog)?;
-
-    let reached_all = peak.reached >= n
-        && connected.dead_server.is_empty()
-        && connected.dead_clients.is_empty()
-        && !connected.interrupted;
-    let (mut held, mut echoed) = (Held::default(), Echoed::default());
-    if reached_all {
-        progress.say(&format!(
-            "reached {} in {:.2} s; holding {} s",
-            capacity::group(n),
-            connected.connect_time.as_secs_f64(),
-            plan.load.hold.as_secs_f64()
-        ));
-        held = hold::hold(&mut rig, plan.load.hold, &mut progress);
-        if !held.interrupted {
-            echoed = hold::echo(
-                &rig,
-                peak.reached,
-                &held,
-                plan.load.stall_window(),
-                &mut progress,
-            );
-        }
-    }
-    let after_hold = AfterHold {
-        load: rig.load_snapshot(),
-        server_open: rig
-            .server
-            .as_ref()
-            .map_or(0, |s| s.snapshot().websockets_open),
-    };
+    let (held, echoed) = hold_and_echo(&mut rig, &plan, &connected, &peak, &mut progress);
+    let after_hold = AfterHold::take(&rig);
     progress.finish();
-
     let torn_down = teardown::teardown(rig, peak.reached, Some(root));
-    let records = verify::Records {
-        prediction,
-        prepared,
-        connected,
-        held,
-        echoed,
-        after_hold,
-        torn_down,
-        knobs: KnobFacts::from_observation(&obs),
-        port_range: measure::port_range(root),
-        peak,
-    };
-    let report = verify::assemble(&plan, records);
+
+    let report = verify::assemble(
+        &plan,
+        verify::Records {
+            prediction,
+            prepared,
+            connected,
+            held,
+            echoed,
+            after_hold,
+            torn_down,
+            knobs: KnobFacts::from_observation(&obs),
+            port_range: measure::port_range(root),
+            peak,
+        },
+    );
+    print(&report, args.format)?;
+    Ok(Outcome::of(report.verified))
+}
+
+fn print(report: &Report, format: Format) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    match args.format {
+    match format {
         Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &report)?;
+            serde_json::to_writer_pretty(&mut out, report)?;
             writeln!(out)?;
         }
         _ => write!(out, "{}", report.render_table())?,
     }
     out.flush()?;
-    Ok(if report.verified {
-        Outcome::Pass
-    } else {
-        Outcome::ShortFall
-    })
+    Ok(())
 }

@@ -3,11 +3,10 @@
 use clap::Command;
 use roff::{bold, roman, Roff};
 
-use super::{see_also, Page, MANUAL};
-use crate::cmd::Outcome;
+use super::{see_also, ExitStatus, Page, MANUAL};
 
 /// Pages for `root` and every visible subcommand below it, depth first after their parent.
-pub fn pages(root: &Command) -> Vec<Page> {
+pub fn pages(root: &Command, exits: &[ExitStatus]) -> Vec<Page> {
     let mut root = root.clone().disable_help_subcommand(true);
     root.build();
     let mut subpages = Vec::new();
@@ -16,14 +15,14 @@ pub fn pages(root: &Command) -> Vec<Page> {
     refs.push(("tune-profiles".into(), "5"));
     refs.push(("tune-knobs".into(), "7"));
 
-    let mut out = vec![render(&root, &refs, true)];
+    let mut out = vec![render(&root, &refs, exits, true)];
     let sub_refs = [
         (display_name(&root), "1"),
         ("tune-profiles".to_string(), "5"),
         ("tune-knobs".to_string(), "7"),
     ];
     for cmd in &subpages {
-        out.push(render(cmd, &sub_refs, false));
+        out.push(render(cmd, &sub_refs, exits, false));
     }
     out
 }
@@ -51,7 +50,7 @@ const PREAMBLE: &str = ".ie \\n(.g .ds Aq \\(aq\n.el .ds Aq '\n";
 /// One of clap_mangen's section renderers.
 type Section = fn(&clap_mangen::Man, &mut dyn std::io::Write) -> std::io::Result<()>;
 
-fn render(cmd: &Command, refs: &[(String, &str)], is_root: bool) -> Page {
+fn render(cmd: &Command, refs: &[(String, &str)], exits: &[ExitStatus], is_root: bool) -> Page {
     let man = clap_mangen::Man::new(cmd.clone())
         .manual(MANUAL)
         .source(format!("tune {}", env!("CARGO_PKG_VERSION")));
@@ -87,7 +86,8 @@ fn render(cmd: &Command, refs: &[(String, &str)], is_root: bool) -> Page {
             extra.text([roman(after.to_string())]);
         }
     }
-    exit_status(&mut extra);
+    super::examples::section(&mut extra, super::examples::for_page(&file_name));
+    exit_status(&mut extra, exits);
     if is_root {
         environment(&mut extra);
     }
@@ -100,25 +100,14 @@ fn render(cmd: &Command, refs: &[(String, &str)], is_root: bool) -> Page {
     }
 }
 
-/// The exit codes `main` maps outcomes to: `Outcome::exit_code`, and 2 for any error.
-fn exit_status(roff: &mut Roff) {
+/// The EXIT STATUS section: each code and what it means.
+fn exit_status(roff: &mut Roff, exits: &[ExitStatus]) {
     roff.control("SH", ["EXIT STATUS"]);
-    for outcome in [Outcome::Pass, Outcome::ShortFall] {
-        let meaning = match outcome {
-            Outcome::Pass => "Everything required holds (warnings allowed).",
-            Outcome::ShortFall => {
-                "A requirement falls short, a plan could not be carried out in full, or a verify run fell short."
-            }
-        };
+    for e in exits {
         roff.control("TP", []);
-        roff.text([bold(outcome.exit_code().to_string())]);
-        roff.text([roman(meaning)]);
+        roff.text([bold(e.code.to_string())]);
+        roff.text([roman(e.meaning)]);
     }
-    roff.control("TP", []);
-    roff.text([bold("2")]);
-    roff.text([roman(
-        "Usage error (a bad argument, an unreadable profile) or an internal error; the message on standard error says which.",
-    )]);
 }
 
 /// Variables tune reads that no clap argument declares (those with `env =` appear under OPTIONS already).
@@ -138,7 +127,10 @@ mod tests {
 
     #[test]
     fn root_page_links_every_subcommand_page() {
-        let pages = pages(&crate::cli::Cli::command());
+        let pages = pages(
+            &crate::cli::Cli::command(),
+            &crate::cmd::generate::exit_statuses(),
+        );
         let root = &pages[0];
         assert_eq!(root.file_name, "tune.1");
         for p in &pages[1..] {
@@ -150,7 +142,10 @@ mod tests {
 
     #[test]
     fn hidden_workers_get_no_page() {
-        let pages = pages(&crate::cli::Cli::command());
+        let pages = pages(
+            &crate::cli::Cli::command(),
+            &crate::cmd::generate::exit_statuses(),
+        );
         assert!(pages.iter().all(|p| !p.file_name.contains("__")));
         assert!(pages.iter().all(|p| !p.file_name.starts_with("tune-help")));
     }

@@ -86,8 +86,7 @@ fn with_candidates(mut cmd: Command) -> Command {
 
 /// The command tree the completion scripts are generated from: the CLI without its hidden
 /// subcommands (clap_complete would offer `__serve-worker`), with candidates attached.
-pub fn command() -> Command {
-    let cli = crate::cli::Cli::command();
+pub fn command(cli: &Command) -> Command {
     let mut root = Command::new("tune")
         .args(cli.get_arguments().cloned())
         .subcommands(cli.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
@@ -121,9 +120,9 @@ fn fish_positionals(cmd: &Command, path: &mut Vec<String>, out: &mut String) {
     }
 }
 
-/// The completion script for `shell`.
-pub fn script(shell: Shell) -> Vec<u8> {
-    let mut cmd = command();
+/// The completion script for `shell`, from the CLI's command tree.
+pub fn script(cli: &Command, shell: Shell) -> Vec<u8> {
+    let mut cmd = command(cli);
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, "tune", &mut out);
     if shell == Shell::Fish {
@@ -158,7 +157,7 @@ mod tests {
 
     #[test]
     fn knob_arguments_offer_every_registry_knob() {
-        let cmd = command();
+        let cmd = command(&crate::cli::Cli::command());
         for (path, arg) in [(&["explain"][..], "knob"), (&["check"][..], "ignore")] {
             let names = offered(find(&cmd, path), arg);
             for knob in crate::knobs::REGISTRY {
@@ -174,7 +173,7 @@ mod tests {
 
     #[test]
     fn offered_arguments_still_accept_any_text() {
-        let cmd = command();
+        let cmd = command(&crate::cli::Cli::command());
         let m = cmd
             .try_get_matches_from(["tune", "explain", "not.a.knob"])
             .expect("explain accepts unknown names; the command reports them");
@@ -185,7 +184,7 @@ mod tests {
     #[test]
     fn every_shell_gets_a_script_naming_the_knobs() {
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-            let text = String::from_utf8(script(shell)).unwrap();
+            let text = String::from_utf8(script(&crate::cli::Cli::command(), shell)).unwrap();
             assert!(
                 text.contains("net.core.somaxconn"),
                 "{shell}: knob names missing"

@@ -1,90 +1,11 @@
-//! tune-knobs.7: every entry of the knob registry with its scope, value, symptom and both fixes, written from `REGISTRY` alone.
+//! tune-knobs.7: every entry of the knob registry, each rendered from its [`KnobDoc`] (what `tune explain` prints).
 
 use roff::{bold, italic, roman, Roff};
 
 use super::{see_also, title, Page};
-use crate::knobs::{Compare, Knob, Scope, Shape, Value};
+use crate::knobs::{doc::with_note, Knob, KnobDoc};
 
-/// Component values no real knob holds, replaced by placeholder words after the registry's own fix functions ran.
-const SENTINELS: [u64; 3] = [9_876_543_211, 9_876_543_212, 9_876_543_213];
-
-/// The words a user substitutes, per shape: `N`, `LOW MID HIGH`, `LOW HIGH`.
-fn placeholders(shape: Shape) -> &'static [&'static str] {
-    match shape {
-        Shape::Int => &["N"],
-        Shape::Triple => &["LOW", "MID", "HIGH"],
-        Shape::Range => &["LOW", "HIGH"],
-    }
-}
-
-fn sentinel_value(shape: Shape) -> Value {
-    match shape {
-        Shape::Int => Value::Int(SENTINELS[0]),
-        Shape::Triple => Value::Triple(SENTINELS),
-        Shape::Range => Value::Range([SENTINELS[0], SENTINELS[1]]),
-    }
-}
-
-/// A fix text from the registry with the sentinel numbers turned back into placeholder words.
-fn symbolic(shape: Shape, text: &str) -> String {
-    let mut out = text.to_string();
-    for (n, word) in SENTINELS.iter().zip(placeholders(shape)) {
-        out = out.replace(&n.to_string(), word);
-    }
-    out
-}
-
-/// The run-time fix as `Knob::runtime_fix` writes it, with placeholders for the value and the pid.
-pub fn runtime_fix(knob: &Knob) -> String {
-    symbolic(
-        knob.shape,
-        &knob.runtime_fix(&sentinel_value(knob.shape), None),
-    )
-}
-
-/// The boot-time fix as `Knob::persist_fix` writes it, with placeholders; `None` when nothing persists.
-pub fn persist_fix(knob: &Knob) -> Option<String> {
-    knob.persist_fix(&sentinel_value(knob.shape))
-        .map(|t| symbolic(knob.shape, &t))
-}
-
-pub fn scope_text(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Process => {
-            "process: each process has its own; tune reads its own or, with --pid, a running service's"
-        }
-        Scope::Host => "host: one value for the whole machine, whatever the network namespace",
-        Scope::NetNs => {
-            "net-namespace: one value per network namespace; a container with its own network sees its own"
-        }
-    }
-}
-
-pub fn shape_text(shape: Shape, unit: &str) -> String {
-    match shape {
-        Shape::Int => format!("one integer ({unit})"),
-        Shape::Triple => format!("three integers, low to high ({unit})"),
-        Shape::Range => format!("two integers: low, high ({unit})"),
-    }
-}
-
-pub fn compare_text(compare: Compare, shape: Shape) -> &'static str {
-    match (compare, shape) {
-        (Compare::AtLeast, Shape::Int) => "passes when the live value is at least the required one",
-        (Compare::AtLeast, _) => "passes when each live number is at least the required one",
-        (Compare::AtMost, Shape::Int) => {
-            "passes when the live value is at most the required one (shorter is better)"
-        }
-        (Compare::AtMost, _) => "passes when each live number is at most the required one",
-        (Compare::PortCount, _) => {
-            "passes when the live range offers at least as many ports as the required one"
-        }
-        (Compare::Equal, _) => "a mode: passes when the live value is exactly the required one",
-        (Compare::Info, _) => "reported only; never fails a check",
-    }
-}
-
-pub fn page(registry: &[Knob]) -> Page {
+pub fn page(registry: &'static [Knob]) -> Page {
     let mut r = Roff::new();
     r.control("TH", title("tune-knobs", "7").iter().map(String::as_str));
     r.control("SH", ["NAME"]);
@@ -116,16 +37,9 @@ pub fn page(registry: &[Knob]) -> Page {
     )]);
     r.control("SH", ["KNOBS"]);
     for knob in registry {
-        r.control("SS", [knob.name.replace('-', "\\-").as_str()]);
-        r.text([roman(knob.summary)]);
-        field(&mut r, "Scope", scope_text(knob.scope));
-        field(&mut r, "Value", &shape_text(knob.shape, knob.unit));
-        field(&mut r, "Check", compare_text(knob.compare, knob.shape));
-        field(&mut r, "Running short", knob.symptom);
-        field(&mut r, "Raise at run time", &runtime_fix(knob));
-        let persist = persist_fix(knob).unwrap_or_else(|| "nothing to persist".to_string());
-        field(&mut r, "Raise at boot", &persist);
+        entry(&mut r, &knob.doc());
     }
+    super::examples::section(&mut r, super::examples::for_page("tune-knobs.7"));
     see_also(
         &mut r,
         &[
@@ -145,6 +59,26 @@ pub fn page(registry: &[Knob]) -> Page {
     }
 }
 
+/// One knob's `.SS` entry: the same fields, in the same order, as `tune explain` prints.
+fn entry(r: &mut Roff, d: &KnobDoc) {
+    r.control("SS", [d.name.replace('-', "\\-").as_str()]);
+    r.text([roman(d.summary)]);
+    field(r, "Scope", d.scope);
+    field(r, "Value", &d.value);
+    if let Some(a) = &d.accepts {
+        field(r, "Accepts", a);
+    }
+    field(r, "Read from", &d.read_from);
+    field(r, "Check", d.check);
+    field(r, "Running short", d.symptom);
+    field(
+        r,
+        "Raise at run time",
+        &with_note(&d.runtime, d.runtime_note),
+    );
+    field(r, "Raise at boot", &with_note(&d.persist, d.persist_note));
+}
+
 fn field(r: &mut Roff, label: &str, text: &str) {
     r.control("TP", []);
     r.text([italic(label)]);
@@ -162,30 +96,13 @@ mod tests {
         for knob in REGISTRY {
             let heading = format!(".SS {}\n", knob.name.replace('-', "\\-"));
             assert!(page.contains(&heading), "no entry for {}", knob.name);
-            let fix = runtime_fix(knob).replace('\\', "\\\\").replace('-', "\\-");
+            let fix = knob.doc().runtime.replace('\\', "\\\\").replace('-', "\\-");
             assert!(
                 page.contains(&fix),
                 "{}: run-time fix {fix:?} missing",
                 knob.name
             );
         }
-    }
-
-    #[test]
-    fn fixes_use_placeholders_not_sentinels() {
-        let somaxconn = crate::knobs::find("net.core.somaxconn").unwrap();
-        assert_eq!(runtime_fix(somaxconn), "sysctl -w net.core.somaxconn=\"N\"");
-        let tcp_mem = crate::knobs::find("net.ipv4.tcp_mem").unwrap();
-        assert!(
-            runtime_fix(tcp_mem).contains("LOW MID HIGH"),
-            "{}",
-            runtime_fix(tcp_mem)
-        );
-        let range = crate::knobs::find("net.ipv4.ip_local_port_range").unwrap();
-        assert!(persist_fix(range).unwrap().ends_with("= LOW HIGH"));
-        for knob in REGISTRY {
-            let all = format!("{} {:?}", runtime_fix(knob), persist_fix(knob));
-            assert!(!all.contains("987654321"), "{}: {all}", knob.name);
-        }
+        assert!(page.contains("sysctl \\-w net.core.somaxconn=\"N\""));
     }
 }

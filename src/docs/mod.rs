@@ -11,6 +11,7 @@ use anyhow::Context as _;
 
 mod commands;
 pub mod completions;
+mod examples;
 mod knobs;
 mod profiles;
 pub mod sources;
@@ -25,9 +26,17 @@ pub struct Page {
     pub roff: String,
 }
 
+/// One exit code and what it means, for the EXIT STATUS sections (the commands layer knows them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    pub code: u8,
+    pub meaning: &'static str,
+}
+
 /// Every man page tune ships, in a stable order: tune.1, the subcommands, tune-profiles.5, tune-knobs.7.
-pub fn man_pages() -> Vec<Page> {
-    let mut pages = commands::pages(&crate::cli::Cli::command());
+/// `cli` is the command tree and `exits` its exit codes; both come from the layers above.
+pub fn man_pages(cli: &clap::Command, exits: &[ExitStatus]) -> Vec<Page> {
+    let mut pages = commands::pages(cli, exits);
     pages.push(profiles::page(
         &sources::shipped_profiles(),
         &sources::formula_examples(),
@@ -64,9 +73,13 @@ fn is_generated_name(name: &str) -> bool {
 
 /// Writes every page into `dir` (created if missing) and removes generated pages that no longer exist
 /// (a renamed subcommand), so `dir` ends up exactly as [`man_pages`] says. Returns the paths written.
-pub fn write_man_pages(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub fn write_man_pages(
+    dir: &Path,
+    cli: &clap::Command,
+    exits: &[ExitStatus],
+) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let pages = man_pages();
+    let pages = man_pages(cli, exits);
     for entry in
         std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?
     {
@@ -117,9 +130,17 @@ fn see_also(roff: &mut roff::Roff, refs: &[(String, &str)]) {
 mod tests {
     use super::*;
 
+    /// The real CLI and exit codes, as `tune generate man` passes them.
+    pub(crate) fn pages() -> Vec<Page> {
+        man_pages(
+            &crate::cli::Cli::command(),
+            &crate::cmd::generate::exit_statuses(),
+        )
+    }
+
     #[test]
     fn page_names_are_unique_and_cover_every_visible_subcommand() {
-        let pages = man_pages();
+        let pages = pages();
         let mut names: Vec<&str> = pages.iter().map(|p| p.file_name.as_str()).collect();
         names.sort();
         let n = names.len();
@@ -161,8 +182,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("tune-gone.1"), "stale").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
-        let written = write_man_pages(dir.path()).unwrap();
-        assert_eq!(written.len(), man_pages().len());
+        let written = write_man_pages(
+            dir.path(),
+            &crate::cli::Cli::command(),
+            &crate::cmd::generate::exit_statuses(),
+        )
+        .unwrap();
+        assert_eq!(written.len(), pages().len());
         assert!(!dir.path().join("tune-gone.1").exists());
         assert!(dir.path().join("notes.txt").exists());
         assert!(dir.path().join("tune.1").exists());

@@ -1,30 +1,61 @@
-//! tune-profiles.5: the profile file format (keys, roles, inheritance, formulas) and the shipped profiles, from the CLI's Role, the knob registry and the profile data.
+//! tune-profiles.5: the profile file format (keys, roles, inheritance, formulas) and the shipped profiles, from the domain's Role, the knob registry and the profile data.
 
-use clap::ValueEnum;
 use roff::{bold, italic, roman, Roff};
 
-use super::knobs::{compare_text, shape_text};
 use super::sources::{self, FormulaExample, Shipped, FORMULA_TARGET};
 use super::{see_also, title, Page};
 use crate::knobs::Role;
-use crate::knobs::{Shape, REGISTRY};
+use crate::knobs::{KnobId, Shape, REGISTRY};
 
-/// The example file the page shows; a unit test loads it with the real profile loader.
-pub const EXAMPLE: &str = r#"# /etc/tune/profiles/chat.toml: the chat gateway, 300k websockets per host
+/// The example file the page shows; a unit test loads it with the real profile loader. The knob
+/// names come from the registry's ids, so a renamed knob cannot leave a stale example.
+pub fn example_file() -> String {
+    format!(
+        r#"# /etc/tune/profiles/chat.toml: the chat gateway, 300k websockets per host
 description = "chat gateway: 300k websockets per host"
 target = 300000
 role = "server"
 
 [knobs]
 # Each value is a floor: tune check fails below it, tune apply raises to it.
-"fs.file-max" = 1000000
-"net.core.somaxconn" = 8192
-"net.ipv4.tcp_mem" = [786432, 1048576, 1572864]
-"#;
+"{}" = 1000000
+"{}" = 8192
+"{}" = [786432, 1048576, 1572864]
+"#,
+        KnobId::FileMax,
+        KnobId::Somaxconn,
+        KnobId::TcpMem
+    )
+}
 
 pub fn page(shipped: &[Shipped], formulas: &[FormulaExample]) -> Page {
     let mut r = Roff::new();
     r.control("TH", title("tune-profiles", "5").iter().map(String::as_str));
+    introduction(&mut r);
+    keys(&mut r);
+    roles(&mut r);
+    inheritance(&mut r);
+    formula_section(&mut r, formulas);
+    shipped_section(&mut r, shipped);
+    examples_and_files(&mut r);
+    see_also(
+        &mut r,
+        &[
+            ("tune".into(), "1"),
+            ("tune-check".into(), "1"),
+            ("tune-apply".into(), "1"),
+            ("tune-profiles".into(), "1"),
+            ("tune-knobs".into(), "7"),
+        ],
+    );
+    Page {
+        file_name: "tune-profiles.5".into(),
+        roff: r.render(),
+    }
+}
+
+/// NAME, SYNOPSIS and DESCRIPTION.
+fn introduction(r: &mut Roff) {
     r.control("SH", ["NAME"]);
     r.text([roman(
         "tune-profiles - profile files: the connection target, role and knob requirements that tune check and tune apply compare the host with",
@@ -55,23 +86,26 @@ pub fn page(shipped: &[Shipped], formulas: &[FormulaExample]) -> Page {
         "The shipped profiles are built into the binary; the package also installs copies in \
          /usr/share/tune/profiles/ to read and to start from. Files in /etc/tune/profiles/ are yours.",
     )]);
+}
 
+/// KEYS: every top-level key and the knobs a profile may set.
+fn keys(r: &mut Roff) {
     r.control("SH", ["KEYS"]);
     key(
-        &mut r,
+        r,
         "description",
         "string, optional",
         "One line saying what the profile is for; tune profiles list prints it.",
     );
     key(
-        &mut r,
+        r,
         "target",
         "integer",
         "Concurrent connections the host must hold (underscores allowed: 1_000_000). Knobs the profile \
          leaves out are worked out from it (see FORMULAS), and tune check reports the capacity against it.",
     );
     key(
-        &mut r,
+        r,
         "role",
         "string",
         &format!(
@@ -80,38 +114,38 @@ pub fn page(shipped: &[Shipped], formulas: &[FormulaExample]) -> Page {
         ),
     );
     key(
-        &mut r,
+        r,
         "extends",
         "string, optional",
         "Name or path of a profile this one starts from (see INHERITANCE).",
     );
     key(
-        &mut r,
+        r,
         "headroom_percent",
         "integer, optional",
         "Percent every formula adds on top of what the connections need.",
     );
     key(
-        &mut r,
+        r,
         "processes",
         "integer, optional",
         "Processes that share the connections: RLIMIT_NOFILE is worked out per process.",
     );
     key(
-        &mut r,
+        r,
         "bytes_per_socket",
         "integer, optional",
         "Kernel memory one socket costs, for the memory formula.",
     );
     key(
-        &mut r,
+        r,
         "source_addresses",
         "integer, optional",
         "Source addresses a client or loopback host spreads its connections over; \
          each gets the whole ephemeral port range per destination.",
     );
     key(
-        &mut r,
+        r,
         "[knobs]",
         "table, optional",
         "One key per knob, quoted because knob names contain dots; the value is the requirement \
@@ -125,9 +159,9 @@ pub fn page(shipped: &[Shipped], formulas: &[FormulaExample]) -> Page {
         r.text([bold(knob.name)]);
         r.text([roman(format!(
             "{}, written {}; {}.",
-            shape_text(knob.shape, knob.unit),
+            knob.shape.describe(knob.unit),
             toml_form(knob.shape),
-            compare_text(knob.compare, knob.shape)
+            knob.compare.describe(knob.shape)
         ))]);
     }
     r.control("RE", []);
@@ -136,19 +170,20 @@ pub fn page(shipped: &[Shipped], formulas: &[FormulaExample]) -> Page {
         "An unknown key, an unknown knob or a value of the wrong shape is an error that names the file, \
          the line and the knob.",
     )]);
+}
 
+/// ROLES: each role with what it costs per connection.
+fn roles(r: &mut Roff) {
     r.control("SH", ["ROLES"]);
-    for role in Role::value_variants() {
-        let pv = role
-            .to_possible_value()
-            .expect("every role is a visible value");
+    for role in Role::ALL {
         r.control("TP", []);
-        r.text([bold(pv.get_name())]);
-        r.text([roman(
-            pv.get_help().map(|h| h.to_string()).unwrap_or_default(),
-        )]);
+        r.text([bold(role.as_str())]);
+        r.text([roman(role.help())]);
     }
+}
 
+/// INHERITANCE: how extends merges, with an example.
+fn inheritance(r: &mut Roff) {
     r.control("SH", ["INHERITANCE"]);
     r.text([roman(
         "A profile with extends = \"NAME\" starts from the profile NAME, found the way --profile finds it \
@@ -158,34 +193,46 @@ pub fn page(shipped: &[Shipped], formulas: &[FormulaExample]) -> Page {
          A parent may extend another; a cycle is an error.",
     )]);
     example(
-        &mut r,
-        "# a 1m server that also wants deeper accept queues\nextends = \"1m\"\n\n[knobs]\n\"net.core.somaxconn\" = 65535\n",
+        r,
+        &format!(
+            "# a 1m server that also wants deeper accept queues\nextends = \"1m\"\n\n[knobs]\n\"{}\" = 65535\n",
+            KnobId::Somaxconn
+        ),
     );
+}
 
+/// FORMULAS: the requirements worked out from target and role, with worked tables.
+fn formula_section(r: &mut Roff, formulas: &[FormulaExample]) {
     r.control("SH", ["FORMULAS"]);
     r.text([roman(
         "Requirements a profile does not state are computed from target and role; \
          tune profiles show NAME prints every requirement with the formula and the numbers behind it.",
     )]);
     for f in formulas {
-        formula_table(&mut r, f);
+        formula_table(r, f);
     }
     if formulas.is_empty() {
         r.text([roman(format!(
             "(This build has no formula tables to print for a target of {FORMULA_TARGET}.)"
         ))]);
     }
+}
 
+/// SHIPPED PROFILES: each built-in profile.
+fn shipped_section(r: &mut Roff, shipped: &[Shipped]) {
     r.control("SH", ["SHIPPED PROFILES"]);
     if shipped.is_empty() {
         r.text([roman("This build of tune ships no profiles.")]);
     }
     for p in shipped {
-        shipped_profile(&mut r, p);
+        shipped_profile(r, p);
     }
+}
 
-    r.control("SH", ["EXAMPLE"]);
-    example(&mut r, EXAMPLE);
+/// EXAMPLES (a profile file and the commands around it) and FILES.
+fn examples_and_files(r: &mut Roff) {
+    r.control("SH", ["EXAMPLES"]);
+    example(r, &example_file());
     r.control("PP", []);
     r.text([
         roman("Then "),
@@ -194,6 +241,7 @@ pub fn page(shipped: &[Shipped], formulas: &[FormulaExample]) -> Page {
         bold("tune apply --profile chat --persist"),
         roman(" raises what falls short."),
     ]);
+    super::examples::entries(r, super::examples::for_page("tune-profiles.5"));
 
     r.control("SH", ["FILES"]);
     r.control("TP", []);
@@ -204,21 +252,6 @@ pub fn page(shipped: &[Shipped], formulas: &[FormulaExample]) -> Page {
     r.text([roman(
         "Copies of the shipped profiles, installed by the package.",
     )]);
-
-    see_also(
-        &mut r,
-        &[
-            ("tune".into(), "1"),
-            ("tune-check".into(), "1"),
-            ("tune-apply".into(), "1"),
-            ("tune-profiles".into(), "1"),
-            ("tune-knobs".into(), "7"),
-        ],
-    );
-    Page {
-        file_name: "tune-profiles.5".into(),
-        roff: r.render(),
-    }
 }
 
 /// Text for a macro argument: the roff crate escapes text lines but passes arguments as they are.
@@ -227,10 +260,9 @@ fn escape_arg(s: &str) -> String {
 }
 
 fn role_names() -> Vec<String> {
-    Role::value_variants()
+    Role::ALL
         .iter()
-        .filter_map(|r| r.to_possible_value())
-        .map(|pv| format!("\"{}\"", pv.get_name()))
+        .map(|r| format!("\"{}\"", r.as_str()))
         .collect()
 }
 
@@ -261,14 +293,10 @@ fn example(r: &mut Roff, text: &str) {
 }
 
 fn formula_table(r: &mut Roff, f: &FormulaExample) {
-    let role = f
-        .role
-        .to_possible_value()
-        .map(|pv| pv.get_name().to_string())
-        .unwrap_or_default();
+    let role = f.role.as_str();
     r.control(
         "SS",
-        [format!("target {}, role {}", f.target, escape_arg(&role)).as_str()],
+        [format!("target {}, role {}", f.target, escape_arg(role)).as_str()],
     );
     for (knob, value, why) in &f.requirements {
         r.control("TP", []);
@@ -320,10 +348,10 @@ mod tests {
     fn documented_example_loads_with_the_real_loader() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("chat.toml");
-        std::fs::write(&path, EXAMPLE).unwrap();
+        std::fs::write(&path, example_file()).unwrap();
         let root = crate::root::Root::host();
         let profile = crate::profile::load(&root, path.to_str().unwrap())
-            .unwrap_or_else(|e| panic!("the EXAMPLE in tune-profiles.5 no longer loads: {e:#}"));
+            .unwrap_or_else(|e| panic!("the example in tune-profiles.5 no longer loads: {e:#}"));
         assert_eq!(profile.target, 300_000);
         assert_eq!(profile.role, Role::Server);
         assert_eq!(

@@ -34,10 +34,9 @@ pub const FORMULA_TARGET: u64 = 1_000_000;
 
 /// One example per role at [`FORMULA_TARGET`], from the profile module's formulas (`profile::for_target`).
 pub fn formula_examples() -> Vec<FormulaExample> {
-    use clap::ValueEnum;
-    Role::value_variants()
-        .iter()
-        .map(|&role| FormulaExample {
+    Role::ALL
+        .into_iter()
+        .map(|role| FormulaExample {
             target: FORMULA_TARGET,
             role,
             requirements: crate::profile::for_target(FORMULA_TARGET, role)

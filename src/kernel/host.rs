@@ -1,8 +1,8 @@
 //! The one typed reader of the host's kernel state: each method reads its file through a [`Root`]
 //! and hands the text to this module's parsers, and every error names the file.
 //!
-//! check's observation (`crate::knobs::observe`) reads the host through it; verify's
-//! measurements and apply's process checks are meant to as well, so nothing else opens /proc.
+//! check's observation (`knobs::observe`) reads the host through it; verify's measurements
+//! and apply's process checks are meant to as well, so nothing else opens /proc.
 //! Paths are relative to the root and public as constants, so a capture of a host
 //! (`knobs::sources`) lists the same files this reader reads.
 
@@ -87,6 +87,20 @@ impl<'r> Host<'r> {
         parse(&text).map_err(|source| HostError::Malformed {
             path: self.root.path(rel),
             source,
+        })
+    }
+
+    /// Files every Linux /proc has in any network namespace that are missing under the root (full
+    /// paths): a root without them is a broken mount (an empty hostPath, a wrong --root), not a
+    /// host where every knob is absent. `None` when there is no `proc/` at all.
+    pub fn missing_essentials(&self) -> Option<Vec<String>> {
+        const ESSENTIAL: [&str; 3] = [MEMINFO, "proc/sys/fs/file-max", "proc/sys/fs/nr_open"];
+        self.root.exists("proc").then(|| {
+            ESSENTIAL
+                .iter()
+                .filter(|rel| !self.root.exists(rel))
+                .map(|rel| self.root.path(rel).display().to_string())
+                .collect()
         })
     }
 
@@ -208,8 +222,14 @@ impl Process<'_> {
         format!("{}/{name}", self.dir)
     }
 
-    pub fn exists(&self) -> bool {
-        self.host.root.exists(&self.dir)
+    /// The process exists (its `limits` file is there), else the full path that is missing.
+    pub fn exists(&self) -> Result<(), String> {
+        let limits = self.file("limits");
+        if self.host.root.exists(&limits) {
+            Ok(())
+        } else {
+            Err(self.host.root.path(&limits).display().to_string())
+        }
     }
 
     /// CapEff and resident memory, from `status`.
@@ -328,6 +348,20 @@ mod tests {
         assert!(!h.conntrack_loaded());
         assert_eq!(h.conntrack(), Conntrack::default());
         assert!(h.process(Some(1)).status().unwrap_err().is_absent());
+        assert!(h
+            .process(Some(1))
+            .exists()
+            .unwrap_err()
+            .ends_with("proc/1/limits"));
+        let empty = tempfile::tempdir().unwrap();
+        let empty = Root::new(empty.path()).unwrap();
+        assert_eq!(Host::new(&empty).missing_essentials(), None);
+        assert_eq!(h.missing_essentials().unwrap().len(), 3);
+        root.write_atomic("proc/sys/fs/nr_open", b"1048576\n", 0o644)
+            .unwrap();
+        let missing = h.missing_essentials().unwrap();
+        assert_eq!(missing.len(), 2, "{missing:?}");
+        assert!(missing[0].ends_with("proc/meminfo"), "{missing:?}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `/proc/net/netstat` and `/proc/net/snmp`: pairs of header and value lines (`TcpExt:`, `IpExt:`, `Tcp:` ...).
 //!
 //! Which counters show a knob running short is the registry's business
-//! (`crate::knobs::LIMIT_COUNTERS`); this parser only reads the numbers.
+//! (`knobs::LIMIT_COUNTERS`, whose test parses this kernel's lines); this parser only reads the numbers.
 
 use std::collections::BTreeMap;
 
@@ -97,14 +97,6 @@ Tcp: 1 200 120000 -1 64 2 1 51 0 4941 3706 0 0 58 0
         assert_eq!(n.get("TcpExt", "TCPRcvCoalesce"), Some(1847));
         assert_eq!(n.get("IpExt", "InOctets"), Some(67642016));
         assert_eq!(n.get("MPTcpExt", "MPCapableACKRX"), Some(0));
-        for c in crate::knobs::LIMIT_COUNTERS {
-            assert!(
-                n.get(c.group, c.name).is_some(),
-                "{} {} missing on 6.18",
-                c.group,
-                c.name
-            );
-        }
     }
 
     #[test]

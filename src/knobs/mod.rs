@@ -3,9 +3,18 @@
 //! An entry says what the knob is called, where it lives (scope), how to read
 //! it, how to compare it with a requirement, how to change it at run time and
 //! at boot, and what running short of it looks like. Nothing else in tune keeps
-//! a list of knobs: commands iterate [`REGISTRY`] or look entries up with [`find`].
+//! a list of knobs: commands iterate [`REGISTRY`], name one by its [`KnobId`]
+//! (`obs.int(KnobId::Somaxconn)`), or resolve what a user typed with [`lookup`]
+//! and [`resolve`].
+//!
+//! Adding a knob (tcp_syncookies, say): a `KnobId` variant and a registry entry at
+//! the same position (a compile-time check holds them in step); its requirement
+//! formula, if it has one, goes in `profile::formulas`; the counter that
+//! shows it running short, if any, in [`LIMIT_COUNTERS`]. Explain, the man page,
+//! completions, check, apply and `--root` captures follow from the entry.
 
 mod counters;
+pub mod doc;
 mod id;
 mod read;
 mod registry;
@@ -14,11 +23,12 @@ mod value;
 
 pub use crate::kernel::host::{proc_dir, sysctl_path};
 pub use counters::{LimitCounter, LIMIT_COUNTERS};
+pub use doc::KnobDoc;
 pub use id::{KnobId, KnobKey};
 pub use read::{observe, sources, Facts, Observation, Reading};
 pub use registry::REGISTRY;
 pub use role::Role;
-pub use value::{Shape, Value, ValueError, UNLIMITED};
+pub use value::{Shape, Shown, Value, ValueError, UNLIMITED};
 
 /// Where a knob's value lives, which decides who may change it and where tests may write it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -39,6 +49,19 @@ impl Scope {
             Scope::Process => "process",
             Scope::Host => "host",
             Scope::NetNs => "net-namespace",
+        }
+    }
+
+    /// What the scope means for the admin: the one text explain and the man page print.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Scope::Process => {
+                "process: each process has its own; tune reads its own or, with --pid, a running service's"
+            }
+            Scope::Host => "host: one value for the whole machine, whatever the network namespace",
+            Scope::NetNs => {
+                "net-namespace: one value per network namespace; a container with its own network sees its own"
+            }
         }
     }
 }
@@ -62,6 +85,25 @@ pub enum Compare {
 }
 
 impl Compare {
+    /// How a check judges a value of `shape`: the one text explain and the man pages print.
+    pub fn describe(self, shape: Shape) -> &'static str {
+        match (self, shape) {
+            (Compare::AtLeast, Shape::Int) => {
+                "passes when the live value is at least the required one"
+            }
+            (Compare::AtLeast, _) => "passes when each live number is at least the required one",
+            (Compare::AtMost, Shape::Int) => {
+                "passes when the live value is at most the required one (shorter is better)"
+            }
+            (Compare::AtMost, _) => "passes when each live number is at most the required one",
+            (Compare::PortCount, _) => {
+                "passes when the live range offers at least as many ports as the required one (judged by count, not by containment)"
+            }
+            (Compare::Equal, _) => "a mode: passes when the live value is exactly the required one",
+            (Compare::Info, _) => "reported only; never fails a check",
+        }
+    }
+
     /// Does `live` satisfy `required`?
     pub fn satisfied(self, live: &Value, required: &Value) -> bool {
         match (self, live, required) {
@@ -206,42 +248,47 @@ impl Knob {
 
     /// The run-time fix as a command line for `value` (`sysctl -w ...`, `prlimit ...`).
     pub fn runtime_fix(&self, value: &Value, pid: Option<u32>) -> String {
+        self.runtime_command(Shown::Value(value), pid)
+    }
+
+    /// The run-time fix for a value or for placeholders (`N`, `PID`), as the man page shows it.
+    pub fn runtime_command(&self, value: Shown, pid: Option<u32>) -> String {
+        let pid = || pid.map_or("PID".to_string(), |p| p.to_string());
         match self.write {
-            Write::Sysctl(name) => format!("sysctl -w {name}=\"{}\"", value.to_kernel()),
+            Write::Sysctl(name) => format!("sysctl -w {name}=\"{}\"", value.kernel_text()),
             Write::ModuleParam { module, param } => {
                 format!(
                     "echo {} > /sys/module/{module}/parameters/{param}",
-                    value.to_kernel()
+                    value.kernel_text()
                 )
             }
-            Write::Prlimit(Limit::Soft) => {
-                format!(
-                    "prlimit --pid {} --nofile={}:",
-                    pid.map_or("PID".to_string(), |p| p.to_string()),
-                    value
-                )
-            }
-            Write::Prlimit(Limit::Hard) => {
-                format!(
-                    "prlimit --pid {} --nofile=:{}",
-                    pid.map_or("PID".to_string(), |p| p.to_string()),
-                    value
-                )
-            }
+            Write::Prlimit(Limit::Soft) => format!("prlimit --pid {} --nofile={value}:", pid()),
+            Write::Prlimit(Limit::Hard) => format!("prlimit --pid {} --nofile=:{value}", pid()),
             Write::No(why) => why.to_string(),
         }
     }
 
     /// The persistent fix as the line an admin would put in a file, with the file.
     pub fn persist_fix(&self, value: &Value) -> Option<String> {
+        self.persist_line(Shown::Value(value))
+    }
+
+    /// The persistent fix for a value or for placeholders; `None` when nothing persists.
+    pub fn persist_line(&self, value: Shown) -> Option<String> {
+        let v = value.kernel_text();
         match self.persist {
-            Persist::SysctlD => Some(format!("/etc/sysctl.d/90-tune.conf: {} = {}", self.name, value.to_kernel())),
+            Persist::SysctlD => Some(format!("/etc/sysctl.d/90-tune.conf: {} = {v}", self.name)),
             Persist::ModprobeD { module, param } => {
-                Some(format!("/etc/modprobe.d/90-tune.conf: options {module} {param}={}", value.to_kernel()))
+                Some(format!("/etc/modprobe.d/90-tune.conf: options {module} {param}={v}"))
             }
             Persist::Nofile(_) => Some(format!("LimitNOFILE={value} in the service's unit (or DefaultLimitNOFILE=, limits.d nofile)")),
             Persist::No => None,
         }
+    }
+
+    /// Everything explain and the man page say about this knob.
+    pub fn doc(&'static self) -> KnobDoc {
+        KnobDoc::of(self)
     }
 }
 
@@ -250,17 +297,94 @@ pub fn find(name: &str) -> Option<&'static Knob> {
     REGISTRY.iter().find(|k| k.name == name)
 }
 
-/// Looks a knob up by name, with an error listing the known names.
+/// Looks a knob up by its exact name, with an error that suggests near names and lists the known ones.
 pub fn lookup(name: &str) -> anyhow::Result<&'static Knob> {
-    find(name).ok_or_else(|| {
-        let names: Vec<&str> = REGISTRY.iter().map(|k| k.name).collect();
-        anyhow::anyhow!("unknown knob {name:?}; known knobs: {}", names.join(", "))
-    })
+    find(name).ok_or_else(|| unknown(name))
+}
+
+/// Looks a knob up by its name or a unique suffix at a dot (`somaxconn`, `nofile.soft`), as a
+/// user types it to `tune explain`. Several matches are an error naming them all.
+pub fn resolve(name: &str) -> anyhow::Result<&'static Knob> {
+    resolve_in(REGISTRY, name)
+}
+
+fn resolve_in(registry: &'static [Knob], name: &str) -> anyhow::Result<&'static Knob> {
+    if let Some(k) = registry.iter().find(|k| k.name == name) {
+        return Ok(k);
+    }
+    let dotted = format!(".{name}");
+    let matches: Vec<&'static Knob> = registry
+        .iter()
+        .filter(|k| !name.is_empty() && k.name.ends_with(&dotted))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => Err(unknown(name)),
+        many => {
+            let names: Vec<&str> = many.iter().map(|k| k.name).collect();
+            Err(anyhow::anyhow!(
+                "knob {name:?} is ambiguous: it ends {} names ({}); type more of the name",
+                names.len(),
+                names.join(", ")
+            ))
+        }
+    }
+}
+
+/// How close a typed name must come to a knob (Jaro-Winkler similarity, 0 to 1) to be suggested:
+/// 0.8 catches a dropped or swapped letter (`somaxcon`, `tcp_mme`) without suggesting unrelated knobs.
+const SUGGEST_SIMILARITY: f64 = 0.8;
+
+/// Knob names near `name`, nearest first. Only the last dotted parts are compared: the shared
+/// `net.core.` or `net.ipv4.` prefixes would make every knob of a group look alike.
+pub fn suggestions(name: &str) -> Vec<&'static str> {
+    let last = |n: &str| n.rsplit('.').next().unwrap_or(n).to_string();
+    let typed = last(name);
+    let mut scored: Vec<(f64, &'static str)> = REGISTRY
+        .iter()
+        .map(|k| (strsim::jaro_winkler(&typed, &last(k.name)), k.name))
+        .filter(|(score, _)| *score >= SUGGEST_SIMILARITY)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.into_iter().take(3).map(|(_, n)| n).collect()
+}
+
+fn unknown(name: &str) -> anyhow::Error {
+    let names: Vec<&str> = REGISTRY.iter().map(|k| k.name).collect();
+    let near = suggestions(name);
+    let hint = if near.is_empty() {
+        String::new()
+    } else {
+        format!(" (did you mean {}?)", near.join(" or "))
+    };
+    anyhow::anyhow!(
+        "unknown knob {name:?}{hint}; known knobs: {}",
+        names.join(", ")
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A copy of a registry entry, for hand-built registries.
+    const fn registry_entry(id: KnobId) -> Knob {
+        let k = &registry::ENTRIES[id as usize];
+        Knob {
+            id: k.id,
+            name: k.name,
+            scope: k.scope,
+            shape: k.shape,
+            unit: k.unit,
+            read: k.read,
+            write: k.write,
+            persist: k.persist,
+            compare: k.compare,
+            summary: k.summary,
+            symptom: k.symptom,
+            accepts: k.accepts,
+        }
+    }
 
     #[test]
     fn names_are_unique() {
@@ -284,6 +408,48 @@ mod tests {
         assert!(!Compare::PortCount
             .satisfied(&Value::Range([32768, 60999]), &Value::Range([1024, 65535])));
         assert!(!Compare::AtLeast.satisfied(&Value::Int(5), &Value::Triple([1, 1, 1])));
+    }
+
+    #[test]
+    fn resolve_takes_a_unique_suffix_and_suggests_near_names() {
+        assert_eq!(resolve("somaxconn").unwrap().name, "net.core.somaxconn");
+        assert_eq!(resolve("nofile.soft").unwrap().name, "rlimit.nofile.soft");
+        assert_eq!(resolve("fs.file-max").unwrap().name, "fs.file-max");
+        // "soft" is a suffix of one name only; "max" of none at a dot boundary.
+        assert_eq!(resolve("soft").unwrap().name, "rlimit.nofile.soft");
+        let e = resolve("somaxcon").unwrap_err().to_string();
+        assert!(e.contains("did you mean net.core.somaxconn?"), "{e}");
+        assert!(e.contains("known knobs: rlimit.nofile.soft"), "{e}");
+        assert_eq!(suggestions("net.core.somaxcon"), ["net.core.somaxconn"]);
+        assert_eq!(suggestions("rlimit.nofile.sfot"), ["rlimit.nofile.soft"]);
+        let e = resolve("xyzzy").unwrap_err().to_string();
+        assert!(
+            e.starts_with("unknown knob \"xyzzy\"; known knobs: "),
+            "{e}"
+        );
+        assert!(resolve("").is_err());
+        // Two entries ending alike (the soft and hard halves, cut to "nofile.*" style names).
+        static TWO: [Knob; 2] = [
+            Knob {
+                name: "a.x.limit",
+                ..registry_entry(KnobId::NofileSoft)
+            },
+            Knob {
+                name: "b.limit",
+                ..registry_entry(KnobId::NofileHard)
+            },
+        ];
+        let e = resolve_in(&TWO, "limit").unwrap_err().to_string();
+        assert!(
+            e.contains("ambiguous") && e.contains("a.x.limit, b.limit"),
+            "{e}"
+        );
+        assert_eq!(resolve_in(&TWO, "x.limit").unwrap().name, "a.x.limit");
+        // Exact lookup (--ignore) does not take suffixes, but suggests.
+        assert!(lookup("somaxconn")
+            .unwrap_err()
+            .to_string()
+            .contains("did you mean net.core.somaxconn"));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Reading every knob's live value through the root: the one place check and apply learn the host's state.
+//! Reading every knob's live value through [`Host`]: the one place check and apply learn the knobs' state.
 
 use std::collections::BTreeMap;
 
@@ -6,7 +6,7 @@ use super::{Knob, KnobId, KnobKey, Limit, MeminfoField, Read, Value, REGISTRY};
 use crate::kernel::host::{self, proc_dir, sysctl_path, Host, HostError};
 use crate::kernel::{
     self, file_nr::FileNr, meminfo::Meminfo, netstat::Netstat, process::Nofile,
-    slabinfo::SocketCost, sockstat::Sockstat, ParseError,
+    slabinfo::SocketCost, sockstat::Sockstat,
 };
 use crate::root::{Root, RootError};
 
@@ -241,14 +241,13 @@ pub fn sources(pid: Option<u32>) -> Vec<String> {
     out
 }
 
-/// A reading from what the host reader said: absent files get the knob's own reason.
-fn reading(knob: &Knob, facts: &Facts, r: Result<Value, HostError>) -> Reading {
-    match r {
-        Ok(v) => Reading::Value(v),
-        Err(HostError::Read(RootError::Absent { path })) => {
+/// The reading of a sysctl whose file could not be read: a missing file gets the knob's own reason.
+fn sysctl_error(knob: &Knob, facts: &Facts, e: HostError) -> Reading {
+    match e {
+        HostError::Read(RootError::Absent { path }) => {
             Reading::Absent(absent_reason(knob, facts, &path.display().to_string()))
         }
-        Err(e) => Reading::Unreadable(e.to_string()),
+        e => Reading::Unreadable(e.to_string()),
     }
 }
 
@@ -260,20 +259,16 @@ fn read_one(
     meminfo: &Result<Meminfo, HostError>,
 ) -> Reading {
     match knob.read {
-        Read::Sysctl(name) => {
-            let r = host.sysctl_text(name).and_then(|text| {
-                Value::parse(knob.shape, &text).map_err(|e| HostError::Malformed {
-                    path: host.root().path(&sysctl_path(name)),
-                    source: ParseError::new(1, e.to_string()),
-                })
-            });
-            match r {
-                Err(HostError::Malformed { path, source }) => {
-                    Reading::Unreadable(format!("{}: {}", path.display(), source.problem))
-                }
-                r => reading(knob, facts, r),
-            }
-        }
+        Read::Sysctl(name) => match host.sysctl_text(name) {
+            Ok(text) => match Value::parse(knob.shape, &text) {
+                Ok(v) => Reading::Value(v),
+                Err(e) => Reading::Unreadable(format!(
+                    "{}: {e}",
+                    host.root().path(&sysctl_path(name)).display()
+                )),
+            },
+            Err(e) => sysctl_error(knob, facts, e),
+        },
         Read::Nofile(which) => match nofile {
             Ok(n) => Reading::Value(Value::Int(match which {
                 Limit::Soft => n.soft,

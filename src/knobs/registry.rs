@@ -72,7 +72,7 @@ const _: () = {
     }
 };
 
-const ENTRIES: [Knob; KnobId::COUNT] = [
+pub(super) const ENTRIES: [Knob; KnobId::COUNT] = [
     // --- the file descriptor chain: RLIMIT_NOFILE <= fs.nr_open, sum of all fds <= fs.file-max
     Knob {
         id: KnobId::NofileSoft,

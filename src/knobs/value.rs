@@ -15,6 +15,24 @@ pub enum Shape {
 }
 
 impl Shape {
+    /// The words a user substitutes in a fix: `N`, `LOW MID HIGH`, `LOW HIGH`.
+    pub fn placeholders(self) -> &'static [&'static str] {
+        match self {
+            Shape::Int => &["N"],
+            Shape::Triple => &["LOW", "MID", "HIGH"],
+            Shape::Range => &["LOW", "HIGH"],
+        }
+    }
+
+    /// What a value of this shape counts, in words (`one integer (fds)`).
+    pub fn describe(self, unit: &str) -> String {
+        match self {
+            Shape::Int => format!("one integer ({unit})"),
+            Shape::Triple => format!("three integers, low to high ({unit})"),
+            Shape::Range => format!("two integers: low, high ({unit})"),
+        }
+    }
+
     /// What a value of this shape looks like, for error messages.
     pub fn expected(self) -> &'static str {
         match self {
@@ -25,8 +43,8 @@ impl Shape {
     }
 }
 
-/// `u64::MAX` stands for "unlimited" (RLIMIT_INFINITY).
-pub const UNLIMITED: u64 = u64::MAX;
+/// `u64::MAX` stands for "unlimited" (RLIMIT_INFINITY), as the kernel parsers read it.
+pub const UNLIMITED: u64 = crate::kernel::process::UNLIMITED;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(untagged)]
@@ -92,6 +110,32 @@ impl Value {
             Value::Int(a) => std::slice::from_ref(a),
             Value::Triple(t) => t,
             Value::Range(r) => r,
+        }
+    }
+}
+
+/// A value as a fix shows it: a real one, or the placeholder words a user substitutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown<'a> {
+    Value(&'a Value),
+    Placeholder(Shape),
+}
+
+impl Shown<'_> {
+    /// The text for a /proc/sys file or a sysctl.d line (`1 2 3`, `LOW MID HIGH`).
+    pub fn kernel_text(&self) -> String {
+        match self {
+            Shown::Value(v) => v.to_kernel(),
+            Shown::Placeholder(s) => s.placeholders().join(" "),
+        }
+    }
+}
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shown::Value(v) => v.fmt(f),
+            Shown::Placeholder(s) => f.write_str(&s.placeholders().join(" ")),
         }
     }
 }

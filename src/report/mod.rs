@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use crate::capacity::{self, Capacity};
 use crate::knobs::Role;
 use crate::knobs::{
-    Compare, Knob, KnobId, Observation, Read, Reading, Scope, Value, LIMIT_COUNTERS, REGISTRY,
+    Compare, Facts, Knob, KnobId, Observation, Read, Reading, Scope, Value, LIMIT_COUNTERS,
+    REGISTRY,
 };
 use crate::profile::Profile;
 
@@ -207,163 +208,15 @@ pub struct Options {
 /// Builds the report: each knob against the profile, the capacity, the counters and the exit code.
 pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckReport {
     let facts = &obs.facts;
-    let mut rows = Vec::new();
-    for knob in REGISTRY {
-        let req = profile.requirements.get(knob.name);
-        let reading = obs.reading(knob.id);
-        let current = reading.and_then(Reading::value).copied();
-        let mut note = None;
-        let mut status = match reading {
-            Some(Reading::Absent(why)) => {
-                note = Some(why.clone());
-                Status::Absent
-            }
-            Some(Reading::Unreadable(why)) => {
-                note = Some(why.clone());
-                if req.is_some() {
-                    // A requirement that cannot be confirmed is not met (--ignore accepts it).
-                    Status::Fail
-                } else {
-                    Status::Info
-                }
-            }
-            None => Status::Info,
-            Some(Reading::Value(v)) => match req {
-                None => Status::Info,
-                Some(r) if knob.compare == Compare::Info => {
-                    if *v == r.value {
-                        Status::Ok
-                    } else {
-                        note = Some(format!("the profile asks for {}", r.value));
-                        Status::Info
-                    }
-                }
-                Some(r) if knob.compare.satisfied(v, &r.value) => Status::Ok,
-                Some(r) => shortfall(knob.id, obs, &r.value, &mut note),
-            },
-        };
-        if knob.read == Read::SocketCost && status == Status::Info {
-            note = Some(match (&facts.socket_cost, &facts.socket_cost_note) {
-                (Some(c), _) => format!("from /proc/slabinfo: {}", c.arithmetic()),
-                (None, why) => format!(
-                    "documented default (measured on Linux 6.18): /proc/slabinfo unusable: {}",
-                    why.as_deref().unwrap_or("not read")
-                ),
-            });
-        }
-        let mut ignored = false;
-        if status == Status::Fail && opts.ignore.covers(knob.name) {
-            status = Status::Warn;
-            ignored = true;
-            note = Some(match note {
-                Some(n) => format!("{n} (ignored by --ignore)"),
-                None => "ignored by --ignore".into(),
-            });
-        }
-        let (fix_runtime, fix_persistent) = match (status, req) {
-            (Status::Fail | Status::Warn, Some(r)) if current.is_some() => {
-                // A port range is widened from the live one to the count required, never
-                // replaced by a narrower one.
-                let want = match (knob.compare, &current) {
-                    (Compare::PortCount, Some(live)) => {
-                        crate::plan::merge(knob.compare, live, &r.value)
-                    }
-                    _ => r.value,
-                };
-                (
-                    Some(
-                        nofile_soft_fix(knob, &want, obs)
-                            .unwrap_or_else(|| knob.runtime_fix(&want, facts.pid)),
-                    ),
-                    knob.persist_fix(&want),
-                )
-            }
-            _ => (None, None),
-        };
-        rows.push(Row {
-            knob: knob.name,
-            scope: knob.scope,
-            unit: knob.unit,
-            current,
-            required: req.map(|r| r.value),
-            why: req.map(|r| r.why.clone()),
-            status,
-            note,
-            fix_runtime,
-            fix_persistent,
-            ignored,
-            boot: None,
-        });
-    }
-
+    let rows: Vec<Row> = REGISTRY
+        .iter()
+        .map(|knob| row(knob, obs, profile, opts))
+        .collect();
     let mut inputs = capacity::Inputs::from_observation(obs, profile.role);
     inputs.source_addresses = profile.params.source_addresses;
     inputs.server_workers = opts.server_workers;
     let cap = capacity::estimate(&inputs, profile.target);
-
-    let counters = match &facts.netstat {
-        Some(n) => LIMIT_COUNTERS
-            .iter()
-            .filter_map(|c| {
-                n.get(c.group, c.name).map(|value| Counter {
-                    group: c.group,
-                    name: c.name,
-                    value,
-                    knob: c.knob,
-                })
-            })
-            .collect(),
-        None => Vec::new(),
-    };
-    let mut usage = Vec::new();
-    if let Some(f) = facts.file_nr {
-        usage.push(Usage {
-            what: "open files (fs.file-nr)".into(),
-            value: f.in_use(),
-        });
-    }
-    if let Some(s) = &facts.sockstat {
-        if let Some(t) = s.tcp() {
-            usage.push(Usage {
-                what: "TCP sockets in use (this namespace)".into(),
-                value: t.inuse,
-            });
-            usage.push(Usage {
-                what: "TCP sockets allocated (host)".into(),
-                value: t.alloc,
-            });
-            usage.push(Usage {
-                what: "TCP in TIME_WAIT".into(),
-                value: t.tw,
-            });
-            usage.push(Usage {
-                what: "TCP orphans".into(),
-                value: t.orphan,
-            });
-            usage.push(Usage {
-                what: "TCP buffer pages (compare tcp_mem)".into(),
-                value: t.mem_pages,
-            });
-        }
-    }
-
-    let mut summary = Summary::default();
-    for r in &rows {
-        match r.status {
-            Status::Ok => summary.ok += 1,
-            Status::Warn => summary.warn += 1,
-            Status::Fail => summary.fail += 1,
-            Status::Absent => summary.absent += 1,
-            Status::Info => summary.info += 1,
-        }
-    }
-    let short_capacity = !cap.meets_target;
-    summary.exit_code = if summary.fail > 0 || (opts.strict && (summary.warn > 0 || short_capacity))
-    {
-        1
-    } else {
-        0
-    };
+    let summary = summarize(&rows, &cap, opts.strict);
     CheckReport {
         schema_version: SCHEMA_VERSION,
         tune_version: env!("CARGO_PKG_VERSION"),
@@ -379,14 +232,166 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
         },
         knobs: rows,
         capacity: cap,
-        counters,
-        usage,
+        counters: counters(facts),
+        usage: usage(facts),
         strict: opts.strict,
         summary,
         boot_warnings: Vec::new(),
         drift: None,
         container: facts.container.clone(),
     }
+}
+
+/// One knob's row: its reading against the requirement, the note saying why, and the fixes.
+fn row(knob: &'static Knob, obs: &Observation, profile: &Profile, opts: &Options) -> Row {
+    let facts = &obs.facts;
+    let req = profile.requirements.get(knob.name);
+    let reading = obs.reading(knob.id);
+    let current = reading.and_then(Reading::value).copied();
+    let mut note = None;
+    let mut status = match reading {
+        Some(Reading::Absent(why)) => {
+            note = Some(why.clone());
+            Status::Absent
+        }
+        Some(Reading::Unreadable(why)) => {
+            note = Some(why.clone());
+            if req.is_some() {
+                // A requirement that cannot be confirmed is not met (--ignore accepts it).
+                Status::Fail
+            } else {
+                Status::Info
+            }
+        }
+        None => Status::Info,
+        Some(Reading::Value(v)) => match req {
+            None => Status::Info,
+            Some(r) if knob.compare == Compare::Info => {
+                if *v == r.value {
+                    Status::Ok
+                } else {
+                    note = Some(format!("the profile asks for {}", r.value));
+                    Status::Info
+                }
+            }
+            Some(r) if knob.compare.satisfied(v, &r.value) => Status::Ok,
+            Some(r) => shortfall(knob.id, obs, &r.value, &mut note),
+        },
+    };
+    if knob.read == Read::SocketCost && status == Status::Info {
+        note = Some(match (&facts.socket_cost, &facts.socket_cost_note) {
+            (Some(c), _) => format!("from /proc/slabinfo: {}", c.arithmetic()),
+            (None, why) => format!(
+                "documented default (measured on Linux 6.18): /proc/slabinfo unusable: {}",
+                why.as_deref().unwrap_or("not read")
+            ),
+        });
+    }
+    let mut ignored = false;
+    if status == Status::Fail && opts.ignore.covers(knob.name) {
+        status = Status::Warn;
+        ignored = true;
+        note = Some(match note {
+            Some(n) => format!("{n} (ignored by --ignore)"),
+            None => "ignored by --ignore".into(),
+        });
+    }
+    let (fix_runtime, fix_persistent) = match (status, req) {
+        (Status::Fail | Status::Warn, Some(r)) if current.is_some() => {
+            // A port range is widened from the live one to the count required, never
+            // replaced by a narrower one.
+            let want = match (knob.compare, &current) {
+                (Compare::PortCount, Some(live)) => {
+                    crate::plan::merge(knob.compare, live, &r.value)
+                }
+                _ => r.value,
+            };
+            (
+                Some(
+                    nofile_soft_fix(knob, &want, obs)
+                        .unwrap_or_else(|| knob.runtime_fix(&want, facts.pid)),
+                ),
+                knob.persist_fix(&want),
+            )
+        }
+        _ => (None, None),
+    };
+    Row {
+        knob: knob.name,
+        scope: knob.scope,
+        unit: knob.unit,
+        current,
+        required: req.map(|r| r.value),
+        why: req.map(|r| r.why.clone()),
+        status,
+        note,
+        fix_runtime,
+        fix_persistent,
+        ignored,
+        boot: None,
+    }
+}
+
+/// The counters that show a limit was hit, as read.
+fn counters(facts: &Facts) -> Vec<Counter> {
+    let Some(n) = &facts.netstat else {
+        return Vec::new();
+    };
+    LIMIT_COUNTERS
+        .iter()
+        .filter_map(|c| {
+            n.get(c.group, c.name).map(|value| Counter {
+                group: c.group,
+                name: c.name,
+                value,
+                knob: c.knob,
+            })
+        })
+        .collect()
+}
+
+/// Usage figures now: open files and TCP sockets.
+fn usage(facts: &Facts) -> Vec<Usage> {
+    let mut usage = Vec::new();
+    let mut put = |what: &str, value: u64| {
+        usage.push(Usage {
+            what: what.into(),
+            value,
+        })
+    };
+    if let Some(f) = facts.file_nr {
+        put("open files (fs.file-nr)", f.in_use());
+    }
+    if let Some(t) = facts.sockstat.as_ref().and_then(|s| s.tcp()) {
+        put("TCP sockets in use (this namespace)", t.inuse);
+        put("TCP sockets allocated (host)", t.alloc);
+        put("TCP in TIME_WAIT", t.tw);
+        put("TCP orphans", t.orphan);
+        put("TCP buffer pages (compare tcp_mem)", t.mem_pages);
+    }
+    usage
+}
+
+/// Counts per status and the exit code: 1 on a fail, or under --strict on a warning or a
+/// capacity short of the target.
+fn summarize(rows: &[Row], cap: &Capacity, strict: bool) -> Summary {
+    let mut summary = Summary::default();
+    for r in rows {
+        match r.status {
+            Status::Ok => summary.ok += 1,
+            Status::Warn => summary.warn += 1,
+            Status::Fail => summary.fail += 1,
+            Status::Absent => summary.absent += 1,
+            Status::Info => summary.info += 1,
+        }
+    }
+    let short_capacity = !cap.meets_target;
+    summary.exit_code = if summary.fail > 0 || (strict && (summary.warn > 0 || short_capacity)) {
+        1
+    } else {
+        0
+    };
+    summary
 }
 
 /// A soft RLIMIT_NOFILE above the current hard limit is EINVAL on its own: the fix raises both.

@@ -18,27 +18,40 @@ fn status_cell(s: Status, color: bool) -> Cell {
     }
 }
 
-/// Renders the report. `color` is decided by the caller (a terminal, and NO_COLOR unset).
+/// Renders the report: each section in the order people read it. `color` is decided by the
+/// caller (a terminal, and NO_COLOR unset).
 pub fn render(r: &CheckReport, color: bool) -> String {
-    let mut out = String::new();
+    let sections: [fn(&CheckReport, bool) -> String; 6] = [
+        header,
+        knob_table,
+        notes,
+        capacity,
+        usage_and_counters,
+        result,
+    ];
+    sections.iter().map(|section| section(r, color)).collect()
+}
+
+/// What was checked: profile, target, root, kernel, whose RLIMIT_NOFILE.
+fn header(r: &CheckReport, _color: bool) -> String {
     let p = &r.profile;
-    out.push_str(&format!(
-        "tune check: profile {} ({}), target {} connections, role {}\n",
+    format!(
+        "tune check: profile {} ({}), target {} connections, role {}\nroot {}, kernel {}, RLIMIT_NOFILE of {}\n\n",
         p.name,
         p.source,
         group(p.target),
-        p.role
-    ));
-    out.push_str(&format!(
-        "root {}, kernel {}, RLIMIT_NOFILE of {}\n\n",
+        p.role,
         r.root,
         r.kernel.as_deref().unwrap_or("unknown"),
         r.pid.map_or(
             "tune itself (inherited from the shell)".to_string(),
             |p| format!("pid {p}")
         )
-    ));
+    )
+}
 
+/// One row per knob: current, boot and required values, status and fixes.
+fn knob_table(r: &CheckReport, color: bool) -> String {
     let mut t = Table::new();
     t.load_preset(presets::ASCII_MARKDOWN);
     if color {
@@ -75,9 +88,13 @@ pub fn render(r: &CheckReport, color: bool) -> String {
             Cell::new(fix),
         ]);
     }
-    out.push_str(&t.to_string());
-    out.push('\n');
+    format!("{t}\n")
+}
 
+/// Notes on knobs that are not ok, boot overrides, drift since the last apply, and why each
+/// failing value is required.
+fn notes(r: &CheckReport, _color: bool) -> String {
+    let mut out = String::new();
     let notes: Vec<String> = r
         .knobs
         .iter()
@@ -131,9 +148,13 @@ pub fn render(r: &CheckReport, color: bool) -> String {
         out.push_str(&whys.join("\n"));
         out.push('\n');
     }
+    out
+}
 
+/// The capacity estimate: per process, per host, every host-wide limit, processes needed, verdict.
+fn capacity(r: &CheckReport, _color: bool) -> String {
     let c = &r.capacity;
-    out.push_str(&format!(
+    let mut out = format!(
         "\nCapacity ({}, {} socket{} per connection, target {}):\n",
         c.role,
         c.sockets_per_connection,
@@ -143,7 +164,7 @@ pub fn render(r: &CheckReport, color: bool) -> String {
             "s"
         },
         group(c.target)
-    ));
+    );
     for line in c.summary() {
         out.push_str(&format!("  {line}\n"));
     }
@@ -175,7 +196,12 @@ pub fn render(r: &CheckReport, color: bool) -> String {
         (false, _) => "host-wide limits do not allow it as they are".to_string(),
     };
     out.push_str(&format!("  target {}: {verdict}\n", group(c.target)));
+    out
+}
 
+/// Usage figures now, and the counters that show a limit was hit.
+fn usage_and_counters(r: &CheckReport, _color: bool) -> String {
+    let mut out = String::new();
     if !r.usage.is_empty() {
         out.push_str("\nUsage now:\n");
         for u in &r.usage {
@@ -208,9 +234,13 @@ pub fn render(r: &CheckReport, color: bool) -> String {
         out.push_str(&hit.join("\n"));
         out.push('\n');
     }
+    out
+}
 
+/// The count per status and the exit code.
+fn result(r: &CheckReport, _color: bool) -> String {
     let s = &r.summary;
-    out.push_str(&format!(
+    format!(
         "\nResult: {} ok, {} warn, {} fail, {} absent, {} info{} -> exit {}\n",
         s.ok,
         s.warn,
@@ -223,6 +253,5 @@ pub fn render(r: &CheckReport, color: bool) -> String {
             ""
         },
         s.exit_code
-    ));
-    out
+    )
 }

@@ -20,6 +20,7 @@ use super::sample::Peak;
 use super::teardown::TornDown;
 use crate::capacity::{self, bytes, group};
 use crate::kernel::slabinfo::SlabCache;
+use crate::outcome::Outcome;
 
 /// The counts at the end of the hold, before the teardown.
 #[derive(Debug, Clone, Default)]
@@ -65,7 +66,9 @@ struct Verdict {
 
 fn verdict(plan: &VerifyPlan, r: &Records) -> Verdict {
     let (c, n) = (&r.connected, plan.target);
-    let reached = r.peak.reached;
+    // The most open at once: in external mode, clients that gave up may have closed theirs
+    // by the time the peak is sampled.
+    let reached = r.peak.reached.max(r.connected.most_open);
     let reached_all =
         reached >= n && c.dead_server.is_empty() && c.dead_clients.is_empty() && !c.interrupted;
     let interrupted = c.interrupted || r.held.interrupted || r.echoed.interrupted;
@@ -137,7 +140,13 @@ fn evidence(plan: &VerifyPlan, r: &Records, reached: u64) -> Evidence {
 
 /// The limit that stopped the run: a dead process first, then the diagnosis of the evidence,
 /// then what kept an open run from verifying.
-fn diagnosis(ev: &Evidence, v: &Verdict, echoes: Option<u64>, died: &[Died]) -> Option<Diagnosis> {
+fn diagnosis(
+    ev: &Evidence,
+    v: &Verdict,
+    echoes: Option<u64>,
+    died: &[Died],
+    open_at_stop: u64,
+) -> Option<Diagnosis> {
     let mut d = if v.interrupted {
         None
     } else {
@@ -148,6 +157,17 @@ fn diagnosis(ev: &Evidence, v: &Verdict, echoes: Option<u64>, died: &[Died]) -> 
     let container = diagnose::cgroup_counters(ev);
     if !died.is_empty() && !v.interrupted {
         d = Some(diagnose::load_worker_died(died));
+    }
+    // External mode (no load generator here): nothing failed on the server side, so the
+    // clients on the other hosts stopped; their reports say why.
+    if ev.client.is_none() && !v.interrupted && d.as_ref().is_some_and(|x| x.limit == "unknown") {
+        if let Some(x) = ev
+            .server
+            .as_ref()
+            .and_then(|s| diagnose::external_clients_stopped(ev.target, v.reached, open_at_stop, s))
+        {
+            d = Some(x);
+        }
     }
     if !v.dead_server.is_empty() {
         d = Some(diagnose::server_worker_died(&v.dead_server));
@@ -349,7 +369,13 @@ pub fn assemble(plan: &VerifyPlan, r: Records) -> Report {
     let n = plan.target;
     let v = verdict(plan, &r);
     let ev = evidence(plan, &r, v.reached);
-    let diagnosis = diagnosis(&ev, &v, r.echoed.echoes, &r.torn_down.clients_died);
+    let diagnosis = diagnosis(
+        &ev,
+        &v,
+        r.echoed.echoes,
+        &r.torn_down.clients_died,
+        r.peak.reached,
+    );
     let (kernel, activity) = kernel(plan, &r, v.reached);
     let cmp = comparisons(n, &r.prediction, &v, &kernel, &ev);
     let c = &r.connected;
@@ -365,8 +391,7 @@ pub fn assemble(plan: &VerifyPlan, r: Records) -> Report {
         .into(),
         target: n,
         verified: v.verified,
-        // The exit code of a verify: 0 verified, 1 fell short.
-        exit_code: u8::from(!v.verified),
+        exit_code: Outcome::of(v.verified).exit_code(),
         listen: r.prepared.listen.to_string(),
         reached: v.reached,
         server_websockets_at_peak: r.peak.server.websockets_open,

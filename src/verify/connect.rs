@@ -41,6 +41,8 @@ pub struct Connected {
     /// Server RSS and its connection count at about half the target (for the marginal cost).
     pub server_half: Option<(Rss, u64)>,
     pub clients_half: Option<(Rss, u64)>,
+    /// The most connections open at once during the phase.
+    pub most_open: u64,
 }
 
 /// The headroom the watchdog guards: what the run may still take, in the host's terms (the
@@ -201,7 +203,7 @@ pub fn connect(
     if let (Some(cl), None) = (&rig.clients, &c.memory_stop) {
         cl.gen.command(Cmd::Connect);
     }
-    let mut best = 0u64;
+    let (mut best, mut last_best) = (0u64, 0u64);
     let mut last_progress = Instant::now();
     let mut first_seen: Option<Instant> = None;
     let mut rate_prev = (Instant::now(), 0u64);
@@ -237,6 +239,7 @@ pub fn connect(
             .map(|(m, w)| headroom(m, &w.base, w.floor));
         progress.update(open, progress_line(rate_now, ls.as_ref(), usable));
         sample_half(rig, root, spec.target, open, &mut c);
+        best = best.max(open);
         if open >= spec.target {
             c.reached_at = Some(t0.elapsed());
             break;
@@ -253,8 +256,8 @@ pub fn connect(
                 }
             }
         }
-        if open > best {
-            best = open;
+        if open > last_best {
+            last_best = open;
             last_progress = Instant::now();
         }
         let waited = match first_seen {
@@ -265,6 +268,7 @@ pub fn connect(
             break;
         }
     }
+    c.most_open = best;
     if let Some(cl) = &rig.clients {
         cl.gen.command(Cmd::Hold);
     }

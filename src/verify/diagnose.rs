@@ -9,7 +9,7 @@ use serde::Serialize;
 use embedded_server::loadgen::ErrorClass;
 
 use crate::capacity::group;
-use crate::knobs::{self, Value};
+use crate::knobs::{KnobId, Value};
 
 /// One server worker as its counters show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -109,18 +109,18 @@ pub struct Diagnosis {
     pub projected_connections: Option<u64>,
 }
 
-fn fix_for(knob: &str, v: Value) -> Option<String> {
-    knobs::find(knob).map(|k| k.runtime_fix(&v, None))
+fn fix_for(knob: KnobId, v: Value) -> String {
+    knob.knob().runtime_fix(&v, None)
 }
 
-fn persist_for(knob: &str, v: Value) -> Option<String> {
-    knobs::find(knob).and_then(|k| k.persist_fix(&v))
+fn persist_for(knob: KnobId, v: Value) -> Option<String> {
+    knob.knob().persist_fix(&v)
 }
 
-fn d(limit: &str, knob: Option<&str>, side: &str, value: String, evidence: String) -> Diagnosis {
+fn d(limit: &str, knob: Option<KnobId>, side: &str, value: String, evidence: String) -> Diagnosis {
     Diagnosis {
         limit: limit.into(),
-        knob: knob.map(str::to_string),
+        knob: knob.map(|k| k.name().to_string()),
         side: side.into(),
         value,
         evidence,
@@ -136,6 +136,41 @@ fn errors_text(c: &ClientSide) -> String {
         .map(|(k, n)| format!("{k} {}", group(**n)))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// External mode: the server saw the count stop with nothing failing on its side (no accept
+/// errors, no failed handshakes, every worker listening), so the load generators stopped, not
+/// the server. `peak` is the most websockets open at once, `now` the count when it gave up
+/// (lower when the clients gave up and closed). `None` when the server side did fail.
+pub fn external_clients_stopped(
+    target: u64,
+    peak: u64,
+    now: u64,
+    server: &ServerSide,
+) -> Option<Diagnosis> {
+    let all_listening = server.workers.iter().all(|w| w.listening);
+    if peak >= target || server.accept_errors > 0 || server.handshakes_failed > 0 || !all_listening
+    {
+        return None;
+    }
+    let mut x = d(
+        "clients_stopped",
+        None,
+        "client",
+        format!(
+            "the load generators stopped at {} of {} connections",
+            group(peak),
+            group(target)
+        ),
+        format!(
+            "the server accepted every connection that arrived (no accept errors, no failed handshakes, every worker listening under its fd cap); {} were open when it gave up",
+            group(now)
+        ),
+    );
+    x.fix.push(
+        "read the load generators' reports (tune load --format json): their diagnosis names the client-side limit, e.g. the ports of one source address per destination (net.ipv4.ip_local_port_range)".into(),
+    );
+    Some(x)
 }
 
 /// A diagnosis from the cgroups' counters between the baseline and the peak, when they moved.
@@ -195,7 +230,7 @@ fn memory(e: &Evidence) -> Option<Diagnosis> {
             e.established + (m.usable_at_stop.saturating_sub(m.floor) as f64 / per) as u64;
         let mut x = d(
             "memory",
-            Some("memory.free"),
+            Some(KnobId::MemoryFree),
             "host",
             format!(
                 "memory floor {} (usable memory {} at start, {} at the stop)",
@@ -260,7 +295,7 @@ fn server_fd_cap(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
             let need = e.target.div_ceil(per);
             let mut x = d(
                 "rlimit_nofile",
-                Some("rlimit.nofile.hard"),
+                Some(KnobId::NofileHard),
                 "server",
                 format!(
                     "RLIMIT_NOFILE {} per server worker: {} worker{} at most {} connections",
@@ -280,10 +315,9 @@ fn server_fd_cap(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
                 "run {need} server workers (--workers {need}) so each stays under its cap"
             ));
             let want = per + s.backlog + 64 + short.div_ceil(s.workers.len().max(1) as u64);
+            x.fix.push(fix_for(KnobId::NofileHard, Value::Int(want)));
             x.fix
-                .extend(fix_for("rlimit.nofile.hard", Value::Int(want)));
-            x.fix
-                .extend(persist_for("rlimit.nofile.hard", Value::Int(want)));
+                .extend(persist_for(KnobId::NofileHard, Value::Int(want)));
             return Some(x);
         }
     }
@@ -298,7 +332,7 @@ fn client_fd_cap(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         let need = e.target.div_ceil(per);
         let mut x = d(
             "rlimit_nofile",
-            Some("rlimit.nofile.hard"),
+            Some(KnobId::NofileHard),
             "client",
             format!(
                 "RLIMIT_NOFILE {} per client process, {} processes",
@@ -309,8 +343,8 @@ fn client_fd_cap(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         );
         x.fix
             .push(format!("run {need} client processes (--processes {need})"));
-        x.fix.extend(fix_for(
-            "rlimit.nofile.hard",
+        x.fix.push(fix_for(
+            KnobId::NofileHard,
             Value::Int(e.target / client.processes.max(1) + 1024),
         ));
         return Some(x);
@@ -325,13 +359,13 @@ fn file_max(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         let want = e.target * 2 + 65_536;
         let mut x = d(
             "file_max",
-            Some("fs.file-max"),
+            Some(KnobId::FileMax),
             "host",
             format!("fs.file-max {}", e.file_max.map_or("unknown".into(), group)),
             format!("client errors: {}", errors_text(client)),
         );
-        x.fix.extend(fix_for("fs.file-max", Value::Int(want)));
-        x.fix.extend(persist_for("fs.file-max", Value::Int(want)));
+        x.fix.push(fix_for(KnobId::FileMax, Value::Int(want)));
+        x.fix.extend(persist_for(KnobId::FileMax, Value::Int(want)));
         return Some(x);
     }
 
@@ -348,7 +382,7 @@ fn ports(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         let srcs = client.sources.max(1);
         let mut x = d(
             "ports",
-            Some("net.ipv4.ip_local_port_range"),
+            Some(KnobId::IpLocalPortRange),
             "client",
             format!(
                 "ip_local_port_range {range} ({} ports) × {} source address{} = {} connections per destination",
@@ -363,8 +397,8 @@ fn ports(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
             let need = e.target.div_ceil(ports * 9 / 10).max(srcs + 1);
             x.fix.extend(more_sources(need, e.ipv6));
         }
-        x.fix.extend(fix_for(
-            "net.ipv4.ip_local_port_range",
+        x.fix.push(fix_for(
+            KnobId::IpLocalPortRange,
             Value::Range([1024, 65535]),
         ));
         return Some(x);
@@ -400,7 +434,7 @@ fn socket_memory(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     if mem_errs > 0 || nc(e, "TCPAbortOnMemory") > 0 || nc(e, "TCPMemoryPressures") > 0 {
         let mut x = d(
             "tcp_mem",
-            Some("net.ipv4.tcp_mem"),
+            Some(KnobId::TcpMem),
             "host",
             format!(
                 "tcp_mem {} pages",
@@ -416,8 +450,8 @@ fn socket_memory(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         );
         if let Some(t) = e.tcp_mem {
             let v = Value::Triple([t[0] * 2, t[1] * 2, t[2] * 2]);
-            x.fix.extend(fix_for("net.ipv4.tcp_mem", v));
-            x.fix.extend(persist_for("net.ipv4.tcp_mem", v));
+            x.fix.push(fix_for(KnobId::TcpMem, v));
+            x.fix.extend(persist_for(KnobId::TcpMem, v));
         }
         x.fix
             .push("if MemFree is low too, the host is out of RAM: add memory".into());
@@ -442,7 +476,7 @@ fn listen_backlog(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     if overflowed && (timeouts > 0 || waiting > 0 || e.client.is_none()) && timeouts >= refused {
         let mut x = d(
             "listen_backlog",
-            Some("net.core.somaxconn"),
+            Some(KnobId::Somaxconn),
             "server",
             match e.server.as_ref().map(|s| s.backlog) {
                 Some(b) => format!(
@@ -466,10 +500,9 @@ fn listen_backlog(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
                 group(waiting)
             ),
         );
+        x.fix.push(fix_for(KnobId::Somaxconn, Value::Int(65_535)));
         x.fix
-            .extend(fix_for("net.core.somaxconn", Value::Int(65_535)));
-        x.fix
-            .extend(fix_for("net.ipv4.tcp_max_syn_backlog", Value::Int(65_535)));
+            .push(fix_for(KnobId::TcpMaxSynBacklog, Value::Int(65_535)));
         x.fix.push(
             "or open connections more gently: --concurrency / --rate on the load generator".into(),
         );
@@ -641,7 +674,7 @@ fn conntrack(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     });
     let mut x = d(
         "conntrack",
-        Some("net.netfilter.nf_conntrack_max"),
+        Some(KnobId::ConntrackMax),
         "host",
         format!(
             "nf_conntrack_max {} ({count} entries at the stop)",
@@ -649,12 +682,9 @@ fn conntrack(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         ),
         evidence,
     );
+    x.fix.push(fix_for(KnobId::ConntrackMax, Value::Int(want)));
     x.fix
-        .extend(fix_for("net.netfilter.nf_conntrack_max", Value::Int(want)));
-    x.fix.extend(persist_for(
-        "net.netfilter.nf_conntrack_max",
-        Value::Int(want),
-    ));
+        .extend(persist_for(KnobId::ConntrackMax, Value::Int(want)));
     x.fix.push(format!(
         "nf_conntrack_max is one value for the whole host, writable only from the initial network namespace (read-only inside a container's): {} entries = {} connections{} + {CONNTRACK_HEADROOM_PERCENT}% headroom",
         group(want),
@@ -665,10 +695,8 @@ fn conntrack(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
             String::new()
         }
     ));
-    x.fix.extend(fix_for(
-        "net.netfilter.nf_conntrack_buckets",
-        Value::Int(want),
-    ));
+    x.fix
+        .push(fix_for(KnobId::ConntrackBuckets, Value::Int(want)));
     x.fix.push(
         "or keep these connections out of conntrack: no `ct` rule in their path, or a `notrack` rule for their port in a raw-priority chain".into(),
     );
@@ -786,6 +814,50 @@ mod tests {
             tcp_mem: Some([287_898, 383_867, 575_796]),
             ..Evidence::default()
         }
+    }
+
+    fn listening_server(handshakes_failed: u64) -> ServerSide {
+        ServerSide {
+            workers: vec![ServerWorker {
+                fd_cap: 18_912,
+                connections: 28_000,
+                listening: true,
+                listener_pauses: 0,
+            }],
+            accept_errors: 0,
+            handshakes_failed,
+            backlog: 1024,
+        }
+    }
+
+    #[test]
+    fn external_clients_that_stop_are_named_not_the_server() {
+        // Three loaders of one address each stopped at their ports (~28k each) of 105,000.
+        let x = external_clients_stopped(105_000, 84_696, 0, &listening_server(0)).unwrap();
+        assert_eq!(
+            (x.limit.as_str(), x.side.as_str()),
+            ("clients_stopped", "client")
+        );
+        assert!(
+            x.value.contains("stopped at 84,696 of 105,000"),
+            "{}",
+            x.value
+        );
+        assert!(
+            x.evidence.contains("0 were open when it gave up"),
+            "{}",
+            x.evidence
+        );
+        assert!(x.fix[0].contains("ip_local_port_range"), "{:?}", x.fix);
+        // A server that failed handshakes, or reached the target, is not the clients' doing.
+        assert_eq!(
+            external_clients_stopped(105_000, 84_696, 0, &listening_server(3)),
+            None
+        );
+        assert_eq!(
+            external_clients_stopped(100, 100, 100, &listening_server(0)),
+            None
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::hold::Held;
 use super::report::Latency;
 use super::teardown::TornDown;
 use crate::capacity::group;
+use crate::outcome::Outcome;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -89,7 +90,7 @@ pub struct LoadRecords {
 fn diagnosis(r: &LoadRecords, interrupted: bool) -> (Option<Diagnosis>, BTreeMap<String, u64>) {
     let ev = Evidence {
         target: r.target,
-        established: r.peak.open,
+        established: r.peak.open.max(r.connected.most_open),
         client: Some(ClientSide {
             processes: r.processes,
             fd_cap: r.peak.fd_cap,
@@ -132,10 +133,12 @@ pub fn assemble_load(r: LoadRecords) -> LoadReport {
     LoadReport {
         schema_version: SCHEMA_VERSION,
         target: r.target,
-        reached: r.peak.open,
+        // The most open at once: a server that gave up first may have closed them by now.
+        reached: r.peak.open.max(c.most_open),
         all_open,
         time_to_reach_seconds: c.reached_at.map(|d| d.as_secs_f64()),
-        connections_per_second: r.peak.open as f64 / c.connect_time.as_secs_f64().max(1e-6),
+        connections_per_second: r.peak.open.max(c.most_open) as f64
+            / c.connect_time.as_secs_f64().max(1e-6),
         processes: r.processes,
         held_seconds: r.held.seconds,
         open: r.after_hold.open,
@@ -156,8 +159,7 @@ pub fn assemble_load(r: LoadRecords) -> LoadReport {
         errors,
         diagnosis,
         closed: r.torn_down.closed,
-        // The exit code of a load run: 0 all open, 1 fell short.
-        exit_code: u8::from(!all_open),
+        exit_code: Outcome::of(all_open).exit_code(),
         peak_open: r.peak.open,
         dropped_by_peer: r.after_hold.dropped,
         interrupted,

@@ -1,15 +1,18 @@
-//! What the verify run reads from the host, through [`Root`]: memory, slab caches, sockstat,
-//! netstat/snmp counters, conntrack, the port range and the RSS of given processes. The
-//! conntrack statistics parser lives here (the other parsers are in `crate::kernel`).
+//! What the verify run reads from the host, through the one host reader
+//! ([`crate::kernel::host::Host`]): memory, slab caches, sockstat, the netstat/snmp counters,
+//! conntrack, the port range and the RSS of given processes, in the shapes the report shows;
+//! and the per-connection arithmetic over two readings (counter deltas, slab growth).
 
 use std::collections::BTreeMap;
 
-use procfs::FromRead;
 use serde::Serialize;
 
-use crate::kernel::{self, netstat::Netstat, slabinfo::SlabCache, sockstat::TcpStat};
+use crate::kernel::host::{self, Host};
+use crate::kernel::{netstat::Netstat, slabinfo::SlabCache};
 use crate::root::Root;
 
+pub use crate::kernel::conntrack::Conntrack;
+pub use crate::kernel::host::Rss;
 /// /proc/meminfo figures, bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Mem {
@@ -34,15 +37,13 @@ impl Mem {
 }
 
 pub fn mem(root: &Root) -> anyhow::Result<Mem> {
-    let text = root.read("proc/meminfo")?;
-    let m = procfs::Meminfo::from_read(text.as_bytes())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", root.path("proc/meminfo").display()))?;
+    let m = Host::new(root).meminfo()?;
     Ok(Mem {
-        total: m.mem_total,
-        free: m.mem_free,
-        available: m.mem_available.unwrap_or(m.mem_free),
+        total: m.total,
+        free: m.free,
+        available: m.available,
         slab: m.slab,
-        slab_reclaimable: m.s_reclaimable.unwrap_or(0),
+        slab_reclaimable: m.slab_reclaimable,
         cgroup_usable: crate::container::own_cgroups(root)
             .and_then(|c| c.memory)
             .and_then(|m| crate::container::memory_usable(&m)),
@@ -50,7 +51,7 @@ pub fn mem(root: &Root) -> anyhow::Result<Mem> {
 }
 
 pub fn slab(root: &Root) -> Option<Vec<SlabCache>> {
-    kernel::slabinfo::parse(&root.read("proc/slabinfo").ok()?).ok()
+    Host::new(root).slabinfo().ok()
 }
 
 /// Sockets in use and the TCP line of /proc/net/sockstat.
@@ -66,8 +67,8 @@ pub struct Sock {
 }
 
 pub fn sockstat(root: &Root) -> Option<Sock> {
-    let s = kernel::sockstat::parse(&root.read("proc/net/sockstat").ok()?).ok()?;
-    let t: TcpStat = s.tcp()?;
+    let s = Host::new(root).sockstat().ok()?;
+    let t = s.tcp()?;
     Some(Sock {
         sockets_used: s.sockets_used().unwrap_or(0),
         tcp_inuse: t.inuse,
@@ -80,17 +81,7 @@ pub fn sockstat(root: &Root) -> Option<Sock> {
 
 /// /proc/net/netstat and /proc/net/snmp together.
 pub fn netstat(root: &Root) -> Netstat {
-    let mut n = Netstat::default();
-    for f in ["proc/net/netstat", "proc/net/snmp"] {
-        if let Some(p) = root
-            .read(f)
-            .ok()
-            .and_then(|t| kernel::netstat::parse(&t).ok())
-        {
-            n.groups.extend(p.groups);
-        }
-    }
-    n
+    Host::new(root).net_counters()
 }
 
 /// Counters whose growth during a run shows a limit being hit.
@@ -110,120 +101,24 @@ pub const WATCHED: &[(&str, &str)] = &[
 
 /// Growth of the [`WATCHED`] counters between two readings (missing counters are left out).
 pub fn deltas(before: &Netstat, after: &Netstat) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    for (g, c) in WATCHED {
-        if let (Some(a), Some(b)) = (before.get(g, c), after.get(g, c)) {
-            out.insert(c.to_string(), b.saturating_sub(a));
-        }
-    }
-    out
+    host::growth(before, after, WATCHED)
 }
 
-/// Conntrack state: entries and the failure counters summed over CPUs. All of it is the
-/// network namespace tune runs in (/proc/sys/net and /proc/net follow the reader's namespace)
-/// except `max`, one host-wide value the kernel holds every namespace's own count to.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Conntrack {
-    pub loaded: bool,
-    pub count: Option<u64>,
-    pub max: Option<u64>,
-    pub drop: u64,
-    pub insert_failed: u64,
-    pub early_drop: u64,
-}
-
+/// Conntrack's state in the network namespace tune runs in (/proc/sys/net and /proc/net follow
+/// the reader's namespace), except `max`: one host-wide value the kernel holds every
+/// namespace's own count to.
 pub fn conntrack(root: &Root) -> Conntrack {
-    let int = |f: &str| root.read(f).ok().and_then(|t| t.trim().parse::<u64>().ok());
-    let mut c = Conntrack {
-        loaded: root.exists("proc/sys/net/netfilter/nf_conntrack_max"),
-        count: int("proc/sys/net/netfilter/nf_conntrack_count"),
-        max: int("proc/sys/net/netfilter/nf_conntrack_max"),
-        ..Conntrack::default()
-    };
-    if let Some(stat) = root
-        .read("proc/net/stat/nf_conntrack")
-        .ok()
-        .and_then(|t| parse_conntrack_stat(&t).ok())
-    {
-        c.drop = stat.get("drop").copied().unwrap_or(0);
-        c.insert_failed = stat.get("insert_failed").copied().unwrap_or(0);
-        c.early_drop = stat.get("early_drop").copied().unwrap_or(0);
-    }
-    c
+    Host::new(root).conntrack()
 }
 
-/// Parses /proc/net/stat/nf_conntrack (a header of names, one row of hex numbers per CPU) and
-/// sums each column over the CPUs, except `entries`: the namespace's entry count, printed
-/// alike on every CPU's row, so it is taken once.
-pub fn parse_conntrack_stat(text: &str) -> Result<BTreeMap<String, u64>, kernel::ParseError> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let names: Vec<&str> = lines
-        .next()
-        .ok_or_else(|| kernel::ParseError {
-            line: 1,
-            problem: "empty nf_conntrack statistics".into(),
-        })?
-        .split_whitespace()
-        .collect();
-    let mut sums: BTreeMap<String, u64> = names.iter().map(|n| (n.to_string(), 0)).collect();
-    for (i, line) in lines.enumerate() {
-        let vals: Vec<&str> = line.split_whitespace().collect();
-        if vals.len() != names.len() {
-            return Err(kernel::ParseError {
-                line: i + 2,
-                problem: format!("{} names but {} values", names.len(), vals.len()),
-            });
-        }
-        for (n, v) in names.iter().zip(vals) {
-            let v = u64::from_str_radix(v, 16).map_err(|_| kernel::ParseError {
-                line: i + 2,
-                problem: format!("expected a hex number, found {v:?}"),
-            })?;
-            let sum = sums.get_mut(*n).expect("name inserted");
-            if *n == "entries" {
-                *sum = (*sum).max(v);
-            } else {
-                *sum += v;
-            }
-        }
-    }
-    Ok(sums)
-}
-
-/// Resident memory of a set of processes, bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Rss {
-    pub processes: u64,
-    /// VmRSS: everything resident, shared file pages counted in every process.
-    pub total: u64,
-    /// RssAnon: private heap and stacks, what connections can grow.
-    pub anon: u64,
-}
-
+/// Resident memory of a set of processes (those gone meanwhile are left out).
 pub fn rss(root: &Root, pids: &[u32]) -> Rss {
-    let mut r = Rss::default();
-    for pid in pids {
-        let Ok(text) = root.read(&format!("proc/{pid}/status")) else {
-            continue;
-        };
-        let Ok(st) = procfs::process::Status::from_read(text.as_bytes()) else {
-            continue;
-        };
-        r.processes += 1;
-        r.total += st.vmrss.unwrap_or(0) * 1024;
-        r.anon += st.rssanon.unwrap_or(0) * 1024;
-    }
-    r
+    Host::new(root).rss(pids)
 }
 
 /// net.ipv4.ip_local_port_range of the current network namespace.
 pub fn port_range(root: &Root) -> Option<(u64, u64)> {
-    let t = root.read("proc/sys/net/ipv4/ip_local_port_range").ok()?;
-    let mut it = t.split_whitespace().map(|w| w.parse::<u64>().ok());
-    match (it.next()??, it.next()??) {
-        (lo, hi) if hi >= lo => Some((lo, hi)),
-        _ => None,
-    }
+    Host::new(root).port_range().ok().map(|[lo, hi]| (lo, hi))
 }
 
 /// Growth of each slab cache between two readings, largest first, bytes per connection given
@@ -283,40 +178,6 @@ pub struct SlabGrowth {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// /proc/net/stat/nf_conntrack on Linux 6.18 (two CPUs), with made-up drops on CPU 1.
-    const CT_6_18: &str = "entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart
-00000000  00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000  00000000 00000000 00000000 00000000
-00000000  00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000002 0000001a 00000000 00000000  00000000 00000000 00000000 00000000
-";
-
-    /// /proc/net/stat/nf_conntrack on Linux 6.18.44 (two CPUs), read inside the network
-    /// namespace of tests/verify_conntrack.rs after its run filled the table (262,144 entries,
-    /// nf_conntrack_max 262,144): the SYNs that found no free entry counted under `drop`.
-    const CT_FULL_6_18_44: &str = "entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart
-00040000  00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000594 00000000 00000000  00000000 00000000 00000000 00000000
-00040000  00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000b28 00000000 00000000  00000000 00000000 00000000 00000000
-";
-
-    #[test]
-    fn conntrack_stat_of_a_full_table_counts_entries_once_and_sums_drops() {
-        let s = parse_conntrack_stat(CT_FULL_6_18_44).unwrap();
-        assert_eq!(s["entries"], 262_144);
-        assert_eq!(s["drop"], 0x594 + 0xb28);
-        assert_eq!(s["insert_failed"], 0);
-        assert_eq!(s["early_drop"], 0);
-    }
-
-    #[test]
-    fn conntrack_stat_sums_cpus_in_hex() {
-        let s = parse_conntrack_stat(CT_6_18).unwrap();
-        assert_eq!(s["drop"], 26);
-        assert_eq!(s["insert_failed"], 2);
-        assert_eq!(s["early_drop"], 0);
-        assert!(parse_conntrack_stat("").is_err());
-        assert_eq!(parse_conntrack_stat("a b\n1\n").unwrap_err().line, 2);
-        assert!(parse_conntrack_stat("a\nzz\n").is_err());
-    }
 
     #[test]
     fn usable_memory_does_not_count_new_socket_slab_as_free() {

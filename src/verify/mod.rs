@@ -27,13 +27,15 @@ pub use assemble::{assemble, KnobFacts, Records};
 pub use plan::{LoadOptions, Processes, VerifyPlan};
 pub use progress::Progress;
 
+use crate::knobs::KnobId;
+
 impl KnobFacts {
     /// The values the diagnosis quotes, from check's observation of the host.
     pub fn from_observation(obs: &crate::knobs::Observation) -> KnobFacts {
         KnobFacts {
-            file_max: obs.int("fs.file-max"),
-            somaxconn: obs.int("net.core.somaxconn"),
-            tcp_mem: match obs.get("net.ipv4.tcp_mem") {
+            file_max: obs.int(KnobId::FileMax),
+            somaxconn: obs.int(KnobId::Somaxconn),
+            tcp_mem: match obs.get(KnobId::TcpMem) {
                 Some(crate::knobs::Value::Triple(t)) => Some(*t),
                 _ => None,
             },

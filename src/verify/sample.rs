@@ -92,3 +92,16 @@ impl Peak {
         })
     }
 }
+
+impl super::assemble::AfterHold {
+    /// The counts now, at the end of the hold.
+    pub fn take(rig: &Rig) -> Self {
+        Self {
+            load: rig.load_snapshot(),
+            server_open: rig
+                .server
+                .as_ref()
+                .map_or(0, |s| s.snapshot().websockets_open),
+        }
+    }
+}

@@ -46,12 +46,34 @@ fn a_triple_out_of_order_is_refused_before_anything_is_written() {
 
 #[test]
 fn rlimit_above_nr_open_is_refused() {
-    let p = fixture("nofile-above-nr-open.toml");
-    let e = refused(|_| {}, &["apply", "--yes", "--profile", &p]);
-    assert!(
-        e.contains("rlimit.nofile.hard: profile asks for 99000000, above fs.nr_open"),
-        "{e}"
-    );
+    // One above the fake root's nr_open (1048576 here, 1073741816 on a systemd host).
+    for dir in std::iter::once(fake_root()).chain(
+        apply_support::CAPTURES
+            .iter()
+            .map(|c| apply_support::fake_root_from(c)),
+    ) {
+        let r = dir.path();
+        let over = apply_support::read(r, "proc/sys/fs/nr_open")
+            .parse::<u64>()
+            .unwrap()
+            + 1;
+        let p = r.join("over.toml");
+        std::fs::write(
+            &p,
+            format!("target = 1000\nrole = \"server\"\n[knobs]\n\"rlimit.nofile.hard\" = {over}\n"),
+        )
+        .unwrap();
+        let before = fingerprint(r);
+        let (code, o, e) = run(r, &["apply", "--yes", "--profile", p.to_str().unwrap()]);
+        assert_eq!(code, Some(2), "{o}{e}");
+        assert!(
+            e.contains(&format!(
+                "rlimit.nofile.hard: profile asks for {over}, above fs.nr_open"
+            )),
+            "{e}"
+        );
+        assert!(diff(&before, &fingerprint(r)).is_empty());
+    }
 }
 
 #[test]
@@ -165,7 +187,7 @@ fn rollback_refuses_a_record_of_another_root() {
         e.contains("was made against root") && e.contains(a.path().to_str().unwrap()),
         "{e}"
     );
-    let (code, o, e) = run(a.path(), &["rollback", "--state-dir", st]);
+    let (code, o, e) = run(a.path(), &["rollback", "--yes", "--state-dir", st]);
     assert_eq!(code, Some(0), "{o}{e}");
 }
 
@@ -249,4 +271,82 @@ fn an_unfinished_apply_must_be_rolled_back_first() {
         "{e}"
     );
     assert!(e.contains("run `tune rollback` first"), "{e}");
+}
+
+#[test]
+fn a_non_root_check_next_to_roots_records_passes_with_a_note() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = fake_root();
+    let r = dir.path();
+    let p = fixture("small.toml");
+    let (code, o, e) = run(r, &["apply", "--yes", "--profile", &p]);
+    assert_eq!(code, Some(0), "{o}{e}");
+    // The state directory is root's alone; so are its records.
+    let state = r.join("var/lib/tune");
+    assert_eq!(std::fs::metadata(&state).unwrap().mode() & 0o777, 0o700);
+    for f in std::fs::read_dir(&state).unwrap() {
+        let m = std::fs::symlink_metadata(f.unwrap().path()).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o600);
+    }
+    // Another user (nobody) can read the fake root, but not the records.
+    std::fs::set_permissions(r, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = command("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(crate::support::tune_exe())
+        .arg("--root")
+        .arg(r)
+        .args(["check", "--format", "json", "--profile", &p])
+        .env_remove("TUNE_STATE_DIR")
+        .output()
+        .expect("setpriv (util-linux)");
+    let (o, e) = text(&out);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{o}{e}");
+    let json: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert!(json["drift"].is_null(), "{json:#}");
+    assert!(
+        e.contains("are readable by root only") && e.contains("run tune check as root"),
+        "{e}"
+    );
+    // Root sees the drift view as before.
+    let (code, o, e) = run(r, &["check", "--format", "json", "--profile", &p]);
+    assert!(matches!(code, Some(0 | 1)), "{o}{e}");
+    let json: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(json["drift"]["apply_id"], 1, "{json:#}");
+}
+
+#[test]
+fn a_record_that_is_a_symlink_is_refused() {
+    let e = refused(
+        |r| {
+            std::fs::create_dir_all(r.join("var/lib/tune")).unwrap();
+            std::os::unix::fs::symlink("/etc/passwd", r.join("var/lib/tune/tx-000001.json"))
+                .unwrap();
+        },
+        &["rollback", "--yes"],
+    );
+    assert!(
+        e.contains("is a symbolic link") && e.contains("tx-000001.json"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_record_naming_a_path_outside_the_root_is_refused() {
+    let e = refused(
+        |r| {
+            std::fs::create_dir_all(r.join("var/lib/tune")).unwrap();
+            std::fs::write(
+                r.join("var/lib/tune/tx-000001.json"),
+                r#"{"format":"tune-apply-record","version":1,"id":1,"created_unix":1,
+                "profile":"x","profile_source":"x","root":"/","status":"applied","changes":[
+                {"kind":"file","path":"etc/../../outside","before":{"type":"absent"},"after_hex":"78"}]}"#,
+            )
+            .unwrap();
+        },
+        &["rollback", "--yes"],
+    );
+    assert!(
+        e.contains("etc/../../outside") && e.contains("refused"),
+        "{e}"
+    );
 }

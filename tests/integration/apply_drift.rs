@@ -23,13 +23,22 @@ fn drift_names_live_changes_and_boot_overrides() {
     let root = tune::root::Root::new(r).unwrap();
     assert!(drift_view(&root, None, &tune::knobs::observe(&root, None))
         .unwrap()
+        .applied()
         .is_none());
+    // Whether apply raises fs.file-max depends on the root (a systemd host has LONG_MAX).
+    let file_max_raised = std::fs::read_to_string(r.join("proc/sys/fs/file-max"))
+        .unwrap()
+        .trim()
+        .parse::<u64>()
+        .unwrap()
+        < 4_000_000;
     let out = apply_1m_like(r);
     let (o, e) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{o}{e}");
 
     let (_, d) = drift_view(&root, None, &tune::knobs::observe(&root, None))
         .unwrap()
+        .applied()
         .unwrap();
     let somax = d.iter().find(|d| d.knob == "net.core.somaxconn").unwrap();
     assert!(somax.live_matches, "{d:#?}");
@@ -54,39 +63,63 @@ fn drift_names_live_changes_and_boot_overrides() {
     .unwrap();
     let (_, d) = drift_view(&root, None, &tune::knobs::observe(&root, None))
         .unwrap()
+        .applied()
         .unwrap();
     let somax = d.iter().find(|d| d.knob == "net.core.somaxconn").unwrap();
     assert!(!somax.live_matches);
     assert_eq!(somax.live.as_deref(), Some("128"));
-    let fmax = d.iter().find(|d| d.knob == "fs.file-max").unwrap();
-    assert!(fmax.live_matches);
-    assert_eq!(
-        fmax.boot,
-        BootKeeps::No {
-            value: Some("500000".into()),
-            file: Some("etc/sysctl.d/95-admin.conf".into())
-        }
-    );
     let lines = render_drift(&root, &d).join("\n");
     assert!(
         lines.contains("net.core.somaxconn: applied 65535; live is 128 (changed since apply)"),
         "{lines}"
     );
-    assert!(
-        lines.contains("fs.file-max: applied 4000000; still live; a reboot sets 500000"),
-        "{lines}"
-    );
+    let fmax = d.iter().find(|d| d.knob == "fs.file-max");
+    assert_eq!(fmax.is_some(), file_max_raised, "{d:#?}");
+    if let Some(fmax) = fmax {
+        assert!(fmax.live_matches);
+        assert_eq!(
+            fmax.boot,
+            BootKeeps::No {
+                value: Some("500000".into()),
+                file: Some("etc/sysctl.d/95-admin.conf".into())
+            }
+        );
+        assert!(
+            lines.contains("fs.file-max: applied 4000000; still live; a reboot sets 500000"),
+            "{lines}"
+        );
+    }
 
-    // After rollback there is nothing to drift from.
-    let out = tune()
-        .arg("--root")
-        .arg(r)
-        .arg("rollback")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    // Rollback leaves the daemon's somaxconn alone and says so (exit 1, record open); with
+    // --force it puts it back too, and then there is nothing to drift from.
+    let rollback = |extra: &[&str]| {
+        tune()
+            .arg("--root")
+            .arg(r)
+            .args(["rollback", "--yes"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = rollback(&[]);
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{o}{e}");
+    assert!(
+        o.contains("net.core.somaxconn is 128, not the 65535 tune set")
+            && o.contains("`tune rollback --force`"),
+        "{o}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.join("proc/sys/net/core/somaxconn")).unwrap(),
+        "128\n"
+    );
+    let out = rollback(&["--force"]);
+    let (o, e) = text(&out);
+    assert!(out.status.success(), "{o}{e}");
+    assert!(o.contains("net.core.somaxconn: 128 -> "), "{o}");
     assert!(drift_view(&root, None, &tune::knobs::observe(&root, None))
         .unwrap()
+        .applied()
         .is_none());
 }
 

@@ -21,7 +21,7 @@ fn rollback(root: &Path, extra: &[&str]) -> std::process::Output {
     tune()
         .arg("--root")
         .arg(root)
-        .arg("rollback")
+        .args(["rollback", "--yes"])
         .args(extra)
         .output()
         .unwrap()
@@ -29,7 +29,33 @@ fn rollback(root: &Path, extra: &[&str]) -> std::process::Output {
 
 #[test]
 fn persist_then_rollback_leaves_the_tree_byte_identical() {
-    let dir = fake_root();
+    persist_then_rollback(fake_root());
+}
+
+#[test]
+fn persist_then_rollback_on_captured_roots() {
+    for capture in apply_support::CAPTURES {
+        persist_then_rollback(apply_support::fake_root_from(capture));
+    }
+}
+
+/// What 1m-like asks of an at-least knob on this root: (the value after apply, whether apply
+/// raises it). Expectations come from the fake root, never from the machine that wrote the test.
+fn raised(r: &Path, rel: &str, profile: &[u64]) -> (String, bool) {
+    let live: Vec<u64> = read(r, rel)
+        .split(' ')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let after: Vec<u64> = live.iter().zip(profile).map(|(l, p)| *l.max(p)).collect();
+    let text = after
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(" ");
+    (text, after != live)
+}
+
+fn persist_then_rollback(dir: tempfile::TempDir) {
     let r = dir.path();
     // An admin's file in the way of ours, with an unusual mode, must come back exactly.
     std::fs::write(
@@ -43,7 +69,10 @@ fn persist_then_rollback_leaves_the_tree_byte_identical() {
     )
     .unwrap();
     let before = fingerprint(r);
-    let live_nr_open: u64 = read(r, "proc/sys/fs/nr_open").parse().unwrap();
+    let file_max = raised(r, "proc/sys/fs/file-max", &[4_000_000]);
+    let nr_open = raised(r, "proc/sys/fs/nr_open", &[2_000_000]);
+    let tcp_mem = raised(r, "proc/sys/net/ipv4/tcp_mem", &[786432, 1048576, 1572864]);
+    let hashsize = raised(r, "sys/module/nf_conntrack/parameters/hashsize", &[524288]);
 
     let out = apply(
         r,
@@ -53,18 +82,12 @@ fn persist_then_rollback_leaves_the_tree_byte_identical() {
     let (o, e) = text(&out);
     // RLIMIT_NOFILE without --pid cannot change at run time: the plan is incomplete, exit 1.
     assert_eq!(out.status.code(), Some(1), "{o}{e}");
-    assert_eq!(read(r, "proc/sys/fs/file-max"), "4000000", "{o}");
-    assert_eq!(
-        read(r, "proc/sys/fs/nr_open"),
-        live_nr_open.max(2_000_000).to_string()
-    );
-    assert_eq!(
-        read(r, "proc/sys/net/ipv4/tcp_mem"),
-        "786432 1048576 1572864"
-    );
+    assert_eq!(read(r, "proc/sys/fs/file-max"), file_max.0, "{o}");
+    assert_eq!(read(r, "proc/sys/fs/nr_open"), nr_open.0, "{o}");
+    assert_eq!(read(r, "proc/sys/net/ipv4/tcp_mem"), tcp_mem.0, "{o}");
     assert_eq!(
         read(r, "sys/module/nf_conntrack/parameters/hashsize"),
-        "524288"
+        hashsize.0
     );
     let sysctl = std::fs::read_to_string(r.join("etc/sysctl.d/90-tune.conf")).unwrap();
     assert!(
@@ -72,21 +95,35 @@ fn persist_then_rollback_leaves_the_tree_byte_identical() {
         "{sysctl}"
     );
     assert!(sysctl.contains("Undo: `tune rollback`"), "{sysctl}");
-    assert!(sysctl.contains("\nfs.file-max = 4000000\n"), "{sysctl}");
-    assert!(
-        sysctl.contains("\nnet.ipv4.tcp_mem = 786432 1048576 1572864\n"),
-        "{sysctl}"
-    );
+    // Boot files carry only what apply changed.
+    for (knob, (value, changed)) in [
+        ("fs.file-max", &file_max),
+        ("fs.nr_open", &nr_open),
+        ("net.ipv4.tcp_mem", &tcp_mem),
+    ] {
+        let line = format!("\n{knob} = {value}\n");
+        assert_eq!(sysctl.contains(&line), *changed, "{line:?} in {sysctl}");
+        assert_eq!(
+            sysctl.contains(&format!("\n{knob} = ")),
+            *changed,
+            "{sysctl}"
+        );
+    }
     let mode = std::fs::metadata(r.join("etc/sysctl.d/90-tune.conf"))
         .unwrap()
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o644);
-    let modprobe = std::fs::read_to_string(r.join("etc/modprobe.d/90-tune.conf")).unwrap();
-    assert!(
-        modprobe.contains("\noptions nf_conntrack hashsize=524288\n"),
-        "{modprobe}"
-    );
+    let modprobe = std::fs::read_to_string(r.join("etc/modprobe.d/90-tune.conf"));
+    if hashsize.1 {
+        let modprobe = modprobe.unwrap();
+        assert!(
+            modprobe.contains(&format!("\noptions nf_conntrack hashsize={}\n", hashsize.0)),
+            "{modprobe}"
+        );
+    } else {
+        assert!(modprobe.is_err(), "{modprobe:?}");
+    }
     let limits = std::fs::read_to_string(r.join("etc/security/limits.d/90-tune.conf")).unwrap();
     assert!(
         limits.contains("*     hard nofile 1048576")
@@ -111,7 +148,11 @@ fn persist_then_rollback_leaves_the_tree_byte_identical() {
     let out = apply(r, &fixture("1m-like.toml"), &[]);
     let (o, _) = text(&out);
     let line = o.lines().find(|l| l.starts_with("fs.file-max")).unwrap();
-    assert!(line.ends_with("ok (at profile)"), "{o}");
+    if file_max.1 || file_max.0 == "4000000" {
+        assert!(line.ends_with("ok (at profile)"), "{o}");
+    } else {
+        assert!(line.contains("kept (higher than profile"), "{o}");
+    }
     assert!(o.contains("Nothing to change."), "{o}");
 
     let list = rollback(r, &["--list"]);
@@ -127,12 +168,13 @@ fn persist_then_rollback_leaves_the_tree_byte_identical() {
         ),
         "{o}"
     );
-    assert!(
+    assert_eq!(
         o.contains("etc/modprobe.d/: removed (tune created it)"),
+        hashsize.1,
         "{o}"
     );
     assert!(o.contains("wsserver.service.d/: removed"), "{o}");
-    assert!(o.contains("fs.file-max: 4000000 -> "), "{o}");
+    assert_eq!(o.contains("fs.file-max: 4000000 -> "), file_max.1, "{o}");
     // Only the state directory differs from the tree before apply.
     let after = fingerprint(r);
     let changes: Vec<String> = diff(&before, &after)
@@ -310,6 +352,7 @@ fn an_interrupted_apply_is_rolled_back_from_its_record() {
             path: "proc/sys/net/core/somaxconn".into(),
             before: somax,
             after: "65535".into(),
+            netns: None,
         },
         Change::Dir {
             path: "etc/modprobe.d".into(),
@@ -444,7 +487,7 @@ fn rollback_puts_back_content_mode_and_modification_times() {
     // Apply replaced both files: new content, new times.
     assert!(std::fs::read_to_string(&sysctl)
         .unwrap()
-        .contains("fs.file-max = 4000000"));
+        .contains("# Written by `tune apply --persist`"));
     assert_ne!(mtime(&sysctl), times[0]);
     assert_ne!(mtime(&limits), times[1]);
     // Replacing a file and creating modprobe.d and system.conf.d moved every directory's time.
@@ -494,4 +537,141 @@ fn rollback_puts_back_content_mode_and_modification_times() {
     );
     assert_eq!([mtime(&sysctl), mtime(&limits)], times, "{o}");
     assert_eq!(dirs.each_ref().map(|d| mtime(d)), dir_times, "{o}");
+}
+
+#[test]
+fn persist_writes_only_what_tune_changes_and_says_why_not_the_rest() {
+    let dir = fake_root();
+    let r = dir.path();
+    // A profile that fs.file-max already meets (whatever the fake root holds is above 1000),
+    // and a somaxconn above the fake root's.
+    let live_somax: u64 = read(r, "proc/sys/net/core/somaxconn").parse().unwrap();
+    let live_file_max = read(r, "proc/sys/fs/file-max");
+    let want = live_somax + 1;
+    let profile = r.join("p.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            "target = 1\nrole = \"server\"\n[knobs]\n\"net.core.somaxconn\" = {want}\n\"fs.file-max\" = 1000\n"
+        ),
+    )
+    .unwrap();
+    let out = apply(r, profile.to_str().unwrap(), &["--persist"]);
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{o}{e}");
+    let sysctl = std::fs::read_to_string(r.join("etc/sysctl.d/90-tune.conf")).unwrap();
+    assert!(
+        sysctl.contains(&format!("net.core.somaxconn = {want}")),
+        "{sysctl}"
+    );
+    assert!(!sysctl.contains("fs.file-max"), "{sysctl}");
+    assert!(
+        o.contains(&format!(
+            "note: fs.file-max: not persisted: {live_file_max} already meets the profile"
+        )),
+        "{o}"
+    );
+    assert_eq!(read(r, "proc/sys/fs/file-max"), live_file_max);
+}
+
+/// The number of steps (changes) of the only record in `state`.
+fn recorded_steps(state: &Path) -> usize {
+    let f = std::fs::read_dir(state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("a record");
+    let rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+    rec["changes"].as_array().unwrap().len()
+}
+
+#[test]
+fn a_kill_after_any_step_is_undone_byte_for_byte_by_rollback() {
+    kill_after_each_step(fake_root());
+}
+
+#[test]
+fn a_kill_after_any_step_on_captured_roots() {
+    for capture in apply_support::CAPTURES {
+        kill_after_each_step(apply_support::fake_root_from(capture));
+    }
+}
+
+fn kill_after_each_step(dir: tempfile::TempDir) {
+    use std::io::BufRead;
+    let r = dir.path();
+    let state = tempfile::tempdir().unwrap();
+    let st = state.path().to_str().unwrap().to_string();
+    let before = fingerprint(r);
+    let profile = fixture("1m-like.toml");
+    let args = |extra: &[&str]| {
+        let mut a = vec!["--root", r.to_str().unwrap()];
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&["--state-dir", &st]);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let apply_args = args(&[
+        "apply",
+        "--yes",
+        "--persist",
+        "--service",
+        "wsserver",
+        "--profile",
+        &profile,
+    ]);
+    let rollback_args = args(&["rollback", "--yes"]);
+    // A full apply, to learn how many steps there are; rolled back.
+    let out = tune().args(&apply_args).output().unwrap();
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{o}{e}");
+    let steps = recorded_steps(state.path());
+    assert!(steps >= 6, "{steps} steps: {o}");
+    let out = tune().args(&rollback_args).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out).0);
+    std::fs::remove_dir_all(state.path()).unwrap();
+    // Killed (SIGKILL) after step k, for every k from "record written, nothing changed" (0) to
+    // "every change made, record not yet closed" (steps).
+    for k in 0..=steps {
+        let mut child = tune()
+            .args(&apply_args)
+            .env(tune::transaction::PAUSE_HOOK, k.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while err.read_line(&mut line).unwrap() > 0 && !line.contains("paused after step") {
+            line.clear();
+        }
+        assert!(
+            line.contains(&format!("paused after step {k} ")),
+            "k={k}: {line:?}"
+        );
+        crate::support::kill_group(child.id());
+        child.wait().unwrap();
+        // The next apply refuses to stack on the unfinished one and changes nothing.
+        let mid = fingerprint(r);
+        assert_eq!(
+            diff(&before, &mid).is_empty(),
+            k == 0,
+            "k={k}: the first k steps were made before the kill"
+        );
+        let out = tune().args(&apply_args).output().unwrap();
+        let (o, e) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "k={k}: {o}{e}");
+        assert!(
+            e.contains("did not finish") && e.contains("run `tune rollback` first"),
+            "{e}"
+        );
+        assert!(diff(&mid, &fingerprint(r)).is_empty(), "k={k}");
+        // Rollback puts the tree back exactly.
+        let out = tune().args(&rollback_args).output().unwrap();
+        let (o, e) = text(&out);
+        assert!(out.status.success(), "k={k}: {o}{e}");
+        let d = diff(&before, &fingerprint(r));
+        assert!(d.is_empty(), "k={k}: {d:#?}\n{o}");
+        std::fs::remove_dir_all(state.path()).unwrap();
+    }
 }

@@ -1,17 +1,18 @@
-//! `tune apply --dry-run --persist` against this machine's real root prints the plan and files and changes nothing.
+//! `tune apply --dry-run --persist` against this machine's real root prints the plan and files and changes nothing
+//! (run where /proc/sys, /sys and /etc are read-only, so it could not change anything either).
 
 use crate::apply_support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use apply_support::{fixture, text, tune};
+use apply_support::{fixture, text, tune_on_read_only_host};
 
 /// Every run-time value tune could write, and every boot file or directory it could touch.
 fn host_state() -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for knob in tune::knobs::REGISTRY {
-        if let Some(rel) = tune::cmd::apply::write_path(knob.write) {
+        if let Some(rel) = tune::transaction::write_path(knob.write) {
             let v = std::fs::read_to_string(Path::new("/").join(&rel))
                 .unwrap_or_else(|e| e.to_string());
             out.insert(rel, v);
@@ -50,11 +51,16 @@ fn host_state() -> BTreeMap<String, String> {
 #[test]
 fn dry_run_with_persist_on_the_real_host_changes_nothing() {
     let before = host_state();
-    let out = tune()
-        .args(["apply", "--dry-run", "--persist", "--profile"])
-        .arg(fixture("1m-like.toml"))
-        .output()
-        .unwrap();
+    // Behind a read-only view of the host: even a dry run that wrote could not.
+    let out = tune_on_read_only_host(&[
+        "apply",
+        "--dry-run",
+        "--persist",
+        "--profile",
+        &fixture("1m-like.toml"),
+    ])
+    .output()
+    .unwrap();
     let (o, e) = text(&out);
     let after = host_state();
     assert_eq!(before, after, "the host changed:\n{o}\n{e}");

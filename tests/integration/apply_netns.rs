@@ -1,16 +1,16 @@
 //! apply and rollback for real, inside network namespaces these tests create (`unshare -n`), read back from the kernel.
 //!
 //! Only per-namespace knobs change; host-wide knobs must come out as
-//! "cannot change here", and the host's values are compared before and after.
+//! "cannot change here", and the host's values are compared before and after. Every run sits
+//! behind `apply_support::HOST_GUARD` (read-only /proc/sys except net, /sys, /etc, ...), so
+//! a tune that regressed could not write a host-wide knob either.
 
 use crate::apply_support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use crate::support::command;
-
-use apply_support::{fixture, host_wide_values};
+use apply_support::{fixture, host_wide_values, sandboxed, tune_sandboxed};
 
 const PER_NS: &[&str] = &[
     "net/core/somaxconn",
@@ -33,12 +33,8 @@ fn in_netns(steps: &str) -> (BTreeMap<String, BTreeMap<String, String>>, String)
         .collect::<Vec<_>>()
         .join("; ");
     let script = format!("show() {{ echo \"== $1\"; {show}; }}\n{steps}\n");
-    let out = command("unshare")
-        .args(["-n", "--", "sh", "-c", &script])
-        .env("TUNE", env!("CARGO_BIN_EXE_tune"))
+    let out = sandboxed(&script)
         .env("STATE", state.path())
-        .env_remove("TUNE_ROOT")
-        .env_remove("TUNE_STATE_DIR")
         .output()
         .expect("unshare (util-linux) runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -69,13 +65,13 @@ fn per_namespace_knobs_are_raised_and_rolled_back() {
         "show before\n\
          $TUNE apply --profile {p} --state-dir \"$STATE\" --yes; echo \"apply_exit=$?\"\n\
          show applied\n\
-         $TUNE rollback --state-dir \"$STATE\"; echo \"rollback_exit=$?\"\n\
+         $TUNE rollback --yes --state-dir \"$STATE\"; echo \"rollback_exit=$?\"\n\
          show rolled\n\
-         $TUNE rollback --state-dir \"$STATE\"; echo \"again_exit=$?\"\n\
+         $TUNE rollback --yes --state-dir \"$STATE\"; echo \"again_exit=$?\"\n\
          show again\n\
          $TUNE apply --profile {p} --state-dir \"$STATE\" --yes --allow-lower > /dev/null; echo \"lower_exit=$?\"\n\
          show lowered\n\
-         $TUNE rollback --state-dir \"$STATE\" > /dev/null\n\
+         $TUNE rollback --yes --state-dir \"$STATE\" > /dev/null\n\
          show restored"
     ));
     let (before, applied) = (&s["before"], &s["applied"]);
@@ -115,8 +111,13 @@ fn per_namespace_knobs_are_raised_and_rolled_back() {
     // so it is set to 1 without --allow-lower.
     assert_eq!(before["net/ipv4/tcp_tw_reuse"], "2", "{log}");
     assert_eq!(applied["net/ipv4/tcp_tw_reuse"], "1", "{log}");
-    // The copied tcp_rmem max is above the profile's: kept unless --allow-lower.
-    assert!(rmax > 16777216, "{log}");
+    // A copied tcp_rmem max above the profile's is kept unless --allow-lower (checked below).
+    // The plan's words follow each knob's direction (tcp_fin_timeout's requirement is a maximum).
+    let fin = log
+        .lines()
+        .find(|l| l.starts_with("net.ipv4.tcp_fin_timeout"))
+        .unwrap();
+    assert!(fin.ends_with("shorten -> 15"), "{fin}");
     // Host-wide knobs were refused, so the plan is incomplete: exit 1.
     assert!(log.contains("apply_exit=1"), "{log}");
     assert!(log.contains("inside a child network namespace"), "{log}");
@@ -167,7 +168,8 @@ fn a_value_the_kernel_refuses_part_way_restores_what_was_written() {
         log.contains("net.ipv4.ip_local_port_range: the kernel refused \"1000 65535\" (EINVAL)"),
         "{log}"
     );
-    assert!(log.contains("put back"), "{log}");
+    // The true count: two values had changed; the refused one never did.
+    assert!(log.contains("was put back (2 step(s))"), "{log}");
     assert_eq!(s["after"], s["before"], "{log}");
     // The transaction record of a fully restored apply is gone: nothing to roll back later.
     assert!(log.contains("\nlisted"), "state dir not empty: {log}");
@@ -196,12 +198,9 @@ fn rlimit_of_a_running_process_is_raised_and_restored() {
     let state = dir.path().join("state");
     // In a fresh namespace: whatever else the profile's formulas ask for, the host stays as it is.
     let in_ns = |args: &[&str]| {
-        command("unshare")
-            .args(["-n", "--", env!("CARGO_BIN_EXE_tune")])
-            .args(args)
+        tune_sandboxed(args)
             .arg("--state-dir")
             .arg(&state)
-            .env_remove("TUNE_ROOT")
             .output()
             .unwrap()
     };
@@ -239,7 +238,7 @@ fn rlimit_of_a_running_process_is_raised_and_restored() {
             "{o}"
         );
     }
-    let out = in_ns(&["rollback"]);
+    let out = in_ns(&["rollback", "--yes"]);
     let (o, e) = apply_support::text(&out);
     assert!(out.status.success(), "{o}{e}");
     assert_eq!(host_wide_values(), host_before);
@@ -263,7 +262,7 @@ fn the_1m_profile_inside_a_fresh_namespace() {
         "show before\n\
          $TUNE apply --profile {p} --state-dir \"$STATE\" --yes; echo \"apply_exit=$?\"\n\
          show applied\n\
-         $TUNE rollback --state-dir \"$STATE\"; echo \"rollback_exit=$?\"\n\
+         $TUNE rollback --yes --state-dir \"$STATE\"; echo \"rollback_exit=$?\"\n\
          show rolled"
     ));
     assert_eq!(s["applied"]["net/core/somaxconn"], "65535", "{log}");
@@ -282,4 +281,67 @@ fn the_1m_profile_inside_a_fresh_namespace() {
     );
     assert_eq!(s["rolled"], s["before"], "{log}");
     assert_eq!(host_wide_values(), host_before);
+}
+
+#[test]
+fn rollback_shows_its_plan_leaves_later_changes_alone_and_stays_in_its_namespace() {
+    let host_before = host_wide_values();
+    let p = fixture("netns.toml");
+    let (s, log) = in_netns(&format!(
+        "show before\n\
+         $TUNE apply --profile {p} --state-dir \"$STATE\" --yes > /dev/null; echo \"apply_exit=$?\"\n\
+         echo 30000 > /proc/sys/net/core/somaxconn\n\
+         show changed\n\
+         $TUNE rollback --state-dir \"$STATE\" < /dev/null; echo \"noyes_exit=$?\"\n\
+         $TUNE rollback --dry-run --state-dir \"$STATE\"; echo \"dry_exit=$?\"\n\
+         show dry\n\
+         unshare -n $TUNE rollback --yes --force --state-dir \"$STATE\"; echo \"otherns_exit=$?\"\n\
+         show otherns\n\
+         $TUNE rollback --yes --state-dir \"$STATE\"; echo \"drift_exit=$?\"\n\
+         show left\n\
+         $TUNE rollback --yes --force --state-dir \"$STATE\"; echo \"force_exit=$?\"\n\
+         show forced\n\
+         $TUNE rollback --yes --state-dir \"$STATE\"; echo \"again_exit=$?\""
+    ));
+    assert!(log.contains("apply_exit=1"), "{log}");
+    let (before, changed) = (&s["before"], &s["changed"]);
+    assert_eq!(changed["net/core/somaxconn"], "30000", "{log}");
+    // Without a terminal and without --yes nothing happens (exit 2), as for apply.
+    assert!(log.contains("noyes_exit=2"), "{log}");
+    assert!(log.contains("pass --yes to roll back"), "{log}");
+    // The dry run shows the plan, names the drifted value and changes nothing; exit 1 says a
+    // value would be left alone.
+    assert!(log.contains("dry_exit=1"), "{log}");
+    assert!(
+        log.contains("net.core.somaxconn: is 30000, not the 65535 tune set: changed since the apply, left alone"),
+        "{log}"
+    );
+    assert!(
+        log.contains("net.ipv4.tcp_max_tw_buckets: put back what was there before"),
+        "{log}"
+    );
+    assert_eq!(&s["dry"], changed, "{log}");
+    // From another network namespace the rollback is refused, even with --force.
+    assert!(log.contains("otherns_exit=2"), "{log}");
+    assert!(
+        log.contains("in network namespace net:[")
+            && log.contains("run `tune rollback` inside that namespace"),
+        "{log}"
+    );
+    assert_eq!(&s["otherns"], changed, "{log}");
+    // Without --force: everything else back, somaxconn left at 30000, exit 1, record open.
+    assert!(log.contains("drift_exit=1"), "{log}");
+    let mut want = before.clone();
+    want.insert("net/core/somaxconn".into(), "30000".into());
+    assert_eq!(&s["left"], &want, "{log}");
+    assert!(log.contains("`tune rollback --force`"), "{log}");
+    // --force puts it back too; then the record is closed and there is nothing left to do.
+    assert!(log.contains("force_exit=0"), "{log}");
+    assert!(log.contains("net.core.somaxconn: 30000 -> "), "{log}");
+    assert_eq!(&s["forced"], before, "{log}");
+    assert!(
+        log.contains("again_exit=0") && log.contains("Nothing to roll back"),
+        "{log}"
+    );
+    assert_eq!(host_wide_values(), host_before, "host-wide values changed");
 }

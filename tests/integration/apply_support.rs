@@ -46,18 +46,38 @@ fn copy_or(dst: &Path, src: &str, default: &str) {
 /// A fake root copied from this machine: /proc/sys values, /proc/self limits and status, meminfo,
 /// the boot configuration (sysctl.conf, sysctl.d, usr/lib/sysctl.d), etc/security/limits.d, etc/systemd.
 pub fn fake_root() -> tempfile::TempDir {
+    fake_root_copying("")
+}
+
+/// The captured roots the apply tests also run against, each with a reason to.
+pub const CAPTURES: &[&str] = &[
+    // fs.file-max LONG_MAX and fs.nr_open 1073741816, as systemd's PID 1 sets them.
+    "systemd-host-6.18",
+];
+
+/// A fake root like [`fake_root`], with the kernel's files taken from the captured root
+/// tests/fixtures/roots/`capture` instead of this machine.
+pub fn fake_root_from(capture: &str) -> tempfile::TempDir {
+    fake_root_copying(&format!(
+        "{}/tests/fixtures/roots/{capture}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+}
+
+/// `base` is "" for this machine's / or a captured root's directory.
+fn fake_root_copying(base: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let r = dir.path();
-    // Every sysctl the registry reads, copied from this machine's /proc/sys.
+    // Every sysctl the registry reads, copied from /proc/sys.
     for rel in tune::knobs::sources(None)
         .iter()
         .filter(|p| p.starts_with("proc/sys/"))
     {
-        copy_or(&r.join(rel), &format!("/{rel}"), "262144\n");
+        copy_or(&r.join(rel), &format!("{base}/{rel}"), "262144\n");
     }
     copy_or(
         &r.join("sys/module/nf_conntrack/parameters/hashsize"),
-        "/sys/module/nf_conntrack/parameters/hashsize",
+        &format!("{base}/sys/module/nf_conntrack/parameters/hashsize"),
         "262144\n",
     );
     // The kernel shows the module's hashsize as nf_conntrack_buckets: one value, two names.
@@ -68,9 +88,9 @@ pub fn fake_root() -> tempfile::TempDir {
         &buckets,
     )
     .unwrap();
-    copy_or(&r.join("proc/self/limits"), "/proc/self/limits", "");
-    copy_or(&r.join("proc/self/status"), "/proc/self/status", "");
-    copy_or(&r.join("proc/meminfo"), "/proc/meminfo", "");
+    for rel in ["proc/self/limits", "proc/self/status", "proc/meminfo"] {
+        copy_or(&r.join(rel), &format!("{base}/{rel}"), "");
+    }
     copy_or(&r.join("etc/sysctl.conf"), "/etc/sysctl.conf", "");
     copy_or(
         &r.join("usr/lib/sysctl.d/50-pid-max.conf"),
@@ -190,4 +210,60 @@ pub fn host_wide_values() -> Vec<(String, String)> {
         )
     })
     .collect()
+}
+
+/// The shell lines that make host-wide writes impossible for whatever runs after them, even a
+/// tune that regressed: in a private mount namespace /proc/sys, /sys, /etc, /usr and /var are
+/// read-only, except /proc/sys/net, which shows only the test's own network namespace (whose
+/// host-wide entries the kernel already makes read-only there). It checks itself and stops the
+/// script (exit 99) if fs.file-max is still writable. Run it under `unshare -m -n`.
+pub const HOST_GUARD: &str = r#"set -e
+mount --make-rprivate /
+ro() { mount --bind "$1" "$1" && mount -o remount,bind,ro "$1"; }
+ro /proc/sys; ro /sys; ro /etc; ro /usr; ro /var
+mount --bind /proc/sys/net /proc/sys/net && mount -o remount,bind,rw /proc/sys/net
+if [ -w /proc/sys/fs/file-max ] || [ -w /sys/module ]; then
+  echo "HOST_GUARD broken: host-wide knobs are writable" >&2; exit 99
+fi
+set +e
+"#;
+
+/// `sh -c SCRIPT` in a fresh network namespace behind [`HOST_GUARD`], with `$TUNE` set to the
+/// binary. Extra arguments become `$0`, `$1`, ... of the script.
+pub fn sandboxed(script: &str) -> crate::support::Tune {
+    let mut c = crate::support::command("unshare");
+    c.args(["-m", "-n", "--", "sh", "-c"])
+        .arg(format!("{HOST_GUARD}{script}"))
+        .env("TUNE", crate::support::tune_exe())
+        .env_remove("TUNE_ROOT")
+        .env_remove("TUNE_STATE_DIR");
+    c
+}
+
+/// `tune ARGS` in the host's own network namespace with everything it could write read-only
+/// (in a private mount namespace: /proc/sys, /sys, /etc, /usr, /var), for runs that must see
+/// the real host and must not be able to change it.
+pub fn tune_on_read_only_host(args: &[&str]) -> crate::support::Tune {
+    let guard = HOST_GUARD.replace(
+        "mount --bind /proc/sys/net /proc/sys/net && mount -o remount,bind,rw /proc/sys/net\n",
+        "",
+    );
+    let mut c = crate::support::command("unshare");
+    c.args(["-m", "--", "sh", "-c"])
+        .arg(format!(
+            "{guard}[ -w /proc/sys/net/core/somaxconn ] && exit 99\nexec \"$TUNE\" \"$@\""
+        ))
+        .arg("tune")
+        .args(args)
+        .env("TUNE", crate::support::tune_exe())
+        .env_remove("TUNE_ROOT")
+        .env_remove("TUNE_STATE_DIR");
+    c
+}
+
+/// `tune ARGS` in a fresh network namespace behind [`HOST_GUARD`].
+pub fn tune_sandboxed(args: &[&str]) -> crate::support::Tune {
+    let mut c = sandboxed(r#"exec "$TUNE" "$@""#);
+    c.arg("tune").args(args);
+    c
 }

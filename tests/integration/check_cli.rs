@@ -317,7 +317,7 @@ fn bad_input_exits_2_with_a_clear_error() {
             "--pid 999999999: no such process",
         ),
         (&["check", "--target", "0"], "above 0"),
-        (&["explain", "somaxconn"], "known knobs: "),
+        (&["explain", "somaxcon"], "did you mean net.core.somaxconn?"),
         (
             &[
                 "--root",
@@ -470,6 +470,87 @@ fn without_slabinfo_the_documented_default_cost_is_used_and_said() {
         .as_str()
         .unwrap()
         .starts_with("from /proc/slabinfo: TCP "));
+}
+
+/// The fuzzer's slabinfo (issue 11): check does not overflow; it names the file and line, and
+/// plans with the documented default cost.
+#[test]
+fn an_absurd_slabinfo_is_refused_naming_the_file() {
+    let dir = copy_root("linux-6.18-host");
+    std::fs::write(
+        dir.path().join("proc/slabinfo"),
+        "slabinfo - version: 2.1\nTCP 1 1 2368 13 18446744073709551615 : tunables 0 0 0 : slabdata 1 1 0\n",
+    )
+    .unwrap();
+    let out = tune()
+        .arg("--root")
+        .arg(dir.path())
+        .args(["check", "--target", "1000", "--format", "json"])
+        .output()
+        .unwrap();
+    let json: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let row = knob(&json, "memory.per-socket");
+    assert_eq!(
+        row["current"],
+        tune::kernel::slabinfo::DEFAULT_BYTES_PER_SOCKET
+    );
+    let note = row["note"].as_str().unwrap();
+    let path = dir.path().join("proc/slabinfo");
+    assert!(
+        note.contains(&format!(
+            "{}: line 2: TCP: 18446744073709551615 pages per slab",
+            path.display()
+        )),
+        "{note}"
+    );
+}
+
+#[test]
+fn explain_takes_a_unique_suffix_and_suggests_near_names() {
+    let out = tune().args(["explain", "somaxconn"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("net.core.somaxconn\n  what:"), "{text}");
+    let out = tune().args(["explain", "nofile.hard"]).output().unwrap();
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .starts_with("rlimit.nofile.hard\n"));
+    let out = tune().args(["explain", "tcp_mme"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("did you mean net.ipv4.tcp_mem"), "{err}");
+}
+
+/// explain and tune-knobs(7) render the same KnobDoc: each field explain prints for a knob
+/// appears in that knob's entry of the committed man page.
+#[test]
+fn explain_and_the_man_page_say_the_same() {
+    let man =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/tune-knobs.7"))
+            .unwrap();
+    // The page's text with roff's escapes undone, as plain words.
+    let plain = man
+        .replace("\\-", "-")
+        .replace("\\*(Aq", "'")
+        .replace("\\[u00D7]", "×");
+    let plain: String = plain.split_whitespace().collect::<Vec<_>>().join(" ");
+    for knob in [
+        "net.core.somaxconn",
+        "rlimit.nofile.hard",
+        "net.ipv4.tcp_mem",
+        "memory.per-socket",
+    ] {
+        let out = tune().args(["explain", knob]).output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        for line in text.lines().skip(1) {
+            let (label, field) = line.trim_start().split_once(':').unwrap();
+            let field: String = field.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(
+                plain.contains(&field),
+                "{knob}: {label} {field:?} is not in tune-knobs.7"
+            );
+        }
+    }
 }
 
 #[test]

@@ -117,6 +117,28 @@ fn a_user_namespace_does_not_raise_the_hard_nofile_limit() {
         .find(|b| b["limit"] == "fs.file-max")
         .unwrap();
     assert!(fm["connections"].is_u64(), "{fm:#}");
+
+    // apply does not offer what the kernel will refuse there: the hard limit and the
+    // host-wide sysctls are "cannot change here", naming the user namespace.
+    let out = command("unshare")
+        .args(["-Ur", "--", tune_exe()])
+        .args(["apply", "--profile", "1m", "--dry-run", "--pid"])
+        .arg(std::process::id().to_string())
+        .env_remove("TUNE_ROOT")
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout);
+    for knob in ["rlimit.nofile.hard", "fs.nr_open"] {
+        let line = plan
+            .lines()
+            .find(|l| l.starts_with(knob))
+            .unwrap_or_else(|| panic!("no {knob} line: {plan}"));
+        assert!(line.contains("cannot change here"), "{plan}");
+    }
+    assert!(
+        plan.contains("user namespace (rootless container)"),
+        "{plan}"
+    );
 }
 
 #[test]
@@ -168,6 +190,55 @@ fn a_ct_rule_before_any_traffic_makes_conntrack_bind() {
             "check", "--target", &target, "--role", "loopback", "--format", "json",
         ],
     ));
+    let row = c["capacity"]["host_limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["limit"] == "net.netfilter.nf_conntrack_max")
+        .unwrap()
+        .clone();
+    assert!(row["connections"].is_null(), "{row:#}");
+}
+
+#[test]
+fn a_stale_entry_without_tracking_does_not_make_conntrack_bind() {
+    if let Some(why) = nft_unavailable() {
+        return skip("stale_entry", &why);
+    }
+    if !std::path::Path::new("/proc/sys/net/netfilter/nf_conntrack_max").exists() {
+        return skip(
+            "stale_entry",
+            "nf_conntrack is not loaded and a test does not load modules",
+        );
+    }
+    // A ct rule, one connection (tune check's own probe) that leaves an entry behind, then the
+    // table removed: the count stays above 0, but new connections are no longer tracked.
+    let setup = format!(
+        "{CT_RULE}\n\"$0\" check --target 10 --role server --format json >/dev/null\nnft delete table inet tune_ct"
+    );
+    let (_, c, stderr) = run_json(in_netns(
+        &setup,
+        &[
+            "check", "--target", "1000", "--role", "loopback", "--format", "json",
+        ],
+    ));
+    let count = c["knobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["knob"] == "net.netfilter.nf_conntrack_count")
+        .unwrap()["current"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        count >= 1,
+        "the earlier connection's entry is gone: {c:#}\n{stderr}"
+    );
+    assert_eq!(
+        c["container"]["conntrack"]["state"], "does-not",
+        "{:#}",
+        c["container"]
+    );
     let row = c["capacity"]["host_limits"]
         .as_array()
         .unwrap()

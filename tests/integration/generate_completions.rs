@@ -37,7 +37,10 @@ fn have(shell: &str) -> bool {
             std::env::var_os("TUNE_TEST_SHELLS").is_none(),
             "{shell} is not installed but TUNE_TEST_SHELLS is set: apt-get install {shell}"
         );
-        eprintln!("skipping: {shell} is not installed (scripts/test-all installs it)");
+        crate::support::skip(
+            "generate_completions",
+            &format!("{shell} is not installed (scripts/test-all installs it)"),
+        );
     }
     found
 }
@@ -189,7 +192,10 @@ fn bash_offers_the_shipped_profile_names_for_profile_arguments() {
         .collect();
     shipped.sort();
     if shipped.is_empty() {
-        eprintln!("no shipped profiles in docs::sources: nothing to offer");
+        crate::support::skip(
+            "generate_completions",
+            "no shipped profiles in docs::sources: nothing to offer",
+        );
         return;
     }
     let (_dir, path) = script("bash");

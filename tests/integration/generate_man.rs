@@ -106,6 +106,30 @@ fn tune_1_renders_as_a_man_page_people_read() {
 }
 
 #[test]
+fn every_page_has_examples_to_copy() {
+    let dir = generate_into_tempdir();
+    for (name, _) in files(dir.path()) {
+        let out = Command::new("groff")
+            .args(["-man", "-Tutf8", "-P", "-cbou", "-rLL=200n"])
+            .arg(dir.path().join(&name))
+            .output()
+            .expect("groff runs");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let examples: Vec<&str> = text
+            .lines()
+            .skip_while(|l| *l != "EXAMPLES")
+            .skip(1)
+            .take_while(|l| l.is_empty() || l.starts_with(' '))
+            .filter(|l| l.trim_start().starts_with("tune "))
+            .collect();
+        assert!(
+            !examples.is_empty(),
+            "{name}: no EXAMPLES with a tune command:\n{text}"
+        );
+    }
+}
+
+#[test]
 fn knob_page_lists_every_registry_knob_with_both_fixes() {
     let dir = generate_into_tempdir();
     let out = Command::new("groff")

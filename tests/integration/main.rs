@@ -13,6 +13,7 @@ mod serve_support;
 mod verify_support;
 
 mod apply_bad_input;
+mod apply_consumers;
 mod apply_drift;
 mod apply_fakeroot;
 mod apply_host_dryrun;

@@ -374,3 +374,20 @@ impl Drop for Alone {
         GATE.changed.notify_all();
     }
 }
+
+/// True under `TUNE_TEST_STRICT=1` (scripts/test-all sets it): every skip is then a failure.
+pub fn strict() -> bool {
+    std::env::var_os("TUNE_TEST_STRICT").is_some_and(|v| v == "1")
+}
+
+/// A test that cannot run here: says so on the terminal (written to stderr directly, not through
+/// `eprintln!`, which the harness hides for a passing test) and returns, so the caller returns
+/// too. Under `TUNE_TEST_STRICT=1` it fails the test instead: CI has no silent skips.
+pub fn skip(test: &str, why: &str) {
+    assert!(
+        !strict(),
+        "{test}: would be skipped ({why}), and TUNE_TEST_STRICT=1 makes a skip a failure: \
+         prepare the machine as scripts/test-all does"
+    );
+    let _ = writeln!(std::io::stderr(), "\n{test}: SKIPPED: {why}\n");
+}

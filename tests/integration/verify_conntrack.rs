@@ -13,7 +13,6 @@
 
 use crate::verify_support;
 
-use std::io::Write;
 use std::process::Command;
 use std::time::Instant;
 
@@ -30,10 +29,9 @@ fn read_u64(path: &str) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// Says on the terminal that the test was skipped and why. Written to stderr directly, not
-/// through `eprintln!`, which the test harness captures and hides for a passing test.
+/// Says on the terminal that the test was skipped and why (a failure under TUNE_TEST_STRICT=1).
 fn skip(why: &str) {
-    let _ = writeln!(std::io::stderr(), "\nverify_conntrack: SKIPPED: {why}\n");
+    crate::support::skip("verify_conntrack", why);
 }
 
 /// The host's nf_conntrack_max when the run can be afforded here, else why not.

@@ -83,3 +83,76 @@ fn external_verify_with_tune_load_as_the_client_host() {
     assert!(lj["held_seconds"].as_f64().unwrap() < 20.0, "{lj:#}");
     no_workers_left_of(env!("CARGO_BIN_EXE_tune"));
 }
+
+/// Clients that stop short and close before the server gives up: the server reports the most
+/// that were open at once (not the 0 left when it looked last) and says the load generators
+/// stopped, since nothing failed on its side (issue 15: loaders out of ports on other hosts).
+#[test]
+fn external_server_says_the_clients_stopped_and_keeps_their_peak() {
+    let mut server = tune()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--verify",
+            "2000",
+            "--external",
+            "--stall",
+            "4",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(server.stderr.take().unwrap());
+    let mut addr = None;
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 {
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            addr = rest.split_whitespace().next().map(str::to_string);
+            break;
+        }
+        line.clear();
+    }
+    let addr = addr.expect("the server prints its address");
+    std::thread::spawn(move || for _ in err.lines() {});
+    // 800 of the 2,000, held 1 s, then closed: the server is still waiting for more.
+    let mut load = tune();
+    load.args([
+        "load",
+        &format!("ws://{addr}/"),
+        "--conns",
+        "800",
+        "--hold",
+        "1",
+        "--format",
+        "json",
+    ]);
+    let (lcode, lj, lerr) = run(load);
+    assert_eq!(lcode, 0, "{lj:#}\n{lerr}");
+    let out = server.wait_with_output().unwrap();
+    let sj: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    check_schema(&sj);
+    assert_eq!(out.status.code(), Some(1), "{sj:#}");
+    assert_eq!(sj["verified"], false);
+    assert_eq!(sj["reached"], 800, "{sj:#}");
+    let d = &sj["diagnosis"];
+    assert_eq!(d["limit"], "clients_stopped", "{sj:#}");
+    assert_eq!(d["side"], "client", "{sj:#}");
+    assert!(
+        d["value"]
+            .as_str()
+            .unwrap()
+            .contains("stopped at 800 of 2,000"),
+        "{d:#}"
+    );
+    assert!(
+        d["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("0 were open when it gave up"),
+        "{d:#}"
+    );
+}
