@@ -9,9 +9,11 @@
 //!   raised: CAP_SYS_RESOURCE) − [`FD_RESERVE`]; every socket is one fd. A process may raise its
 //!   soft limit to the hard one by itself, so the soft limit does not bind.
 //! - per host, the smallest of:
-//!   - memory: (MemFree − [`MEMORY_RESERVE_PERCENT`] % of MemTotal) divided by
-//!     (s × kernel bytes per socket plus user bytes per connection). MemFree, not
-//!     MemAvailable, which counts socket inodes as reclaimable.
+//!   - memory: (usable memory − [`MEMORY_RESERVE_PERCENT`] % of MemTotal) divided by
+//!     (s × kernel bytes per socket plus user bytes per connection). Usable memory is
+//!     MemAvailable less the reclaimable slab new sockets add
+//!     ([`crate::kernel::meminfo::Meminfo::usable_since`]), the definition the verify run and
+//!     its watchdog use too; the socket cost counts that slab in full.
 //!   - fs.file-max: (file-max − files in use) / s, unless the process has CAP_SYS_ADMIN (exempt).
 //!   - nf_conntrack_max − nf_conntrack_count, one entry per connection, when conntrack tracks
 //!     connections in this namespace (count > 0).
@@ -56,7 +58,8 @@ pub struct Inputs {
     pub source_addresses: Option<u64>,
     /// The loopback target is IPv6 (::1): without `source_addresses`, one address.
     pub ipv6_loopback: bool,
-    pub mem_free: Option<u64>,
+    /// Usable memory now ([`crate::kernel::meminfo::Meminfo::usable`]: MemAvailable).
+    pub mem_usable: Option<u64>,
     pub mem_total: Option<u64>,
     pub bytes_per_socket: u64,
     /// Where `bytes_per_socket` came from ("slabinfo", "default").
@@ -98,7 +101,7 @@ pub struct Bound {
 pub enum Limiter {
     /// A registry knob (RLIMIT_NOFILE hard, fs.file-max, nf_conntrack_max, ports...).
     Knob(KnobId),
-    /// Memory for the sockets (MemFree less the reserve).
+    /// Memory for the sockets (usable memory less the reserve).
     Memory,
     /// The memory cgroup's limit (a container's memory limit).
     MemoryCgroup,
@@ -341,10 +344,10 @@ fn per_process(i: &Inputs, notes: &mut Vec<String>) -> Bound {
     }
 }
 
-/// Memory: (MemFree − [`MEMORY_RESERVE_PERCENT`] % of MemTotal) / bytes per connection.
+/// Memory: (usable memory − [`MEMORY_RESERVE_PERCENT`] % of MemTotal) / bytes per connection.
 fn memory_bound(i: &Inputs) -> Bound {
     let s = i.role.sockets_per_connection();
-    let (Some(free), Some(total)) = (i.mem_free, i.mem_total) else {
+    let (Some(free), Some(total)) = (i.mem_usable, i.mem_total) else {
         return Bound {
             connections: None,
             limit: Limiter::Memory,
@@ -378,7 +381,7 @@ fn memory_bound(i: &Inputs) -> Bound {
         connections: Some(n),
         limit: Limiter::Memory,
         arithmetic: format!(
-            "memory at ~{} per {}: (MemFree {} − {MEMORY_RESERVE_PERCENT}% of MemTotal {}) / ({each}{user}) = {}",
+            "memory at ~{} per {}: (MemAvailable {} − {MEMORY_RESERVE_PERCENT}% of MemTotal {}) / ({each}{user}) = {}",
             bytes(per_conn),
             if s == 2 { "connection pair" } else { "connection" },
             bytes(free),
@@ -528,7 +531,7 @@ impl Inputs {
             },
             source_addresses: None,
             ipv6_loopback: false,
-            mem_free: obs.int(KnobId::MemoryFree),
+            mem_usable: obs.facts.usable_memory,
             mem_total: obs.int(KnobId::MemoryTotal),
             bytes_per_socket: obs.facts.bytes_per_socket(),
             bytes_per_socket_source: if obs.facts.socket_cost.is_some() {
@@ -642,7 +645,7 @@ mod tests {
             port_range: Some([32768, 60999]),
             source_addresses: None,
             ipv6_loopback: false,
-            mem_free: Some(18_000_000_000),
+            mem_usable: Some(18_000_000_000),
             mem_total: Some(24_000_000_000),
             bytes_per_socket: 4160,
             bytes_per_socket_source: "slabinfo".into(),
@@ -786,7 +789,7 @@ mod tests {
     fn unknown_values_do_not_become_zero() {
         let mut i = this_host(Role::Server);
         i.nofile_hard = None;
-        i.mem_free = None;
+        i.mem_usable = None;
         i.file_max = None;
         i.conntrack_tracking = None;
         let c = estimate(&i, 10);

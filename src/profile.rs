@@ -14,7 +14,7 @@
 //! ```toml
 //! description = "..."
 //! extends = "100k"          # optional: start from another profile; this file overrides it
-//! target = 1_000_000        # concurrent connections
+//! target = 1_000_000        # concurrent connections; also "50k", "1m", "1.5m" (in quotes)
 //! role = "server"           # server | client | loopback
 //! headroom_percent = 10     # optional, default 10
 //! processes = 1             # optional, default 1: processes that share the connections
@@ -48,15 +48,27 @@
 //!   Loopback without `source_addresses` uses ceil(T / 28232) addresses of 127.0.0.0/8.
 //!
 //! A value under `[knobs]` overrides the formula for that knob.
+//!
+//! # Mistakes
+//! Every error names the file, the line and the key and says what to write instead
+//! ([`parse`] checks the text). Counts (`target`, `processes`, `source_addresses`) take
+//! k/m/g suffixes in quotes (see [`parse_count`]). Knob values must lie inside the kernel's
+//! bounds from the registry (`Knob::accepts`): `somaxconn` at most INT_MAX, ports 1 to 65535
+//! with the low end first. A profile, and whatever `extends` names, must be a regular file
+//! of at most [`MAX_PROFILE_BYTES`] (a FIFO or /dev/zero is refused, not read); an extends
+//! cycle is reported once, as the chain.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::kernel::slabinfo::DEFAULT_BYTES_PER_SOCKET;
 use crate::knobs::Role;
-use crate::knobs::{self, Compare, Knob, Persist, Value, REGISTRY};
+use crate::knobs::{Compare, Persist, Value, REGISTRY};
 use crate::root::Root;
+
+mod parse;
+
+pub use parse::{parse_count, COUNT_FORMS};
 
 /// Where a requirement came from, so reports can say why a number is asked for.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -110,14 +122,39 @@ pub struct Overrides {
     pub role: Option<Role>,
 }
 
-/// A profile error: the file, the line, the key and what was expected.
+/// A profile error: the file, the line, the key, what is wrong and what to write instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}{}: {}{message}", line.map(|l| format!(":{l}")).unwrap_or_default(), key.as_ref().map(|k| format!("{k}: ")).unwrap_or_default())]
 pub struct ProfileError {
+    /// The file as the user named it; empty when no file was found.
     pub file: String,
     pub line: Option<usize>,
     pub key: Option<String>,
     pub message: String,
+    /// The `extends` lines that led to this file (`a.toml:1`), nearest first; `None` when the
+    /// message already shows the whole chain (a cycle).
+    pub via: Option<Vec<String>>,
+}
+
+impl std::fmt::Display for ProfileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.file.is_empty() {
+            f.write_str(&self.file)?;
+            if let Some(l) = self.line {
+                write!(f, ":{l}")?;
+            }
+            f.write_str(": ")?;
+        }
+        if let Some(k) = &self.key {
+            write!(f, "{k}: ")?;
+        }
+        f.write_str(&self.message)?;
+        match &self.via {
+            Some(via) if !via.is_empty() => {
+                write!(f, " (extended by {})", via.join(", extended by "))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The shipped profiles, compiled into the binary.
@@ -139,25 +176,26 @@ pub fn load(root: &Root, spec: &str) -> anyhow::Result<Profile> {
 
 /// As [`load`], with the command line's `--target`/`--role` applied before the formulas.
 pub fn load_with(root: &Root, spec: &str, ov: Overrides) -> anyhow::Result<Profile> {
-    let mut stack = Vec::new();
-    let merged = load_raw(root, spec, None, &mut stack)?;
-    let target = ov.target.or(merged.target).ok_or_else(|| ProfileError {
+    let merged = load_spec(root, spec)?;
+    let err = |key: &str, message: String| ProfileError {
         file: merged.file.clone(),
         line: None,
-        key: Some("target".into()),
-        message: "missing: expected the number of concurrent connections (in this file or one it extends)".into(),
-    })?;
-    check_target(target).map_err(|message| ProfileError {
-        file: merged.file.clone(),
-        line: None,
-        key: Some("target".into()),
+        key: Some(key.into()),
         message,
+        via: None,
+    };
+    let target = ov.target.or(merged.target).ok_or_else(|| {
+        err(
+            "target",
+            "missing: write the number of concurrent connections, e.g. target = 50000 or target = \"50k\" (in this file or one it extends)".into(),
+        )
     })?;
-    let role = ov.role.or(merged.role).ok_or_else(|| ProfileError {
-        file: merged.file.clone(),
-        line: None,
-        key: Some("role".into()),
-        message: "missing: expected \"server\", \"client\" or \"loopback\" (in this file or one it extends)".into(),
+    check_target(target).map_err(|message| err("target", message))?;
+    let role = ov.role.or(merged.role).ok_or_else(|| {
+        err(
+            "role",
+            "missing: write role = \"server\", \"client\" or \"loopback\" (in this file or one it extends)".into(),
+        )
     })?;
     let mut requirements = formulas(target, role, &merged.params);
     for (name, (value, why)) in merged.knobs {
@@ -172,15 +210,14 @@ pub fn load_with(root: &Root, spec: &str, ov: Overrides) -> anyhow::Result<Profi
         requirements.get("rlimit.nofile.hard"),
     ) {
         if s.value.parts()[0] > h.value.parts()[0] {
-            return Err(ProfileError {
-                file: merged.file.clone(),
-                line: None,
-                key: Some("knobs.\"rlimit.nofile.soft\"".into()),
-                message: format!(
-                    "{} is above rlimit.nofile.hard {}: the kernel refuses a soft limit above the hard one (EINVAL)",
-                    s.value, h.value
+            return Err(err(
+                "knobs.\"rlimit.nofile.soft\"",
+                format!(
+                    "{} is above rlimit.nofile.hard {}: the kernel refuses a soft limit above the hard one (EINVAL); \
+                     write a soft limit of at most {}",
+                    s.value, h.value, h.value
                 ),
-            }
+            )
             .into());
         }
     }
@@ -212,6 +249,23 @@ pub fn for_target_with(target: u64, role: Role, params: Params) -> Profile {
         target,
         role,
         requirements: formulas(target, role, &params),
+        chain: Vec::new(),
+        params,
+    }
+}
+
+/// No requirements at all, for `tune check` without a profile or target: it reports what the
+/// host holds. `target` only sizes the processes and source addresses the report says are needed.
+pub fn host_only(target: u64, role: Role) -> Profile {
+    let params = Params::default();
+    Profile {
+        name: "none".into(),
+        source: "no profile: what this host holds now".into(),
+        description: "no target: the connections this host holds with its limits as they are"
+            .into(),
+        target: target.max(1),
+        role,
+        requirements: BTreeMap::new(),
         chain: Vec::new(),
         params,
     }
@@ -409,71 +463,141 @@ struct Merged {
     chain: Vec<String>,
 }
 
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProfile {
-    description: Option<String>,
-    extends: Option<toml::Spanned<String>>,
-    target: Option<u64>,
-    role: Option<Role>,
-    headroom_percent: Option<u64>,
-    processes: Option<u64>,
-    bytes_per_socket: Option<u64>,
-    source_addresses: Option<u64>,
-    #[serde(default)]
-    knobs: BTreeMap<toml::Spanned<String>, toml::Spanned<toml::Value>>,
+/// Largest profile file tune reads. The shipped ones are under 4 KiB; a megabyte is not a
+/// profile, and `extends = "/dev/zero"` must end in an error rather than an endless read.
+pub const MAX_PROFILE_BYTES: u64 = 1 << 20;
+
+/// A profile's text and where it came from.
+struct Located {
+    name: String,
+    /// How messages and reports name it: the path as given, or `profiles/1m.toml (built in)`.
+    label: String,
+    /// What the cycle check compares: the canonical path, or `built-in:NAME`.
+    identity: String,
+    text: String,
+    /// Directory for relative `extends`; `None` for built-in profiles.
+    dir: Option<PathBuf>,
 }
 
-/// Finds a profile's text: (name, file label, text, directory for relative extends).
-fn locate(
-    root: &Root,
-    spec: &str,
-    from: Option<&Path>,
-) -> anyhow::Result<(String, String, String, Option<PathBuf>)> {
+/// Finds a profile's text by name or path; the error names the path and what is wrong with it.
+fn locate(root: &Root, spec: &str, from: Option<&Path>) -> Result<Located, String> {
     if spec.contains('/') || spec.ends_with(".toml") {
         let path = match from {
             Some(dir) if Path::new(spec).is_relative() => dir.join(spec),
             _ => PathBuf::from(spec),
         };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| anyhow::anyhow!("profile {}: {e}", path.display()))?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| spec.to_string());
-        let dir = path.parent().map(Path::to_path_buf);
-        return Ok((name, path.display().to_string(), text, dir));
-    }
-    let rel = format!("{ETC_DIR}/{spec}.toml");
-    if let Some(bytes) = root.read_bytes_opt(&rel)? {
-        let path = root.path(&rel);
-        let text = String::from_utf8(bytes)
-            .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
-        return Ok((
-            spec.to_string(),
-            path.display().to_string(),
+        // `./a/../b.toml` stays as written, `././b.toml` becomes `./b.toml`.
+        let path: PathBuf = path.components().collect();
+        let label = path.display().to_string();
+        let text = read_profile_file(&path)
+            .map_err(|m| format!("{label}: {m}"))?
+            .ok_or_else(|| format!("{label}: no such file"))?;
+        return Ok(Located {
+            name: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| spec.to_string()),
+            identity: std::fs::canonicalize(&path)
+                .unwrap_or_else(|_| path.clone())
+                .display()
+                .to_string(),
+            label,
             text,
-            path.parent().map(Path::to_path_buf),
-        ));
+            dir: path.parent().map(Path::to_path_buf),
+        });
+    }
+    let path = root.path(&format!("{ETC_DIR}/{spec}.toml"));
+    let label = path.display().to_string();
+    if let Some(text) = read_profile_file(&path).map_err(|m| format!("{label}: {m}"))? {
+        return Ok(Located {
+            name: spec.to_string(),
+            identity: std::fs::canonicalize(&path)
+                .unwrap_or_else(|_| path.clone())
+                .display()
+                .to_string(),
+            label,
+            text,
+            dir: path.parent().map(Path::to_path_buf),
+        });
     }
     if let Some((name, text)) = SHIPPED.iter().find(|(n, _)| *n == spec) {
-        return Ok((
-            name.to_string(),
-            format!("profiles/{name}.toml (built in)"),
-            text.to_string(),
-            None,
-        ));
+        return Ok(Located {
+            name: name.to_string(),
+            label: format!("profiles/{name}.toml (built in)"),
+            identity: format!("built-in:{name}"),
+            text: text.to_string(),
+            dir: None,
+        });
     }
     let names: Vec<String> = available(root).into_iter().map(|(n, _)| n).collect();
-    anyhow::bail!(
+    Err(format!(
         "unknown profile {spec:?}: expected one of {} (built in or in {}), or a path to a .toml file",
         names.join(", "),
         root.path(ETC_DIR).display()
-    )
+    ))
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
+/// Reads a profile file: `None` when it does not exist; an error for anything that is not a
+/// regular text file of sane size (a FIFO, /dev/zero, a directory, a huge file).
+fn read_profile_file(path: &Path) -> Result<Option<String>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (it changes nothing for a regular
+    // file); O_NOCTTY: a terminal device named here must not become our controlling tty.
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot be opened: {e}")),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let what = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_block_device() {
+            "a block device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!(
+            "is {what}, not a profile: a profile is a TOML text file (see tune-profiles(5))"
+        ));
+    }
+    let too_big = |n: u64| {
+        format!(
+            "is {} bytes, more than any profile (at most {}): is this the right file?",
+            crate::capacity::group(n),
+            crate::capacity::group(MAX_PROFILE_BYTES)
+        )
+    };
+    if meta.len() > MAX_PROFILE_BYTES {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_PROFILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    if bytes.len() as u64 > MAX_PROFILE_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map(Some).map_err(|e| {
+        format!(
+            "is not UTF-8 text (invalid byte at offset {}): a profile is a TOML text file",
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 /// The comment lines directly above line `line` (1-based) and the comment after the value on it.
@@ -499,74 +623,64 @@ fn comment_for(text: &str, line: usize) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
-fn knob_value(knob: &Knob, v: &toml::Value) -> Result<Value, String> {
-    let text = match v {
-        toml::Value::Integer(n) if *n >= 0 => n.to_string(),
-        toml::Value::String(s) => s.clone(),
-        toml::Value::Array(a)
-            if a.iter()
-                .all(|x| matches!(x, toml::Value::Integer(n) if *n >= 0)) =>
-        {
-            a.iter()
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>()
-                .join(" ")
-        }
-        other => {
-            return Err(format!(
-                "expected {} ({}), found {other}",
-                knob.shape.expected(),
-                knob.unit
-            ))
-        }
-    };
-    let value = Value::parse(knob.shape, &text).map_err(|e| format!("{e} ({})", knob.unit))?;
-    if let Value::Range([lo, hi]) | Value::Triple([lo, _, hi]) = value {
-        if lo > hi {
-            return Err(format!("expected ascending numbers, found {value}"));
-        }
-    }
-    knob.check_bounds(&value)?;
-    Ok(value)
+/// The profile files being loaded, outermost first: (identity, label), for the cycle check.
+type Stack = Vec<(String, String)>;
+
+/// Loads the profile `spec` names and everything it extends.
+fn load_spec(root: &Root, spec: &str) -> Result<Merged, ProfileError> {
+    let loc = locate(root, spec, None).map_err(|message| ProfileError {
+        file: String::new(),
+        line: None,
+        key: None,
+        message,
+        via: Some(Vec::new()),
+    })?;
+    load_located(root, loc, &mut Vec::new())
 }
 
-fn load_raw(
-    root: &Root,
-    spec: &str,
-    from: Option<&Path>,
-    stack: &mut Vec<String>,
-) -> anyhow::Result<Merged> {
-    let (name, file, text, dir) = locate(root, spec, from)?;
-    if stack.contains(&file) {
-        anyhow::bail!(
-            "{file}: extends itself through {}: a profile may not extend one of its descendants",
-            stack.join(" -> ")
-        );
-    }
-    stack.push(file.clone());
-    let err = |line: Option<usize>, key: Option<String>, message: String| ProfileError {
+fn load_located(root: &Root, loc: Located, stack: &mut Stack) -> Result<Merged, ProfileError> {
+    let file = loc.label.clone();
+    let err = |line: Option<usize>, key: &str, message: String| ProfileError {
         file: file.clone(),
         line,
-        key,
+        key: Some(key.to_string()),
         message,
+        via: Some(Vec::new()),
     };
-    let raw: RawProfile = toml::from_str(&text).map_err(|e| {
-        let line = e.span().map(|s| line_of(&text, s.start));
-        // The key on the offending line, when it has one (`role = "proxy"` -> role).
-        let key = line
-            .and_then(|l| text.lines().nth(l - 1))
-            .and_then(|l| l.split_once('='))
-            .map(|(k, _)| k.trim().to_string())
-            .filter(|k| !k.is_empty() && !k.starts_with('#'));
-        err(line, key, e.message().trim().to_string())
+    let raw = parse::parse(&loc.text).map_err(|p| ProfileError {
+        file: file.clone(),
+        line: p.line,
+        key: p.key,
+        message: p.message,
+        via: Some(Vec::new()),
     })?;
+    stack.push((loc.identity.clone(), loc.label.clone()));
     let mut merged = match &raw.extends {
-        Some(parent) => {
-            let p = load_raw(root, parent.get_ref(), dir.as_deref(), stack).map_err(|e| {
-                let line = line_of(&text, parent.span().start);
-                anyhow::anyhow!("{file}:{line}: extends: {e:#}")
-            })?;
-            p
+        Some((spec, line)) => {
+            let parent = locate(root, spec, loc.dir.as_deref())
+                .map_err(|m| err(Some(*line), "extends", m))?;
+            if let Some(pos) = stack.iter().position(|(id, _)| *id == parent.identity) {
+                let mut chain: Vec<&str> = stack[pos..].iter().map(|(_, l)| l.as_str()).collect();
+                chain.push(&parent.label);
+                return Err(ProfileError {
+                    // The whole chain is in the message: nobody adds to it on the way out.
+                    via: None,
+                    ..err(
+                        Some(*line),
+                        "extends",
+                        format!(
+                            "a cycle: {}; a profile cannot extend itself, directly or through others: remove one of these extends",
+                            chain.join(" -> ")
+                        ),
+                    )
+                });
+            }
+            load_located(root, parent, stack).map_err(|mut e| {
+                if let Some(via) = &mut e.via {
+                    via.push(format!("{file}:{line}"));
+                }
+                e
+            })?
         }
         None => Merged {
             name: String::new(),
@@ -580,8 +694,8 @@ fn load_raw(
         },
     };
     stack.pop();
-    merged.chain.insert(0, name.clone());
-    merged.name = name;
+    merged.chain.insert(0, loc.name.clone());
+    merged.name = loc.name;
     merged.file = file.clone();
     if let Some(d) = raw.description {
         merged.description = d;
@@ -593,58 +707,37 @@ fn load_raw(
     p.processes = raw.processes.unwrap_or(p.processes);
     p.bytes_per_socket = raw.bytes_per_socket.unwrap_or(p.bytes_per_socket);
     p.source_addresses = raw.source_addresses.or(p.source_addresses);
-    if p.processes == 0 {
-        return Err(err(None, Some("processes".into()), "expected at least 1".into()).into());
-    }
-    if p.bytes_per_socket == 0 {
-        return Err(err(
-            None,
-            Some("bytes_per_socket".into()),
-            "expected at least 1 (kernel memory per socket, in bytes)".into(),
-        )
-        .into());
-    }
-    if p.headroom_percent > 1000 {
-        return Err(err(
-            None,
-            Some("headroom_percent".into()),
-            format!(
-                "expected at most 1000 (percent), found {}",
-                p.headroom_percent
-            ),
-        )
-        .into());
-    }
-    for (key, value) in raw.knobs {
-        let span: Range<usize> = key.span();
-        let line = line_of(&text, span.start);
-        let kname = key.get_ref();
-        let knob = knobs::find(kname).ok_or_else(|| {
-            err(
-                Some(line),
-                Some(format!("knobs.{kname:?}")),
-                format!(
-                    "unknown knob; expected one of: {}",
-                    requirable_names().join(", ")
-                ),
-            )
-        })?;
-        if knob.compare == Compare::Info && knob.persist == Persist::No {
-            return Err(err(
-                Some(line),
-                Some(format!("knobs.{kname:?}")),
-                "is a measurement, not a limit: it cannot be required".into(),
-            )
-            .into());
-        }
-        let v = knob_value(knob, value.get_ref())
-            .map_err(|m| err(Some(line), Some(format!("knobs.{kname:?}")), m))?;
-        let why = comment_for(&text, line)
+    check_params(p).map_err(|(key, m)| err(None, key, m))?;
+    for (knob, v, line) in raw.knobs {
+        let why = comment_for(&loc.text, line)
             .map(|c| format!("{c} [{}]", merged.name))
             .unwrap_or_else(|| format!("set by profile {}", merged.name));
         merged.knobs.insert(knob.name, (v, why));
     }
     Ok(merged)
+}
+
+/// The formula parameters after inheritance: (key, message) for one that makes no sense.
+fn check_params(p: &Params) -> Result<(), (&'static str, String)> {
+    if p.processes == 0 {
+        return Err(("processes", "expected at least 1".into()));
+    }
+    if p.bytes_per_socket == 0 {
+        return Err((
+            "bytes_per_socket",
+            "expected at least 1 (kernel memory per socket, in bytes)".into(),
+        ));
+    }
+    if p.headroom_percent > 1000 {
+        return Err((
+            "headroom_percent",
+            format!(
+                "expected at most 1000 (percent), found {}",
+                p.headroom_percent
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Knob names a profile may set.
@@ -849,6 +942,9 @@ mod tests {
             "{:#}",
             load(&root, d.path().join("a.toml").to_str().unwrap()).unwrap_err()
         );
-        assert!(e.contains("extends itself"), "{e}");
+        assert!(
+            e.contains("a cycle:") && e.matches("a.toml").count() == 2,
+            "{e}"
+        );
     }
 }

@@ -2,15 +2,28 @@
 
 use clap::Args;
 
-use super::Format;
+/// How `tune check` prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum CheckFormat {
+    /// Tables for people.
+    #[default]
+    Table,
+    /// JSON with a documented schema (schema_version), for scripts and CI.
+    Json,
+    /// JUnit XML, one test case per knob, for CI dashboards.
+    Junit,
+    /// Prometheus text format for node_exporter's textfile collector (tune_* gauges).
+    Prometheus,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
     /// Profile to compare with: a shipped name (10k, 100k, 1m, 10m), a name in /etc/tune/profiles/, or a path to a TOML file.
     #[arg(long, short, value_name = "NAME|PATH", conflicts_with = "target")]
     pub profile: Option<String>,
-    /// Compare with requirements computed for N concurrent connections, without a named profile.
-    #[arg(long, value_name = "N")]
+    /// Compare with requirements computed for N concurrent connections, without a named profile
+    /// (50000, 50k, 1m, 1.5m). Without --profile or --target, check says what the host holds now.
+    #[arg(long, value_name = "N", value_parser = crate::profile::parse_count)]
     pub target: Option<u64>,
     /// What this host does with the connections (with --target; a profile states its own).
     #[arg(long, value_enum)]
@@ -27,8 +40,15 @@ pub struct CheckArgs {
     /// Read RLIMIT_NOFILE of this running process (a service) instead of tune's own.
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// Output format: table for people, json for scripts, junit for CI, prometheus for monitoring
+    /// (write it to node_exporter's --collector.textfile.directory as tune.prom).
+    #[arg(long, value_enum, default_value_t = CheckFormat::Table)]
+    pub format: CheckFormat,
+    /// The whole report: every knob with its scope, boot value and fixes, the why of each value,
+    /// the capacity arithmetic, usage and counters (the default is the verdict, the fixes and a
+    /// compact table).
+    #[arg(long, short)]
+    pub verbose: bool,
     /// Treat warnings as failures (exit 1).
     #[arg(long)]
     pub strict: bool,

@@ -56,6 +56,7 @@ pub struct LoadArgs {
     /// Every connection sends one message every SECS seconds (and times the echo).
     #[arg(long, value_name = "SECS")]
     pub message_interval: Option<Secs>,
+    /// How the load report is printed: a table for people, or JSON for scripts.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }

@@ -51,7 +51,7 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Compare the host with a profile, estimate how many connections it can hold and which limit binds first.
+    /// What this host holds and which limit binds (no arguments), or whether it holds a profile's target: the verdict first, then the fixes ranked by gain.
     Check(check::CheckArgs),
     /// Raise what falls short of a profile, at run time and optionally at boot; shows the plan first.
     Apply(apply::ApplyArgs),

@@ -16,12 +16,18 @@ fn memory_floor(s: &str) -> Result<ByteSize, String> {
     s.parse().map_err(|e| format!("--memory-floor {s:?}: {e}"))
 }
 
+/// Where `tune serve` listens without --listen.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+/// Where `tune serve --verify` listens without --listen: a free port the kernel picks.
+pub const DEFAULT_VERIFY_LISTEN: &str = "127.0.0.1:0";
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on (loopback unless told otherwise); port 0 picks a free port, printed
-    /// as `listening on ADDR`.
-    #[arg(long, default_value = "127.0.0.1:8000")]
-    pub listen: SocketAddr,
+    /// as `listening on ADDR`. Default: 127.0.0.1:8000, or with --verify 127.0.0.1:0, so that
+    /// two verify runs never clash.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
     /// Worker processes, each with its own epoll loop and SO_REUSEPORT listener: a number or
     /// `auto` (enough to stay under each worker's fd cap for --expect connections, at least one
     /// per core).
@@ -63,6 +69,7 @@ pub struct ServeArgs {
     /// Default: 5% of MemTotal, at least 256M.
     #[arg(long, value_name = "BYTES", value_parser = memory_floor)]
     pub memory_floor: Option<ByteSize>,
+    /// How the --verify report is printed: a table for people, or JSON for scripts.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// With --verify: the load generator's flags (the same as `tune load`'s).
@@ -88,4 +95,18 @@ pub enum Mode {
 pub struct WorkerArgs {
     #[arg(long)]
     pub index: u32,
+}
+
+impl ServeArgs {
+    /// The address to listen on: --listen, else [`DEFAULT_LISTEN`], or [`DEFAULT_VERIFY_LISTEN`]
+    /// for --verify.
+    pub fn listen_addr(&self) -> SocketAddr {
+        let default = if self.verify.is_some() {
+            DEFAULT_VERIFY_LISTEN
+        } else {
+            DEFAULT_LISTEN
+        };
+        self.listen
+            .unwrap_or_else(|| default.parse().expect("the default address parses"))
+    }
 }

@@ -1,8 +1,8 @@
-//! `tune check`: compare the host with a profile and estimate its capacity.
+//! `tune check`: what the host holds (no arguments), or whether it holds a profile's target: the verdict, the fixes ranked by gain, the knobs, in the chosen format.
 
 use super::{Context, Outcome};
-use crate::cli::check::CheckArgs;
-use crate::cli::Format;
+use crate::capacity;
+use crate::cli::check::{CheckArgs, CheckFormat};
 use crate::kernel::Host;
 use crate::knobs;
 use crate::knobs::Role;
@@ -11,7 +11,8 @@ use crate::profile::{self, Overrides, Profile};
 use crate::report::{self, BootSetting, CheckReport, DriftReport, Ignore, Options};
 use crate::state;
 
-/// The profile the arguments name: `--profile` (with `--role` overriding its role) or `--target`.
+/// The profile the arguments name: `--profile` (with `--role` overriding its role), `--target`,
+/// or none at all (what the host holds now: no requirements).
 pub fn resolve_profile(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Profile> {
     match (&args.profile, args.target) {
         (Some(spec), _) => profile::load_with(
@@ -34,16 +35,7 @@ pub fn resolve_profile(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Profil
                 params,
             ))
         }
-        (None, None) => {
-            let names: Vec<String> = profile::available(&ctx.root)
-                .into_iter()
-                .map(|(n, _)| n)
-                .collect();
-            anyhow::bail!(
-                "tune check needs --profile NAME|PATH (one of {}) or --target N",
-                names.join(", ")
-            )
-        }
+        (None, None) => Ok(profile::host_only(1, args.role.unwrap_or(Role::Server))),
     }
 }
 
@@ -93,12 +85,36 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
         root: ctx.root.base().display().to_string(),
         server_workers: args.workers,
     };
+    let has_target = args.profile.is_some() || args.target.is_some();
+    let profile = if has_target {
+        profile
+    } else {
+        // Size the processes and addresses needed for what the host holds: its per-host figure.
+        let mut inputs = capacity::Inputs::from_observation(&obs, profile.role);
+        inputs.source_addresses = profile.params.source_addresses;
+        let host = capacity::estimate(&inputs, 1).per_host.connections;
+        profile::host_only(host.unwrap_or(1), profile.role)
+    };
     let mut rep = report::evaluate(&obs, &profile, &opts);
     add_boot_and_drift(ctx, args, &obs, &mut rep)?;
+    report::verdict::settle(
+        &mut rep,
+        &obs,
+        &profile,
+        has_target.then_some(profile.target),
+        &opts,
+    );
     let text = match args.format {
-        Format::Table => report::table::render(&rep, ctx.color),
-        Format::Json => report::json::render(&rep),
-        Format::Junit => report::junit::render(&rep)?,
+        CheckFormat::Table if args.verbose => {
+            report::table::render(&rep, ctx.color, terminal_width())
+        }
+        CheckFormat::Table => match &rep.verdict {
+            Some(v) => report::screen::render(&rep, v, terminal_width(), ctx.color),
+            None => report::table::render(&rep, ctx.color, terminal_width()),
+        },
+        CheckFormat::Json => report::json::render(&rep),
+        CheckFormat::Junit => report::junit::render(&rep)?,
+        CheckFormat::Prometheus => report::prometheus::render(&rep),
     };
     print!("{text}");
     Ok(if rep.summary.exit_code == 0 {
@@ -106,6 +122,14 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::ShortFall
     })
+}
+
+/// The width of the terminal on stdout; COLUMNS when stdout is not one; `None`: no limit.
+fn terminal_width() -> Option<usize> {
+    terminal_size::terminal_size_of(std::io::stdout())
+        .map(|(w, _)| usize::from(w.0))
+        .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())
+        .filter(|w| *w > 0)
 }
 
 /// The three-way view and drift: what the boot configuration sets for each knob, files that

@@ -45,7 +45,7 @@ pub fn server_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         launch::check_worker_memory(&Root::host(), expected, args.backlog)?;
     }
     Ok(ServerConfig {
-        listen: args.listen,
+        listen: args.listen_addr(),
         workers,
         mode: match args.mode {
             CliMode::Echo => Mode::Echo,

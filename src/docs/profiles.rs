@@ -100,8 +100,9 @@ fn keys(r: &mut Roff) {
     key(
         r,
         "target",
-        "integer",
-        "Concurrent connections the host must hold (underscores allowed: 1_000_000). Knobs the profile \
+        "integer, or a string with a suffix",
+        "Concurrent connections the host must hold: 1_000_000, or \"50k\", \"1m\", \"1.5m\" in quotes \
+         (k = thousand, m = million, g = billion; \"1,000,000\" as copied from tune's output works too). Knobs the profile \
          leaves out are worked out from it (see FORMULAS), and tune check reports the capacity against it.",
     );
     key(

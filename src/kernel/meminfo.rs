@@ -19,6 +19,29 @@ pub struct Meminfo {
     pub slab_reclaimable: u64,
 }
 
+/// The one definition of usable memory: MemAvailable less the reclaimable slab grown from
+/// `reclaimable_base` to `reclaimable_now` (see [`Meminfo::usable_since`]).
+pub fn usable(available: u64, reclaimable_now: u64, reclaimable_base: u64) -> u64 {
+    available.saturating_sub(reclaimable_now.saturating_sub(reclaimable_base))
+}
+
+impl Meminfo {
+    /// Memory connections may still take, the one definition `tune check`'s capacity, the verify
+    /// run and its memory watchdog share: MemAvailable, less the reclaimable slab that appeared
+    /// since `base` (an open socket's inode and dentry count as reclaimable in MemAvailable, but
+    /// the socket holds them: host facts). Before any socket is opened (`base` is `self`) it is
+    /// MemAvailable, which, unlike MemFree, counts the page cache the kernel gives back under
+    /// pressure.
+    pub fn usable_since(&self, base: &Meminfo) -> u64 {
+        usable(self.available, self.slab_reclaimable, base.slab_reclaimable)
+    }
+
+    /// [`Meminfo::usable_since`] now, before connections are opened: MemAvailable.
+    pub fn usable(&self) -> u64 {
+        self.usable_since(self)
+    }
+}
+
 pub fn parse(text: &str) -> Result<Meminfo, ParseError> {
     let m = procfs::Meminfo::from_read(text.as_bytes())
         .map_err(|e| ParseError::new(1, super::procfs_problem(&e)))?;

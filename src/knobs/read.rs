@@ -52,6 +52,8 @@ pub struct Facts {
     pub socket_cost: Option<SocketCost>,
     /// Why `socket_cost` is `None` (slabinfo unreadable or unparsable), for the report.
     pub socket_cost_note: Option<String>,
+    /// Memory connections may take now ([`crate::kernel::meminfo::Meminfo::usable`]: MemAvailable).
+    pub usable_memory: Option<u64>,
     /// tune runs in a user namespace other than the initial one (its uid_map is not the
     /// identity map): its capabilities do not count for host-wide limits.
     pub own_user_namespace: Option<bool>,
@@ -211,6 +213,7 @@ fn facts(host: &Host, pid: Option<u32>) -> Facts {
         netstat: host.netstat().ok(),
         socket_cost,
         socket_cost_note,
+        usable_memory: host.meminfo().ok().map(|m| m.usable()),
     }
 }
 

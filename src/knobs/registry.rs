@@ -88,7 +88,8 @@ pub(super) const ENTRIES: [Knob; KnobId::COUNT] = [
                   every socket is one. A process may raise it up to the hard limit by itself.",
         symptom: "accept(2) or socket(2) fails with EMFILE (\"Too many open files\"); \
                   a server's accept loop spins or logs and new clients time out.",
-        accepts: None,
+        // setrlimit(2) refuses more than fs.nr_open, whose own ceiling is 2,147,483,584.
+        accepts: Some((0, 2_147_483_584)),
     },
     Knob {
         id: KnobId::NofileHard,
@@ -105,7 +106,8 @@ pub(super) const ENTRIES: [Knob; KnobId::COUNT] = [
         symptom: "setrlimit(2) fails with EPERM when raising the soft limit past it; \
                   then EMFILE as for the soft limit. Set by LimitNOFILE= in a systemd unit, \
                   limits.d for login sessions, or the container runtime.",
-        accepts: None,
+        // setrlimit(2) refuses more than fs.nr_open, whose own ceiling is 2,147,483,584.
+        accepts: Some((0, 2_147_483_584)),
     },
     sysctl(
         KnobId::NrOpen,
@@ -131,7 +133,9 @@ pub(super) const ENTRIES: [Knob; KnobId::COUNT] = [
          Processes with CAP_SYS_ADMIN are not held to it.",
         "open(2), socket(2), accept(2) fail with ENFILE (\"Too many open files in system\"); \
          the kernel logs \"VFS: file-max limit N reached\".",
-    ),
+    )
+    // proc_doulongvec_minmax with extra2 = LONG_MAX.
+    .accepting(0, 9_223_372_036_854_775_807),
     counter(
         KnobId::FileNr,
         "fs.file-nr",
@@ -153,7 +157,9 @@ pub(super) const ENTRIES: [Knob; KnobId::COUNT] = [
          Writable only in the initial network namespace.",
         "new connections are dropped silently (SYNs vanish, clients time out) and the kernel logs \
          \"nf_conntrack: table full, dropping packet\"; conntrack -S counts insert_failed and drop.",
-    ),
+    )
+    // proc_dointvec(_minmax): the value is a C int, so at most INT_MAX (EINVAL above).
+    .accepting(0, 2_147_483_647),
     Knob {
         id: KnobId::ConntrackBuckets,
         name: "net.netfilter.nf_conntrack_buckets",
@@ -201,7 +207,9 @@ pub(super) const ENTRIES: [Knob; KnobId::COUNT] = [
         "Per-socket receive buffer: min, default, max (autotuning grows towards max). \
          Smaller defaults cut memory per busy connection; idle sockets hold none.",
         "no error of its own: large values let busy sockets eat tcp_mem; tiny ones cut throughput.",
-    ),
+    )
+    // proc_dointvec_minmax with extra1 = 1: each of the three is an int of at least 1.
+    .accepting(1, 2_147_483_647),
     sysctl(
         KnobId::TcpWmem,
         "net.ipv4.tcp_wmem",
@@ -211,7 +219,9 @@ pub(super) const ENTRIES: [Knob; KnobId::COUNT] = [
         Compare::Info,
         "Per-socket send buffer: min, default, max.",
         "no error of its own: as tcp_rmem, for unsent data.",
-    ),
+    )
+    // proc_dointvec_minmax with extra1 = 1: each of the three is an int of at least 1.
+    .accepting(1, 2_147_483_647),
     // --- accept queues
     sysctl(
         KnobId::Somaxconn,
@@ -223,7 +233,9 @@ pub(super) const ENTRIES: [Knob; KnobId::COUNT] = [
         "Ceiling on a listener's accept queue (the backlog passed to listen(2) is cut to it).",
         "under a burst of connects the queue overflows: ListenOverflows and ListenDrops rise in \
          /proc/net/netstat, clients see SYNs retransmitted (1 s, 3 s, 7 s connect delays) or resets.",
-    ),
+    )
+    // proc_dointvec(_minmax): the value is a C int, so at most INT_MAX (EINVAL above, measured on Linux 6.18).
+    .accepting(0, 2_147_483_647),
     sysctl(
         KnobId::TcpMaxSynBacklog,
         "net.ipv4.tcp_max_syn_backlog",
@@ -234,7 +246,9 @@ pub(super) const ENTRIES: [Knob; KnobId::COUNT] = [
         "Most half-open connections (SYN received, not yet ACKed) remembered per listener.",
         "SYNs dropped under a connect burst (TcpExtListenDrops), or SYN cookies sent \
          (\"Possible SYN flooding on port\" in the kernel log).",
-    ),
+    )
+    // proc_dointvec(_minmax): the value is a C int, so at most INT_MAX (EINVAL above, measured on Linux 6.18).
+    .accepting(0, 2_147_483_647),
     sysctl(
         KnobId::TcpSyncookies,
         "net.ipv4.tcp_syncookies",
@@ -258,7 +272,9 @@ pub(super) const ENTRIES: [Knob; KnobId::COUNT] = [
         "Packets queued per CPU before the stack processes them; loopback traffic goes through it.",
         "the second column of /proc/net/softnet_stat (dropped) grows; connects and closes stall \
          on retransmits during bursts such as a mass close.",
-    ),
+    )
+    // proc_dointvec(_minmax): the value is a C int, so at most INT_MAX (EINVAL above).
+    .accepting(0, 2_147_483_647),
     // --- ports: the client side and loopback
     sysctl(
         KnobId::IpLocalPortRange,
@@ -294,7 +310,10 @@ pub(super) const ENTRIES: [Knob; KnobId::COUNT] = [
         Compare::AtMost,
         "How long an orphaned connection stays in FIN_WAIT_2 before the kernel drops it.",
         "after a mass close, FIN_WAIT_2 sockets and their memory linger for this long.",
-    ),
+    )
+    // proc_dointvec_jiffies: seconds x HZ must fit an int, so at most INT_MAX / HZ; 2,147,483 holds
+    // for every HZ up to 1000 (measured: 8,589,934 is the ceiling at HZ=250 on Linux 6.18).
+    .accepting(0, 2_147_483),
     sysctl(
         KnobId::TcpMaxTwBuckets,
         "net.ipv4.tcp_max_tw_buckets",
@@ -305,7 +324,9 @@ pub(super) const ENTRIES: [Knob; KnobId::COUNT] = [
         "Most sockets held in TIME_WAIT; past it they are destroyed at once.",
         "TCPTimeWaitOverflow climbs and the kernel logs \"TCP: time wait bucket table overflow\"; \
          harmless for the closer but late segments may then reset new connections.",
-    ),
+    )
+    // proc_dointvec(_minmax): the value is a C int, so at most INT_MAX (EINVAL above, measured on Linux 6.18).
+    .accepting(0, 2_147_483_647),
     sysctl(
         KnobId::TcpMaxOrphans,
         "net.ipv4.tcp_max_orphans",
@@ -316,7 +337,9 @@ pub(super) const ENTRIES: [Knob; KnobId::COUNT] = [
         "Most TCP sockets not attached to any process (closed by the application, still closing).",
         "a mass close resets connections instead of closing them gracefully: TCPAbortOnMemory, \
          \"too many orphaned sockets\" in the kernel log.",
-    ),
+    )
+    // proc_dointvec(_minmax): the value is a C int, so at most INT_MAX (EINVAL above).
+    .accepting(0, 2_147_483_647),
     // --- memory
     Knob {
         id: KnobId::MemoryTotal,
@@ -343,8 +366,10 @@ pub(super) const ENTRIES: [Knob; KnobId::COUNT] = [
         write: Write::No("free memory follows from what runs on the host"),
         persist: Persist::No,
         compare: Compare::Info,
-        summary: "Memory free now. MemAvailable overstates room for sockets (it counts socket inodes as \
-                  reclaimable), so tune plans with MemFree.",
+        summary: "Memory free now (MemFree), reported. tune plans with usable memory: MemAvailable less \
+                  the reclaimable slab that new sockets add (MemAvailable counts socket inodes as \
+                  reclaimable, but an open socket holds them); check, verify and its watchdog share \
+                  that definition.",
         symptom: "as memory.total.",
         accepts: None,
     },

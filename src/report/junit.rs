@@ -50,14 +50,19 @@ pub fn render(report: &CheckReport) -> anyhow::Result<String> {
     }
     let cap = &report.capacity;
     let text = cap.summary().join("\n");
-    let status = if cap.meets_target || !report.strict {
+    // The capacity case fails exactly when the host does not hold the target and that is what
+    // the exit code says (the verdict: tune check's first line).
+    let status = if cap.meets_target || report.summary.exit_code == 0 {
         TestCaseStatus::success()
     } else {
         let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-        s.set_message(format!(
-            "the host holds fewer than the target {} connections",
-            report.profile.target
-        ));
+        s.set_message(match &report.verdict {
+            Some(v) => super::verdict::headline(v),
+            None => format!(
+                "the host holds fewer than the target {} connections",
+                report.profile.target
+            ),
+        });
         s.set_description(text.clone());
         s
     };

@@ -16,7 +16,10 @@ use crate::profile::Profile;
 
 pub mod json;
 pub mod junit;
+pub mod prometheus;
+pub mod screen;
 pub mod table;
+pub mod verdict;
 
 /// Bump when a field changes meaning or disappears (adding fields keeps the version).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -154,6 +157,9 @@ pub struct CheckReport {
     pub boot_warnings: Vec<String>,
     /// The last apply and whether its values still hold; `None` when nothing is applied.
     pub drift: Option<DriftReport>,
+    /// The answer first: holds or not, what binds, the fixes ranked by gain
+    /// ([`verdict::settle`] fills it in).
+    pub verdict: Option<verdict::Verdict>,
     /// The target process's cgroups, user namespace, conntrack and network namespace.
     pub container: Option<crate::container::Container>,
 }
@@ -238,6 +244,7 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
         summary,
         boot_warnings: Vec::new(),
         drift: None,
+        verdict: None,
         container: facts.container.clone(),
     }
 }
@@ -402,7 +409,8 @@ fn nofile_soft_fix(knob: &Knob, required: &Value, obs: &Observation) -> Option<S
     (knob.id == KnobId::NofileSoft && *n > hard).then(|| {
         let pid = obs.facts.pid.map_or("PID".to_string(), |p| p.to_string());
         format!(
-            "prlimit --pid {pid} --nofile={n}:{n} (above the hard limit {hard}: both must rise)"
+            "prlimit --pid {pid} --nofile={n}:{n} (above the hard limit {}: both must rise)",
+            capacity::group(hard)
         )
     })
 }
@@ -484,7 +492,20 @@ pub fn value_text(v: Option<&Value>, unit: &str) -> String {
             format!("{} ({})", capacity::group(*n), capacity::bytes(*n))
         }
         Some(Value::Int(n)) => capacity::group(*n),
-        Some(v) => v.to_string(),
+        // Port numbers name ports: no thousands separators.
+        Some(v) if unit == "ports" => v.to_string(),
+        Some(v) => v
+            .parts()
+            .iter()
+            .map(|n| {
+                if *n == crate::knobs::UNLIMITED {
+                    "unlimited".to_string()
+                } else {
+                    capacity::group(*n)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 

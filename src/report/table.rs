@@ -1,6 +1,6 @@
 //! The table form of the check report for people: one comfy-table row per knob, then notes, capacity, usage and counters.
 
-use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
+use comfy_table::{presets, Cell, Color, Table};
 
 use super::{value_text, CheckReport, Status};
 use crate::capacity::group;
@@ -19,17 +19,24 @@ fn status_cell(s: Status, color: bool) -> Cell {
 }
 
 /// Renders the report: each section in the order people read it. `color` is decided by the
-/// caller (a terminal, and NO_COLOR unset).
-pub fn render(r: &CheckReport, color: bool) -> String {
-    let sections: [fn(&CheckReport, bool) -> String; 6] = [
-        header,
-        knob_table,
-        notes,
-        capacity,
-        usage_and_counters,
-        result,
-    ];
-    sections.iter().map(|section| section(r, color)).collect()
+/// caller (a terminal, and NO_COLOR unset); `width` is the terminal's (`None`: no limit). The
+/// verdict comes first, as on the first screen; the table's columns never split a word, and
+/// prose longer than the width wraps between words.
+pub fn render(r: &CheckReport, color: bool, width: Option<usize>) -> String {
+    let sections: [fn(&CheckReport, bool) -> String; 5] =
+        [header, notes, capacity, usage_and_counters, result];
+    let w = width.unwrap_or(super::screen::UNBOUNDED);
+    let mut out = String::new();
+    if let Some(v) = &r.verdict {
+        out.push_str(&super::screen::reflow(&super::verdict::headline(v), w));
+        out.push('\n');
+    }
+    out.push_str(&super::screen::reflow(&header(r, color), w));
+    out.push_str(&knob_table(r, color, w));
+    for section in &sections[1..] {
+        out.push_str(&super::screen::reflow(&section(r, color), w));
+    }
+    out
 }
 
 /// What was checked: profile, target, root, kernel, whose RLIMIT_NOFILE.
@@ -51,25 +58,17 @@ fn header(r: &CheckReport, _color: bool) -> String {
 }
 
 /// One row per knob: current, boot and required values, status and fixes.
-fn knob_table(r: &CheckReport, color: bool) -> String {
+fn knob_table(r: &CheckReport, color: bool, width: usize) -> String {
     let mut t = Table::new();
     t.load_preset(presets::ASCII_MARKDOWN);
+    t.force_no_tty();
     if color {
         t.enforce_styling();
-        t.set_content_arrangement(ContentArrangement::Dynamic);
-    } else {
-        t.force_no_tty();
-        t.set_content_arrangement(ContentArrangement::Disabled);
     }
     t.set_header(vec![
-        "knob", "scope", "current", "boot", "required", "status", "fix",
+        "knob", "scope", "current", "boot", "required", "status",
     ]);
     for row in &r.knobs {
-        let fix = match (&row.fix_runtime, &row.fix_persistent) {
-            (Some(a), Some(b)) => format!("{a}\npersist: {b}"),
-            (Some(a), None) => a.clone(),
-            _ => String::new(),
-        };
         t.add_row(vec![
             Cell::new(row.knob),
             Cell::new(row.scope.as_str()),
@@ -85,10 +84,30 @@ fn knob_table(r: &CheckReport, color: bool) -> String {
             ),
             Cell::new(value_text(row.required.as_ref(), row.unit)),
             status_cell(row.status, color),
-            Cell::new(fix),
         ]);
     }
-    format!("{t}\n")
+    super::screen::fit_bordered(&mut t, width);
+    format!("{t}\n{}", fixes(r))
+}
+
+/// The fixes below the table, each command whole on its own line.
+fn fixes(r: &CheckReport) -> String {
+    let mut out = String::new();
+    for row in r.knobs.iter().filter(|row| row.fix_runtime.is_some()) {
+        if out.is_empty() {
+            out.push_str("\nFixes:\n");
+        }
+        let fix = row.fix_runtime.as_deref().unwrap_or_default();
+        out.push_str(&format!(
+            "  {} ({}):\n    {fix}\n",
+            row.knob,
+            row.status.as_str()
+        ));
+        if let Some(p) = &row.fix_persistent {
+            out.push_str(&format!("    persist: {p}\n"));
+        }
+    }
+    out
 }
 
 /// Notes on knobs that are not ok, boot overrides, drift since the last apply, and why each
@@ -222,7 +241,9 @@ fn usage_and_counters(r: &CheckReport, _color: bool) -> String {
             )
         })
         .collect();
-    out.push_str("\nCounters that show a limit was hit since boot:");
+    out.push_str(
+        "\nCounters that show a limit was hit since boot (since this network namespace was made, in one):",
+    );
     if hit.is_empty() {
         out.push_str(if r.counters.is_empty() {
             " unreadable\n"

@@ -208,6 +208,7 @@ pub fn connect(
     let mut first_seen: Option<Instant> = None;
     let mut rate_prev = (Instant::now(), 0u64);
     let mut rate_now = 0.0f64;
+    let mut rate_measured = false;
     while c.memory_stop.is_none() {
         if rig.sleep_or_signal(next_step) {
             c.interrupted = true;
@@ -228,6 +229,10 @@ pub fn connect(
             rate_now =
                 (open.saturating_sub(rate_prev.1)) as f64 / rate_prev.0.elapsed().as_secs_f64();
             rate_prev = (Instant::now(), open);
+            rate_measured = true;
+        } else if !rate_measured {
+            // Before the first full window: the rate since the start, not a 0/s that is no rate.
+            rate_now = open as f64 / t0.elapsed().as_secs_f64().max(1e-3);
         }
         let m = match watch {
             Some(_) => Some(measure::mem(root)?),

@@ -44,7 +44,8 @@ pub fn hold(rig: &mut Rig, d: Duration, progress: &mut Progress) -> Held {
                 progress.update(
                     s.open,
                     format!(
-                        "holding | messages {} sent {} echoed | dropped {}",
+                        "holding, {:.0} s left | messages {} sent {} echoed | dropped {}",
+                        end.saturating_duration_since(Instant::now()).as_secs_f64(),
                         group(s.messages_sent),
                         group(s.messages_received),
                         group(s.dropped)
@@ -53,7 +54,13 @@ pub fn hold(rig: &mut Rig, d: Duration, progress: &mut Progress) -> Held {
             }
             None => {
                 let open = rig.open(None);
-                progress.update(open, "holding".into());
+                progress.update(
+                    open,
+                    format!(
+                        "holding, {:.0} s left",
+                        end.saturating_duration_since(Instant::now()).as_secs_f64()
+                    ),
+                );
             }
         }
     }

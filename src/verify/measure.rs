@@ -27,12 +27,10 @@ pub struct Mem {
 }
 
 impl Mem {
-    /// Memory the run may still take: MemAvailable less the reclaimable slab that appeared
-    /// since `base` (socket inodes and dentries count as reclaimable there, but an open socket
-    /// holds them: host facts), so sockets are not counted as free memory.
+    /// Memory the run may still take: the one definition check's capacity uses too
+    /// ([`crate::kernel::meminfo::usable`]: MemAvailable less the reclaimable slab grown since `base`).
     pub fn usable_since(&self, base: &Mem) -> u64 {
-        let grown = self.slab_reclaimable.saturating_sub(base.slab_reclaimable);
-        self.available.saturating_sub(grown)
+        crate::kernel::meminfo::usable(self.available, self.slab_reclaimable, base.slab_reclaimable)
     }
 }
 

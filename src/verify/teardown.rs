@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use embedded_server::loadgen::{Cmd, Died, LoadResults};
 
 use super::measure::{self, Sock};
+use super::progress::Progress;
 use super::rig::Rig;
 use crate::root::Root;
 
@@ -38,9 +39,26 @@ pub struct TornDown {
     pub sock_after: Option<Sock>,
 }
 
-/// Closes `open` connections and stops every process of the rig. With `root`, the netstat
-/// counters are read around it and sockstat after it.
+/// Closes `open` connections and stops every process of the rig, saying how many are closed
+/// and at what rate as it goes. With `root`, the netstat counters are read around it and
+/// sockstat after it.
 pub fn teardown(rig: Rig, open: u64, root: Option<&Root>) -> TornDown {
+    let mut progress = Progress::new(open);
+    progress.say(&format!(
+        "closing {} connections",
+        crate::capacity::group(open)
+    ));
+    let td = close(rig, open, root, &mut progress);
+    progress.finish();
+    progress.say(&format!(
+        "closed {} in {:.2} s",
+        crate::capacity::group(td.closed),
+        td.seconds
+    ));
+    td
+}
+
+fn close(rig: Rig, open: u64, root: Option<&Root>, progress: &mut Progress) -> TornDown {
     let net_before = root.map(measure::netstat);
     let t = Instant::now();
     let mut td = TornDown::default();
@@ -56,6 +74,15 @@ pub fn teardown(rig: Rig, open: u64, root: Option<&Root>) -> TornDown {
         loop {
             cl.gen.reap();
             let s = cl.gen.snapshot();
+            let secs = t.elapsed().as_secs_f64().max(1e-3);
+            progress.update(
+                s.closed,
+                format!(
+                    "closing | {:.0}/s | {} open",
+                    s.closed as f64 / secs,
+                    crate::capacity::group(s.open)
+                ),
+            );
             if Instant::now() >= end
                 || (s.processes_closed + s.processes_died) as usize >= cl.gen.processes()
             {
@@ -68,6 +95,7 @@ pub fn teardown(rig: Rig, open: u64, root: Option<&Root>) -> TornDown {
         td.latency = Some(cl.gen.finish(REPORT_GRACE));
     }
     if let Some(s) = server {
+        progress.say("stopping the server");
         let summary = s.shutdown();
         td.server_workers = summary.workers as u64;
         if td.latency.is_none() {

@@ -58,9 +58,11 @@ fn a_soft_limit_above_the_hard_limit_gets_a_fix_that_raises_both() {
         .arg(&profile)
         .output()
         .unwrap();
+    // Short of the profile, but 10 connections fit under the hard limit: it caps nothing, so it
+    // warns (exit 0), and its fix still raises both limits.
     assert_eq!(
         out.status.code(),
-        Some(1),
+        Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -71,6 +73,7 @@ fn a_soft_limit_above_the_hard_limit_gets_a_fix_that_raises_both() {
         .iter()
         .find(|k| k["knob"] == "rlimit.nofile.soft")
         .unwrap();
+    assert_eq!(soft["status"], "warn", "{soft}");
     let fix = soft["fix_runtime"].as_str().unwrap();
     assert!(fix.contains(&format!("--nofile={want}:{want}")), "{fix}");
 }

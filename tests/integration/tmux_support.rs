@@ -1,0 +1,157 @@
+//! A real terminal for tests: runs a command in a detached tmux pane of a given width and reads the screen back with `capture-pane -J`.
+//!
+//! Each run has its own tmux server (a socket in a temporary directory), killed when the run
+//! ends, so tests run in parallel and leave nothing behind. `-J` joins lines the terminal
+//! wrapped, so a captured line longer than the width is a line that overflowed.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// How long a command may run in the pane.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Printed after the command, with its exit code, so the harness knows it has finished.
+const MARKER: &str = "[tmux-harness-exit ";
+
+/// What the terminal showed.
+#[derive(Debug)]
+pub struct Screen {
+    pub width: usize,
+    /// Every line, scrollback included, wrapped lines joined, trailing spaces and blank lines removed.
+    pub lines: Vec<String>,
+    pub exit: i32,
+}
+
+impl Screen {
+    /// Lines wider than the terminal: they wrapped.
+    pub fn overflowing(&self) -> Vec<&str> {
+        self.lines
+            .iter()
+            .filter(|l| l.chars().count() > self.width)
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The screen as text, for assertion messages.
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+}
+
+/// A missing tmux skips the test visibly; under TUNE_TEST_STRICT=1 (scripts/test-all) it fails.
+pub fn available() -> bool {
+    if Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return true;
+    }
+    let why = "tmux not found (Debian package tmux)";
+    if std::env::var("TUNE_TEST_STRICT").as_deref() == Ok("1") {
+        panic!("{why} (TUNE_TEST_STRICT=1: a skip is a failure; scripts/test-all installs it)");
+    }
+    eprintln!("SKIPPED: {why}");
+    false
+}
+
+/// Kills the run's tmux server (and the shell in its pane) however the test ends.
+struct Server<'a>(&'a Path);
+
+impl Drop for Server<'_> {
+    fn drop(&mut self) {
+        let _ = tmux(self.0, &["kill-server"]);
+    }
+}
+
+fn tmux(sock: &Path, args: &[&str]) -> std::io::Result<std::process::Output> {
+    Command::new("tmux")
+        .arg("-S")
+        .arg(sock)
+        .args(["-f", "/dev/null"])
+        .args(args)
+        .output()
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Runs `program args` in a `width`-column terminal with `env` set, and returns the screen.
+pub fn run(width: u16, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Screen {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("tmux.sock");
+    let mut line: Vec<String> = env
+        .iter()
+        .map(|(k, v)| format!("{k}={}", quote(v)))
+        .collect();
+    line.push(quote(&program.display().to_string()));
+    line.extend(args.iter().map(|a| quote(a)));
+    // The shell stays after the command so the pane can be read; kill-server ends it.
+    let script = format!(
+        "env -u TUNE_ROOT {}; echo \"{MARKER}$?]\"; exec sleep {}",
+        line.join(" "),
+        TIMEOUT.as_secs() + 30
+    );
+    let _server = Server(&sock);
+    let out = tmux(
+        &sock,
+        &[
+            // A long history, so nothing the command printed scrolls out of reach.
+            "start-server",
+            ";",
+            "set-option",
+            "-g",
+            "history-limit",
+            "100000",
+            ";",
+            "new-session",
+            "-d",
+            "-x",
+            &width.to_string(),
+            "-y",
+            "50",
+            "sh",
+            "-c",
+            &script,
+        ],
+    )
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "tmux new-session: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let out = tmux(&sock, &["capture-pane", "-p", "-J", "-S", "-"]).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Some(at) = text.find(MARKER) {
+            let code = text[at + MARKER.len()..]
+                .split(']')
+                .next()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(-1);
+            let mut lines: Vec<String> = text[..at]
+                .lines()
+                .map(|l| l.trim_end().to_string())
+                .collect();
+            while lines.last().is_some_and(|l| l.is_empty()) {
+                lines.pop();
+            }
+            return Screen {
+                width: width.into(),
+                lines,
+                exit: code,
+            };
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the command did not finish within {TIMEOUT:?} at {width} columns; screen:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
