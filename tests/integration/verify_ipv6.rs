@@ -275,7 +275,7 @@ fn check_counts_ipv6_sources_as_verify_does() {
     // The same --source syntax: a /64 with a count is three sources in the ports arithmetic.
     let out = tune()
         .args(["check", "--target", "60000", "--role", "loopback"])
-        .args(["--source", "2001:db8:100::/64:3"])
+        .args(["--source", "2001:db8:100::/64:3", "--format", "json"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
