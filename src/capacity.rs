@@ -18,7 +18,9 @@
 //!   - nf_conntrack_max − nf_conntrack_count, one entry per connection, when conntrack tracks
 //!     connections in this namespace (count > 0).
 //!   - client role: ports in ip_local_port_range × source addresses (per destination). Loopback:
-//!     127.0.0.0/8 gives as many source addresses as needed; the count needed is reported.
+//!     127.0.0.0/8 gives as many source addresses as needed; the count needed is reported. IPv6
+//!     loopback has ::1 alone unless `--source` gives more. The one port range (net.ipv4, used
+//!     by IPv6 sockets too) and conntrack's one table count both families alike.
 //! - tcp_mem is reported, not counted: idle sockets hold no buffer pages.
 
 use crate::knobs::Role;
@@ -51,8 +53,11 @@ pub struct Inputs {
     /// `Some(true)` when conntrack tracks this namespace's connections, `None` when not loaded.
     pub conntrack_tracking: Option<bool>,
     pub port_range: Option<[u64; 2]>,
-    /// Source addresses the client side may use; `None` for loopback means "as many as needed".
+    /// Source addresses the client side may use; `None` for loopback means "as many as needed"
+    /// (IPv4), or ::1 alone when `ipv6_loopback`.
     pub source_addresses: Option<u64>,
+    /// The loopback target is IPv6 (::1): without `source_addresses`, one address.
+    pub ipv6_loopback: bool,
     /// Usable memory now ([`crate::kernel::meminfo::Meminfo::usable`]: MemAvailable).
     pub mem_usable: Option<u64>,
     pub mem_total: Option<u64>,
@@ -433,7 +438,7 @@ fn conntrack_bound(i: &Inputs) -> Bound {
                 connections: Some(n),
                 limit,
                 arithmetic: format!(
-                    "nf_conntrack_max: conntrack tracks this namespace ({}; {} entries now): {} − {} = {} more connections, one entry each",
+                    "nf_conntrack_max: conntrack tracks this namespace ({}; {} entries now): {} − {} = {} more connections, one entry each, IPv4 or IPv6",
                     i.conntrack_evidence
                         .as_deref()
                         .unwrap_or("judged by the entry count"),
@@ -477,6 +482,10 @@ fn ports_bound(i: &Inputs, target: u64) -> (Bound, Option<u64>) {
     let needed = crate::ports::sources_needed(target, ports).unwrap_or(1);
     let (addrs, whence) = match (i.role, i.source_addresses) {
         (_, Some(a)) => (a, "given"),
+        (Role::Loopback, None) if i.ipv6_loopback => (
+            1,
+            "::1 alone: IPv6 loopback has one address; --source adds more",
+        ),
         (Role::Loopback, None) => (LOOPBACK_SOURCE_ADDRESSES, "127.0.0.0/8"),
         (_, None) => (1, "one address assumed"),
     };
@@ -485,7 +494,7 @@ fn ports_bound(i: &Inputs, target: u64) -> (Bound, Option<u64>) {
         connections: Some(n),
         limit,
         arithmetic: format!(
-            "ports: {} ephemeral ports ({lo}-{hi}) × {} source addresses ({whence}) = {} per destination; {} connections need {} source address{}",
+            "ports: {} ephemeral ports ({lo}-{hi}, one range for IPv4 and IPv6) × {} source addresses ({whence}) = {} per destination; {} connections need {} source address{}",
             group(ports),
             group(addrs),
             group(n),
@@ -521,6 +530,7 @@ impl Inputs {
                 _ => None,
             },
             source_addresses: None,
+            ipv6_loopback: false,
             mem_usable: obs.facts.usable_memory,
             mem_total: obs.int(KnobId::MemoryTotal),
             bytes_per_socket: obs.facts.bytes_per_socket(),
@@ -634,6 +644,7 @@ mod tests {
             conntrack_tracking: Some(false),
             port_range: Some([32768, 60999]),
             source_addresses: None,
+            ipv6_loopback: false,
             mem_usable: Some(18_000_000_000),
             mem_total: Some(24_000_000_000),
             bytes_per_socket: 4160,
@@ -729,6 +740,37 @@ mod tests {
         assert_eq!(c.per_host.limit, Limiter::Knob(KnobId::ConntrackMax));
         assert_eq!(c.per_host.connections, Some(64536));
         assert!(!c.meets_target);
+    }
+
+    #[test]
+    fn ipv6_loopback_counts_sources_like_ipv4() {
+        // ::1 alone: the port range binds at 28,232 pairs (the issue's "~2.6M, bound by
+        // memory" was 127.0.0.0/8's count applied to an IPv6 target).
+        let mut i = this_host(Role::Loopback);
+        i.ipv6_loopback = true;
+        let c = estimate(&i, 40_000);
+        assert_eq!(c.per_host.limit, Limiter::Knob(KnobId::IpLocalPortRange));
+        assert_eq!(c.per_host.connections, Some(28_232));
+        assert!(!c.meets_target);
+        assert!(
+            c.per_host.arithmetic.contains("::1 alone"),
+            "{}",
+            c.per_host.arithmetic
+        );
+        assert!(c
+            .per_host
+            .arithmetic
+            .contains("one range for IPv4 and IPv6"));
+        // Sources from --source (an AnyIP /64 with a count): ports × sources, as for IPv4.
+        i.source_addresses = Some(3);
+        let c = estimate(&i, 60_000);
+        assert!(c.meets_target);
+        let ports = c
+            .host_limits
+            .iter()
+            .find(|b| b.limit == Limiter::Knob(KnobId::IpLocalPortRange))
+            .unwrap();
+        assert_eq!(ports.connections, Some(3 * 28_232));
     }
 
     #[test]

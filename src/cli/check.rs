@@ -29,7 +29,8 @@ pub struct CheckArgs {
     #[arg(long, value_enum)]
     pub role: Option<crate::cli::profiles::Role>,
     /// Client source addresses the layout uses (as `tune serve --verify --source`: a list,
-    /// a range or a CIDR); with one address the port range binds at its port count.
+    /// a range or a prefix, IPv4 or IPv6, like `2001:db8:100::/64:40`); with one address the
+    /// port range binds at its port count.
     #[arg(long, value_name = "ADDRS")]
     pub source: Option<String>,
     /// Server worker processes the layout runs (as `tune serve --workers N`); each holds

@@ -18,10 +18,14 @@ pub struct LoadFlags {
     /// New connections per second, all client processes together (default: as fast as they complete).
     #[arg(long, value_name = "R")]
     pub rate: Option<f64>,
-    /// Source addresses to bind: `127.0.0.2-127.0.0.254` or a comma-separated list. Default:
-    /// for a loopback target, enough 127.x.y.z addresses that no (source, destination) pair
-    /// needs more than half the ephemeral port range; otherwise the kernel's choice. Each
-    /// must be an address of this host (checked before any process starts).
+    /// Source addresses to bind, of the target's family: a comma-separated list of addresses,
+    /// `A-B` ranges (`127.0.0.2-127.0.0.254`, `2001:db8:200::1-2001:db8:200::40`) and
+    /// `PREFIX/LEN:COUNT` prefixes (`2001:db8:100::/64:40`: COUNT addresses from the first).
+    /// Default: for an IPv4 loopback target, enough 127.x.y.z addresses that no (source,
+    /// destination) pair needs more than half the ephemeral port range; otherwise the
+    /// kernel's choice (::1 alone for an IPv6 loopback target). Each must be an address of
+    /// this host or inside a local route (AnyIP, `ip -6 route add local PREFIX dev lo`, bound
+    /// with IP_FREEBIND), checked before any process starts.
     #[arg(long, value_name = "ADDRS")]
     pub source: Option<Sources>,
     /// Seconds to hold the connections once all are open (default: 5 with serve --verify, then

@@ -56,6 +56,9 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
     let root = &ctx.root;
     let o = options(&args.load, LOAD_HOLD, args.message_interval.map(|s| s.0))?;
     let cfg = plan::load_config(root, target, args.conns, &o)?;
+    let target_ipv6 = cfg.target.addr.is_ipv6();
+    let shortfall =
+        plan::ipv6_loopback_shortfall(&cfg.target, args.conns, plan::ports(root), &cfg.sources);
 
     let signals = Rig::signals()?;
     let net_before = measure::netstat(root);
@@ -66,6 +69,9 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         signals,
     };
     let mut progress = Progress::new(args.conns);
+    if let Some(w) = shortfall {
+        progress.say(&format!("warning: {w}"));
+    }
     progress.say(&format!(
         "{} client processes to {}, sources: {}",
         rig.client_processes(),
@@ -106,6 +112,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         held,
         after_hold,
         port_range: measure::port_range(root),
+        ipv6: target_ipv6,
     };
     let rep = assemble_load(records);
     let mut out = std::io::stdout().lock();

@@ -45,10 +45,29 @@ fn plan(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<VerifyPlan> {
     // Resolved once against a probe address, so that bad load flags (and unbindable sources)
     // fail before any server worker starts.
     if !plan.external {
-        let probe = std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), 1);
-        plan::load_config(&ctx.root, plan::target_of(probe), n, &plan.load)?;
+        plan::load_config(&ctx.root, probe_target(&plan), n, &plan.load)?;
     }
     Ok(plan)
+}
+
+/// The target the load generator will have, on a stand-in port (the server's is not chosen
+/// yet): of the listen address's family, so sources of the wrong family fail here.
+fn probe_target(plan: &VerifyPlan) -> embedded_server::loadgen::Target {
+    let probe = std::net::SocketAddr::new(plan.server.listen.ip(), 1);
+    plan::target_of(probe, plan.load.sources.as_deref())
+}
+
+/// Before anything starts: ::1 alone cannot hold N (the run goes on, and stops at the port
+/// range with the same fixes).
+fn warn_ipv6_loopback_alone(ctx: &Context, plan: &VerifyPlan, progress: &Progress) {
+    if plan.external {
+        return;
+    }
+    let srcs = plan.load.sources.as_deref().unwrap_or(&[]);
+    let ports = plan::ports(&ctx.root);
+    if let Some(w) = plan::ipv6_loopback_shortfall(&probe_target(plan), plan.target, ports, srcs) {
+        progress.say(&format!("warning: {w}"));
+    }
 }
 
 /// The capacity model's prediction for this run's layout (loopback, or the server side alone).
@@ -62,6 +81,10 @@ fn predict(plan: &VerifyPlan, obs: &Observation, progress: &Progress) -> Predict
     if let Some(s) = &plan.load.sources {
         inputs.source_addresses = Some(s.len() as u64);
     }
+    inputs.ipv6_loopback = !plan.external && {
+        let ip = probe_target(plan).addr.ip();
+        ip.is_ipv6() && ip.is_loopback()
+    };
     let cap = capacity::estimate(&inputs, plan.target);
     prepare::predict(&cap, obs.facts.bytes_per_socket(), plan, progress)
 }
@@ -102,6 +125,7 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     let root = &ctx.root;
     let obs = crate::knobs::observe(root, None);
     let mut progress = Progress::new(n);
+    warn_ipv6_loopback_alone(ctx, &plan, &progress);
 
     let prediction = predict(&plan, &obs, &progress);
     let (mut rig, prepared) = prepare::prepare(root, &plan, &progress)?;

@@ -128,6 +128,7 @@ fn evidence(plan: &VerifyPlan, r: &Records, reached: u64) -> Evidence {
         conntrack_drops: (peak.ct.drop + peak.ct.insert_failed)
             .saturating_sub(before.ct.drop + before.ct.insert_failed),
         port_range: r.port_range,
+        ipv6: r.prepared.target_ipv6,
         file_max: r.knobs.file_max,
         somaxconn: r.knobs.somaxconn,
         tcp_mem: r.knobs.tcp_mem,
@@ -394,6 +395,10 @@ pub fn assemble(plan: &VerifyPlan, r: Records) -> Report {
         listen: r.prepared.listen.to_string(),
         reached: v.reached,
         server_websockets_at_peak: r.peak.server.websockets_open,
+        accepted_by_family: super::report::Families {
+            ipv4: r.peak.server.accepted_ipv4,
+            ipv6: r.peak.server.accepted_ipv6,
+        },
         time_to_reach_seconds: c.reached_at.map(|d| d.as_secs_f64()),
         connect_seconds: c.connect_time.as_secs_f64(),
         connections_per_second: v.reached as f64 / c.connect_time.as_secs_f64().max(1e-6),
@@ -541,6 +546,7 @@ mod tests {
                 sources: "127.0.0.2".into(),
                 source_count: 1,
                 client_processes: 2,
+                target_ipv6: false,
             },
             connected: Connected {
                 reached_at: (open >= n).then_some(Duration::from_secs(1)),

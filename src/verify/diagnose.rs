@@ -78,6 +78,8 @@ pub struct Evidence {
     pub conntrack_max: Option<u64>,
     pub conntrack_drops: u64,
     pub port_range: Option<(u64, u64)>,
+    /// The clients connected over IPv6: source-address fixes are IPv6 ones then.
+    pub ipv6: bool,
     pub file_max: Option<u64>,
     pub somaxconn: Option<u64>,
     pub tcp_mem: Option<[u64; 3]>,
@@ -393,13 +395,7 @@ fn ports(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         );
         if ports > 0 {
             let need = e.target.div_ceil(ports * 9 / 10).max(srcs + 1);
-            let last = embedded_server::loadgen::sources::loopback(need as usize)
-                .last()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            x.fix.push(format!(
-                "bind more source addresses: --source 127.0.0.2-{last} ({need} addresses; on other hosts, add addresses to the client's interface)"
-            ));
+            x.fix.extend(more_sources(need, e.ipv6));
         }
         x.fix.push(fix_for(
             KnobId::IpLocalPortRange,
@@ -409,6 +405,26 @@ fn ports(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     }
 
     None
+}
+
+/// The fix "bind `need` source addresses", in the clients' address family: IPv4 from
+/// 127.0.0.0/8 (all local); IPv6 by either of the two ways Linux offers, with documentation
+/// prefixes (RFC 3849) as placeholders, never an IPv4 range for an IPv6 target.
+fn more_sources(need: u64, ipv6: bool) -> Vec<String> {
+    if ipv6 {
+        let doc = embedded_server::loadgen::sources::DOC_PREFIX_V6;
+        return vec![
+            format!("bind more IPv6 source addresses, a whole prefix at once (AnyIP): ip -6 route add local {doc} dev lo, then --source {doc}:{need} ({need} addresses; tune binds them with IP_FREEBIND)"),
+            format!("or assign them: ip -6 addr add 2001:db8:200::1/64 dev lo, one command per address up to 2001:db8:200::{need:x}, then --source 2001:db8:200::1-2001:db8:200::{need:x}; on other hosts, add IPv6 addresses to the client's interface (2001:db8::/32 is the documentation prefix: use one that is yours)"),
+        ];
+    }
+    let last = embedded_server::loadgen::sources::loopback(need as usize)
+        .last()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    vec![format!(
+        "bind more source addresses: --source 127.0.0.2-{last} ({need} addresses; on other hosts, add addresses to the client's interface)"
+    )]
 }
 
 /// 7. Socket memory.
@@ -878,6 +894,27 @@ mod tests {
         );
         assert!(x.fix[0].contains("--workers 25"), "{:?}", x.fix);
         assert!(x.evidence.contains("econnrefused 500"));
+    }
+
+    #[test]
+    fn an_ipv6_target_gets_ipv6_sources_in_the_fix() {
+        let mut e = base();
+        e.ipv6 = true;
+        e.client = Some(client(&[(ErrorClass::Eaddrnotavail, 70)]));
+        let x = diagnose(&e).unwrap();
+        assert_eq!(x.limit, "ports");
+        let all = x.fix.join("\n");
+        assert!(!all.contains("127.0.0."), "{all}");
+        assert!(
+            x.fix[0].contains("ip -6 route add local 2001:db8:100::/64 dev lo")
+                && x.fix[0].contains("--source 2001:db8:100::/64:23"),
+            "{all}"
+        );
+        assert!(
+            x.fix[1].contains("ip -6 addr add 2001:db8:200::1/64 dev lo"),
+            "{all}"
+        );
+        assert!(all.contains("ip_local_port_range"), "{all}");
     }
 
     #[test]

@@ -81,6 +81,8 @@ pub struct LoadRecords {
     pub after_hold: LoadSnapshot,
     pub torn_down: TornDown,
     pub port_range: Option<(u64, u64)>,
+    /// The target is an IPv6 address (fixes then name IPv6 sources).
+    pub ipv6: bool,
 }
 
 /// The diagnosis of a load run: a dead process explains the shortfall before anything its
@@ -105,6 +107,7 @@ fn diagnosis(r: &LoadRecords, interrupted: bool) -> (Option<Diagnosis>, BTreeMap
         server: None,
         netstat: r.netstat.clone(),
         port_range: r.port_range,
+        ipv6: r.ipv6,
         ..Evidence::default()
     };
     let died = &r.torn_down.clients_died;
@@ -305,6 +308,7 @@ mod tests {
             processes: 2,
             sources: "127.0.0.2".into(),
             source_count: 1,
+            ipv6: false,
             connected: Connected {
                 reached_at: Some(Duration::from_millis(500)),
                 connect_time: Duration::from_millis(500),

@@ -91,8 +91,8 @@ impl std::fmt::Display for Secs {
     }
 }
 
-/// Source addresses as the command line gives them: `127.0.0.2-127.0.0.254` or a
-/// comma-separated list (checked for bindability later, against the target).
+/// Source addresses as the command line gives them: `127.0.0.2-127.0.0.254`,
+/// `2001:db8:100::/64:1000` or a comma-separated list (checked for bindability later, against the target).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sources(pub Vec<IpAddr>);
 
@@ -178,18 +178,55 @@ pub fn memory_floor(given: Option<u64>, mem_total: u64) -> anyhow::Result<u64> {
     Ok(floor)
 }
 
-/// A target for a server at `addr` (the loopback address when it listens on all).
-pub fn target_of(addr: SocketAddr) -> Target {
-    let addr = if addr.ip().is_unspecified() {
-        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
-    } else {
-        addr
+/// A target for a server at `addr`. A server on all addresses is reached over loopback:
+/// `[::]` at ::1 when the sources given are IPv6, else (and for `0.0.0.0`) at 127.0.0.1, whose
+/// /8 offers as many source addresses as a run needs (a dual-stack `[::]` takes both).
+pub fn target_of(addr: SocketAddr, sources: Option<&[IpAddr]>) -> Target {
+    let v6_sources = sources.is_some_and(|s| s.first().is_some_and(IpAddr::is_ipv6));
+    let addr = match addr.ip() {
+        IpAddr::V6(a) if a.is_unspecified() && v6_sources => {
+            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        ip if ip.is_unspecified() => {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
     };
     Target {
         addr,
         host: addr.to_string(),
         path: "/".into(),
     }
+}
+
+/// Ports of this namespace's ip_local_port_range (the kernel's default when unreadable). The
+/// one range serves IPv4 and IPv6 clients alike.
+pub fn ports(root: &Root) -> u64 {
+    measure::port_range(root).map_or(DEFAULT_PORTS, |(lo, hi)| hi - lo + 1)
+}
+
+/// When a run to an IPv6 loopback target has only ::1 to connect from and the port range
+/// cannot hold `conns` from it, the warning to print before starting: both ways to get more
+/// IPv6 source addresses, with documentation prefixes (RFC 3849) as placeholders. tune never
+/// adds them itself: the network namespace is not its own.
+pub fn ipv6_loopback_shortfall(
+    target: &Target,
+    conns: u64,
+    ports: u64,
+    sources: &[IpAddr],
+) -> Option<String> {
+    let ip = target.addr.ip();
+    if !(ip.is_ipv6() && ip.is_loopback() && sources.len() <= 1 && conns > ports) {
+        return None;
+    }
+    let need = conns.div_ceil(ports * 9 / 10).max(2);
+    Some(format!(
+        "{} connections to {} from ::1 alone cannot fit: {} ephemeral ports per (source, destination) pair and IPv6 loopback has one address. More IPv6 source addresses, either way: (a) AnyIP, a whole prefix: ip -6 route add local {DOC} dev lo, then --source {DOC}:{need} (tune binds them with IP_FREEBIND); (b) assigned addresses: ip -6 addr add 2001:db8:200::1/64 dev lo (one command per address), then --source 2001:db8:200::1-2001:db8:200::{need:x}. 2001:db8::/32 is the documentation prefix: use a prefix that is yours.",
+        crate::capacity::group(conns),
+        target.addr,
+        crate::capacity::group(ports),
+        DOC = sources::DOC_PREFIX_V6,
+    ))
 }
 
 /// Resolves the load options for `conns` connections to `target` against this host.
@@ -209,7 +246,7 @@ pub fn load_config(
     let srcs: Vec<IpAddr> = match &o.sources {
         Some(s) => s.clone(),
         None if target.addr.ip().is_loopback() && target.addr.is_ipv4() => {
-            let ports = measure::port_range(root).map_or(DEFAULT_PORTS, |(lo, hi)| hi - lo + 1);
+            let ports = ports(root);
             let per = conns.div_ceil(processes as u64);
             let k = loadgen::sources_per_process(per, ports) as usize;
             sources::loopback(k * processes)
@@ -267,8 +304,16 @@ fn check_sources(srcs: &[IpAddr], target: &Target) -> anyhow::Result<()> {
         .iter()
         .all(|(_, e)| *e == embedded_server::sys::Errno::EADDRNOTAVAIL)
     {
+        let how = if first.is_ipv6() {
+            format!(
+                "give addresses this host has (`ip -brief addr` lists them), or make them this host's first: one address with ip -6 addr add {first}/64 dev IFACE, or a whole prefix (AnyIP) with ip -6 route add local PREFIX/64 dev lo (tune binds AnyIP addresses with IP_FREEBIND), like {}",
+                sources::DOC_PREFIX_V6
+            )
+        } else {
+            format!("give addresses this host has (`ip -brief addr` lists them; for a loopback target any of 127.0.0.2-127.255.255.254), or add the address to an interface first: ip addr add {first}/32 dev IFACE")
+        };
         anyhow::bail!(
-            "{which}: not an address of this host (binding a socket to it fails with EADDRNOTAVAIL), so no connection could start from it; give addresses this host has (`ip -brief addr` lists them; for a loopback target any of 127.0.0.2-127.255.255.254), or add the address to an interface first: ip addr add {first}/32 dev IFACE"
+            "{which}: not an address of this host (binding a socket to it fails with EADDRNOTAVAIL), so no connection could start from it; {how}"
         );
     }
     anyhow::bail!(
@@ -308,6 +353,61 @@ mod tests {
         let e = "0".parse::<Processes>().unwrap_err();
         assert!(e.contains("--processes \"0\""), "{e}");
         assert!("lots".parse::<Processes>().is_err());
+    }
+
+    #[test]
+    fn all_addresses_are_reached_over_the_sources_family() {
+        let v6: Vec<IpAddr> = vec!["2001:db8:100::1".parse().unwrap()];
+        let t = |a: &str, s: Option<&[IpAddr]>| target_of(a.parse().unwrap(), s).addr.to_string();
+        assert_eq!(t("[::]:80", Some(&v6)), "[::1]:80");
+        assert_eq!(t("[::]:80", None), "127.0.0.1:80");
+        assert_eq!(t("0.0.0.0:80", None), "127.0.0.1:80");
+        assert_eq!(t("[::1]:80", None), "[::1]:80");
+    }
+
+    #[test]
+    fn ipv6_loopback_alone_is_named_before_the_run() {
+        let target = target_of("[::1]:9000".parse().unwrap(), None);
+        let w = ipv6_loopback_shortfall(&target, 40_000, 28_232, &[]).unwrap();
+        assert!(w.contains("from ::1 alone cannot fit"), "{w}");
+        assert!(
+            w.contains("ip -6 route add local 2001:db8:100::/64 dev lo"),
+            "{w}"
+        );
+        assert!(w.contains("--source 2001:db8:100::/64:2"), "{w}");
+        assert!(
+            w.contains("ip -6 addr add 2001:db8:200::1/64 dev lo"),
+            "{w}"
+        );
+        assert!(!w.contains("127.0.0."), "{w}");
+        // Enough ports, sources given, or an IPv4 target: nothing to say.
+        assert_eq!(ipv6_loopback_shortfall(&target, 20_000, 28_232, &[]), None);
+        let srcs: Vec<IpAddr> = sources::parse("2001:db8:100::/64:3").unwrap();
+        assert_eq!(
+            ipv6_loopback_shortfall(&target, 60_000, 28_232, &srcs),
+            None
+        );
+        let v4 = target_of("127.0.0.1:9000".parse().unwrap(), None);
+        assert_eq!(ipv6_loopback_shortfall(&v4, 60_000, 28_232, &[]), None);
+    }
+
+    #[test]
+    fn sources_of_the_other_family_or_not_this_hosts_are_refused() {
+        let target = target_of("[::1]:9000".parse().unwrap(), None);
+        let e = check_sources(&["127.0.0.2".parse().unwrap()], &target)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("an IPv4 address, but the target [::1]:9000 is IPv6"),
+            "{e}"
+        );
+        // 2001:db8:ffff::/48 is documentation space: neither assigned nor routed here.
+        let e = check_sources(&["2001:db8:ffff::1".parse().unwrap()], &target)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an address of this host"), "{e}");
+        assert!(e.contains("ip -6 route add local PREFIX/64 dev lo"), "{e}");
+        assert!(!e.contains("127.0.0."), "{e}");
     }
 
     #[test]

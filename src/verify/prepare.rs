@@ -67,6 +67,8 @@ pub struct Prepared {
     pub sources: String,
     pub source_count: u64,
     pub client_processes: u64,
+    /// The load generator connects over IPv6 (fixes name IPv6 sources then).
+    pub target_ipv6: bool,
 }
 
 /// Starts the server and (unless external) the load generator, says what runs, and takes the
@@ -87,7 +89,9 @@ pub fn prepare(
     let clients = if plan.external {
         None
     } else {
-        let cfg = plan::load_config(root, plan::target_of(listen), plan.target, &plan.load)?;
+        let target = plan::target_of(listen, plan.load.sources.as_deref());
+        let cfg = plan::load_config(root, target, plan.target, &plan.load)?;
+
         let gen = LoadGen::start(&cfg, &mut launch::load_worker_command)?;
         Some(Clients { gen, cfg })
     };
@@ -116,6 +120,10 @@ pub fn prepare(
         sources: rig.sources(),
         source_count: rig.source_count(),
         client_processes: rig.client_processes(),
+        target_ipv6: rig
+            .clients
+            .as_ref()
+            .is_some_and(|c| c.cfg.target.addr.is_ipv6()),
     };
     Ok((rig, prepared))
 }

@@ -168,6 +168,13 @@ pub struct Comparison {
     pub measured: String,
 }
 
+/// Connections accepted from IPv4 clients (IPv4-mapped included) and from IPv6 ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Families {
+    pub ipv4: u64,
+    pub ipv6: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub schema_version: u32,
@@ -180,6 +187,8 @@ pub struct Report {
     /// Most websockets open at once (client side; server side in external mode).
     pub reached: u64,
     pub server_websockets_at_peak: u64,
+    /// Connections the server accepted by client family (a dual-stack `[::]` serves both).
+    pub accepted_by_family: Families,
     pub time_to_reach_seconds: Option<f64>,
     pub connect_seconds: f64,
     pub connections_per_second: f64,
@@ -303,6 +312,13 @@ impl Report {
             "reached",
             group(self.reached),
             group(self.server_websockets_at_peak)
+        );
+        let _ = writeln!(
+            o,
+            "{:<22} IPv4 {}, IPv6 {} accepted by the server",
+            "client families",
+            group(self.accepted_by_family.ipv4),
+            group(self.accepted_by_family.ipv6)
         );
         let _ = writeln!(
             o,

@@ -41,6 +41,7 @@ mod serve_protocol;
 mod verify_args;
 mod verify_conntrack;
 mod verify_external;
+mod verify_ipv6;
 mod verify_limits;
 mod verify_loopback;
 mod verify_parallel;

@@ -1,47 +1,150 @@
-//! Client source addresses: `--source` ranges and lists, the automatic loopback choice
-//! (127.0.0.2 upwards: all of 127.0.0.0/8 is local), and their assignment to processes.
+//! Client source addresses: `--source` ranges, lists and prefixes (IPv4 and IPv6), the automatic
+//! loopback choice (127.0.0.2 upwards: all of 127.0.0.0/8 is local), which IPv6 sources need
+//! IP_FREEBIND (AnyIP: a local route, not an address), and their assignment to processes.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::sys::Errno;
 
-/// Most addresses a `--source` range may expand to (a typo like 127.0.0.2-127.255.0.0 would
-/// otherwise allocate millions).
+/// Most addresses a `--source` spec may expand to (a typo like 127.0.0.2-127.255.0.0 would
+/// otherwise allocate millions). 65,536 sources × 28,232 ports is far past any one host's
+/// memory for sockets.
 pub const MAX_SOURCES: usize = 65_536;
 
-/// Parses `--source`: comma-separated addresses or `A-B` ranges (IPv4 ranges only).
+/// The documentation prefix of RFC 3849 (2001:db8::/32) the fixes use as placeholders.
+pub const DOC_PREFIX_V6: &str = "2001:db8:100::/64";
+
+/// Parses `--source`: comma-separated addresses, `A-B` ranges and `PREFIX/LEN[:COUNT]` prefixes,
+/// all of one family. A prefix yields COUNT addresses from its first host address (from the
+/// address given, when it has host bits set); without COUNT, every host address of a prefix
+/// small enough (at most [`MAX_SOURCES`]).
 pub fn parse(spec: &str) -> Result<Vec<IpAddr>, String> {
-    let mut out = Vec::new();
+    let mut out: Vec<IpAddr> = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        if let Some((a, b)) = part.split_once('-') {
-            let a: Ipv4Addr = a.trim().parse().map_err(|_| {
-                format!("--source {part:?}: {a:?} is not an IPv4 address (ranges are IPv4 only)")
-            })?;
-            let b: Ipv4Addr = b
-                .trim()
-                .parse()
-                .map_err(|_| format!("--source {part:?}: {b:?} is not an IPv4 address"))?;
-            let (a, b) = (u32::from(a), u32::from(b));
-            if b < a {
-                return Err(format!("--source {part:?}: the range runs backwards"));
-            }
-            if (b - a) as usize + out.len() >= MAX_SOURCES {
-                return Err(format!(
-                    "--source {part:?}: more than {MAX_SOURCES} addresses; give a narrower range"
-                ));
-            }
-            out.extend((a..=b).map(|x| IpAddr::V4(Ipv4Addr::from(x))));
+        let (first, count) = if part.contains('/') {
+            prefix(part)?
+        } else if let Some((a, b)) = part.split_once('-') {
+            range(part, a.trim(), b.trim())?
         } else {
-            let ip: IpAddr = part
-                .parse()
-                .map_err(|_| format!("--source {part:?}: not an IP address or A-B range"))?;
-            out.push(ip);
+            let ip: IpAddr = part.parse().map_err(|_| {
+                format!(
+                    "--source {part:?}: not an IP address, an A-B range or a PREFIX/LEN:COUNT prefix"
+                )
+            })?;
+            (ip, 1)
+        };
+        if let Some(other) = out.first().filter(|o| o.is_ipv4() != first.is_ipv4()) {
+            return Err(format!(
+                "--source {part:?}: mixes IPv4 and IPv6 ({other} came first); a run's sources are of the target's one family"
+            ));
         }
+        if count > (MAX_SOURCES - out.len()) as u128 {
+            return Err(format!(
+                "--source {part:?}: more than {MAX_SOURCES} addresses in all; give a narrower range or a smaller count"
+            ));
+        }
+        out.extend((0..count).map(|k| offset(first, k)));
     }
     if out.is_empty() {
         return Err("--source: no address given".into());
     }
     Ok(out)
+}
+
+/// An address as a number and back (IPv4 in the low 32 bits).
+fn num(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u32::from(a) as u128,
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+fn offset(base: IpAddr, k: u128) -> IpAddr {
+    match base {
+        IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from((u32::from(a) as u128 + k) as u32)),
+        IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) + k)),
+    }
+}
+
+/// `A-B`: the first address and the count.
+fn range(part: &str, a: &str, b: &str) -> Result<(IpAddr, u128), String> {
+    let parse = |s: &str| {
+        s.parse::<IpAddr>()
+            .map_err(|_| format!("--source {part:?}: {s:?} is not an IP address"))
+    };
+    let (a, b) = (parse(a)?, parse(b)?);
+    if a.is_ipv4() != b.is_ipv4() {
+        return Err(format!(
+            "--source {part:?}: a range runs between two addresses of one family"
+        ));
+    }
+    if num(b) < num(a) {
+        return Err(format!("--source {part:?}: the range runs backwards"));
+    }
+    let count = (num(b) - num(a)).saturating_add(1);
+    if count > MAX_SOURCES as u128 {
+        return Err(format!(
+            "--source {part:?}: more than {MAX_SOURCES} addresses; give a narrower range"
+        ));
+    }
+    Ok((a, count))
+}
+
+/// `PREFIX/LEN[:COUNT]`: the first address and the count.
+fn prefix(part: &str) -> Result<(IpAddr, u128), String> {
+    let (addr, rest) = part.split_once('/').unwrap_or((part, ""));
+    let (len, count) = match rest.split_once(':') {
+        Some((l, c)) => (l, Some(c)),
+        None => (rest, None),
+    };
+    let ip: IpAddr = addr.trim().parse().map_err(|_| {
+        format!("--source {part:?}: {addr:?} is not an IP address (expected PREFIX/LEN:COUNT, like {DOC_PREFIX_V6}:1000)")
+    })?;
+    let bits: u32 = if ip.is_ipv4() { 32 } else { 128 };
+    let len: u32 = len
+        .trim()
+        .parse()
+        .ok()
+        .filter(|l| *l <= bits)
+        .ok_or_else(|| format!("--source {part:?}: the prefix length {len:?} is not 0-{bits}"))?;
+    let host_bits = bits - len;
+    // Host addresses of the prefix: all but the prefix's own address (the IPv6 subnet-router
+    // anycast address, the IPv4 network address) and, for IPv4, the broadcast address.
+    let span: u128 = if host_bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << host_bits) - 1
+    };
+    let base = num(ip) & !span;
+    let last = base + span - u128::from(ip.is_ipv4() && host_bits >= 2);
+    let first = if num(ip) == base && host_bits >= 1 {
+        base + 1
+    } else {
+        num(ip)
+    };
+    let available = last.saturating_sub(first) + 1;
+    let count = match count {
+        Some(c) => c
+            .trim()
+            .parse::<u128>()
+            .ok()
+            .filter(|c| *c >= 1)
+            .ok_or_else(|| format!("--source {part:?}: the count {c:?} is not a number of addresses (1 or more)"))?,
+        None if available <= MAX_SOURCES as u128 => available,
+        None => {
+            return Err(format!(
+                "--source {part:?}: the prefix holds more than {MAX_SOURCES} addresses; say how many to use: {}/{len}:COUNT",
+                addr.trim()
+            ))
+        }
+    };
+    if count > available {
+        return Err(format!(
+            "--source {part:?}: {count} addresses from {} do not fit in the prefix ({available} left)",
+            offset(ip, first - num(ip))
+        ));
+    }
+    Ok((offset(ip, first - num(ip)), count))
 }
 
 /// `count` loopback source addresses from 127.0.0.2 upwards, skipping `.0` and `.255` in the
@@ -74,17 +177,93 @@ pub fn assign(all: &[IpAddr], i: usize, n: usize) -> Vec<IpAddr> {
     }
 }
 
+/// RTF_LOCAL in the flags column of /proc/net/ipv6_route (include/uapi/linux/ipv6_route.h):
+/// a route of type `local`, set by `ip -6 route add local PREFIX dev lo`.
+const RTF_LOCAL: u32 = 0x8000_0000;
+
+/// An IPv6 prefix routed locally (AnyIP): every address in it is this host's, but only a socket
+/// with IP_FREEBIND may bind one (IPv6 bind() accepts assigned addresses only, unlike IPv4's,
+/// which accepts any address of a local route; net/ipv6/af_inet6.c, Linux 6.18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnyIp {
+    pub net: Ipv6Addr,
+    pub len: u8,
+}
+
+impl AnyIp {
+    pub fn contains(&self, ip: Ipv6Addr) -> bool {
+        let shift = 128 - u32::from(self.len);
+        let mask = if shift >= 128 { 0 } else { u128::MAX << shift };
+        u128::from(ip) & mask == u128::from(self.net) & mask
+    }
+}
+
+/// The AnyIP prefixes in the text of /proc/net/ipv6_route: local routes shorter than /128 (a
+/// /128 local route is an assigned address, which binds without IP_FREEBIND). Lines that do not
+/// parse are skipped: the file lists every table's routes, one per line, in fixed columns
+/// (destination, its length in hex, source, its length, next hop, metric, refcount, use,
+/// flags, device).
+pub fn anyip_routes(ipv6_route: &str) -> Vec<AnyIp> {
+    let mut out = Vec::new();
+    for line in ipv6_route.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 10 {
+            continue;
+        }
+        let (Ok(net), Ok(len), Ok(flags)) = (
+            u128::from_str_radix(f[0], 16),
+            u8::from_str_radix(f[1], 16),
+            u32::from_str_radix(f[8], 16),
+        ) else {
+            continue;
+        };
+        if flags & RTF_LOCAL != 0 && len < 128 {
+            let r = AnyIp {
+                net: Ipv6Addr::from(net),
+                len,
+            };
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+/// Whether a client socket binding `ip` needs IP_FREEBIND: an IPv6 address inside an AnyIP
+/// prefix. IPv4 never does (its bind() accepts addresses of local routes).
+pub fn needs_freebind(ip: IpAddr, routes: &[AnyIp]) -> bool {
+    match ip {
+        IpAddr::V4(_) => false,
+        IpAddr::V6(a) => routes.iter().any(|r| r.contains(a)),
+    }
+}
+
+/// [`needs_freebind`] for each of `all`, against this network namespace's routes (read once;
+/// no IPv6 routes readable: none needs it).
+pub fn freebind_flags(all: &[IpAddr]) -> Vec<bool> {
+    let routes = if all.iter().any(IpAddr::is_ipv6) {
+        crate::sys::net::ipv6_routes()
+            .map(|t| anyip_routes(&t))
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    all.iter().map(|ip| needs_freebind(*ip, &routes)).collect()
+}
+
 /// Whether a client socket can bind to `ip` (`Err(EADDRNOTAVAIL)`: not an address of this host);
 /// see [`crate::sys::net::probe_source`].
 pub use crate::sys::net::probe_source as probe;
 
 /// The addresses of `all` a client socket cannot bind, with the error: every one is probed
-/// ([`probe`]) before any load worker starts, so that a typo or an address of another host is
-/// refused up front instead of showing up as EADDRNOTAVAIL on every connect (which reads like
-/// running out of ports).
+/// ([`probe`], with IP_FREEBIND where [`freebind_flags`] says so) before any load worker
+/// starts, so that a typo or an address of another host is refused up front instead of showing
+/// up as EADDRNOTAVAIL on every connect (which reads like running out of ports).
 pub fn unbindable(all: &[IpAddr]) -> Vec<(IpAddr, Errno)> {
     all.iter()
-        .filter_map(|ip| probe(*ip).err().map(|e| (*ip, e)))
+        .zip(freebind_flags(all))
+        .filter_map(|(ip, fb)| probe(*ip, fb).err().map(|e| (*ip, e)))
         .collect()
 }
 
@@ -101,12 +280,16 @@ pub fn describe(all: &[IpAddr]) -> String {
 mod tests {
     use super::*;
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
     #[test]
     fn ranges_and_lists() {
         let v = parse("127.0.0.2-127.0.0.4, 10.0.0.1").unwrap();
         assert_eq!(v.len(), 4);
-        assert_eq!(v[2], "127.0.0.4".parse::<IpAddr>().unwrap());
-        assert_eq!(v[3], "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(v[2], ip("127.0.0.4"));
+        assert_eq!(v[3], ip("10.0.0.1"));
         assert!(parse("127.0.0.9-127.0.0.2")
             .unwrap_err()
             .contains("backwards"));
@@ -118,11 +301,101 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_ranges_lists_and_prefixes() {
+        let v = parse("2001:db8:100::1-2001:db8:100::3,2001:db8:100::ff").unwrap();
+        assert_eq!(
+            v,
+            [
+                "2001:db8:100::1",
+                "2001:db8:100::2",
+                "2001:db8:100::3",
+                "2001:db8:100::ff"
+            ]
+            .map(ip)
+        );
+        // A prefix with a count starts at its first host address ...
+        let v = parse("2001:db8:100::/64:300").unwrap();
+        assert_eq!(v.len(), 300);
+        assert_eq!(v[0], ip("2001:db8:100::1"));
+        assert_eq!(v[299], ip("2001:db8:100::12c"));
+        // ... or at the address given, when it has host bits.
+        assert_eq!(
+            parse("2001:db8:100::10/64:2").unwrap()[1],
+            ip("2001:db8:100::11")
+        );
+        // Small prefixes need no count; IPv4 ones skip network and broadcast.
+        assert_eq!(parse("2001:db8::/126").unwrap().len(), 3);
+        let v4 = parse("10.1.2.0/30").unwrap();
+        assert_eq!(v4, vec![ip("10.1.2.1"), ip("10.1.2.2")]);
+        assert_eq!(parse("10.1.2.3/32").unwrap(), vec![ip("10.1.2.3")]);
+    }
+
+    #[test]
+    fn bad_ipv6_specs_say_what_to_give() {
+        let e = parse("2001:db8:100::/64").unwrap_err();
+        assert!(
+            e.contains("say how many") && e.contains("2001:db8:100::/64:COUNT"),
+            "{e}"
+        );
+        let e = parse("2001:db8:100::/64:100000").unwrap_err();
+        assert!(e.contains("more than 65536"), "{e}");
+        let e = parse("2001:db8:100::/126:5").unwrap_err();
+        assert!(e.contains("do not fit"), "{e}");
+        assert!(parse("2001:db8::/129:1").unwrap_err().contains("0-128"));
+        assert!(parse("2001:db8::/64:0").unwrap_err().contains("1 or more"));
+        let e = parse("127.0.0.2,::1").unwrap_err();
+        assert!(e.contains("mixes IPv4 and IPv6"), "{e}");
+        assert!(parse("127.0.0.2-::5").unwrap_err().contains("one family"));
+        assert!(parse("2001:db8::5-2001:db8::1")
+            .unwrap_err()
+            .contains("backwards"));
+        let e = parse("2001:db8::-2001:db8::1:0").unwrap_err();
+        assert!(e.contains("narrower"), "{e}");
+    }
+
+    /// /proc/net/ipv6_route of a fresh network namespace after `ip link set lo up`,
+    /// `ip -6 route add local 2001:db8:100::/64 dev lo` and `ip -6 addr add 2001:db8:200::1/64
+    /// dev lo` (Linux 6.18.44).
+    const IPV6_ROUTE_6_18: &str = "\
+20010db8020000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00200200       lo
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo
+00000000000000000000000000000001 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000003 00000000 80200001       lo
+20010db8010000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000400 00000002 00000000 80000001       lo
+20010db8020000000000000000000001 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000002 00000000 80200001       lo
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo
+";
+
+    #[test]
+    fn anyip_prefixes_from_the_route_table() {
+        let r = anyip_routes(IPV6_ROUTE_6_18);
+        assert_eq!(
+            r,
+            vec![AnyIp {
+                net: "2001:db8:100::".parse().unwrap(),
+                len: 64
+            }]
+        );
+        assert!(needs_freebind(ip("2001:db8:100::7"), &r));
+        assert!(needs_freebind(ip("2001:db8:100:0:ffff::1"), &r));
+        // An assigned address, ::1, another prefix and IPv4 bind without it.
+        assert!(!needs_freebind(ip("2001:db8:200::1"), &r));
+        assert!(!needs_freebind(ip("::1"), &r));
+        assert!(!needs_freebind(ip("2001:db8:101::1"), &r));
+        assert!(!needs_freebind(ip("127.0.0.2"), &r));
+        assert!(anyip_routes("garbage\n\n1 2 3").is_empty());
+        let all = AnyIp {
+            net: Ipv6Addr::UNSPECIFIED,
+            len: 0,
+        };
+        assert!(all.contains("2001:db8::1".parse().unwrap()));
+    }
+
+    #[test]
     fn loopback_skips_network_and_broadcast_octets() {
         let v = loopback(300);
-        assert_eq!(v[0], "127.0.0.2".parse::<IpAddr>().unwrap());
-        assert_eq!(v[252], "127.0.0.254".parse::<IpAddr>().unwrap());
-        assert_eq!(v[253], "127.0.1.1".parse::<IpAddr>().unwrap());
+        assert_eq!(v[0], ip("127.0.0.2"));
+        assert_eq!(v[252], ip("127.0.0.254"));
+        assert_eq!(v[253], ip("127.0.1.1"));
         assert!(v.iter().all(|ip| !ip.to_string().ends_with(".255")));
     }
 
@@ -143,11 +416,17 @@ mod tests {
     fn probes_tell_local_addresses_from_others() {
         // All of 127.0.0.0/8 is local (when lo is up, as in the host namespace); 192.0.2.1 is
         // TEST-NET-1 (RFC 5737), never assigned to a host we test on.
-        assert_eq!(probe("127.0.0.1".parse().unwrap()), Ok(()));
-        assert_eq!(probe("127.0.3.7".parse().unwrap()), Ok(()));
-        let bad: IpAddr = "192.0.2.1".parse().unwrap();
-        assert_eq!(probe(bad), Err(Errno::EADDRNOTAVAIL));
+        assert_eq!(probe(ip("127.0.0.1"), false), Ok(()));
+        assert_eq!(probe(ip("127.0.3.7"), false), Ok(()));
+        let bad = ip("192.0.2.1");
+        assert_eq!(probe(bad, false), Err(Errno::EADDRNOTAVAIL));
         let v = unbindable(&[loopback(1)[0], bad]);
         assert_eq!(v, vec![(bad, Errno::EADDRNOTAVAIL)]);
+        // A documentation address is not this host's, and without an AnyIP route it is not
+        // probed with IP_FREEBIND.
+        let doc = ip("2001:db8:ffff::1");
+        if probe(ip("::1"), false).is_ok() {
+            assert_eq!(unbindable(&[doc]), vec![(doc, Errno::EADDRNOTAVAIL)]);
+        }
     }
 }

@@ -121,6 +121,8 @@ pub struct Worker {
     start: Instant,
     now: u32,
     src_next: usize,
+    /// Per source of `cfg.sources`: bind with IP_FREEBIND (an AnyIP prefix's address).
+    freebind: Vec<bool>,
     in_flight: usize,
     open: usize,
     closing: usize,
@@ -176,6 +178,7 @@ impl Worker {
         board.set(w, b::PHASE, b::PHASE_READY);
         let cap = (fd_cap as usize).min(1 << 22) + 64;
         let request = handshake::RequestTemplate::new(&cfg.target.host, &cfg.target.path);
+        let freebind = super::sources::freebind_flags(&cfg.sources);
         Ok(Worker {
             cfg,
             board,
@@ -189,6 +192,7 @@ impl Worker {
             start: Instant::now(),
             now: 0,
             src_next: 0,
+            freebind,
             in_flight: 0,
             open: 0,
             closing: 0,
@@ -368,16 +372,16 @@ impl Worker {
 
     /// Starts one connect; false when it failed at once (the caller stops for now).
     fn start_connect(&mut self) -> bool {
-        let src = if self.cfg.sources.is_empty() {
-            None
+        let (src, freebind) = if self.cfg.sources.is_empty() {
+            (None, false)
         } else {
-            let s = self.cfg.sources[self.src_next % self.cfg.sources.len()];
+            let k = self.src_next % self.cfg.sources.len();
             self.src_next = self.src_next.wrapping_add(1);
-            Some(s)
+            (Some(self.cfg.sources[k]), self.freebind[k])
         };
         let w = self.w();
         self.board.add(w, b::ATTEMPTS, 1);
-        let (fd, done) = match net::connect_from(src, self.cfg.target.addr) {
+        let (fd, done) = match net::connect_from(src, freebind, self.cfg.target.addr) {
             Ok(x) => x,
             Err(e) => {
                 self.board.error(w, ErrorClass::of_errno(e), e as i32);

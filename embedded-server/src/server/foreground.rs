@@ -107,11 +107,13 @@ pub fn serve(
     let t = &s.totals;
     writeln!(
         out,
-        "summary: uptime {:.1}s, workers {}, accepted {}, handshakes {}, handshakes failed {}, \
+        "summary: uptime {:.1}s, workers {}, accepted {} (IPv4 {}, IPv6 {}), handshakes {}, handshakes failed {}, \
          peak connections {}, messages in {} out {}, bytes in {} out {}",
         s.uptime.as_secs_f64(),
         s.workers,
         t.accepted,
+        t.accepted_ipv4,
+        t.accepted_ipv6,
         t.handshakes,
         t.handshakes_failed(),
         peak.max(s.open_at_shutdown),

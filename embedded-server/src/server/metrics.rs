@@ -52,6 +52,10 @@ pub const HANDSHAKING: usize = 22;
 pub const HS_FAILED: usize = 24; // + Rejection index (8)
 pub const CLOSED: usize = 32; // + CloseReason index (<= 16)
 pub const VIOLATIONS: usize = 48; // + Violation index (<= 16)
+/// Connections accepted from IPv4 clients (IPv4-mapped ones on a dual-stack `[::]` count here).
+pub const ACCEPTED_IPV4: usize = 64;
+/// Connections accepted from IPv6 clients.
+pub const ACCEPTED_IPV6: usize = 65;
 
 pub const PHASE_STARTING: u64 = 0;
 pub const PHASE_ACCEPTING: u64 = 1;
@@ -219,6 +223,8 @@ impl Board {
             s.connections += g(CONNS);
             s.websockets_open += g(WS_OPEN);
             s.accepted += g(ACCEPTED);
+            s.accepted_ipv4 += g(ACCEPTED_IPV4);
+            s.accepted_ipv6 += g(ACCEPTED_IPV6);
             s.handshakes += g(HANDSHAKES);
             s.messages_in += g(MSG_IN);
             s.messages_out += g(MSG_OUT);
@@ -294,6 +300,18 @@ impl Board {
             "counter",
             "Connections accepted.",
             s.accepted,
+        );
+        one(
+            "tune_accepted_ipv4_total",
+            "counter",
+            "Connections accepted from IPv4 clients (IPv4-mapped on a dual-stack listener included).",
+            s.accepted_ipv4,
+        );
+        one(
+            "tune_accepted_ipv6_total",
+            "counter",
+            "Connections accepted from IPv6 clients.",
+            s.accepted_ipv6,
         );
         one(
             "tune_handshakes_total",
@@ -488,6 +506,9 @@ pub struct Snapshot {
     pub connections: u64,
     pub websockets_open: u64,
     pub accepted: u64,
+    /// Of `accepted`, from IPv4 clients (IPv4-mapped included) and from IPv6 ones.
+    pub accepted_ipv4: u64,
+    pub accepted_ipv6: u64,
     pub handshakes: u64,
     pub messages_in: u64,
     pub messages_out: u64,

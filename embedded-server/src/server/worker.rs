@@ -338,6 +338,19 @@ impl Worker {
         }
     }
 
+    /// The family counter of an accepted connection: the listener's family, except on a
+    /// dual-stack `[::]`, where the peer's address says (an IPv4 client shows IPv4-mapped).
+    fn family_counter(&self, fd: RawFd) -> usize {
+        match self.cfg.listen {
+            std::net::SocketAddr::V4(_) => m::ACCEPTED_IPV4,
+            std::net::SocketAddr::V6(a) if !a.ip().is_unspecified() => m::ACCEPTED_IPV6,
+            std::net::SocketAddr::V6(_) => match net::peer_addr(fd).map(|a| a.ip()) {
+                Ok(std::net::IpAddr::V6(ip)) if ip.to_ipv4_mapped().is_none() => m::ACCEPTED_IPV6,
+                _ => m::ACCEPTED_IPV4,
+            },
+        }
+    }
+
     /// Takes an accepted connection into the table, in the handshake, after the admission
     /// checks: its source's cap (refused with 503) and the handshake slots (the oldest
     /// handshake makes room).
@@ -349,6 +362,7 @@ impl Worker {
         }
         let w = self.w();
         self.board.add(w, m::ACCEPTED, 1);
+        self.board.add(w, self.family_counter(fd), 1);
         let cap = self.cfg.limits.max_per_source;
         if cap > 0 {
             let admitted = net::peer_addr(fd).is_ok_and(|a| self.sources.admit(fd, a.ip(), cap));

@@ -1,5 +1,6 @@
 //! Nonblocking TCP sockets: SO_REUSEPORT listeners, accept4, TCP_NODELAY, and the client side
-//! (source-address bind with IP_BIND_ADDRESS_NO_PORT, nonblocking connect, SO_ERROR).
+//! (source-address bind with IP_BIND_ADDRESS_NO_PORT and IP_FREEBIND, nonblocking connect,
+//! SO_ERROR), dual-stack `[::]` listeners.
 
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -40,11 +41,23 @@ fn to_std(ss: &SockaddrStorage) -> Option<SocketAddr> {
         .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
 }
 
+/// `[::]` serves both families: IPV6_V6ONLY off, whatever net.ipv6.bindv6only says (IPv4
+/// clients then show as IPv4-mapped addresses, ::ffff:a.b.c.d). Other addresses are one family.
+fn dual_stack(fd: &OwnedFd, addr: &SocketAddr) -> Result<(), Errno> {
+    match addr {
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            socket::setsockopt(fd, sockopt::Ipv6V6Only, &false)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A socket bound to `addr` with SO_REUSEADDR and SO_REUSEPORT, not listening. Binding port 0
 /// picks a free port; holding this socket keeps that port reserved for listeners that join the
 /// same SO_REUSEPORT group (same user), and, not listening, it never receives a connection.
 pub fn reuseport_bound(addr: SocketAddr) -> Result<OwnedFd, Errno> {
     let fd = tcp_socket(&addr)?;
+    dual_stack(&fd, &addr)?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     socket::setsockopt(&fd, sockopt::ReusePort, &true)?;
     socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
@@ -58,6 +71,7 @@ pub fn reuseport_bound(addr: SocketAddr) -> Result<OwnedFd, Errno> {
 /// earlier run do not count. The probe socket is closed at once.
 pub fn port_is_free(addr: SocketAddr) -> Result<(), Errno> {
     let fd = tcp_socket(&addr)?;
+    dual_stack(&fd, &addr)?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
     socket::listen(&fd, Backlog::new(1).map_err(|_| Errno::EINVAL)?)
@@ -107,11 +121,14 @@ pub fn take_error(fd: RawFd) -> Result<Option<Errno>, Errno> {
     Ok((e != 0).then(|| Errno::from_raw(e)))
 }
 
-/// Binds a client socket to `ip` with port 0; IPv4 sockets set IP_BIND_ADDRESS_NO_PORT first, so
-/// no ephemeral port is taken until connect() picks one per destination.
-fn bind_source(fd: &OwnedFd, ip: std::net::IpAddr) -> Result<(), Errno> {
-    if ip.is_ipv4() {
-        socket::setsockopt(fd, sockopt::IpBindAddressNoPort, &true)?;
+/// Binds a client socket to `ip` with port 0. IP_BIND_ADDRESS_NO_PORT first (both families),
+/// so no ephemeral port is taken until connect() picks one per destination; IP_FREEBIND when
+/// `freebind` (an IPv6 address of an AnyIP prefix, which IPv6 bind() refuses otherwise; the
+/// option is SOL_IP, and IPv6 TCP sockets take it: net/ipv6/ipv6_sockglue.c, Linux 6.18).
+fn bind_source(fd: &OwnedFd, ip: std::net::IpAddr, freebind: bool) -> Result<(), Errno> {
+    socket::setsockopt(fd, sockopt::IpBindAddressNoPort, &true)?;
+    if freebind {
+        socket::setsockopt(fd, sockopt::IpFreebind, &true)?;
     }
     socket::bind(
         fd.as_raw_fd(),
@@ -119,26 +136,27 @@ fn bind_source(fd: &OwnedFd, ip: std::net::IpAddr) -> Result<(), Errno> {
     )
 }
 
-/// Binds a probe socket to `ip` as a client socket would be bound, and closes it:
-/// `Err(EADDRNOTAVAIL)` when `ip` is not an address of this host (nor of the network namespace
-/// it runs in). No port is taken, even for a moment.
-pub fn probe_source(ip: std::net::IpAddr) -> Result<(), Errno> {
+/// Binds a probe socket to `ip` as a client socket would be bound (with IP_FREEBIND when
+/// `freebind`), and closes it: `Err(EADDRNOTAVAIL)` when `ip` is not an address of this host
+/// (nor of the network namespace it runs in). No port is taken, even for a moment.
+pub fn probe_source(ip: std::net::IpAddr, freebind: bool) -> Result<(), Errno> {
     let fd = tcp_socket(&SocketAddr::new(ip, 0))?;
-    bind_source(&fd, ip)
+    bind_source(&fd, ip, freebind)
 }
 
-/// Starts a nonblocking connect to `dst`, first binding to `src` (port 0) with
-/// IP_BIND_ADDRESS_NO_PORT so the port is chosen at connect time per destination: each source
-/// address then has the whole ephemeral range for every destination. Returns the owned raw fd
-/// and whether the connect already completed (loopback often completes at once); otherwise wait
-/// for writability and read [`take_error`].
+/// Starts a nonblocking connect to `dst`, first binding to `src` (port 0, IP_FREEBIND when
+/// `freebind`) with IP_BIND_ADDRESS_NO_PORT so the port is chosen at connect time per
+/// destination: each source address then has the whole ephemeral range for every destination.
+/// Returns the owned raw fd and whether the connect already completed (loopback often completes
+/// at once); otherwise wait for writability and read [`take_error`].
 pub fn connect_from(
     src: Option<std::net::IpAddr>,
+    freebind: bool,
     dst: SocketAddr,
 ) -> Result<(RawFd, bool), Errno> {
     let fd = tcp_socket(&dst)?;
     if let Some(ip) = src {
-        bind_source(&fd, ip)?;
+        bind_source(&fd, ip, freebind)?;
     }
     let done = match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(dst)) {
         Ok(()) => true,
@@ -146,6 +164,12 @@ pub fn connect_from(
         Err(e) => return Err(e),
     };
     Ok((std::os::fd::IntoRawFd::into_raw_fd(fd), done))
+}
+
+/// The text of /proc/net/ipv6_route (this network namespace's IPv6 routes, all tables), parsed
+/// by [`crate::loadgen::sources::anyip_routes`].
+pub fn ipv6_routes() -> std::io::Result<String> {
+    std::fs::read_to_string("/proc/net/ipv6_route")
 }
 
 /// Length in bytes of a socket address (for diagnostics of odd families).
@@ -192,7 +216,7 @@ mod tests {
         assert_eq!(local_addr(l2.as_raw_fd()).unwrap(), addr);
         assert_eq!(accept(l1.as_raw_fd()), Err(Errno::EAGAIN));
 
-        let (c, _) = connect_from(Some("127.0.0.2".parse().unwrap()), addr).unwrap();
+        let (c, _) = connect_from(Some("127.0.0.2".parse().unwrap()), false, addr).unwrap();
         // Wait until one of the two listeners has it.
         let mut got = None;
         for _ in 0..200 {
@@ -252,7 +276,7 @@ mod tests {
         // A bound, non-listening socket: connecting to it is refused.
         let reserve = reuseport_bound("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = local_addr(reserve.as_raw_fd()).unwrap();
-        let (c, done) = match connect_from(None, addr) {
+        let (c, done) = match connect_from(None, false, addr) {
             Err(Errno::ECONNREFUSED) => return,
             r => r.unwrap(),
         };
