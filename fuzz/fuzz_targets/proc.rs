@@ -29,9 +29,6 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         5 => drop(conntrack::parse_stat(text)),
         6 => drop(process::parse_status(text)),
         7 => drop(process::parse_nofile(text)),
-        // parse_start_time goes through procfs-core 0.17's stat parser, which panics on
-        // `)(`-shaped input (fuzz/pending/proc/: an open finding routed to the kernel readers'
-        // owner). Off until that is fixed, so the other parsers get fuzzed.
-        _ => {}
+        _ => drop(process::parse_start_time(text)),
     }
 });

@@ -43,6 +43,9 @@ impl Meminfo {
 }
 
 pub fn parse(text: &str) -> Result<Meminfo, ParseError> {
+    // The kernel writes meminfo in ASCII; procfs-core 0.17 slices lines by byte offsets and
+    // panics inside a multi-byte character (a fuzz find on a tampered --root tree).
+    super::ascii_only(text)?;
     let m = procfs::Meminfo::from_read(text.as_bytes())
         .map_err(|e| ParseError::new(1, super::procfs_problem(&e)))?;
     Ok(Meminfo {
@@ -57,6 +60,15 @@ pub fn parse(text: &str) -> Result<Meminfo, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fuzz find (fuzz/regressions/proc/procfs-meminfo-char-boundary-panic): procfs-core 0.17
+    /// panicked slicing inside a multi-byte character.
+    #[test]
+    fn text_that_is_not_ascii_is_refused_not_a_panic() {
+        let e = parse("+\u{345} 0").unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.problem.contains("not ASCII"), "{}", e.problem);
+    }
 
     /// Linux 6.18.44: /proc/meminfo of the development machine.
     const LINUX_6_18: &str = "MemTotal:       24684092 kB

@@ -29,6 +29,18 @@ pub struct ParseError {
     pub problem: String,
 }
 
+/// Refuses text that is not ASCII, naming the first line that is not: what the kernel writes in
+/// these files is ASCII, and the procfs-core parsers slice by byte offsets.
+pub(crate) fn ascii_only(text: &str) -> Result<(), ParseError> {
+    match text.lines().position(|l| !l.is_ascii()) {
+        None => Ok(()),
+        Some(i) => Err(ParseError::new(
+            i + 1,
+            "not ASCII: the kernel writes this file in ASCII (a damaged or edited copy?)",
+        )),
+    }
+}
+
 impl ParseError {
     pub(crate) fn new(line: usize, problem: impl Into<String>) -> Self {
         ParseError {

@@ -70,6 +70,19 @@ pub fn parse_nofile(text: &str) -> Result<Nofile, ParseError> {
 /// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot; with the
 /// pid it recognises a process later (a reused pid has another start time).
 pub fn parse_start_time(text: &str) -> Result<u64, ParseError> {
+    // procfs-core 0.17 slices between the first `(` and the last `)` of the command name and
+    // panics when they come the other way round (a fuzz find: `)(`); the kernel always writes
+    // `PID (COMM) STATE ...`.
+    match (text.find('('), text.rfind(')')) {
+        (Some(open), Some(close)) if open < close => {}
+        _ => {
+            return Err(ParseError::new(
+                1,
+                "expected `PID (COMM) STATE ...`, as /proc/PID/stat gives",
+            ))
+        }
+    }
+    super::ascii_only(text.get(text.rfind(')').unwrap_or(0)..).unwrap_or(""))?;
     Stat::from_read(text.as_bytes())
         .map(|s| s.starttime)
         .map_err(|e| ParseError::new(1, super::procfs_problem(&e)))
@@ -78,6 +91,14 @@ pub fn parse_start_time(text: &str) -> Result<u64, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fuzz find (fuzz/regressions/proc/procfs-stat-slice-panic): procfs-core 0.17 panicked on
+    /// a `)` before the `(`.
+    #[test]
+    fn a_stat_line_with_its_parentheses_reversed_is_refused_not_a_panic() {
+        let e = parse_start_time("\0\0\0)( ").unwrap_err();
+        assert!(e.problem.contains("PID (COMM)"), "{}", e.problem);
+    }
 
     /// Linux 6.18.44: /proc/self/limits of `cat` on the development machine.
     const LIMITS: &str =
