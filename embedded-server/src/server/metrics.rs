@@ -265,6 +265,14 @@ impl Board {
     pub fn prometheus(&self) -> String {
         let s = self.snapshot();
         let mut o = String::with_capacity(8192);
+        self.prometheus_totals(&s, &mut o);
+        self.prometheus_reasons(&s, &mut o);
+        self.prometheus_per_worker(&mut o);
+        o
+    }
+
+    /// The host-wide totals and gauges, one line each.
+    fn prometheus_totals(&self, s: &Snapshot, o: &mut String) {
         let mut one = |name: &str, kind: &str, help: &str, v: u64| {
             let _ = write!(
                 o,
@@ -367,6 +375,10 @@ impl Board {
             "Resident memory of all workers.",
             s.rss_bytes,
         );
+    }
+
+    /// The labelled counters: failed handshakes, closes and protocol violations by reason.
+    fn prometheus_reasons(&self, s: &Snapshot, o: &mut String) {
         let fams = [
             (
                 Family::HandshakeFailed,
@@ -404,6 +416,10 @@ impl Board {
             let v: u64 = (0..self.workers()).map(|w| self.get(w, i)).sum();
             let _ = writeln!(o, "tune_http_requests_total{{path=\"{label}\"}} {v}");
         }
+    }
+
+    /// The per-worker series, and plain HTTP requests by path.
+    fn prometheus_per_worker(&self, o: &mut String) {
         let per = [
             (
                 "tune_worker_up",
@@ -476,7 +492,6 @@ impl Board {
                 let _ = writeln!(o, "{name}{{worker=\"{w}\"}} {v}");
             }
         }
-        o
     }
 }
 
