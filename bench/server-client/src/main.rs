@@ -77,7 +77,8 @@ fn main() {
         while inflight < concurrency && conns.len() < n {
             let src = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (next_src % 200) as u8));
             next_src += 1;
-            match net::connect_from(Some(src), addr) {
+            // An IPv4 loopback source is a local address: no IP_FREEBIND needed.
+            match net::connect_from(Some(src), false, addr) {
                 Ok((fd, _)) => {
                     let _ = net::set_nodelay(fd);
                     ep.add(fd, WRITE).unwrap();
