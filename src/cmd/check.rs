@@ -161,6 +161,7 @@ fn add_boot_and_drift(
         }),
         state::DriftView::Unreadable(note) => {
             eprintln!("note: {note}");
+            rep.drift_note = Some(note);
             None
         }
         state::DriftView::Nothing => None,

@@ -157,6 +157,9 @@ pub struct CheckReport {
     pub boot_warnings: Vec<String>,
     /// The last apply and whether its values still hold; `None` when nothing is applied.
     pub drift: Option<DriftReport>,
+    /// Why there is no drift view although records exist (records this user may not read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift_note: Option<String>,
     /// The answer first: holds or not, what binds, the fixes ranked by gain
     /// ([`verdict::settle`] fills it in).
     pub verdict: Option<verdict::Verdict>,
@@ -244,6 +247,7 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
         summary,
         boot_warnings: Vec::new(),
         drift: None,
+        drift_note: None,
         verdict: None,
         container: facts.container.clone(),
     }

@@ -304,6 +304,12 @@ fn a_non_root_check_next_to_roots_records_passes_with_a_note() {
     let json: serde_json::Value = serde_json::from_str(&o).unwrap();
     assert!(json["drift"].is_null(), "{json:#}");
     assert!(
+        json["drift_note"]
+            .as_str()
+            .is_some_and(|n| n.contains("readable by root only")),
+        "{json:#}"
+    );
+    assert!(
         e.contains("are readable by root only") && e.contains("run tune check as root"),
         "{e}"
     );
