@@ -1,6 +1,6 @@
 //! `/proc/PID/status`, `/proc/PID/limits` and `/proc/PID/stat`: the few facts about a process tune needs (parsed by `procfs`).
 
-use procfs::process::{Stat, Status};
+use procfs::process::Status;
 use procfs::FromRead;
 
 use super::ParseError;
@@ -69,23 +69,31 @@ pub fn parse_nofile(text: &str) -> Result<Nofile, ParseError> {
 
 /// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot; with the
 /// pid it recognises a process later (a reused pid has another start time).
+///
+/// Parsed here rather than by procfs-core 0.17, whose `Stat` parser indexes around the command
+/// name's parentheses and panics on lines the kernel never writes (fuzz finds: `)(`, a `(` in
+/// the first column, nothing after the `)`); on a tampered `--root` tree that must be an error.
 pub fn parse_start_time(text: &str) -> Result<u64, ParseError> {
-    // procfs-core 0.17 slices between the first `(` and the last `)` of the command name and
-    // panics when they come the other way round (a fuzz find: `)(`); the kernel always writes
-    // `PID (COMM) STATE ...`.
-    match (text.find('('), text.rfind(')')) {
-        (Some(open), Some(close)) if open < close => {}
-        _ => {
-            return Err(ParseError::new(
-                1,
-                "expected `PID (COMM) STATE ...`, as /proc/PID/stat gives",
-            ))
-        }
+    const SHAPE: &str = "expected `PID (COMM) STATE ...` with 52 fields, as /proc/PID/stat gives";
+    let line = text.lines().next().unwrap_or("");
+    let (Some(open), Some(close)) = (line.find('('), line.rfind(')')) else {
+        return Err(ParseError::new(1, SHAPE));
+    };
+    let pid_ok = open > 0 && line[..open].trim().parse::<u32>().is_ok();
+    if !pid_ok || open > close {
+        return Err(ParseError::new(1, SHAPE));
     }
-    super::ascii_only(text.get(text.rfind(')').unwrap_or(0)..).unwrap_or(""))?;
-    Stat::from_read(text.as_bytes())
-        .map(|s| s.starttime)
-        .map_err(|e| ParseError::new(1, super::procfs_problem(&e)))
+    // After the command name: field 3 (state) is the first, so field 22 is the 20th.
+    let field = line[close + 1..]
+        .split_ascii_whitespace()
+        .nth(22 - 3)
+        .ok_or_else(|| ParseError::new(1, SHAPE))?;
+    field.parse().map_err(|_| {
+        ParseError::new(
+            1,
+            format!("field 22 (starttime) {field:?} is not a number of clock ticks"),
+        )
+    })
 }
 
 #[cfg(test)]
