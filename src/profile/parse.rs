@@ -79,7 +79,11 @@ pub fn parse_count(text: &str) -> Result<u64, String> {
         return Err(bad());
     }
     // Decimal point: scale by the suffix, which must leave a whole number.
-    let scale = 10u128.pow(frac.len() as u32);
+    // (checked: a fuzzer's 100-digit fraction overflowed 10^len.)
+    let scale = u32::try_from(frac.len())
+        .ok()
+        .and_then(|n| 10u128.checked_pow(n))
+        .ok_or_else(bad)?;
     let digits: u128 = format!("{whole}{frac}").parse().map_err(|_| {
         format!(
             "{t:?} is far more than any host holds: expected at most {}",
@@ -508,6 +512,14 @@ pub fn line_of(text: &str, offset: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    /// Fuzz find (fuzz/regressions/profile/count-with-a-long-fraction): 10^len overflowed.
+    #[test]
+    fn a_count_with_a_hundred_decimals_is_an_error_not_an_overflow() {
+        let long = format!("1.{}g", "2".repeat(100));
+        assert!(parse_count(&long).is_err());
+    }
 
     #[test]
     fn counts_take_suffixes_and_separators() {
