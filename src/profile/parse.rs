@@ -513,7 +513,6 @@ pub fn line_of(text: &str, offset: usize) -> usize {
 mod tests {
     use super::*;
 
-    #[test]
     /// Fuzz find (fuzz/regressions/profile/count-with-a-long-fraction): 10^len overflowed.
     #[test]
     fn a_count_with_a_hundred_decimals_is_an_error_not_an_overflow() {
