@@ -64,3 +64,35 @@ pub(crate) fn procfs_problem(e: &procfs::ProcError) -> String {
         other => other.to_string(),
     }
 }
+
+/// Runs one /proc parser on arbitrary bytes, the first byte picking which (slabinfo with its
+/// cost arithmetic, netstat, file-nr, sockstat, meminfo, nf_conntrack stat, process status,
+/// limits, stat). The cargo-fuzz `proc` target and its corpus replay under `cargo test` share it,
+/// so both always drive the same parsers. Oracle: it returns (no panic, no overflow).
+#[doc(hidden)]
+pub fn parse_any(data: &[u8]) {
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    match which % 9 {
+        0 => {
+            if let Ok(caches) = slabinfo::parse(text) {
+                for c in &caches {
+                    let _ = (c.bytes_per_object(), c.bytes_total());
+                }
+                let _ = slabinfo::socket_cost(&caches);
+            }
+        }
+        1 => drop(netstat::parse(text)),
+        2 => drop(file_nr::parse(text)),
+        3 => drop(sockstat::parse(text)),
+        4 => drop(meminfo::parse(text)),
+        5 => drop(conntrack::parse_stat(text)),
+        6 => drop(process::parse_status(text)),
+        7 => drop(process::parse_nofile(text)),
+        _ => drop(process::parse_start_time(text)),
+    }
+}

@@ -5,8 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use tune::kernel::{conntrack, file_nr, meminfo, netstat, process, slabinfo, sockstat};
-
 fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut out = Vec::new();
@@ -36,30 +34,7 @@ fn limits_conf_corpus() {
 #[test]
 fn proc_parsers_corpus() {
     for (_, data) in inputs("proc") {
-        let Some((&which, rest)) = data.split_first() else {
-            continue;
-        };
-        let Ok(text) = std::str::from_utf8(rest) else {
-            continue;
-        };
-        match which % 9 {
-            0 => {
-                if let Ok(caches) = slabinfo::parse(text) {
-                    for c in &caches {
-                        let _ = (c.bytes_per_object(), c.bytes_total());
-                    }
-                    let _ = slabinfo::socket_cost(&caches);
-                }
-            }
-            1 => drop(netstat::parse(text)),
-            2 => drop(file_nr::parse(text)),
-            3 => drop(sockstat::parse(text)),
-            4 => drop(meminfo::parse(text)),
-            5 => drop(conntrack::parse_stat(text)),
-            6 => drop(process::parse_status(text)),
-            7 => drop(process::parse_nofile(text)),
-            _ => drop(process::parse_start_time(text)),
-        }
+        tune::kernel::parse_any(&data);
     }
 }
 
