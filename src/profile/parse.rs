@@ -12,7 +12,7 @@ use std::ops::Range;
 use toml::Spanned;
 
 use crate::knobs::Role;
-use crate::knobs::{self, Compare, Knob, Persist, Shape, Value};
+use crate::knobs::{self, Compare, Knob, KnobId, Persist, Shape, Value};
 
 /// One mistake in a profile's text, before the file name is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -488,7 +488,8 @@ fn syntax_problem(text: &str, e: &toml::de::Error) -> Problem {
         let first = msg.lines().next().unwrap_or(msg);
         format!(
             "this line is not valid TOML ({first}): write key = value, text in double quotes, \
-             knob names in quotes under [knobs] (\"net.core.somaxconn\" = 4096)"
+             knob names in quotes under [knobs] (\"{}\" = 4096)",
+            KnobId::Somaxconn
         )
     };
     Problem { line, key, message }

@@ -256,7 +256,7 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
 /// One knob's row: its reading against the requirement, the note saying why, and the fixes.
 fn row(knob: &'static Knob, obs: &Observation, profile: &Profile, opts: &Options) -> Row {
     let facts = &obs.facts;
-    let req = profile.requirements.get(knob.name);
+    let req = profile.requirements.get(&knob.id);
     let reading = obs.reading(knob.id);
     let current = reading.and_then(Reading::value).copied();
     let mut note = None;
