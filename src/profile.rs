@@ -719,7 +719,7 @@ fn load_located(root: &Root, loc: Located, stack: &mut Stack) -> Result<Merged, 
         let why = comment_for(&loc.text, line)
             .map(|c| format!("{c} [{}]", merged.name))
             .unwrap_or_else(|| format!("set by profile {}", merged.name));
-        merged.knobs.insert(knob.id, (v, why));
+        merged.knobs.insert(knob, (v, why));
     }
     Ok(merged)
 }

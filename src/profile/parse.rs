@@ -34,8 +34,8 @@ pub struct RawProfile {
     pub processes: Option<u64>,
     pub bytes_per_socket: Option<u64>,
     pub source_addresses: Option<u64>,
-    /// Knob requirements in file order: (knob, value, line).
-    pub knobs: Vec<(&'static Knob, Value, usize)>,
+    /// Knob requirements in file order, each name resolved to its registry id: (knob, value, line).
+    pub knobs: Vec<(KnobId, Value, usize)>,
 }
 
 /// The top-level keys a profile may have, for "did you mean" and the list in errors.
@@ -233,7 +233,7 @@ fn unknown_top_key(key: &str, v: &toml::Value) -> String {
 }
 
 /// The `[knobs]` table again, this time with each key's position.
-fn knob_table(text: &str) -> Result<Vec<(&'static Knob, Value, usize)>, Problem> {
+fn knob_table(text: &str) -> Result<Vec<(KnobId, Value, usize)>, Problem> {
     #[derive(serde::Deserialize)]
     struct KnobsOnly {
         #[serde(default)]
@@ -257,7 +257,7 @@ fn knob_table(text: &str) -> Result<Vec<(&'static Knob, Value, usize)>, Problem>
             ));
         }
         let v = knob_value(knob, value.get_ref()).map_err(problem)?;
-        out.push((knob, v, line));
+        out.push((knob.id, v, line));
     }
     out.sort_by_key(|(_, _, line)| *line);
     Ok(out)
