@@ -200,7 +200,7 @@ pub fn make(obs: &knobs::Observation, profile: &Profile, here: &Here, opts: &Opt
         if let Some(e) = validate_shape(knob, &req.value) {
             errors.push(e);
         }
-        let reading = obs.readings.get(knob.name);
+        let reading = obs.reading(knob.id);
         let live = reading.and_then(Reading::value).copied();
         let mut action = match (reading, &live) {
             (_, Some(l)) => decide(knob.compare, l, &req.value, opts.allow_lower),
