@@ -297,16 +297,17 @@ fn per_process(i: &Inputs, notes: &mut Vec<String>) -> Bound {
             nr,
             KnobId::NrOpen,
             format!(
-                "bound by fs.nr_open {} (RLIMIT_NOFILE hard {} can be raised to it: CAP_SYS_RESOURCE)",
+                "bound by {} {} (RLIMIT_NOFILE hard {} can be raised to it: CAP_SYS_RESOURCE)",
+                KnobId::NrOpen,
                 group(nr),
                 group(hard)
             ),
         ),
         _ => {
             let why = match i.can_raise_hard {
-                Some(true) => "the ceiling fs.nr_open allows no more",
-                Some(false) => "which cannot be raised here",
-                None => "(whether it can be raised is unknown: capabilities unreadable)",
+                Some(true) => format!("the ceiling {} allows no more", KnobId::NrOpen),
+                Some(false) => "which cannot be raised here".into(),
+                None => "(whether it can be raised is unknown: capabilities unreadable)".into(),
             };
             let reason = if i.can_raise_hard == Some(false) {
                 format!(" ({})", i.capability_reason)
@@ -394,18 +395,19 @@ fn memory_bound(i: &Inputs) -> Bound {
 /// fs.file-max: (file-max − files in use) / sockets per connection, unless the process is exempt.
 fn file_max_bound(i: &Inputs) -> Bound {
     let s = i.role.sockets_per_connection();
-    let limit = Limiter::Knob(KnobId::FileMax);
+    let file_max = KnobId::FileMax;
+    let limit = Limiter::Knob(file_max);
     match (i.file_max, i.exempt_from_file_max) {
         (None, _) => Bound {
             connections: None,
             limit,
-            arithmetic: "fs.file-max: could not be read".into(),
+            arithmetic: format!("{file_max}: could not be read"),
         },
         (Some(max), Some(true)) => Bound {
             connections: None,
             limit,
             arithmetic: format!(
-                "fs.file-max {} does not bind: the process has CAP_SYS_ADMIN, which the kernel exempts",
+                "{file_max} {} does not bind: the process has CAP_SYS_ADMIN, which the kernel exempts",
                 group(max)
             ),
         },
@@ -416,7 +418,7 @@ fn file_max_bound(i: &Inputs) -> Bound {
                 connections: Some(n),
                 limit,
                 arithmetic: format!(
-                    "fs.file-max: ({} − {} files open now) / {s} fd{} per connection = {}",
+                    "{file_max}: ({} − {} files open now) / {s} fd{} per connection = {}",
                     group(max),
                     group(used),
                     if s == 1 { "" } else { "s" },

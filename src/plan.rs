@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::knobs::{self, Compare, Knob, Limit, Persist, Reading, Scope, Value, Write};
+use crate::knobs::{self, Compare, Knob, KnobId, Limit, Persist, Reading, Scope, Value, Write};
 use crate::persist::boot::BootValue;
 use crate::profile::Profile;
 
@@ -194,13 +194,13 @@ pub fn make(obs: &knobs::Observation, profile: &Profile, here: &Here, opts: &Opt
     let mut errors = Vec::new();
     let mut items = Vec::new();
     for knob in knobs::REGISTRY {
-        let Some(req) = profile.requirements.get(knob.name) else {
+        let Some(req) = profile.requirements.get(&knob.id) else {
             continue;
         };
         if let Some(e) = validate_shape(knob, &req.value) {
             errors.push(e);
         }
-        let reading = obs.readings.get(knob.name);
+        let reading = obs.reading(knob.id);
         let live = reading.and_then(Reading::value).copied();
         let mut action = match (reading, &live) {
             (_, Some(l)) => decide(knob.compare, l, &req.value, opts.allow_lower),
@@ -301,9 +301,10 @@ fn check_nofile(
     opts: &Options,
     errors: &mut Vec<String>,
 ) {
-    let find = |items: &[Item], name: &str| items.iter().position(|i| i.knob.name == name);
-    let live_nr_open = obs.get("fs.nr_open").copied();
-    let nr_item = find(items, "fs.nr_open");
+    let find = |items: &[Item], id: KnobId| items.iter().position(|i| i.knob.id == id);
+    let nr_open = KnobId::NrOpen;
+    let live_nr_open = obs.get(KnobId::NrOpen).copied();
+    let nr_item = find(items, KnobId::NrOpen);
     // What the profile makes of fs.nr_open wherever it can be applied, and what it is after this run.
     let nr_open_profile = match (nr_item.map(|i| items[i].profile), live_nr_open) {
         (Some(p), Some(l)) => Some(merge(Compare::AtLeast, &l, &p)),
@@ -311,8 +312,8 @@ fn check_nofile(
         (None, l) => l,
     };
     let nr_open_after = nr_item.and_then(|i| items[i].after()).or(live_nr_open);
-    let soft = find(items, "rlimit.nofile.soft");
-    let hard = find(items, "rlimit.nofile.hard");
+    let soft = find(items, KnobId::NofileSoft);
+    let hard = find(items, KnobId::NofileHard);
     for idx in [soft, hard].into_iter().flatten() {
         let Value::Int(want) = items[idx].profile else {
             continue;
@@ -323,11 +324,11 @@ fn check_nofile(
         // The profile contradicts itself: no host could take this limit.
         if let Some(Value::Int(max)) = nr_open_profile {
             if want > max {
+                let knob = items[idx].knob.name;
                 errors.push(format!(
-                    "{}: profile asks for {want}, above fs.nr_open {max}: the kernel refuses any \
-                     RLIMIT_NOFILE above fs.nr_open (EPERM, even for root); raise fs.nr_open in the \
-                     profile to at least {want} or lower {}",
-                    items[idx].knob.name, items[idx].knob.name
+                    "{knob}: profile asks for {want}, above {nr_open} {max}: the kernel refuses any \
+                     RLIMIT_NOFILE above {nr_open} (EPERM, even for root); raise {nr_open} in the \
+                     profile to at least {want} or lower {knob}"
                 ));
                 continue;
             }
@@ -342,7 +343,7 @@ fn check_nofile(
         {
             if *t > max {
                 items[idx].action = Action::CannotChange(format!(
-                    "{t} is above fs.nr_open {max}, which is not raised here (see fs.nr_open)"
+                    "{t} is above {nr_open} {max}, which is not raised here (see {nr_open})"
                 ));
             }
         }
@@ -351,8 +352,10 @@ fn check_nofile(
         if let (Value::Int(ws), Value::Int(wh)) = (items[s].profile, items[h].profile) {
             if ws > wh {
                 errors.push(format!(
-                    "rlimit.nofile.soft: profile asks for {ws}, above rlimit.nofile.hard {wh}: \
-                     the soft limit can never exceed the hard one (EINVAL); fix the profile"
+                    "{}: profile asks for {ws}, above {} {wh}: \
+                     the soft limit can never exceed the hard one (EINVAL); fix the profile",
+                    KnobId::NofileSoft,
+                    KnobId::NofileHard
                 ));
             }
         }
@@ -362,7 +365,7 @@ fn check_nofile(
         if opts.pid.is_some() {
             let hard_after = hard
                 .and_then(|h| items[h].after())
-                .or_else(|| obs.get("rlimit.nofile.hard").copied());
+                .or_else(|| obs.get(KnobId::NofileHard).copied());
             if let (
                 Action::Set {
                     to: Value::Int(t), ..
@@ -461,7 +464,7 @@ mod tests {
             .iter()
             .map(|(n, v)| {
                 (
-                    *n,
+                    KnobId::from_name(n).expect("a registry name"),
                     Requirement {
                         value: *v,
                         why: "test".into(),

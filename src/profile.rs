@@ -63,7 +63,7 @@ use std::path::{Path, PathBuf};
 
 use crate::kernel::slabinfo::DEFAULT_BYTES_PER_SOCKET;
 use crate::knobs::Role;
-use crate::knobs::{Compare, Persist, Value, REGISTRY};
+use crate::knobs::{Compare, KnobId, Persist, Value, REGISTRY};
 use crate::root::Root;
 
 mod parse;
@@ -87,7 +87,9 @@ pub struct Profile {
     pub description: String,
     pub target: u64,
     pub role: Role,
-    pub requirements: BTreeMap<&'static str, Requirement>,
+    /// What the profile asks of each knob, by id (profile files name knobs by their registry
+    /// name; the loader resolves those once). Iterates in registry order.
+    pub requirements: BTreeMap<KnobId, Requirement>,
     /// The profiles it was built from, this one first, then what it extends.
     pub chain: Vec<String>,
     /// The formula parameters after inheritance.
@@ -198,24 +200,27 @@ pub fn load_with(root: &Root, spec: &str, ov: Overrides) -> anyhow::Result<Profi
         )
     })?;
     let mut requirements = formulas(target, role, &merged.params);
-    for (name, (value, why)) in merged.knobs {
-        let why = match requirements.get(name) {
+    for (id, (value, why)) in merged.knobs {
+        let why = match requirements.get(&id) {
             Some(f) => format!("{why} (overrides the formula: {})", f.why),
             None => why,
         };
-        requirements.insert(name, Requirement { value, why });
+        requirements.insert(id, Requirement { value, why });
     }
     if let (Some(s), Some(h)) = (
-        requirements.get("rlimit.nofile.soft"),
-        requirements.get("rlimit.nofile.hard"),
+        requirements.get(&KnobId::NofileSoft),
+        requirements.get(&KnobId::NofileHard),
     ) {
         if s.value.parts()[0] > h.value.parts()[0] {
             return Err(err(
-                "knobs.\"rlimit.nofile.soft\"",
+                &format!("knobs.\"{}\"", KnobId::NofileSoft),
                 format!(
-                    "{} is above rlimit.nofile.hard {}: the kernel refuses a soft limit above the hard one (EINVAL); \
+                    "{} is above {} {}: the kernel refuses a soft limit above the hard one (EINVAL); \
                      write a soft limit of at most {}",
-                    s.value, h.value, h.value
+                    s.value,
+                    KnobId::NofileHard,
+                    h.value,
+                    h.value
                 ),
             )
             .into());
@@ -314,7 +319,7 @@ pub fn check_target(target: u64) -> Result<(), String> {
 }
 
 /// The requirements that follow from the target, each with its arithmetic as the why.
-pub fn formulas(target: u64, role: Role, p: &Params) -> BTreeMap<&'static str, Requirement> {
+pub fn formulas(target: u64, role: Role, p: &Params) -> BTreeMap<KnobId, Requirement> {
     let g = crate::capacity::group;
     let h = p.headroom_percent;
     let s = role.sockets_per_connection();
@@ -325,8 +330,8 @@ pub fn formulas(target: u64, role: Role, p: &Params) -> BTreeMap<&'static str, R
         format!("{} connections × 2 sockets (both ends here)", g(target))
     };
     let mut out = BTreeMap::new();
-    let mut put = |name: &'static str, value: Value, why: String| {
-        out.insert(name, Requirement { value, why });
+    let mut put = |id: KnobId, value: Value, why: String| {
+        out.insert(id, Requirement { value, why });
     };
     let procs = p.processes.max(1);
     let per_proc = sockets
@@ -339,24 +344,25 @@ pub fn formulas(target: u64, role: Role, p: &Params) -> BTreeMap<&'static str, R
         crate::capacity::FD_RESERVE,
         g(per_proc)
     );
-    put("rlimit.nofile.hard", Value::Int(nofile), nofile_why.clone());
-    put("rlimit.nofile.soft", Value::Int(nofile), nofile_why);
+    put(KnobId::NofileHard, Value::Int(nofile), nofile_why.clone());
+    put(KnobId::NofileSoft, Value::Int(nofile), nofile_why);
     put(
-        "fs.nr_open",
+        KnobId::NrOpen,
         Value::Int(nofile),
         format!(
-            "the kernel refuses an RLIMIT_NOFILE above fs.nr_open, and each process needs {}",
+            "the kernel refuses an RLIMIT_NOFILE above {}, and each process needs {}",
+            KnobId::NrOpen,
             g(nofile)
         ),
     );
     put(
-        "fs.file-max",
+        KnobId::FileMax,
         Value::Int(up(sockets, h)),
         format!("{sock_text} host-wide, + {h}% headroom"),
     );
     let ct = up(target, h);
     put(
-        "net.netfilter.nf_conntrack_max",
+        KnobId::ConntrackMax,
         Value::Int(ct),
         format!(
             "one conntrack entry per connection{}: {}, + {h}% headroom",
@@ -369,14 +375,14 @@ pub fn formulas(target: u64, role: Role, p: &Params) -> BTreeMap<&'static str, R
         ),
     );
     put(
-        "net.netfilter.nf_conntrack_buckets",
+        KnobId::ConntrackBuckets,
         Value::Int(ct),
         "one hash bucket per conntrack entry (the kernel's default ratio), so lookups stay short"
             .into(),
     );
     let pressure = up(sockets, h);
     put(
-        "net.ipv4.tcp_mem",
+        KnobId::TcpMem,
         Value::Triple([(pressure as u128 * 3 / 4) as u64, pressure, pressure.saturating_mul(3) / 2]),
         format!(
             "pressure at one 4 KiB page of unread data per socket ({sock_text}, + {h}% headroom); low and high in the kernel's 3:4:6 ratio"
@@ -384,7 +390,7 @@ pub fn formulas(target: u64, role: Role, p: &Params) -> BTreeMap<&'static str, R
     );
     let ram = (up(sockets.saturating_mul(p.bytes_per_socket), h) as u128 * 100).div_ceil(95) as u64;
     put(
-        "memory.total",
+        KnobId::MemoryTotal,
         Value::Int(ram),
         format!(
             "{sock_text} × {} B kernel memory per socket, + {h}% headroom, with 5% of RAM left for the system",
@@ -397,17 +403,17 @@ pub fn formulas(target: u64, role: Role, p: &Params) -> BTreeMap<&'static str, R
         let r = crate::backlog::required(in_flight, procs);
         let why = crate::backlog::reason(&r, in_flight, procs);
         put(
-            "net.core.somaxconn",
+            KnobId::Somaxconn,
             Value::Int(r.somaxconn),
             format!("{why} (the load generator's default concurrency); listen(2)'s backlog is cut to it"),
         );
         put(
-            "net.ipv4.tcp_max_syn_backlog",
+            KnobId::TcpMaxSynBacklog,
             Value::Int(r.tcp_max_syn_backlog),
             format!("{why}; without SYN cookies the kernel drops SYNs at three quarters of it"),
         );
         put(
-            "net.ipv4.tcp_syncookies",
+            KnobId::TcpSyncookies,
             Value::Int(1),
             "a full SYN queue answers with a cookie instead of dropping the SYN (clients would wait 1 s, 3 s, 7 s to retransmit)".into(),
         );
@@ -437,7 +443,7 @@ pub fn formulas(target: u64, role: Role, p: &Params) -> BTreeMap<&'static str, R
             )
         };
         put(
-            "net.ipv4.ip_local_port_range",
+            KnobId::IpLocalPortRange,
             Value::Range(range),
             format!(
                 "{} connections over {} {whence} = {} ports per address per destination, {note}",
@@ -459,7 +465,8 @@ struct Merged {
     target: Option<u64>,
     role: Option<Role>,
     params: Params,
-    knobs: BTreeMap<&'static str, (Value, String)>,
+    /// The `[knobs]` values of the file and what it extends, resolved to ids: (value, why).
+    knobs: BTreeMap<KnobId, (Value, String)>,
     chain: Vec<String>,
 }
 
@@ -712,7 +719,7 @@ fn load_located(root: &Root, loc: Located, stack: &mut Stack) -> Result<Merged, 
         let why = comment_for(&loc.text, line)
             .map(|c| format!("{c} [{}]", merged.name))
             .unwrap_or_else(|| format!("set by profile {}", merged.name));
-        merged.knobs.insert(knob.name, (v, why));
+        merged.knobs.insert(knob, (v, why));
     }
     Ok(merged)
 }
@@ -790,28 +797,22 @@ mod tests {
     fn formulas_for_a_million_server_connections() {
         let r = formulas(1_000_000, Role::Server, &Params::default());
         // (1,000,000 + 10) × 1.1
-        assert_eq!(r["rlimit.nofile.hard"].value, Value::Int(1_100_011));
-        assert_eq!(r["fs.nr_open"].value, Value::Int(1_100_011));
-        assert_eq!(r["fs.file-max"].value, Value::Int(1_100_000));
+        assert_eq!(r[&KnobId::NofileHard].value, Value::Int(1_100_011));
+        assert_eq!(r[&KnobId::NrOpen].value, Value::Int(1_100_011));
+        assert_eq!(r[&KnobId::FileMax].value, Value::Int(1_100_000));
+        assert_eq!(r[&KnobId::ConntrackMax].value, Value::Int(1_100_000));
+        assert_eq!(r[&KnobId::ConntrackBuckets].value, Value::Int(1_100_000));
         assert_eq!(
-            r["net.netfilter.nf_conntrack_max"].value,
-            Value::Int(1_100_000)
-        );
-        assert_eq!(
-            r["net.netfilter.nf_conntrack_buckets"].value,
-            Value::Int(1_100_000)
-        );
-        assert_eq!(
-            r["net.ipv4.tcp_mem"].value,
+            r[&KnobId::TcpMem].value,
             Value::Triple([825_000, 1_100_000, 1_650_000])
         );
         // 1M × 5120 × 1.1 / 0.95
         assert_eq!(
-            r["memory.total"].value,
+            r[&KnobId::MemoryTotal].value,
             Value::Int((5_632_000_000u64 * 100).div_ceil(95))
         );
-        assert!(!r.contains_key("net.ipv4.ip_local_port_range"));
-        assert!(r["rlimit.nofile.hard"].why.contains("1,000,010"));
+        assert!(!r.contains_key(&KnobId::IpLocalPortRange));
+        assert!(r[&KnobId::NofileHard].why.contains("1,000,010"));
     }
 
     #[test]
@@ -822,15 +823,12 @@ mod tests {
         };
         let r = formulas(1_000_000, Role::Loopback, &p);
         // 2M sockets / 100 processes + 10, + 10%
-        assert_eq!(r["rlimit.nofile.hard"].value, Value::Int(22_011));
-        assert_eq!(r["fs.file-max"].value, Value::Int(2_200_000));
-        assert_eq!(
-            r["net.netfilter.nf_conntrack_max"].value,
-            Value::Int(1_100_000)
-        );
+        assert_eq!(r[&KnobId::NofileHard].value, Value::Int(22_011));
+        assert_eq!(r[&KnobId::FileMax].value, Value::Int(2_200_000));
+        assert_eq!(r[&KnobId::ConntrackMax].value, Value::Int(1_100_000));
         // 36 addresses of 127/8: 27,778 ports each, inside the default range
         assert_eq!(
-            r["net.ipv4.ip_local_port_range"].value,
+            r[&KnobId::IpLocalPortRange].value,
             Value::Range([61000 - 27_778, 60999])
         );
     }
@@ -839,11 +837,11 @@ mod tests {
     fn a_client_with_one_address_needs_a_wider_range() {
         let r = formulas(50_000, Role::Client, &Params::default());
         assert_eq!(
-            r["net.ipv4.ip_local_port_range"].value,
+            r[&KnobId::IpLocalPortRange].value,
             Value::Range([65536 - 50_000, 65535])
         );
         let r = formulas(1_000_000, Role::Client, &Params::default());
-        assert!(r["net.ipv4.ip_local_port_range"]
+        assert!(r[&KnobId::IpLocalPortRange]
             .why
             .contains("add source addresses"));
     }
@@ -856,7 +854,7 @@ mod tests {
         assert_eq!(p.role, Role::Loopback);
         assert_eq!(p.target, 1_000_000);
         // somaxconn comes from 1m, with its comment as the why
-        assert!(p.requirements["net.core.somaxconn"].why.contains("[1m]"));
+        assert!(p.requirements[&KnobId::Somaxconn].why.contains("[1m]"));
         let o = load_with(
             &root,
             "1m",
@@ -867,7 +865,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(o.role, Role::Loopback);
-        assert_eq!(o.requirements["fs.file-max"].value, Value::Int(2_200_000));
+        assert_eq!(
+            o.requirements[&KnobId::FileMax].value,
+            Value::Int(2_200_000)
+        );
     }
 
     #[test]
@@ -882,11 +883,11 @@ mod tests {
         let p = load(&root, "mine").unwrap();
         assert_eq!(p.target, 20_000);
         assert_eq!(p.role, Role::Server);
-        assert_eq!(p.requirements["net.core.somaxconn"].value, Value::Int(8192));
-        assert!(p.requirements["net.core.somaxconn"]
+        assert_eq!(p.requirements[&KnobId::Somaxconn].value, Value::Int(8192));
+        assert!(p.requirements[&KnobId::Somaxconn]
             .why
             .starts_with("room for bursts [mine] (overrides the formula"));
-        assert!(p.requirements["fs.file-max"]
+        assert!(p.requirements[&KnobId::FileMax]
             .why
             .starts_with("shared host [mine] (overrides the formula"));
         assert!(available(&root).iter().any(|(n, _)| n == "mine"));

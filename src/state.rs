@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::knobs::{self, Observation, Value};
+use crate::knobs::{self, KnobId, Observation, Value};
 use crate::persist::boot::BootView;
 use crate::root::{FileState, Root};
 
@@ -237,8 +237,8 @@ impl Record {
                     out.insert(knob.clone(), after.clone());
                 }
                 Change::Rlimit { after, .. } => {
-                    out.insert("rlimit.nofile.soft".into(), after[0].to_string());
-                    out.insert("rlimit.nofile.hard".into(), after[1].to_string());
+                    out.insert(KnobId::NofileSoft.name().into(), after[0].to_string());
+                    out.insert(KnobId::NofileHard.name().into(), after[1].to_string());
                 }
                 _ => {}
             }
@@ -559,11 +559,11 @@ pub fn drift(record: &Record, obs: &Observation, boot: &BootView) -> Vec<Drift> 
             continue;
         };
         let applied_v = Value::parse(knob.shape, &applied).ok();
-        let is_rlimit = name.starts_with("rlimit.");
+        let is_rlimit = matches!(knob.id, KnobId::NofileSoft | KnobId::NofileHard);
         let live = if is_rlimit && obs.facts.pid != pid_of_record {
             None
         } else {
-            obs.get(&name).copied()
+            obs.get(knob.id).copied()
         };
         let live_matches = live.is_some() && live == applied_v;
         let boot_keeps = if is_rlimit {

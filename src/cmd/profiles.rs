@@ -34,7 +34,7 @@ pub fn show_text(p: &Profile) -> String {
     t.set_header(vec!["knob", "required", "why"]);
     // Registry order, so show and check list knobs alike.
     for k in REGISTRY {
-        if let Some(r) = p.requirements.get(k.name) {
+        if let Some(r) = p.requirements.get(&k.id) {
             t.add_row(vec![k.name.to_string(), r.value.to_string(), r.why.clone()]);
         }
     }

@@ -356,7 +356,7 @@ mod tests {
         assert_eq!(profile.target, 300_000);
         assert_eq!(profile.role, Role::Server);
         assert_eq!(
-            profile.requirements["net.ipv4.tcp_mem"].value,
+            profile.requirements[&KnobId::TcpMem].value,
             crate::knobs::Value::Triple([786432, 1048576, 1572864])
         );
     }

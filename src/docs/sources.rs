@@ -39,11 +39,17 @@ pub fn formula_examples() -> Vec<FormulaExample> {
         .map(|role| FormulaExample {
             target: FORMULA_TARGET,
             role,
-            requirements: crate::profile::for_target(FORMULA_TARGET, role)
-                .requirements
-                .iter()
-                .map(|(k, r)| (k.to_string(), r.value.to_kernel(), r.why.clone()))
-                .collect(),
+            requirements: {
+                let mut rows: Vec<(String, String, String)> =
+                    crate::profile::for_target(FORMULA_TARGET, role)
+                        .requirements
+                        .iter()
+                        .map(|(k, r)| (k.to_string(), r.value.to_kernel(), r.why.clone()))
+                        .collect();
+                // By knob name, as the page has always listed them (the map is in registry order).
+                rows.sort_by(|a, b| a.0.cmp(&b.0));
+                rows
+            },
         })
         .collect()
 }

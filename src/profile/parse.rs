@@ -12,7 +12,7 @@ use std::ops::Range;
 use toml::Spanned;
 
 use crate::knobs::Role;
-use crate::knobs::{self, Compare, Knob, Persist, Shape, Value};
+use crate::knobs::{self, Compare, Knob, KnobId, Persist, Shape, Value};
 
 /// One mistake in a profile's text, before the file name is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +34,8 @@ pub struct RawProfile {
     pub processes: Option<u64>,
     pub bytes_per_socket: Option<u64>,
     pub source_addresses: Option<u64>,
-    /// Knob requirements in file order: (knob, value, line).
-    pub knobs: Vec<(&'static Knob, Value, usize)>,
+    /// Knob requirements in file order, each name resolved to its registry id: (knob, value, line).
+    pub knobs: Vec<(KnobId, Value, usize)>,
 }
 
 /// The top-level keys a profile may have, for "did you mean" and the list in errors.
@@ -233,7 +233,7 @@ fn unknown_top_key(key: &str, v: &toml::Value) -> String {
 }
 
 /// The `[knobs]` table again, this time with each key's position.
-fn knob_table(text: &str) -> Result<Vec<(&'static Knob, Value, usize)>, Problem> {
+fn knob_table(text: &str) -> Result<Vec<(KnobId, Value, usize)>, Problem> {
     #[derive(serde::Deserialize)]
     struct KnobsOnly {
         #[serde(default)]
@@ -257,7 +257,7 @@ fn knob_table(text: &str) -> Result<Vec<(&'static Knob, Value, usize)>, Problem>
             ));
         }
         let v = knob_value(knob, value.get_ref()).map_err(problem)?;
-        out.push((knob, v, line));
+        out.push((knob.id, v, line));
     }
     out.sort_by_key(|(_, _, line)| *line);
     Ok(out)
@@ -488,7 +488,8 @@ fn syntax_problem(text: &str, e: &toml::de::Error) -> Problem {
         let first = msg.lines().next().unwrap_or(msg);
         format!(
             "this line is not valid TOML ({first}): write key = value, text in double quotes, \
-             knob names in quotes under [knobs] (\"net.core.somaxconn\" = 4096)"
+             knob names in quotes under [knobs] (\"{}\" = 4096)",
+            KnobId::Somaxconn
         )
     };
     Problem { line, key, message }

@@ -256,7 +256,7 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
 /// One knob's row: its reading against the requirement, the note saying why, and the fixes.
 fn row(knob: &'static Knob, obs: &Observation, profile: &Profile, opts: &Options) -> Row {
     let facts = &obs.facts;
-    let req = profile.requirements.get(knob.name);
+    let req = profile.requirements.get(&knob.id);
     let reading = obs.reading(knob.id);
     let current = reading.and_then(Reading::value).copied();
     let mut note = None;
@@ -371,7 +371,7 @@ fn usage(facts: &Facts) -> Vec<Usage> {
         })
     };
     if let Some(f) = facts.file_nr {
-        put("open files (fs.file-nr)", f.in_use());
+        put(&format!("open files ({})", KnobId::FileNr), f.in_use());
     }
     if let Some(t) = facts.sockstat.as_ref().and_then(|s| s.tcp()) {
         put("TCP sockets in use (this namespace)", t.inuse);
@@ -453,7 +453,8 @@ fn shortfall(id: KnobId, obs: &Observation, required: &Value, note: &mut Option<
             if let (Some(nr), Some(r)) = (obs.int(KnobId::NrOpen), req) {
                 if r > nr {
                     parts.push(format!(
-                        "fs.nr_open {} must be raised first",
+                        "{} {} must be raised first",
+                        KnobId::NrOpen,
                         capacity::group(nr)
                     ));
                 }
@@ -468,10 +469,10 @@ fn shortfall(id: KnobId, obs: &Observation, required: &Value, note: &mut Option<
             Status::Fail
         }
         KnobId::FileMax if facts.target_exempt_from_file_max() == Some(true) => {
-            *note = Some(
-                "the process has CAP_SYS_ADMIN, which the kernel exempts from fs.file-max; processes without it are held to it"
-                    .into(),
-            );
+            *note = Some(format!(
+                "the process has CAP_SYS_ADMIN, which the kernel exempts from {}; processes without it are held to it",
+                KnobId::FileMax
+            ));
             Status::Warn
         }
         KnobId::ConntrackMax | KnobId::ConntrackBuckets
