@@ -176,7 +176,7 @@ impl Worker {
             .context("mapping the shared counters")?;
         let board = Board::new(shm, cfg.workers);
         let ep = Epoll::new().context("epoll_create1")?;
-        let listener = net::reuseport_listener(cfg.listen, cfg.limits.backlog)
+        let listener = net::reuseport_listener(cfg.listen, &cfg.limits.listen_options())
             .with_context(|| format!("listening on {}", cfg.listen))?;
         let listener_fd = listener.as_raw_fd();
         ep.add(listener_fd, EpollFlags::EPOLLIN)?;
@@ -379,9 +379,6 @@ impl Worker {
             let _ = io::close(fd);
             return;
         }
-        if self.cfg.limits.sndbuf_bytes > 0 {
-            let _ = net::set_sndbuf(fd, self.cfg.limits.sndbuf_bytes);
-        }
         self.conns += 1;
         self.slots[i].state = State::Handshake;
         let d = self.deadline_after(self.cfg.limits.handshake_timeout_ms);
@@ -438,7 +435,7 @@ impl Worker {
         if self.listener.is_some() || self.shutting_down.is_some() || self.conns > self.low {
             return;
         }
-        if let Ok(l) = net::reuseport_listener(self.cfg.listen, self.cfg.limits.backlog) {
+        if let Ok(l) = net::reuseport_listener(self.cfg.listen, &self.cfg.limits.listen_options()) {
             if self.ep.add(l.as_raw_fd(), EpollFlags::EPOLLIN).is_ok() {
                 self.listener_fd = l.as_raw_fd();
                 self.listener = Some(l);
