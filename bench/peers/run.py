@@ -350,6 +350,9 @@ def main():
     ap.add_argument("--columns", default=",".join(COLUMNS),
                     help="comma-separated subset of " + ",".join(COLUMNS) + " (idle holds the "
                          "handshake rate)")
+    ap.add_argument("--baseline", metavar="TUNE_BIN",
+                    help="also measure this tune binary (an earlier build) as a row after tune's, "
+                         "for before/after figures in one sitting")
     ap.add_argument("--fifo", action="store_true",
                     help="run servers and clients SCHED_FIFO 1 (chrt -f 1): less noise from "
                          "other work on a shared machine; use with --columns idle")
@@ -369,6 +372,10 @@ def main():
            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "args": vars(a),
            "versions": versions(), "servers": []}
     failed = False
+    if a.baseline:
+        base = dict(PEERS[0], name=f"tune serve (baseline {a.baseline})")
+        base["cmd"] = [os.path.abspath(a.baseline)] + PEERS[0]["cmd"][1:]
+        PEERS.insert(1, base)
     peers = [p for p in PEERS if not a.only or any(s in p["name"] for s in a.only.split(","))]
     for peer in peers * max(a.repeat, 1):
         print(f"{peer['name']} (load {loadavg():.1f})", file=sys.stderr, flush=True)
