@@ -2,6 +2,7 @@
 //! shares with `tune serve --verify` ([`LoadFlags`], flattened into both).
 
 use clap::Args;
+use embedded_server::loadgen::CloseMode;
 
 use super::Format;
 use crate::verify::plan::{Processes, Secs, Sources};
@@ -35,12 +36,34 @@ pub struct LoadFlags {
     /// Give up when the count has not risen for SECS seconds.
     #[arg(long, value_name = "SECS", default_value = "5")]
     pub stall: Secs,
-    /// Connections closed per second at teardown (all client processes together).
-    #[arg(long, value_name = "N", default_value_t = embedded_server::loadgen::CLOSE_RATE)]
-    pub close_rate: u64,
+    /// Connections closed per second at teardown, all client processes together (default: as
+    /// fast as they go, paused while the host's TCP memory nears tcp_mem's pressure threshold).
+    #[arg(long, value_name = "N")]
+    pub close_rate: Option<u64>,
+    /// How connections close at teardown: `tcp` closes each socket (the server closes on end
+    /// of file, as the C floor does); `websocket` runs the close handshake first (client close
+    /// frame, server close frame, then the server closes), about twice the work per connection.
+    #[arg(long, value_name = "HOW", value_enum, default_value_t = CloseHow::Tcp)]
+    pub close: CloseHow,
     /// Seconds a connection has from connect() to the server's 101 response.
     #[arg(long, value_name = "SECS", default_value = "10")]
     pub connect_timeout: Secs,
+}
+
+/// `--close`: the load generator's [`CloseMode`] as typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CloseHow {
+    Tcp,
+    Websocket,
+}
+
+impl From<CloseHow> for CloseMode {
+    fn from(c: CloseHow) -> Self {
+        match c {
+            CloseHow::Tcp => CloseMode::Tcp,
+            CloseHow::Websocket => CloseMode::Websocket,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -11,6 +11,7 @@ use crate::cli::Format;
 use crate::knobs::Observation;
 use crate::knobs::Role;
 use crate::verify::assemble::AfterHold;
+use crate::verify::clock::{Clock, Phase};
 use crate::verify::connect::{self, ConnectSpec, Connected};
 use crate::verify::hold::{self, Echoed, Held};
 use crate::verify::report::{Prediction, Report};
@@ -121,6 +122,7 @@ fn hold_and_echo(
 
 /// `tune serve --verify N`.
 pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
+    let mut clock = Clock::start();
     let plan = plan(ctx, args, n)?;
     let root = &ctx.root;
     let obs = crate::knobs::observe(root, None);
@@ -130,18 +132,25 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     let prediction = predict(&plan, &obs, &progress);
     let (mut rig, prepared) = prepare::prepare(root, &plan, &progress)?;
     let mut watch = prepare::watch(&plan, &prediction, &prepared, &rig);
+    clock.lap(Phase::Prepare);
     let spec = ConnectSpec {
         target: n,
         stall: plan.load.stall_window(),
         stop_on_death: true,
     };
     let connected = connect::connect(&mut rig, &spec, Some(&mut watch), &mut progress, root)?;
+    clock.lap(Phase::Connect);
     std::thread::sleep(PEAK_SETTLE);
     let peak = Peak::take(root, &rig, plan.server.limits.backlog)?;
+    clock.lap(Phase::Peak);
     let (held, echoed) = hold_and_echo(&mut rig, &plan, &connected, &peak, &mut progress);
     let after_hold = AfterHold::take(&rig);
     progress.finish();
-    let torn_down = teardown::teardown(rig, peak.reached, Some(root));
+    let torn_down = teardown::teardown(rig, peak.reached, root, Some(root));
+    clock.set(Phase::Hold, (held.seconds > 0.0).then_some(held.seconds));
+    clock.set(Phase::Echo, echoed.seconds);
+    clock.set(Phase::Close, torn_down.close_seconds);
+    clock.set(Phase::Stop, torn_down.stop_seconds);
 
     let report = verify::assemble(
         &plan,
@@ -156,6 +165,7 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
             knobs: KnobFacts::from_observation(&obs),
             port_range: measure::port_range(root),
             peak,
+            phases: clock.finish(),
         },
     );
     print(&report, args.format)?;

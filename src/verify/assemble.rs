@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use embedded_server::loadgen::{Died, LoadSnapshot};
 
+use super::clock::Phases;
 use super::connect::Connected;
 use super::diagnose::{self, ClientSide, Diagnosis, Evidence};
 use super::hold::{Echoed, Held};
@@ -52,6 +53,8 @@ pub struct Records {
     pub knobs: KnobFacts,
     /// net.ipv4.ip_local_port_range at the end of the connect phase.
     pub port_range: Option<(u64, u64)>,
+    /// Wall-clock seconds of each phase.
+    pub phases: Phases,
 }
 
 /// The run's verdict and what it rests on.
@@ -455,7 +458,10 @@ pub fn assemble(plan: &VerifyPlan, r: Records) -> Report {
             closed: td.closed,
             tcp_memory_pressures_delta: td.netstat_deltas.get("TCPMemoryPressures").copied(),
             netstat_deltas: td.netstat_deltas.clone(),
+            close_mode: plan.load.close_mode.as_str().to_string(),
+            pacing: td.pacing.clone(),
         }),
+        phases: r.phases.clone(),
         notes: notes(&r, &v, activity),
         warnings: warnings(plan, &r, &ev),
         prediction: r.prediction,
@@ -490,7 +496,8 @@ mod tests {
                 rate: None,
                 sources: None,
                 connect_timeout: Duration::from_secs(10),
-                close_rate: 1000,
+                close_rate: None,
+                close_mode: embedded_server::loadgen::CloseMode::Tcp,
                 message_interval: None,
                 stall: Duration::from_secs(5),
                 hold: Duration::from_secs(5),
@@ -576,6 +583,7 @@ mod tests {
             torn_down: TornDown::default(),
             knobs: KnobFacts::default(),
             port_range: Some((32768, 60999)),
+            phases: Phases::default(),
         }
     }
 

@@ -80,6 +80,8 @@ pub struct Echoed {
     pub echoes: Option<u64>,
     pub notes: Vec<String>,
     pub interrupted: bool,
+    /// How long the round took (`None`: no round ran).
+    pub seconds: Option<f64>,
 }
 
 /// One echo round over the `reached` connections; in external mode only a note of what the
@@ -100,6 +102,7 @@ pub fn echo(
         return e;
     };
     let g = &cl.gen;
+    let t = Instant::now();
     let before = g.snapshot().echo_recv;
     g.echo_round();
     let mut last = before;
@@ -128,6 +131,7 @@ pub fn echo(
         }
     }
     e.echoes = Some(g.snapshot().echo_recv - before);
+    e.seconds = Some(t.elapsed().as_secs_f64());
     g.command(Cmd::Hold);
     e
 }

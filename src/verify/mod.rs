@@ -9,6 +9,7 @@
 
 pub mod assemble;
 pub mod cgroup;
+pub mod clock;
 pub mod connect;
 pub mod diagnose;
 pub mod hold;

@@ -117,8 +117,10 @@ pub struct LoadOptions {
     /// target, else the kernel's choice.
     pub sources: Option<Vec<IpAddr>>,
     pub connect_timeout: Duration,
-    /// Connections closed per second at teardown.
-    pub close_rate: u64,
+    /// Connections closed per second at teardown (`None`: as fast as the clients go).
+    pub close_rate: Option<u64>,
+    /// How each connection closes at teardown.
+    pub close_mode: loadgen::CloseMode,
     /// Every connection sends one message this often (`tune load` only).
     pub message_interval: Option<Duration>,
     /// Give up when the count has not risen for this long.
@@ -137,6 +139,11 @@ impl LoadOptions {
             if !(r.is_finite() && r > 0.0) {
                 anyhow::bail!("--rate {r}: expected a positive number of connections per second");
             }
+        }
+        if self.close_rate == Some(0) {
+            anyhow::bail!(
+                "--close-rate 0: expected 1 or more connections per second, or leave it out to close as fast as the host allows"
+            );
         }
         if self.message_interval.is_some_and(|d| d.is_zero()) {
             anyhow::bail!("--message-interval 0: expected a positive number of seconds");
@@ -264,7 +271,8 @@ pub fn load_config(
         sources: srcs,
         message_interval_ms: o.message_interval.map(|d| ms(d).max(1)),
         connect_timeout_ms: ms(o.connect_timeout).max(1),
-        close_rate: o.close_rate.max(1),
+        close_rate: o.close_rate,
+        close_mode: o.close_mode,
     })
 }
 

@@ -7,8 +7,10 @@ use std::fmt::Write as _;
 use embedded_server::loadgen::Histogram;
 use serde::Serialize;
 
+use super::clock::Phases;
 use super::diagnose::Diagnosis;
 use super::measure::{Conntrack, Rss, SlabGrowth, Sock};
+use super::teardown::Pacing;
 use crate::capacity::{bytes, group};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -156,6 +158,10 @@ pub fn other_activity_note(
 #[derive(Debug, Clone, Serialize)]
 pub struct Teardown {
     pub seconds: f64,
+    /// `tcp` (close(), the server closes on end of file) or `websocket` (the close handshake).
+    pub close_mode: String,
+    /// How the close was paced by the host's TCP memory (`None`: tcp_mem unreadable here).
+    pub pacing: Option<Pacing>,
     pub closed: u64,
     pub netstat_deltas: BTreeMap<String, u64>,
     pub tcp_memory_pressures_delta: Option<u64>,
@@ -218,6 +224,8 @@ pub struct Report {
     pub predicted_vs_measured: Vec<Comparison>,
     pub diagnosis: Option<Diagnosis>,
     pub teardown: Option<Teardown>,
+    /// Wall-clock seconds of each phase, and of the whole command.
+    pub phases: Phases,
     pub notes: Vec<String>,
     /// What went wrong without stopping the run: handshakes that waited on a full accept queue.
     pub warnings: Vec<String>,
@@ -471,13 +479,25 @@ impl Report {
                 .collect();
             let _ = writeln!(
                 o,
-                "{:<22} {} closed in {:.2} s; {}",
+                "{:<22} {} closed ({} close) in {:.2} s; {}",
                 "teardown",
                 group(t.closed),
+                t.close_mode,
                 t.seconds,
                 counters.join(", ")
             );
+            if let Some(p) = &t.pacing {
+                let _ = writeln!(
+                    o,
+                    "{:<22} TCP memory peaked at {} pages (pressure at {}); paused {} times",
+                    "",
+                    group(p.peak_pages),
+                    group(p.pressure_pages),
+                    p.pauses
+                );
+            }
         }
+        let _ = writeln!(o, "{:<22} {}", "phases", self.phases.line());
         if let Some(d) = &self.diagnosis {
             let _ = writeln!(
                 o,

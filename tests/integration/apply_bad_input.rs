@@ -46,7 +46,7 @@ fn a_triple_out_of_order_is_refused_before_anything_is_written() {
 
 #[test]
 fn rlimit_above_nr_open_is_refused() {
-    // One above the fake root's nr_open (1048576 here, 1073741816 on a systemd host).
+    // One above the fake root's nr_open (1048576 here and on Debian 12's systemd host, 1073741816 on Debian 13's).
     for dir in std::iter::once(fake_root()).chain(
         apply_support::CAPTURES
             .iter()

@@ -37,8 +37,21 @@ pub fn text(o: &Output) -> (String, String) {
 }
 
 fn copy_or(dst: &Path, src: &str, default: &str) {
-    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
     let data = std::fs::read(src).unwrap_or_else(|_| default.as_bytes().to_vec());
+    write_644(dst, &data);
+}
+
+/// Copies a file a captured root must hold: a capture missing one is a broken fixture, and a
+/// default in its place would test this machine's idea of a value instead of the captured one.
+fn copy_captured(dst: &Path, src: &str) {
+    let data = std::fs::read(src).unwrap_or_else(|e| {
+        panic!("{src}: {e}; the captured root lacks a file tune reads: re-capture it (tests/fixtures/roots/README.md)")
+    });
+    write_644(dst, &data);
+}
+
+fn write_644(dst: &Path, data: &[u8]) {
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
     std::fs::write(dst, data).unwrap();
     std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o644)).unwrap();
 }
@@ -49,10 +62,14 @@ pub fn fake_root() -> tempfile::TempDir {
     fake_root_copying("")
 }
 
-/// The captured roots the apply tests also run against, each with a reason to.
+/// The captured roots the apply tests also run against, each with a reason to. Both are real
+/// systemd hosts booted under qemu by tests/fixtures/roots/capture-qemu-systemd.sh (nothing edited).
 pub const CAPTURES: &[&str] = &[
-    // fs.file-max LONG_MAX and fs.nr_open 1073741816, as systemd's PID 1 sets them.
-    "systemd-host-6.18",
+    // Debian 13: systemd 257's PID 1 set fs.file-max to LONG_MAX and fs.nr_open to 1073741816.
+    "linux-6.12-debian13-systemd-qemu",
+    // Debian 12: systemd 252 set fs.file-max to LONG_MAX but left fs.nr_open at the kernel's
+    // 1048576 (Debian builds it so); a 6.1 kernel.
+    "linux-6.1-debian12-systemd-qemu",
 ];
 
 /// A fake root like [`fake_root`], with the kernel's files taken from the captured root
@@ -64,22 +81,27 @@ pub fn fake_root_from(capture: &str) -> tempfile::TempDir {
     ))
 }
 
-/// `base` is "" for this machine's / or a captured root's directory.
+/// `base` is "" for this machine's / or a captured root's directory. From this machine, a
+/// conntrack file that is absent (module not loaded) gets the default "262144"; from a capture,
+/// every file must be there (see [`copy_captured`]).
 fn fake_root_copying(base: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let r = dir.path();
+    let copy = |rel: &str, default: &str| {
+        if base.is_empty() {
+            copy_or(&r.join(rel), &format!("/{rel}"), default)
+        } else {
+            copy_captured(&r.join(rel), &format!("{base}/{rel}"))
+        }
+    };
     // Every sysctl the registry reads, copied from /proc/sys.
     for rel in tune::knobs::sources(None)
         .iter()
         .filter(|p| p.starts_with("proc/sys/"))
     {
-        copy_or(&r.join(rel), &format!("{base}/{rel}"), "262144\n");
+        copy(rel, "262144\n");
     }
-    copy_or(
-        &r.join("sys/module/nf_conntrack/parameters/hashsize"),
-        &format!("{base}/sys/module/nf_conntrack/parameters/hashsize"),
-        "262144\n",
-    );
+    copy("sys/module/nf_conntrack/parameters/hashsize", "262144\n");
     // The kernel shows the module's hashsize as nf_conntrack_buckets: one value, two names.
     let buckets = r.join("proc/sys/net/netfilter/nf_conntrack_buckets");
     std::fs::remove_file(&buckets).unwrap();
@@ -89,7 +111,7 @@ fn fake_root_copying(base: &str) -> tempfile::TempDir {
     )
     .unwrap();
     for rel in ["proc/self/limits", "proc/self/status", "proc/meminfo"] {
-        copy_or(&r.join(rel), &format!("{base}/{rel}"), "");
+        copy(rel, "");
     }
     copy_or(&r.join("etc/sysctl.conf"), "/etc/sysctl.conf", "");
     copy_or(

@@ -242,3 +242,54 @@ fn table_reports_the_other_kernels_values() {
     );
     assert_eq!(code, 1);
 }
+
+/// The systemd-host captures the apply tests run against (`apply_support::CAPTURES`): each holds
+/// every file tune reads, and `check --root` reports what that boot's systemd left, read from the tree.
+#[test]
+fn systemd_captures_hold_every_file_and_check_reports_their_fd_limits() {
+    for &root in crate::apply_support::CAPTURES {
+        for rel in tune::knobs::sources(None) {
+            assert!(
+                fixture(root).join(&rel).is_file(),
+                "{root} lacks /{rel}: re-run tests/fixtures/roots/capture-qemu-systemd.sh"
+            );
+        }
+        // What makes it a systemd host: PID 1 raised fs.file-max to LONG_MAX at boot.
+        assert_eq!(
+            read(root, "proc/sys/fs/file-max").trim(),
+            i64::MAX.to_string(),
+            "{root}"
+        );
+        let (json, code) = check_json(root);
+        assert_eq!(
+            json["kernel"],
+            read(root, "proc/sys/kernel/osrelease").trim()
+        );
+        assert_ne!(json["kernel"], check_json(HOST).0["kernel"]);
+        assert_eq!(
+            knob(&json, "fs.file-max")["current"],
+            int_in(root, "proc/sys/fs/file-max")
+        );
+        assert_eq!(knob(&json, "fs.file-max")["status"], "ok", "{root}");
+        let nr_open = int_in(root, "proc/sys/fs/nr_open");
+        assert_eq!(knob(&json, "fs.nr_open")["current"], nr_open);
+        // proc/self is the capturing service: systemd's DefaultLimitNOFILE, root's capabilities,
+        // so its hard limit may rise to fs.nr_open, which bounds a process.
+        let hard: u64 = read(root, "proc/self/limits")
+            .lines()
+            .find_map(|l| l.strip_prefix("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(knob(&json, "rlimit.nofile.hard")["current"], hard);
+        assert_ne!(cap_eff(root) & (1 << 24), 0);
+        let cap = &json["capacity"];
+        assert_eq!(cap["per_process"]["limit"], "fs.nr_open", "{root}");
+        assert_eq!(
+            cap["per_process"]["connections"],
+            nr_open - tune::capacity::FD_RESERVE
+        );
+        assert_eq!(json["summary"]["exit_code"], code);
+    }
+}

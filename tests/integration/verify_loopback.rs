@@ -47,7 +47,79 @@ fn verify_20000_passes_here() {
     // Closing in batches left TCP out of memory pressure.
     assert_eq!(j["teardown"]["tcp_memory_pressures_delta"], 0, "{j:#}");
     assert_eq!(j["teardown"]["closed"], 20000);
+    // The default close is TCP's, paced by the host's TCP memory (tcp_mem is readable here).
+    assert_eq!(j["teardown"]["close_mode"], "tcp");
+    let pacing = &j["teardown"]["pacing"];
+    assert_eq!(
+        pacing["pressure_pages"].as_u64(),
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_mem")
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok()),
+        "{pacing}"
+    );
+    phases_add_up(&j);
     assert_eq!(j["exit_code"], 0);
+    no_workers_left_of(env!("CARGO_BIN_EXE_tune"));
+}
+
+/// Every phase of a full run was timed, in order, and together they fit in the whole.
+fn phases_add_up(j: &serde_json::Value) {
+    let p = &j["phases"];
+    let secs = |k: &str| {
+        p[k].as_f64()
+            .unwrap_or_else(|| panic!("phases.{k} missing: {p}"))
+    };
+    let parts = [
+        "prepare_seconds",
+        "connect_seconds",
+        "peak_seconds",
+        "hold_seconds",
+        "echo_seconds",
+        "close_seconds",
+        "stop_seconds",
+    ];
+    let sum: f64 = parts.iter().map(|k| secs(k)).sum();
+    assert!(sum <= secs("total_seconds") + 1e-6, "{p}");
+    assert!(secs("hold_seconds") >= 1.0, "--hold 1: {p}");
+    assert!(
+        (secs("connect_seconds") - j["connect_seconds"].as_f64().unwrap()).abs() < 1.0,
+        "{p}"
+    );
+}
+
+/// `--close websocket`: every connection closes with the close handshake, and the report says so.
+#[test]
+fn verify_closes_with_the_websocket_handshake_when_asked() {
+    let _alone = alone();
+    let mut cmd = tune();
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--verify",
+        "2000",
+        "--hold",
+        "0",
+        "--close",
+        "websocket",
+        "--close-rate",
+        "5000",
+        "--format",
+        "json",
+    ]);
+    let (code, j, stderr) = run(cmd);
+    check_schema(&j);
+    assert_eq!(code, 0, "{j:#}\n{stderr}");
+    assert_eq!(j["teardown"]["close_mode"], "websocket");
+    assert_eq!(j["teardown"]["closed"], 2000);
+    assert_eq!(j["dropped"], 0);
+    // 2,000 at 5,000 a second: the rate held the close to at least 0.4 s.
+    assert!(
+        j["phases"]["close_seconds"].as_f64().unwrap() >= 0.38,
+        "{j:#}"
+    );
     no_workers_left_of(env!("CARGO_BIN_EXE_tune"));
 }
 

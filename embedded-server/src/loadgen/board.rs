@@ -14,6 +14,9 @@ pub const BLOCK: usize = 64;
 // Global block.
 pub const G_CMD: usize = 0;
 pub const G_ECHO_ROUND: usize = 1;
+/// Nonzero: the teardown is paused (the parent saw TCP memory climb); clients close nothing
+/// until it is zero again. Not read on [`Cmd::Exit`].
+pub const G_CLOSE_PAUSED: usize = 2;
 
 // Per-process block.
 pub const PID: usize = 0;

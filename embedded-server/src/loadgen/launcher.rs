@@ -133,6 +133,11 @@ impl LoadGen {
         self.board.set_global(b::G_CMD, cmd as u64);
     }
 
+    /// Pauses (`true`) or resumes the clients' close.
+    pub fn pause_close(&self, paused: bool) {
+        self.board.set_global(b::G_CLOSE_PAUSED, u64::from(paused));
+    }
+
     /// Starts an echo round: every open connection sends one message and waits for its echo.
     pub fn echo_round(&self) {
         let r = self.board.global(b::G_ECHO_ROUND) + 1;

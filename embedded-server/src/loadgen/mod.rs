@@ -36,9 +36,32 @@ pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
 /// Default connects in flight, all processes together: well under somaxconn (4096 here) and
 /// tcp_max_syn_backlog (2048) so a fast client does not overflow the server's accept queues.
 pub const CONCURRENCY: usize = 1024;
-/// Default teardown rate, connections per second over all processes: closing a million sockets
-/// at once pushed TCP into memory pressure here; 50k/s did not (see BENCHMARKS.md).
-pub const CLOSE_RATE: u64 = 50_000;
+/// Connections a client process closes between two looks at its events and the pause word
+/// ([`board::G_CLOSE_PAUSED`]) when no close rate is set: small enough that a pause takes
+/// effect within a few milliseconds, large enough that the loop costs nothing beside close().
+pub const CLOSE_BATCH: usize = 512;
+
+/// How the load generator closes its connections at teardown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloseMode {
+    /// close() the socket: a FIN, and the server closes on end of file. What the C floor
+    /// does; half the work of the close handshake, and no data left queued in the kernel.
+    #[default]
+    Tcp,
+    /// The websocket close handshake: the client's close frame, the server's close frame, then
+    /// the server closes the TCP connection (RFC 6455 7.1.1).
+    Websocket,
+}
+
+impl CloseMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseMode::Tcp => "tcp",
+            CloseMode::Websocket => "websocket",
+        }
+    }
+}
 /// Payload of the verify echo message: small, so an unread echo costs one page at most.
 pub const ECHO_PAYLOAD: &[u8] = b"tune-verify-echo";
 
@@ -108,8 +131,11 @@ pub struct LoadConfig {
     /// Send one message per connection every this many ms (`None`: only on echo rounds).
     pub message_interval_ms: Option<u64>,
     pub connect_timeout_ms: u64,
-    /// Teardown: connections closed per second over all processes.
-    pub close_rate: u64,
+    /// Teardown: connections closed per second over all processes (`None`: as fast as the
+    /// processes go, in [`CLOSE_BATCH`]es, while the parent does not pause them).
+    pub close_rate: Option<u64>,
+    /// Teardown: how each connection closes.
+    pub close_mode: CloseMode,
 }
 
 /// What one client process is told (JSON in [`WORKER_ENV`]).
@@ -124,7 +150,8 @@ pub struct WorkerConfig {
     pub rate: Option<f64>,
     pub message_interval_ms: Option<u64>,
     pub connect_timeout_ms: u64,
-    pub close_per_sec: u64,
+    pub close_per_sec: Option<u64>,
+    pub close_mode: CloseMode,
     pub shm_fd: i32,
     pub parent_pid: u32,
 }
@@ -180,7 +207,8 @@ pub fn plan(cfg: &LoadConfig) -> Vec<WorkerConfig> {
             rate: cfg.rate.map(|r| r / n as f64),
             message_interval_ms: cfg.message_interval_ms,
             connect_timeout_ms: cfg.connect_timeout_ms,
-            close_per_sec: (cfg.close_rate / n as u64).max(100),
+            close_per_sec: cfg.close_rate.map(|r| (r / n as u64).max(1)),
+            close_mode: cfg.close_mode,
             shm_fd: -1,
             parent_pid: std::process::id(),
         });
@@ -241,7 +269,8 @@ mod tests {
             sources: vec!["127.0.0.2".parse().unwrap()],
             message_interval_ms: None,
             connect_timeout_ms: 1000,
-            close_rate: 1000,
+            close_rate: Some(1000),
+            close_mode: CloseMode::Tcp,
         };
         let p = plan(&cfg);
         assert_eq!(p.iter().map(|w| w.conns).collect::<Vec<_>>(), [4, 3, 3]);

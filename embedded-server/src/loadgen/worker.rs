@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use hdrhistogram::Histogram;
 
 use super::board::{self as b, Board, Cmd, ErrorClass};
-use super::{WorkerConfig, ECHO_PAYLOAD};
+use super::{CloseMode, WorkerConfig, CLOSE_BATCH, ECHO_PAYLOAD};
 use crate::protocol::close;
 use crate::protocol::frame;
 use crate::protocol::handshake::{self, ResponseError, KEY_LEN};
@@ -256,7 +256,7 @@ impl Worker {
                 Cmd::Connect => self.connect_some(),
                 Cmd::Hold => {}
                 Cmd::Echo => self.echo_some(),
-                Cmd::Close | Cmd::Exit => self.close_some(),
+                Cmd::Close | Cmd::Exit => self.close_some(cmd),
             }
             if matches!(cmd, Cmd::Connect | Cmd::Hold) && self.cfg.message_interval_ms.is_some() {
                 self.messages_some();
@@ -303,6 +303,7 @@ impl Worker {
                 }
                 0
             }
+            Cmd::Close | Cmd::Exit if self.closes_now(cmd) => 0,
             Cmd::Echo | Cmd::Close | Cmd::Exit => 5,
             _ if self.cfg.message_interval_ms.is_some() => 10,
             _ => 50,
@@ -819,11 +820,27 @@ impl Worker {
 
     // ----- teardown -----
 
-    fn close_some(&mut self) {
+    /// Whether the close goes on without waiting: no close rate, not paused, something open.
+    fn closes_now(&self, cmd: Cmd) -> bool {
+        self.cfg.close_per_sec.is_none() && self.open > 0 && !self.close_paused(cmd)
+    }
+
+    fn close_paused(&self, cmd: Cmd) -> bool {
+        cmd == Cmd::Close && self.board.global(b::G_CLOSE_PAUSED) != 0
+    }
+
+    /// Closes the next connections: a [`CLOSE_BATCH`] without a close rate, else what the
+    /// token bucket allows; nothing while the parent pauses the close.
+    fn close_some(&mut self, cmd: Cmd) {
         let dt = self.last_refill.elapsed().as_secs_f64();
         self.last_refill = Instant::now();
-        let per_sec = self.cfg.close_per_sec as f64;
-        self.close_tokens = (self.close_tokens + dt * per_sec).min(per_sec / 20.0 + 1.0);
+        if self.close_paused(cmd) {
+            return;
+        }
+        self.close_tokens = match self.cfg.close_per_sec {
+            Some(r) => (self.close_tokens + dt * r as f64).min(r as f64 / 20.0 + 1.0),
+            None => CLOSE_BATCH as f64,
+        };
         while self.close_tokens >= 1.0 && self.close_cursor < self.slots.len() {
             let i = self.close_cursor;
             self.close_cursor += 1;
@@ -834,22 +851,34 @@ impl Worker {
                     self.board.add(self.w(), b::CLOSED, 1);
                     self.release(fd);
                 }
-                State::Open | State::Echoing => {
-                    if self.slots[i].state == State::Echoing {
-                        self.echoing -= 1;
-                    }
-                    self.open -= 1;
-                    self.closing += 1;
-                    self.slots[i].state = State::Closing;
-                    self.slots[i].t = self.now;
-                    self.send_frame(fd, frame::CLOSE, &close::payload(close::NORMAL));
-                }
+                State::Open | State::Echoing => self.close_open(fd),
             }
             self.close_tokens -= 1.0;
         }
         if self.close_cursor >= self.slots.len() && self.live() > self.closing {
             // Connections opened behind the cursor (a connect completing late): go round again.
             self.close_cursor = 0;
+        }
+    }
+
+    /// Starts the close of an open connection, the way the run was told to.
+    fn close_open(&mut self, fd: RawFd) {
+        let i = fd as usize;
+        match self.cfg.close_mode {
+            CloseMode::Tcp => {
+                self.board.add(self.w(), b::CLOSED, 1);
+                self.release(fd);
+            }
+            CloseMode::Websocket => {
+                if self.slots[i].state == State::Echoing {
+                    self.echoing -= 1;
+                }
+                self.open -= 1;
+                self.closing += 1;
+                self.slots[i].state = State::Closing;
+                self.slots[i].t = self.now;
+                self.send_frame(fd, frame::CLOSE, &close::payload(close::NORMAL));
+            }
         }
     }
 
