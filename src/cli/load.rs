@@ -43,8 +43,10 @@ pub struct LoadFlags {
     /// How connections close at teardown: `tcp` closes each socket (the server closes on end
     /// of file, as the C floor does); `websocket` runs the close handshake first (client close
     /// frame, server close frame, then the server closes), about twice the work per connection.
-    #[arg(long, value_name = "HOW", value_enum, default_value_t = CloseHow::Tcp)]
-    pub close: CloseHow,
+    /// Default: tcp for serve --verify (tune's own server), websocket for load (the server
+    /// sees normal closures).
+    #[arg(long, value_name = "HOW", value_enum)]
+    pub close: Option<CloseHow>,
     /// Seconds a connection has from connect() to the server's 101 response.
     #[arg(long, value_name = "SECS", default_value = "10")]
     pub connect_timeout: Secs,

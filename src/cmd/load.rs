@@ -5,7 +5,7 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use embedded_server::loadgen::{LoadGen, Target};
+use embedded_server::loadgen::{CloseMode, LoadGen, Target};
 
 use super::{Context, Outcome};
 use crate::capacity::group;
@@ -18,16 +18,32 @@ use crate::verify::load_report::{assemble_load, LoadRecords};
 use crate::verify::rig::{Clients, Rig};
 use crate::verify::{measure, plan, teardown, LoadOptions, Progress};
 
-/// `--hold` when not given: `serve --verify` holds briefly before its echo round, `tune load`
-/// holds long enough to watch from the server's side.
-pub const VERIFY_HOLD: Duration = Duration::from_secs(5);
-pub const LOAD_HOLD: Duration = Duration::from_secs(30);
+/// What each command takes when `--hold` or `--close` is not given.
+pub struct Defaults {
+    pub hold: Duration,
+    pub close: CloseMode,
+}
 
-/// The load options the shared flags resolve to, with the command's own `--hold` default
+/// `serve --verify` holds briefly before its echo round, and closes with TCP's close: the
+/// server is tune's own, and the teardown runs at the pace of a bare close.
+pub const VERIFY: Defaults = Defaults {
+    hold: Duration::from_secs(5),
+    close: CloseMode::Tcp,
+};
+
+/// `tune load` holds long enough to watch from the server's side, and closes with the close
+/// handshake: the server is someone's own, and should see normal closures (1000), not a
+/// million abnormal ones in its logs.
+pub const LOAD: Defaults = Defaults {
+    hold: Duration::from_secs(30),
+    close: CloseMode::Websocket,
+};
+
+/// The load options the shared flags resolve to, with the command's own defaults
 /// (`message_interval` only for `tune load`).
 pub fn options(
     f: &LoadFlags,
-    default_hold: Duration,
+    defaults: &Defaults,
     message_interval: Option<Duration>,
 ) -> anyhow::Result<LoadOptions> {
     let o = LoadOptions {
@@ -37,10 +53,10 @@ pub fn options(
         sources: f.source.clone().map(|s| s.0),
         connect_timeout: f.connect_timeout.0,
         close_rate: f.close_rate,
-        close_mode: f.close.into(),
+        close_mode: f.close.map_or(defaults.close, CloseMode::from),
         message_interval,
         stall: f.stall.0,
-        hold: f.hold.map_or(default_hold, |h| h.0),
+        hold: f.hold.map_or(defaults.hold, |h| h.0),
     };
     o.validate()?;
     Ok(o)
@@ -55,7 +71,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
     }
     let target = Target::parse(&args.url)?;
     let root = &ctx.root;
-    let o = options(&args.load, LOAD_HOLD, args.message_interval.map(|s| s.0))?;
+    let o = options(&args.load, &LOAD, args.message_interval.map(|s| s.0))?;
     let cfg = plan::load_config(root, target, args.conns, &o)?;
     let target_ipv6 = cfg.target.addr.is_ipv6();
     let shortfall =
@@ -114,6 +130,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         after_hold,
         port_range: measure::port_range(root),
         ipv6: target_ipv6,
+        close_mode: o.close_mode,
     };
     let rep = assemble_load(records);
     let mut out = std::io::stdout().lock();

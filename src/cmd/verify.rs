@@ -40,7 +40,7 @@ fn plan(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<VerifyPlan> {
         target: n,
         external: args.external,
         server: super::serve::server_config(args)?,
-        load: super::load::options(&args.load, super::load::VERIFY_HOLD, None)?,
+        load: super::load::options(&args.load, &super::load::VERIFY, None)?,
         memory_floor: args.memory_floor.map(|b| b.0),
     };
     // Resolved once against a probe address, so that bad load flags (and unbindable sources)

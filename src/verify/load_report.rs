@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use embedded_server::loadgen::LoadSnapshot;
+use embedded_server::loadgen::{CloseMode, LoadSnapshot};
 use serde::Serialize;
 
 use super::connect::Connected;
@@ -47,6 +47,8 @@ pub struct LoadReport {
     pub netstat_deltas: BTreeMap<String, u64>,
     pub diagnosis: Option<Diagnosis>,
     pub closed: u64,
+    /// How they closed: `websocket` (the close handshake) or `tcp` (close() alone).
+    pub close_mode: String,
     pub exit_code: u8,
     /// Not in the JSON: what the summary line needs.
     #[serde(skip)]
@@ -83,6 +85,8 @@ pub struct LoadRecords {
     pub port_range: Option<(u64, u64)>,
     /// The target is an IPv6 address (fixes then name IPv6 sources).
     pub ipv6: bool,
+    /// How the clients closed at teardown.
+    pub close_mode: CloseMode,
 }
 
 /// The diagnosis of a load run: a dead process explains the shortfall before anything its
@@ -159,6 +163,7 @@ pub fn assemble_load(r: LoadRecords) -> LoadReport {
         errors,
         diagnosis,
         closed: r.torn_down.closed,
+        close_mode: r.close_mode.as_str().to_string(),
         exit_code: Outcome::of(all_open).exit_code(),
         peak_open: r.peak.open,
         dropped_by_peer: r.after_hold.dropped,
@@ -236,12 +241,13 @@ impl LoadReport {
         let _ = writeln!(o, "{}", self.summary_line());
         let _ = writeln!(
             o,
-            "rate {:.0} connections/s; held {:.1} s; dropped {}; closed by the server (going away) {}; closed {}",
+            "rate {:.0} connections/s; held {:.1} s; dropped {}; closed by the server (going away) {}; closed {} ({} close)",
             self.connections_per_second,
             self.held_seconds,
             group(self.dropped),
             group(self.closed_by_server),
-            group(self.closed)
+            group(self.closed),
+            self.close_mode
         );
         for (name, l) in [
             ("handshake", &self.handshake_latency),
@@ -309,6 +315,7 @@ mod tests {
             sources: "127.0.0.2".into(),
             source_count: 1,
             ipv6: false,
+            close_mode: CloseMode::Websocket,
             connected: Connected {
                 reached_at: Some(Duration::from_millis(500)),
                 connect_time: Duration::from_millis(500),

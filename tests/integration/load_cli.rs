@@ -8,12 +8,19 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use verify_support::*;
 
+/// Echoes, and prints each connection's close code as it ends (1006: closed without a close
+/// frame).
 const PY_SERVER: &str = r#"
 import asyncio, sys
 from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
 async def echo(ws):
-    async for m in ws:
-        await ws.send(m)
+    try:
+        async for m in ws:
+            await ws.send(m)
+    except ConnectionClosed:
+        pass
+    print("closed", ws.close_code, flush=True)
 async def main():
     async with serve(echo, "127.0.0.1", 0, max_queue=4) as s:
         print(s.sockets[0].getsockname()[1], flush=True)
@@ -21,20 +28,40 @@ async def main():
 asyncio.run(main())
 "#;
 
-/// The Python echo server, and the port it listens on.
-fn python_server() -> (std::process::Child, u16) {
+/// The Python echo server, the port it listens on, and its stdout (the close codes, read by
+/// [`close_codes`]; kept open until the server is killed, or its prints would fail).
+fn python_server() -> (
+    std::process::Child,
+    u16,
+    BufReader<std::process::ChildStdout>,
+) {
     let mut py = Command::new(python())
         .args(["-c", PY_SERVER])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    let mut out = BufReader::new(py.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(py.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    out.read_line(&mut line).unwrap();
     let port: u16 = line.trim().parse().expect("python prints its port");
-    (py, port)
+    (py, port, out)
+}
+
+/// Kills the Python server and counts the close codes it printed, by code.
+fn close_codes(
+    mut py: std::process::Child,
+    out: BufReader<std::process::ChildStdout>,
+) -> std::collections::BTreeMap<String, u64> {
+    let _ = py.kill();
+    let _ = py.wait();
+    let mut codes = std::collections::BTreeMap::new();
+    for line in out.lines().map_while(Result::ok) {
+        if let Some(code) = line.strip_prefix("closed ") {
+            *codes.entry(code.to_string()).or_insert(0) += 1;
+        }
+    }
+    codes
 }
 
 fn python() -> String {
@@ -48,7 +75,7 @@ fn python() -> String {
 
 #[test]
 fn load_against_python_websockets_echoes_and_times_messages() {
-    let (mut py, port) = python_server();
+    let (py, port, out) = python_server();
     let mut cmd = tune();
     cmd.args([
         "load",
@@ -65,10 +92,19 @@ fn load_against_python_websockets_echoes_and_times_messages() {
         "json",
     ]);
     let (code, j, stderr) = run(cmd);
-    let _ = py.kill();
-    let _ = py.wait();
+    // run() returns once tune exited: every close has reached the server by then, and
+    // Python prints each as its handler ends; give it a moment to.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let codes = close_codes(py, out);
     check_load_schema(&j);
     assert_eq!(code, 0, "{j:#}\n{stderr}");
+    // tune load's default close is the close handshake: the server saw 200 normal closures.
+    assert_eq!(j["close_mode"], "websocket");
+    assert_eq!(
+        codes,
+        std::collections::BTreeMap::from([("1000".to_string(), 200)]),
+        "{j:#}"
+    );
     assert_eq!(j["open"], 200);
     assert_eq!(j["died_processes"], serde_json::json!([]));
     assert_eq!(j["reached"], 200);
@@ -84,6 +120,38 @@ fn load_against_python_websockets_echoes_and_times_messages() {
     assert!(j["echo_latency"]["count"].as_u64().unwrap() >= 400);
     assert_eq!(j["closed"], 200);
     no_workers_left_of(env!("CARGO_BIN_EXE_tune"));
+}
+
+/// `--close tcp`: the sockets close without a close frame, and the peer sees exactly that
+/// (1006, abnormal closure) for every connection.
+#[test]
+fn load_close_tcp_closes_without_a_close_frame() {
+    let (py, port, out) = python_server();
+    let mut cmd = tune();
+    cmd.args([
+        "load",
+        &format!("ws://127.0.0.1:{port}/"),
+        "--conns",
+        "50",
+        "--hold",
+        "0",
+        "--close",
+        "tcp",
+        "--format",
+        "json",
+    ]);
+    let (code, j, stderr) = run(cmd);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let codes = close_codes(py, out);
+    check_load_schema(&j);
+    assert_eq!(code, 0, "{j:#}\n{stderr}");
+    assert_eq!(j["close_mode"], "tcp");
+    assert_eq!(j["closed"], 50);
+    assert_eq!(
+        codes,
+        std::collections::BTreeMap::from([("1006".to_string(), 50)]),
+        "{j:#}"
+    );
 }
 
 #[test]
@@ -148,7 +216,7 @@ fn load_worker_pid(parent: u32, index: usize) -> Option<u32> {
 /// 400 connections over 4 processes to the Python server; once all are open, load process 1
 /// (100 of them) is killed with SIGKILL. Returns the exit code, stdout and stderr.
 fn load_with_a_killed_process(format: &str) -> (i32, String, String) {
-    let (mut py, port) = python_server();
+    let (mut py, port, _out) = python_server();
     let mut load = tune()
         .args([
             "load",
