@@ -47,7 +47,8 @@ PEERS = [
                 "--backlog", "512"],
         "workers": True,
         "config": "1 worker (one epoll loop, 16-byte slot per connection, one shared read buffer "
-                  "per worker); --workers N with SO_REUSEPORT for the wide run; backlog 512 (its fd-cap reserve is backlog + 64, so a larger backlog caps a worker below 19,000)",
+                  "per worker); --workers N with SO_REUSEPORT for the wide run; backlog 512 (its fd-cap reserve is backlog + 64, so a larger backlog caps a worker below 19,000); "
+                  "TCP_DEFER_ACCEPT 1 s and SO_SNDBUF 256 KiB on the listener (its defaults)",
     },
     {
         "name": "Go gorilla + epoll (seed stage 3)",
@@ -74,7 +75,7 @@ PEERS = [
         "cmd": [os.path.join(RUST, "tt-echo"), "--read-buf", "0", "--write-buf", "0"],
         "config": "tokio-tungstenite 0.30, read_buffer_size 0 (the smallest: a 14-byte header "
                   "reserve, grows to the largest message), write_buffer_size 0 (eager writes), "
-                  "current-thread runtime, task per connection",
+                  "current-thread runtime, task per connection, listen backlog 1024 (tokio's bind gives 128)",
     },
     {
         "name": "tokio-tungstenite, 4 KiB read buffer",
@@ -85,7 +86,7 @@ PEERS = [
         "name": "fastwebsockets",
         "cmd": [os.path.join(RUST, "fws-echo")],
         "config": "fastwebsockets 0.10 via hyper 1 upgrade (its echo example: FragmentCollector, "
-                  "auto close/pong), current-thread runtime, task per connection",
+                  "auto close/pong), current-thread runtime, task per connection, listen backlog 1024",
     },
 ]
 
