@@ -14,6 +14,10 @@ to CPU 0. Loopback only. Per server:
   3. echo: --echo-conns (10,000) connections, each one message in flight, --echo-secs: echoes/s
      with 32 B and with 4 KiB messages, server CPU seconds (utime+stime from /proc) / echoes;
   4. latency: p50/p99 round trip at --rate messages/s offered (32 B, round robin over 10,000).
+`--columns idle` (or any comma-separated subset of idle,wide,echo,latency) measures only those;
+the others show as "-" (the handshake rate is part of idle). `--repeat N` measures each server N
+times in turn (A B A B ...), for ranges on a shared machine; `--fifo` runs servers and clients
+SCHED_FIFO (less noise from other work, and a different setting from the published table's).
 Prints the markdown table and writes it (and the raw JSON) to bench/results/peers-<UTC>.{md,json}.
 Exits non-zero when a server fails to start, to hold its connections or to echo.
 """
@@ -43,7 +47,8 @@ PEERS = [
                 "--backlog", "512"],
         "workers": True,
         "config": "1 worker (one epoll loop, 16-byte slot per connection, one shared read buffer "
-                  "per worker); --workers N with SO_REUSEPORT for the wide run; backlog 512 (its fd-cap reserve is backlog + 64, so a larger backlog caps a worker below 19,000)",
+                  "per worker); --workers N with SO_REUSEPORT for the wide run; backlog 512 (its fd-cap reserve is backlog + 64, so a larger backlog caps a worker below 19,000); "
+                  "TCP_DEFER_ACCEPT 1 s and SO_SNDBUF 256 KiB on the listener (its defaults)",
     },
     {
         "name": "Go gorilla + epoll (seed stage 3)",
@@ -70,7 +75,7 @@ PEERS = [
         "cmd": [os.path.join(RUST, "tt-echo"), "--read-buf", "0", "--write-buf", "0"],
         "config": "tokio-tungstenite 0.30, read_buffer_size 0 (the smallest: a 14-byte header "
                   "reserve, grows to the largest message), write_buffer_size 0 (eager writes), "
-                  "current-thread runtime, task per connection",
+                  "current-thread runtime, task per connection, listen backlog 1024 (tokio's bind gives 128)",
     },
     {
         "name": "tokio-tungstenite, 4 KiB read buffer",
@@ -81,7 +86,7 @@ PEERS = [
         "name": "fastwebsockets",
         "cmd": [os.path.join(RUST, "fws-echo")],
         "config": "fastwebsockets 0.10 via hyper 1 upgrade (its echo example: FragmentCollector, "
-                  "auto close/pong), current-thread runtime, task per connection",
+                  "auto close/pong), current-thread runtime, task per connection, listen backlog 1024",
     },
 ]
 
@@ -90,9 +95,14 @@ class Failed(Exception):
     pass
 
 
+# `--fifo`: servers and clients run SCHED_FIFO priority 1 (chrt -f 1), so the niced builds of a
+# shared machine do not delay their wakeups; the kernel's RT throttling still leaves others 5%.
+FIFO = []
+
+
 def pinned(cpu, cmd, env=None):
-    return subprocess.Popen(["taskset", "-c", cpu] + cmd, stdout=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)
+    return subprocess.Popen(FIFO + ["taskset", "-c", cpu] + cmd, stdout=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
 
 
 def start_server(peer, workers=1):
@@ -269,7 +279,8 @@ def table(res):
     out = [f"Machine: {res['machine']}; {res['when']}; tune at commit {res['versions']['tune']}; "
            f"{res['versions']['go']}, node {res['versions']['node']} (ws {res['versions']['ws']}), "
            f"{res['versions']['rustc']}. Servers pinned to CPU {SERVER_CPU} (one core), the client "
-           f"(bench/server-client) to CPU {CLIENT_CPU}. Load average (1 min) at the start of each "
+           f"(bench/server-client) to CPU {CLIENT_CPU}"
+           f"{', both SCHED_FIFO 1 (--fifo)' if a.get('fifo') else ''}. Load average (1 min) at the start of each "
            "measurement in the last column.", "",
            f"| server | idle B/conn at {fmt(a['conns'])} (1 process) | idle B/conn at "
            f"{fmt(a['wide'])} (processes) | handshakes/s 0->{fmt(a['conns'])} | echo/s, "
@@ -280,35 +291,51 @@ def table(res):
         if "error" in r:
             out.append(f"| {r['name']} | FAILED: {r['error']} | | | | | | | |")
             continue
-        i, w, e, k, lat = r["idle"], r["wide"], r["echo32"], r["echo4k"], r["latency"]
-        out.append(
-            f"| {r['name']} | {fmt(i['bytes_per_conn'], 1)} | {fmt(w['bytes_per_conn'], 1)} "
-            f"({w['procs']}) | {fmt(i['open_per_sec'])} | {fmt(e['msgs_per_sec'])} (CPU "
-            f"{e['cpu_share']:.2f}, client {e['client_cpu_share']:.2f}) = "
-            f"{fmt(e['msgs_per_sec'] / e['cpu_share'])} | "
-            f"{fmt(k['msgs_per_sec'])} (CPU {k['cpu_share']:.2f}, client "
-            f"{k['client_cpu_share']:.2f}) = "
-            f"{fmt(k['msgs_per_sec'] / k['cpu_share'])} | "
-            f"{e['cpu_per_million']:.1f} / {k['cpu_per_million']:.1f} | "
-            f"{lat['p50_us'] / 1000:.2f} / {lat['p99_us'] / 1000:.2f} ms"
-            f"{' (busy ' + str(lat['busy_skipped']) + ')' if lat['busy_skipped'] else ''} | "
-            f"{i['load']:.1f} / {w['load']:.1f} / {e['load']:.1f} / {k['load']:.1f} / {lat['load']:.1f} |")
+        out.append(row(r))
     out += ["", "Configurations:", ""]
     out += [f"- **{p['name']}**: {p['config']}" for p in PEERS]
     return "\n".join(out) + "\n"
 
 
+def row(r):
+    """One table row; a column that was not measured (--columns) shows as "-"."""
+    i, w, e, k, lat = (r.get(c) for c in ("idle", "wide", "echo32", "echo4k", "latency"))
+    cells = [r["name"]]
+    cells.append(fmt(i["bytes_per_conn"], 1) if i else "-")
+    cells.append(f"{fmt(w['bytes_per_conn'], 1)} ({w['procs']})" if w else "-")
+    cells.append(fmt(i["open_per_sec"]) if i else "-")
+    for x in (e, k):
+        cells.append(f"{fmt(x['msgs_per_sec'])} (CPU {x['cpu_share']:.2f}, client "
+                     f"{x['client_cpu_share']:.2f}) = {fmt(x['msgs_per_sec'] / x['cpu_share'])}"
+                     if x else "-")
+    cells.append(f"{e['cpu_per_million']:.1f} / {k['cpu_per_million']:.1f}" if e else "-")
+    cells.append(f"{lat['p50_us'] / 1000:.2f} / {lat['p99_us'] / 1000:.2f} ms"
+                 f"{' (busy ' + str(lat['busy_skipped']) + ')' if lat['busy_skipped'] else ''}"
+                 if lat else "-")
+    cells.append(" / ".join(f"{x['load']:.1f}" if x else "-" for x in (i, w, e, k, lat)))
+    return "| " + " | ".join(cells) + " |"
+
+
+COLUMNS = ("idle", "wide", "echo", "latency")
+
+
 def measure(peer, a):
     r = {"name": peer["name"]}
-    r["idle"] = held(peer, a.conns, 1)
-    print(f"  idle {json.dumps(r['idle'])}", file=sys.stderr, flush=True)
-    r["wide"] = held(peer, a.wide, a.wide_procs)
-    print(f"  wide {json.dumps(r['wide'])}", file=sys.stderr, flush=True)
-    r["echo32"] = echo(peer, a.echo_conns, a.echo_secs, 32)
-    r["echo4k"] = echo(peer, a.echo_conns, a.echo_secs, 4096)
-    print(f"  echo {json.dumps(r['echo32'])} {json.dumps(r['echo4k'])}", file=sys.stderr, flush=True)
-    r["latency"] = echo(peer, a.echo_conns, a.echo_secs, 32, rate=a.rate)
-    print(f"  latency {json.dumps(r['latency'])}", file=sys.stderr, flush=True)
+    cols = a.columns.split(",")
+    if "idle" in cols:
+        r["idle"] = held(peer, a.conns, 1)
+        print(f"  idle {json.dumps(r['idle'])}", file=sys.stderr, flush=True)
+    if "wide" in cols:
+        r["wide"] = held(peer, a.wide, a.wide_procs)
+        print(f"  wide {json.dumps(r['wide'])}", file=sys.stderr, flush=True)
+    if "echo" in cols:
+        r["echo32"] = echo(peer, a.echo_conns, a.echo_secs, 32)
+        r["echo4k"] = echo(peer, a.echo_conns, a.echo_secs, 4096)
+        print(f"  echo {json.dumps(r['echo32'])} {json.dumps(r['echo4k'])}", file=sys.stderr,
+              flush=True)
+    if "latency" in cols:
+        r["latency"] = echo(peer, a.echo_conns, a.echo_secs, 32, rate=a.rate)
+        print(f"  latency {json.dumps(r['latency'])}", file=sys.stderr, flush=True)
     return r
 
 
@@ -321,7 +348,23 @@ def main():
     ap.add_argument("--echo-secs", type=int, default=10)
     ap.add_argument("--rate", type=int, default=10000)
     ap.add_argument("--only", help="comma-separated substrings of server names")
+    ap.add_argument("--columns", default=",".join(COLUMNS),
+                    help="comma-separated subset of " + ",".join(COLUMNS) + " (idle holds the "
+                         "handshake rate)")
+    ap.add_argument("--baseline", metavar="TUNE_BIN",
+                    help="also measure this tune binary (an earlier build) as a row after tune's, "
+                         "for before/after figures in one sitting")
+    ap.add_argument("--fifo", action="store_true",
+                    help="run servers and clients SCHED_FIFO 1 (chrt -f 1): less noise from "
+                         "other work on a shared machine; use with --columns idle")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="measure the servers this many times in turn (A B A B ...)")
     a = ap.parse_args()
+    if a.fifo:
+        FIFO[:] = ["chrt", "-f", "1"]
+    bad = [c for c in a.columns.split(",") if c not in COLUMNS]
+    if bad:
+        sys.exit(f"--columns: unknown {','.join(bad)}; choose from {','.join(COLUMNS)}")
     if -(-a.wide // a.wide_procs) > MAX_PER_PROCESS:
         sys.exit(f"--wide {a.wide} over {a.wide_procs} processes exceeds {MAX_PER_PROCESS} a process")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -330,8 +373,12 @@ def main():
            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "args": vars(a),
            "versions": versions(), "servers": []}
     failed = False
+    if a.baseline:
+        base = dict(PEERS[0], name=f"tune serve (baseline {a.baseline})")
+        base["cmd"] = [os.path.abspath(a.baseline)] + PEERS[0]["cmd"][1:]
+        PEERS.insert(1, base)
     peers = [p for p in PEERS if not a.only or any(s in p["name"] for s in a.only.split(","))]
-    for peer in peers:
+    for peer in peers * max(a.repeat, 1):
         print(f"{peer['name']} (load {loadavg():.1f})", file=sys.stderr, flush=True)
         try:
             res["servers"].append(measure(peer, a))

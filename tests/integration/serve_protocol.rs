@@ -237,6 +237,28 @@ fn slow_handshakes_time_out_with_408() {
 }
 
 #[test]
+fn a_client_that_never_speaks_is_accepted_after_the_deferral_and_times_out_with_408() {
+    // The listeners defer accept (TCP_DEFER_ACCEPT, 1 s) until a client's first bytes: a silent
+    // client waits in the kernel's SYN queue, then is accepted anyway and meets the handshake
+    // deadline like any other.
+    let s = Server::start(&["--workers", "1", "--handshake-timeout", "0.3"]);
+    let t = Instant::now();
+    let mut r = Raw::connect(s.addr);
+    let mut out = String::new();
+    let _ = r.s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 408 "), "{out:?}");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert_eq!(
+        s.wait_metric("tune_handshakes_failed_total{reason=\"timeout\"}", 1),
+        1
+    );
+}
+
+#[test]
 fn a_client_that_never_reads_is_closed_and_memory_stays_bounded() {
     let s = Server::start(&[
         "--workers",

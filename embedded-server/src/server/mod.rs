@@ -104,8 +104,15 @@ pub const MAX_HANDSHAKING: usize = 4096;
 /// loopback autotuning grows a never-reader's send buffer to 4 MiB; 256 KiB still keeps a
 /// loopback or LAN path full for the small echo messages this server carries.
 pub const SNDBUF: usize = 256 * 1024;
+/// TCP_DEFER_ACCEPT of the listeners, in seconds: a connection reaches accept(2) with its
+/// request already read by the kernel, so a new client costs the worker one wakeup instead of
+/// two and a burst of them is accepted in one pass (bench/notes/handshake.md: half the server
+/// CPU per handshake). One second is the kernel's first SYN-ACK retransmission: a client silent
+/// that long is accepted then anyway, and the handshake deadline applies from there.
+pub const DEFER_ACCEPT_SECS: u32 = 1;
 
-/// Protocol and resource limits, each with its own flag in `tune serve`.
+/// Protocol and resource limits, each with its own flag in `tune serve` (but
+/// `defer_accept_secs`, for library callers).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     pub max_handshake_bytes: usize,
@@ -143,6 +150,13 @@ pub struct Limits {
     /// SO_SNDBUF for accepted sockets (0: the kernel's autotuning).
     #[serde(default)]
     pub sndbuf_bytes: usize,
+    /// TCP_DEFER_ACCEPT of the listeners in seconds (0: off; see [`DEFER_ACCEPT_SECS`]).
+    #[serde(default = "default_defer_accept")]
+    pub defer_accept_secs: u32,
+}
+
+fn default_defer_accept() -> u32 {
+    DEFER_ACCEPT_SECS
 }
 
 fn default_budget() -> usize {
@@ -151,6 +165,17 @@ fn default_budget() -> usize {
 
 fn default_handshaking() -> usize {
     MAX_HANDSHAKING
+}
+
+impl Limits {
+    /// The listener options of a worker: the socket options its accepted sockets inherit.
+    pub fn listen_options(&self) -> crate::sys::net::ListenOptions {
+        crate::sys::net::ListenOptions {
+            backlog: self.backlog,
+            sndbuf_bytes: self.sndbuf_bytes,
+            defer_accept_secs: self.defer_accept_secs,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -173,6 +198,7 @@ impl Default for Limits {
             max_handshaking: MAX_HANDSHAKING,
             max_per_source: 0,
             sndbuf_bytes: SNDBUF,
+            defer_accept_secs: DEFER_ACCEPT_SECS,
         }
     }
 }

@@ -176,7 +176,7 @@ impl Worker {
             .context("mapping the shared counters")?;
         let board = Board::new(shm, cfg.workers);
         let ep = Epoll::new().context("epoll_create1")?;
-        let listener = net::reuseport_listener(cfg.listen, cfg.limits.backlog)
+        let listener = net::reuseport_listener(cfg.listen, &cfg.limits.listen_options())
             .with_context(|| format!("listening on {}", cfg.listen))?;
         let listener_fd = listener.as_raw_fd();
         ep.add(listener_fd, EpollFlags::EPOLLIN)?;
@@ -328,10 +328,10 @@ impl Worker {
                 }
             };
             self.adopt(fd);
-            // A websocket client speaks first, and its request has usually arrived by the time
-            // the connection is accepted (strace -f -c of a 20k verify: 100 read() calls in all
-            // returned EAGAIN, so at most 100 of these 20,000 found nothing): read it now rather
-            // than after another epoll_wait.
+            // A websocket client speaks first, and the listener defers accept until it has
+            // (TCP_DEFER_ACCEPT): its request is there now (strace -c of 19,000 handshakes: no
+            // read() returned EAGAIN), so read it rather than after another epoll_wait. Only a
+            // client silent for the whole deferral is accepted with nothing to read.
             if self.slots.get(fd as usize).map(|s| s.state) == Some(State::Handshake) {
                 self.on_readable(fd);
             }
@@ -379,9 +379,6 @@ impl Worker {
             let _ = io::close(fd);
             return;
         }
-        if self.cfg.limits.sndbuf_bytes > 0 {
-            let _ = net::set_sndbuf(fd, self.cfg.limits.sndbuf_bytes);
-        }
         self.conns += 1;
         self.slots[i].state = State::Handshake;
         let d = self.deadline_after(self.cfg.limits.handshake_timeout_ms);
@@ -415,7 +412,9 @@ impl Worker {
     /// the SO_REUSEPORT group. With net.ipv4.tcp_migrate_req=1 the kernel also migrates
     /// half-open requests; without it a connection completing its TCP handshake in the
     /// microseconds between the last accept and close is reset (counted as accept errors by
-    /// the client, never silently).
+    /// the client, never silently), and so is, with the deferred accept (see
+    /// [`super::DEFER_ACCEPT_SECS`]), a client that has connected but not sent its request yet:
+    /// until its first bytes it is a request in the SYN queue, not in the accept queue.
     fn stop_listening(&mut self) {
         let Some(l) = self.listener.take() else {
             return;
@@ -438,7 +437,7 @@ impl Worker {
         if self.listener.is_some() || self.shutting_down.is_some() || self.conns > self.low {
             return;
         }
-        if let Ok(l) = net::reuseport_listener(self.cfg.listen, self.cfg.limits.backlog) {
+        if let Ok(l) = net::reuseport_listener(self.cfg.listen, &self.cfg.limits.listen_options()) {
             if self.ep.add(l.as_raw_fd(), EpollFlags::EPOLLIN).is_ok() {
                 self.listener_fd = l.as_raw_fd();
                 self.listener = Some(l);

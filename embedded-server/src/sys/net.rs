@@ -1,4 +1,5 @@
-//! Nonblocking TCP sockets: SO_REUSEPORT listeners, accept4, TCP_NODELAY, and the client side
+//! Nonblocking TCP sockets: SO_REUSEPORT listeners (with the options their accepted sockets
+//! inherit: TCP_NODELAY, SO_SNDBUF, TCP_DEFER_ACCEPT), accept4, and the client side
 //! (source-address bind with IP_BIND_ADDRESS_NO_PORT and IP_FREEBIND, nonblocking connect,
 //! SO_ERROR), dual-stack `[::]` listeners.
 
@@ -77,14 +78,71 @@ pub fn port_is_free(addr: SocketAddr) -> Result<(), Errno> {
     socket::listen(&fd, Backlog::new(1).map_err(|_| Errno::EINVAL)?)
 }
 
-/// A nonblocking listener on `addr` in the SO_REUSEPORT group of that address, with
-/// TCP_NODELAY set: Linux copies it to every accepted socket (the child is a clone of the
-/// listener), which saves a setsockopt per connection (tested below).
-pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> Result<OwnedFd, Errno> {
+/// What a server listener is set up with. The socket options are set on the listener once and
+/// every accepted socket inherits them (Linux clones the listener into each child socket), which
+/// saves a setsockopt per connection (tested below).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenOptions {
+    /// listen(2) backlog.
+    pub backlog: i32,
+    /// SO_SNDBUF of every accepted socket (0: the kernel's autotuning).
+    pub sndbuf_bytes: usize,
+    /// TCP_DEFER_ACCEPT in seconds (0: off): see [`reuseport_listener`].
+    pub defer_accept_secs: u32,
+}
+
+impl ListenOptions {
+    /// Only a backlog: no send-buffer cap, no deferred accept.
+    pub fn backlog(backlog: i32) -> Self {
+        ListenOptions {
+            backlog,
+            sndbuf_bytes: 0,
+            defer_accept_secs: 0,
+        }
+    }
+}
+
+/// A nonblocking listener on `addr` in the SO_REUSEPORT group of that address, with TCP_NODELAY
+/// and the options of `opts`, all inherited by the sockets it accepts.
+///
+/// TCP_DEFER_ACCEPT: the kernel keeps a connection whose client has not sent anything yet as a
+/// request in the SYN queue, and queues it for accept(2) (waking the listener) only when its first
+/// data arrives, so a websocket client's request is already there when it is accepted. The
+/// client's bytes and the connection then cost one wakeup of the worker instead of two (the
+/// listener at the TCP handshake, the connection at the request), and a burst of clients is
+/// accepted in one pass. A client that connects and stays silent is still accepted once the
+/// deferral ends (the kernel retransmits its SYN-ACK and queues it at the client's answer), and
+/// the handshake deadline then applies; while deferred it holds no fd and no slot, only a request
+/// in the SYN queue, which the backlog bounds (SYN cookies beyond it).
+pub fn reuseport_listener(addr: SocketAddr, opts: &ListenOptions) -> Result<OwnedFd, Errno> {
     let fd = reuseport_bound(addr)?;
     socket::setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
-    socket::listen(&fd, Backlog::new(backlog).map_err(|_| Errno::EINVAL)?)?;
+    if opts.sndbuf_bytes > 0 {
+        socket::setsockopt(&fd, sockopt::SndBuf, &opts.sndbuf_bytes)?;
+    }
+    if opts.defer_accept_secs > 0 {
+        let secs = libc::c_int::try_from(opts.defer_accept_secs).map_err(|_| Errno::EINVAL)?;
+        set_tcp_int(&fd, libc::TCP_DEFER_ACCEPT, secs)?;
+    }
+    socket::listen(&fd, Backlog::new(opts.backlog).map_err(|_| Errno::EINVAL)?)?;
     Ok(fd)
+}
+
+/// setsockopt(IPPROTO_TCP, `name`, int) for the options nix has no wrapper for.
+fn set_tcp_int(fd: &OwnedFd, name: libc::c_int, value: libc::c_int) -> Result<(), Errno> {
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is an open socket for the whole call (borrowed from the OwnedFd); the option
+    // value points at a live c_int and `len` is its size, so the kernel reads exactly that int.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            name,
+            (&value as *const libc::c_int).cast(),
+            len,
+        )
+    };
+    Errno::result(r).map(drop)
 }
 
 /// The address a socket is bound to (the chosen port after binding port 0).
@@ -185,12 +243,6 @@ pub fn tcp_migrate_req() -> bool {
         .unwrap_or(false)
 }
 
-/// Caps the socket's send buffer (SO_SNDBUF; the kernel doubles the value for bookkeeping and
-/// stops autotuning it).
-pub fn set_sndbuf(fd: RawFd, bytes: usize) -> Result<(), Errno> {
-    socket::setsockopt(&borrow(fd), sockopt::SndBuf, &bytes)
-}
-
 /// SO_LINGER with a zero timeout: the next close() resets the connection and frees its unsent
 /// data at once instead of leaving it in FIN_WAIT1 for a peer that will never read it.
 pub fn set_abort_on_close(fd: RawFd) -> Result<(), Errno> {
@@ -211,8 +263,8 @@ mod tests {
         let reserve = reuseport_bound("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = local_addr(reserve.as_raw_fd()).unwrap();
         assert_ne!(addr.port(), 0);
-        let l1 = reuseport_listener(addr, 16).unwrap();
-        let l2 = reuseport_listener(addr, 16).unwrap();
+        let l1 = reuseport_listener(addr, &ListenOptions::backlog(16)).unwrap();
+        let l2 = reuseport_listener(addr, &ListenOptions::backlog(16)).unwrap();
         assert_eq!(local_addr(l2.as_raw_fd()).unwrap(), addr);
         assert_eq!(accept(l1.as_raw_fd()), Err(Errno::EAGAIN));
 
@@ -258,9 +310,59 @@ mod tests {
         io::close(c).unwrap();
     }
 
+    /// Polls `f` every 5 ms for up to `ms` milliseconds.
+    fn within<T>(ms: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+        let t = std::time::Instant::now();
+        while t.elapsed() < std::time::Duration::from_millis(ms) {
+            if let Some(v) = f() {
+                return Some(v);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        None
+    }
+
+    #[test]
+    fn accepted_sockets_inherit_sndbuf_and_wait_for_their_first_bytes() {
+        let opts = ListenOptions {
+            backlog: 16,
+            sndbuf_bytes: 64 * 1024,
+            defer_accept_secs: 1,
+        };
+        let l = reuseport_listener("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
+        let addr = local_addr(l.as_raw_fd()).unwrap();
+        let (c, _) = connect_from(None, false, addr).unwrap();
+        assert_eq!(within(2000, || take_error(c).ok()), Some(None), "connect");
+        // TCP is up on the client's side, but nothing was sent: not accepted yet.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(accept(l.as_raw_fd()), Err(Errno::EAGAIN));
+        assert_eq!(io::write(c, b"GET").unwrap(), 3);
+        let s = within(2000, || accept(l.as_raw_fd()).ok()).expect("accepted after data");
+        // The request is there at accept: the first read finds it.
+        let mut buf = [0u8; 8];
+        assert_eq!(io::read(s, &mut buf), Ok(3));
+        // SO_SNDBUF came from the listener (the kernel doubles the value set).
+        let want = socket::getsockopt(&l, sockopt::SndBuf).unwrap();
+        assert_eq!(want, 128 * 1024);
+        assert_eq!(
+            socket::getsockopt(&borrow(s), sockopt::SndBuf).unwrap(),
+            want
+        );
+        assert!(socket::getsockopt(&borrow(s), sockopt::TcpNoDelay).unwrap());
+        // A client that stays silent is still accepted when the deferral ends (the handshake
+        // deadline then applies to it).
+        let (quiet, _) = connect_from(None, false, addr).unwrap();
+        let q = within(5000, || accept(l.as_raw_fd()).ok()).expect("silent client accepted");
+        assert_eq!(io::read(q, &mut buf), Err(Errno::EAGAIN));
+        for fd in [s, c, q, quiet] {
+            io::close(fd).unwrap();
+        }
+    }
+
     #[test]
     fn a_listening_port_is_not_free() {
-        let l = reuseport_listener("127.0.0.1:0".parse().unwrap(), 4).unwrap();
+        let l =
+            reuseport_listener("127.0.0.1:0".parse().unwrap(), &ListenOptions::backlog(4)).unwrap();
         let addr = local_addr(l.as_raw_fd()).unwrap();
         assert_eq!(port_is_free(addr), Err(Errno::EADDRINUSE));
         // Also with a bound, not listening, socket in front (how `tune serve` holds its port).

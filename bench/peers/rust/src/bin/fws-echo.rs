@@ -1,6 +1,7 @@
 //! Peer server of bench/peers: fastwebsockets echo, upgraded through hyper 1 as its own
 //! echo example does (auto close, auto pong, fragments collected). Current-thread runtime
-//! (the server is pinned to one core). Prints `listening on ADDR`.
+//! (the server is pinned to one core). Listen backlog: `peers_rust::BACKLOG`. Prints
+//! `listening on ADDR`.
 
 use fastwebsockets::{upgrade, FragmentCollector, OpCode, WebSocketError};
 use http_body_util::Empty;
@@ -9,7 +10,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 
 async fn echo(fut: upgrade::UpgradeFut) -> Result<(), WebSocketError> {
     let mut ws = FragmentCollector::new(fut.await?);
@@ -37,7 +37,7 @@ async fn main() {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:0".into());
-    let listener = TcpListener::bind(&addr).await.expect("bind");
+    let listener = peers_rust::listen(&addr);
     println!("listening on {}", listener.local_addr().unwrap());
     loop {
         let Ok((stream, _)) = listener.accept().await else {

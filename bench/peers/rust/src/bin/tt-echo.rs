@@ -2,10 +2,10 @@
 //! `WebSocketConfig` read buffer and write buffer both 0 (the smallest it allows: the codec
 //! then reserves only a frame header, 14 bytes, and grows to the largest message seen; writes
 //! go out eagerly), or the sizes given as `--read-buf N --write-buf N`. Current-thread runtime
-//! (the server is pinned to one core). Prints `listening on ADDR`.
+//! (the server is pinned to one core). Listen backlog: `peers_rust::BACKLOG`. Prints
+//! `listening on ADDR`.
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 fn arg(name: &str, default: usize) -> usize {
@@ -26,7 +26,7 @@ async fn main() {
         .read_buffer_size(arg("--read-buf", 0))
         .write_buffer_size(arg("--write-buf", 0))
         .max_write_buffer_size(1 << 20);
-    let listener = TcpListener::bind(&addr).await.expect("bind");
+    let listener = peers_rust::listen(&addr);
     println!("listening on {}", listener.local_addr().unwrap());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
