@@ -106,8 +106,8 @@ pub const MAX_HANDSHAKING: usize = 4096;
 pub const SNDBUF: usize = 256 * 1024;
 /// TCP_DEFER_ACCEPT of the listeners, in seconds: a connection reaches accept(2) with its
 /// request already read by the kernel, so a new client costs the worker one wakeup instead of
-/// two and a burst of them is accepted in one pass (bench/notes/handshake.md: half the server
-/// CPU per handshake). One second is the kernel's first SYN-ACK retransmission: a client silent
+/// two and a burst of them is accepted in one pass (half the server CPU per handshake:
+/// BENCHMARKS.md, "Handshake rate 0 -> 19,000"). One second is the kernel's first SYN-ACK retransmission: a client silent
 /// that long is accepted then anyway, and the handshake deadline applies from there.
 pub const DEFER_ACCEPT_SECS: u32 = 1;
 
