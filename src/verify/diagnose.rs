@@ -361,7 +361,11 @@ fn file_max(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
             "file_max",
             Some(KnobId::FileMax),
             "host",
-            format!("fs.file-max {}", e.file_max.map_or("unknown".into(), group)),
+            format!(
+                "{} {}",
+                KnobId::FileMax.name(),
+                e.file_max.map_or("unknown".into(), group)
+            ),
             format!("client errors: {}", errors_text(client)),
         );
         x.fix.push(fix_for(KnobId::FileMax, Value::Int(want)));
@@ -480,13 +484,15 @@ fn listen_backlog(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
             "server",
             match e.server.as_ref().map(|s| s.backlog) {
                 Some(b) => format!(
-                    "accept queue {} per worker in effect: the smaller of the listen backlog {} and net.core.somaxconn {}",
+                    "accept queue {} per worker in effect: the smaller of the listen backlog {} and {} {}",
                     group(crate::backlog::queue_in_effect(b, e.somaxconn)),
                     group(b),
+                    KnobId::Somaxconn.name(),
                     e.somaxconn.map_or("unknown".into(), group)
                 ),
                 None => format!(
-                    "net.core.somaxconn {} (the accept queue of each listener is cut to it)",
+                    "{} {} (the accept queue of each listener is cut to it)",
+                    KnobId::Somaxconn.name(),
                     e.somaxconn.map_or("unknown".into(), group)
                 ),
             },
