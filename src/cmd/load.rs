@@ -122,7 +122,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         processes: rig.client_processes(),
         sources: rig.sources(),
         source_count: rig.source_count(),
-        torn_down: teardown::teardown(rig, after_hold.open, root, None),
+        torn_down: teardown::teardown(rig, after_hold.open, root, false),
         connected,
         peak,
         netstat,

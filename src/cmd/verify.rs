@@ -146,7 +146,7 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     let (held, echoed) = hold_and_echo(&mut rig, &plan, &connected, &peak, &mut progress);
     let after_hold = AfterHold::take(&rig);
     progress.finish();
-    let torn_down = teardown::teardown(rig, peak.reached, root, Some(root));
+    let torn_down = teardown::teardown(rig, peak.reached, root, true);
     clock.set(Phase::Hold, (held.seconds > 0.0).then_some(held.seconds));
     clock.set(Phase::Echo, echoed.seconds);
     clock.set(Phase::Close, torn_down.close_seconds);

@@ -30,7 +30,6 @@ pub const CONNTRACK_STAT: &str = "proc/net/stat/nf_conntrack";
 const CONNTRACK_MAX: &str = "proc/sys/net/netfilter/nf_conntrack_max";
 const CONNTRACK_COUNT: &str = "proc/sys/net/netfilter/nf_conntrack_count";
 const PORT_RANGE: &str = "proc/sys/net/ipv4/ip_local_port_range";
-const TCP_MEM: &str = "proc/sys/net/ipv4/tcp_mem";
 
 /// Why the host could not tell: the file is missing or unreadable, or its text is not the kernel's.
 #[derive(Debug, thiserror::Error)]
@@ -170,28 +169,6 @@ impl<'r> Host<'r> {
                 _ => Err(ParseError::new(
                     1,
                     format!("expected two numbers (low high), found {:?}", t.trim()),
-                )),
-            }
-        })
-    }
-
-    /// net.ipv4.tcp_mem in pages: `[min, pressure, max]` (host-wide; absent inside a network
-    /// namespace other than the first).
-    pub fn tcp_mem(&self) -> Result<[u64; 3], HostError> {
-        self.parsed(TCP_MEM, |t| {
-            let w: Vec<&str> = t.split_whitespace().collect();
-            match w.as_slice() {
-                [a, b, c] => Ok([
-                    super::number(1, a)?,
-                    super::number(1, b)?,
-                    super::number(1, c)?,
-                ]),
-                _ => Err(ParseError::new(
-                    1,
-                    format!(
-                        "expected three numbers (min pressure max), found {:?}",
-                        t.trim()
-                    ),
                 )),
             }
         })

@@ -19,7 +19,7 @@ pub struct Phases {
     pub echo_seconds: Option<f64>,
     /// The clients closing every connection, until each client process has exited.
     pub close_seconds: Option<f64>,
-    /// Stopping the server (and reading the counters after it).
+    /// Stopping the server (the counters read after it are in the total only).
     pub stop_seconds: Option<f64>,
     /// From the start of the command to the report.
     pub total_seconds: Option<f64>,

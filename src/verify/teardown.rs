@@ -10,6 +10,7 @@ use embedded_server::loadgen::{Cmd, Died, LoadResults};
 use super::measure::{self, Sock};
 use super::progress::Progress;
 use super::rig::Rig;
+use crate::knobs::{KnobId, Value};
 use crate::root::Root;
 
 /// Give up on the clients' close when the closed count has not risen for this long (time
@@ -69,7 +70,11 @@ struct MemGuard<'r> {
 
 impl<'r> MemGuard<'r> {
     fn new(root: &'r Root) -> Option<MemGuard<'r>> {
-        let [_, pressure, _] = crate::kernel::Host::new(root).tcp_mem().ok()?;
+        let knob = KnobId::TcpMem.knob();
+        let text = crate::kernel::Host::new(root).sysctl_text(knob.name).ok()?;
+        let Ok(Value::Triple([_, pressure, _])) = Value::parse(knob.shape, &text) else {
+            return None;
+        };
         measure::sockstat(root)?;
         Some(MemGuard {
             root,
@@ -106,15 +111,15 @@ fn paused_next(paused: bool, pages: u64, pressure: u64) -> bool {
 }
 
 /// Closes `open` connections and stops every process of the rig, saying how many are closed
-/// and at what rate as it goes, paced by the host's TCP memory as read under `host`. With
-/// `root`, the netstat counters are read around it and sockstat after it.
-pub fn teardown(rig: Rig, open: u64, host: &Root, root: Option<&Root>) -> TornDown {
+/// and at what rate as it goes, paced by the host's TCP memory as read under `root`. With
+/// `counters`, the netstat counters are read around it and sockstat after it.
+pub fn teardown(rig: Rig, open: u64, root: &Root, counters: bool) -> TornDown {
     let mut progress = Progress::new(open);
     progress.say(&format!(
         "closing {} connections",
         crate::capacity::group(open)
     ));
-    let td = close(rig, host, root, &mut progress);
+    let td = close(rig, root, counters, &mut progress);
     progress.finish();
     progress.say(&format!(
         "closed {} in {:.2} s",
@@ -124,15 +129,15 @@ pub fn teardown(rig: Rig, open: u64, host: &Root, root: Option<&Root>) -> TornDo
     td
 }
 
-fn close(rig: Rig, host: &Root, root: Option<&Root>, progress: &mut Progress) -> TornDown {
-    let net_before = root.map(measure::netstat);
+fn close(rig: Rig, root: &Root, counters: bool, progress: &mut Progress) -> TornDown {
+    let net_before = counters.then(|| measure::netstat(root));
     let t = Instant::now();
     let mut td = TornDown::default();
     let Rig {
         server, clients, ..
     } = rig;
     if let Some(mut cl) = clients {
-        let mut guard = MemGuard::new(host);
+        let mut guard = MemGuard::new(root);
         cl.gen.command(Cmd::Close);
         let mut last = (0, Instant::now());
         loop {
@@ -179,7 +184,7 @@ fn close(rig: Rig, host: &Root, root: Option<&Root>, progress: &mut Progress) ->
         td.stop_seconds = Some(ts.elapsed().as_secs_f64());
     }
     td.seconds = t.elapsed().as_secs_f64();
-    if let (Some(root), Some(before)) = (root, net_before) {
+    if let Some(before) = net_before {
         std::thread::sleep(SETTLE);
         td.netstat_deltas = measure::deltas(&before, &measure::netstat(root));
         td.sock_after = measure::sockstat(root);
