@@ -115,9 +115,11 @@ fn verify_closes_with_the_websocket_handshake_when_asked() {
     assert_eq!(j["teardown"]["close_mode"], "websocket");
     assert_eq!(j["teardown"]["closed"], 2000);
     assert_eq!(j["dropped"], 0);
-    // 2,000 at 5,000 a second: the rate held the close to at least 0.4 s.
+    // 2,000 at 5,000 a second, less the token buckets' first burst (a twentieth of a second's
+    // worth plus one per process): at least (2,000 - 252) / 5,000 = 0.35 s. Uncapped, 2,000
+    // close in a few hundredths of a second.
     assert!(
-        j["phases"]["close_seconds"].as_f64().unwrap() >= 0.38,
+        j["phases"]["close_seconds"].as_f64().unwrap() >= 0.34,
         "{j:#}"
     );
     no_workers_left_of(env!("CARGO_BIN_EXE_tune"));
