@@ -11,7 +11,7 @@
 //! - The drops show as TcpExt ListenOverflows / ListenDrops / TCPReqQFullDrop, and the
 //!   client's retransmitted SYNs as TcpExt TCPSynRetrans.
 
-use crate::capacity::group;
+use crate::units::group;
 
 /// SO_REUSEPORT spreads new connections by hash, not evenly: a listener may get this many
 /// times its share of a burst (host facts: the busiest of 80 listeners held 1.8% over the

@@ -23,8 +23,11 @@
 //!     by IPv6 sockets too) and conntrack's one table count both families alike.
 //! - tcp_mem is reported, not counted: idle sockets hold no buffer pages.
 
+pub mod cgroup_bounds;
+
 use crate::knobs::Role;
 use crate::knobs::{KnobId, Observation, Value};
+use crate::units::{approx, bytes, group};
 
 /// Fds a process keeps for itself (stdio, listener, epoll, logs) and does not spend on connections.
 pub const FD_RESERVE: u64 = 10;
@@ -208,12 +211,12 @@ pub fn estimate(i: &Inputs, target: u64) -> Capacity {
     if let Some(b) = i
         .memory_cgroup
         .as_ref()
-        .and_then(|m| crate::container::memory_bound(m, s, i.user_bytes_per_connection))
+        .and_then(|m| cgroup_bounds::memory_bound(m, s, i.user_bytes_per_connection))
     {
         host.push(b);
     }
     let per_proc_sockets = i.per_server_worker.or(per_process.connections);
-    if let Some(b) = per_proc_sockets.and_then(|pp| crate::container::pids_bound(&i.pids, pp, s)) {
+    if let Some(b) = per_proc_sockets.and_then(|pp| cgroup_bounds::pids_bound(&i.pids, pp, s)) {
         host.push(b);
     }
     notes.extend(i.observation_notes.iter().cloned());
@@ -588,44 +591,6 @@ pub fn predict(obs: &Observation, target: u64, role: Role) -> Capacity {
     estimate(&Inputs::from_observation(obs, role), target)
 }
 
-/// 19990 -> "19,990".
-pub fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// 2_073_000 -> "2.1M", 19_990 -> "20.0k", 512 -> "512".
-pub fn approx(n: u64) -> String {
-    if n >= 1_000_000 {
-        format!("{:.1}M", n as f64 / 1e6)
-    } else if n >= 1_000 {
-        format!("{:.1}k", n as f64 / 1e3)
-    } else {
-        n.to_string()
-    }
-}
-
-/// Bytes in decimal units: 8314 -> "8.3 KB", 18_906_000_000 -> "18.9 GB".
-pub fn bytes(n: u64) -> String {
-    let f = n as f64;
-    if n >= 1_000_000_000 {
-        format!("{:.1} GB", f / 1e9)
-    } else if n >= 1_000_000 {
-        format!("{:.1} MB", f / 1e6)
-    } else if n >= 1_000 {
-        format!("{:.1} KB", f / 1e3)
-    } else {
-        format!("{n} B")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -810,14 +775,5 @@ mod tests {
             .notes
             .iter()
             .any(|n| n.contains("soft 1,024 is below hard 20,000")));
-    }
-
-    #[test]
-    fn number_formats() {
-        assert_eq!(group(19990), "19,990");
-        assert_eq!(group(999), "999");
-        assert_eq!(group(1_000_000), "1,000,000");
-        assert_eq!(approx(2_073_000), "2.1M");
-        assert_eq!(bytes(8320), "8.3 KB");
     }
 }

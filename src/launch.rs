@@ -3,9 +3,9 @@
 
 use std::process::Command;
 
-use crate::capacity::{bytes, group};
 use crate::kernel::host::Host;
 use crate::root::Root;
+use crate::units::{bytes, group};
 
 /// Memory one idle worker process takes before it holds any connection: VmRSS of a worker was
 /// ~4.7 MB here (BENCHMARKS.md, Server); 8 MiB leaves room for page tables and its slot table.

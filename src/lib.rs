@@ -19,4 +19,6 @@ pub mod report;
 pub mod root;
 pub mod state;
 pub mod transaction;
+pub mod units;
+pub mod values;
 pub mod verify;

@@ -320,7 +320,7 @@ pub fn check_target(target: u64) -> Result<(), String> {
 
 /// The requirements that follow from the target, each with its arithmetic as the why.
 pub fn formulas(target: u64, role: Role, p: &Params) -> BTreeMap<KnobId, Requirement> {
-    let g = crate::capacity::group;
+    let g = crate::units::group;
     let h = p.headroom_percent;
     let s = role.sockets_per_connection();
     let sockets = target.saturating_mul(s);
@@ -585,8 +585,8 @@ fn read_profile_file(path: &Path) -> Result<Option<String>, String> {
     let too_big = |n: u64| {
         format!(
             "is {} bytes, more than any profile (at most {}): is this the right file?",
-            crate::capacity::group(n),
-            crate::capacity::group(MAX_PROFILE_BYTES)
+            crate::units::group(n),
+            crate::units::group(MAX_PROFILE_BYTES)
         )
     };
     if meta.len() > MAX_PROFILE_BYTES {

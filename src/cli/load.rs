@@ -5,7 +5,7 @@ use clap::Args;
 use embedded_server::loadgen::CloseMode;
 
 use super::Format;
-use crate::verify::plan::{Processes, Secs, Sources};
+use crate::values::{Processes, Secs, Sources};
 
 /// The load generator's flags, the same for `tune load` and `tune serve --verify`.
 #[derive(Debug, Clone, Args)]

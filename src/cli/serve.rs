@@ -8,7 +8,7 @@ use embedded_server::server::Workers;
 
 use super::load::LoadFlags;
 use super::Format;
-use crate::verify::plan::{ByteSize, Secs};
+use crate::values::{ByteSize, Secs};
 
 /// `--memory-floor`'s value parser: the flag and the value in the message, like every other
 /// load flag's error.

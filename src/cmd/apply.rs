@@ -118,7 +118,7 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<Outcome> {
     };
     let files = if args.persist {
         persist::files(
-            &plan,
+            plan.items.iter().map(|i| (i.knob, &i.persist)),
             &label,
             args.service.as_deref(),
             persist::Dirs::gather(root),

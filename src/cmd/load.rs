@@ -8,10 +8,10 @@ use std::time::Duration;
 use embedded_server::loadgen::{CloseMode, LoadGen, Target};
 
 use super::{Context, Outcome};
-use crate::capacity::group;
 use crate::cli::load::{LoadArgs, LoadFlags, WorkerArgs};
 use crate::cli::Format;
 use crate::launch;
+use crate::units::group;
 use crate::verify::connect::{self, ConnectSpec};
 use crate::verify::hold::{self, Held};
 use crate::verify::load_report::{assemble_load, LoadRecords};

@@ -16,6 +16,7 @@ pub mod load;
 pub mod profiles;
 pub mod rollback;
 pub mod serve;
+pub mod server_config;
 pub mod verify;
 
 /// Asks `question` on the terminal and reads y/N; without a terminal it refuses, naming

@@ -3,10 +3,10 @@
 use comfy_table::{presets, Table};
 
 use super::{Context, Outcome};
-use crate::capacity::group;
 use crate::cli::profiles::{ProfilesAction, ProfilesArgs};
 use crate::knobs::REGISTRY;
 use crate::profile::{self, Profile};
+use crate::units::group;
 
 /// `profiles show` text: the profile with inheritance flattened and every requirement's value and why.
 pub fn show_text(p: &Profile) -> String {

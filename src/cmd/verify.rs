@@ -10,12 +10,13 @@ use crate::cli::serve::ServeArgs;
 use crate::cli::Format;
 use crate::knobs::Observation;
 use crate::knobs::Role;
-use crate::verify::assemble::AfterHold;
+use crate::units;
 use crate::verify::clock::{Clock, Phase};
 use crate::verify::connect::{self, ConnectSpec, Connected};
 use crate::verify::hold::{self, Echoed, Held};
 use crate::verify::report::{Prediction, Report};
 use crate::verify::rig::Rig;
+use crate::verify::sample::AfterHold;
 use crate::verify::sample::Peak;
 use crate::verify::{self, measure, plan, prepare, teardown, KnobFacts, Progress, VerifyPlan};
 
@@ -39,7 +40,7 @@ fn plan(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<VerifyPlan> {
     let plan = VerifyPlan {
         target: n,
         external: args.external,
-        server: super::serve::server_config(args)?,
+        server: super::server_config::server_config(args)?,
         load: super::load::options(&args.load, &super::load::VERIFY, None)?,
         memory_floor: args.memory_floor.map(|b| b.0),
     };
@@ -107,7 +108,7 @@ fn hold_and_echo(
     }
     progress.say(&format!(
         "reached {} in {:.2} s; holding {} s",
-        capacity::group(plan.target),
+        units::group(plan.target),
         connected.connect_time.as_secs_f64(),
         plan.load.hold.as_secs_f64()
     ));

@@ -12,8 +12,7 @@
 pub mod boot;
 pub mod limits;
 
-use crate::knobs::{Persist, Value};
-use crate::plan::Plan;
+use crate::knobs::{Knob, Persist, Value};
 use crate::root::Root;
 
 pub const SYSCTL_FILE: &str = "etc/sysctl.d/90-tune.conf";
@@ -94,9 +93,10 @@ fn header(profile: &str, what: &str, undo: &str) -> String {
     )
 }
 
-/// Renders the boot-time files for a plan. `profile` is how the header names it.
-pub fn files(
-    plan: &Plan,
+/// Renders the boot-time files for what a plan persists: each knob with the value to write or
+/// why not (`None`: nothing to persist). `profile` is how the header names it.
+pub fn files<'a>(
+    persist: impl IntoIterator<Item = (&'static Knob, &'a Option<Result<Value, String>>)>,
     profile: &str,
     service: Option<&str>,
     dirs: Dirs,
@@ -105,17 +105,17 @@ pub fn files(
     let mut sysctl = Vec::new();
     let mut modprobe = Vec::new();
     let (mut soft, mut hard) = (None, None);
-    for item in &plan.items {
-        let value = match &item.persist {
+    for (knob, persist) in persist {
+        let value = match persist {
             Some(Ok(v)) => *v,
             Some(Err(why)) => {
-                out.notes.push(format!("{}: {why}", item.knob.name));
+                out.notes.push(format!("{}: {why}", knob.name));
                 continue;
             }
             None => continue,
         };
-        match item.knob.persist {
-            Persist::SysctlD => sysctl.push(format!("{} = {}", item.knob.name, value.to_kernel())),
+        match knob.persist {
+            Persist::SysctlD => sysctl.push(format!("{} = {}", knob.name, value.to_kernel())),
             Persist::ModprobeD { module, param } => {
                 modprobe.push(format!("options {module} {param}={}", value.to_kernel()))
             }

@@ -356,7 +356,7 @@ fn kernel_bounds(knob: &Knob, value: &Value) -> Result<(), String> {
     let Some((lo, hi)) = knob.accepts else {
         return Ok(());
     };
-    let g = crate::capacity::group;
+    let g = crate::units::group;
     let named = |n: u64| match n {
         n if n == i32::MAX as u64 => format!("{} (INT_MAX)", g(n)),
         n if n == i64::MAX as u64 => format!("{} (LONG_MAX)", g(n)),

@@ -13,6 +13,7 @@ use crate::knobs::{
     REGISTRY,
 };
 use crate::profile::Profile;
+use crate::units;
 
 pub mod json;
 pub mod junit;
@@ -414,7 +415,7 @@ fn nofile_soft_fix(knob: &Knob, required: &Value, obs: &Observation) -> Option<S
         let pid = obs.facts.pid.map_or("PID".to_string(), |p| p.to_string());
         format!(
             "prlimit --pid {pid} --nofile={n}:{n} (above the hard limit {}: both must rise)",
-            capacity::group(hard)
+            units::group(hard)
         )
     })
 }
@@ -432,7 +433,7 @@ fn shortfall(id: KnobId, obs: &Observation, required: &Value, note: &mut Option<
                 if h >= r {
                     *note = Some(format!(
                         "the process may raise its soft limit to the hard limit {} itself (Go does at start-up, tune serve does)",
-                        capacity::group(h)
+                        units::group(h)
                     ));
                     return Status::Warn;
                 }
@@ -455,14 +456,14 @@ fn shortfall(id: KnobId, obs: &Observation, required: &Value, note: &mut Option<
                     parts.push(format!(
                         "{} {} must be raised first",
                         KnobId::NrOpen,
-                        capacity::group(nr)
+                        units::group(nr)
                     ));
                 }
             }
             if let Some(h) = obs.int(KnobId::NofileHard) {
                 parts.push(format!(
                     "or spread the connections over processes of {} fds each (the capacity section says how many)",
-                    capacity::group(h)
+                    units::group(h)
                 ));
             }
             *note = (!parts.is_empty()).then(|| parts.join("; "));
@@ -494,9 +495,9 @@ pub fn value_text(v: Option<&Value>, unit: &str) -> String {
         None => "-".into(),
         Some(Value::Int(n)) if *n == crate::knobs::UNLIMITED => "unlimited".into(),
         Some(Value::Int(n)) if unit == "bytes" => {
-            format!("{} ({})", capacity::group(*n), capacity::bytes(*n))
+            format!("{} ({})", units::group(*n), units::bytes(*n))
         }
-        Some(Value::Int(n)) => capacity::group(*n),
+        Some(Value::Int(n)) => units::group(*n),
         // Port numbers name ports: no thousands separators.
         Some(v) if unit == "ports" => v.to_string(),
         Some(v) => v
@@ -506,7 +507,7 @@ pub fn value_text(v: Option<&Value>, unit: &str) -> String {
                 if *n == crate::knobs::UNLIMITED {
                     "unlimited".to_string()
                 } else {
-                    capacity::group(*n)
+                    units::group(*n)
                 }
             })
             .collect::<Vec<_>>()

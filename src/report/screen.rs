@@ -11,7 +11,7 @@ use comfy_table::{
 
 use super::verdict::Verdict;
 use super::{value_text, CheckReport, Status};
-use crate::capacity::group;
+use crate::units::group;
 
 /// Width used when the output is not a terminal and COLUMNS is unset (a file, a pipe, CI
 /// logs): readable in any viewer, and wide enough for the --verbose table's words.
@@ -273,7 +273,7 @@ pub fn fit(t: &mut Table, w: usize) {
 fn short_value(v: &crate::knobs::Value, unit: &str) -> String {
     match v {
         crate::knobs::Value::Int(n) if unit == "bytes" && *n != crate::knobs::UNLIMITED => {
-            crate::capacity::bytes(*n)
+            crate::units::bytes(*n)
         }
         v => value_text(Some(v), unit),
     }

@@ -3,7 +3,7 @@
 use comfy_table::{presets, Cell, Color, Table};
 
 use super::{value_text, CheckReport, Status};
-use crate::capacity::group;
+use crate::units::group;
 
 fn status_cell(s: Status, color: bool) -> Cell {
     let c = Cell::new(s.as_str());

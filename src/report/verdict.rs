@@ -11,9 +11,11 @@
 //! connections first, each next one on top of those before it, so the list reads as an
 //! order of work.
 
-use crate::capacity::{self, group, Capacity, Inputs, Limiter};
+use crate::capacity::{self, Capacity, Inputs, Limiter};
 use crate::knobs::{KnobId, Observation, Value};
 use crate::profile::Profile;
+use crate::units;
+use crate::units::group;
 
 use super::{CheckReport, Ignore, Row, Status};
 
@@ -285,7 +287,7 @@ fn beyond_knobs(r: &CheckReport, fixed: &Inputs, processes: u64, goal: u64) -> V
             knob: Limiter::Memory.name().into(),
             action: format!(
                 "free or add {} of memory ({} B per connection × {} more connections)",
-                capacity::bytes(more),
+                units::bytes(more),
                 group(per_conn),
                 group(goal - held)
             ),

@@ -17,18 +17,12 @@ use super::report::{
     self, Comparison, KernelMemory, Latency, MemoryWatchdog, Prediction, Report, Teardown,
     UserMemory,
 };
-use super::sample::Peak;
+use super::sample::{AfterHold, Peak};
 use super::teardown::TornDown;
-use crate::capacity::{self, bytes, group};
 use crate::kernel::slabinfo::SlabCache;
 use crate::outcome::Outcome;
-
-/// The counts at the end of the hold, before the teardown.
-#[derive(Debug, Clone, Default)]
-pub struct AfterHold {
-    pub load: Option<LoadSnapshot>,
-    pub server_open: u64,
-}
+use crate::units;
+use crate::units::{bytes, group};
 
 /// Knob values the diagnosis quotes.
 #[derive(Debug, Clone, Copy, Default)]
@@ -264,7 +258,7 @@ fn comparisons(
     let mut cmp = vec![Comparison {
         what: "connections the host holds".into(),
         predicted: pred.per_host.map_or("unknown".into(), |x| {
-            format!("~{} (bound by {})", capacity::approx(x), pred.binding_limit)
+            format!("~{} (bound by {})", units::approx(x), pred.binding_limit)
         }),
         measured: if v.verified {
             format!("{} held (not the limit)", group(n))
@@ -475,7 +469,8 @@ mod tests {
     use embedded_server::server::{Limits, Mode, ServerConfig, Workers};
 
     use super::*;
-    use crate::verify::plan::{LoadOptions, Processes};
+    use crate::values::Processes;
+    use crate::verify::plan::LoadOptions;
     use crate::verify::sample::{HostSample, ProcessRss};
 
     const GIB: u64 = 1 << 30;

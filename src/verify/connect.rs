@@ -10,8 +10,8 @@ use super::measure::{self, Mem, Rss};
 use super::progress::Progress;
 use super::rig::{Rig, TICK};
 use super::watchdog::{self, Verdict};
-use crate::capacity::{bytes, group};
 use crate::root::Root;
+use crate::units::{bytes, group};
 
 /// How long external mode waits for the first connection from other hosts.
 const EXTERNAL_WAIT: Duration = Duration::from_secs(600);

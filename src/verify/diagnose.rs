@@ -2,14 +2,16 @@
 //! side, the server workers' fd caps and listening state, counter deltas, conntrack, the
 //! memory watchdog) and names the limit, its value, the evidence and the fix.
 
+mod cgroup_counters;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use embedded_server::loadgen::ErrorClass;
 
-use crate::capacity::group;
 use crate::knobs::{KnobId, Value};
+use crate::units::group;
 
 /// One server worker as its counters show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -177,11 +179,11 @@ pub fn external_clients_stopped(
 pub fn cgroup_counters(e: &Evidence) -> Option<Diagnosis> {
     let (before, peak) = (e.cgroups_before.as_ref()?, e.cgroups_peak.as_ref()?);
     if let (Some(b), Some(p)) = (&before.memory, &peak.memory) {
-        if let Some(x) = super::cgroup::oom_kill(b, p, e.established, e.target) {
+        if let Some(x) = cgroup_counters::oom_kill(b, p, e.established, e.target) {
             return Some(x);
         }
     }
-    super::cgroup::pids_refused(&before.pids, &peak.pids)
+    cgroup_counters::pids_refused(&before.pids, &peak.pids)
 }
 
 /// Names the limit. `None` only when nothing fell short. The checks run in order: what stops
@@ -223,7 +225,12 @@ fn memory(e: &Evidence) -> Option<Diagnosis> {
             m.cgroup,
             e.cgroups_peak.as_ref().and_then(|c| c.memory.as_ref()),
         ) {
-            return Some(super::cgroup::memory_stop(cg, &m, e.established, e.target));
+            return Some(cgroup_counters::memory_stop(
+                cg,
+                &m,
+                e.established,
+                e.target,
+            ));
         }
         let per = m.bytes_per_connection.max(1.0);
         let projected =
@@ -234,9 +241,9 @@ fn memory(e: &Evidence) -> Option<Diagnosis> {
             "host",
             format!(
                 "memory floor {} (usable memory {} at start, {} at the stop)",
-                crate::capacity::bytes(m.floor),
-                crate::capacity::bytes(m.usable_at_start),
-                crate::capacity::bytes(m.usable_at_stop)
+                crate::units::bytes(m.floor),
+                crate::units::bytes(m.usable_at_start),
+                crate::units::bytes(m.usable_at_stop)
             ),
             if m.before_start {
                 format!(
@@ -259,7 +266,7 @@ fn memory(e: &Evidence) -> Option<Diagnosis> {
                 "this host would reach about {} connections down to the floor; {} need about {} more memory",
                 group(projected),
                 group(e.target),
-                crate::capacity::bytes(((e.target - projected) as f64 * per) as u64)
+                crate::units::bytes(((e.target - projected) as f64 * per) as u64)
             )
         } else {
             format!(

@@ -8,7 +8,7 @@ use embedded_server::loadgen::Cmd;
 use super::connect::short_errors;
 use super::progress::Progress;
 use super::rig::{Deaths, Rig, TICK};
-use crate::capacity::group;
+use crate::units::group;
 
 /// Shortest wait for the next echo before the round counts as stopped.
 const ECHO_STALL_MIN: Duration = Duration::from_secs(5);

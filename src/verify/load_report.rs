@@ -12,8 +12,8 @@ use super::diagnose::{self, ClientSide, Diagnosis, Evidence};
 use super::hold::Held;
 use super::report::Latency;
 use super::teardown::TornDown;
-use crate::capacity::group;
 use crate::outcome::Outcome;
+use crate::units::group;
 
 pub const SCHEMA_VERSION: u32 = 1;
 

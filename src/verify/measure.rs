@@ -44,7 +44,7 @@ pub fn mem(root: &Root) -> anyhow::Result<Mem> {
         slab_reclaimable: m.slab_reclaimable,
         cgroup_usable: crate::container::own_cgroups(root)
             .and_then(|c| c.memory)
-            .and_then(|m| crate::container::memory_usable(&m)),
+            .and_then(|m| crate::capacity::cgroup_bounds::memory_usable(&m)),
     })
 }
 

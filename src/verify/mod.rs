@@ -25,7 +25,7 @@ pub mod teardown;
 pub mod watchdog;
 
 pub use assemble::{assemble, KnobFacts, Records};
-pub use plan::{LoadOptions, Processes, VerifyPlan};
+pub use plan::{LoadOptions, VerifyPlan};
 pub use progress::Progress;
 
 use crate::knobs::KnobId;

@@ -12,6 +12,7 @@ use embedded_server::server::ServerConfig;
 
 use super::measure;
 use crate::root::Root;
+use crate::values::Processes;
 
 /// Floor of the default memory floor.
 pub const MIN_MEMORY_FLOOR: u64 = 256 << 20;
@@ -20,88 +21,6 @@ pub const MIN_MEMORY_FLOOR: u64 = 256 << 20;
 const DEFAULT_PORTS: u64 = 28_232;
 /// Shortest stall window: a window below the progress tick would end runs that are rising.
 pub const MIN_STALL: Duration = Duration::from_millis(500);
-
-/// A count given as a number or `auto`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Processes {
-    /// Enough that each process stays under its fd cap, at least one per core.
-    Auto,
-    Fixed(usize),
-}
-
-impl std::str::FromStr for Processes {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(Processes::Auto),
-            p => match p.parse::<usize>() {
-                Ok(n) if n >= 1 => Ok(Processes::Fixed(n)),
-                _ => Err(format!(
-                    "--processes {p:?}: expected a number (1 or more) or `auto`"
-                )),
-            },
-        }
-    }
-}
-
-/// A size in bytes as the command line gives it: `512M`, `2G`, `1.5k`, `1048576` (binary
-/// units K, M, G, T).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
-
-impl std::str::FromStr for ByteSize {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let (num, mult) = match t.chars().last() {
-            Some('k' | 'K') => (&t[..t.len() - 1], 1u64 << 10),
-            Some('m' | 'M') => (&t[..t.len() - 1], 1 << 20),
-            Some('g' | 'G') => (&t[..t.len() - 1], 1 << 30),
-            Some('t' | 'T') => (&t[..t.len() - 1], 1 << 40),
-            _ => (t, 1),
-        };
-        let n: f64 = num
-            .trim()
-            .parse()
-            .map_err(|_| "expected bytes, like 512M, 2G or 1048576".to_string())?;
-        if !(n.is_finite() && n >= 0.0) {
-            return Err("expected a non-negative size".into());
-        }
-        Ok(ByteSize((n * mult as f64) as u64))
-    }
-}
-
-/// A number of seconds as the command line gives it (`5`, `0.5`): finite and not negative.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Secs(pub Duration);
-
-impl std::str::FromStr for Secs {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().parse::<f64>() {
-            Ok(v) if v.is_finite() && v >= 0.0 => Ok(Secs(Duration::from_secs_f64(v))),
-            _ => Err("expected a non-negative number of seconds, like 5 or 0.5".into()),
-        }
-    }
-}
-
-impl std::fmt::Display for Secs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0.as_secs_f64())
-    }
-}
-
-/// Source addresses as the command line gives them: `127.0.0.2-127.0.0.254`,
-/// `2001:db8:100::/64:1000` or a comma-separated list (checked for bindability later, against the target).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sources(pub Vec<IpAddr>);
-
-impl std::str::FromStr for Sources {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        sources::parse(s).map(Sources)
-    }
-}
 
 /// The load generator's options as the command line gives them, shared by `serve --verify` and
 /// `tune load`; [`load_config`] resolves them against the host and a target.
@@ -178,8 +97,8 @@ pub fn memory_floor(given: Option<u64>, mem_total: u64) -> anyhow::Result<u64> {
     if floor >= mem_total {
         anyhow::bail!(
             "--memory-floor {}: at or above MemTotal {}, so not one connection could be opened; give a floor below the host's memory",
-            crate::capacity::bytes(floor),
-            crate::capacity::bytes(mem_total)
+            crate::units::bytes(floor),
+            crate::units::bytes(mem_total)
         );
     }
     Ok(floor)
@@ -229,9 +148,9 @@ pub fn ipv6_loopback_shortfall(
     let need = conns.div_ceil(ports * 9 / 10).max(2);
     Some(format!(
         "{} connections to {} from ::1 alone cannot fit: {} ephemeral ports per (source, destination) pair and IPv6 loopback has one address. More IPv6 source addresses, either way: (a) AnyIP, a whole prefix: ip -6 route add local {DOC} dev lo, then --source {DOC}:{need} (tune binds them with IP_FREEBIND); (b) assigned addresses: ip -6 addr add 2001:db8:200::1/64 dev lo (one command per address), then --source 2001:db8:200::1-2001:db8:200::{need:x}. 2001:db8::/32 is the documentation prefix: use a prefix that is yours.",
-        crate::capacity::group(conns),
+        crate::units::group(conns),
         target.addr,
-        crate::capacity::group(ports),
+        crate::units::group(ports),
         DOC = sources::DOC_PREFIX_V6,
     ))
 }
@@ -333,35 +252,6 @@ fn check_sources(srcs: &[IpAddr], target: &Target) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn byte_sizes() {
-        let b = |s: &str| s.parse::<ByteSize>().map(|b| b.0);
-        assert_eq!(b("512M"), Ok(512 << 20));
-        assert_eq!(b("2G"), Ok(2 << 30));
-        assert_eq!(b("1.5k"), Ok(1536));
-        assert_eq!(b("100"), Ok(100));
-        assert!(b("lots").unwrap_err().contains("expected bytes"));
-        assert!(b("-1G").is_err());
-    }
-
-    #[test]
-    fn seconds_are_finite_and_not_negative() {
-        assert_eq!("0.5".parse::<Secs>(), Ok(Secs(Duration::from_millis(500))));
-        assert_eq!("5".parse::<Secs>().unwrap().to_string(), "5");
-        for bad in ["-1", "NaN", "inf", "soon"] {
-            assert!(bad.parse::<Secs>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn processes_are_auto_or_a_positive_number() {
-        assert_eq!("auto".parse::<Processes>(), Ok(Processes::Auto));
-        assert_eq!("3".parse::<Processes>(), Ok(Processes::Fixed(3)));
-        let e = "0".parse::<Processes>().unwrap_err();
-        assert!(e.contains("--processes \"0\""), "{e}");
-        assert!("lots".parse::<Processes>().is_err());
-    }
 
     #[test]
     fn all_addresses_are_reached_over_the_sources_family() {

@@ -13,9 +13,10 @@ use super::progress::Progress;
 use super::report::Prediction;
 use super::rig::{Clients, Rig};
 use super::sample::{HostSample, ProcessRss};
-use crate::capacity::{self, group};
+use crate::capacity::{self};
 use crate::launch;
 use crate::root::Root;
+use crate::units::group;
 
 /// Time the processes get to settle before the baseline is read.
 const SETTLE: Duration = Duration::from_millis(200);

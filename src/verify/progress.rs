@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::capacity::group;
+use crate::units::group;
 
 /// Period of the plain progress line when stderr is not a terminal.
 const LINE_PERIOD: Duration = Duration::from_secs(5);

@@ -11,7 +11,7 @@ use super::clock::Phases;
 use super::diagnose::Diagnosis;
 use super::measure::{Conntrack, Rss, SlabGrowth, Sock};
 use super::teardown::Pacing;
-use crate::capacity::{bytes, group};
+use crate::units::{bytes, group};
 
 pub const SCHEMA_VERSION: u32 = 1;
 

@@ -8,7 +8,7 @@ use embedded_server::server::Supervisor;
 use embedded_server::sys::signal::{Signal, Signals};
 
 use super::progress::Progress;
-use crate::capacity::group;
+use crate::units::group;
 
 /// Sampling period of the phases' loops.
 pub const TICK: Duration = Duration::from_millis(100);

@@ -93,7 +93,14 @@ impl Peak {
     }
 }
 
-impl super::assemble::AfterHold {
+/// The counts at the end of the hold, before the teardown.
+#[derive(Debug, Clone, Default)]
+pub struct AfterHold {
+    pub load: Option<LoadSnapshot>,
+    pub server_open: u64,
+}
+
+impl AfterHold {
     /// The counts now, at the end of the hold.
     pub fn take(rig: &Rig) -> Self {
         Self {

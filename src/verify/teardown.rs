@@ -117,13 +117,13 @@ pub fn teardown(rig: Rig, open: u64, root: &Root, counters: bool) -> TornDown {
     let mut progress = Progress::new(open);
     progress.say(&format!(
         "closing {} connections",
-        crate::capacity::group(open)
+        crate::units::group(open)
     ));
     let td = close(rig, root, counters, &mut progress);
     progress.finish();
     progress.say(&format!(
         "closed {} in {:.2} s",
-        crate::capacity::group(td.closed),
+        crate::units::group(td.closed),
         td.seconds
     ));
     td
@@ -153,7 +153,7 @@ fn close(rig: Rig, root: &Root, counters: bool, progress: &mut Progress) -> Torn
                 format!(
                     "closing | {:.0}/s | {} open{}",
                     s.closed as f64 / secs,
-                    crate::capacity::group(s.open),
+                    crate::units::group(s.open),
                     if paused { " | paused: TCP memory" } else { "" }
                 ),
             );

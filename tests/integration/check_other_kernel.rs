@@ -73,7 +73,7 @@ fn socket_bytes_from_slabinfo(root: &str) -> u64 {
 }
 
 /// 1234567 -> "1,234,567", as the table prints counts.
-use tune::capacity::group as grouped;
+use tune::units::group as grouped;
 
 fn check(root: &str, format: &str) -> (String, i32) {
     let out = tune()

@@ -48,7 +48,7 @@ fn check_schema_file(json: &serde_json::Value, file: &str) {
 
 /// 1234567 -> "1,234,567": the reports' own formatting.
 #[allow(unused_imports)] // not every test crate that includes this module prints counts
-pub use tune::capacity::group;
+pub use tune::units::group;
 
 /// MemAvailable now, bytes.
 pub fn mem_available() -> u64 {
