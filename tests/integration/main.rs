@@ -20,6 +20,7 @@ mod apply_fakeroot;
 mod apply_host_dryrun;
 mod apply_limits;
 mod apply_netns;
+mod architecture;
 mod check_capture;
 mod check_cli;
 mod check_guards;
