@@ -26,6 +26,7 @@ mod check_guards;
 mod check_other_kernel;
 mod check_prometheus;
 mod check_terminal;
+mod cli_quantities;
 mod container;
 mod fuzz_replay;
 mod generate_completions;
