@@ -345,7 +345,8 @@ mod tests {
         assert_eq!("auto".parse::<Processes>(), Ok(Processes::Auto));
         assert_eq!("3".parse::<Processes>(), Ok(Processes::Fixed(3)));
         let e = "0".parse::<Processes>().unwrap_err();
-        assert!(e.contains("--processes \"0\""), "{e}");
+        assert!(e.contains("found \"0\""), "{e}");
+        assert_eq!("1k".parse::<Processes>(), Ok(Processes::Fixed(1_000)));
         assert!("lots".parse::<Processes>().is_err());
     }
 

@@ -22,6 +22,7 @@ mod apply_limits;
 mod apply_netns;
 mod check_capture;
 mod check_cli;
+mod check_fix_order;
 mod check_guards;
 mod check_other_kernel;
 mod check_prometheus;
