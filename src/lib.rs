@@ -15,6 +15,7 @@ pub mod plan;
 pub mod ports;
 pub mod probe;
 pub mod profile;
+pub mod quantity;
 pub mod report;
 pub mod root;
 pub mod state;

@@ -249,6 +249,25 @@ fn cannot_change(
     opts: &Options,
     obs: &knobs::Observation,
 ) -> Option<String> {
+    if let Some(why) = blocked_here(knob, here, obs) {
+        return Some(why);
+    }
+    if let Write::Prlimit(_) = knob.write {
+        if opts.pid.is_none() {
+            return Some(
+                "RLIMIT_NOFILE belongs to a process; pass --pid PID to raise a \
+                 running process, or --persist to set it for new sessions and services"
+                    .into(),
+            );
+        }
+    }
+    None
+}
+
+/// Why no one could change `knob` at run time from where tune runs (whatever the flags): a
+/// host-wide knob from a child network namespace or a user namespace, a read-only file, a
+/// hard limit without CAP_SYS_RESOURCE. `tune check` puts it under the fix it blocks.
+pub fn blocked_here(knob: &Knob, here: &Here, obs: &knobs::Observation) -> Option<String> {
     if let Write::No(why) = knob.write {
         return Some(why.to_string());
     }
@@ -277,13 +296,6 @@ fn cannot_change(
         ));
     }
     if let Write::Prlimit(which) = knob.write {
-        if opts.pid.is_none() {
-            return Some(
-                "RLIMIT_NOFILE belongs to a process; pass --pid PID to raise a \
-                 running process, or --persist to set it for new sessions and services"
-                    .into(),
-            );
-        }
         if which == Limit::Hard && obs.facts.cap_sys_resource() == Some(false) {
             return Some(format!(
                 "raising a hard limit needs CAP_SYS_RESOURCE, which does not count here ({}); {NOFILE_FIX}",

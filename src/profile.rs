@@ -68,7 +68,7 @@ use crate::root::Root;
 
 mod parse;
 
-pub use parse::{parse_count, COUNT_FORMS};
+pub use crate::quantity::{parse_count, COUNT_FORMS};
 
 /// Where a requirement came from, so reports can say why a number is asked for.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

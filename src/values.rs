@@ -21,10 +21,10 @@ impl std::str::FromStr for Processes {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "auto" => Ok(Processes::Auto),
-            p => match p.parse::<usize>() {
+            p => match crate::quantity::parse_count_usize(p) {
                 Ok(n) if n >= 1 => Ok(Processes::Fixed(n)),
                 _ => Err(format!(
-                    "--processes {p:?}: expected a number (1 or more) or `auto`"
+                    "expected a number of processes (1 or more, such as 4 or 1k) or `auto`, found {p:?}"
                 )),
             },
         }
@@ -39,22 +39,7 @@ pub struct ByteSize(pub u64);
 impl std::str::FromStr for ByteSize {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let (num, mult) = match t.chars().last() {
-            Some('k' | 'K') => (&t[..t.len() - 1], 1u64 << 10),
-            Some('m' | 'M') => (&t[..t.len() - 1], 1 << 20),
-            Some('g' | 'G') => (&t[..t.len() - 1], 1 << 30),
-            Some('t' | 'T') => (&t[..t.len() - 1], 1 << 40),
-            _ => (t, 1),
-        };
-        let n: f64 = num
-            .trim()
-            .parse()
-            .map_err(|_| "expected bytes, like 512M, 2G or 1048576".to_string())?;
-        if !(n.is_finite() && n >= 0.0) {
-            return Err("expected a non-negative size".into());
-        }
-        Ok(ByteSize((n * mult as f64) as u64))
+        crate::quantity::parse_size(s).map(ByteSize)
     }
 }
 
@@ -102,6 +87,7 @@ mod tests {
         assert_eq!(b("1.5k"), Ok(1536));
         assert_eq!(b("100"), Ok(100));
         assert!(b("lots").unwrap_err().contains("expected bytes"));
+        assert_eq!(b("64MiB"), Ok(64 << 20));
         assert!(b("-1G").is_err());
     }
 
@@ -119,7 +105,8 @@ mod tests {
         assert_eq!("auto".parse::<Processes>(), Ok(Processes::Auto));
         assert_eq!("3".parse::<Processes>(), Ok(Processes::Fixed(3)));
         let e = "0".parse::<Processes>().unwrap_err();
-        assert!(e.contains("--processes \"0\""), "{e}");
+        assert!(e.contains("found \"0\""), "{e}");
+        assert_eq!("1k".parse::<Processes>(), Ok(Processes::Fixed(1_000)));
         assert!("lots".parse::<Processes>().is_err());
     }
 }

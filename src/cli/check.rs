@@ -23,7 +23,7 @@ pub struct CheckArgs {
     pub profile: Option<String>,
     /// Compare with requirements computed for N concurrent connections, without a named profile
     /// (50000, 50k, 1m, 1.5m). Without --profile or --target, check says what the host holds now.
-    #[arg(long, value_name = "N", value_parser = crate::profile::parse_count)]
+    #[arg(long, value_name = "N", value_parser = crate::quantity::parse_count)]
     pub target: Option<u64>,
     /// What this host does with the connections (with --target; a profile states its own).
     #[arg(long, value_enum)]
@@ -35,7 +35,7 @@ pub struct CheckArgs {
     pub source: Option<String>,
     /// Server worker processes the layout runs (as `tune serve --workers N`); each holds
     /// RLIMIT_NOFILE less the fds it keeps to drain its accept queue.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::quantity::parse_positive_count)]
     pub workers: Option<u64>,
     /// Read RLIMIT_NOFILE of this running process (a service) instead of tune's own.
     #[arg(long, value_name = "PID")]

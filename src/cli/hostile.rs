@@ -9,7 +9,7 @@ pub struct HostileArgs {
     /// Heap one worker may hold for all its connections together (buffered output, partial
     /// frames and messages), in bytes. Past it the largest holders are closed: 1008 and a reset
     /// for clients that do not read, 1009 for partial messages.
-    #[arg(long, value_name = "BYTES", default_value_t = srv::MEMORY_BUDGET)]
+    #[arg(long, value_name = "BYTES", default_value_t = srv::MEMORY_BUDGET, value_parser = crate::quantity::parse_size_usize)]
     pub memory_budget: usize,
     /// Seconds a partial frame or fragmented message has to complete from its first byte
     /// (then 1008); 0: no limit.
@@ -30,14 +30,14 @@ pub struct HostileArgs {
     pub ping_interval: f64,
     /// Connections still in the handshake per worker; past it the oldest gets 503 and is
     /// closed, so dribbling clients cannot keep new ones out.
-    #[arg(long, value_name = "N", default_value_t = srv::MAX_HANDSHAKING)]
+    #[arg(long, value_name = "N", default_value_t = srv::MAX_HANDSHAKING, value_parser = crate::quantity::parse_count_usize)]
     pub max_handshaking: usize,
     /// Connections one source address may hold per worker (503 beyond); 0: no cap.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::quantity::parse_count_usize)]
     pub max_per_source: usize,
     /// SO_SNDBUF of each accepted socket in bytes (the kernel doubles it); 0: the kernel's
     /// autotuning (up to 4 MiB per socket on loopback).
-    #[arg(long, value_name = "BYTES", default_value_t = srv::SNDBUF)]
+    #[arg(long, value_name = "BYTES", default_value_t = srv::SNDBUF, value_parser = crate::quantity::parse_size_usize)]
     pub sndbuf: usize,
 }
 

@@ -14,10 +14,10 @@ pub struct LoadFlags {
     #[arg(long, default_value = "auto")]
     pub processes: Processes,
     /// Connects in flight, all client processes together.
-    #[arg(long, value_name = "C", default_value_t = embedded_server::loadgen::CONCURRENCY)]
+    #[arg(long, value_name = "C", default_value_t = embedded_server::loadgen::CONCURRENCY, value_parser = crate::quantity::parse_count_usize)]
     pub concurrency: usize,
     /// New connections per second, all client processes together (default: as fast as they complete).
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", value_parser = rate)]
     pub rate: Option<f64>,
     /// Source addresses to bind, of the target's family: a comma-separated list of addresses,
     /// `A-B` ranges (`127.0.0.2-127.0.0.254`, `2001:db8:200::1-2001:db8:200::40`) and
@@ -38,7 +38,7 @@ pub struct LoadFlags {
     pub stall: Secs,
     /// Connections closed per second at teardown, all client processes together (default: as
     /// fast as they go, paused while the host's TCP memory nears tcp_mem's pressure threshold).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::quantity::parse_positive_count)]
     pub close_rate: Option<u64>,
     /// How connections close at teardown: `tcp` closes each socket (the server closes on end
     /// of file, as the C floor does); `websocket` runs the close handshake first (client close
@@ -50,6 +50,17 @@ pub struct LoadFlags {
     /// Seconds a connection has from connect() to the server's 101 response.
     #[arg(long, value_name = "SECS", default_value = "10")]
     pub connect_timeout: Secs,
+}
+
+/// `--rate`: a count (`20k`, `1,000`) or a plain fraction of one (`0.5`).
+fn rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) => Ok(r),
+        Err(_) => match crate::quantity::parse_count(s) {
+            Ok(n) => Ok(n as f64),
+            Err(e) => Err(format!("{e} (or a fraction such as 0.5 per second)")),
+        },
+    }
 }
 
 /// `--close`: the load generator's [`CloseMode`] as typed.
@@ -74,7 +85,7 @@ pub struct LoadArgs {
     #[arg(value_name = "URL")]
     pub url: String,
     /// Connections to open and hold.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::quantity::parse_count)]
     pub conns: u64,
     #[command(flatten)]
     pub load: LoadFlags,

@@ -10,10 +10,24 @@ use super::load::LoadFlags;
 use super::Format;
 use crate::values::{ByteSize, Secs};
 
-/// `--memory-floor`'s value parser: the flag and the value in the message, like every other
-/// load flag's error.
-fn memory_floor(s: &str) -> Result<ByteSize, String> {
-    s.parse().map_err(|e| format!("--memory-floor {s:?}: {e}"))
+/// `--workers`: a count (the one count parser's forms and message) or `auto`.
+fn workers(s: &str) -> Result<Workers, String> {
+    if s.trim() == "auto" {
+        return Ok(Workers::Auto { expected: 0 });
+    }
+    match crate::quantity::parse_count_usize(s)? {
+        0 => Err(format!(
+            "expected 1 or more worker processes, or `auto`; found {s:?}"
+        )),
+        n => Ok(Workers::Fixed(n)),
+    }
+}
+
+/// `--backlog`: a count that fits listen(2)'s int.
+fn backlog(s: &str) -> Result<i32, String> {
+    let n = crate::quantity::parse_count(s)?;
+    i32::try_from(n)
+        .map_err(|_| format!("{s:?} is more than listen(2) takes (at most {})", i32::MAX))
 }
 
 /// Where `tune serve` listens without --listen.
@@ -31,43 +45,43 @@ pub struct ServeArgs {
     /// Worker processes, each with its own epoll loop and SO_REUSEPORT listener: a number or
     /// `auto` (enough to stay under each worker's fd cap for --expect connections, at least one
     /// per core).
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = workers)]
     pub workers: Workers,
     /// Connections expected, for --workers auto (default: the --verify count, else 0).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::quantity::parse_count)]
     pub expect: Option<u64>,
     /// What the server does with each message.
     #[arg(long, value_enum, default_value_t = Mode::Echo)]
     pub mode: Mode,
     /// Largest websocket message (all fragments) in bytes; larger ones are closed with 1009.
-    #[arg(long, value_name = "BYTES", default_value_t = embedded_server::server::MAX_MESSAGE_BYTES)]
+    #[arg(long, value_name = "BYTES", default_value_t = embedded_server::server::MAX_MESSAGE_BYTES, value_parser = crate::quantity::parse_size_usize)]
     pub max_message: usize,
     /// Largest HTTP request head in bytes; larger ones get 431.
-    #[arg(long, value_name = "BYTES", default_value_t = embedded_server::server::MAX_HANDSHAKE_BYTES)]
+    #[arg(long, value_name = "BYTES", default_value_t = embedded_server::server::MAX_HANDSHAKE_BYTES, value_parser = crate::quantity::parse_size_usize)]
     pub max_handshake: usize,
     /// Seconds a client has to send its request head; slower ones get 408 and are closed.
     #[arg(long, value_name = "SECS", default_value_t = Secs(embedded_server::server::HANDSHAKE_TIMEOUT))]
     pub handshake_timeout: Secs,
     /// Unsent output per connection (bytes) beyond which a client that does not read is closed.
-    #[arg(long, value_name = "BYTES", default_value_t = embedded_server::server::MAX_OUTPUT_BYTES)]
+    #[arg(long, value_name = "BYTES", default_value_t = embedded_server::server::MAX_OUTPUT_BYTES, value_parser = crate::quantity::parse_size_usize)]
     pub max_output: usize,
     /// listen(2) backlog per worker (also the fd reserve a worker keeps to drain its queue).
-    #[arg(long, value_name = "N", default_value_t = embedded_server::server::BACKLOG)]
+    #[arg(long, value_name = "N", default_value_t = embedded_server::server::BACKLOG, value_parser = backlog)]
     pub backlog: i32,
     /// Seconds workers get on shutdown to close their connections before they are killed.
     #[arg(long, value_name = "SECS", default_value_t = Secs(embedded_server::server::SHUTDOWN_GRACE))]
     pub shutdown_grace: Secs,
     /// Prove the host holds N connections: start server and load generator, hold, echo, report.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::quantity::parse_count)]
     pub verify: Option<u64>,
     /// With --verify: wait for N connections from load generators on other hosts instead of starting one.
     #[arg(long)]
     pub external: bool,
     /// With --verify: stop opening connections before the memory the run may still take
-    /// (MemAvailable less the socket slab it added) falls under BYTES (suffixes K, M, G),
+    /// (MemAvailable less the socket slab it added) falls under BYTES (64MiB, 512M, 2G: K, M, G are powers of 1,024),
     /// checked before the first connection and at every step of the connect phase.
     /// Default: 5% of MemTotal, at least 256M.
-    #[arg(long, value_name = "BYTES", value_parser = memory_floor)]
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(ByteSize))]
     pub memory_floor: Option<ByteSize>,
     /// How the --verify report is printed: a table for people, or JSON for scripts.
     #[arg(long, value_enum, default_value_t = Format::Table)]

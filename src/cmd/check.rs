@@ -104,6 +104,7 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
         has_target.then_some(profile.target),
         &opts,
     );
+    mark_blocked_fixes(ctx, &obs, &mut rep)?;
     let text = match args.format {
         CheckFormat::Table if args.verbose => {
             report::table::render(&rep, ctx.color, terminal_width())
@@ -122,6 +123,32 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::ShortFall
     })
+}
+
+/// Under each fix that cannot work from here, why (what `tune apply` would refuse it for):
+/// the first screen says so instead of a command that fails when followed.
+fn mark_blocked_fixes(
+    ctx: &Context,
+    obs: &knobs::Observation,
+    rep: &mut CheckReport,
+) -> anyhow::Result<()> {
+    let Some(v) = rep.verdict.as_mut() else {
+        return Ok(());
+    };
+    let here = super::apply::gather_here(&ctx.root, false)?;
+    for f in &mut v.fixes {
+        let Some(id) = knobs::KnobId::from_name(&f.knob) else {
+            continue;
+        };
+        // A soft limit above the hard one raises both: what blocks the hard limit blocks it.
+        let id = if id == knobs::KnobId::NofileSoft && f.action.contains("both must rise") {
+            knobs::KnobId::NofileHard
+        } else {
+            id
+        };
+        f.blocked = crate::plan::blocked_here(id.knob(), &here, obs);
+    }
+    Ok(())
 }
 
 /// The width of the terminal on stdout; COLUMNS when stdout is not one; `None`: no limit.

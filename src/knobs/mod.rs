@@ -4,8 +4,8 @@
 //! it, how to compare it with a requirement, how to change it at run time and
 //! at boot, and what running short of it looks like. Nothing else in tune keeps
 //! a list of knobs: commands iterate [`REGISTRY`], name one by its [`KnobId`]
-//! (`obs.int(KnobId::Somaxconn)`), or resolve what a user typed with [`lookup`]
-//! and [`resolve`].
+//! (`obs.int(KnobId::Somaxconn)`), or resolve what a user typed with [`resolve`]
+//! (the one [`matcher`]).
 //!
 //! Adding a knob (tcp_syncookies, say): a `KnobId` variant and a registry entry at
 //! the same position (a compile-time check holds them in step); its requirement
@@ -16,6 +16,7 @@
 mod counters;
 pub mod doc;
 mod id;
+pub mod matcher;
 mod read;
 mod registry;
 mod role;
@@ -297,94 +298,15 @@ pub fn find(name: &str) -> Option<&'static Knob> {
     REGISTRY.iter().find(|k| k.name == name)
 }
 
-/// Looks a knob up by its exact name, with an error that suggests near names and lists the known ones.
-pub fn lookup(name: &str) -> anyhow::Result<&'static Knob> {
-    find(name).ok_or_else(|| unknown(name))
-}
-
-/// Looks a knob up by its name or a unique suffix at a dot (`somaxconn`, `nofile.soft`), as a
-/// user types it to `tune explain`. Several matches are an error naming them all.
-pub fn resolve(name: &str) -> anyhow::Result<&'static Knob> {
-    resolve_in(REGISTRY, name)
-}
-
-fn resolve_in(registry: &'static [Knob], name: &str) -> anyhow::Result<&'static Knob> {
-    if let Some(k) = registry.iter().find(|k| k.name == name) {
-        return Ok(k);
-    }
-    let dotted = format!(".{name}");
-    let matches: Vec<&'static Knob> = registry
-        .iter()
-        .filter(|k| !name.is_empty() && k.name.ends_with(&dotted))
-        .collect();
-    match matches.as_slice() {
-        [one] => Ok(one),
-        [] => Err(unknown(name)),
-        many => {
-            let names: Vec<&str> = many.iter().map(|k| k.name).collect();
-            Err(anyhow::anyhow!(
-                "knob {name:?} is ambiguous: it ends {} names ({}); type more of the name",
-                names.len(),
-                names.join(", ")
-            ))
-        }
-    }
-}
-
-/// How close a typed name must come to a knob (Jaro-Winkler similarity, 0 to 1) to be suggested:
-/// 0.8 catches a dropped or swapped letter (`somaxcon`, `tcp_mme`) without suggesting unrelated knobs.
-const SUGGEST_SIMILARITY: f64 = 0.8;
-
-/// Knob names near `name`, nearest first. Only the last dotted parts are compared: the shared
-/// `net.core.` or `net.ipv4.` prefixes would make every knob of a group look alike.
-pub fn suggestions(name: &str) -> Vec<&'static str> {
-    let last = |n: &str| n.rsplit('.').next().unwrap_or(n).to_string();
-    let typed = last(name);
-    let mut scored: Vec<(f64, &'static str)> = REGISTRY
-        .iter()
-        .map(|k| (strsim::jaro_winkler(&typed, &last(k.name)), k.name))
-        .filter(|(score, _)| *score >= SUGGEST_SIMILARITY)
-        .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    scored.into_iter().take(3).map(|(_, n)| n).collect()
-}
-
-fn unknown(name: &str) -> anyhow::Error {
-    let names: Vec<&str> = REGISTRY.iter().map(|k| k.name).collect();
-    let near = suggestions(name);
-    let hint = if near.is_empty() {
-        String::new()
-    } else {
-        format!(" (did you mean {}?)", near.join(" or "))
-    };
-    anyhow::anyhow!(
-        "unknown knob {name:?}{hint}; known knobs: {}",
-        names.join(", ")
-    )
+/// Looks a knob up as a user types it (`tune explain`, `check --ignore`): its full name, a
+/// unique end at a dot (`somaxconn`) or a unique start (`soma`); see [`matcher`].
+pub fn resolve(name: &str) -> Result<&'static Knob, matcher::NoMatch> {
+    matcher::match_in(REGISTRY, name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A copy of a registry entry, for hand-built registries.
-    const fn registry_entry(id: KnobId) -> Knob {
-        let k = &registry::ENTRIES[id as usize];
-        Knob {
-            id: k.id,
-            name: k.name,
-            scope: k.scope,
-            shape: k.shape,
-            unit: k.unit,
-            read: k.read,
-            write: k.write,
-            persist: k.persist,
-            compare: k.compare,
-            summary: k.summary,
-            symptom: k.symptom,
-            accepts: k.accepts,
-        }
-    }
 
     #[test]
     fn names_are_unique() {
@@ -408,48 +330,6 @@ mod tests {
         assert!(!Compare::PortCount
             .satisfied(&Value::Range([32768, 60999]), &Value::Range([1024, 65535])));
         assert!(!Compare::AtLeast.satisfied(&Value::Int(5), &Value::Triple([1, 1, 1])));
-    }
-
-    #[test]
-    fn resolve_takes_a_unique_suffix_and_suggests_near_names() {
-        assert_eq!(resolve("somaxconn").unwrap().name, "net.core.somaxconn");
-        assert_eq!(resolve("nofile.soft").unwrap().name, "rlimit.nofile.soft");
-        assert_eq!(resolve("fs.file-max").unwrap().name, "fs.file-max");
-        // "soft" is a suffix of one name only; "max" of none at a dot boundary.
-        assert_eq!(resolve("soft").unwrap().name, "rlimit.nofile.soft");
-        let e = resolve("somaxcon").unwrap_err().to_string();
-        assert!(e.contains("did you mean net.core.somaxconn?"), "{e}");
-        assert!(e.contains("known knobs: rlimit.nofile.soft"), "{e}");
-        assert_eq!(suggestions("net.core.somaxcon"), ["net.core.somaxconn"]);
-        assert_eq!(suggestions("rlimit.nofile.sfot"), ["rlimit.nofile.soft"]);
-        let e = resolve("xyzzy").unwrap_err().to_string();
-        assert!(
-            e.starts_with("unknown knob \"xyzzy\"; known knobs: "),
-            "{e}"
-        );
-        assert!(resolve("").is_err());
-        // Two entries ending alike (the soft and hard halves, cut to "nofile.*" style names).
-        static TWO: [Knob; 2] = [
-            Knob {
-                name: "a.x.limit",
-                ..registry_entry(KnobId::NofileSoft)
-            },
-            Knob {
-                name: "b.limit",
-                ..registry_entry(KnobId::NofileHard)
-            },
-        ];
-        let e = resolve_in(&TWO, "limit").unwrap_err().to_string();
-        assert!(
-            e.contains("ambiguous") && e.contains("a.x.limit, b.limit"),
-            "{e}"
-        );
-        assert_eq!(resolve_in(&TWO, "x.limit").unwrap().name, "a.x.limit");
-        // Exact lookup (--ignore) does not take suffixes, but suggests.
-        assert!(lookup("somaxconn")
-            .unwrap_err()
-            .to_string()
-            .contains("did you mean net.core.somaxconn"));
     }
 
     #[test]

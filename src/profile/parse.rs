@@ -13,6 +13,7 @@ use toml::Spanned;
 
 use crate::knobs::Role;
 use crate::knobs::{self, Compare, Knob, KnobId, Persist, Shape, Value};
+use crate::quantity::{parse_count, COUNT_FORMS};
 
 /// One mistake in a profile's text, before the file name is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,65 +51,6 @@ pub const TOP_KEYS: &[&str] = &[
     "source_addresses",
     "knobs",
 ];
-
-/// What a count may look like, for error messages.
-pub const COUNT_FORMS: &str =
-    "a whole number such as 50000, 50_000 or \"50,000\", or with a suffix: \"50k\" (thousand), \"1m\" or \"1.5m\" (million), \"1g\" (billion)";
-
-/// Parses a count of connections, processes or addresses: `50000`, `50_000`, `50,000`,
-/// `50k`, `1m`, `1.5M`, `2g` (k = 1,000, m = 1,000,000, g = 1,000,000,000, any case).
-pub fn parse_count(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let bad = || format!("expected {COUNT_FORMS}, found {t:?}");
-    let (num, mult): (&str, u64) = match t.chars().last() {
-        Some('k' | 'K') => (&t[..t.len() - 1], 1_000),
-        Some('m' | 'M') => (&t[..t.len() - 1], 1_000_000),
-        Some('g' | 'G') => (&t[..t.len() - 1], 1_000_000_000),
-        _ => (t, 1),
-    };
-    let num: String = num
-        .trim()
-        .chars()
-        .filter(|c| *c != '_' && *c != ',')
-        .collect();
-    if num.is_empty() || num.starts_with('.') || num.ends_with('.') {
-        return Err(bad());
-    }
-    let (whole, frac) = num.split_once('.').unwrap_or((&num, ""));
-    if !whole.chars().all(|c| c.is_ascii_digit()) || !frac.chars().all(|c| c.is_ascii_digit()) {
-        return Err(bad());
-    }
-    // Decimal point: scale by the suffix, which must leave a whole number.
-    // (checked: a fuzzer's 100-digit fraction overflowed 10^len.)
-    let scale = u32::try_from(frac.len())
-        .ok()
-        .and_then(|n| 10u128.checked_pow(n))
-        .ok_or_else(bad)?;
-    let digits: u128 = format!("{whole}{frac}").parse().map_err(|_| {
-        format!(
-            "{t:?} is far more than any host holds: expected at most {}",
-            super::MAX_TARGET
-        )
-    })?;
-    let total = digits.checked_mul(mult as u128).ok_or_else(|| {
-        format!(
-            "{t:?} is far more than any host holds: expected at most {}",
-            super::MAX_TARGET
-        )
-    })?;
-    if total % scale != 0 {
-        return Err(format!(
-            "{t:?} is not a whole number: a count has no fractions (write {})",
-            total / scale
-        ));
-    }
-    u64::try_from(total / scale).map_err(|_| {
-        format!(
-            "{t:?} is far more than any host holds: expected at most {}",
-            super::MAX_TARGET
-        )
-    })
-}
 
 /// Parses and checks one profile's text.
 pub fn parse(text: &str) -> Result<RawProfile, Problem> {
@@ -264,22 +206,17 @@ fn knob_table(text: &str) -> Result<Vec<(KnobId, Value, usize)>, Problem> {
 }
 
 fn unknown_knob(name: &str) -> String {
-    let names = super::requirable_names();
-    // A unique suffix (`somaxconn`) names one knob: say which.
-    let by_suffix: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|n| n.ends_with(&format!(".{name}")))
-        .collect();
-    if let [one] = by_suffix.as_slice() {
-        return format!("unknown knob; write its full name: \"{one}\"");
-    }
-    match suggest(name, names.iter().copied()) {
-        Some(near) => format!(
-            "unknown knob; did you mean \"{near}\"? (known: {})",
-            names.join(", ")
+    // A profile names knobs in full; the matcher says which one a short name meant.
+    match knobs::resolve(name) {
+        Ok(k) => format!("unknown knob; write its full name: \"{}\"", k.name),
+        Err(knobs::matcher::NoMatch::Ambiguous { matches, .. }) => format!(
+            "unknown knob; it could be any of {}: write one's full name",
+            matches.join(", ")
         ),
-        None => format!("unknown knob; expected one of: {}", names.join(", ")),
+        Err(knobs::matcher::NoMatch::Unknown { near, .. }) if !near.is_empty() => {
+            format!("unknown knob; did you mean \"{}\"?", near[0])
+        }
+        Err(_) => "unknown knob; `tune explain all` describes every knob a profile may set".into(),
     }
 }
 
@@ -513,33 +450,6 @@ pub fn line_of(text: &str, offset: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Fuzz find (fuzz/regressions/profile/count-with-a-long-fraction): 10^len overflowed.
-    #[test]
-    fn a_count_with_a_hundred_decimals_is_an_error_not_an_overflow() {
-        let long = format!("1.{}g", "2".repeat(100));
-        assert!(parse_count(&long).is_err());
-    }
-
-    #[test]
-    fn counts_take_suffixes_and_separators() {
-        assert_eq!(parse_count("50k"), Ok(50_000));
-        assert_eq!(parse_count("50K"), Ok(50_000));
-        assert_eq!(parse_count("1m"), Ok(1_000_000));
-        assert_eq!(parse_count("1.5M"), Ok(1_500_000));
-        assert_eq!(parse_count("2g"), Ok(2_000_000_000));
-        assert_eq!(parse_count("1,100,011"), Ok(1_100_011));
-        assert_eq!(parse_count("1_000"), Ok(1_000));
-        assert_eq!(parse_count(" 7 "), Ok(7));
-        assert!(parse_count("1.0005k")
-            .unwrap_err()
-            .contains("not a whole number"));
-        for bad in ["", "k", "50kb", "-5", "1.5", "5.k", "ten", "1e6", "50 ki"] {
-            assert!(parse_count(bad).is_err(), "{bad:?} should be refused");
-        }
-        assert!(parse_count("1.5").unwrap_err().contains("whole number"));
-        assert!(parse_count("99999999999999999999999999g").is_err());
-    }
 
     #[test]
     fn suffixed_numbers_are_spotted() {

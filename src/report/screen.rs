@@ -9,8 +9,9 @@ use comfy_table::{
     presets, Cell, Color, ColumnConstraint, ContentArrangement, Table, TableComponent, Width,
 };
 
-use super::verdict::Verdict;
+use super::verdict::{must_precede, Verdict};
 use super::{value_text, CheckReport, Status};
+use crate::knobs::KnobId;
 use crate::units::group;
 
 /// Width used when the output is not a terminal and COLUMNS is unset (a file, a pipe, CI
@@ -74,7 +75,8 @@ fn capacity_lines(v: &Verdict, w: usize) -> Vec<String> {
     text.iter().flat_map(|t| wrap(t, w, "  ", "    ")).collect()
 }
 
-/// The fixes that gain connections, largest gain first, each command whole on its own line;
+/// The fixes that gain connections, largest gain first and each after what it needs, each
+/// command whole on its own line, and under it why it cannot work from here when it cannot;
 /// then the knobs that are short of the profile but cap nothing, by name.
 fn fix_lines(r: &CheckReport, v: &Verdict, w: usize) -> Vec<String> {
     let status = |knob: &str| {
@@ -90,16 +92,34 @@ fn fix_lines(r: &CheckReport, v: &Verdict, w: usize) -> Vec<String> {
     let mut out = Vec::new();
     if !main.is_empty() {
         out.push(String::new());
-        out.push("Fixes, largest gain first:".to_string());
+        out.push("Fixes, in the order they must run (largest gain first):".to_string());
     }
     for (i, f) in main.iter().enumerate() {
-        let head = match (f.gain, f.holds_after) {
-            (0, _) => format!("{}: needed with the fixes above", f.knob),
-            (g, Some(after)) => format!("{}: +{} (holds {})", f.knob, group(g), group(after)),
-            (g, None) => format!("{}: +{}", f.knob, group(g)),
+        // The first later fix that needs this one, with the kernel's reason.
+        let enables = main.iter().enumerate().skip(i + 1).find_map(|(j, later)| {
+            let (me, then) = (KnobId::from_name(&f.knob)?, KnobId::from_name(&later.knob)?);
+            must_precede(me, then).map(|why| (j + 1, later.knob.as_str(), why))
+        });
+        let head = match (f.gain, f.holds_after, enables) {
+            (_, _, Some((n, then, why))) => {
+                format!("{}: first, for {n}. {then} ({why})", f.knob)
+            }
+            (0, _, None) => format!("{}: needed with the fixes above", f.knob),
+            (g, Some(after), None) => {
+                format!("{}: +{} (holds {})", f.knob, group(g), group(after))
+            }
+            (g, None, None) => format!("{}: +{}", f.knob, group(g)),
         };
         out.extend(wrap(&head, w, &format!("  {}. ", i + 1), "     "));
         out.extend(command_lines(&f.action, w, "     "));
+        if let Some(why) = &f.blocked {
+            out.extend(wrap(
+                &format!("cannot change here: {why}"),
+                w,
+                "     ",
+                "       ",
+            ));
+        }
         if let Some(p) = &f.persist {
             out.extend(wrap(&format!("persist: {p}"), w, "     ", "       "));
         }

@@ -3,6 +3,7 @@
 use comfy_table::{presets, Cell, Color, Table};
 
 use super::{value_text, CheckReport, Status};
+use crate::knobs::KnobId;
 use crate::units::group;
 
 fn status_cell(s: Status, color: bool) -> Cell {
@@ -93,9 +94,15 @@ fn knob_table(r: &CheckReport, color: bool, width: usize) -> String {
 /// The fixes below the table, each command whole on its own line.
 fn fixes(r: &CheckReport) -> String {
     let mut out = String::new();
-    for row in r.knobs.iter().filter(|row| row.fix_runtime.is_some()) {
+    let rows: Vec<&super::Row> = r
+        .knobs
+        .iter()
+        .filter(|row| row.fix_runtime.is_some())
+        .collect();
+    let rows = super::verdict::in_dependency_order(rows, |row| KnobId::from_name(row.knob));
+    for (i, row) in rows.iter().enumerate() {
         if out.is_empty() {
-            out.push_str("\nFixes:\n");
+            out.push_str("\nFixes, in the order they must run:\n");
         }
         let fix = row.fix_runtime.as_deref().unwrap_or_default();
         out.push_str(&format!(
@@ -103,6 +110,24 @@ fn fixes(r: &CheckReport) -> String {
             row.knob,
             row.status.as_str()
         ));
+        // The dependency: what this fix waits for, and why the kernel needs it first.
+        for before in &rows[..i] {
+            let (Some(a), Some(b)) = (KnobId::from_name(before.knob), KnobId::from_name(row.knob))
+            else {
+                continue;
+            };
+            if let Some(why) = super::verdict::must_precede(a, b) {
+                out.push_str(&format!("    after {}: {why}\n", before.knob));
+            }
+        }
+        if let Some(why) = r
+            .verdict
+            .as_ref()
+            .and_then(|v| v.fixes.iter().find(|f| f.knob == row.knob))
+            .and_then(|f| f.blocked.as_deref())
+        {
+            out.push_str(&format!("    cannot change here: {why}\n"));
+        }
         if let Some(p) = &row.fix_persistent {
             out.push_str(&format!("    persist: {p}\n"));
         }

@@ -9,7 +9,9 @@
 //!
 //! Gains are worked out greedily with [`capacity::estimate`]: the fix that adds the most
 //! connections first, each next one on top of those before it, so the list reads as an
-//! order of work.
+//! order of work. A fix whose command the kernel refuses until another knob has risen
+//! (a hard RLIMIT_NOFILE above fs.nr_open, a soft one above the hard one) comes after that
+//! one ([`PREREQUISITES`]), so the list runs as printed from top to bottom.
 
 use crate::capacity::{self, Capacity, Inputs, Limiter};
 use crate::knobs::{KnobId, Observation, Value};
@@ -47,7 +49,7 @@ pub struct Verdict {
     pub processes_needed: Option<u64>,
     /// Client source addresses needed (client and loopback roles).
     pub source_addresses_needed: Option<u64>,
-    /// Fixes, the largest gain first.
+    /// Fixes, the largest gain first, each after the fixes it needs ([`PREREQUISITES`]).
     pub fixes: Vec<Fix>,
 }
 
@@ -72,6 +74,68 @@ pub struct Fix {
     pub gain: u64,
     /// What the host holds after this fix and those above it.
     pub holds_after: Option<u64>,
+    /// Knobs whose fixes must run before this one (listed above it).
+    pub requires: Vec<String>,
+    /// Why this fix cannot work from where tune runs (no CAP_SYS_RESOURCE, a user namespace,
+    /// a read-only /proc/sys), filled in by `cmd/check` from what apply would refuse.
+    pub blocked: Option<String>,
+}
+
+/// Which knob must rise before which, and why: the kernel refuses the second write otherwise.
+pub const PREREQUISITES: &[(KnobId, KnobId, &str)] = &[
+    (
+        KnobId::NrOpen,
+        KnobId::NofileHard,
+        "the kernel refuses a hard RLIMIT_NOFILE above fs.nr_open",
+    ),
+    (
+        KnobId::NrOpen,
+        KnobId::NofileSoft,
+        "the kernel refuses an RLIMIT_NOFILE above fs.nr_open",
+    ),
+    (
+        KnobId::NofileHard,
+        KnobId::NofileSoft,
+        "the kernel refuses a soft limit above the hard one",
+    ),
+];
+
+/// Why `first` must rise before `then`, when it must.
+pub fn must_precede(first: KnobId, then: KnobId) -> Option<&'static str> {
+    PREREQUISITES
+        .iter()
+        .find(|(a, b, _)| *a == first && *b == then)
+        .map(|(_, _, why)| *why)
+}
+
+/// `items` reordered so that each comes after every item it needs ([`PREREQUISITES`]), the
+/// order otherwise kept: an item is moved up only to sit right before the first one needing it.
+pub fn in_dependency_order<T>(items: Vec<T>, knob: impl Fn(&T) -> Option<KnobId>) -> Vec<T> {
+    let ids: Vec<Option<KnobId>> = items.iter().map(&knob).collect();
+    let mut placed = vec![false; items.len()];
+    let mut order = Vec::with_capacity(items.len());
+    fn place(i: usize, ids: &[Option<KnobId>], placed: &mut [bool], order: &mut Vec<usize>) {
+        if placed[i] {
+            return;
+        }
+        placed[i] = true;
+        if let Some(me) = ids[i] {
+            for (j, other) in ids.iter().enumerate() {
+                if other.is_some_and(|o| must_precede(o, me).is_some()) {
+                    place(j, ids, placed, order);
+                }
+            }
+        }
+        order.push(i);
+    }
+    for i in 0..items.len() {
+        place(i, &ids, &mut placed, &mut order);
+    }
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .map(|i| slots[i].take().expect("each placed once"))
+        .collect()
 }
 
 /// Builds the verdict. `target` is `None` for `tune check` without a profile or target.
@@ -245,12 +309,28 @@ fn ranked_fixes(r: &CheckReport, inputs: &Inputs, processes: u64, goal: u64) -> 
             persist: row.fix_persistent.clone(),
             gain: holds_after.unwrap_or(0).saturating_sub(before),
             holds_after,
+            requires: Vec::new(),
+            blocked: None,
         });
         now = after;
     }
     fixes.extend(beyond_knobs(r, &now, processes, goal));
-    // Ranked by what each gains; the greedy order breaks ties.
+    // Ranked by what each gains; the greedy order breaks ties; then what the kernel needs
+    // first moves above what needs it.
     fixes.sort_by_key(|f| std::cmp::Reverse(f.gain));
+    let mut fixes = in_dependency_order(fixes, |f| KnobId::from_name(&f.knob));
+    let present: Vec<Option<KnobId>> = fixes.iter().map(|f| KnobId::from_name(&f.knob)).collect();
+    for f in &mut fixes {
+        let Some(me) = KnobId::from_name(&f.knob) else {
+            continue;
+        };
+        f.requires = present
+            .iter()
+            .flatten()
+            .filter(|o| must_precede(**o, me).is_some())
+            .map(|o| o.to_string())
+            .collect();
+    }
     fixes
 }
 
@@ -276,6 +356,8 @@ fn beyond_knobs(r: &CheckReport, fixed: &Inputs, processes: u64, goal: u64) -> V
                     persist: None,
                     gain: want.saturating_sub(held),
                     holds_after: Some(want),
+                    requires: Vec::new(),
+                    blocked: None,
                 });
             }
         }
@@ -294,6 +376,8 @@ fn beyond_knobs(r: &CheckReport, fixed: &Inputs, processes: u64, goal: u64) -> V
             persist: None,
             gain: goal - held,
             holds_after: Some(goal),
+            requires: Vec::new(),
+            blocked: None,
         });
     }
     out

@@ -319,8 +319,8 @@ fn exit_codes_strict_and_ignore() {
 fn bad_input_exits_2_with_a_clear_error() {
     let cases: &[(&[&str], &str)] = &[
         (
-            &["check", "--target", "10", "--ignore", "net.core.somaxcon"],
-            "known knobs: rlimit.nofile.soft",
+            &["check", "--target", "10", "--ignore", "net.core.somaxconm"],
+            "--ignore: unknown knob \"net.core.somaxconm\"; did you mean net.core.somaxconn?",
         ),
         (
             &["check", "--profile", "no-such"],
@@ -331,7 +331,10 @@ fn bad_input_exits_2_with_a_clear_error() {
             "--pid 999999999: no such process",
         ),
         (&["check", "--target", "0"], "above 0"),
-        (&["explain", "somaxcon"], "did you mean net.core.somaxconn?"),
+        (
+            &["explain", "somaxconm"],
+            "did you mean net.core.somaxconn?",
+        ),
         (
             &[
                 "--root",

@@ -5,7 +5,7 @@ use crate::support::{command, tune};
 #[test]
 fn bad_load_arguments_fail_before_the_server_starts() {
     for (flag, value, expect) in [
-        ("--processes", "0", "--processes \"0\""),
+        ("--processes", "0", "invalid value '0' for '--processes"),
         ("--concurrency", "0", "--concurrency 0"),
         ("--rate", "0", "--rate 0"),
     ] {

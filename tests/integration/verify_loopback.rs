@@ -160,7 +160,9 @@ fn verify_table_names_the_verdict_and_bad_flags_exit_2() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--memory-floor \"lots\""));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid value 'lots' for '--memory-floor")
+    );
     let out = tune()
         .args([
             "serve",
