@@ -78,6 +78,13 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
         ),
         Some(_) => {}
     }
+    // Memory bounds the host's answer: a meminfo that does not parse (a value past u64 bytes, a
+    // damaged line) would plan with no memory figure or a wrong one, so it is an error.
+    if let Err(e) = host.meminfo() {
+        anyhow::bail!(
+            "{e}: tune sizes the host's memory from this file and cannot answer without it"
+        );
+    }
     let obs = knobs::observe(&ctx.root, args.pid);
     let opts = Options {
         strict: args.strict,
