@@ -247,6 +247,72 @@ impl Record {
     }
 }
 
+/// The network namespace this process runs in under `root`: the inode of `proc/self/ns/net`
+/// (`net:[4026531833]`), `None` when the root has no such link (a captured tree).
+pub fn netns_inode(root: &Root) -> Option<u64> {
+    let link = root.read_link("proc/self/ns/net").ok()?;
+    let text = link.to_string_lossy();
+    text.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// How to run tune in another network namespace, for the lines that send the user there.
+pub const REACH_NETNS: &str =
+    "inside that namespace (ip netns exec NAME, or nsenter --net=/proc/PID/ns/net)";
+
+/// The values of a record written in a network namespace other than this tune's: rollback
+/// refuses them and check leaves them out of the host's drift, both naming the namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OtherNetns {
+    pub apply_id: u64,
+    /// The inode of the namespace the values were written in (`net:[N]`).
+    pub netns: u64,
+    /// The namespace this tune runs in; `None` when unknown (a captured root).
+    pub here: Option<u64>,
+    /// The knobs set there, in record order.
+    pub knobs: Vec<String>,
+}
+
+impl OtherNetns {
+    /// The values of `record` written in another namespace than `here` (a record is written in
+    /// one namespace, so the first foreign one names it); `None` when there are none.
+    pub fn of(record: &Record, here: Option<u64>) -> Option<OtherNetns> {
+        let foreign = |c: &Change| match c {
+            Change::Value {
+                knob,
+                netns: Some(ns),
+                ..
+            } if here != Some(*ns) => Some((*ns, knob.clone())),
+            _ => None,
+        };
+        let netns = record.changes.iter().find_map(foreign)?.0;
+        let knobs = record
+            .changes
+            .iter()
+            .filter_map(foreign)
+            .filter(|(ns, _)| *ns == netns)
+            .map(|(_, knob)| knob)
+            .collect();
+        Some(OtherNetns {
+            apply_id: record.id,
+            netns,
+            here,
+            knobs,
+        })
+    }
+
+    /// "apply #N set K1, K2 in network namespace net:[X], but this tune runs in net:[Y]".
+    pub fn describe(&self) -> String {
+        format!(
+            "apply #{} set {} in network namespace net:[{}], but this tune runs in {}",
+            self.apply_id,
+            self.knobs.join(", "),
+            self.netns,
+            self.here
+                .map_or("an unknown namespace".into(), |n| format!("net:[{n}]"))
+        )
+    }
+}
+
 pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -602,7 +668,11 @@ pub enum DriftView {
     Unreadable(String),
     Applied {
         record: Record,
+        /// The drift of the values set in this network namespace (or host-wide).
         values: Vec<Drift>,
+        /// The values the record set in another network namespace: their live values are that
+        /// namespace's, not these, so they are listed apart and not compared.
+        other_netns: Option<Box<OtherNetns>>,
     },
 }
 
@@ -610,10 +680,19 @@ impl DriftView {
     /// The record and its drift, when there is an apply to compare with.
     pub fn applied(self) -> Option<(Record, Vec<Drift>)> {
         match self {
-            DriftView::Applied { record, values } => Some((record, values)),
+            DriftView::Applied { record, values, .. } => Some((record, values)),
             _ => None,
         }
     }
+}
+
+/// The line `tune check` prints for values of another network namespace.
+pub fn render_other_netns(o: &OtherNetns) -> String {
+    format!(
+        "{}: their live values are that namespace's, so they are not compared here; \
+         run `tune check` {REACH_NETNS}",
+        o.describe()
+    )
 }
 
 /// Everything `tune check` needs for its drift view in one call: the last completed apply recorded
@@ -644,8 +723,16 @@ pub fn drift_view(
         return Ok(DriftView::Nothing);
     };
     let boot = BootView::gather(root, &[], None, None)?;
-    let values = drift(&record, obs, &boot);
-    Ok(DriftView::Applied { record, values })
+    let other_netns = OtherNetns::of(&record, netns_inode(root)).map(Box::new);
+    let mut values = drift(&record, obs, &boot);
+    if let Some(o) = &other_netns {
+        values.retain(|d| !o.knobs.contains(&d.knob));
+    }
+    Ok(DriftView::Applied {
+        record,
+        values,
+        other_netns,
+    })
 }
 
 /// Whether an error comes from a permission denied (EACCES) on a file or directory.
@@ -740,6 +827,28 @@ mod tests {
         let e = parse_record(&text[..text.len() / 2]).unwrap_err();
         assert!(format!("{e:#}").contains("not valid JSON"), "{e:#}");
         assert_eq!(unhex(&hex(b"\x00\xffab")).unwrap(), b"\x00\xffab");
+    }
+
+    #[test]
+    fn values_of_another_network_namespace_are_named_with_it() {
+        let mut r = record();
+        assert_eq!(OtherNetns::of(&r, Some(1)), None, "no namespace recorded");
+        if let Change::Value { netns, .. } = &mut r.changes[0] {
+            *netns = Some(4026532174);
+        }
+        assert_eq!(OtherNetns::of(&r, Some(4026532174)), None, "this namespace");
+        let o = OtherNetns::of(&r, Some(4026531833)).unwrap();
+        assert_eq!(o.knobs, ["net.core.somaxconn"]);
+        assert_eq!(
+            o.describe(),
+            "apply #7 set net.core.somaxconn in network namespace net:[4026532174], but this \
+             tune runs in net:[4026531833]"
+        );
+        let unknown = OtherNetns::of(&r, None).unwrap().describe();
+        assert!(
+            unknown.ends_with("runs in an unknown namespace"),
+            "{unknown}"
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ use crate::plan::Plan;
 use crate::root::{FileState, Root};
 use crate::state::{self, Before, Change, Record, Status, Store};
 
+pub use crate::state::netns_inode;
+
 /// The test-only hook that makes apply pause after its step k (0: after the record is
 /// written, before the first change), so a test can kill it there. Unset in real use.
 pub const PAUSE_HOOK: &str = "TUNE_TEST_PAUSE_AFTER_STEP";
@@ -26,14 +28,6 @@ pub fn write_path(w: Write) -> Option<String> {
         }
         _ => None,
     }
-}
-
-/// The network namespace this process runs in under `root`: the inode of `proc/self/ns/net`
-/// (`net:[4026531833]`), `None` when the root has no such link (a captured tree).
-pub fn netns_inode(root: &Root) -> Option<u64> {
-    let link = root.read_link("proc/self/ns/net").ok()?;
-    let text = link.to_string_lossy();
-    text.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
 }
 
 /// Captures everything the plan will touch, in the order it is changed.
@@ -433,20 +427,13 @@ fn now_of(root: &Root, c: &Change) -> Now {
 /// Why this record cannot be rolled back from here, if it cannot: a net.* value was written in
 /// another network namespace, where rollback must run.
 pub fn other_netns(root: &Root, record: &Record) -> Option<String> {
-    let here = netns_inode(root);
-    record.changes.iter().find_map(|c| match c {
-        Change::Value {
-            knob,
-            netns: Some(ns),
-            ..
-        } if here != Some(*ns) => Some(format!(
-            "apply #{} set {knob} in network namespace net:[{ns}], but this tune runs in {}: \
-             rolling back here would write this namespace's values instead; run `tune rollback` \
-             inside that namespace (ip netns exec NAME, or nsenter --net=/proc/PID/ns/net)",
-            record.id,
-            here.map_or("an unknown namespace".into(), |n| format!("net:[{n}]"))
-        )),
-        _ => None,
+    state::OtherNetns::of(record, netns_inode(root)).map(|o| {
+        format!(
+            "{}: rolling back here would write this namespace's values instead; run `tune \
+             rollback` {}",
+            o.describe(),
+            state::REACH_NETNS
+        )
     })
 }
 

@@ -3,7 +3,6 @@
 //! address lists ([`Sources`]). `cli/` declares the flags with them; `verify` and `cmd/` use
 //! the values.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use embedded_server::loadgen::sources;
@@ -64,14 +63,15 @@ impl std::fmt::Display for Secs {
 }
 
 /// Source addresses as the command line gives them: `127.0.0.2-127.0.0.254`,
-/// `2001:db8:100::/64:1000` or a comma-separated list (checked for bindability later, against the target).
+/// `2001:db8:100::/64:1000`, `2001:db8:100::/64` (as many as the run needs) or a
+/// comma-separated list (sized and checked for bindability later, against the target).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sources(pub Vec<IpAddr>);
+pub struct Sources(pub sources::Spec);
 
 impl std::str::FromStr for Sources {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        sources::parse(s).map(Sources)
+        sources::parse_spec(s).map(Sources)
     }
 }
 

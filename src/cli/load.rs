@@ -21,7 +21,8 @@ pub struct LoadFlags {
     pub rate: Option<f64>,
     /// Source addresses to bind, of the target's family: a comma-separated list of addresses,
     /// `A-B` ranges (`127.0.0.2-127.0.0.254`, `2001:db8:200::1-2001:db8:200::40`) and
-    /// `PREFIX/LEN:COUNT` prefixes (`2001:db8:100::/64:40`: COUNT addresses from the first).
+    /// `PREFIX/LEN[:COUNT]` prefixes (`2001:db8:100::/64:40`: COUNT addresses from the first;
+    /// without COUNT, as many as the run needs, which tune says before it starts).
     /// Default: for an IPv4 loopback target, enough 127.x.y.z addresses that no (source,
     /// destination) pair needs more than half the ephemeral port range; otherwise the
     /// kernel's choice (::1 alone for an IPv6 loopback target). Each must be an address of

@@ -78,6 +78,13 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
         ),
         Some(_) => {}
     }
+    // Memory bounds the host's answer: a meminfo that does not parse (a value past u64 bytes, a
+    // damaged line) would plan with no memory figure or a wrong one, so it is an error.
+    if let Err(e) = host.meminfo() {
+        anyhow::bail!(
+            "{e}: tune sizes the host's memory from this file and cannot answer without it"
+        );
+    }
     let obs = knobs::observe(&ctx.root, args.pid);
     let opts = Options {
         strict: args.strict,
@@ -179,12 +186,17 @@ fn add_boot_and_drift(
     }
     rep.boot_warnings = persist::installed_override_warnings(&ctx.root)?;
     rep.drift = match state::drift_view(&ctx.root, args.state_dir.as_deref(), obs)? {
-        state::DriftView::Applied { record, values } => Some(DriftReport {
+        state::DriftView::Applied {
+            record,
+            values,
+            other_netns,
+        } => Some(DriftReport {
             apply_id: record.id,
             profile: record.profile.clone(),
             applied_unix: record.finished_unix.unwrap_or(record.created_unix),
             problems: state::render_drift(&ctx.root, &values),
             values,
+            other_netns: other_netns.map(|o| state::render_other_netns(&o)),
         }),
         state::DriftView::Unreadable(note) => {
             eprintln!("note: {note}");

@@ -74,6 +74,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
     let o = options(&args.load, &LOAD, args.message_interval.map(|s| s.0))?;
     let cfg = plan::load_config(root, target, args.conns, &o)?;
     let target_ipv6 = cfg.target.addr.is_ipv6();
+    let taken = plan::taken_from_open_prefix(&o, &cfg);
     let shortfall =
         plan::ipv6_loopback_shortfall(&cfg.target, args.conns, plan::ports(root), &cfg.sources);
 
@@ -88,6 +89,9 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
     let mut progress = Progress::new(args.conns);
     if let Some(w) = shortfall {
         progress.say(&format!("warning: {w}"));
+    }
+    if let Some(line) = taken {
+        progress.say(&line);
     }
     progress.say(&format!(
         "{} client processes to {}, sources: {}",

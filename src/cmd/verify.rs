@@ -56,7 +56,7 @@ fn plan(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<VerifyPlan> {
 /// yet): of the listen address's family, so sources of the wrong family fail here.
 fn probe_target(plan: &VerifyPlan) -> embedded_server::loadgen::Target {
     let probe = std::net::SocketAddr::new(plan.server.listen.ip(), 1);
-    plan::target_of(probe, plan.load.sources.as_deref())
+    plan::target_of(probe, plan.load.sources.as_ref().and_then(|s| s.first()))
 }
 
 /// Before anything starts: ::1 alone cannot hold N (the run goes on, and stops at the port
@@ -65,7 +65,12 @@ fn warn_ipv6_loopback_alone(ctx: &Context, plan: &VerifyPlan, progress: &Progres
     if plan.external {
         return;
     }
-    let srcs = plan.load.sources.as_deref().unwrap_or(&[]);
+    let srcs = match &plan.load.sources {
+        // A prefix without a count gives as many addresses as the run needs.
+        Some(s) if s.open.is_some() => return,
+        Some(s) => s.fixed.as_slice(),
+        None => &[],
+    };
     let ports = plan::ports(&ctx.root);
     if let Some(w) = plan::ipv6_loopback_shortfall(&probe_target(plan), plan.target, ports, srcs) {
         progress.say(&format!("warning: {w}"));
@@ -81,7 +86,7 @@ fn predict(plan: &VerifyPlan, obs: &Observation, progress: &Progress) -> Predict
     };
     let mut inputs = capacity::Inputs::from_observation(obs, role);
     if let Some(s) = &plan.load.sources {
-        inputs.source_addresses = Some(s.len() as u64);
+        inputs.source_addresses = Some(s.most() as u64);
     }
     inputs.ipv6_loopback = !plan.external && {
         let ip = probe_target(plan).addr.ip();

@@ -252,7 +252,7 @@ impl MemoryCgroup {
         self.levels
             .iter()
             .filter_map(|l| l.oom_kills)
-            .reduce(|a, b| a + b)
+            .reduce(u64::saturating_add)
     }
 }
 

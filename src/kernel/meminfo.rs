@@ -1,6 +1,4 @@
-//! `/proc/meminfo`: the memory figures tune plans with, in bytes (parsed by `procfs`).
-
-use procfs::FromRead;
+//! `/proc/meminfo`: the memory figures tune plans with, in bytes, every scaling checked.
 
 use super::ParseError;
 
@@ -42,18 +40,104 @@ impl Meminfo {
     }
 }
 
+/// Bytes per unit of a meminfo value. The kernel writes `kB` (meaning KiB) and no unit for
+/// counts; the other spellings are those procfs-core accepts, kept so no tree that parsed
+/// before is refused now.
+fn unit_bytes(unit: &str) -> Option<u64> {
+    match unit {
+        "B" => Some(1),
+        "KiB" | "kiB" | "kB" | "KB" => Some(1 << 10),
+        "MiB" | "miB" | "MB" | "mB" => Some(1 << 20),
+        "GiB" | "giB" | "GB" | "gB" => Some(1 << 30),
+        _ => None,
+    }
+}
+
+/// One `Name: value [unit]` line as a name and a value in bytes (a count when there is no unit).
+/// The scaling is checked: a value past u64 bytes is an error naming the line, never a wrapped
+/// figure (procfs-core 0.17 multiplied unchecked: issue 24's `MemTotal: 99999999999 gB` planned
+/// with 0 bytes).
+fn line(n: usize, text: &str) -> Result<(&str, u64), ParseError> {
+    let shape = || {
+        ParseError::new(
+            n,
+            format!("expected \"Name: value kB\", as the kernel writes, found {text:?}"),
+        )
+    };
+    let mut words = text.split_ascii_whitespace();
+    let (Some(name), Some(value)) = (words.next(), words.next()) else {
+        return Err(shape());
+    };
+    let name = name.strip_suffix(':').ok_or_else(shape)?;
+    let unit = words.next();
+    if words.next().is_some() {
+        return Err(shape());
+    }
+    let value = super::number(n, value)?;
+    let Some(unit) = unit else {
+        return Ok((name, value));
+    };
+    let scale = unit_bytes(unit).ok_or_else(|| {
+        ParseError::new(
+            n,
+            format!("{name}: unknown unit {unit:?} (the kernel writes kB)"),
+        )
+    })?;
+    let bytes = value.checked_mul(scale).ok_or_else(|| {
+        ParseError::new(
+            n,
+            format!(
+                "{name}: {value} {unit} is more than {} bytes, more memory than a 64-bit kernel can count (a damaged or edited copy?)",
+                u64::MAX
+            ),
+        )
+    })?;
+    Ok((name, bytes))
+}
+
+/// The fields tune uses, in bytes. Parsed here rather than by procfs-core 0.17, whose unit
+/// conversion overflows (a panic in debug builds, a wrapped value in release: a fuzz find) and
+/// whose errors name no line. Lines tune does not use are still checked, so a damaged file is
+/// refused whole rather than half-read; MemTotal, MemFree and Slab are required, as every
+/// kernel since 2.6 writes them.
 pub fn parse(text: &str) -> Result<Meminfo, ParseError> {
-    // The kernel writes meminfo in ASCII; procfs-core 0.17 slices lines by byte offsets and
-    // panics inside a multi-byte character (a fuzz find on a tampered --root tree).
     super::ascii_only(text)?;
-    let m = procfs::Meminfo::from_read(text.as_bytes())
-        .map_err(|e| ParseError::new(1, super::procfs_problem(&e)))?;
+    let [mut total, mut free, mut available, mut slab, mut reclaimable] = [None; 5];
+    for (i, l) in text.lines().enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        let (name, bytes) = line(i + 1, l)?;
+        let slot = match name {
+            "MemTotal" => &mut total,
+            "MemFree" => &mut free,
+            "MemAvailable" => &mut available,
+            "Slab" => &mut slab,
+            "SReclaimable" => &mut reclaimable,
+            _ => continue,
+        };
+        if let Some((first, _)) = slot.replace((i + 1, bytes)) {
+            return Err(ParseError::new(
+                i + 1,
+                format!("{name} again (first on line {first}): the kernel writes it once"),
+            ));
+        }
+    }
+    let required = |field: Option<(usize, u64)>, name: &str| {
+        field.map(|(_, b)| b).ok_or_else(|| {
+            ParseError::new(
+                1,
+                format!("no {name} line: every kernel's /proc/meminfo has one"),
+            )
+        })
+    };
+    let free = required(free, "MemFree")?;
     Ok(Meminfo {
-        total: m.mem_total,
-        free: m.mem_free,
-        available: m.mem_available.unwrap_or(m.mem_free),
-        slab: m.slab,
-        slab_reclaimable: m.s_reclaimable.unwrap_or(0),
+        total: required(total, "MemTotal")?,
+        free,
+        available: available.map_or(free, |(_, b)| b),
+        slab: required(slab, "Slab")?,
+        slab_reclaimable: reclaimable.map_or(0, |(_, b)| b),
     })
 }
 
@@ -140,5 +224,77 @@ DirectMap1G:    25165824 kB
     #[test]
     fn garbage_is_an_error_not_zero() {
         assert!(parse("MemTotal: lots\n").is_err());
+    }
+
+    /// Issue 24 (a fuzz find, fuzz/regressions/proc/procfs-meminfo-unit-overflow): procfs-core
+    /// 0.17 multiplied the value by its unit unchecked, so this planned with 0 bytes of memory.
+    #[test]
+    fn a_value_past_u64_bytes_is_an_error_naming_its_line() {
+        let text =
+            LINUX_6_18.replacen("MemTotal:       24684092 kB", "MemTotal: 99999999999 gB", 1);
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(
+            e.problem
+                .contains("MemTotal: 99999999999 gB is more than 18446744073709551615 bytes"),
+            "{}",
+            e.problem
+        );
+        // A line tune does not use is checked too: the file is refused whole.
+        let text = LINUX_6_18.replacen(
+            "Bounce:                0 kB",
+            "Bounce: 18014398509481984 kB",
+            1,
+        );
+        assert_eq!(parse(&text).unwrap_err().line, 32);
+    }
+
+    /// Every unit at the edge: the largest value that fits is taken exactly, one more is refused.
+    #[test]
+    fn each_unit_scales_up_to_the_last_value_that_fits() {
+        for (unit, scale) in [
+            ("B", 1u64),
+            ("kB", 1 << 10),
+            ("MB", 1 << 20),
+            ("GB", 1 << 30),
+        ] {
+            let max = u64::MAX / scale;
+            let text = |v: u64| format!("MemTotal: {v} {unit}\nMemFree: 0 kB\nSlab: 0 kB\n");
+            assert_eq!(parse(&text(max)).unwrap().total, max * scale, "{unit}");
+            if scale > 1 {
+                assert_eq!(parse(&text(max + 1)).unwrap_err().line, 1, "{unit}");
+            }
+        }
+        let e = parse("MemTotal: 18446744073709551616 kB\n").unwrap_err();
+        assert!(e.problem.contains("expected a number"), "{}", e.problem);
+    }
+
+    #[test]
+    fn missing_repeated_and_misshapen_lines_are_named() {
+        let e = parse("MemFree: 1 kB\nSlab: 1 kB\n").unwrap_err();
+        assert!(e.problem.contains("no MemTotal line"), "{}", e.problem);
+        let e = parse("MemTotal: 1 kB\nMemFree: 1 kB\nMemTotal: 2 kB\n").unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(e.problem.contains("first on line 1"), "{}", e.problem);
+        assert_eq!(parse("MemTotal: 1 kB\nMemFree 1 kB\n").unwrap_err().line, 2);
+        assert_eq!(
+            parse("MemTotal: 1 kB\nMemFree: 1 kB extra\n")
+                .unwrap_err()
+                .line,
+            2
+        );
+        let e = parse("MemTotal: 1 pages\n").unwrap_err();
+        assert!(
+            e.problem.contains("unknown unit \"pages\""),
+            "{}",
+            e.problem
+        );
+    }
+
+    /// Kernels before 3.14 write no MemAvailable line: MemFree stands in; SReclaimable is optional.
+    #[test]
+    fn available_falls_back_to_free() {
+        let m = parse("MemTotal: 4 kB\nMemFree: 2 kB\nSlab: 1 kB\nHugePages_Total: 0\n").unwrap();
+        assert_eq!((m.available, m.slab_reclaimable), (2048, 0));
     }
 }

@@ -3,7 +3,7 @@
 //! Every parser takes the file's text and returns plain values; reading the
 //! file is [`host::Host`]'s business (through [`crate::root::Root`]). Tests use
 //! output pasted from a real kernel, labelled with its version. Where `procfs`
-//! parses a file (meminfo, a process's status, limits and stat) the parser here
+//! parses a file (a process's status) the parser here
 //! wraps it into the few typed fields tune uses.
 
 pub mod cgroup;

@@ -24,8 +24,29 @@ pub fn parse_status(text: &str) -> Result<ProcStatus, ParseError> {
         .map_err(|e| ParseError::new(1, super::procfs_problem(&e)))?;
     Ok(ProcStatus {
         cap_eff: s.capeff,
-        rss: s.vmrss.unwrap_or(0).saturating_mul(1024),
-        rss_anon: s.rssanon.unwrap_or(0).saturating_mul(1024),
+        rss: kib_to_bytes(text, "VmRSS", s.vmrss)?,
+        rss_anon: kib_to_bytes(text, "RssAnon", s.rssanon)?,
+    })
+}
+
+/// A status field procfs read in KiB, in bytes (0 when absent: kernel threads have none). The
+/// scaling is checked: a value past u64 bytes is an error naming its line, not a saturated or
+/// wrapped figure.
+fn kib_to_bytes(text: &str, field: &str, kib: Option<u64>) -> Result<u64, ParseError> {
+    let Some(kib) = kib else { return Ok(0) };
+    kib.checked_mul(1024).ok_or_else(|| {
+        let prefix = format!("{field}:");
+        let line = text
+            .lines()
+            .position(|l| l.starts_with(&prefix))
+            .map_or(1, |i| i + 1);
+        ParseError::new(
+            line,
+            format!(
+                "{field}: {kib} kB is more than {} bytes (a damaged or edited copy?)",
+                u64::MAX
+            ),
+        )
     })
 }
 
@@ -148,6 +169,31 @@ Max realtime timeout      unlimited            unlimited            us
     fn reads_its_own_status() {
         let s = parse_status(&std::fs::read_to_string("/proc/self/status").unwrap()).unwrap();
         assert!(s.rss > 0 && s.rss_anon > 0 && s.rss_anon <= s.rss);
+    }
+
+    /// Issue 24: VmRSS is in KiB; a value whose bytes pass u64 is refused with its line named.
+    #[test]
+    fn an_rss_past_u64_bytes_is_an_error_naming_its_line() {
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        let at = own.lines().position(|l| l.starts_with("VmRSS:")).unwrap();
+        let text: String = own
+            .lines()
+            .enumerate()
+            .map(|(i, l)| match i == at {
+                true => "VmRSS:\t18014398509481984 kB\n".to_string(),
+                false => format!("{l}\n"),
+            })
+            .collect();
+        let e = parse_status(&text).unwrap_err();
+        assert_eq!(e.line, at + 1);
+        assert!(
+            e.problem
+                .contains("VmRSS: 18014398509481984 kB is more than"),
+            "{}",
+            e.problem
+        );
+        let fits = text.replace("18014398509481984 kB", "18014398509481983 kB");
+        assert_eq!(parse_status(&fits).unwrap().rss, 18014398509481983 * 1024);
     }
 
     #[test]

@@ -97,6 +97,10 @@ pub struct DriftReport {
     pub values: Vec<crate::state::Drift>,
     /// One line per value that no longer holds live or would not survive a reboot.
     pub problems: Vec<String>,
+    /// The values the apply set in another network namespace, which `values` leaves out: one
+    /// line naming that namespace and how to reach it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_netns: Option<String>,
 }
 
 /// A kernel counter that shows a limit was hit since boot.

@@ -468,6 +468,7 @@ mod tests {
                 d("rlimit.nofile.soft", None, false, BootKeeps::NotApplicable),
             ],
             problems: Vec::new(),
+            other_netns: None,
         });
         let text = render(&r);
         for line in [

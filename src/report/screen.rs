@@ -145,7 +145,11 @@ fn fix_lines(r: &CheckReport, v: &Verdict, w: usize) -> Vec<String> {
 /// something to say.
 fn drift_lines(r: &CheckReport, w: usize) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(d) = r.drift.as_ref().filter(|d| d.problems.is_empty()) {
+    if let Some(d) = r
+        .drift
+        .as_ref()
+        .filter(|d| d.problems.is_empty() && !d.values.is_empty())
+    {
         out.push(String::new());
         out.extend(wrap(
             &format!(
@@ -168,6 +172,11 @@ fn drift_lines(r: &CheckReport, w: usize) -> Vec<String> {
         for p in &d.problems {
             out.extend(wrap(p, w, "  ", "    "));
         }
+    }
+    if let Some(line) = r.drift.as_ref().and_then(|d| d.other_netns.as_ref()) {
+        out.push(String::new());
+        out.push("Applied in another network namespace (not this one's drift):".to_string());
+        out.extend(wrap(line, w, "  ", "    "));
     }
     if !r.boot_warnings.is_empty() {
         out.push(String::new());

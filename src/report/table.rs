@@ -164,7 +164,9 @@ fn notes(r: &CheckReport, _color: bool) -> String {
         }
     }
     if let Some(d) = &r.drift {
-        if d.problems.is_empty() {
+        if d.problems.is_empty() && d.values.is_empty() {
+            // Every value of the apply belongs to another network namespace: said below.
+        } else if d.problems.is_empty() {
             out.push_str(&format!(
                 "\nLast apply (#{}, profile {}): all {} values still live and kept at boot.\n",
                 d.apply_id,
@@ -179,6 +181,10 @@ fn notes(r: &CheckReport, _color: bool) -> String {
             for p in &d.problems {
                 out.push_str(&format!("  {p}\n"));
             }
+        }
+        if let Some(line) = &d.other_netns {
+            out.push_str("\nApplied in another network namespace (not this one's drift):\n");
+            out.push_str(&format!("  {line}\n"));
         }
     }
     let whys: Vec<String> = r

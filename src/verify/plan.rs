@@ -32,9 +32,9 @@ pub struct LoadOptions {
     /// New connections per second, all processes together (positive); `None`: as fast as
     /// they complete.
     pub rate: Option<f64>,
-    /// Source addresses to bind; `None`: enough loopback addresses for a loopback IPv4
-    /// target, else the kernel's choice.
-    pub sources: Option<Vec<IpAddr>>,
+    /// Source addresses to bind (an open prefix gives as many as the run needs); `None`:
+    /// enough loopback addresses for a loopback IPv4 target, else the kernel's choice.
+    pub sources: Option<sources::Spec>,
     pub connect_timeout: Duration,
     /// Connections closed per second at teardown (`None`: as fast as the clients go).
     pub close_rate: Option<u64>,
@@ -107,8 +107,8 @@ pub fn memory_floor(given: Option<u64>, mem_total: u64) -> anyhow::Result<u64> {
 /// A target for a server at `addr`. A server on all addresses is reached over loopback:
 /// `[::]` at ::1 when the sources given are IPv6, else (and for `0.0.0.0`) at 127.0.0.1, whose
 /// /8 offers as many source addresses as a run needs (a dual-stack `[::]` takes both).
-pub fn target_of(addr: SocketAddr, sources: Option<&[IpAddr]>) -> Target {
-    let v6_sources = sources.is_some_and(|s| s.first().is_some_and(IpAddr::is_ipv6));
+pub fn target_of(addr: SocketAddr, first_source: Option<IpAddr>) -> Target {
+    let v6_sources = first_source.is_some_and(|s| s.is_ipv6());
     let addr = match addr.ip() {
         IpAddr::V6(a) if a.is_unspecified() && v6_sources => {
             SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), addr.port())
@@ -169,13 +169,17 @@ pub fn load_config(
         Processes::Auto => loadgen::auto_processes(conns, hard, cores),
         Processes::Fixed(n) => n,
     };
+    // As many addresses as the run needs: enough per process for its share of the
+    // connections within the port range, for an open --source prefix as for 127.0.0.0/8.
+    let need = || {
+        let per = conns.div_ceil(processes as u64);
+        loadgen::sources_per_process(per, ports(root)) as usize * processes
+    };
     let srcs: Vec<IpAddr> = match &o.sources {
-        Some(s) => s.clone(),
+        Some(s) if s.open.is_some() => s.take(need()),
+        Some(s) => s.fixed.clone(),
         None if target.addr.ip().is_loopback() && target.addr.is_ipv4() => {
-            let ports = ports(root);
-            let per = conns.div_ceil(processes as u64);
-            let k = loadgen::sources_per_process(per, ports) as usize;
-            sources::loopback(k * processes)
+            sources::loopback(need())
         }
         None => Vec::new(),
     };
@@ -193,6 +197,28 @@ pub fn load_config(
         close_rate: o.close_rate,
         close_mode: o.close_mode,
     })
+}
+
+/// What a run took from a `--source` prefix given without a count, for the line that says so;
+/// `None` when the addresses were given outright.
+pub fn taken_from_open_prefix(o: &LoadOptions, cfg: &LoadConfig) -> Option<String> {
+    let open = o.sources.as_ref()?.open.as_ref()?;
+    let (first, last) = (cfg.sources.first()?, cfg.sources.last()?);
+    let n = cfg.sources.len();
+    Some(format!(
+        "--source {}: took {} address{} ({first}{}), as many as {} connections from {} client \
+         processes need",
+        open.text,
+        crate::units::group(n as u64),
+        if n == 1 { "" } else { "es" },
+        if n == 1 {
+            String::new()
+        } else {
+            format!(" .. {last}")
+        },
+        crate::units::group(cfg.conns),
+        cfg.processes
+    ))
 }
 
 /// Refuses source addresses a client socket cannot bind (not addresses of this host) or of
@@ -256,7 +282,11 @@ mod tests {
     #[test]
     fn all_addresses_are_reached_over_the_sources_family() {
         let v6: Vec<IpAddr> = vec!["2001:db8:100::1".parse().unwrap()];
-        let t = |a: &str, s: Option<&[IpAddr]>| target_of(a.parse().unwrap(), s).addr.to_string();
+        let t = |a: &str, s: Option<&[IpAddr]>| {
+            target_of(a.parse().unwrap(), s.and_then(|s| s.first().copied()))
+                .addr
+                .to_string()
+        };
         assert_eq!(t("[::]:80", Some(&v6)), "[::1]:80");
         assert_eq!(t("[::]:80", None), "127.0.0.1:80");
         assert_eq!(t("0.0.0.0:80", None), "127.0.0.1:80");

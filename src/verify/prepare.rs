@@ -90,7 +90,7 @@ pub fn prepare(
     let clients = if plan.external {
         None
     } else {
-        let target = plan::target_of(listen, plan.load.sources.as_deref());
+        let target = plan::target_of(listen, plan.load.sources.as_ref().and_then(|s| s.first()));
         let cfg = plan::load_config(root, target, plan.target, &plan.load)?;
 
         let gen = LoadGen::start(&cfg, &mut launch::load_worker_command)?;
@@ -102,11 +102,16 @@ pub fn prepare(
         signals,
     };
     match &rig.clients {
-        Some(c) => progress.say(&format!(
-            "{} client processes, sources: {}",
-            c.cfg.processes,
-            rig.sources()
-        )),
+        Some(c) => {
+            if let Some(line) = plan::taken_from_open_prefix(&plan.load, &c.cfg) {
+                progress.say(&line);
+            }
+            progress.say(&format!(
+                "{} client processes, sources: {}",
+                c.cfg.processes,
+                rig.sources()
+            ))
+        }
         None => progress.say(&format!(
             "waiting for {} connections from other hosts: tune load ws://{listen}/ --conns N (per host)",
             group(plan.target)

@@ -10,7 +10,7 @@ use crate::apply_support;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use apply_support::{fixture, host_wide_values, sandboxed, tune_sandboxed};
+use apply_support::{fixture, host_wide_values, sandboxed, tune_on_read_only_host, tune_sandboxed};
 
 const PER_NS: &[&str] = &[
     "net/core/somaxconn",
@@ -344,4 +344,65 @@ fn rollback_shows_its_plan_leaves_later_changes_alone_and_stays_in_its_namespace
         "{log}"
     );
     assert_eq!(host_wide_values(), host_before, "host-wide values changed");
+}
+
+/// Issue 24: an apply inside a network namespace, left without its rollback, is not the host's
+/// drift. check on the host (same --state-dir) lists those values apart, naming the namespace
+/// and how to reach it, and says "changed since apply" for none of them; inside the namespace
+/// the same record is that namespace's drift as before.
+#[test]
+fn check_on_the_host_lists_an_apply_of_another_namespace_apart() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().to_str().unwrap();
+    let p = fixture("netns.toml");
+    let out = sandboxed(&format!(
+        "$TUNE apply --profile {p} --state-dir {dir} --yes > /dev/null; echo \"apply_exit=$?\"\n\
+         readlink /proc/self/ns/net\n\
+         $TUNE check --state-dir {dir}"
+    ))
+    .output()
+    .unwrap();
+    let inside = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(inside.contains("apply_exit=1"), "{inside}");
+    let ns = inside
+        .lines()
+        .find(|l| l.starts_with("net:["))
+        .expect("the namespace's link")
+        .to_string();
+    // Inside its namespace the record is this namespace's: compared, nothing listed apart.
+    assert!(
+        inside.contains("Drift since the last apply (#1"),
+        "{inside}"
+    );
+    assert!(!inside.contains("another network namespace"), "{inside}");
+    assert!(!inside.contains("changed since apply"), "{inside}");
+
+    let host = tune_on_read_only_host(&["check", "--state-dir", dir])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&host.stdout).into_owned();
+    assert_eq!(host.status.code(), Some(0), "{text}");
+    assert!(!text.contains("changed since apply"), "{text}");
+    assert!(!text.contains("Drift since the last apply"), "{text}");
+    assert!(!text.contains("values still live"), "{text}");
+    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        joined.contains(&format!("in network namespace {ns}, but this tune runs in net:["))
+            && joined.contains("run `tune check` inside that namespace (ip netns exec NAME, or nsenter --net=/proc/PID/ns/net)"),
+        "{text}"
+    );
+    for knob in ["net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog"] {
+        assert!(joined.contains(knob), "{knob} not named: {text}");
+    }
+    // The JSON report says the same: those values left out, the line in drift.other_netns.
+    let json = tune_on_read_only_host(&["check", "--state-dir", dir, "--format", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let drift = &v["drift"];
+    assert_eq!(drift["values"].as_array().map(Vec::len), Some(0), "{drift}");
+    assert!(
+        drift["other_netns"].as_str().unwrap().contains(&ns),
+        "{drift}"
+    );
 }

@@ -18,6 +18,43 @@ fn an_empty_proc_is_an_error_not_a_pass() {
         .stderr(contains("proc/meminfo").and(contains("not a readable /proc")));
 }
 
+/// Issue 24: procfs-core 0.17 scaled this unchecked, and check answered "holds 0 connections:
+/// bound by memory at 0" with exit 0. A value past u64 bytes is an error naming file and line.
+#[test]
+fn a_meminfo_value_past_u64_bytes_is_an_error_naming_file_and_line() {
+    let root = crate::apply_support::fake_root();
+    let meminfo = root.path().join("proc/meminfo");
+    let text = std::fs::read_to_string(&meminfo).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("MemTotal:"))
+        .unwrap()
+        + 1;
+    let edited: String = text
+        .lines()
+        .map(|l| match l.starts_with("MemTotal:") {
+            true => "MemTotal: 99999999999 gB\n".to_string(),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(&meminfo, edited).unwrap();
+    for args in [&["check"][..], &["check", "--profile", "1m"]] {
+        tune()
+            .arg("--root")
+            .arg(root.path())
+            .args(args)
+            .assert()
+            .code(2)
+            .stdout(contains("holds").not())
+            .stderr(
+                contains(format!(
+                    "proc/meminfo: line {line}: MemTotal: 99999999999 gB"
+                ))
+                .and(contains("more than 18446744073709551615 bytes")),
+            );
+    }
+}
+
 #[test]
 fn a_target_beyond_what_the_formulas_hold_is_refused() {
     tune()

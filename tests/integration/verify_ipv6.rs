@@ -1,6 +1,6 @@
 //! IPv6 end to end, through the binary, each in a fresh network namespace (`unshare -n`) whose
 //! addresses and routes the test itself adds and which dies with it: `serve --verify` over ::1
-//! with AnyIP sources (IP_FREEBIND) VERIFIED, the same without sources stopped at the port range
+//! with AnyIP sources (IP_FREEBIND, a /64 without a count: as many as the run needs) VERIFIED, the same without sources stopped at the port range
 //! with IPv6 fixes, `tune load` from a list of assigned IPv6 sources, and a dual-stack `[::]`
 //! listener held by IPv4 and IPv6 clients at once. 2001:db8::/32 is the documentation prefix
 //! (RFC 3849): never routed anywhere, so nothing here can reach beyond the namespace.
@@ -66,7 +66,7 @@ fn verify_60000_over_ipv6_loopback_from_an_anyip_prefix() {
     let Some(cmd) = in_netns_v6(
         TEST,
         &format!(
-            "ip -6 route add local 2001:db8:100::/64 dev lo && exec {} --source 2001:db8:100::/64:4",
+            "ip -6 route add local 2001:db8:100::/64 dev lo && exec {} --source 2001:db8:100::/64",
             verify_json("60000", 10)
         ),
     ) else {
@@ -78,11 +78,37 @@ fn verify_60000_over_ipv6_loopback_from_an_anyip_prefix() {
     assert_eq!(j["verified"], true, "{j:#}");
     assert_eq!(j["reached"], 60000);
     assert_eq!(j["echoes"], 60000);
+    // The /64 without a count (issue 24): tune took as many addresses as the run needs, one
+    // share per client process (60,000 connections need several under a 20,000 fd cap), and
+    // said how many before it started.
+    let procs = j["client_processes"].as_u64().unwrap();
+    assert!(procs >= 3, "60,000 connections in {procs} client processes");
+    let took = stderr
+        .lines()
+        .find(|l| l.contains("--source 2001:db8:100::/64: took "))
+        .unwrap_or_else(|| panic!("no line saying what was taken: {stderr}"));
+    let n: u64 = took
+        .split("took ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{took}"));
+    assert!(
+        n >= procs && n < 100,
+        "took {n} for {procs} processes: {took}"
+    );
+    assert!(
+        took.contains(&format!(
+            "took {n} addresses (2001:db8:100::1 .. 2001:db8:100::{n:x}), as many as 60,000 \
+             connections from {procs} client processes need"
+        )),
+        "{took}"
+    );
     assert_eq!(
         j["sources"],
-        "4 addresses, 2001:db8:100::1 .. 2001:db8:100::4"
+        format!("{n} addresses, 2001:db8:100::1 .. 2001:db8:100::{n:x}")
     );
-    // The prediction counted the four sources: 4 × the port range, not 127.0.0.0/8.
+    // The prediction counted the sources it could take, not 127.0.0.0/8.
     assert_eq!(
         j["prediction"]["meets_target"], true,
         "{:#}",

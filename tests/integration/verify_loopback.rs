@@ -8,6 +8,8 @@ use verify_support::*;
 #[test]
 fn verify_20000_passes_here() {
     let _alone = alone();
+    // In the host's own network namespace: the teardown paces its close by tcp_mem, which a
+    // child namespace does not show. Figures other processes move are bounded below.
     let mut cmd = tune();
     cmd.args([
         "serve",
@@ -20,6 +22,7 @@ fn verify_20000_passes_here() {
         "--format",
         "json",
     ]);
+    let free_slots = tcp_slab_free_slots();
     let (code, j, stderr) = run(cmd);
     check_schema(&j);
     assert_eq!(code, 0, "{j:#}\n{stderr}");
@@ -34,16 +37,32 @@ fn verify_20000_passes_here() {
     assert!(j["client_processes"].as_u64().unwrap() >= 2, "{j:#}");
     assert_eq!(j["handshake_latency"]["count"], 20000);
     assert_eq!(j["echo_latency"]["count"], 20000);
-    // Every socket of the run was open at the peak: both ends are on this host.
+    // Every socket of the run was open at the peak: both ends are on this host (other
+    // processes' sockets in this namespace only add to the figure).
     assert!(j["sockstat_peak"]["tcp_inuse"].as_u64().unwrap() >= 40_000);
     // Kernel memory was measured, not copied from the prediction: TCP sockets appear in Slab.
-    let tcp = j["kernel_memory"]["slab_breakdown"]
+    // Slab is host-wide, so what the run added is bounded by what the kernel must do for it:
+    // its 40,000 TCP objects fill the cache's free slots first (left by earlier sockets, free
+    // at the start or freed by other processes meanwhile: the host's allocated TCP sockets
+    // grew by less than this run's own then), and grow the cache by the rest.
+    let k = &j["kernel_memory"];
+    let others_closed = k["tcp_sockets_expected"]
+        .as_i64()
+        .unwrap()
+        .saturating_sub(k["tcp_sockets_allocated_delta"].as_i64().unwrap())
+        .max(0) as u64;
+    let must_grow = 39_000u64.saturating_sub(free_slots + others_closed);
+    let grown = k["slab_breakdown"]
         .as_array()
         .unwrap()
         .iter()
         .find(|g| g["cache"] == "TCP")
-        .expect("TCP cache grew");
-    assert!(tcp["objects"].as_u64().unwrap() >= 39_000, "{tcp}");
+        .map_or(0, |g| g["objects"].as_u64().unwrap());
+    assert!(
+        grown >= must_grow,
+        "TCP cache grew by {grown} objects; {free_slots} slots were free at the start and \
+         other processes closed {others_closed} sockets meanwhile: {k:#}"
+    );
     // Closing in batches left TCP out of memory pressure.
     assert_eq!(j["teardown"]["tcp_memory_pressures_delta"], 0, "{j:#}");
     assert_eq!(j["teardown"]["closed"], 20000);
@@ -62,6 +81,18 @@ fn verify_20000_passes_here() {
     phases_add_up(&j);
     assert_eq!(j["exit_code"], 0);
     no_workers_left_of(env!("CARGO_BIN_EXE_tune"));
+}
+
+/// Slots of the TCP slab cache allocated but unused now (num_objs less active_objs): new TCP
+/// sockets take these before the cache grows.
+fn tcp_slab_free_slots() -> u64 {
+    let text = std::fs::read_to_string("/proc/slabinfo").expect("root reads /proc/slabinfo");
+    let caches = tune::kernel::slabinfo::parse(&text).unwrap();
+    let tcp = caches
+        .iter()
+        .find(|c| c.name == "TCP")
+        .expect("a TCP cache");
+    tcp.num_objs.saturating_sub(tcp.active_objs)
 }
 
 /// Every phase of a full run was timed, in order, and together they fit in the whole.

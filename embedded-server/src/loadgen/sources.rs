@@ -14,12 +14,72 @@ pub const MAX_SOURCES: usize = 65_536;
 /// The documentation prefix of RFC 3849 (2001:db8::/32) the fixes use as placeholders.
 pub const DOC_PREFIX_V6: &str = "2001:db8:100::/64";
 
+/// A parsed `--source`: the addresses it names, and at most one open prefix, a prefix given
+/// without a count that holds more than [`MAX_SOURCES`] host addresses. A run takes from the
+/// open prefix as many addresses as it needs ([`Spec::take`]), as it picks loopback sources
+/// from 127.0.0.0/8 when no `--source` is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    /// The addresses named outright (ranges, lists, prefixes with a count or small enough).
+    pub fixed: Vec<IpAddr>,
+    pub open: Option<OpenPrefix>,
+}
+
+/// A prefix given without a count, too large to take whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenPrefix {
+    /// As the user wrote it (`2001:db8:100::/64`), for the line saying what was taken.
+    pub text: String,
+    /// Its first host address (the address given, when it has host bits set).
+    pub first: IpAddr,
+    /// Host addresses from `first` to the prefix's end.
+    pub available: u128,
+}
+
+impl Spec {
+    /// The family's first address (for choosing the target's family).
+    pub fn first(&self) -> Option<IpAddr> {
+        self.fixed
+            .first()
+            .copied()
+            .or(self.open.as_ref().map(|o| o.first))
+    }
+
+    /// The most addresses this spec can give a run: the fixed ones and, from an open prefix, up
+    /// to [`MAX_SOURCES`] in all.
+    pub fn most(&self) -> usize {
+        self.fixed.len() + self.open_room()
+    }
+
+    /// Addresses an open prefix may still give: what it holds, within [`MAX_SOURCES`] in all.
+    fn open_room(&self) -> usize {
+        self.open.as_ref().map_or(0, |o| {
+            let room = MAX_SOURCES - self.fixed.len();
+            o.available.min(room as u128) as usize
+        })
+    }
+
+    /// The addresses for a run that needs `need` of them: every fixed address, then from the
+    /// open prefix (at least one) until there are `need`, within what it holds and
+    /// [`MAX_SOURCES`].
+    pub fn take(&self, need: usize) -> Vec<IpAddr> {
+        let mut out = self.fixed.clone();
+        if let Some(o) = &self.open {
+            let n = need.saturating_sub(out.len()).max(1).min(self.open_room());
+            out.extend((0..n as u128).map(|k| offset(o.first, k)));
+        }
+        out
+    }
+}
+
 /// Parses `--source`: comma-separated addresses, `A-B` ranges and `PREFIX/LEN[:COUNT]` prefixes,
 /// all of one family. A prefix yields COUNT addresses from its first host address (from the
 /// address given, when it has host bits set); without COUNT, every host address of a prefix
-/// small enough (at most [`MAX_SOURCES`]).
-pub fn parse(spec: &str) -> Result<Vec<IpAddr>, String> {
+/// small enough (at most [`MAX_SOURCES`]), else as many as the run needs (an [`OpenPrefix`],
+/// one per spec).
+pub fn parse_spec(spec: &str) -> Result<Spec, String> {
     let mut out: Vec<IpAddr> = Vec::new();
+    let mut open: Option<OpenPrefix> = None;
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (first, count) = if part.contains('/') {
             prefix(part)?
@@ -31,13 +91,31 @@ pub fn parse(spec: &str) -> Result<Vec<IpAddr>, String> {
                     "--source {part:?}: not an IP address, an A-B range or a PREFIX/LEN:COUNT prefix"
                 )
             })?;
-            (ip, 1)
+            (ip, Count::Exactly(1))
         };
-        if let Some(other) = out.first().filter(|o| o.is_ipv4() != first.is_ipv4()) {
+        let family_first = out.first().copied().or(open.as_ref().map(|o| o.first));
+        if let Some(other) = family_first.filter(|o| o.is_ipv4() != first.is_ipv4()) {
             return Err(format!(
                 "--source {part:?}: mixes IPv4 and IPv6 ({other} came first); a run's sources are of the target's one family"
             ));
         }
+        let count = match count {
+            Count::Exactly(c) => c,
+            Count::AsNeeded(available) => {
+                if let Some(o) = &open {
+                    return Err(format!(
+                        "--source {part:?}: a second prefix without a count ({} came first); give one a count: PREFIX/LEN:COUNT",
+                        o.text
+                    ));
+                }
+                open = Some(OpenPrefix {
+                    text: part.to_string(),
+                    first,
+                    available,
+                });
+                continue;
+            }
+        };
         if count > (MAX_SOURCES - out.len()) as u128 {
             return Err(format!(
                 "--source {part:?}: more than {MAX_SOURCES} addresses in all; give a narrower range or a smaller count"
@@ -45,10 +123,29 @@ pub fn parse(spec: &str) -> Result<Vec<IpAddr>, String> {
         }
         out.extend((0..count).map(|k| offset(first, k)));
     }
-    if out.is_empty() {
+    if out.is_empty() && open.is_none() {
         return Err("--source: no address given".into());
     }
-    Ok(out)
+    if open.is_some() && out.len() >= MAX_SOURCES {
+        return Err(format!(
+            "--source {spec:?}: more than {MAX_SOURCES} addresses in all; give a narrower range or a smaller count"
+        ));
+    }
+    Ok(Spec { fixed: out, open })
+}
+
+/// Every address `spec` may give a run: [`parse_spec`]'s, with an open prefix taken as far as
+/// it can be ([`Spec::most`]).
+pub fn parse(spec: &str) -> Result<Vec<IpAddr>, String> {
+    let s = parse_spec(spec)?;
+    Ok(s.take(s.most()))
+}
+
+/// How many addresses a part gives: a number, or as many as the run needs (a prefix without
+/// a count holding more than [`MAX_SOURCES`]; the figure is what it holds from its first).
+enum Count {
+    Exactly(u128),
+    AsNeeded(u128),
 }
 
 /// An address as a number and back (IPv4 in the low 32 bits).
@@ -67,7 +164,7 @@ fn offset(base: IpAddr, k: u128) -> IpAddr {
 }
 
 /// `A-B`: the first address and the count.
-fn range(part: &str, a: &str, b: &str) -> Result<(IpAddr, u128), String> {
+fn range(part: &str, a: &str, b: &str) -> Result<(IpAddr, Count), String> {
     let parse = |s: &str| {
         s.parse::<IpAddr>()
             .map_err(|_| format!("--source {part:?}: {s:?} is not an IP address"))
@@ -87,11 +184,11 @@ fn range(part: &str, a: &str, b: &str) -> Result<(IpAddr, u128), String> {
             "--source {part:?}: more than {MAX_SOURCES} addresses; give a narrower range"
         ));
     }
-    Ok((a, count))
+    Ok((a, Count::Exactly(count)))
 }
 
 /// `PREFIX/LEN[:COUNT]`: the first address and the count.
-fn prefix(part: &str) -> Result<(IpAddr, u128), String> {
+fn prefix(part: &str) -> Result<(IpAddr, Count), String> {
     let (addr, rest) = part.split_once('/').unwrap_or((part, ""));
     let (len, count) = match rest.split_once(':') {
         Some((l, c)) => (l, Some(c)),
@@ -129,14 +226,13 @@ fn prefix(part: &str) -> Result<(IpAddr, u128), String> {
             .parse::<u128>()
             .ok()
             .filter(|c| *c >= 1)
-            .ok_or_else(|| format!("--source {part:?}: the count {c:?} is not a number of addresses (1 or more)"))?,
+            .ok_or_else(|| {
+                format!(
+                    "--source {part:?}: the count {c:?} is not a number of addresses (1 or more)"
+                )
+            })?,
         None if available <= MAX_SOURCES as u128 => available,
-        None => {
-            return Err(format!(
-                "--source {part:?}: the prefix holds more than {MAX_SOURCES} addresses; say how many to use: {}/{len}:COUNT",
-                addr.trim()
-            ))
-        }
+        None => return Ok((offset(ip, first - num(ip)), Count::AsNeeded(available))),
     };
     if count > available {
         return Err(format!(
@@ -144,7 +240,7 @@ fn prefix(part: &str) -> Result<(IpAddr, u128), String> {
             offset(ip, first - num(ip))
         ));
     }
-    Ok((offset(ip, first - num(ip)), count))
+    Ok((offset(ip, first - num(ip)), Count::Exactly(count)))
 }
 
 /// `count` loopback source addresses from 127.0.0.2 upwards, skipping `.0` and `.255` in the
@@ -330,13 +426,48 @@ mod tests {
         assert_eq!(parse("10.1.2.3/32").unwrap(), vec![ip("10.1.2.3")]);
     }
 
+    /// Issue 24: a prefix without a count that holds more than MAX_SOURCES is taken as far as
+    /// the run needs, as 127.0.0.0/8 is when no --source is given.
+    #[test]
+    fn a_large_prefix_without_a_count_gives_what_the_run_needs() {
+        let s = parse_spec("2001:db8:100::/64").unwrap();
+        assert!(s.fixed.is_empty());
+        assert_eq!(s.first(), Some(ip("2001:db8:100::1")));
+        assert_eq!(s.most(), MAX_SOURCES);
+        let v = s.take(3);
+        assert_eq!(
+            v,
+            vec![
+                ip("2001:db8:100::1"),
+                ip("2001:db8:100::2"),
+                ip("2001:db8:100::3")
+            ]
+        );
+        assert_eq!(s.take(0).len(), 1, "at least one");
+        assert_eq!(s.take(usize::MAX).len(), MAX_SOURCES, "at most MAX_SOURCES");
+        assert_eq!(parse("2001:db8:100::/64").unwrap().len(), MAX_SOURCES);
+        // From the address given; fixed addresses first, the prefix tops up to what is needed.
+        let s = parse_spec("2001:db8:200::1, 2001:db8:100::10/64").unwrap();
+        assert_eq!(
+            s.take(3),
+            vec![
+                ip("2001:db8:200::1"),
+                ip("2001:db8:100::10"),
+                ip("2001:db8:100::11")
+            ]
+        );
+        assert_eq!(s.most(), MAX_SOURCES);
+        // 127.0.0.0/8 from 127.0.0.2 (network address skipped, broadcast excluded).
+        let s = parse_spec("127.0.0.1/8").unwrap();
+        assert_eq!(s.take(2), vec![ip("127.0.0.1"), ip("127.0.0.2")]);
+        let e = parse_spec("2001:db8:100::/64, 2001:db8:200::/64").unwrap_err();
+        assert!(e.contains("a second prefix without a count"), "{e}");
+        let e = parse_spec("2001:db8:100::/64, 10.0.0.0/8").unwrap_err();
+        assert!(e.contains("mixes IPv4 and IPv6"), "{e}");
+    }
+
     #[test]
     fn bad_ipv6_specs_say_what_to_give() {
-        let e = parse("2001:db8:100::/64").unwrap_err();
-        assert!(
-            e.contains("say how many") && e.contains("2001:db8:100::/64:COUNT"),
-            "{e}"
-        );
         let e = parse("2001:db8:100::/64:100000").unwrap_err();
         assert!(e.contains("more than 65536"), "{e}");
         let e = parse("2001:db8:100::/126:5").unwrap_err();

@@ -23,7 +23,9 @@ pub fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| statm_resident_pages(&s))
-        .map_or(0, |pages| pages * page)
+        // Saturating, not wrapping: a figure past u64 bytes cannot come from a live kernel,
+        // and a budget compared with it must then see "too much", never a small number.
+        .map_or(0, |pages| pages.saturating_mul(page))
 }
 
 #[cfg(test)]
