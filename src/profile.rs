@@ -388,7 +388,11 @@ pub fn formulas(target: u64, role: Role, p: &Params) -> BTreeMap<KnobId, Require
             "pressure at one 4 KiB page of unread data per socket ({sock_text}, + {h}% headroom); low and high in the kernel's 3:4:6 ratio"
         ),
     );
-    let ram = (up(sockets.saturating_mul(p.bytes_per_socket), h) as u128 * 100).div_ceil(95) as u64;
+    // Saturating, not truncating: a u128 past u64 cast with `as` would wrap to a small figure.
+    let ram = u64::try_from(
+        (up(sockets.saturating_mul(p.bytes_per_socket), h) as u128 * 100).div_ceil(95),
+    )
+    .unwrap_or(u64::MAX);
     put(
         KnobId::MemoryTotal,
         Value::Int(ram),
@@ -791,6 +795,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The RAM formula saturates at the largest target and cost instead of wrapping to a small
+    /// figure (a u128 cast back with `as`).
+    #[test]
+    fn the_ram_formula_saturates_at_the_extremes() {
+        let p = Params {
+            bytes_per_socket: u64::MAX,
+            ..Params::default()
+        };
+        let r = formulas(MAX_TARGET, Role::Loopback, &p);
+        assert_eq!(r[&KnobId::MemoryTotal].value, Value::Int(u64::MAX));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 and this machine's /proc) with one number at a time replaced by a value at or just past what
 u32, i64 or u64 holds, itself or scaled by B, kB, MB, GB or a 4 KiB page.
 
-    python3 fuzz/seeds/near-limits.py fuzz/corpus/proc
+    python3 fuzz/seeds/near-limits.py /tmp/proc-seeds   # then pass the directory to cargo fuzz run
 
 The first byte picks the parser, as in tune::kernel::parse_any."""
 import pathlib

@@ -399,6 +399,7 @@ fn check_on_the_host_lists_an_apply_of_another_namespace_apart() {
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    crate::check_cli::validate(&v);
     let drift = &v["drift"];
     assert_eq!(drift["values"].as_array().map(Vec::len), Some(0), "{drift}");
     assert!(

@@ -48,7 +48,7 @@ fn check_json(root: Option<&str>, args: &[&str]) -> (Json, i32) {
     (json, code)
 }
 
-fn validate(json: &Json) {
+pub(crate) fn validate(json: &Json) {
     let schema: Json = serde_json::from_str(
         &std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/check-schema.json"),
