@@ -18,5 +18,6 @@ pub mod profile;
 pub mod report;
 pub mod root;
 pub mod state;
+pub mod top;
 pub mod transaction;
 pub mod verify;
