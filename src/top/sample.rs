@@ -116,6 +116,12 @@ impl<'r> Sampler<'r> {
             s.notes
                 .push(format!("--pid {}: not readable (exited?)", pids[0]));
         }
+        if counted.is_empty() && self.pid.is_none() {
+            s.notes.push(format!(
+                "fds: no process under {}",
+                self.host.root().path("proc").display()
+            ));
+        }
         counted.sort_by(|a, b| b.cmp(a));
         for (fds, pid) in counted.into_iter().take(self.processes) {
             let proc = self.host.process(Some(pid));
@@ -330,10 +336,7 @@ fn read_knob(host: &Host, id: KnobId) -> Result<Value, String> {
     let knob = id.knob();
     let text = host.sysctl_text(knob.name).map_err(|e| {
         if e.is_absent() {
-            format!(
-                "{}: absent here (a host-wide knob in a child network namespace?)",
-                knob.name
-            )
+            format!("{}: absent (host-wide, hidden in a child netns)", knob.name)
         } else {
             e.to_string()
         }
