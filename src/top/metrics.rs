@@ -31,6 +31,43 @@ pub const FAMILIES: [&str; 10] = [
     "tune_top_refreshes_total",
 ];
 
+/// What tune-top(1) says about the screen and the metrics (its NOTES section, from clap's long
+/// help); a test holds it to [`FAMILIES`].
+pub const DOC: &str = "\
+The screen: one line per limit, the binding one first (marked >): the processes holding the most \
+fds against their own RLIMIT_NOFILE (soft), fs.file-nr against fs.file-max, nf_conntrack_count \
+against nf_conntrack_max, the ports of the busiest (source, destination) pair, TIME_WAIT \
+included, against ip_local_port_range, tcp_mem pages against its pressure threshold, orphans \
+against tcp_max_orphans, and memory (or the memory cgroup's charge) at the cost of one \
+connection. Each shows use/limit, %, a bar, a sparkline of the last minutes, the rate over \
+the last 10 s and the time to exhaustion at that rate. The binding limit is the one that admits \
+the fewest more connections. ListenOverflows, ListenDrops, TCPReqQFullDrop (SYN drops) and \
+TCPMemoryPressures follow, marked ! while they rise. Keys: s sort (use%, exhaustion, headroom, \
+name), p pause, q quit.
+
+Cost: a process's fds are counted with one stat(2) of /proc/PID/fd (Linux 6.2 and later report \
+the count as its size); /proc/net/tcp and tcp6 are scanned for the ports at most once every 20 \
+times their last scan's duration, since they grow with the sockets.
+
+Metrics (--listen ADDR, at /metrics, Prometheus text format 0.0.4). Every tune_limit_* series \
+has the labels limit (fds, file_nr, conntrack, ports, tcp_mem, orphans, memory, memory_cgroup), \
+unit (fds, files, entries, ports, pages, sockets, bytes), and pid and comm (set for limit=fds \
+only, one series per process shown):
+  tune_limit_used: gauge, what is used, in unit
+  tune_limit_max: gauge, the limit, in unit
+  tune_limit_headroom_ratio: gauge, (max - used) / max
+  tune_limit_headroom_connections: gauge, connections still admitted
+  tune_limit_rate_per_second: gauge, change of used over 10 s
+  tune_limit_exhaustion_seconds: gauge, time left (+Inf: not rising)
+  tune_limit_binding: gauge, 1 for the binding limit, else 0
+  tune_tcp_sockets{state}: gauge, sockstat inuse/orphan/tw/alloc
+  tune_limit_events_total{counter}: counter, one per kernel counter:
+    ListenOverflows, ListenDrops, TCPReqQFullDrop, TCPMemoryPressures
+  tune_top_refreshes_total: counter, refreshes since start
+
+Alert rules for these (predict_linear on conntrack, fds and ports; tune's time to exhaustion; \
+the drops) ship as examples/prometheus/tune-top-alerts.yml, with promtool unit tests.";
+
 /// A float as the text format writes it (`+Inf`, no exponent for ordinary values).
 fn float(v: f64) -> String {
     if v.is_infinite() {
@@ -193,6 +230,9 @@ mod tests {
             });
         }
         let text = render(&st.view(10), 2);
+        for f in FAMILIES {
+            assert!(DOC.contains(f), "{f} is not in tune-top(1)");
+        }
         for f in FAMILIES {
             assert!(
                 text.contains(&format!("# TYPE {f} ")),
