@@ -63,15 +63,24 @@ fn listen(sampler: &mut Sampler, interval: Duration, addr: &str) -> anyhow::Resu
         "tune top: serving the metrics at http://{}/metrics",
         endpoint.addr()
     );
+    let cpu = embedded_server::sys::proc::thread_cpu_time;
     let mut state = State::default();
+    let mut cost = metrics::Cost::default();
     let mut next = Instant::now();
-    for refreshes in 1u64.. {
+    loop {
+        let before = cpu();
         state.push(sampler.sample());
-        endpoint.publish(metrics::render(&state.view(0), refreshes));
+        let view = state.view(0);
+        cost.refreshes += 1;
+        if let (Some(b), Some(a)) = (before, cpu()) {
+            let secs = a.saturating_sub(b).as_secs_f64();
+            cost.last_cpu_seconds = Some(secs);
+            cost.max_cpu_seconds = Some(cost.max_cpu_seconds.unwrap_or(0.0).max(secs));
+        }
+        endpoint.publish(metrics::render(&view, &cost));
         next += interval;
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
-    Ok(())
 }
 
 /// The screen: refresh every interval, keys in between (s sort, p pause, q quit).

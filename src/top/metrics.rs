@@ -18,7 +18,7 @@ use super::model::{Row, View};
 use crate::report::prometheus::Exposition;
 
 /// The families' names, in the order written: tune-top(1) and the README list them.
-pub const FAMILIES: [&str; 10] = [
+pub const FAMILIES: [&str; 12] = [
     "tune_limit_used",
     "tune_limit_max",
     "tune_limit_headroom_ratio",
@@ -29,7 +29,18 @@ pub const FAMILIES: [&str; 10] = [
     "tune_tcp_sockets",
     "tune_limit_events_total",
     "tune_top_refreshes_total",
+    "tune_top_refresh_cpu_seconds",
+    "tune_top_refresh_cpu_seconds_max",
 ];
+
+/// tune top's own cost: refreshes so far and the CPU (user and system) of its refresh thread
+/// for the last one and the largest, when it could be measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Cost {
+    pub refreshes: u64,
+    pub last_cpu_seconds: Option<f64>,
+    pub max_cpu_seconds: Option<f64>,
+}
 
 /// What tune-top(1) says about the screen and the metrics (its NOTES section, from clap's long
 /// help); a test holds it to [`FAMILIES`].
@@ -64,6 +75,8 @@ only, one series per process shown):
   tune_limit_events_total{counter}: counter, one per kernel counter:
     ListenOverflows, ListenDrops, TCPReqQFullDrop, TCPMemoryPressures
   tune_top_refreshes_total: counter, refreshes since start
+  tune_top_refresh_cpu_seconds: gauge, CPU of the last refresh
+  tune_top_refresh_cpu_seconds_max: gauge, largest refresh CPU since start
 
 Alert rules for these (predict_linear on conntrack, fds and ports; tune's time to exhaustion; \
 the drops) ship as examples/prometheus/tune-top-alerts.yml, with promtool unit tests.";
@@ -79,8 +92,8 @@ fn float(v: f64) -> String {
     }
 }
 
-/// The exposition of `view` after `refreshes` refreshes.
-pub fn render(view: &View, refreshes: u64) -> String {
+/// The exposition of `view` and of what the refreshes cost.
+pub fn render(view: &View, cost: &Cost) -> String {
     let mut x = Exposition::default();
     for r in &view.rows {
         limit(&mut x, r);
@@ -112,8 +125,22 @@ pub fn render(view: &View, refreshes: u64) -> String {
         "tune_top_refreshes_total",
         "Refreshes tune top has made since it started.",
         &[],
-        refreshes.to_string(),
+        cost.refreshes.to_string(),
     );
+    if let (Some(last), Some(max)) = (cost.last_cpu_seconds, cost.max_cpu_seconds) {
+        x.gauge(
+            "tune_top_refresh_cpu_seconds",
+            "CPU (user and system) the last refresh took: reading every limit and writing these metrics.",
+            &[],
+            float(last),
+        );
+        x.gauge(
+            "tune_top_refresh_cpu_seconds_max",
+            "The largest refresh CPU since start (a port-table scan included).",
+            &[],
+            float(max),
+        );
+    }
     x.finish()
 }
 
@@ -229,7 +256,12 @@ mod tests {
                 notes: vec![],
             });
         }
-        let text = render(&st.view(10), 2);
+        let cost = Cost {
+            refreshes: 2,
+            last_cpu_seconds: Some(0.001),
+            max_cpu_seconds: Some(0.003),
+        };
+        let text = render(&st.view(10), &cost);
         for f in FAMILIES {
             assert!(DOC.contains(f), "{f} is not in tune-top(1)");
         }
@@ -254,6 +286,7 @@ mod tests {
             "# TYPE tune_limit_events_total counter".into(),
             r#"tune_tcp_sockets{state="tw"} 1"#.into(),
             "tune_top_refreshes_total 2".into(),
+            "tune_top_refresh_cpu_seconds_max 0.003".into(),
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
