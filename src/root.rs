@@ -349,6 +349,21 @@ impl Root {
         self.path(rel).is_dir()
     }
 
+    /// The size `stat` reports for `rel`. On procfs a `/proc/PID/fd` directory reports its
+    /// number of open fds (Linux 6.2 and later) without listing them.
+    pub fn size(&self, rel: &str) -> Result<u64, RootError> {
+        let path = self.checked(rel)?;
+        fs::metadata(&path)
+            .map(|m| m.len())
+            .map_err(|e| RootError::from_io(path, e))
+    }
+
+    /// `rel` is on a procfs mount (the live /proc, not a captured copy).
+    pub fn is_procfs(&self, rel: &str) -> bool {
+        use nix::sys::statfs::{statfs, PROC_SUPER_MAGIC};
+        statfs(&self.path(rel)).is_ok_and(|s| s.filesystem_type() == PROC_SUPER_MAGIC)
+    }
+
     /// Creates one directory (its parent must exist) with mode 0755.
     pub fn create_dir(&self, rel: &str) -> Result<(), RootError> {
         use std::os::unix::fs::DirBuilderExt;

@@ -17,6 +17,7 @@ pub mod load;
 pub mod profiles;
 pub mod rollback;
 pub mod serve;
+pub mod top;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,6 +62,9 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Open websocket connections to a server (the load generator alone), for verifying from other hosts.
     Load(load::LoadArgs),
+    /// Every limit's headroom, live: use against limit, rate and time to exhaustion, the binding limit first; or as Prometheus metrics (--listen).
+    #[command(after_long_help = crate::top::metrics::DOC)]
+    Top(top::TopArgs),
     /// List the profiles or show one fully resolved.
     Profiles(profiles::ProfilesArgs),
     /// Explain a knob: what it is, what hitting it looks like, how to raise it.

@@ -66,18 +66,7 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
             anyhow::bail!("--pid {pid}: no such process ({missing} does not exist)");
         }
     }
-    match host.missing_essentials() {
-        None => anyhow::bail!(
-            "--root {}: no proc/ under it, so there is nothing to check: point --root at a tree holding the host's /proc and /sys",
-            ctx.root.base().display()
-        ),
-        Some(missing) if !missing.is_empty() => anyhow::bail!(
-            "--root {}: {} missing, so this is not a readable /proc: point --root at a tree holding the host's /proc and /sys",
-            ctx.root.base().display(),
-            missing.join(", ")
-        ),
-        Some(_) => {}
-    }
+    super::require_proc(ctx, &host)?;
     // Memory bounds the host's answer: a meminfo that does not parse (a value past u64 bytes, a
     // damaged line) would plan with no memory figure or a wrong one, so it is an error.
     if let Err(e) = host.meminfo() {
@@ -159,7 +148,7 @@ fn mark_blocked_fixes(
 }
 
 /// The width of the terminal on stdout; COLUMNS when stdout is not one; `None`: no limit.
-fn terminal_width() -> Option<usize> {
+pub(crate) fn terminal_width() -> Option<usize> {
     terminal_size::terminal_size_of(std::io::stdout())
         .map(|(w, _)| usize::from(w.0))
         .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())

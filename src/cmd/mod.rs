@@ -17,6 +17,7 @@ pub mod profiles;
 pub mod rollback;
 pub mod serve;
 pub mod server_config;
+pub mod top;
 pub mod verify;
 
 /// Asks `question` on the terminal and reads y/N; without a terminal it refuses, naming
@@ -34,6 +35,23 @@ pub(crate) fn confirm(question: &str, what: &str) -> anyhow::Result<bool> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
+}
+
+/// Refuses a root without a readable /proc (an empty hostPath, a wrong --root), naming what is
+/// missing: check and top read nothing useful there.
+pub(crate) fn require_proc(ctx: &Context, host: &crate::kernel::Host) -> anyhow::Result<()> {
+    match host.missing_essentials() {
+        None => anyhow::bail!(
+            "--root {}: no proc/ under it, so there is nothing to check: point --root at a tree holding the host's /proc and /sys",
+            ctx.root.base().display()
+        ),
+        Some(missing) if !missing.is_empty() => anyhow::bail!(
+            "--root {}: {} missing, so this is not a readable /proc: point --root at a tree holding the host's /proc and /sys",
+            ctx.root.base().display(),
+            missing.join(", ")
+        ),
+        Some(_) => Ok(()),
+    }
 }
 
 /// What every command gets: the resolved root and whether to colour output.
@@ -67,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Rollback(a) => rollback::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),
         Command::Load(a) => load::run(&ctx, a),
+        Command::Top(a) => top::run(&ctx, a),
         Command::Profiles(a) => profiles::run(&ctx, a),
         Command::Explain(a) => explain::run(&ctx, a),
         Command::Generate(a) => generate::run(&ctx, a),

@@ -42,6 +42,12 @@ static PAGES: &[(&str, &[Example])] = &[
             ex("tune serve --listen 0.0.0.0:8080 --workers 2", "Serve websocket echo on port 8080 with two worker processes."),
             ex("tune serve --verify 20000", "Open 20,000 loopback connections against the server, hold them, echo on each, and report what bound."),
     ]),
+    ("tune-top.1", &[
+            ex("tune top", "Watch every limit's headroom, refreshed every second; s sorts, p pauses, q quits."),
+            ex("tune top --pid 1234", "Only process 1234's fds beside the host-wide limits."),
+            ex("tune top --once", "One frame as plain text, for scripts and bug reports."),
+            ex("tune top --listen 127.0.0.1:9377", "Serve the figures to Prometheus at http://127.0.0.1:9377/metrics."),
+    ]),
     ("tune-load.1", &[
             ex("tune load ws://10.0.0.5:8080/ --conns 50000", "Open 50,000 connections to a websocket server elsewhere and report what was reached."),
     ]),

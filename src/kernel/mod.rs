@@ -8,6 +8,7 @@
 
 pub mod cgroup;
 pub mod conntrack;
+pub mod fds;
 pub mod file_nr;
 pub mod host;
 pub mod meminfo;
@@ -16,6 +17,7 @@ pub mod nf_conntrack;
 pub mod process;
 pub mod slabinfo;
 pub mod sockstat;
+pub mod tcp_table;
 pub mod userns;
 
 pub use host::{Host, HostError};

@@ -298,30 +298,56 @@ fn number(n: u64) -> String {
 type Sample = (Vec<(String, String)>, String);
 
 /// Families in the order first seen, each with its help and samples, written together.
+/// `tune top --listen` writes its metrics with it too (`top::metrics`), counters included.
 #[derive(Default)]
-struct Exposition {
-    families: Vec<(String, String, Vec<Sample>)>,
+pub(crate) struct Exposition {
+    families: Vec<(String, String, &'static str, Vec<Sample>)>,
 }
 
 impl Exposition {
-    fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: String) {
+    pub(crate) fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: String) {
+        self.sample("gauge", name, help, labels, value);
+    }
+
+    /// A counter sample (the name ends in `_total`).
+    pub(crate) fn counter(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        value: String,
+    ) {
+        self.sample("counter", name, help, labels, value);
+    }
+
+    fn sample(
+        &mut self,
+        kind: &'static str,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        value: String,
+    ) {
         let labels = labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        match self.families.iter_mut().find(|(n, _, _)| n == name) {
-            Some((_, _, samples)) => samples.push((labels, value)),
-            None => self
-                .families
-                .push((name.to_string(), help.to_string(), vec![(labels, value)])),
+        match self.families.iter_mut().find(|(n, _, _, _)| n == name) {
+            Some((_, _, _, samples)) => samples.push((labels, value)),
+            None => self.families.push((
+                name.to_string(),
+                help.to_string(),
+                kind,
+                vec![(labels, value)],
+            )),
         }
     }
 
     /// The text. Every sample of a family carries the same label names (a single number has
     /// `part=""` where a triple names its parts): node_exporter would fill them in otherwise.
-    fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         let mut out = String::new();
-        for (name, help, samples) in self.families {
+        for (name, help, kind, samples) in self.families {
             let mut names: Vec<String> = Vec::new();
             for (labels, _) in &samples {
                 for (k, _) in labels {
@@ -331,7 +357,7 @@ impl Exposition {
                 }
             }
             let _ = writeln!(out, "# HELP {name} {}", escape_help(&help));
-            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
             for (labels, value) in samples {
                 out.push_str(&name);
                 if !names.is_empty() {

@@ -155,3 +155,93 @@ pub fn run(width: u16, program: &Path, args: &[&str], env: &[(&str, &str)]) -> S
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A program running in a detached tmux pane of a fixed size, read while it runs (a live
+/// screen such as `tune top`); the tmux server dies with it.
+pub struct Session {
+    _dir: tempfile::TempDir,
+    sock: std::path::PathBuf,
+}
+
+impl Session {
+    /// Starts `program args` in a `width`×`height` pane with `env` set.
+    pub fn start(
+        width: u16,
+        height: u16,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Session {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("tmux.sock");
+        let mut line: Vec<String> = env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", quote(v)))
+            .collect();
+        line.push(quote(&program.display().to_string()));
+        line.extend(args.iter().map(|a| quote(a)));
+        let script = format!(
+            "env -u TUNE_ROOT {}; echo \"{MARKER}$?]\"; exec sleep {}",
+            line.join(" "),
+            TIMEOUT.as_secs() + 30
+        );
+        let out = tmux(
+            &sock,
+            &[
+                "new-session",
+                "-d",
+                "-x",
+                &width.to_string(),
+                "-y",
+                &height.to_string(),
+                "sh",
+                "-c",
+                &script,
+            ],
+        )
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Session { _dir: dir, sock }
+    }
+
+    /// The visible screen now, one string per row, trailing spaces removed.
+    pub fn screen(&self) -> Vec<String> {
+        let out = tmux(&self.sock, &["capture-pane", "-p"]).unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim_end().to_string())
+            .collect()
+    }
+
+    /// Types `keys` (tmux key names: `q`, `Enter`).
+    pub fn keys(&self, keys: &str) {
+        tmux(&self.sock, &["send-keys", keys]).unwrap();
+    }
+
+    /// The program's exit code once it has ended, waiting up to `within`.
+    pub fn exit(&self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let out = tmux(&self.sock, &["capture-pane", "-p", "-S", "-"]).unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if let Some(at) = text.find(MARKER) {
+                return text[at + MARKER.len()..]
+                    .split(']')
+                    .next()
+                    .and_then(|c| c.parse().ok());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = tmux(&self.sock, &["kill-server"]);
+    }
+}

@@ -28,6 +28,14 @@ pub fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages.saturating_mul(page))
 }
 
+/// CPU time (user and system) the calling thread has used, from CLOCK_THREAD_CPUTIME_ID
+/// (nanosecond resolution; `tune top` times one refresh with it). `None` if the clock fails.
+pub fn thread_cpu_time() -> Option<std::time::Duration> {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .ok()
+        .map(std::time::Duration::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +50,15 @@ mod tests {
         assert_eq!(statm_resident_pages(""), None);
         assert!(rss_bytes() > 0);
         assert!(open_fds().unwrap() >= 3);
+    }
+
+    #[test]
+    fn thread_cpu_time_grows_with_work() {
+        let t0 = super::thread_cpu_time().unwrap();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        assert!(super::thread_cpu_time().unwrap() > t0, "{x}");
     }
 }
