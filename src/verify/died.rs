@@ -15,7 +15,8 @@ use crate::capacity::{bytes, group};
 /// at once (the kernel closes its sockets when it exits), well inside it.
 pub const WINDOW: Duration = Duration::from_millis(500);
 
-/// Share of the connections open at the window's start that must drop within it.
+/// Share of the most connections held so far that must drop within the window (a trickle of
+/// closes that empties the run slowly is no death).
 pub const MOST: f64 = 0.5;
 
 /// Fewer open connections than this are too few to tell a death from chance closes.
@@ -36,6 +37,7 @@ pub struct Collapse {
 #[derive(Debug, Clone, Default)]
 pub struct CollapseWatch {
     recent: VecDeque<(Instant, u64, u64)>,
+    peak: u64,
     pub found: Option<Collapse>,
 }
 
@@ -57,7 +59,7 @@ impl CollapseWatch {
                 .max_by_key(|(_, o, _)| *o)
             {
                 let gone = dropped.saturating_sub(dropped0);
-                if gone as f64 >= MOST * open0 as f64 {
+                if gone >= MIN_OPEN && gone as f64 >= MOST * self.peak.max(open0) as f64 {
                     self.found = Some(Collapse {
                         open_before: open0,
                         dropped: gone,
@@ -66,6 +68,7 @@ impl CollapseWatch {
                 }
             }
         }
+        self.peak = self.peak.max(open);
         self.recent.push_back((now, open, dropped));
     }
 }
