@@ -132,7 +132,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
             connected.connect_time.as_secs_f64(),
             o.hold.as_secs_f64()
         ));
-        held = hold::hold(&mut rig, o.hold, &mut progress);
+        held = hold::hold(&mut rig, o.hold, &mut progress, &connected.drops);
     }
     rig.reap(&progress);
     let after_hold = rig.load_snapshot().unwrap_or_default();

@@ -111,7 +111,7 @@ fn hold_and_echo(
         connected.connect_time.as_secs_f64(),
         plan.load.hold.as_secs_f64()
     ));
-    let held = hold::hold(rig, plan.load.hold, progress);
+    let held = hold::hold(rig, plan.load.hold, progress, &Default::default());
     let echoed = if held.interrupted {
         Echoed::default()
     } else {

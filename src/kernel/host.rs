@@ -245,6 +245,14 @@ impl Process<'_> {
             .parsed(&self.file("limits"), process::parse_nofile)
     }
 
+    /// It has exited (a zombie its parent has not reaped yet, or gone) rather than running.
+    pub fn exited(&self) -> bool {
+        match self.host.parsed(&self.file("stat"), process::parse_stat) {
+            Ok((state, _)) => matches!(state, 'Z' | 'X'),
+            Err(_) => true,
+        }
+    }
+
     /// Start time in clock ticks since boot, from `stat`: with the pid it names one process.
     pub fn start_time(&self) -> Result<u64, HostError> {
         self.host

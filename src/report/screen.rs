@@ -24,7 +24,7 @@ pub fn render(r: &CheckReport, v: &Verdict, width: Option<usize>, color: bool) -
     let mut head = super::verdict::headline(v);
     if let Some(m) = &r.measured_cost {
         head.push_str(&format!(
-            ", at {} per connection ({})",
+            " ({} per connection, {})",
             crate::capacity::bytes(m.bytes_per_connection),
             m.source
         ));

@@ -56,6 +56,8 @@ pub struct Connected {
     pub most_open: u64,
     /// Most held connections dropped at once: the server died (the phase ends there).
     pub collapse: Option<super::died::Collapse>,
+    /// The counts the collapse watch has seen, for the hold to go on from.
+    pub drops: super::died::CollapseWatch,
 }
 
 /// The headroom the watchdog guards: what the run may still take, in the host's terms (the
@@ -195,7 +197,6 @@ pub fn connect(
     mut at_step: Option<StepSampler>,
 ) -> anyhow::Result<Connected> {
     let mut c = Connected::default();
-    let mut collapse = super::died::CollapseWatch::default();
     let mut step = 1u64;
     if let (Some(f), true) = (at_step.as_deref_mut(), spec.steps > 0) {
         f(0);
@@ -243,8 +244,8 @@ pub fn connect(
         let ls = rig.load_snapshot();
         let open = rig.open(ls.as_ref());
         if let Some(l) = &ls {
-            collapse.feed(Instant::now(), l.open, l.dropped + l.lost);
-            if let Some(col) = collapse.found {
+            c.drops.feed(Instant::now(), l.open, l.dropped + l.lost);
+            if let Some(col) = c.drops.found {
                 progress.say(&format!(
                     "{} of {} connections dropped at once: the server died or restarted",
                     group(col.dropped),

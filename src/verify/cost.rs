@@ -142,6 +142,13 @@ impl CostFit {
 /// sockets one connection adds (2 when the clients run on this host too: loopback), used only
 /// when no memory cgroup is read and the kernel part comes from the host's socket slab.
 pub fn fit(samples: &[ServerSample], sockets_per_connection_here: u64) -> Option<CostFit> {
+    // Up to the most connections: samples after a server's death measure nothing.
+    let top = samples
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, s)| (s.connections, usize::MAX - i))
+        .map_or(0, |(i, _)| i);
+    let samples = &samples[..=top.min(samples.len().saturating_sub(1))];
     if samples.len() < MIN_SAMPLES {
         return None;
     }
@@ -324,6 +331,18 @@ mod tests {
     #[test]
     fn too_few_samples_or_no_growth_fit_nothing() {
         assert!(fit(&[sample(0, 10, 1), sample(10, 20, 1)], 1).is_none());
+        // The server died at the last step: the samples after the top are left out.
+        let f = fit(
+            &[
+                sample(0, 10, 1),
+                sample(10, 20, 1),
+                sample(20, 30, 1),
+                sample(0, 0, 0),
+            ],
+            1,
+        )
+        .unwrap();
+        assert_eq!(f.range, [0, 20]);
         assert!(fit(&[sample(5, 10, 1), sample(5, 20, 1), sample(5, 30, 1)], 1).is_none());
     }
 }

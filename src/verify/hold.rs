@@ -27,9 +27,15 @@ pub struct Held {
 }
 
 /// Holds for `d`, following the count; ends early when every client connection is gone.
-pub fn hold(rig: &mut Rig, d: Duration, progress: &mut Progress) -> Held {
+/// `drops` is what the collapse watch saw while connecting.
+pub fn hold(
+    rig: &mut Rig,
+    d: Duration,
+    progress: &mut Progress,
+    drops: &super::died::CollapseWatch,
+) -> Held {
     let mut h = Held::default();
-    let mut collapse = super::died::CollapseWatch::default();
+    let mut collapse = drops.clone();
     let msgs_before = rig.server.as_ref().map(|s| s.snapshot().messages_in);
     let t = Instant::now();
     let end = t + d;

@@ -249,9 +249,9 @@ impl ServerReport {
         match &self.cost {
             Some(c) => out.push(format!("{who}: {}", c.describe())),
             None => out.push(format!(
-                "{who}: cost per connection not measured: {} samples, a fit needs {} (a ramp with --steps 2 or more that opened connections)",
-                self.samples.len(),
-                cost::MIN_SAMPLES
+                "{who}: cost per connection not measured: a fit needs {} samples while the count rose (a baseline and --steps 2 or more), {} taken",
+                cost::MIN_SAMPLES,
+                self.samples.len()
             )),
         }
         if let (Some(n), Some(l)) = (self.projected_connections_at_limit, self.limit) {

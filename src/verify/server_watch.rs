@@ -11,6 +11,10 @@ use crate::kernel::cgroup::{self, MemoryAt};
 use crate::kernel::Host;
 use crate::root::Root;
 
+/// How long the end waits for an OOM-killed server to finish exiting (closing 10,000
+/// sockets takes the kernel a moment).
+const EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The watched server.
 #[derive(Debug, Clone)]
 pub struct ServerWatch {
@@ -98,8 +102,9 @@ impl ServerWatch {
     /// The process is the one the watch began with.
     fn alive(&self, host: &Host) -> Option<bool> {
         let p = self.pid?;
-        let now = host.process(Some(p)).start_time().ok();
-        Some(now.is_some() && now == self.start_time)
+        let proc = host.process(Some(p));
+        let now = proc.start_time().ok();
+        Some(now.is_some() && now == self.start_time && !proc.exited())
     }
 
     /// One sample with `connections` open.
@@ -136,9 +141,21 @@ impl ServerWatch {
         }
     }
 
-    /// The evidence at the end of the run.
+    /// The evidence at the end of the run. A process the OOM killer chose may still be
+    /// closing its sockets: it is given [`EXIT_WAIT`] to go.
     pub fn end(&self, root: &Root) -> ServerEnd {
         let host = Host::new(root);
+        let killed = self
+            .cgroup
+            .as_ref()
+            .and_then(|at| host.memory_level(at))
+            .and_then(|l| l.oom_kills)
+            .zip(self.oom_kills_before)
+            .is_some_and(|(now, before)| now > before);
+        let t = Instant::now();
+        while killed && self.alive(&host) == Some(true) && t.elapsed() < EXIT_WAIT {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         let level = self.cgroup.as_ref().and_then(|at| host.memory_level(at));
         let since = |now: Option<u64>, before: Option<u64>| Some(now?.saturating_sub(before?));
         ServerEnd {
