@@ -28,12 +28,20 @@ pub fn measured(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Option<Measur
         (Some(file), _) => {
             let (cost, url, base) = from_report(file)?;
             let b = cost.bytes_per_connection.round().max(1.0) as u64;
-            let source = format!(
+            let mut source = format!(
                 "measured by tune load on {url} over {} to {} connections, {}",
                 group(cost.range[0]),
                 group(cost.range[1]),
                 file.display()
             );
+            if let Some(v) = &cost.varies {
+                source.push_str(&format!(
+                    "; not constant: {} per connection up to {}, {} above, so the figure is rough beyond the ramp: measure closer to the count you will run",
+                    bytes(v.lower_bytes.max(0.0) as u64),
+                    group(v.lower_range[1]),
+                    bytes(v.upper_bytes.max(0.0) as u64)
+                ));
+            }
             (b, source, base)
         }
         (None, Some(b)) => (b, "given with --cost-per-conn".to_string(), None),
