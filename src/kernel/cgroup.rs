@@ -600,6 +600,41 @@ mod tests {
     const PROC_CGROUP_V2: &str = "0::/system.slice/app.service\n";
 
     #[test]
+    fn a_directory_names_its_memory_cgroup_and_version() {
+        let v1 = memory_at_dir("/sys/fs/cgroup/memory/process_api/x/").unwrap();
+        assert_eq!(
+            (v1.version, v1.path.as_str()),
+            (Version::V1, "/process_api/x")
+        );
+        assert_eq!(v1.dir(), "/sys/fs/cgroup/memory/process_api/x");
+        assert_eq!(
+            v1.file("memory.usage_in_bytes"),
+            "sys/fs/cgroup/memory/process_api/x/memory.usage_in_bytes"
+        );
+        let v2 = memory_at_dir("/sys/fs/cgroup/system.slice/app.service").unwrap();
+        assert_eq!(
+            (v2.version, v2.mount.as_str()),
+            (Version::V2, "sys/fs/cgroup")
+        );
+        let hybrid = memory_at_dir("/sys/fs/cgroup/unified/a").unwrap();
+        assert_eq!(hybrid.mount, "sys/fs/cgroup/unified");
+        assert!(memory_at_dir("/sys/fs/cgroup/pids/a").is_none());
+        assert!(memory_at_dir("/sys/fs/cgroupx/a").is_none());
+        assert!(memory_at_dir("/tmp/a").is_none());
+        let root = memory_at_dir("/sys/fs/cgroup/memory").unwrap();
+        assert_eq!(root.dir(), "/sys/fs/cgroup/memory");
+        // v1 memory.stat (Linux 6.18.44, trimmed) and v2's `file`.
+        let stat =
+            parse_keyed("cache 8282112\ntotal_inactive_file 7933952\ntotal_active_file 348160\n")
+                .unwrap();
+        assert_eq!(file_pages(Version::V1, &stat), Some(8_282_112));
+        let v2stat = parse_keyed("anon 100\nfile 4096\nslab 20\nsock 3\n").unwrap();
+        assert_eq!(file_pages(Version::V2, &v2stat), Some(4096));
+        assert_eq!(parse_procs("12\n34\n").unwrap(), vec![12, 34]);
+        assert!(parse_procs("x\n").is_err());
+    }
+
+    #[test]
     fn proc_cgroup_finds_the_v1_memory_hierarchy() {
         let m = parse_proc_cgroup(PROC_CGROUP_6_18).unwrap();
         assert_eq!(m.len(), 10);
