@@ -86,6 +86,51 @@ pub struct Inputs {
     pub observation_notes: Vec<String>,
     /// Server worker processes the layout runs (`--workers N`); `None`: as many as needed.
     pub server_workers: Option<u64>,
+    /// The server's own cost per connection, measured (`tune load --server-pid`) or given;
+    /// `None`: the kernel's socket alone (a near-zero user-space cost).
+    pub measured: Option<MeasuredCost>,
+}
+
+/// A server's cost per connection, user and kernel memory together, from a measurement.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MeasuredCost {
+    pub bytes_per_connection: u64,
+    /// Where it came from: "measured by tune load on ws://... over 0 to 400 connections".
+    pub source: String,
+    /// The server's memory cgroup now (`check --pid`), for its bound.
+    pub cgroup: Option<CgroupNow>,
+}
+
+/// A server's memory cgroup as the measured bound needs it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CgroupNow {
+    pub path: String,
+    pub limit: u64,
+    /// The charge at no connections, page cache left out (the kernel reclaims it first).
+    pub base: u64,
+    /// How `base` was found, in words.
+    pub base_note: String,
+}
+
+/// The memory cgroup bound at a measured cost: where the OOM killer fires, (limit − charge at
+/// no connections) / cost; no reserve, since the measurement is the server's own.
+fn measured_cgroup_bound(m: &MeasuredCost, cg: &CgroupNow) -> Bound {
+    let n = cg.limit.saturating_sub(cg.base) / m.bytes_per_connection.max(1);
+    Bound {
+        connections: Some(n),
+        limit: Limiter::MemoryCgroup,
+        arithmetic: format!(
+            "memory cgroup {} at {} per connection ({}): (limit {} − {} charged at no connections, {}) / {} = {} before its OOM killer",
+            cg.path,
+            bytes(m.bytes_per_connection),
+            m.source,
+            bytes(cg.limit),
+            bytes(cg.base),
+            cg.base_note,
+            bytes(m.bytes_per_connection),
+            group(n)
+        ),
+    }
 }
 
 /// One limit and what it allows.
@@ -208,11 +253,22 @@ pub fn estimate(i: &Inputs, target: u64) -> Capacity {
     let mut notes = Vec::new();
     let per_process = per_process(i, &mut notes);
     let mut host = vec![memory_bound(i), file_max_bound(i), conntrack_bound(i)];
-    if let Some(b) = i
-        .memory_cgroup
+    let measured_cg = i
+        .measured
         .as_ref()
-        .and_then(|m| cgroup_bounds::memory_bound(m, s, i.user_bytes_per_connection))
-    {
+        .and_then(|m| Some(measured_cgroup_bound(m, m.cgroup.as_ref()?)));
+    if let Some(b) = measured_cg {
+        host.push(b);
+    } else if let Some(b) = i.memory_cgroup.as_ref().and_then(|m| {
+        let user = i
+            .measured
+            .as_ref()
+            .map_or(i.user_bytes_per_connection, |c| {
+                c.bytes_per_connection
+                    .saturating_sub(s * cgroup_bounds::CGROUP_BYTES_PER_SOCKET)
+            });
+        cgroup_bounds::memory_bound(m, s, user)
+    }) {
         host.push(b);
     }
     let per_proc_sockets = i.per_server_worker.or(per_process.connections);
@@ -358,7 +414,10 @@ fn memory_bound(i: &Inputs) -> Bound {
             arithmetic: "memory: /proc/meminfo could not be read".into(),
         };
     };
-    let per_conn = s * i.bytes_per_socket + i.user_bytes_per_connection;
+    let per_conn = match &i.measured {
+        Some(m) => m.bytes_per_connection.max(s * i.bytes_per_socket),
+        None => s * i.bytes_per_socket + i.user_bytes_per_connection,
+    };
     let reserve = total / 100 * MEMORY_RESERVE_PERCENT;
     let usable = free.saturating_sub(reserve);
     let n = usable / per_conn.max(1);
@@ -380,6 +439,13 @@ fn memory_bound(i: &Inputs) -> Bound {
         format!(" + {} B user space", group(i.user_bytes_per_connection))
     } else {
         String::new()
+    };
+    let (each, user) = match &i.measured {
+        Some(m) => (
+            format!("{} measured: {}", bytes(per_conn), m.source),
+            String::new(),
+        ),
+        None => (each, user),
     };
     Bound {
         connections: Some(n),
@@ -522,7 +588,7 @@ impl Inputs {
             role,
             nofile_soft: obs.int(KnobId::NofileSoft),
             nofile_hard: obs.int(KnobId::NofileHard),
-            can_raise_hard: obs.facts.cap_sys_resource(),
+            can_raise_hard: obs.facts.target_cap_sys_resource(),
             nr_open: obs.int(KnobId::NrOpen),
             file_max: obs.int(KnobId::FileMax),
             files_in_use: obs.facts.file_nr.map(|f| f.in_use()),
@@ -569,6 +635,7 @@ impl Inputs {
             },
             observation_notes: observation_notes(obs),
             server_workers: None,
+            measured: None,
         }
     }
 }
@@ -625,6 +692,7 @@ mod tests {
             per_server_worker: None,
             observation_notes: Vec::new(),
             server_workers: None,
+            measured: None,
         }
     }
 

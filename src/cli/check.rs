@@ -40,6 +40,15 @@ pub struct CheckArgs {
     /// Read RLIMIT_NOFILE of this running process (a service) instead of tune's own.
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
+    /// The server's cost per connection from a `tune load --server-pid PID --format json`
+    /// report saved to FILE (its server.cost): the capacity is then the server's, not the
+    /// kernel socket's alone.
+    #[arg(long, value_name = "FILE", conflicts_with = "cost_per_conn")]
+    pub cost_from: Option<std::path::PathBuf>,
+    /// The server's cost per connection, user and kernel memory together: bytes, or with a
+    /// unit (13.1KB, 16KiB, 1.2MB).
+    #[arg(long, value_name = "SIZE", value_parser = crate::cli::parse_size)]
+    pub cost_per_conn: Option<u64>,
     /// Output format: table for people, json for scripts, junit for CI, prometheus for monitoring
     /// (write it to node_exporter's --collector.textfile.directory as tune.prom).
     #[arg(long, value_enum, default_value_t = CheckFormat::Table)]

@@ -93,6 +93,19 @@ pub struct LoadArgs {
     /// Every connection sends one message every SECS seconds (and times the echo).
     #[arg(long, value_name = "SECS")]
     pub message_interval: Option<Secs>,
+    /// The server's process on this host: sampled at each step of the ramp (RSS, sockets, its
+    /// memory cgroup's charge) to measure its cost per connection, and read at the end to name
+    /// its death (process gone, OOM kill).
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+    /// The server's memory cgroup (a container's): /sys/fs/cgroup/memory/PATH (v1) or
+    /// /sys/fs/cgroup/PATH (v2). Default with --server-pid: that process's own.
+    #[arg(long, value_name = "DIR")]
+    pub server_cgroup: Option<String>,
+    /// Steps of the ramp: the clients pause at each (target × k / STEPS) and the server is
+    /// sampled. Default: 10 with --server-pid or --server-cgroup, else none.
+    #[arg(long, value_name = "STEPS")]
+    pub steps: Option<u64>,
     /// How the load report is printed: a table for people, or JSON for scripts.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,

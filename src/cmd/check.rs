@@ -74,12 +74,16 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
             "{e}: tune sizes the host's memory from this file and cannot answer without it"
         );
     }
-    let obs = knobs::observe(&ctx.root, args.pid);
+    let mut obs = knobs::observe(&ctx.root, args.pid);
+    // Without --pid the service is not tune: host-wide limits are judged for one without
+    // CAP_SYS_ADMIN (the first screen says when tune itself would be exempt).
+    obs.facts.judge_as_unprivileged_service();
     let opts = Options {
         strict: args.strict,
         ignore,
         root: ctx.root.base().display().to_string(),
         server_workers: args.workers,
+        measured: super::cost::measured(ctx, args)?,
     };
     let has_target = args.profile.is_some() || args.target.is_some();
     let profile = if has_target {
@@ -88,6 +92,7 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
         // Size the processes and addresses needed for what the host holds: its per-host figure.
         let mut inputs = capacity::Inputs::from_observation(&obs, profile.role);
         inputs.source_addresses = profile.params.source_addresses;
+        inputs.measured = opts.measured.clone();
         let host = capacity::estimate(&inputs, 1).per_host.connections;
         profile::host_only(host.unwrap_or(1), profile.role)
     };

@@ -14,8 +14,9 @@ use crate::launch;
 use crate::units::group;
 use crate::verify::connect::{self, ConnectSpec};
 use crate::verify::hold::{self, Held};
-use crate::verify::load_report::{assemble_load, LoadRecords};
+use crate::verify::load_report::{assemble_load, LoadRecords, ServerRecords};
 use crate::verify::rig::{Clients, Rig};
+use crate::verify::server_watch::ServerWatch;
 use crate::verify::{measure, plan, teardown, LoadOptions, Progress};
 
 /// What each command takes when `--hold` or `--close` is not given.
@@ -75,9 +76,15 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
     let cfg = plan::load_config(root, target, args.conns, &o)?;
     let target_ipv6 = cfg.target.addr.is_ipv6();
     let taken = plan::taken_from_open_prefix(&o, &cfg);
+    let target_loopback = cfg.target.addr.ip().is_loopback();
     let shortfall =
         plan::ipv6_loopback_shortfall(&cfg.target, args.conns, plan::ports(root), &cfg.sources);
 
+    let watch = match (args.server_pid, &args.server_cgroup) {
+        (None, None) => None,
+        (pid, cg) => Some(ServerWatch::new(root, pid, cg.as_deref())?),
+    };
+    let steps = ramp_steps(args, watch.is_some())?;
     let signals = Rig::signals()?;
     let net_before = measure::netstat(root);
     let gen = LoadGen::start(&cfg, &mut launch::load_worker_command)?;
@@ -103,8 +110,22 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         target: args.conns,
         stall: o.stall_window(),
         stop_on_death: false,
+        steps,
     };
-    let connected = connect::connect(&mut rig, &spec, None, &mut progress, root)?;
+    let mut samples = Vec::new();
+    let mut sampler = |open: u64| {
+        if let Some(w) = &watch {
+            samples.push(w.sample(root, open));
+        }
+    };
+    let connected = connect::connect(
+        &mut rig,
+        &spec,
+        None,
+        &mut progress,
+        root,
+        Some(&mut sampler),
+    )?;
     let peak = rig.load_snapshot().unwrap_or_default();
     let netstat = measure::deltas(&net_before, &measure::netstat(root));
     let mut held = Held::default();
@@ -115,10 +136,16 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
             connected.connect_time.as_secs_f64(),
             o.hold.as_secs_f64()
         ));
-        held = hold::hold(&mut rig, o.hold, &mut progress);
+        held = hold::hold(&mut rig, o.hold, &mut progress, &connected.drops);
     }
     rig.reap(&progress);
     let after_hold = rig.load_snapshot().unwrap_or_default();
+    let server = watch.as_ref().map(|w| ServerRecords {
+        samples,
+        end: w.end(root),
+        limit: w.limit(root),
+        sockets_per_connection_here: if target_loopback { 2 } else { 1 },
+    });
     progress.finish();
     let records = LoadRecords {
         url: args.url.clone(),
@@ -135,6 +162,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         port_range: measure::port_range(root),
         ipv6: target_ipv6,
         close_mode: o.close_mode,
+        server,
     };
     let rep = assemble_load(records);
     let mut out = std::io::stdout().lock();
@@ -147,6 +175,26 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
     }
     out.flush()?;
     Ok(Outcome::of(rep.all_open))
+}
+
+/// Most steps a ramp may have: each pauses the clients for up to a few seconds.
+const MAX_STEPS: u64 = 100;
+
+/// `--steps`, or 10 when a server is watched (enough points for a line and its two halves).
+fn ramp_steps(args: &LoadArgs, watched: bool) -> anyhow::Result<u64> {
+    let steps = args.steps.unwrap_or(if watched { 10 } else { 0 });
+    if steps > MAX_STEPS || steps > args.conns {
+        anyhow::bail!(
+            "--steps {steps}: at most {MAX_STEPS} and at most --conns ({}); each step pauses the ramp",
+            args.conns
+        );
+    }
+    if steps > 0 && !watched {
+        anyhow::bail!(
+            "--steps {steps}: steps sample a server: give --server-pid PID or --server-cgroup DIR"
+        );
+    }
+    Ok(steps)
 }
 
 fn target_addr(rig: &Rig) -> String {

@@ -10,6 +10,7 @@ pub use crate::outcome::Outcome;
 
 pub mod apply;
 pub mod check;
+pub mod cost;
 pub mod explain;
 pub mod generate;
 pub mod load;

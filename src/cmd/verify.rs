@@ -117,7 +117,7 @@ fn hold_and_echo(
         connected.connect_time.as_secs_f64(),
         plan.load.hold.as_secs_f64()
     ));
-    let held = hold::hold(rig, plan.load.hold, progress);
+    let held = hold::hold(rig, plan.load.hold, progress, &Default::default());
     let echoed = if held.interrupted {
         Echoed::default()
     } else {
@@ -143,8 +143,9 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
         target: n,
         stall: plan.load.stall_window(),
         stop_on_death: true,
+        steps: 0,
     };
-    let connected = connect::connect(&mut rig, &spec, Some(&mut watch), &mut progress, root)?;
+    let connected = connect::connect(&mut rig, &spec, Some(&mut watch), &mut progress, root, None)?;
     clock.lap(Phase::Connect);
     std::thread::sleep(PEAK_SETTLE);
     let peak = Peak::take(root, &rig, plan.server.limits.backlog)?;

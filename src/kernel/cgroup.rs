@@ -221,6 +221,18 @@ impl MemoryLevel {
     }
 }
 
+impl MemoryLevel {
+    /// The kernel part of the charge: v1 `memory.kmem.usage_in_bytes` (socket buffers are
+    /// charged apart there, in kmem.tcp, and not to usage); v2 `slab` + `sock` of memory.stat
+    /// (both part of memory.current).
+    pub fn kernel_charged(&self, version: Version) -> Option<u64> {
+        match version {
+            Version::V1 => self.kernel,
+            Version::V2 => Some(self.kernel? + self.sock.unwrap_or(0)),
+        }
+    }
+}
+
 /// A process's memory cgroup and every ancestor that charges it, leaf first.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct MemoryCgroup {
@@ -406,6 +418,137 @@ pub const V1_PIDS_MOUNT: &str = "sys/fs/cgroup/pids";
 /// The unified tree: `sys/fs/cgroup` on a v2-only host, `sys/fs/cgroup/unified` in hybrid mode.
 pub const V2_MOUNTS: [&str; 2] = ["sys/fs/cgroup", "sys/fs/cgroup/unified"];
 
+/// Where one memory cgroup is: its hierarchy's version, the mount (relative to the root) and the
+/// cgroup path from that mount (`/` is the mount itself).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MemoryAt {
+    pub version: Version,
+    pub mount: String,
+    pub path: String,
+}
+
+impl MemoryAt {
+    /// The directory, as the user would type it (`/sys/fs/cgroup/memory/a/b`).
+    pub fn dir(&self) -> String {
+        format!(
+            "/{}{}",
+            self.mount,
+            if self.path == "/" { "" } else { &self.path }
+        )
+    }
+
+    /// A file of this cgroup, relative to the root.
+    pub fn file(&self, name: &str) -> String {
+        format!("{}{}", self.mount, file(&self.path, name))
+    }
+}
+
+/// The memory cgroup a directory names: `/sys/fs/cgroup/memory/...` is v1's memory
+/// controller; under `/sys/fs/cgroup/unified/...` or `/sys/fs/cgroup/...` it is v2's unified
+/// tree. `None`: not a directory under /sys/fs/cgroup, or another v1 controller's tree.
+pub fn memory_at_dir(dir: &str) -> Option<MemoryAt> {
+    let rel = dir.trim_end_matches('/').trim_start_matches('/');
+    let split = |mount: &str| {
+        let rest = rel.strip_prefix(mount)?;
+        match rest {
+            "" => Some("/".to_string()),
+            r if r.starts_with('/') => Some(r.to_string()),
+            _ => None,
+        }
+    };
+    if let Some(path) = split(V1_MEMORY_MOUNT) {
+        return Some(MemoryAt {
+            version: Version::V1,
+            mount: V1_MEMORY_MOUNT.into(),
+            path,
+        });
+    }
+    // A v1 controller other than memory (`sys/fs/cgroup/pids/...`) is not a memory cgroup.
+    let v1_other = [
+        "cpu",
+        "cpuacct",
+        "cpuset",
+        "blkio",
+        "devices",
+        "freezer",
+        "pids",
+        "net_cls",
+        "perf_event",
+        "hugetlb",
+        "systemd",
+    ];
+    for mount in [V2_MOUNTS[1], V2_MOUNTS[0]] {
+        if let Some(path) = split(mount) {
+            let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+            if mount == V2_MOUNTS[0]
+                && v1_other
+                    .iter()
+                    .any(|c| first == *c || first.starts_with(&format!("{c},")))
+            {
+                return None;
+            }
+            return Some(MemoryAt {
+                version: Version::V2,
+                mount: mount.into(),
+                path,
+            });
+        }
+    }
+    None
+}
+
+/// The memory cgroup of a process from its /proc/PID/cgroup text; `v2_has_memory(mount)` says
+/// whether a unified mount lists the memory controller (`cgroup.controllers`).
+pub fn memory_at_for_process(
+    proc_cgroup: &str,
+    v2_has_memory: impl Fn(&str) -> bool,
+) -> Result<Option<MemoryAt>, ParseError> {
+    let m = parse_proc_cgroup(proc_cgroup)?;
+    Ok(match locate(&m, "memory") {
+        Some((Version::V1, path)) => Some(MemoryAt {
+            version: Version::V1,
+            mount: V1_MEMORY_MOUNT.into(),
+            path,
+        }),
+        Some((Version::V2, path)) => {
+            V2_MOUNTS
+                .iter()
+                .find(|mnt| v2_has_memory(mnt))
+                .map(|mnt| MemoryAt {
+                    version: Version::V2,
+                    mount: (*mnt).into(),
+                    path,
+                })
+        }
+        None => None,
+    })
+}
+
+/// File pages charged to the cgroup and its children, from memory.stat's pairs: the page
+/// cache the kernel reclaims before it OOM-kills (v1 `total_inactive_file` +
+/// `total_active_file`, v2 `file`). A charge less these is what must fit under the limit.
+pub fn file_pages(version: Version, stat: &[(String, u64)]) -> Option<u64> {
+    match version {
+        Version::V1 => {
+            Some(keyed(stat, "total_inactive_file")? + keyed(stat, "total_active_file")?)
+        }
+        Version::V2 => keyed(stat, "file"),
+    }
+}
+
+/// The processes of a cgroup from `cgroup.procs`, one pid a line.
+pub fn parse_procs(text: &str) -> Result<Vec<u32>, ParseError> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            l.trim()
+                .parse::<u32>()
+                .map_err(|_| ParseError::new(i + 1, format!("expected a pid, found {l:?}")))
+        })
+        .collect()
+}
+
 /// A process's memory and pids cgroups as the kernel charges them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Cgroups {
@@ -455,6 +598,41 @@ mod tests {
 
     /// A cgroup-v2 only host, as Documentation/admin-guide/cgroup-v2.rst gives /proc/PID/cgroup.
     const PROC_CGROUP_V2: &str = "0::/system.slice/app.service\n";
+
+    #[test]
+    fn a_directory_names_its_memory_cgroup_and_version() {
+        let v1 = memory_at_dir("/sys/fs/cgroup/memory/process_api/x/").unwrap();
+        assert_eq!(
+            (v1.version, v1.path.as_str()),
+            (Version::V1, "/process_api/x")
+        );
+        assert_eq!(v1.dir(), "/sys/fs/cgroup/memory/process_api/x");
+        assert_eq!(
+            v1.file("memory.usage_in_bytes"),
+            "sys/fs/cgroup/memory/process_api/x/memory.usage_in_bytes"
+        );
+        let v2 = memory_at_dir("/sys/fs/cgroup/system.slice/app.service").unwrap();
+        assert_eq!(
+            (v2.version, v2.mount.as_str()),
+            (Version::V2, "sys/fs/cgroup")
+        );
+        let hybrid = memory_at_dir("/sys/fs/cgroup/unified/a").unwrap();
+        assert_eq!(hybrid.mount, "sys/fs/cgroup/unified");
+        assert!(memory_at_dir("/sys/fs/cgroup/pids/a").is_none());
+        assert!(memory_at_dir("/sys/fs/cgroupx/a").is_none());
+        assert!(memory_at_dir("/tmp/a").is_none());
+        let root = memory_at_dir("/sys/fs/cgroup/memory").unwrap();
+        assert_eq!(root.dir(), "/sys/fs/cgroup/memory");
+        // v1 memory.stat (Linux 6.18.44, trimmed) and v2's `file`.
+        let stat =
+            parse_keyed("cache 8282112\ntotal_inactive_file 7933952\ntotal_active_file 348160\n")
+                .unwrap();
+        assert_eq!(file_pages(Version::V1, &stat), Some(8_282_112));
+        let v2stat = parse_keyed("anon 100\nfile 4096\nslab 20\nsock 3\n").unwrap();
+        assert_eq!(file_pages(Version::V2, &v2stat), Some(4096));
+        assert_eq!(parse_procs("12\n34\n").unwrap(), vec![12, 34]);
+        assert!(parse_procs("x\n").is_err());
+    }
 
     #[test]
     fn proc_cgroup_finds_the_v1_memory_hierarchy() {

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::cgroup;
 use super::conntrack::{self, Conntrack};
 use super::file_nr::{self, FileNr};
 use super::meminfo::{self, Meminfo};
@@ -244,10 +245,78 @@ impl Process<'_> {
             .parsed(&self.file("limits"), process::parse_nofile)
     }
 
+    /// It has exited (a zombie its parent has not reaped yet, or gone) rather than running.
+    pub fn exited(&self) -> bool {
+        match self.host.parsed(&self.file("stat"), process::parse_stat) {
+            Ok((state, _)) => matches!(state, 'Z' | 'X'),
+            Err(_) => true,
+        }
+    }
+
     /// Start time in clock ticks since boot, from `stat`: with the pid it names one process.
     pub fn start_time(&self) -> Result<u64, HostError> {
         self.host
             .parsed(&self.file("stat"), process::parse_start_time)
+    }
+}
+
+impl Host<'_> {
+    /// The memory cgroup of process `pid` (`None`: no memory controller for it here).
+    pub fn memory_cgroup_of(&self, pid: u32) -> Result<Option<cgroup::MemoryAt>, HostError> {
+        let rel = format!("{}/cgroup", proc_dir(Some(pid)));
+        let v2_has_memory = |mnt: &str| {
+            self.root
+                .read(&format!("{mnt}/cgroup.controllers"))
+                .is_ok_and(|c| c.split_whitespace().any(|w| w == "memory"))
+        };
+        self.parsed(&rel, |t| cgroup::memory_at_for_process(t, v2_has_memory))
+    }
+
+    /// One memory cgroup's own figures now (`None`: its usage file is gone or unreadable).
+    pub fn memory_level(&self, at: &cgroup::MemoryAt) -> Option<cgroup::MemoryLevel> {
+        let files = |p: &str| self.root.read(&format!("{}{p}", at.mount)).ok();
+        let level = cgroup::memory_level(&files, at.version, &at.path);
+        level.usage.is_some().then_some(level)
+    }
+
+    /// File pages (reclaimable page cache) charged to a memory cgroup, from memory.stat.
+    pub fn memory_file_pages(&self, at: &cgroup::MemoryAt) -> Option<u64> {
+        let stat = self
+            .parsed(&at.file("memory.stat"), cgroup::parse_keyed)
+            .ok()?;
+        cgroup::file_pages(at.version, &stat)
+    }
+
+    /// The processes in a cgroup (`cgroup.procs`).
+    pub fn cgroup_procs(&self, at: &cgroup::MemoryAt) -> Result<Vec<u32>, HostError> {
+        self.parsed(&at.file("cgroup.procs"), cgroup::parse_procs)
+    }
+
+    /// Bytes the host's socket caches hold now ([`slabinfo::SOCKET_CACHES`], every object).
+    pub fn socket_slab(&self) -> Result<u64, HostError> {
+        let caches = self.slabinfo()?;
+        Ok(caches
+            .iter()
+            .filter(|c| slabinfo::SOCKET_CACHES.contains(&c.name.as_str()))
+            .map(SlabCache::bytes_total)
+            .sum())
+    }
+}
+
+impl Process<'_> {
+    /// Open fds that are sockets (`socket:[inode]` links in `fd/`); `None`: the process is gone.
+    pub fn socket_count(&self) -> Option<u64> {
+        let dir = self.file("fd");
+        if !self.host.root.exists(&dir) {
+            return None;
+        }
+        let fds = self.host.root.list_dir(&dir).ok()?;
+        Some(
+            fds.iter()
+                .filter_map(|fd| self.host.root.read_link(&format!("{dir}/{fd}")).ok())
+                .filter(|l| l.to_string_lossy().starts_with("socket:"))
+                .count() as u64,
+        )
     }
 }
 

@@ -95,6 +95,11 @@ pub fn parse_nofile(text: &str) -> Result<Nofile, ParseError> {
 /// name's parentheses and panics on lines the kernel never writes (fuzz finds: `)(`, a `(` in
 /// the first column, nothing after the `)`); on a tampered `--root` tree that must be an error.
 pub fn parse_start_time(text: &str) -> Result<u64, ParseError> {
+    parse_stat(text).map(|(_, start)| start)
+}
+
+/// Field 3 (state: `R`, `S`, `Z` for a zombie ...) and field 22 (start time) of /proc/PID/stat.
+pub fn parse_stat(text: &str) -> Result<(char, u64), ParseError> {
     const SHAPE: &str = "expected `PID (COMM) STATE ...` with 52 fields, as /proc/PID/stat gives";
     let line = text.lines().next().unwrap_or("");
     let (Some(open), Some(close)) = (line.find('('), line.rfind(')')) else {
@@ -105,16 +110,21 @@ pub fn parse_start_time(text: &str) -> Result<u64, ParseError> {
         return Err(ParseError::new(1, SHAPE));
     }
     // After the command name: field 3 (state) is the first, so field 22 is the 20th.
-    let field = line[close + 1..]
-        .split_ascii_whitespace()
-        .nth(22 - 3)
+    let mut fields = line[close + 1..].split_ascii_whitespace();
+    let state = fields
+        .next()
+        .and_then(|f| f.chars().next())
         .ok_or_else(|| ParseError::new(1, SHAPE))?;
-    field.parse().map_err(|_| {
+    let field = fields
+        .nth(22 - 4)
+        .ok_or_else(|| ParseError::new(1, SHAPE))?;
+    let start = field.parse().map_err(|_| {
         ParseError::new(
             1,
             format!("field 22 (starttime) {field:?} is not a number of clock ticks"),
         )
-    })
+    })?;
+    Ok((state, start))
 }
 
 #[cfg(test)]

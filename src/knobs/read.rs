@@ -85,6 +85,33 @@ impl Facts {
         }
         self.has_cap(CAP_SYS_ADMIN)
     }
+    /// Judges host-wide limits for a service without CAP_SYS_ADMIN (check without `--pid`: the
+    /// service will not run as tune does, as root); [`Facts::tune_alone_exempt`] then says so.
+    pub fn judge_as_unprivileged_service(&mut self) {
+        if self.pid.is_none() {
+            self.target_cap_eff = self.target_cap_eff.map(|c| c & !(1u64 << CAP_SYS_ADMIN));
+        }
+    }
+    /// tune itself would be exempt from fs.file-max, but the target (a service judged as
+    /// unprivileged) is not.
+    pub fn tune_alone_exempt(&self) -> bool {
+        self.pid.is_none()
+            && self.cap_sys_admin() == Some(true)
+            && self.target_exempt_from_file_max() == Some(false)
+    }
+    /// Can the target process (`--pid`, else tune) raise its hard RLIMIT_NOFILE
+    /// (CAP_SYS_RESOURCE in its CapEff, held in the initial user namespace)?
+    pub fn target_cap_sys_resource(&self) -> Option<bool> {
+        if self.target_user_namespace() == Some(true) {
+            return Some(false);
+        }
+        match self.pid {
+            None => self.cap_sys_resource(),
+            Some(_) => self
+                .target_cap_eff
+                .map(|c| c & (1u64 << CAP_SYS_RESOURCE) != 0),
+        }
+    }
     /// Is the target process (`--pid`, else tune) exempt from fs.file-max (CAP_SYS_ADMIN in its
     /// CapEff, held in the initial user namespace)?
     pub fn target_exempt_from_file_max(&self) -> Option<bool> {

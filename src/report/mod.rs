@@ -170,6 +170,11 @@ pub struct CheckReport {
     pub verdict: Option<verdict::Verdict>,
     /// The target process's cgroups, user namespace, conntrack and network namespace.
     pub container: Option<crate::container::Container>,
+    /// The server's measured cost per connection the capacity used; `None`: the kernel's
+    /// socket alone (a near-zero user-space cost assumed).
+    pub measured_cost: Option<capacity::MeasuredCost>,
+    /// Whose credentials the host-wide limits were judged for, when not tune's own.
+    pub credentials: Option<String>,
 }
 
 /// Which knobs --ignore names.
@@ -217,6 +222,8 @@ pub struct Options {
     pub root: String,
     /// `--workers N`: the layout's server workers, each holding the per-worker figure.
     pub server_workers: Option<u64>,
+    /// The server's measured cost per connection (`--cost-from`, `--cost-per-conn`).
+    pub measured: Option<capacity::MeasuredCost>,
 }
 
 /// Builds the report: each knob against the profile, the capacity, the counters and the exit code.
@@ -229,6 +236,7 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
     let mut inputs = capacity::Inputs::from_observation(obs, profile.role);
     inputs.source_addresses = profile.params.source_addresses;
     inputs.server_workers = opts.server_workers;
+    inputs.measured = opts.measured.clone();
     let cap = capacity::estimate(&inputs, profile.target);
     let summary = summarize(&rows, &cap, opts.strict);
     CheckReport {
@@ -255,6 +263,13 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
         drift_note: None,
         verdict: None,
         container: facts.container.clone(),
+        measured_cost: opts.measured.clone(),
+        credentials: facts.tune_alone_exempt().then(|| {
+            format!(
+                "{} is judged for a service without CAP_SYS_ADMIN; tune itself, running with it, would be exempt (--pid PID judges a running service by its own capabilities)",
+                crate::knobs::KnobId::FileMax
+            )
+        }),
     }
 }
 

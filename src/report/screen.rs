@@ -22,7 +22,26 @@ pub const UNBOUNDED: usize = 100;
 pub fn render(r: &CheckReport, v: &Verdict, width: Option<usize>, color: bool) -> String {
     let w = width.unwrap_or(UNBOUNDED).max(40);
     let mut out = Vec::new();
-    out.extend(wrap(&super::verdict::headline(v), w, "", "  "));
+    let mut head = super::verdict::headline(v);
+    if let Some(m) = &r.measured_cost {
+        head.push_str(&format!(
+            " ({} per connection, {})",
+            crate::units::bytes(m.bytes_per_connection),
+            m.source
+        ));
+    }
+    out.extend(wrap(&head, w, "", "  "));
+    if r.measured_cost.is_none() {
+        out.extend(wrap(ASSUMES_NO_USER_COST, w, "", "  "));
+    }
+    let file_max = crate::knobs::KnobId::FileMax.name();
+    if let Some(c) = r
+        .credentials
+        .as_ref()
+        .filter(|_| v.bound_by == file_max || v.next.iter().any(|n| n.limit == file_max))
+    {
+        out.extend(wrap(c, w, "", "  "));
+    }
     out.extend(capacity_lines(v, w));
     out.extend(fix_lines(r, v, w));
     out.extend(drift_lines(r, w));
@@ -31,6 +50,9 @@ pub fn render(r: &CheckReport, v: &Verdict, width: Option<usize>, color: bool) -
     out.extend(summary_lines(r, w));
     out.join("\n") + "\n"
 }
+
+/// Said under the verdict when no measured cost was given.
+pub const ASSUMES_NO_USER_COST: &str = "assumes a near-zero user-space cost per connection (the kernel's socket alone); measure your server: tune load URL --server-pid PID --format json > cost.json, then tune check --pid PID --cost-from cost.json";
 
 /// The lines under the verdict: per process, per host, what limits next, processes needed.
 fn capacity_lines(v: &Verdict, w: usize) -> Vec<String> {

@@ -195,6 +195,7 @@ pub fn settle(
 ) {
     let mut inputs = Inputs::from_observation(obs, profile.role);
     inputs.source_addresses = profile.params.source_addresses;
+    inputs.measured = opts.measured.clone();
     // Without a target the question is what the host holds: with as many processes as that takes.
     let processes = match target {
         Some(_) => profile.params.processes,

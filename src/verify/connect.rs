@@ -25,7 +25,18 @@ pub struct ConnectSpec {
     pub stall: Duration,
     /// End the phase when a process dies (verify); `tune load` keeps going with the rest.
     pub stop_on_death: bool,
+    /// Steps of the ramp (0: none): the clients open `target × k / steps` and stop there, the
+    /// connects in flight settle, and the step sampler runs; then step k + 1.
+    pub steps: u64,
 }
+
+/// How long a step waits for the connects in flight to complete before it samples anyway.
+const STEP_SETTLE_MAX: Duration = Duration::from_secs(3);
+/// Quiet time after the last connect of a step, so the server has handled its handshakes.
+const STEP_QUIET: Duration = Duration::from_millis(300);
+
+/// Called at each step of the ramp with the connections open then.
+pub type StepSampler<'a> = &'a mut dyn FnMut(u64);
 
 /// What the connect phase saw.
 #[derive(Debug, Clone, Default)]
@@ -43,6 +54,10 @@ pub struct Connected {
     pub clients_half: Option<(Rss, u64)>,
     /// The most connections open at once during the phase.
     pub most_open: u64,
+    /// Most held connections dropped at once: the server died (the phase ends there).
+    pub collapse: Option<super::died::Collapse>,
+    /// The counts the collapse watch has seen, for the hold to go on from.
+    pub drops: super::died::CollapseWatch,
 }
 
 /// The headroom the watchdog guards: what the run may still take, in the host's terms (the
@@ -179,8 +194,13 @@ pub fn connect(
     mut watch: Option<&mut Watch>,
     progress: &mut Progress,
     root: &Root,
+    mut at_step: Option<StepSampler>,
 ) -> anyhow::Result<Connected> {
     let mut c = Connected::default();
+    let mut step = 1u64;
+    if let (Some(f), true) = (at_step.as_deref_mut(), spec.steps > 0) {
+        f(0);
+    }
     let t0 = Instant::now();
     // Before the first connection: not even one step may cross the floor.
     let mut next_step = TICK;
@@ -201,6 +221,7 @@ pub fn connect(
         }
     }
     if let (Some(cl), None) = (&rig.clients, &c.memory_stop) {
+        set_step(rig, step, spec.steps);
         cl.gen.command(Cmd::Connect);
     }
     let (mut best, mut last_best) = (0u64, 0u64);
@@ -222,6 +243,31 @@ pub fn connect(
         }
         let ls = rig.load_snapshot();
         let open = rig.open(ls.as_ref());
+        if let Some(l) = &ls {
+            c.drops.feed(Instant::now(), l.open, l.dropped + l.lost);
+            if let Some(col) = c.drops.found {
+                progress.say(&format!(
+                    "{} of {} connections dropped at once: the server died or restarted",
+                    group(col.dropped),
+                    group(col.open_before)
+                ));
+                c.collapse = Some(col);
+                break;
+            }
+        }
+        if spec.steps > 0 && step <= spec.steps && open >= spec.target * step / spec.steps {
+            if let Some(f) = at_step.as_deref_mut() {
+                let settled = settle_step(rig);
+                f(settled);
+                progress.say(&format!(
+                    "step {step} of {}: {} open, server sampled",
+                    spec.steps,
+                    group(settled)
+                ));
+            }
+            step += 1;
+            set_step(rig, step, spec.steps);
+        }
         if open > 0 && first_seen.is_none() {
             first_seen = Some(Instant::now());
         }
@@ -287,6 +333,29 @@ pub fn connect(
         .reached_at
         .unwrap_or_else(|| t0.elapsed().saturating_sub(start_shift));
     Ok(c)
+}
+
+/// Limits the clients to step `step` of `steps` (none when `steps` is 0 or the ramp is done).
+fn set_step(rig: &Rig, step: u64, steps: u64) {
+    if let Some(cl) = &rig.clients {
+        let f = (steps > 0 && step <= steps).then(|| step as f64 / steps as f64);
+        cl.gen.set_step(f);
+    }
+}
+
+/// At a step the clients open no more (their share of the step is open): waits until the
+/// connects in flight complete and the server has had a quiet moment. Returns the connections
+/// open then.
+fn settle_step(rig: &Rig) -> u64 {
+    let Some(cl) = &rig.clients else {
+        return rig.open(None);
+    };
+    let t = Instant::now();
+    while cl.gen.snapshot().in_flight > 0 && t.elapsed() < STEP_SETTLE_MAX {
+        std::thread::sleep(TICK / 2);
+    }
+    std::thread::sleep(STEP_QUIET);
+    cl.gen.snapshot().open
 }
 
 /// The progress line of the connect phase.

@@ -22,11 +22,20 @@ pub struct Held {
     pub deaths: Deaths,
     /// Messages the server received during the hold (when the server runs here).
     pub server_messages: Option<u64>,
+    /// Most held connections dropped at once: the server died.
+    pub collapse: Option<super::died::Collapse>,
 }
 
 /// Holds for `d`, following the count; ends early when every client connection is gone.
-pub fn hold(rig: &mut Rig, d: Duration, progress: &mut Progress) -> Held {
+/// `drops` is what the collapse watch saw while connecting.
+pub fn hold(
+    rig: &mut Rig,
+    d: Duration,
+    progress: &mut Progress,
+    drops: &super::died::CollapseWatch,
+) -> Held {
     let mut h = Held::default();
+    let mut collapse = drops.clone();
     let msgs_before = rig.server.as_ref().map(|s| s.snapshot().messages_in);
     let t = Instant::now();
     let end = t + d;
@@ -38,6 +47,7 @@ pub fn hold(rig: &mut Rig, d: Duration, progress: &mut Progress) -> Held {
         h.deaths.extend(rig.reap(progress));
         match rig.load_snapshot() {
             Some(s) => {
+                collapse.feed(Instant::now(), s.open, s.dropped + s.lost);
                 if s.open == 0 && s.in_flight == 0 {
                     break; // the server closed every connection
                 }
@@ -65,6 +75,7 @@ pub fn hold(rig: &mut Rig, d: Duration, progress: &mut Progress) -> Held {
         }
     }
     h.seconds = t.elapsed().as_secs_f64();
+    h.collapse = collapse.found;
     h.server_messages = rig
         .server
         .as_ref()

@@ -8,12 +8,15 @@ use embedded_server::loadgen::{CloseMode, LoadSnapshot};
 use serde::Serialize;
 
 use super::connect::Connected;
+use super::cost::{self, CostFit, ServerSample};
 use super::diagnose::{self, ClientSide, Diagnosis, Evidence};
+use super::died::{self, Collapse};
 use super::hold::Held;
 use super::report::Latency;
+use super::server_watch::ServerEnd;
 use super::teardown::TornDown;
 use crate::outcome::Outcome;
-use crate::units::group;
+use crate::units::{bytes, group};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -46,6 +49,10 @@ pub struct LoadReport {
     pub errors: BTreeMap<String, u64>,
     pub netstat_deltas: BTreeMap<String, u64>,
     pub diagnosis: Option<Diagnosis>,
+    /// Most held connections dropped at once (the server died or restarted).
+    pub collapse: Option<Collapse>,
+    /// The watched server (`--server-pid`, `--server-cgroup`): samples, cost, end.
+    pub server: Option<ServerReport>,
     pub closed: u64,
     /// How they closed: `websocket` (the close handshake) or `tcp` (close() alone).
     pub close_mode: String,
@@ -57,6 +64,52 @@ pub struct LoadReport {
     dropped_by_peer: u64,
     #[serde(skip)]
     interrupted: bool,
+}
+
+/// The watched server in the report.
+#[derive(Debug, Serialize)]
+pub struct ServerReport {
+    pub pid: Option<u32>,
+    pub cgroup: Option<String>,
+    /// One per step of the ramp, the baseline (0 open) first.
+    pub samples: Vec<ServerSample>,
+    /// The cost per connection fitted over the samples (`None`: fewer than three samples).
+    pub cost: Option<CostFit>,
+    /// Connections the memory cgroup's limit allows at that cost.
+    pub projected_connections_at_limit: Option<u64>,
+    pub limit: Option<u64>,
+    /// What the end of the run showed (the process, OOM kills, the charge).
+    pub end: ServerEnd,
+}
+
+/// What the server watch recorded.
+#[derive(Debug)]
+pub struct ServerRecords {
+    pub samples: Vec<ServerSample>,
+    pub end: ServerEnd,
+    pub limit: Option<u64>,
+    /// Host sockets one connection adds (2: the clients are on this host too).
+    pub sockets_per_connection_here: u64,
+}
+
+impl ServerRecords {
+    fn report(self) -> ServerReport {
+        let cost = cost::fit(&self.samples, self.sockets_per_connection_here);
+        let projected = cost
+            .as_ref()
+            .zip(self.samples.last())
+            .zip(self.limit)
+            .and_then(|((c, last), l)| cost::projected_at_limit(c, last, l));
+        ServerReport {
+            pid: self.end.pid,
+            cgroup: self.end.cgroup.clone(),
+            samples: self.samples,
+            cost,
+            projected_connections_at_limit: projected,
+            limit: self.limit,
+            end: self.end,
+        }
+    }
 }
 
 /// A client process that died during the run.
@@ -87,6 +140,8 @@ pub struct LoadRecords {
     pub ipv6: bool,
     /// How the clients closed at teardown.
     pub close_mode: CloseMode,
+    /// The watched server, when `--server-pid` or `--server-cgroup` named one.
+    pub server: Option<ServerRecords>,
 }
 
 /// The diagnosis of a load run: a dead process explains the shortfall before anything its
@@ -115,8 +170,11 @@ fn diagnosis(r: &LoadRecords, interrupted: bool) -> (Option<Diagnosis>, BTreeMap
         ..Evidence::default()
     };
     let died = &r.torn_down.clients_died;
+    let collapse = r.connected.collapse.or(r.held.collapse);
     let d = if interrupted {
         None
+    } else if let Some(c) = collapse {
+        Some(died::server_died(&c, r.server.as_ref().map(|s| &s.end)))
     } else if !died.is_empty() {
         Some(diagnose::load_worker_died(died))
     } else {
@@ -126,10 +184,12 @@ fn diagnosis(r: &LoadRecords, interrupted: bool) -> (Option<Diagnosis>, BTreeMap
 }
 
 /// The report of a load run.
-pub fn assemble_load(r: LoadRecords) -> LoadReport {
-    let c = &r.connected;
-    let interrupted = c.interrupted || r.held.interrupted;
+pub fn assemble_load(mut r: LoadRecords) -> LoadReport {
+    let interrupted = r.connected.interrupted || r.held.interrupted;
+    let collapse = r.connected.collapse.or(r.held.collapse);
     let (diagnosis, errors) = diagnosis(&r, interrupted);
+    let server = r.server.take().map(ServerRecords::report);
+    let c = &r.connected;
     let died = &r.torn_down.clients_died;
     let dropped = r.after_hold.dropped + r.after_hold.lost;
     let all_open = c.reached_at.is_some() && dropped == 0 && died.is_empty() && !interrupted;
@@ -162,6 +222,8 @@ pub fn assemble_load(r: LoadRecords) -> LoadReport {
         echo_latency: hist.and_then(|h| Latency::of(&h.echo_us)),
         errors,
         diagnosis,
+        collapse,
+        server,
         closed: r.torn_down.closed,
         close_mode: r.close_mode.as_str().to_string(),
         exit_code: Outcome::of(all_open).exit_code(),
@@ -171,6 +233,35 @@ pub fn assemble_load(r: LoadRecords) -> LoadReport {
         netstat_deltas: r.netstat,
         url: r.url,
         sources: r.sources,
+    }
+}
+
+impl ServerReport {
+    /// The server's lines of the table: its cost per connection and what its limit holds.
+    pub fn lines(&self) -> Vec<String> {
+        let who = match (self.pid, &self.cgroup) {
+            (Some(p), Some(c)) => format!("server {p} (memory cgroup {c})"),
+            (Some(p), None) => format!("server {p}"),
+            (None, Some(c)) => format!("server in {c}"),
+            (None, None) => "server".into(),
+        };
+        let mut out = Vec::new();
+        match &self.cost {
+            Some(c) => out.push(format!("{who}: {}", c.describe())),
+            None => out.push(format!(
+                "{who}: cost per connection not measured: a fit needs {} samples while the count rose (a baseline and --steps 2 or more), {} taken",
+                cost::MIN_SAMPLES,
+                self.samples.len()
+            )),
+        }
+        if let (Some(n), Some(l)) = (self.projected_connections_at_limit, self.limit) {
+            out.push(format!(
+                "  at that cost its memory limit {} holds ~{} connections (tune check --pid PID --cost-from this report's JSON)",
+                bytes(l),
+                group(n)
+            ));
+        }
+        out
     }
 }
 
@@ -281,6 +372,11 @@ impl LoadReport {
         if !errs.is_empty() {
             let _ = writeln!(o, "errors: {}", errs.join(", "));
         }
+        if let Some(s) = &self.server {
+            for line in s.lines() {
+                let _ = writeln!(o, "{line}");
+            }
+        }
         if let Some(d) = &self.diagnosis {
             let _ = writeln!(o, "LIMIT: {} ({} side): {}", d.limit, d.side, d.value);
             let _ = writeln!(o, "  seen: {}", d.evidence);
@@ -333,6 +429,7 @@ mod tests {
                 ..Default::default()
             },
             port_range: None,
+            server: None,
         }
     }
 

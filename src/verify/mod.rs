@@ -11,7 +11,9 @@ pub mod assemble;
 pub mod cgroup;
 pub mod clock;
 pub mod connect;
+pub mod cost;
 pub mod diagnose;
+pub mod died;
 pub mod hold;
 pub mod load_report;
 pub mod measure;
@@ -21,6 +23,7 @@ pub mod progress;
 pub mod report;
 pub mod rig;
 pub mod sample;
+pub mod server_watch;
 pub mod teardown;
 pub mod watchdog;
 

@@ -51,3 +51,4 @@ mod verify_ipv6;
 mod verify_limits;
 mod verify_loopback;
 mod verify_parallel;
+mod yourserver;

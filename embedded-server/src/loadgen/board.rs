@@ -17,6 +17,11 @@ pub const G_ECHO_ROUND: usize = 1;
 /// Nonzero: the teardown is paused (the parent saw TCP memory climb); clients close nothing
 /// until it is zero again. Not read on [`Cmd::Exit`].
 pub const G_CLOSE_PAUSED: usize = 2;
+/// Nonzero: a step of a ramp; each process opens no more than this many millionths of its
+/// share (`tune load --steps`, so the server is sampled at known counts). Zero: its whole share.
+pub const G_STEP_PPM: usize = 3;
+/// [`G_STEP_PPM`] for the whole share.
+pub const STEP_WHOLE: u64 = 1_000_000;
 
 // Per-process block.
 pub const PID: usize = 0;

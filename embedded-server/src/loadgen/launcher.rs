@@ -133,6 +133,13 @@ impl LoadGen {
         self.board.set_global(b::G_CMD, cmd as u64);
     }
 
+    /// Limits the clients to `fraction` of their connections (a step of a ramp); `None` or
+    /// 1.0 lifts the limit.
+    pub fn set_step(&self, fraction: Option<f64>) {
+        let ppm = fraction.map_or(0, |f| (f.clamp(0.0, 1.0) * b::STEP_WHOLE as f64) as u64);
+        self.board.set_global(b::G_STEP_PPM, ppm);
+    }
+
     /// Pauses (`true`) or resumes the clients' close.
     pub fn pause_close(&self, paused: bool) {
         self.board.set_global(b::G_CLOSE_PAUSED, u64::from(paused));

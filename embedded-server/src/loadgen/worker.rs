@@ -285,8 +285,13 @@ impl Worker {
     }
 
     fn wants_connect(&self) -> bool {
-        self.established + (self.in_flight as u64) < self.cfg.conns
-            && self.in_flight < self.cfg.concurrency
+        let step = self.board.global(b::G_STEP_PPM);
+        let share = if step == 0 || step >= b::STEP_WHOLE {
+            self.cfg.conns
+        } else {
+            (self.cfg.conns as u128 * step as u128).div_ceil(b::STEP_WHOLE as u128) as u64
+        };
+        self.established + (self.in_flight as u64) < share && self.in_flight < self.cfg.concurrency
     }
 
     fn timeout(&self, cmd: Cmd) -> i32 {

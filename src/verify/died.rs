@@ -1,0 +1,206 @@
+//! Pure: when most held connections drop at once, the server died (or restarted); this finds
+//! that moment from the counts the phases follow, and names it with the evidence the server
+//! watch read (process gone, the memory cgroup's OOM kills, the charge at the limit).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::diagnose::Diagnosis;
+use super::server_watch::ServerEnd;
+use crate::units::{bytes, group};
+
+/// Drops counted within this window are one event: a server that dies resets every connection
+/// at once (the kernel closes its sockets when it exits), well inside it.
+pub const WINDOW: Duration = Duration::from_millis(500);
+
+/// Share of the most connections held so far that must drop within the window (a trickle of
+/// closes that empties the run slowly is no death).
+pub const MOST: f64 = 0.5;
+
+/// Fewer open connections than this are too few to tell a death from chance closes.
+pub const MIN_OPEN: u64 = 10;
+
+/// Most held connections dropped at once.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Collapse {
+    /// Connections open just before.
+    pub open_before: u64,
+    /// Connections dropped in the window.
+    pub dropped: u64,
+    /// Seconds between the last count before the drop and the first after it.
+    pub within_seconds: f64,
+}
+
+/// Follows (open, dropped so far) over time and keeps the first collapse.
+#[derive(Debug, Clone, Default)]
+pub struct CollapseWatch {
+    recent: VecDeque<(Instant, u64, u64)>,
+    peak: u64,
+    pub found: Option<Collapse>,
+}
+
+impl CollapseWatch {
+    /// One look: `open` now and `dropped`, the count of connections lost so far.
+    pub fn feed(&mut self, now: Instant, open: u64, dropped: u64) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _, _)| now.saturating_duration_since(*t) > WINDOW)
+        {
+            self.recent.pop_front();
+        }
+        if self.found.is_none() {
+            if let Some(&(t, open0, dropped0)) = self
+                .recent
+                .iter()
+                .filter(|(_, o, _)| *o >= MIN_OPEN)
+                .max_by_key(|(_, o, _)| *o)
+            {
+                let gone = dropped.saturating_sub(dropped0);
+                if gone >= MIN_OPEN && gone as f64 >= MOST * self.peak.max(open0) as f64 {
+                    self.found = Some(Collapse {
+                        open_before: open0,
+                        dropped: gone,
+                        within_seconds: now.saturating_duration_since(t).as_secs_f64(),
+                    });
+                }
+            }
+        }
+        self.peak = self.peak.max(open);
+        self.recent.push_back((now, open, dropped));
+    }
+}
+
+/// The diagnosis of a collapse: "the server died or restarted at N", with what the watch saw.
+pub fn server_died(c: &Collapse, end: Option<&ServerEnd>) -> Diagnosis {
+    let seen = format!(
+        "{} of {} held connections dropped within {:.1} s (reset by the server's host: a process that exits has its sockets closed by the kernel)",
+        group(c.dropped),
+        group(c.open_before),
+        c.within_seconds.max(0.1)
+    );
+    let mut evidence = vec![seen];
+    let mut value = format!(
+        "the server died or restarted at {} connections",
+        group(c.open_before)
+    );
+    let mut fix = Vec::new();
+    match end {
+        None => fix.push(
+            "on the server's host: its logs, `dmesg | grep -i -e oom -e killed`, the supervisor's restart count (systemctl status UNIT, kubectl describe pod: OOMKilled); there, tune load --server-pid PID or --server-cgroup DIR names the cause".into(),
+        ),
+        Some(e) => {
+            if let (Some(pid), Some(false)) = (e.pid, e.alive) {
+                evidence.push(format!("process {pid} is gone"));
+            }
+            if let (Some(pid), Some(true)) = (e.pid, e.alive) {
+                evidence.push(format!(
+                    "process {pid} is still running (it closed the connections itself, or a worker of it died)"
+                ));
+            }
+            let cg = e.cgroup.clone().unwrap_or_default();
+            let at_limit = match (e.limit, e.limit_hits) {
+                (Some(l), Some(h)) if h > 0 => format!(
+                    "; the charge hit its limit {} {} times",
+                    bytes(l),
+                    group(h)
+                ),
+                _ => String::new(),
+            };
+            match e.oom_kills {
+                Some(k) if k > 0 => {
+                    evidence.push(format!(
+                        "memory cgroup {cg}: oom_kill +{k} during the run{at_limit}"
+                    ));
+                    value = format!(
+                        "the server died at {} connections: OOM kill in memory cgroup {cg} (limit {})",
+                        group(c.open_before),
+                        e.limit.map_or("unknown".into(), bytes)
+                    );
+                    fix.push(format!(
+                        "raise the memory cgroup's limit (the container's memory limit; {cg}/memory.limit_in_bytes or memory.max) or lower the server's cost per connection; tune check --pid PID --cost-from REPORT sizes it"
+                    ));
+                }
+                Some(_) => {
+                    evidence.push(format!(
+                        "memory cgroup {cg}: no OOM kill counted{at_limit}"
+                    ));
+                    fix.push("not the memory cgroup: look at the server's logs and exit status, and at who else may signal it (a supervisor, a deploy, the kernel's global OOM killer in dmesg)".into());
+                }
+                None if e.cgroup.is_some() => {
+                    evidence.push(format!("memory cgroup {cg}: OOM kills not readable"));
+                }
+                None => fix.push("no memory cgroup read: --server-cgroup DIR names the container's, whose OOM kills tell a memory death".into()),
+            }
+        }
+    }
+    Diagnosis {
+        limit: "server_died".into(),
+        knob: None,
+        side: "server".into(),
+        value,
+        evidence: evidence.join("; "),
+        fix,
+        projected_connections: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sudden_drop_of_most_connections_is_a_collapse() {
+        let t = Instant::now();
+        let mut w = CollapseWatch::default();
+        w.feed(t, 1000, 0);
+        w.feed(t + Duration::from_millis(100), 1990, 0);
+        w.feed(t + Duration::from_millis(200), 10, 1980);
+        let c = w.found.unwrap();
+        assert_eq!((c.open_before, c.dropped), (1990, 1980));
+        assert!((c.within_seconds - 0.1).abs() < 0.01);
+    }
+
+    #[test]
+    fn a_slow_trickle_of_closes_is_not() {
+        let t = Instant::now();
+        let mut w = CollapseWatch::default();
+        for i in 0..100u64 {
+            w.feed(t + Duration::from_millis(100 * i), 1000 - i * 10, i * 10);
+        }
+        assert!(w.found.is_none());
+    }
+
+    #[test]
+    fn the_diagnosis_names_the_oom_kill_or_says_what_it_saw() {
+        let c = Collapse {
+            open_before: 2007,
+            dropped: 2007,
+            within_seconds: 0.1,
+        };
+        let d = server_died(&c, None);
+        assert_eq!(d.value, "the server died or restarted at 2,007 connections");
+        assert!(d
+            .evidence
+            .starts_with("2,007 of 2,007 held connections dropped within 0.1 s"));
+        assert!(d.fix[0].contains("dmesg"));
+        let e = ServerEnd {
+            pid: Some(42),
+            alive: Some(false),
+            cgroup: Some("/sys/fs/cgroup/memory/a".into()),
+            oom_kills: Some(1),
+            limit_hits: Some(30),
+            limit: Some(50_331_648),
+            charge: Some(1_000_000),
+        };
+        let d = server_died(&c, Some(&e));
+        assert_eq!(
+            d.value,
+            "the server died at 2,007 connections: OOM kill in memory cgroup /sys/fs/cgroup/memory/a (limit 50.3 MB)"
+        );
+        assert!(d.evidence.contains("process 42 is gone"), "{}", d.evidence);
+        assert!(d.evidence.contains("oom_kill +1"), "{}", d.evidence);
+    }
+}
