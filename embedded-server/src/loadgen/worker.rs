@@ -165,7 +165,7 @@ impl Worker {
         crate::sys::signal::ignore_sigpipe().context("ignoring SIGPIPE")?;
         let signals = Signals::new(&[Signal::SIGINT, Signal::SIGTERM]).context("signalfd")?;
         let fd_cap = rlimit::raise_nofile_to_hard().context("raising RLIMIT_NOFILE")?;
-        let shm = SharedU64s::from_inherited(cfg.shm_fd, b::shm_len(cfg.workers))
+        let shm = SharedU64s::from_inherited(cfg.shm_fd, Board::shm_len(cfg.workers))
             .context("mapping the shared counters")?;
         let board = Board::new(shm, cfg.workers);
         let ep = Epoll::new().context("epoll_create1")?;

@@ -100,7 +100,7 @@ impl Supervisor {
         let reserve =
             net::reuseport_bound(cfg.listen).with_context(|| format!("binding {}", cfg.listen))?;
         let addr = net::local_addr(reserve.as_raw_fd()).context("getsockname")?;
-        let shm = SharedU64s::create("tune-serve-counters", m::shm_len(n))
+        let shm = SharedU64s::create("tune-serve-counters", Board::shm_len(n))
             .context("creating the shared counters (memfd)")?;
         let board = Board::new(shm, n);
         board.set_global(m::G_WORKERS, n as u64);
