@@ -23,6 +23,7 @@ use crate::protocol::close;
 use crate::protocol::handshake::{self, KEY_LEN};
 use crate::protocol::session::{self, Event, Phase, Role, Session, Status};
 use crate::sys::epoll::{Epoll, EpollEvent, EpollFlags, READ};
+use crate::sys::fdtable::FdTable;
 use crate::sys::shm::SharedU64s;
 use crate::sys::signal::{Signal, Signals};
 use crate::sys::{io, net, rlimit, Errno};
@@ -117,7 +118,8 @@ pub struct Worker {
     board: Board,
     ep: Epoll,
     signals: Signals,
-    slots: Vec<Slot>,
+    /// The connections, indexed by fd; the table owns their sockets.
+    slots: FdTable<Slot>,
     rbuf: Vec<u8>,
     /// The upgrade request without its key, built once.
     request: handshake::RequestTemplate,
@@ -176,7 +178,7 @@ impl Worker {
             .context("mapping the shared counters")?;
         let board = Board::new(shm, cfg.workers);
         let ep = Epoll::new().context("epoll_create1")?;
-        ep.add(signals.as_raw_fd(), EpollFlags::EPOLLIN)?;
+        ep.add(signals.as_fd(), EpollFlags::EPOLLIN)?;
         let w = cfg.index;
         board.set(w, b::PID, std::process::id() as u64);
         board.set(w, b::TARGET, cfg.conns);
@@ -191,7 +193,7 @@ impl Worker {
             board,
             ep,
             signals,
-            slots: Vec::with_capacity(cap),
+            slots: FdTable::with_capacity(cap),
             rbuf: vec![0u8; READ_BUF],
             request,
             reqbuf: Vec::with_capacity(256),
@@ -344,7 +346,7 @@ impl Worker {
         }
         match self.slots[i].state {
             State::Free => {}
-            State::Connecting => match net::take_error(fd) {
+            State::Connecting => match net::take_error(self.slots.fd(i)) {
                 Ok(None) => {
                     if flags.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
                         self.fail(fd, ErrorClass::Econnreset, Errno::ECONNRESET as i32);
@@ -373,19 +375,20 @@ impl Worker {
     /// Writes pending output; false when the connection was closed on the way.
     fn flush(&mut self, fd: RawFd) -> bool {
         let i = fd as usize;
-        let Some(p) = self.slots[i].pending.as_mut() else {
-            let _ = self.ep.modify(fd, READ);
+        let (sock, slot) = self.slots.fd_and_slot(i);
+        let Some(p) = slot.pending.as_mut() else {
+            let _ = self.ep.modify(sock, READ);
             return true;
         };
         if p.pending_out() == 0 {
-            let _ = self.ep.modify(fd, READ);
+            let _ = self.ep.modify(sock, READ);
             return true;
         }
-        match io::write(fd, p.unsent()) {
+        match io::write(sock, p.unsent()) {
             Ok(n) => {
                 p.advance(n, &SESSION, 0);
                 if p.pending_out() == 0 {
-                    let _ = self.ep.modify(fd, READ);
+                    let _ = self.ep.modify(sock, READ);
                     self.maybe_free_pending(i);
                     self.close_progress(fd);
                 }
@@ -431,7 +434,7 @@ impl Worker {
 
     fn on_readable(&mut self, fd: RawFd) {
         let mut rbuf = std::mem::take(&mut self.rbuf);
-        match io::read(fd, &mut rbuf) {
+        match io::read(self.slots.fd(fd as usize), &mut rbuf) {
             Ok(0) => self.lost(fd, Errno::UnknownErrno),
             Ok(n) => self.on_data(fd, &mut rbuf[..n]),
             Err(Errno::EAGAIN) => {}

@@ -14,7 +14,7 @@
 //! [`accept`], the HTTP side in [`http`], how a connection ends in [`ending`], deadlines, the
 //! budget and shutdown in [`upkeep`].
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -24,6 +24,7 @@ use super::metrics::{self as m, Board, CloseReason};
 use super::{Mode, WorkerConfig};
 use crate::protocol::session::{self, Event, Phase, Role, Session, Status};
 use crate::sys::epoll::{Epoll, EpollEvent, EpollFlags, READ, WRITE};
+use crate::sys::fdtable::FdTable;
 use crate::sys::shm::SharedU64s;
 use crate::sys::signal::{Signal, Signals};
 use crate::sys::{io, net, rlimit, Errno};
@@ -100,7 +101,8 @@ pub struct Worker {
     listener: Option<OwnedFd>,
     listener_fd: RawFd,
     signals: Signals,
-    slots: Vec<Slot>,
+    /// The connections, indexed by fd; the table owns their sockets.
+    slots: FdTable<Slot>,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     start: Instant,
@@ -176,8 +178,8 @@ impl Worker {
         let listener = net::reuseport_listener(cfg.listen, &cfg.limits.listen_options())
             .with_context(|| format!("listening on {}", cfg.listen))?;
         let listener_fd = listener.as_raw_fd();
-        ep.add(listener_fd, EpollFlags::EPOLLIN)?;
-        ep.add(signals.as_raw_fd(), EpollFlags::EPOLLIN)?;
+        ep.add(listener.as_fd(), EpollFlags::EPOLLIN)?;
+        ep.add(signals.as_fd(), EpollFlags::EPOLLIN)?;
         let base_fds = count_open_fds();
         let reserve = cfg.limits.backlog.max(0) as usize + super::FD_MARGIN;
         let high = fd_cap.saturating_sub(reserve + base_fds).max(1);
@@ -197,7 +199,7 @@ impl Worker {
             listener: Some(listener),
             listener_fd,
             signals,
-            slots: Vec::new(),
+            slots: FdTable::new(),
             rbuf: vec![0u8; READ_BUF],
             wbuf: Vec::with_capacity(4096),
             start: Instant::now(),
@@ -335,7 +337,7 @@ impl Worker {
     fn on_readable(&mut self, fd: RawFd) {
         let i = fd as usize;
         let mut rbuf = std::mem::take(&mut self.rbuf);
-        match io::read(fd, &mut rbuf) {
+        match io::read(self.slots.fd(i), &mut rbuf) {
             Ok(0) => {
                 // Handshake: spoke nothing complete and left, not a refused handshake.
                 let reason = matches!(
@@ -446,7 +448,7 @@ impl Worker {
             let written = if pending {
                 0
             } else {
-                match io::write(fd, &self.wbuf) {
+                match io::write(self.slots.fd(i), &self.wbuf) {
                     Ok(n) => n,
                     Err(Errno::EAGAIN) => 0,
                     Err(_) => {
@@ -475,7 +477,7 @@ impl Worker {
             }
             if pending > 0 && !self.slots[i].want_write {
                 self.slots[i].want_write = true;
-                let _ = self.ep.modify(fd, READ | WRITE);
+                let _ = self.ep.modify(self.slots.fd(i), READ | WRITE);
             }
             self.rearm(i, &conn);
         }
@@ -489,7 +491,7 @@ impl Worker {
         let pending = conn.as_ref().map_or(0, |c| c.pending_out());
         match self.slots[i].state {
             State::HttpReply if pending == 0 => {
-                let _ = io::shutdown_write(fd);
+                let _ = io::shutdown_write(self.slots.fd(i));
                 self.slots[i].state = State::HttpLinger;
                 let d = self.deadline_after(self.cfg.limits.close_linger_ms);
                 self.set_deadline(i, d);
@@ -525,7 +527,7 @@ impl Worker {
         let i = fd as usize;
         if let Some(c) = conn.as_mut() {
             while c.pending_out() > 0 {
-                match io::write(fd, c.unsent()) {
+                match io::write(self.slots.fd(i), c.unsent()) {
                     Ok(n) => c.advance(n, &self.scfg, self.now_ms),
                     Err(Errno::EAGAIN) => break,
                     Err(_) => {
@@ -540,7 +542,7 @@ impl Worker {
         }
         if conn.as_ref().map_or(0, |c| c.pending_out()) == 0 && self.slots[i].want_write {
             self.slots[i].want_write = false;
-            let _ = self.ep.modify(fd, READ);
+            let _ = self.ep.modify(self.slots.fd(i), READ);
         }
         self.rearm(i, conn);
         let c = conn.take();

@@ -5,7 +5,7 @@
 use std::os::fd::RawFd;
 use std::time::Instant;
 
-use super::{Slot, State, Worker, ERROR_BACKOFF, MAX_BACKOFF, MAX_PENDING_IN, SESSION};
+use super::{State, Worker, ERROR_BACKOFF, MAX_BACKOFF, MAX_PENDING_IN, SESSION};
 use crate::loadgen::board::{self as b, ErrorClass};
 use crate::protocol::handshake::{self, ResponseError, KEY_LEN};
 use crate::protocol::session::{self, Session};
@@ -38,14 +38,6 @@ impl Worker {
         }
     }
 
-    pub(super) fn slot(&mut self, fd: RawFd) -> &mut Slot {
-        let i = fd as usize;
-        if i >= self.slots.len() {
-            self.slots.resize_with(i + 1, Slot::default);
-        }
-        &mut self.slots[i]
-    }
-
     /// After a failure: pause connects, longer with every failure in a row (up to
     /// [`MAX_BACKOFF`]), so a limit does not turn into a storm of failing connects.
     pub(super) fn backoff(&mut self) {
@@ -65,7 +57,7 @@ impl Worker {
         };
         let w = self.w();
         self.board.add(w, b::ATTEMPTS, 1);
-        let (fd, done) = match net::connect_from(src, freebind, self.cfg.target.addr) {
+        let (sock, done) = match net::connect_from(src, freebind, self.cfg.target.addr) {
             Ok(x) => x,
             Err(e) => {
                 self.board.error(w, ErrorClass::of_errno(e), e as i32);
@@ -74,7 +66,8 @@ impl Worker {
             }
         };
         let now = self.now;
-        let s = self.slot(fd);
+        let fd = self.slots.adopt(sock, 1) as RawFd;
+        let s = &mut self.slots[fd as usize];
         s.state = State::Connecting;
         s.t = now;
         s.round = false;
@@ -88,7 +81,7 @@ impl Worker {
             match self.write_request_early(fd) {
                 Ok(Some(want_write)) => {
                     let flags = if want_write { READ | WRITE } else { READ };
-                    if let Err(e) = self.ep.add(fd, flags) {
+                    if let Err(e) = self.ep.add(self.slots.fd(fd as usize), flags) {
                         self.fail(fd, ErrorClass::of_errno(e), e as i32);
                         return false;
                     }
@@ -102,7 +95,7 @@ impl Worker {
             }
         }
         let flags = if done { READ } else { WRITE };
-        if let Err(e) = self.ep.add(fd, flags) {
+        if let Err(e) = self.ep.add(self.slots.fd(fd as usize), flags) {
             self.fail(fd, ErrorClass::of_errno(e), e as i32);
             return false;
         }
@@ -135,7 +128,7 @@ impl Worker {
         s.state = State::Free;
         s.counted = false;
         s.pending = None;
-        let _ = io::close(fd);
+        self.slots.close(fd as usize);
     }
 
     /// Writes the upgrade request to a socket whose connect() reported EINPROGRESS, before it
@@ -146,7 +139,7 @@ impl Worker {
         let key = handshake::new_key();
         let mut req = std::mem::take(&mut self.reqbuf);
         self.request.write(&key, &mut req);
-        let written = io::write(fd, &req);
+        let written = io::write(self.slots.fd(fd as usize), &req);
         self.reqbuf = req;
         let req = &self.reqbuf;
         let n = match written {
@@ -174,7 +167,7 @@ impl Worker {
         self.request.write(&key, &mut req);
         self.slots[fd as usize].state = State::Handshaking;
         let mut p = Some(Box::new(Session::default()));
-        let written = io::write(fd, &req);
+        let written = io::write(self.slots.fd(fd as usize), &req);
         match written {
             Ok(n) => session::queue_unsent(&mut p, &SESSION, 0, &req[n..]),
             Err(Errno::EAGAIN) => session::queue_unsent(&mut p, &SESSION, 0, &req),
@@ -193,9 +186,10 @@ impl Worker {
         let want_write = p.as_ref().is_some_and(|p| p.pending_out() > 0);
         self.slots[fd as usize].pending = p;
         if want_write || !reading {
-            let _ = self
-                .ep
-                .modify(fd, if want_write { READ | WRITE } else { READ });
+            let _ = self.ep.modify(
+                self.slots.fd(fd as usize),
+                if want_write { READ | WRITE } else { READ },
+            );
         }
     }
 }

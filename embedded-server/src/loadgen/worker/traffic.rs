@@ -35,7 +35,7 @@ impl Worker {
         let written = if queued {
             0
         } else {
-            match io::write(fd, bytes) {
+            match io::write(self.slots.fd(i), bytes) {
                 Ok(k) => k,
                 Err(Errno::EAGAIN) => 0,
                 Err(e) => {
@@ -46,7 +46,7 @@ impl Worker {
         };
         if written < bytes.len() {
             session::queue_unsent(&mut self.slots[i].pending, &SESSION, 0, &bytes[written..]);
-            let _ = self.ep.modify(fd, READ | WRITE);
+            let _ = self.ep.modify(self.slots.fd(i), READ | WRITE);
         }
         true
     }

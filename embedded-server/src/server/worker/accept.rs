@@ -1,12 +1,13 @@
 //! Admission for the server worker: accepting in batches, the per-source cap and the
 //! handshake slots, and pausing the listener near the fd cap (and listening again below it).
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use super::{State, Worker, ACCEPT_BATCH, SLOT_CHUNK};
 use crate::protocol::handshake;
 use crate::server::metrics::{self as m, CloseReason};
 use crate::sys::epoll::{EpollFlags, READ};
+use crate::sys::fdtable::FdTable;
 use crate::sys::{io, net, Errno};
 
 impl Worker {
@@ -16,7 +17,10 @@ impl Worker {
                 self.stop_listening();
                 return;
             }
-            let fd = match net::accept(self.listener_fd) {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            let fd = match net::accept(listener.as_fd()) {
                 Ok(fd) => fd,
                 Err(Errno::EAGAIN) => return,
                 Err(_) => {
@@ -27,7 +31,9 @@ impl Worker {
                     return;
                 }
             };
-            self.adopt(fd);
+            let Some(fd) = self.adopt(fd) else {
+                continue;
+            };
             // A websocket client speaks first, and the listener defers accept until it has
             // (TCP_DEFER_ACCEPT): its request is there now (strace -c of 19,000 handshakes: no
             // read() returned EAGAIN), so read it rather than after another epoll_wait. Only a
@@ -40,7 +46,7 @@ impl Worker {
 
     /// The family counter of an accepted connection: the listener's family, except on a
     /// dual-stack `[::]`, where the peer's address says (an IPv4 client shows IPv4-mapped).
-    fn family_counter(&self, fd: RawFd) -> usize {
+    fn family_counter(&self, fd: BorrowedFd<'_>) -> usize {
         match self.cfg.listen {
             std::net::SocketAddr::V4(_) => m::ACCEPTED_IPV4,
             std::net::SocketAddr::V6(a) if !a.ip().is_unspecified() => m::ACCEPTED_IPV6,
@@ -54,30 +60,29 @@ impl Worker {
     /// Takes an accepted connection into the table, in the handshake, after the admission
     /// checks: its source's cap (refused with 503) and the handshake slots (the oldest
     /// handshake makes room).
-    pub(super) fn adopt(&mut self, fd: RawFd) {
-        let i = fd as usize;
-        if i >= self.slots.len() {
-            let want = (i / SLOT_CHUNK + 1) * SLOT_CHUNK;
-            self.slots.resize_with(want, super::Slot::default);
-        }
+    /// Returns its fd, or None when it was refused.
+    pub(super) fn adopt(&mut self, sock: OwnedFd) -> Option<RawFd> {
+        let fd = sock.as_raw_fd();
         let w = self.w();
         self.board.add(w, m::ACCEPTED, 1);
-        self.board.add(w, self.family_counter(fd), 1);
+        self.board.add(w, self.family_counter(sock.as_fd()), 1);
         let cap = self.cfg.limits.max_per_source;
         if cap > 0 {
-            let admitted = net::peer_addr(fd).is_ok_and(|a| self.sources.admit(fd, a.ip(), cap));
+            let peer = net::peer_addr(sock.as_fd());
+            let admitted = peer.is_ok_and(|a| self.sources.admit(fd, a.ip(), cap));
             if !admitted {
-                // A plain close: the FIN follows the 503 (a reset could discard it).
-                let _ = io::write(fd, &unavailable());
-                let _ = io::close(fd);
+                // A plain close (the socket dropped): the FIN follows the 503 (a reset could
+                // discard it).
+                let _ = io::write(sock.as_fd(), &unavailable());
                 self.board.closed(w, CloseReason::SourceCap);
-                return;
+                return None;
             }
         }
-        if self.ep.add(fd, READ).is_err() {
+        let i = self.slots.adopt(sock, SLOT_CHUNK);
+        if self.ep.add(self.slots.fd(i), READ).is_err() {
             self.sources.release(fd);
-            let _ = io::close(fd);
-            return;
+            self.slots.close(i);
+            return None;
         }
         self.conns += 1;
         self.slots[i].state = State::Handshake;
@@ -94,6 +99,7 @@ impl Worker {
             .set(w, m::FDS, (self.base_fds + self.conns) as u64);
         self.board
             .set(w, m::HANDSHAKING, self.handshakes.count as u64);
+        Some(fd)
     }
 
     /// The handshake slots are full: the oldest handshake gets 503 and is closed, so dribblers
@@ -101,8 +107,8 @@ impl Worker {
     fn evict_oldest_handshake(&mut self) {
         let slots = &self.slots;
         if let Some(fd) = self.handshakes.oldest(|fd, d| is_handshaking(slots, fd, d)) {
-            let _ = io::write(fd, &unavailable());
-            let _ = net::set_abort_on_close(fd);
+            let _ = io::write(self.slots.fd(fd as usize), &unavailable());
+            let _ = net::set_abort_on_close(self.slots.fd(fd as usize));
             self.close(fd, Some(CloseReason::HandshakeEvicted));
         }
     }
@@ -119,13 +125,12 @@ impl Worker {
         let Some(l) = self.listener.take() else {
             return;
         };
-        let lfd = l.as_raw_fd();
         if !self.migrate_req {
-            while let Ok(fd) = net::accept(lfd) {
+            while let Ok(fd) = net::accept(l.as_fd()) {
                 self.adopt(fd);
             }
         }
-        let _ = self.ep.delete(lfd);
+        let _ = self.ep.delete(l.as_fd());
         drop(l);
         self.listener_fd = -1;
         let w = self.w();
@@ -138,7 +143,7 @@ impl Worker {
             return;
         }
         if let Ok(l) = net::reuseport_listener(self.cfg.listen, &self.cfg.limits.listen_options()) {
-            if self.ep.add(l.as_raw_fd(), EpollFlags::EPOLLIN).is_ok() {
+            if self.ep.add(l.as_fd(), EpollFlags::EPOLLIN).is_ok() {
                 self.listener_fd = l.as_raw_fd();
                 self.listener = Some(l);
                 self.board.set(self.w(), m::LISTENING, 1);
@@ -158,7 +163,7 @@ pub(super) fn unavailable() -> Vec<u8> {
     )
 }
 
-fn is_handshaking(slots: &[super::Slot], fd: i32, deadline: u32) -> bool {
+fn is_handshaking(slots: &FdTable<super::Slot>, fd: i32, deadline: u32) -> bool {
     slots
         .get(fd as usize)
         .is_some_and(|s| s.state == State::Handshake && s.deadline == deadline)

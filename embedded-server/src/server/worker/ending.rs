@@ -4,7 +4,7 @@
 use std::io::IoSlice;
 use std::os::fd::RawFd;
 
-use super::{Slot, State, Worker};
+use super::{State, Worker};
 use crate::protocol::close;
 use crate::protocol::session::{self, Phase};
 use crate::server::metrics::{self as m, CloseReason};
@@ -25,9 +25,8 @@ impl Worker {
             self.board.closed(w, r);
         }
         self.set_deadline(i, 0);
-        self.slots[i] = Slot::default();
+        self.slots.close(i);
         self.sources.release(fd);
-        let _ = io::close(fd);
         self.conns -= 1;
         self.board.set(w, m::CONNS, self.conns as u64);
         self.board
@@ -47,14 +46,15 @@ impl Worker {
         );
         if let State::Ws(mut phase) = self.slots[i].state {
             let mut f = Vec::with_capacity(4);
-            let conn = &mut self.slots[i].conn;
+            let (sock, slot) = self.slots.fd_and_slot(i);
+            let conn = &mut slot.conn;
             session::initiate(&mut phase, conn, &self.scfg, close::POLICY, &mut f);
             session::queue_unsent(conn, &self.scfg, self.now_ms, &f);
             if let Some(c) = conn.as_ref() {
-                let _ = io::writev(fd, &[IoSlice::new(c.unsent())]);
+                let _ = io::writev(sock, &[IoSlice::new(c.unsent())]);
             }
         }
-        let _ = net::set_abort_on_close(fd);
+        let _ = net::set_abort_on_close(self.slots.fd(i));
         self.close(fd, counted.then_some(reason));
     }
 

@@ -1,7 +1,7 @@
 //! The server worker's periodic work: deadlines (handshake, session, idle and ping, closing),
 //! the memory budget, the stats it publishes, and the shutdown in batches.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, RawFd};
 use std::time::{Duration, Instant};
 
 use super::{rss_bytes, State, Worker, WorkerExit, PING_SENT};
@@ -57,7 +57,7 @@ impl Worker {
                     self.board.rejected(self.w(), Rejection::Timeout);
                     self.board.closed(self.w(), CloseReason::HandshakeFailed);
                     // Best effort: tell a slow client why.
-                    let _ = io::write(fd, &Rejection::Timeout.response());
+                    let _ = io::write(self.slots.fd(i), &Rejection::Timeout.response());
                     self.close(fd, None);
                 }
                 State::Ws(Phase::Open) => self.expire_open(fd),
@@ -94,7 +94,7 @@ impl Worker {
             .as_ref()
             .is_some_and(|c| c.pending_out() > 0)
         {
-            let _ = net::set_abort_on_close(fd);
+            let _ = net::set_abort_on_close(self.slots.fd(i));
         }
         self.close(fd, None);
     }
@@ -137,7 +137,7 @@ impl Worker {
     /// partial message (1009 once it has passed, then the close handshake).
     pub(super) fn enforce_budget(&mut self) {
         let mut held = 0;
-        for s in &self.slots {
+        for s in self.slots.iter() {
             if let Some(c) = s.conn.as_ref() {
                 held += c.footprint();
             }
@@ -173,7 +173,7 @@ impl Worker {
         }
         self.shutting_down = Some(Instant::now());
         if let Some(l) = self.listener.take() {
-            let _ = self.ep.delete(l.as_raw_fd());
+            let _ = self.ep.delete(l.as_fd());
             self.listener_fd = -1;
         }
         let w = self.w();
@@ -196,7 +196,7 @@ impl Worker {
                     let mut conn = self.slots[i].conn.take();
                     let (cfg, out) = (&self.scfg, &mut self.wbuf);
                     session::initiate(&mut phase, &mut conn, cfg, close::GOING_AWAY, out);
-                    let _ = io::write(fd, &self.wbuf);
+                    let _ = io::write(self.slots.fd(i), &self.wbuf);
                     self.wbuf.clear();
                     self.close(fd, Some(CloseReason::Shutdown));
                 }
