@@ -4,12 +4,15 @@
 use clap::Args;
 use embedded_server::server::{self as srv, Limits};
 
+use crate::verify::plan::ByteSize;
+
 #[derive(Debug, Clone, Args)]
 pub struct HostileArgs {
     /// Heap one worker may hold for all its connections together (buffered output, partial
-    /// frames and messages), in bytes. Past it the largest holders are closed: 1008 and a reset
-    /// for clients that do not read, 1009 for partial messages.
-    #[arg(long, value_name = "BYTES", default_value_t = srv::MEMORY_BUDGET)]
+    /// frames and messages, counted by buffer capacity), in bytes or with a K, M or G suffix
+    /// (64M is the default). Past it the largest holders are closed: 1008 and a reset for
+    /// clients that do not read, 1009 for partial messages.
+    #[arg(long, value_name = "BYTES", default_value_t = srv::MEMORY_BUDGET, value_parser = memory_budget)]
     pub memory_budget: usize,
     /// Seconds a partial frame or fragmented message has to complete from its first byte
     /// (then 1008); 0: no limit.
@@ -41,6 +44,15 @@ pub struct HostileArgs {
     pub sndbuf: usize,
 }
 
+/// `--memory-budget`'s value parser: bytes like the other size flags (`64M`, `1G`, `67108864`),
+/// with the flag and the value in the message.
+fn memory_budget(s: &str) -> Result<usize, String> {
+    let b: ByteSize = s
+        .parse()
+        .map_err(|e| format!("--memory-budget {s:?}: {e}"))?;
+    usize::try_from(b.0).map_err(|_| format!("--memory-budget {s:?}: too large"))
+}
+
 fn millis(flag: &str, v: f64) -> Result<u64, String> {
     if !(v.is_finite() && v >= 0.0) {
         return Err(format!(
@@ -65,5 +77,18 @@ impl HostileArgs {
         l.max_per_source = self.max_per_source;
         l.sndbuf_bytes = self.sndbuf;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memory_budget;
+
+    #[test]
+    fn the_budget_takes_binary_suffixes_and_names_itself_when_wrong() {
+        assert_eq!(memory_budget("64M"), Ok(64 << 20));
+        assert_eq!(memory_budget("67108864"), Ok(64 << 20));
+        let e = memory_budget("64X").unwrap_err();
+        assert!(e.starts_with("--memory-budget \"64X\""), "{e}");
     }
 }

@@ -87,6 +87,19 @@ const MAX_CLOSING_INPUT: usize = frame::MAX_HEADER_LEN + frame::MAX_CONTROL_PAYL
 /// Output buffers larger than this are given back to the allocator once drained rather than
 /// kept for the next reply.
 const OUT_KEEP: usize = 4096;
+/// Buffers (partial input, a message being assembled, unsent output) grow by at most this much
+/// beyond what they must hold: in steps, not by doubling, so a buffer's capacity (what the
+/// memory budget counts, and what the process holds) stays within one step of its content. A
+/// 1 MiB partial frame held 2 MiB when its buffer doubled. Large buffers are mmapped (see
+/// `sys::alloc`), where growing in place is a page remap, not a copy.
+pub const GROW_STEP: usize = 64 * 1024;
+
+/// Makes room for `extra` more bytes in `v`: doubling while small, then one step at a time.
+fn grow(v: &mut Vec<u8>, extra: usize) {
+    if v.capacity() - v.len() < extra {
+        v.reserve_exact(extra.max(v.len().min(GROW_STEP)));
+    }
+}
 
 /// The heap state of one connection while something is in flight.
 #[derive(Debug, Default)]
@@ -230,6 +243,7 @@ impl Session {
         if self.pending_out() == 0 {
             self.output_deadline = after(now, cfg.write_timeout_ms);
         }
+        grow(&mut self.out, bytes.len());
         self.out.extend_from_slice(bytes);
     }
 
@@ -285,6 +299,7 @@ pub fn with_input(
         .filter(|b| !b.is_empty());
     match pending {
         Some(mut ib) => {
+            grow(&mut ib, data.len());
             ib.extend_from_slice(data);
             let used = f(slot, &mut ib).min(ib.len());
             if used < ib.len() {
@@ -524,6 +539,7 @@ where
     }
     c.msg_len += payload.len() as u64;
     if cfg.keep_payload {
+        grow(&mut c.msg_data, payload.len());
         c.msg_data.extend_from_slice(payload);
     }
     if fin {

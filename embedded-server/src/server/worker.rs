@@ -118,6 +118,8 @@ pub struct Worker {
     sources: Sources,
     /// Heap the connections held at the last scan (what the budget counts).
     buffered: usize,
+    /// The most `buffered` reached since the heap was last trimmed.
+    trim_mark: usize,
     /// Fds open besides client connections (epoll, signalfd, memfd, stdio, listener).
     base_fds: usize,
     fd_cap: usize,
@@ -174,6 +176,8 @@ impl Worker {
         let shm = SharedU64s::from_inherited(cfg.shm_fd, Board::shm_len(cfg.workers))
             .context("mapping the shared counters")?;
         let board = Board::new(shm, cfg.workers);
+        // Buffers an attack makes it allocate go back to the kernel when freed.
+        crate::sys::alloc::pin_mmap_threshold();
         let ep = Epoll::new().context("epoll_create1")?;
         let listener = net::reuseport_listener(cfg.listen, &cfg.limits.listen_options())
             .with_context(|| format!("listening on {}", cfg.listen))?;
@@ -210,6 +214,7 @@ impl Worker {
             handshakes: Handshakes::default(),
             sources: Sources::default(),
             buffered: 0,
+            trim_mark: 0,
             base_fds,
             fd_cap,
             high,
@@ -329,12 +334,30 @@ impl Worker {
         ) {
             self.on_readable(fd);
         }
+    }
+
+    /// Heap the connection on `fd` holds (what the budget counts).
+    fn held(&self, i: usize) -> usize {
+        self.slots
+            .get(i)
+            .and_then(|s| s.conn.as_ref())
+            .map_or(0, |c| c.footprint())
+    }
+
+    /// Reads and processes what the peer sent. What the connection holds afterwards (a grown
+    /// partial frame, queued echoes) is counted at once, and the budget enforced, so a burst is
+    /// caught within the event loop iteration rather than at the next tick.
+    fn on_readable(&mut self, fd: RawFd) {
+        let i = fd as usize;
+        let before = self.held(i);
+        self.read_and_process(fd);
+        self.buffered = (self.buffered + self.held(i)).saturating_sub(before);
         if self.buffered > self.cfg.limits.memory_budget_bytes {
             self.enforce_budget();
         }
     }
 
-    fn on_readable(&mut self, fd: RawFd) {
+    fn read_and_process(&mut self, fd: RawFd) {
         let i = fd as usize;
         let mut rbuf = std::mem::take(&mut self.rbuf);
         match io::read(self.slots.fd(i), &mut rbuf) {
@@ -462,9 +485,6 @@ impl Worker {
                 }
             };
             session::queue_unsent(&mut conn, &self.scfg, self.now_ms, &self.wbuf[written..]);
-            // Between scans, count what was queued, so a burst is caught within the event loop
-            // iteration rather than at the next tick.
-            self.buffered += self.wbuf.len() - written;
             self.wbuf.clear();
             if self.wbuf.capacity() > WRITE_BUF_KEEP {
                 self.wbuf = Vec::with_capacity(4096);

@@ -6,6 +6,7 @@
 //! them. Everything else borrows (`BorrowedFd`); no raw close is exported.
 #![allow(unsafe_code)]
 
+pub mod alloc;
 pub mod epoll;
 pub mod fdtable;
 pub mod io;

@@ -526,3 +526,30 @@ fn initiating_drops_a_partial_frame_and_skips_its_rest() {
     assert_eq!(st, Status::PeerClosed(None));
     assert_eq!(r.phase, Phase::Done);
 }
+
+#[test]
+fn a_partial_frame_is_held_in_steps_not_doubled() {
+    let cfg = server();
+    let f = cf(0x82, &vec![9; 1 << 20]);
+    let mut slot = None;
+    let mut out = Vec::new();
+    let mut phase = Phase::Open;
+    let mut fed = 0;
+    for piece in f[..f.len() - 1].chunks(16 * 1024 + 3) {
+        feed(
+            &mut phase,
+            &mut slot,
+            &cfg,
+            0,
+            &mut piece.to_vec(),
+            &mut out,
+            |_, _| {},
+        );
+        fed += piece.len();
+        let held = slot.as_ref().unwrap().footprint();
+        assert!(
+            held <= fed + GROW_STEP + std::mem::size_of::<Session>(),
+            "{held} B held for {fed} B of a partial frame"
+        );
+    }
+}

@@ -13,6 +13,9 @@ use crate::server::admission;
 use crate::server::metrics::{self as m, CloseReason};
 use crate::sys::{io, net};
 
+/// A burst of at least this much buffered heap is trimmed after it, once a quarter of it is left.
+const TRIM_AFTER: usize = 4 << 20;
+
 impl Worker {
     pub(super) fn tick(&mut self) -> Option<WorkerExit> {
         // Deadlines are in ticks: scan the table once per tick, not after every epoll_wait.
@@ -144,6 +147,7 @@ impl Worker {
         }
         self.buffered = held;
         self.board.set(self.w(), m::BUFFERED, held as u64);
+        self.trim_after_burst();
         let budget = self.cfg.limits.memory_budget_bytes;
         if held <= budget {
             return;
@@ -164,6 +168,17 @@ impl Worker {
             } else {
                 self.refuse_message(fd);
             }
+        }
+    }
+
+    /// After a burst (an attack, a wave of large messages) has gone: the heap is trimmed, so
+    /// the process gives back what the burst made it allocate (large buffers are mmapped and
+    /// unmapped when freed; this is for the small ones and the heap's free pages).
+    fn trim_after_burst(&mut self) {
+        self.trim_mark = self.trim_mark.max(self.buffered);
+        if self.trim_mark >= TRIM_AFTER && self.buffered <= self.trim_mark / 4 {
+            crate::sys::alloc::trim();
+            self.trim_mark = self.buffered;
         }
     }
 
