@@ -223,6 +223,20 @@ fn handshake_slots_full_of_dribblers_still_admit_new_clients() {
     assert!(evicted >= 700, "only {evicted} dribblers evicted");
 }
 
+/// `n` websockets that will never read: small kernel buffers on both sides (with the server's
+/// `--sndbuf 4096`), so what is echoed to them piles up in the server's heap.
+fn never_readers(addr: SocketAddr, n: usize) -> Vec<Raw> {
+    (0..n)
+        .map(|_| {
+            let r = Raw::websocket(addr);
+            set_rcvbuf(&r.s, 4096);
+            r.s.set_write_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            r
+        })
+        .collect()
+}
+
 #[test]
 fn five_hundred_never_readers_stay_within_the_budget() {
     let _g = serial();
@@ -232,16 +246,7 @@ fn five_hundred_never_readers_stay_within_the_budget() {
     let (s, mut good) = start_with_budget(BUDGET, &["--sndbuf", "4096"]);
     let base = s.metric("tune_worker_rss_bytes{worker=\"0\"}");
     let peaks = Peaks::watch(s.addr);
-    let mut readers: Vec<Raw> = (0..500)
-        .map(|_| {
-            let r = Raw::websocket(s.addr);
-            // Small kernel buffers on both sides: the echoes pile up in the server's heap.
-            set_rcvbuf(&r.s, 4096);
-            r.s.set_write_timeout(Some(Duration::from_millis(500)))
-                .unwrap();
-            r
-        })
-        .collect();
+    let mut readers = never_readers(s.addr, 500);
     // 16 KiB per reader per round, so what one loop iteration of the worker handles (a read
     // per reader) stays small even in a debug build; 500 x 8 x 16 KiB = 64 MiB echoed.
     let msg = frame(0x82, &vec![7; 16 * 1024]);
@@ -529,15 +534,7 @@ fn drip_readers_at_the_default_budget_hold_it_and_give_it_back() {
 fn never_readers_at_the_default_budget_hold_it_and_give_it_back() {
     let _g = serial();
     rss_under("never readers", &["--sndbuf", "4096"], |addr, good| {
-        let mut readers: Vec<Raw> = (0..500)
-            .map(|_| {
-                let r = Raw::websocket(addr);
-                set_rcvbuf(&r.s, 4096);
-                r.s.set_write_timeout(Some(Duration::from_millis(500)))
-                    .unwrap();
-                r
-            })
-            .collect();
+        let mut readers = never_readers(addr, 500);
         // 500 x 16 x 16 KiB = 128 MiB echoed to clients that read none of it: twice the budget.
         let msg = frame(0x82, &vec![7; 16 * 1024]);
         for round in 0..16 {

@@ -82,17 +82,8 @@ where
         }
         Phase::Draining => drain(phase, slot, cfg, data, out),
         Phase::Closing | Phase::Lingering => {
-            let st = match discard(slot, data, false) {
-                Discarded::More | Discarded::MessageEnded => return Status::Open,
-                Discarded::Closed(st) => st,
-            };
-            // The peer's close frame ends the handshake once ours is out; garbage ends it now.
-            *phase = match (*phase, st) {
-                (Phase::Closing, Status::PeerClosed(_)) => Phase::Answering,
-                _ => Phase::Done,
-            };
-            forget(slot);
-            st
+            let found = discard(slot, data, false);
+            closing_input(phase, slot, found)
         }
         Phase::Answering | Phase::Done => Status::Open,
     }
@@ -121,17 +112,22 @@ pub fn initiate(
     // A partial frame held in the input becomes a count of bytes to skip, and its buffer is
     // freed now rather than when the peer next sends. What follows a drained message may
     // already hold the peer's close frame.
-    match discard(slot, &mut [], false) {
-        Discarded::Closed(st) => {
-            *phase = match st {
-                Status::PeerClosed(_) => Phase::Answering,
-                _ => Phase::Done,
-            };
-            forget(slot);
-            st
-        }
-        Discarded::More | Discarded::MessageEnded => Status::Open,
-    }
+    let found = discard(slot, &mut [], false);
+    closing_input(phase, slot, found)
+}
+
+/// What discarding found while Closing or Lingering: the peer's close frame ends the handshake
+/// once ours is out (Answering while ours is still queued); garbage ends it now.
+fn closing_input(phase: &mut Phase, slot: &mut Option<Box<Session>>, found: Discarded) -> Status {
+    let Discarded::Closed(st) = found else {
+        return Status::Open;
+    };
+    *phase = match (*phase, st) {
+        (Phase::Closing, Status::PeerClosed(_)) => Phase::Answering,
+        _ => Phase::Done,
+    };
+    forget(slot);
+    st
 }
 
 /// A message in progress broke a limit the owner keeps (the memory budget): like a too-big
