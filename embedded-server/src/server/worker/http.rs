@@ -50,7 +50,15 @@ impl Worker {
             "/metrics" => {
                 self.board.add(w, m::HTTP_METRICS, 1);
                 self.board.set(w, m::RSS, rss_bytes());
-                self.board.set(w, m::BUFFERED, self.buffered as u64);
+                // Exact, not the running count (which learns of flushed output at the next
+                // tick): a scrape says what is held now.
+                let held: usize = self
+                    .slots
+                    .iter()
+                    .filter_map(|s| s.conn.as_ref())
+                    .map(|c| c.footprint())
+                    .sum();
+                self.board.set(w, m::BUFFERED, held as u64);
                 let body = self.board.prometheus();
                 handshake::http_response(
                     200,
