@@ -1,5 +1,6 @@
 //! Per-process counter blocks in one shared memory mapping: block 0 for the parent, block w+1 for process w. Server and load generator both lay their counters out this way.
 
+use std::marker::PhantomData;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -68,5 +69,46 @@ impl Blocks {
     fn at(&self, worker: usize, i: usize) -> &std::sync::atomic::AtomicU64 {
         debug_assert!(i < self.block);
         self.shm.get(self.block * (worker + 1) + i)
+    }
+}
+
+/// A counter layout: the number of u64s in each process's block. The server's metrics and the
+/// load generator's board are each a [`Board`] over their own layout.
+pub trait Layout {
+    const BLOCK: usize;
+}
+
+/// The shared counters of one kind of process group, laid out by `L`. The domain methods (close
+/// reasons, error classes, snapshots) are inherent impls on `Board<TheirLayout>` next to their
+/// counter indices; everything else is [`Blocks`] (through `Deref`).
+pub struct Board<L>(Blocks, PhantomData<L>);
+
+impl<L: Layout> Board<L> {
+    pub fn new(shm: SharedU64s, workers: usize) -> Self {
+        Board(Blocks::new(shm, workers, L::BLOCK), PhantomData)
+    }
+
+    /// Number of u64s the mapping needs for `workers` processes.
+    pub fn shm_len(workers: usize) -> usize {
+        len(L::BLOCK, workers)
+    }
+}
+
+impl<L> Clone for Board<L> {
+    fn clone(&self) -> Self {
+        Board(self.0.clone(), PhantomData)
+    }
+}
+
+impl<L> std::fmt::Debug for Board<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<L> std::ops::Deref for Board<L> {
+    type Target = Blocks;
+    fn deref(&self) -> &Blocks {
+        &self.0
     }
 }

@@ -7,8 +7,9 @@ use embedded_server::server::{self as srv, Limits};
 #[derive(Debug, Clone, Args)]
 pub struct HostileArgs {
     /// Heap one worker may hold for all its connections together (buffered output, partial
-    /// frames and messages), in bytes. Past it the largest holders are closed: 1008 and a reset
-    /// for clients that do not read, 1009 for partial messages.
+    /// frames and messages, counted by buffer capacity), in bytes or with a K, M, G or KiB, MiB, GiB suffix
+    /// (64MiB is the default). Past it the largest holders are closed: 1008 and a reset for
+    /// clients that do not read, 1009 for partial messages.
     #[arg(long, value_name = "BYTES", default_value_t = srv::MEMORY_BUDGET, value_parser = crate::quantity::parse_size_usize)]
     pub memory_budget: usize,
     /// Seconds a partial frame or fragmented message has to complete from its first byte
@@ -41,6 +42,8 @@ pub struct HostileArgs {
     pub sndbuf: usize,
 }
 
+/// `--memory-budget`'s value parser: bytes like the other size flags (`64M`, `1G`, `67108864`),
+/// with the flag and the value in the message.
 fn millis(flag: &str, v: f64) -> Result<u64, String> {
     if !(v.is_finite() && v >= 0.0) {
         return Err(format!(

@@ -158,7 +158,7 @@ fn load_close_tcp_closes_without_a_close_frame() {
 fn load_where_nothing_listens_is_named_refused() {
     // Bind a port and do not listen: connects are refused.
     let sock = embedded_server::sys::net::reuseport_bound("127.0.0.1:0".parse().unwrap()).unwrap();
-    let port = embedded_server::sys::net::local_addr(std::os::fd::AsRawFd::as_raw_fd(&sock))
+    let port = embedded_server::sys::net::local_addr(std::os::fd::AsFd::as_fd(&sock))
         .unwrap()
         .port();
     let mut cmd = tune();

@@ -36,6 +36,7 @@ mod generate_man;
 mod load_cli;
 mod profile_errors;
 mod profiles_cli;
+mod serve_browser;
 mod serve_fdcap;
 mod serve_hostile;
 mod serve_interop;

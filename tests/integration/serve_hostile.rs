@@ -223,6 +223,20 @@ fn handshake_slots_full_of_dribblers_still_admit_new_clients() {
     assert!(evicted >= 700, "only {evicted} dribblers evicted");
 }
 
+/// `n` websockets that will never read: small kernel buffers on both sides (with the server's
+/// `--sndbuf 4096`), so what is echoed to them piles up in the server's heap.
+fn never_readers(addr: SocketAddr, n: usize) -> Vec<Raw> {
+    (0..n)
+        .map(|_| {
+            let r = Raw::websocket(addr);
+            set_rcvbuf(&r.s, 4096);
+            r.s.set_write_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            r
+        })
+        .collect()
+}
+
 #[test]
 fn five_hundred_never_readers_stay_within_the_budget() {
     let _g = serial();
@@ -232,16 +246,7 @@ fn five_hundred_never_readers_stay_within_the_budget() {
     let (s, mut good) = start_with_budget(BUDGET, &["--sndbuf", "4096"]);
     let base = s.metric("tune_worker_rss_bytes{worker=\"0\"}");
     let peaks = Peaks::watch(s.addr);
-    let mut readers: Vec<Raw> = (0..500)
-        .map(|_| {
-            let r = Raw::websocket(s.addr);
-            // Small kernel buffers on both sides: the echoes pile up in the server's heap.
-            set_rcvbuf(&r.s, 4096);
-            r.s.set_write_timeout(Some(Duration::from_millis(500)))
-                .unwrap();
-            r
-        })
-        .collect();
+    let mut readers = never_readers(s.addr, 500);
     // 16 KiB per reader per round, so what one loop iteration of the worker handles (a read
     // per reader) stays small even in a debug build; 500 x 8 x 16 KiB = 64 MiB echoed.
     let msg = frame(0x82, &vec![7; 16 * 1024]);
@@ -392,4 +397,155 @@ fn per_source_cap_refuses_the_next_connection_with_503() {
     let (status, _) = s.get("/healthz");
     assert_eq!(status, 200);
     assert_eq!(s.metric("tune_closed_total{reason=\"source_cap\"}"), 1);
+}
+
+/// The budget the issue holds RSS to: 64 MiB, the default (`--memory-budget` unset) or given.
+const RSS_BUDGET: u64 = 64 << 20;
+/// How far RSS may grow over its baseline during an attack: the budget and 10% (the allocator's
+/// own overhead, the shared read and write buffers, what one read adds before the check).
+const RSS_GROWTH: u64 = RSS_BUDGET + RSS_BUDGET / 10;
+/// How close to its baseline RSS must be once the attackers have been gone for [`SETTLE`].
+const RSS_AFTER: u64 = 16 << 20;
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// Runs `attack` (which returns what it holds open) against a worker started with `budget_args`
+/// and 2,000 good clients; checks the good clients, the RSS peak and the RSS after the attackers
+/// leave. Returns (baseline, peak, after) for the record.
+fn rss_under(
+    class: &str,
+    budget_args: &[&str],
+    attack: impl FnOnce(SocketAddr, &mut GoodClients) -> Box<dyn std::any::Any>,
+) -> (u64, u64, u64) {
+    let mut args = vec!["--workers", "1"];
+    args.extend_from_slice(budget_args);
+    let s = Server::start(&args);
+    let mut good = GoodClients::open(s.addr, GOOD);
+    let worst = good.echo_all();
+    assert!(
+        worst < GOOD_LATENCY,
+        "{class}: before the attack: {worst:?}"
+    );
+    let base = s.metric("tune_worker_rss_bytes{worker=\"0\"}");
+    let peaks = Peaks::watch(s.addr);
+    let held = attack(s.addr, &mut good);
+    good_echo_under_attack(&mut good, class);
+    drop(held);
+    let (peak, buffered) = peaks.stop();
+    std::thread::sleep(SETTLE);
+    let after = s.metric("tune_worker_rss_bytes{worker=\"0\"}");
+    let m = s.metrics();
+    let over = serve_support::metric_in(&m, "tune_closed_total{reason=\"over_budget\"}");
+    eprintln!(
+        "{class} {budget_args:?}: RSS baseline {} MiB, peak {} MiB, after {SETTLE:?} {} MiB; \
+         peak buffered {} MiB; closed over budget {over}",
+        base >> 20,
+        peak >> 20,
+        after >> 20,
+        buffered >> 20
+    );
+    good_echo_under_attack(&mut good, &format!("after {class}"));
+    assert!(
+        peak.saturating_sub(base) <= RSS_GROWTH,
+        "{class}: RSS grew {} MiB over its baseline of {} MiB (budget {} MiB + 10%)",
+        (peak - base) >> 20,
+        base >> 20,
+        RSS_BUDGET >> 20
+    );
+    assert!(
+        after <= base + RSS_AFTER,
+        "{class}: RSS {} MiB {SETTLE:?} after the attack, baseline {} MiB",
+        after >> 20,
+        base >> 20
+    );
+    (base, peak, after)
+}
+
+/// 500 clients each stall a 1 MiB message: half a frame missing its last byte, half a
+/// fragmented message that never gets its final fragment. Far more than the budget: the
+/// largest holders are refused (1009) while the others stay stalled (the frame deadline is
+/// 30 s, longer than the test).
+fn stalled_frames(addr: SocketAddr, good: &mut GoodClients) -> Box<dyn std::any::Any> {
+    let whole = frame(0x82, &vec![1; 1_000_000]);
+    let first = frame(0x02, &vec![2; 1_000_000]);
+    let mut held = Vec::new();
+    for k in 0..500 {
+        let mut c = Raw::websocket(addr);
+        c.s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        let bytes = if k % 2 == 0 {
+            &whole[..whole.len() - 1]
+        } else {
+            &first[..]
+        };
+        let _ = c.s.write_all(bytes);
+        held.push(c);
+        if k % 100 == 99 {
+            good_echo_under_attack(good, "stalled frames");
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    Box::new(held)
+}
+
+#[test]
+fn stalled_frames_at_a_64m_budget_hold_it_and_give_it_back() {
+    let _g = serial();
+    rss_under(
+        "stalled frames",
+        &["--memory-budget", "64M"],
+        stalled_frames,
+    );
+}
+
+#[test]
+fn stalled_frames_at_the_default_budget_hold_it_and_give_it_back() {
+    let _g = serial();
+    rss_under("stalled frames", &[], stalled_frames);
+}
+
+#[test]
+fn drip_readers_at_the_default_budget_hold_it_and_give_it_back() {
+    let _g = serial();
+    rss_under("drip readers", &[], |addr, good| {
+        let echoed = Arc::new(AtomicU64::new(0));
+        let mut stops = Vec::new();
+        for _ in 0..16 {
+            let e = echoed.clone();
+            stops.push(attacker(move |stop| drip(addr, 1_300_000, stop, e)));
+        }
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(6) {
+            good_echo_under_attack(good, "drip readers");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        for (stop, h) in stops {
+            stop.store(true, Relaxed);
+            h.join().unwrap();
+        }
+        let echoed = echoed.load(Relaxed);
+        assert!(
+            echoed > RSS_BUDGET,
+            "only {echoed} B echoed: the attack did not run"
+        );
+        Box::new(())
+    });
+}
+
+#[test]
+fn never_readers_at_the_default_budget_hold_it_and_give_it_back() {
+    let _g = serial();
+    rss_under("never readers", &["--sndbuf", "4096"], |addr, good| {
+        let mut readers = never_readers(addr, 500);
+        // 500 x 16 x 16 KiB = 128 MiB echoed to clients that read none of it: twice the budget.
+        let msg = frame(0x82, &vec![7; 16 * 1024]);
+        for round in 0..16 {
+            for r in readers.iter_mut() {
+                let _ = r.s.write_all(&msg);
+            }
+            if round % 4 == 3 {
+                good_echo_under_attack(good, "never readers");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        Box::new(readers)
+    });
 }

@@ -10,7 +10,7 @@
 //!                 [--rate R --latency-secs L]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use embedded_server::protocol::frame;
@@ -33,7 +33,9 @@ enum St {
 }
 
 struct Conn {
+    /// The socket's fd number (the key events carry); `sock` owns it.
     fd: RawFd,
+    sock: OwnedFd,
     st: St,
     /// Bytes of the handshake response (or of the expected echo) received so far.
     got: usize,
@@ -79,11 +81,13 @@ fn main() {
             next_src += 1;
             // An IPv4 loopback source is a local address: no IP_FREEBIND needed.
             match net::connect_from(Some(src), false, addr) {
-                Ok((fd, _)) => {
-                    let _ = net::set_nodelay(fd);
-                    ep.add(fd, WRITE).unwrap();
+                Ok((sock, _)) => {
+                    let fd = sock.as_raw_fd();
+                    let _ = net::set_nodelay(sock.as_fd());
+                    ep.add(sock.as_fd(), WRITE).unwrap();
                     conns.push(Conn {
                         fd,
+                        sock,
                         st: St::Connecting,
                         got: 0,
                         head: Vec::new(),
@@ -101,18 +105,18 @@ fn main() {
             let c = &mut conns[idx];
             match c.st {
                 St::Connecting => {
-                    if net::take_error(fd).unwrap().is_some() {
+                    if net::take_error(c.sock.as_fd()).unwrap().is_some() {
                         c.st = St::Failed;
                         failed += 1;
                         refused += 1;
                         inflight -= 1;
                         continue;
                     }
-                    io::write(fd, &req).unwrap();
+                    io::write(c.sock.as_fd(), &req).unwrap();
                     c.st = St::Handshaking;
-                    ep.modify(fd, READ).unwrap();
+                    ep.modify(c.sock.as_fd(), READ).unwrap();
                 }
-                St::Handshaking => match io::read(fd, &mut buf) {
+                St::Handshaking => match io::read(c.sock.as_fd(), &mut buf) {
                     Ok(m) if m > 0 => {
                         c.head.extend_from_slice(&buf[..m]);
                         match parse_response(&c.head, KEY) {
@@ -185,7 +189,7 @@ fn echo(
     let mut sent = 0u64;
     for c in conns.iter_mut().filter(|c| c.st == St::Open) {
         c.got = 0;
-        match io::write(c.fd, &msg) {
+        match io::write(c.sock.as_fd(), &msg) {
             Ok(_) => sent += 1,
             Err(Errno::EAGAIN) => {}
             Err(e) => panic!("write: {e}"),
@@ -206,14 +210,14 @@ fn echo(
             if c.st != St::Open {
                 continue;
             }
-            match io::read(fd, buf) {
+            match io::read(c.sock.as_fd(), buf) {
                 Ok(0) => c.st = St::Failed,
                 Ok(m) => {
                     c.got += m;
                     while c.got >= reply_len {
                         c.got -= reply_len;
                         received += 1;
-                        if Instant::now() < end && io::write(fd, &msg).is_ok() {
+                        if Instant::now() < end && io::write(c.sock.as_fd(), &msg).is_ok() {
                             sent += 1;
                         }
                     }
@@ -286,7 +290,7 @@ fn latency(
                     busy += 1;
                     continue;
                 }
-                if io::write(conns[i].fd, &msg).is_ok() {
+                if io::write(conns[i].sock.as_fd(), &msg).is_ok() {
                     sent_at[i] = Some(Instant::now());
                     sent += 1;
                 }
@@ -304,7 +308,7 @@ fn latency(
             if c.st != St::Open {
                 continue;
             }
-            match io::read(fd, buf) {
+            match io::read(c.sock.as_fd(), buf) {
                 Ok(0) => c.st = St::Failed,
                 Ok(m) => {
                     c.got += m;

@@ -4,8 +4,7 @@
 
 use serde::Serialize;
 
-use crate::counters::{self, Blocks};
-use crate::sys::shm::SharedU64s;
+use crate::counters;
 use crate::sys::Errno;
 
 /// u64 slots per block.
@@ -194,27 +193,18 @@ impl ErrorClass {
     }
 }
 
+/// The load generator's counter layout.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadLayout;
+
+impl counters::Layout for LoadLayout {
+    const BLOCK: usize = BLOCK;
+}
+
 /// The shared counters.
-#[derive(Debug, Clone)]
-pub struct Board(Blocks);
-
-impl std::ops::Deref for Board {
-    type Target = Blocks;
-    fn deref(&self) -> &Blocks {
-        &self.0
-    }
-}
-
-/// Number of u64s for `workers` processes.
-pub fn shm_len(workers: usize) -> usize {
-    counters::len(BLOCK, workers)
-}
+pub type Board = counters::Board<LoadLayout>;
 
 impl Board {
-    pub fn new(shm: SharedU64s, workers: usize) -> Self {
-        Board(Blocks::new(shm, workers, BLOCK))
-    }
-
     pub fn error(&self, w: usize, c: ErrorClass, errno: i32) {
         self.add(w, ERRORS + c.index(), 1);
         if errno != 0 {
@@ -321,6 +311,7 @@ impl LoadSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::shm::SharedU64s;
 
     #[test]
     fn errno_classes_and_aggregation() {
@@ -328,7 +319,7 @@ mod tests {
         assert_eq!(ErrorClass::of_errno(Errno::EPIPE), ErrorClass::Econnreset);
         assert_eq!(ErrorClass::of_errno(Errno::EINVAL), ErrorClass::Other);
         assert!(ErrorClass::ALL.len() + ERRORS <= BLOCK);
-        let b = Board::new(SharedU64s::create("t", shm_len(2)).unwrap(), 2);
+        let b = Board::new(SharedU64s::create("t", Board::shm_len(2)).unwrap(), 2);
         b.error(0, ErrorClass::Eaddrnotavail, 99);
         b.error(1, ErrorClass::Eaddrnotavail, 99);
         b.add(1, OPEN, 5);
@@ -345,7 +336,7 @@ mod tests {
     #[test]
     fn a_dead_process_moves_what_it_held_to_lost() {
         const { assert!(LOST < ERRORS) };
-        let b = Board::new(SharedU64s::create("t", shm_len(2)).unwrap(), 2);
+        let b = Board::new(SharedU64s::create("t", Board::shm_len(2)).unwrap(), 2);
         b.set(0, OPEN, 7);
         b.set(1, OPEN, 5);
         b.set(1, IN_FLIGHT, 2);
@@ -359,7 +350,7 @@ mod tests {
         b.set(0, OPEN, 3);
         assert_eq!(b.mark_died(0, true), 3);
         // One that closed by itself (SIGTERM) before being told lost what it closed too.
-        let b = Board::new(SharedU64s::create("t", shm_len(1)).unwrap(), 1);
+        let b = Board::new(SharedU64s::create("t", Board::shm_len(1)).unwrap(), 1);
         b.set(0, CLOSED, 6);
         assert_eq!(b.mark_died(0, false), 6);
     }

@@ -62,7 +62,7 @@ impl LoadGen {
     ) -> anyhow::Result<Self> {
         let mut plans = plan(cfg);
         let n = plans.len();
-        let shm = SharedU64s::create("tune-load-counters", b::shm_len(n))
+        let shm = SharedU64s::create("tune-load-counters", Board::shm_len(n))
             .context("creating the load generator's shared counters (memfd)")?;
         let board = Board::new(shm, n);
         let mut lg = LoadGen {

@@ -6,6 +6,9 @@
 //! It opens its share of connections (bounded in flight, optionally rate-limited), holds them,
 //! runs echo rounds and closes them in batches when the parent says so (the command word in
 //! shared memory), and prints its latency histograms on stdout as one JSON line when it exits.
+//!
+//! The close handshake is the session's close machine ([`Phase`], kept in the slot). Opening
+//! connections is in [`connect`], what is sent in [`traffic`], closing in [`teardown`].
 
 use std::io::Write as _;
 use std::os::fd::RawFd;
@@ -15,13 +18,12 @@ use anyhow::Context as _;
 use hdrhistogram::Histogram;
 
 use super::board::{self as b, Board, Cmd, ErrorClass};
-use super::{CloseMode, WorkerConfig, CLOSE_BATCH, ECHO_PAYLOAD};
+use super::{WorkerConfig, ECHO_PAYLOAD};
 use crate::protocol::close;
-use crate::protocol::frame;
-use crate::protocol::handshake::{self, ResponseError, KEY_LEN};
-use crate::protocol::session::{self, Event, Role, Session, Status};
-use crate::protocol::OpCode;
-use crate::sys::epoll::{Epoll, EpollEvent, EpollFlags, READ, WRITE};
+use crate::protocol::handshake::{self, KEY_LEN};
+use crate::protocol::session::{self, Event, Phase, Role, Session, Status};
+use crate::sys::epoll::{Epoll, EpollEvent, EpollFlags, READ};
+use crate::sys::fdtable::FdTable;
 use crate::sys::shm::SharedU64s;
 use crate::sys::signal::{Signal, Signals};
 use crate::sys::{io, net, rlimit, Errno};
@@ -46,8 +48,11 @@ const SCAN_EVERY: Duration = Duration::from_millis(200);
 /// Largest latency recorded (µs); longer ones are clamped to it.
 const HIST_MAX_US: u64 = 120_000_000;
 
+mod connect;
+mod teardown;
+mod traffic;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(u8)]
 enum State {
     #[default]
     Free,
@@ -59,8 +64,9 @@ enum State {
     Open,
     /// A message was sent at `t`; waiting for its echo.
     Echoing,
-    /// Our close frame was sent at `t`; waiting for the server's close or EOF.
-    Closing,
+    /// In the close handshake (the session's close machine), since `t`: ours first (waiting
+    /// for the server's close or EOF), or answering the server's.
+    Closing(Phase),
 }
 
 /// The per-connection entry: 16 bytes.
@@ -72,6 +78,8 @@ struct Slot {
     state: State,
     /// The message in flight belongs to an echo round (not to --message-interval).
     round: bool,
+    /// The end of this connection was counted when its close began (the server closed first).
+    counted: bool,
 }
 
 /// The session limits of a client connection: the server's frames are small, a response head
@@ -110,7 +118,8 @@ pub struct Worker {
     board: Board,
     ep: Epoll,
     signals: Signals,
-    slots: Vec<Slot>,
+    /// The connections, indexed by fd; the table owns their sockets.
+    slots: FdTable<Slot>,
     rbuf: Vec<u8>,
     /// The upgrade request without its key, built once.
     request: handshake::RequestTemplate,
@@ -165,11 +174,11 @@ impl Worker {
         crate::sys::signal::ignore_sigpipe().context("ignoring SIGPIPE")?;
         let signals = Signals::new(&[Signal::SIGINT, Signal::SIGTERM]).context("signalfd")?;
         let fd_cap = rlimit::raise_nofile_to_hard().context("raising RLIMIT_NOFILE")?;
-        let shm = SharedU64s::from_inherited(cfg.shm_fd, b::shm_len(cfg.workers))
+        let shm = SharedU64s::from_inherited(cfg.shm_fd, Board::shm_len(cfg.workers))
             .context("mapping the shared counters")?;
         let board = Board::new(shm, cfg.workers);
         let ep = Epoll::new().context("epoll_create1")?;
-        ep.add(signals.as_raw_fd(), EpollFlags::EPOLLIN)?;
+        ep.add(signals.as_fd(), EpollFlags::EPOLLIN)?;
         let w = cfg.index;
         board.set(w, b::PID, std::process::id() as u64);
         board.set(w, b::TARGET, cfg.conns);
@@ -184,7 +193,7 @@ impl Worker {
             board,
             ep,
             signals,
-            slots: Vec::with_capacity(cap),
+            slots: FdTable::with_capacity(cap),
             rbuf: vec![0u8; READ_BUF],
             request,
             reqbuf: Vec::with_capacity(256),
@@ -333,193 +342,6 @@ impl Worker {
         }
     }
 
-    // ----- connecting -----
-
-    fn connect_some(&mut self) {
-        if let Some(until) = self.backoff_until {
-            if Instant::now() < until {
-                return;
-            }
-            self.backoff_until = None;
-        }
-        if let Some(rate) = self.cfg.rate {
-            let dt = self.last_refill.elapsed().as_secs_f64();
-            self.last_refill = Instant::now();
-            self.tokens = (self.tokens + dt * rate).min(rate.max(1.0) / 10.0 + 1.0);
-        }
-        while self.wants_connect() && self.backoff_until.is_none() {
-            if self.cfg.rate.is_some() {
-                if self.tokens < 1.0 {
-                    break;
-                }
-                self.tokens -= 1.0;
-            }
-            if !self.start_connect() {
-                break;
-            }
-        }
-    }
-
-    fn slot(&mut self, fd: RawFd) -> &mut Slot {
-        let i = fd as usize;
-        if i >= self.slots.len() {
-            self.slots.resize_with(i + 1, Slot::default);
-        }
-        &mut self.slots[i]
-    }
-
-    /// After a failure: pause connects, longer with every failure in a row (up to
-    /// [`MAX_BACKOFF`]), so a limit does not turn into a storm of failing connects.
-    fn backoff(&mut self) {
-        self.errors_in_row = self.errors_in_row.saturating_add(1);
-        let d = ERROR_BACKOFF * (1u32 << self.errors_in_row.min(6));
-        self.backoff_until = Some(Instant::now() + d.min(MAX_BACKOFF));
-    }
-
-    /// Starts one connect; false when it failed at once (the caller stops for now).
-    fn start_connect(&mut self) -> bool {
-        let (src, freebind) = if self.cfg.sources.is_empty() {
-            (None, false)
-        } else {
-            let k = self.src_next % self.cfg.sources.len();
-            self.src_next = self.src_next.wrapping_add(1);
-            (Some(self.cfg.sources[k]), self.freebind[k])
-        };
-        let w = self.w();
-        self.board.add(w, b::ATTEMPTS, 1);
-        let (fd, done) = match net::connect_from(src, freebind, self.cfg.target.addr) {
-            Ok(x) => x,
-            Err(e) => {
-                self.board.error(w, ErrorClass::of_errno(e), e as i32);
-                self.backoff();
-                return false;
-            }
-        };
-        let now = self.now;
-        let s = self.slot(fd);
-        s.state = State::Connecting;
-        s.t = now;
-        s.round = false;
-        self.in_flight += 1;
-        if !done {
-            // On loopback the handshake has usually finished by the time connect() returns
-            // (the SYN-ACK is processed when connect releases the socket), although it reports
-            // EINPROGRESS: write the request at once, which saves waiting for writability,
-            // SO_ERROR and an epoll_ctl per connection. A socket still connecting refuses the
-            // write with EAGAIN and nothing was sent: then wait for writability as before.
-            match self.write_request_early(fd) {
-                Ok(Some(want_write)) => {
-                    let flags = if want_write { READ | WRITE } else { READ };
-                    if let Err(e) = self.ep.add(fd, flags) {
-                        self.fail(fd, ErrorClass::of_errno(e), e as i32);
-                        return false;
-                    }
-                    return true;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    self.fail(fd, ErrorClass::of_errno(e), e as i32);
-                    return false;
-                }
-            }
-        }
-        let flags = if done { READ } else { WRITE };
-        if let Err(e) = self.ep.add(fd, flags) {
-            self.fail(fd, ErrorClass::of_errno(e), e as i32);
-            return false;
-        }
-        if done {
-            self.send_request(fd, true);
-        }
-        true
-    }
-
-    /// A connection attempt failed: count it, close the fd, back off.
-    fn fail(&mut self, fd: RawFd, class: ErrorClass, errno: i32) {
-        self.board.error(self.w(), class, errno);
-        self.release(fd);
-        self.backoff();
-    }
-
-    /// Closes `fd` and frees its slot, keeping the counts right.
-    fn release(&mut self, fd: RawFd) {
-        let s = &mut self.slots[fd as usize];
-        match s.state {
-            State::Free => return,
-            State::Connecting | State::Handshaking => self.in_flight -= 1,
-            State::Open => self.open -= 1,
-            State::Echoing => {
-                self.open -= 1;
-                self.echoing -= 1;
-            }
-            State::Closing => self.closing -= 1,
-        }
-        s.state = State::Free;
-        s.pending = None;
-        let _ = io::close(fd);
-    }
-
-    /// Writes the upgrade request to a socket whose connect() reported EINPROGRESS, before it
-    /// is registered with epoll. `Ok(None)`: still connecting (EAGAIN), nothing sent, nothing
-    /// changed. `Ok(Some(want_write))`: the connection is handshaking, `want_write` when part of
-    /// the request is still to be written.
-    fn write_request_early(&mut self, fd: RawFd) -> Result<Option<bool>, Errno> {
-        let key = handshake::new_key();
-        let mut req = std::mem::take(&mut self.reqbuf);
-        self.request.write(&key, &mut req);
-        let written = io::write(fd, &req);
-        self.reqbuf = req;
-        let req = &self.reqbuf;
-        let n = match written {
-            Ok(n) => n,
-            Err(Errno::EAGAIN) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let mut p = Some(Box::new(Session::default()));
-        session::queue_unsent(&mut p, &SESSION, 0, &req[n..]);
-        let want_write = n < req.len();
-        if let Some(p) = p.as_mut() {
-            p.key = key;
-        }
-        let s = &mut self.slots[fd as usize];
-        s.state = State::Handshaking;
-        s.pending = p;
-        Ok(Some(want_write))
-    }
-
-    /// Sends the upgrade request; `reading` says the fd is already registered for reading
-    /// only (a connect that completed at once), which saves an epoll_ctl per connection.
-    fn send_request(&mut self, fd: RawFd, reading: bool) {
-        let key = handshake::new_key();
-        let mut req = std::mem::take(&mut self.reqbuf);
-        self.request.write(&key, &mut req);
-        self.slots[fd as usize].state = State::Handshaking;
-        let mut p = Some(Box::new(Session::default()));
-        let written = io::write(fd, &req);
-        match written {
-            Ok(n) => session::queue_unsent(&mut p, &SESSION, 0, &req[n..]),
-            Err(Errno::EAGAIN) => session::queue_unsent(&mut p, &SESSION, 0, &req),
-            Err(_) => {}
-        }
-        if let Some(p) = p.as_mut() {
-            p.key = key;
-        }
-        self.reqbuf = req;
-        if let Err(e) = written {
-            if e != Errno::EAGAIN {
-                self.fail(fd, ErrorClass::of_errno(e), e as i32);
-                return;
-            }
-        }
-        let want_write = p.as_ref().is_some_and(|p| p.pending_out() > 0);
-        self.slots[fd as usize].pending = p;
-        if want_write || !reading {
-            let _ = self
-                .ep
-                .modify(fd, if want_write { READ | WRITE } else { READ });
-        }
-    }
-
     // ----- events -----
 
     fn on_event(&mut self, fd: RawFd, flags: EpollFlags) {
@@ -529,7 +351,7 @@ impl Worker {
         }
         match self.slots[i].state {
             State::Free => {}
-            State::Connecting => match net::take_error(fd) {
+            State::Connecting => match net::take_error(self.slots.fd(i)) {
                 Ok(None) => {
                     if flags.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
                         self.fail(fd, ErrorClass::Econnreset, Errno::ECONNRESET as i32);
@@ -558,22 +380,24 @@ impl Worker {
     /// Writes pending output; false when the connection was closed on the way.
     fn flush(&mut self, fd: RawFd) -> bool {
         let i = fd as usize;
-        let Some(p) = self.slots[i].pending.as_mut() else {
-            let _ = self.ep.modify(fd, READ);
+        let (sock, slot) = self.slots.fd_and_slot(i);
+        let Some(p) = slot.pending.as_mut() else {
+            let _ = self.ep.modify(sock, READ);
             return true;
         };
         if p.pending_out() == 0 {
-            let _ = self.ep.modify(fd, READ);
+            let _ = self.ep.modify(sock, READ);
             return true;
         }
-        match io::write(fd, p.unsent()) {
+        match io::write(sock, p.unsent()) {
             Ok(n) => {
                 p.advance(n, &SESSION, 0);
                 if p.pending_out() == 0 {
-                    let _ = self.ep.modify(fd, READ);
+                    let _ = self.ep.modify(sock, READ);
                     self.maybe_free_pending(i);
+                    self.close_progress(fd);
                 }
-                true
+                self.slots[i].state != State::Free
             }
             Err(Errno::EAGAIN) => true,
             Err(e) => {
@@ -601,10 +425,7 @@ impl Worker {
                 };
                 self.fail(fd, class, e as i32)
             }
-            State::Closing => {
-                self.board.add(self.w(), b::CLOSED, 1);
-                self.release(fd);
-            }
+            State::Closing(_) => self.finish_close(fd),
             State::Open | State::Echoing => {
                 self.board.add(self.w(), b::DROPPED, 1);
                 if e != Errno::UnknownErrno {
@@ -618,7 +439,7 @@ impl Worker {
 
     fn on_readable(&mut self, fd: RawFd) {
         let mut rbuf = std::mem::take(&mut self.rbuf);
-        match io::read(fd, &mut rbuf) {
+        match io::read(self.slots.fd(fd as usize), &mut rbuf) {
             Ok(0) => self.lost(fd, Errno::UnknownErrno),
             Ok(n) => self.on_data(fd, &mut rbuf[..n]),
             Err(Errno::EAGAIN) => {}
@@ -631,7 +452,7 @@ impl Worker {
         let i = fd as usize;
         let mut p = self.slots[i].pending.take();
         if self.slots[i].state == State::Handshaking {
-            match head(&mut p, data) {
+            match connect::head(&mut p, data) {
                 Ok(false) => {
                     self.slots[i].pending = p;
                     return;
@@ -675,13 +496,19 @@ impl Worker {
         self.board.add(self.w(), b::ESTABLISHED, 1);
     }
 
-    /// The server's frames, through the session (which answers pings): echoes are timed and
-    /// checked, a close frame is answered, a protocol error drops the connection.
+    /// The server's frames, through the session's close machine (which answers pings and
+    /// close frames): echoes are timed and checked, a protocol error drops the connection;
+    /// while closing, what the server sends is discarded until its close frame.
     fn on_frames(&mut self, fd: RawFd, mut p: Option<Box<Session>>, data: &mut [u8]) {
         let i = fd as usize;
         let w = self.w();
+        let mut phase = match self.slots[i].state {
+            State::Closing(phase) => phase,
+            _ => Phase::Open,
+        };
+        let was_open = phase.is_open();
         let mut out = std::mem::take(&mut self.obuf);
-        let st = session::receive(&mut p, &SESSION, 0, data, &mut out, |e, _| {
+        let st = session::feed(&mut phase, &mut p, &SESSION, 0, data, &mut out, |e, _| {
             if let Event::Message { data, .. } = e {
                 self.on_message(i, data == ECHO_PAYLOAD);
             }
@@ -693,22 +520,23 @@ impl Worker {
         if !sent {
             return;
         }
+        if !was_open {
+            self.slots[i].state = State::Closing(phase);
+            return self.close_progress(fd);
+        }
         match st {
             Status::Open => self.maybe_free_pending(i),
             Status::PeerClosed(code) => {
-                if self.slots[i].state != State::Closing {
-                    let reply = code.unwrap_or(close::NORMAL);
-                    self.send_frame(fd, frame::CLOSE, &close::payload(reply));
-                    if code == Some(close::GOING_AWAY)
-                        && matches!(self.slots[i].state, State::Open | State::Echoing)
-                    {
-                        // The server is shutting down: a close, not a drop.
-                        self.board.add(w, b::SERVER_CLOSED, 1);
-                        self.release(fd);
-                        return;
-                    }
-                }
-                self.lost(fd, Errno::UnknownErrno);
+                // The server closed first: a shutdown's 1001 is a close, anything else a drop.
+                let what = if code == Some(close::GOING_AWAY) {
+                    b::SERVER_CLOSED
+                } else {
+                    b::DROPPED
+                };
+                self.board.add(w, what, 1);
+                self.slots[i].counted = true;
+                self.start_closing(i, phase);
+                self.close_progress(fd);
             }
             // Our close frame went out with the output above.
             Status::Failed(_) => self.lost(fd, Errno::EPROTO),
@@ -735,177 +563,6 @@ impl Worker {
             self.board.add(w, b::MSG_RECV, 1);
         }
     }
-
-    /// Sends one masked frame; output the socket does not take is kept in the connection's
-    /// session.
-    fn send_frame(&mut self, fd: RawFd, opcode: OpCode, payload: &[u8]) -> bool {
-        let mut out = std::mem::take(&mut self.obuf);
-        session::write_frame(Role::Client, &mut out, opcode, payload);
-        let ok = self.send_bytes(fd, &out);
-        out.clear();
-        self.obuf = out;
-        ok
-    }
-
-    /// Writes `bytes` after any output already queued; false when the connection was lost.
-    fn send_bytes(&mut self, fd: RawFd, bytes: &[u8]) -> bool {
-        let i = fd as usize;
-        let queued = self.slots[i]
-            .pending
-            .as_ref()
-            .is_some_and(|p| p.pending_out() > 0);
-        let written = if queued {
-            0
-        } else {
-            match io::write(fd, bytes) {
-                Ok(k) => k,
-                Err(Errno::EAGAIN) => 0,
-                Err(e) => {
-                    self.lost(fd, e);
-                    return false;
-                }
-            }
-        };
-        if written < bytes.len() {
-            session::queue_unsent(&mut self.slots[i].pending, &SESSION, 0, &bytes[written..]);
-            let _ = self.ep.modify(fd, READ | WRITE);
-        }
-        true
-    }
-
-    fn send_message(&mut self, fd: RawFd, round: bool) {
-        let i = fd as usize;
-        self.slots[i].state = State::Echoing;
-        self.slots[i].t = self.now;
-        self.slots[i].round = round;
-        self.echoing += 1;
-        let w = self.w();
-        self.board
-            .add(w, if round { b::ECHO_SENT } else { b::MSG_SENT }, 1);
-        self.send_frame(fd, frame::TEXT, ECHO_PAYLOAD);
-    }
-
-    // ----- echo rounds and periodic messages -----
-
-    fn echo_some(&mut self) {
-        let round = self.board.global(b::G_ECHO_ROUND);
-        if round != self.echo_round {
-            self.echo_round = round;
-            self.echo_cursor = 0;
-        }
-        while self.echo_cursor < self.slots.len() && self.echoing < ECHO_WINDOW {
-            let i = self.echo_cursor;
-            self.echo_cursor += 1;
-            if self.slots[i].state == State::Open {
-                self.send_message(i as RawFd, true);
-            }
-        }
-    }
-
-    fn messages_some(&mut self) {
-        let Some(ms) = self.cfg.message_interval_ms else {
-            return;
-        };
-        // Every open connection gets one message per interval, spread evenly over it.
-        let dt = self.last_msg.elapsed().as_secs_f64();
-        self.last_msg = Instant::now();
-        self.msg_budget += self.open as f64 * dt * 1000.0 / ms.max(1) as f64;
-        let mut scanned = 0;
-        while self.msg_budget >= 1.0 && scanned < self.slots.len() && !self.slots.is_empty() {
-            let i = self.msg_cursor % self.slots.len();
-            self.msg_cursor = self.msg_cursor.wrapping_add(1);
-            scanned += 1;
-            if self.slots[i].state == State::Open {
-                self.msg_budget -= 1.0;
-                self.send_message(i as RawFd, false);
-            }
-        }
-        self.msg_budget = self.msg_budget.min(self.open as f64);
-    }
-
-    // ----- teardown -----
-
-    /// Whether the close goes on without waiting: no close rate, not paused, something open.
-    fn closes_now(&self, cmd: Cmd) -> bool {
-        self.cfg.close_per_sec.is_none() && self.open > 0 && !self.close_paused(cmd)
-    }
-
-    fn close_paused(&self, cmd: Cmd) -> bool {
-        cmd == Cmd::Close && self.board.global(b::G_CLOSE_PAUSED) != 0
-    }
-
-    /// Closes the next connections: a [`CLOSE_BATCH`] without a close rate, else what the
-    /// token bucket allows; nothing while the parent pauses the close.
-    fn close_some(&mut self, cmd: Cmd) {
-        let dt = self.last_refill.elapsed().as_secs_f64();
-        self.last_refill = Instant::now();
-        if self.close_paused(cmd) {
-            return;
-        }
-        self.close_tokens = match self.cfg.close_per_sec {
-            Some(r) => (self.close_tokens + dt * r as f64).min(r as f64 / 20.0 + 1.0),
-            None => CLOSE_BATCH as f64,
-        };
-        while self.close_tokens >= 1.0 && self.close_cursor < self.slots.len() {
-            let i = self.close_cursor;
-            self.close_cursor += 1;
-            let fd = i as RawFd;
-            match self.slots[i].state {
-                State::Free | State::Closing => continue,
-                State::Connecting | State::Handshaking => {
-                    self.board.add(self.w(), b::CLOSED, 1);
-                    self.release(fd);
-                }
-                State::Open | State::Echoing => self.close_open(fd),
-            }
-            self.close_tokens -= 1.0;
-        }
-        if self.close_cursor >= self.slots.len() && self.live() > self.closing {
-            // Connections opened behind the cursor (a connect completing late): go round again.
-            self.close_cursor = 0;
-        }
-    }
-
-    /// Starts the close of an open connection, the way the run was told to.
-    fn close_open(&mut self, fd: RawFd) {
-        let i = fd as usize;
-        match self.cfg.close_mode {
-            CloseMode::Tcp => {
-                self.board.add(self.w(), b::CLOSED, 1);
-                self.release(fd);
-            }
-            CloseMode::Websocket => {
-                if self.slots[i].state == State::Echoing {
-                    self.echoing -= 1;
-                }
-                self.open -= 1;
-                self.closing += 1;
-                self.slots[i].state = State::Closing;
-                self.slots[i].t = self.now;
-                self.send_frame(fd, frame::CLOSE, &close::payload(close::NORMAL));
-            }
-        }
-    }
-
-    fn expire(&mut self) {
-        let timeout_us = self.cfg.connect_timeout_ms.saturating_mul(1000);
-        for i in 0..self.slots.len() {
-            let s = &self.slots[i];
-            let age = self.since(s.t);
-            match s.state {
-                State::Connecting | State::Handshaking if age > timeout_us => self.fail(
-                    i as RawFd,
-                    ErrorClass::ConnectTimeout,
-                    Errno::ETIMEDOUT as i32,
-                ),
-                State::Closing if age > CLOSE_TIMEOUT_US as u64 => {
-                    self.board.add(self.w(), b::CLOSED, 1);
-                    self.release(i as RawFd);
-                }
-                _ => {}
-            }
-        }
-    }
 }
 
 /// Entry point of a client process: set up, run, print the report as one JSON line.
@@ -918,36 +575,6 @@ pub fn run_worker(cfg: WorkerConfig) -> anyhow::Result<()> {
     writeln!(out)?;
     out.flush()?;
     Ok(())
-}
-
-/// Feeds bytes of the server's response head; `Ok(true)` once the 101 is complete (what follows
-/// it stays in the session's input), `Err(Some(class))` for a refused or malformed response,
-/// `Err(None)` for a head larger than a sane server sends.
-fn head(p: &mut Option<Box<Session>>, data: &mut [u8]) -> Result<bool, Option<ErrorClass>> {
-    let mut outcome = Ok(false);
-    session::with_input(p, data, |p, buf| {
-        if buf.len() > MAX_PENDING_IN {
-            outcome = Err(None);
-            return buf.len();
-        }
-        let key = p.as_ref().map_or([0; KEY_LEN], |p| p.key);
-        match handshake::parse_response(buf, &key) {
-            Ok(None) => 0,
-            Ok(Some(n)) => {
-                outcome = Ok(true);
-                n
-            }
-            Err(e) => {
-                outcome = Err(Some(match e {
-                    ResponseError::Status(_) => ErrorClass::HandshakeStatus,
-                    ResponseError::BadAccept => ErrorClass::HandshakeAccept,
-                    ResponseError::Malformed => ErrorClass::HandshakeMalformed,
-                }));
-                buf.len()
-            }
-        }
-    });
-    outcome
 }
 
 #[cfg(test)]

@@ -9,6 +9,9 @@
 //! idle connection costs its owner's slot and nothing else.
 //!
 //! Time is milliseconds on any monotonic clock the caller likes; 0 means "no deadline".
+//!
+//! The close handshake is [`closing`]: one state machine ([`Phase`]) that both ends drive with
+//! [`feed`], [`initiate`], [`sent`] and [`expire`].
 
 use super::close;
 use super::frame::{self, Header};
@@ -16,6 +19,9 @@ use super::handshake::{Key, KEY_LEN};
 use super::mask::apply_mask;
 use super::utf8::{self, Utf8Validator};
 use super::{Control, Data, OpCode, Violation};
+
+mod closing;
+pub use closing::{expire, feed, initiate, refuse_message, sent, Phase};
 
 /// Which side of the connection this session is: it decides which frames are legal (clients
 /// mask, servers do not) and whether what we send is masked.
@@ -60,11 +66,10 @@ pub enum Event<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Open,
-    /// The peer sent a close frame (with this code); the input after it was ignored. Replying
-    /// is the caller's choice (it knows whether it already sent one).
+    /// The peer sent a close frame (with this code); the input after it was ignored.
     PeerClosed(Option<u16>),
-    /// The peer broke the protocol: our close frame with the code it earns is queued, the
-    /// partial state dropped.
+    /// The peer broke the protocol (or a limit). Through [`feed`], our close frame with the code
+    /// it earns is queued (or, for a too-big message, will be once the message has passed).
     Failed(Violation),
 }
 
@@ -82,6 +87,19 @@ const MAX_CLOSING_INPUT: usize = frame::MAX_HEADER_LEN + frame::MAX_CONTROL_PAYL
 /// Output buffers larger than this are given back to the allocator once drained rather than
 /// kept for the next reply.
 const OUT_KEEP: usize = 4096;
+/// Buffers (partial input, a message being assembled, unsent output) grow by at most this much
+/// beyond what they must hold: in steps, not by doubling, so a buffer's capacity (what the
+/// memory budget counts, and what the process holds) stays within one step of its content. A
+/// 1 MiB partial frame held 2 MiB when its buffer doubled. Large buffers are mmapped (see
+/// `sys::alloc`), where growing in place is a page remap, not a copy.
+pub const GROW_STEP: usize = 64 * 1024;
+
+/// Makes room for `extra` more bytes in `v`: doubling while small, then one step at a time.
+fn grow(v: &mut Vec<u8>, extra: usize) {
+    if v.capacity() - v.len() < extra {
+        v.reserve_exact(extra.max(v.len().min(GROW_STEP)));
+    }
+}
 
 /// The heap state of one connection while something is in flight.
 #[derive(Debug, Default)]
@@ -162,19 +180,27 @@ impl Session {
         }
     }
 
-    /// Forgets the partial frame and message (the connection is being failed or closed). The
-    /// rest of a partial frame is still to arrive: it is counted in `skip`, so [`discard`] does
-    /// not take its payload for frame headers.
-    pub fn drop_input(&mut self) {
+    /// Forgets the partial frame and message (the connection failed). The rest of a partial
+    /// frame is still to arrive: it is counted in `skip`, so discarding does not take its
+    /// payload for frame headers.
+    fn drop_input(&mut self) {
         if let Ok(Some(h)) = frame::decode(&self.inbuf) {
             let total = (h.header_len as u64).saturating_add(h.payload_len);
             self.skip = total.saturating_sub(self.inbuf.len() as u64);
         }
         self.inbuf = Vec::new();
-        self.frame_done = 0;
         self.msg = None;
+        self.forget_message();
+    }
+
+    /// Forgets the message being assembled (its payload and validation state) but keeps the
+    /// unparsed input, which starts at a frame boundary, and whether a message is open:
+    /// draining goes on from there.
+    fn forget_message(&mut self) {
+        self.frame_done = 0;
         self.msg_data = Vec::new();
         self.msg_len = 0;
+        self.utf8 = Utf8Validator::new();
         self.input_deadline = 0;
     }
 
@@ -217,6 +243,7 @@ impl Session {
         if self.pending_out() == 0 {
             self.output_deadline = after(now, cfg.write_timeout_ms);
         }
+        grow(&mut self.out, bytes.len());
         self.out.extend_from_slice(bytes);
     }
 
@@ -272,6 +299,7 @@ pub fn with_input(
         .filter(|b| !b.is_empty());
     match pending {
         Some(mut ib) => {
+            grow(&mut ib, data.len());
             ib.extend_from_slice(data);
             let used = f(slot, &mut ib).min(ib.len());
             if used < ib.len() {
@@ -314,90 +342,25 @@ where
         used
     });
     if let Some(s) = slot.as_mut() {
-        if status != Status::Open {
-            s.drop_input();
-        }
-        s.update_input_deadline(cfg, now);
-    }
-    status
-}
-
-/// After we sent our close frame: parses what the peer still sends without keeping any of it
-/// (payloads are skipped as they arrive), until its close frame. `Open`: keep reading.
-pub fn discard(slot: &mut Option<Box<Session>>, data: &mut [u8]) -> Status {
-    let mut data: &mut [u8] = data;
-    if let Some(s) = slot.as_mut() {
-        if s.skip > 0 {
-            let n = s.skip.min(data.len() as u64);
-            s.skip -= n;
-            data = &mut data[n as usize..];
-        }
-    }
-    let mut status = Status::Open;
-    with_input(slot, data, |slot, buf| {
-        let mut pos = 0;
-        while pos < buf.len() {
-            let h = match frame::decode(&buf[pos..]) {
-                Ok(Some(h)) => h,
-                Ok(None) => break,
-                Err(v) => {
-                    status = Status::Failed(v);
-                    return buf.len();
-                }
-            };
-            let avail = (buf.len() - pos - h.header_len) as u64;
-            if h.opcode() == frame::CLOSE {
-                if h.payload_len > frame::MAX_CONTROL_PAYLOAD {
-                    status = Status::Failed(Violation::ControlTooLong);
-                    return buf.len();
-                }
-                if avail < h.payload_len {
-                    break;
-                }
-                let p = &mut buf[pos + h.header_len..pos + h.header_len + h.payload_len as usize];
-                if let Some(m) = h.header.mask {
-                    apply_mask(p, m, 0);
-                }
-                status = match close::parse_payload(p) {
-                    Ok(code) => Status::PeerClosed(code),
-                    Err(v) => Status::Failed(v),
-                };
-                return buf.len();
-            }
-            if avail < h.payload_len {
-                let s = slot.get_or_insert_with(Box::default);
-                s.skip = h.payload_len - avail;
-                return buf.len();
-            }
-            pos += h.header_len + h.payload_len as usize;
-        }
-        pos
-    });
-    if let Some(s) = slot.as_mut() {
-        if s.inbuf.len() > MAX_CLOSING_INPUT {
-            s.inbuf = Vec::new();
-            status = Status::Failed(Violation::ControlTooLong);
-        } else if s.inbuf.capacity() > MAX_CLOSING_INPUT {
-            // The joined read may have been large; what is kept is at most a header and a
-            // close payload (found by fuzzing: 1,322 bytes held while discarding).
-            s.inbuf.shrink_to(MAX_CLOSING_INPUT);
+        match status {
+            Status::Open => s.update_input_deadline(cfg, now),
+            // The too-big frame is still at the head of the input: draining starts there.
+            Status::Failed(Violation::TooBig) => s.forget_message(),
+            _ => s.drop_input(),
         }
     }
     status
 }
 
-/// Queues the close frame a violation earns.
-fn fail(cfg: &Config, out: &mut Vec<u8>, v: Violation, len: usize) -> (usize, Status) {
-    write_frame(cfg.role, out, frame::CLOSE, &close::payload(v.close_code()));
+/// The peer broke the protocol: everything is consumed (the close machine queues our frame).
+fn fail(v: Violation, len: usize) -> (usize, Status) {
     (len, Status::Failed(v))
 }
 
 /// Like [`fail`] for a frame whose header was read: the `rest` of it still to arrive is to be
-/// skipped by [`discard`] (a peer sending a too-big message keeps sending it).
+/// skipped while discarding.
 fn fail_frame(
     slot: &mut Option<Box<Session>>,
-    cfg: &Config,
-    out: &mut Vec<u8>,
     v: Violation,
     len: usize,
     rest: u64,
@@ -405,7 +368,7 @@ fn fail_frame(
     if rest > 0 {
         slot.get_or_insert_with(Box::default).skip = rest;
     }
-    fail(cfg, out, v, len)
+    fail(v, len)
 }
 
 /// Handles the frames at the start of `buf`; returns the bytes consumed and the status.
@@ -424,7 +387,7 @@ where
         let h = match frame::decode(&buf[pos..]) {
             Ok(Some(h)) => h,
             Ok(None) => break,
-            Err(v) => return fail(cfg, out, v, buf.len()),
+            Err(v) => return fail(v, buf.len()),
         };
         let legal = match cfg.role {
             Role::Server => frame::check_client_frame(&h),
@@ -434,23 +397,25 @@ where
             .saturating_add(h.payload_len)
             .saturating_sub((buf.len() - pos) as u64);
         if let Err(v) = legal {
-            return fail_frame(slot, cfg, out, v, buf.len(), rest);
+            return fail_frame(slot, v, buf.len(), rest);
         }
         let in_msg = slot.as_ref().and_then(|c| c.msg);
         let so_far = slot.as_ref().map_or(0, |c| c.msg_len);
         match h.opcode() {
             OpCode::Data(Data::Continue) if in_msg.is_none() => {
                 let v = Violation::UnexpectedContinuation;
-                return fail_frame(slot, cfg, out, v, buf.len(), rest);
+                return fail_frame(slot, v, buf.len(), rest);
             }
             OpCode::Data(Data::Text | Data::Binary) if in_msg.is_some() => {
                 let v = Violation::ExpectedContinuation;
-                return fail_frame(slot, cfg, out, v, buf.len(), rest);
+                return fail_frame(slot, v, buf.len(), rest);
             }
             _ => {}
         }
         if !h.is_control() && so_far.saturating_add(h.payload_len) > cfg.max_message {
-            return fail_frame(slot, cfg, out, Violation::TooBig, buf.len(), rest);
+            // Not consumed: the frame stays at the head of the input, where draining the rest
+            // of the message starts (the stream is still in sync).
+            return (pos, Status::Failed(Violation::TooBig));
         }
         // Bounded: control payloads <= 125, data payloads <= max_message (a usize).
         let total = h.header_len + h.payload_len as usize;
@@ -460,7 +425,7 @@ where
         if avail < total {
             if is_text {
                 if let Err(v) = validate_partial(slot, &h, &mut buf[pos..]) {
-                    return fail_frame(slot, cfg, out, v, buf.len(), rest);
+                    return fail_frame(slot, v, buf.len(), rest);
                 }
             }
             break;
@@ -477,7 +442,7 @@ where
         match on_frame(slot, cfg, &h, payload, done, is_text, out, on) {
             Ok(Status::Open) => {}
             Ok(st) => return (buf.len(), st),
-            Err(v) => return fail(cfg, out, v, buf.len()),
+            Err(v) => return fail(v, buf.len()),
         }
     }
     (pos, Status::Open)
@@ -574,6 +539,7 @@ where
     }
     c.msg_len += payload.len() as u64;
     if cfg.keep_payload {
+        grow(&mut c.msg_data, payload.len());
         c.msg_data.extend_from_slice(payload);
     }
     if fin {

@@ -8,10 +8,9 @@
 
 use std::fmt::Write as _;
 
-use crate::counters::{self, Blocks};
+use crate::counters;
 use crate::protocol::handshake::Rejection;
 use crate::protocol::Violation;
-use crate::sys::shm::SharedU64s;
 
 /// u64 slots per worker block (and for the global block in front).
 pub const BLOCK: usize = 96;
@@ -178,27 +177,18 @@ fn rejection_index(r: Rejection) -> usize {
     Rejection::ALL.iter().position(|x| *x == r).unwrap_or(0)
 }
 
-/// Number of u64s the mapping needs for `workers` workers.
-pub fn shm_len(workers: usize) -> usize {
-    counters::len(BLOCK, workers)
+/// The server's counter layout.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLayout;
+
+impl counters::Layout for ServerLayout {
+    const BLOCK: usize = BLOCK;
 }
 
 /// The counters of all workers, shared.
-#[derive(Debug, Clone)]
-pub struct Board(Blocks);
-
-impl std::ops::Deref for Board {
-    type Target = Blocks;
-    fn deref(&self) -> &Blocks {
-        &self.0
-    }
-}
+pub type Board = counters::Board<ServerLayout>;
 
 impl Board {
-    pub fn new(shm: SharedU64s, workers: usize) -> Self {
-        Board(Blocks::new(shm, workers, BLOCK))
-    }
-
     pub fn closed(&self, worker: usize, r: CloseReason) {
         self.add(worker, CLOSED + r.index(), 1)
     }
@@ -571,10 +561,11 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::shm::SharedU64s;
 
     #[test]
     fn aggregates_across_workers_and_renders_prometheus() {
-        let b = Board::new(SharedU64s::create("t", shm_len(2)).unwrap(), 2);
+        let b = Board::new(SharedU64s::create("t", Board::shm_len(2)).unwrap(), 2);
         b.set(0, PHASE, PHASE_ACCEPTING);
         b.set(1, PHASE, PHASE_ACCEPTING);
         b.add(0, CONNS, 3);
@@ -603,7 +594,7 @@ mod tests {
 
     #[test]
     fn worker_gauges_are_the_per_worker_lines_typed() {
-        let b = Board::new(SharedU64s::create("g", shm_len(2)).unwrap(), 2);
+        let b = Board::new(SharedU64s::create("g", Board::shm_len(2)).unwrap(), 2);
         b.add(0, CONNS, 3);
         b.set(0, FD_CAP, 1500);
         b.set(0, LISTENING, 1);

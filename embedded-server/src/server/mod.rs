@@ -82,12 +82,15 @@ pub const BACKLOG: i32 = 1024;
 pub const FD_MARGIN: usize = 64;
 
 /// Heap one worker may hold for all its connections together: buffered output plus partial
-/// frames and messages. Each connection is also capped on its own (--max-output,
-/// --max-message), but 2,000 clients that each stay just under those caps would hold 4 GB; past
-/// this budget the largest holders are closed (1008 for peers that do not read, 1009 for
-/// partial messages) until the worker is back under 90% of it. 256 MiB is ~120 connections at
-/// their caps, and far above what honest traffic needs (an idle websocket holds nothing).
-pub const MEMORY_BUDGET: usize = 256 * 1024 * 1024;
+/// frames and messages, counted as the capacity of their buffers (what the process holds, not
+/// what is in use). Each connection is also capped on its own (--max-output, --max-message),
+/// but 2,000 clients that each stay just under those caps would hold 4 GB; past this budget the
+/// largest holders are closed (1008 for peers that do not read, 1009 for partial messages)
+/// until the worker is back under 90% of it. 64 MiB per worker is what a user would grant a
+/// test server (128 MiB for the default two workers): 64 messages in flight at the 1 MiB
+/// --max-message, and far above what honest traffic needs (an idle websocket holds nothing).
+/// Before, 256 MiB; RSS at the default and under each hostile class is in BENCHMARKS.md.
+pub const MEMORY_BUDGET: usize = 64 * 1024 * 1024;
 /// A partial frame or fragmented message must complete within this long of its first byte
 /// (1008 otherwise): a 1 MiB message at 40 KB/s still makes it, a frame withheld forever does
 /// not pin its buffer forever.

@@ -3,7 +3,7 @@
 //! the connections they held, and shuts them down on request.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -99,8 +99,8 @@ impl Supervisor {
         }
         let reserve =
             net::reuseport_bound(cfg.listen).with_context(|| format!("binding {}", cfg.listen))?;
-        let addr = net::local_addr(reserve.as_raw_fd()).context("getsockname")?;
-        let shm = SharedU64s::create("tune-serve-counters", m::shm_len(n))
+        let addr = net::local_addr(reserve.as_fd()).context("getsockname")?;
+        let shm = SharedU64s::create("tune-serve-counters", Board::shm_len(n))
             .context("creating the shared counters (memfd)")?;
         let board = Board::new(shm, n);
         board.set_global(m::G_WORKERS, n as u64);

@@ -1,4 +1,5 @@
-//! One epoll instance per event loop (nix's `Epoll`), with raw-fd registration for the slot table.
+//! One epoll instance per event loop (nix's `Epoll`); registrations carry the fd number as their
+//! data, so events index the slot table.
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
@@ -15,32 +16,26 @@ pub const WRITE: EpollFlags = EpollFlags::EPOLLOUT;
 #[derive(Debug)]
 pub struct Epoll(NixEpoll);
 
-fn borrow(fd: RawFd) -> BorrowedFd<'static> {
-    // SAFETY: the borrow is used only for the duration of one epoll_ctl call made by the caller,
-    // who keeps `fd` open across that call (it is in their slot table or an OwnedFd they hold).
-    // epoll_ctl does not keep the BorrowedFd; an fd closed later is removed by the kernel.
-    unsafe { BorrowedFd::borrow_raw(fd) }
-}
-
 impl Epoll {
     pub fn new() -> Result<Self, Errno> {
         NixEpoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map(Epoll)
     }
 
     /// Registers `fd` for `flags` (level-triggered) with `fd` as its event data.
-    pub fn add(&self, fd: RawFd, flags: EpollFlags) -> Result<(), Errno> {
-        self.0.add(borrow(fd), EpollEvent::new(flags, fd as u64))
+    pub fn add(&self, fd: BorrowedFd<'_>, flags: EpollFlags) -> Result<(), Errno> {
+        self.0
+            .add(fd, EpollEvent::new(flags, fd.as_raw_fd() as u64))
     }
 
     /// Changes the interest set of a registered `fd`.
-    pub fn modify(&self, fd: RawFd, flags: EpollFlags) -> Result<(), Errno> {
-        let mut ev = EpollEvent::new(flags, fd as u64);
-        self.0.modify(borrow(fd), &mut ev)
+    pub fn modify(&self, fd: BorrowedFd<'_>, flags: EpollFlags) -> Result<(), Errno> {
+        let mut ev = EpollEvent::new(flags, fd.as_raw_fd() as u64);
+        self.0.modify(fd, &mut ev)
     }
 
     /// Removes `fd` (closing an fd removes it too; this is for fds that stay open).
-    pub fn delete(&self, fd: RawFd) -> Result<(), Errno> {
-        self.0.delete(borrow(fd))
+    pub fn delete(&self, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+        self.0.delete(fd)
     }
 
     /// Waits up to `timeout_ms` (negative: forever) and returns how many events were filled.
@@ -65,19 +60,20 @@ impl Epoll {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn reports_a_readable_pipe_with_its_fd() {
         let (r, w) = nix::unistd::pipe().unwrap();
         let ep = Epoll::new().unwrap();
-        ep.add(r.as_raw_fd(), READ).unwrap();
+        ep.add(r.as_fd(), READ).unwrap();
         let mut evs = [EpollEvent::empty(); 4];
         assert_eq!(ep.wait(&mut evs, 0).unwrap(), 0);
         nix::unistd::write(&w, b"x").unwrap();
         assert_eq!(ep.wait(&mut evs, 1000).unwrap(), 1);
         assert_eq!(evs[0].data(), r.as_raw_fd() as u64);
         assert!(evs[0].events().contains(EpollFlags::EPOLLIN));
-        ep.delete(r.as_raw_fd()).unwrap();
+        ep.delete(r.as_fd()).unwrap();
         assert_eq!(ep.wait(&mut evs, 0).unwrap(), 0);
     }
 }

@@ -1,17 +1,18 @@
-//! read / write / writev / close on raw fds, returning `Errno` (EAGAIN and friends are the
-//! caller's business; EINTR is retried here).
+//! read / write / writev / shutdown on borrowed fds, returning `Errno` (EAGAIN and friends are
+//! the caller's business; EINTR is retried here). Closing is the owner's: an `OwnedFd` dropped,
+//! or a slot of an [`crate::sys::fdtable::FdTable`] released.
 
 use std::io::IoSlice;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use nix::errno::Errno;
 
 /// read(2) into `buf`; `Ok(0)` is end of file.
-pub fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
     loop {
-        // SAFETY: `buf` is a valid writable region of `buf.len()` bytes for the whole call and
+        // SAFETY: `fd` is open for the call (borrowed); `buf` is a valid writable region of `buf.len()` bytes for the whole call and
         // read writes at most that many bytes into it.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         match Errno::result(n) {
             Err(Errno::EINTR) => continue,
             r => return r.map(|n| n as usize),
@@ -21,10 +22,10 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
 
 /// write(2) of `buf`; returns how many bytes the kernel took. MSG_NOSIGNAL semantics come from
 /// ignoring SIGPIPE (see [`crate::sys::signal::ignore_sigpipe`]): a closed peer is `EPIPE`.
-pub fn write(fd: RawFd, buf: &[u8]) -> Result<usize, Errno> {
+pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<usize, Errno> {
     loop {
-        // SAFETY: `buf` is a valid readable region of `buf.len()` bytes for the whole call.
-        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        // SAFETY: `fd` is open for the call (borrowed); `buf` is a valid readable region of `buf.len()` bytes for the whole call.
+        let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
         match Errno::result(n) {
             Err(Errno::EINTR) => continue,
             r => return r.map(|n| n as usize),
@@ -33,12 +34,12 @@ pub fn write(fd: RawFd, buf: &[u8]) -> Result<usize, Errno> {
 }
 
 /// writev(2) of several buffers in one syscall (a frame header and its payload).
-pub fn writev(fd: RawFd, bufs: &[IoSlice<'_>]) -> Result<usize, Errno> {
+pub fn writev(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> Result<usize, Errno> {
     let cnt = bufs.len().min(libc::c_int::MAX as usize) as libc::c_int;
     loop {
         // SAFETY: IoSlice is ABI-compatible with `struct iovec` (documented by std); every slice
         // is valid for reads for the whole call and `cnt` does not exceed `bufs.len()`.
-        let n = unsafe { libc::writev(fd, bufs.as_ptr().cast(), cnt) };
+        let n = unsafe { libc::writev(fd.as_raw_fd(), bufs.as_ptr().cast(), cnt) };
         match Errno::result(n) {
             Err(Errno::EINTR) => continue,
             r => return r.map(|n| n as usize),
@@ -46,36 +47,29 @@ pub fn writev(fd: RawFd, bufs: &[IoSlice<'_>]) -> Result<usize, Errno> {
     }
 }
 
-/// close(2). The fd is gone afterwards whatever the result (Linux never leaves it open).
-pub fn close(fd: RawFd) -> Result<(), Errno> {
-    // SAFETY: the caller owns `fd` (it came from accept4/socket and is in its table) and stops
-    // using it after this call.
-    Errno::result(unsafe { libc::close(fd) }).map(drop)
-}
-
 /// shutdown(2) of the writing side: the peer reads EOF after our queued bytes.
-pub fn shutdown_write(fd: RawFd) -> Result<(), Errno> {
-    // SAFETY: plain syscall on an fd number; no memory is passed.
-    Errno::result(unsafe { libc::shutdown(fd, libc::SHUT_WR) }).map(drop)
+pub fn shutdown_write(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    // SAFETY: `fd` is open for the call (borrowed); no memory is passed.
+    Errno::result(unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_WR) }).map(drop)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
 
     #[test]
     fn write_writev_read_roundtrip_and_eagain() {
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         b.set_nonblocking(true).unwrap();
         let mut buf = [0u8; 16];
-        assert_eq!(read(b.as_raw_fd(), &mut buf), Err(Errno::EAGAIN));
-        assert_eq!(write(a.as_raw_fd(), b"ab").unwrap(), 2);
-        let n = writev(a.as_raw_fd(), &[IoSlice::new(b"cd"), IoSlice::new(b"ef")]).unwrap();
+        assert_eq!(read(b.as_fd(), &mut buf), Err(Errno::EAGAIN));
+        assert_eq!(write(a.as_fd(), b"ab").unwrap(), 2);
+        let n = writev(a.as_fd(), &[IoSlice::new(b"cd"), IoSlice::new(b"ef")]).unwrap();
         assert_eq!(n, 4);
-        assert_eq!(read(b.as_raw_fd(), &mut buf).unwrap(), 6);
+        assert_eq!(read(b.as_fd(), &mut buf).unwrap(), 6);
         assert_eq!(&buf[..6], b"abcdef");
         drop(a);
-        assert_eq!(read(b.as_raw_fd(), &mut buf).unwrap(), 0);
+        assert_eq!(read(b.as_fd(), &mut buf).unwrap(), 0);
     }
 }

@@ -1,13 +1,14 @@
 //! The only home of syscalls and `unsafe` in tune: epoll, sockets, rlimits, signals, shared memory.
 //! Every `unsafe` has a `// SAFETY:` comment.
 //!
-//! Connection sockets are plain `RawFd`s here on purpose: the reactor's slot table is indexed by
-//! fd and owns them (it closes them with [`io::close`]); wrapping each in an `OwnedFd` would add
-//! nothing but drop-order hazards. Long-lived descriptors (epoll, listeners, signalfd, memfd) are
-//! `OwnedFd`s.
+//! Descriptors are owned by type: sockets come out of accept and connect as `OwnedFd`s, and the
+//! reactors' fd-indexed slot tables own theirs through [`fdtable::FdTable`], which alone closes
+//! them. Everything else borrows (`BorrowedFd`); no raw close is exported.
 #![allow(unsafe_code)]
 
+pub mod alloc;
 pub mod epoll;
+pub mod fdtable;
 pub mod io;
 pub mod net;
 pub mod proc;

@@ -4,19 +4,13 @@
 //! SO_ERROR), dual-stack `[::]` listeners.
 
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
     self, sockopt, AddressFamily, Backlog, SockFlag, SockProtocol, SockType, SockaddrLike,
     SockaddrStorage,
 };
-
-fn borrow(fd: RawFd) -> BorrowedFd<'static> {
-    // SAFETY: used only for the duration of one setsockopt/getsockopt call by a caller that keeps
-    // `fd` open across it; the borrow is not stored.
-    unsafe { BorrowedFd::borrow_raw(fd) }
-}
 
 fn family(addr: &SocketAddr) -> AddressFamily {
     match addr {
@@ -146,36 +140,38 @@ fn set_tcp_int(fd: &OwnedFd, name: libc::c_int, value: libc::c_int) -> Result<()
 }
 
 /// The address a socket is bound to (the chosen port after binding port 0).
-pub fn local_addr(fd: RawFd) -> Result<SocketAddr, Errno> {
-    let ss: SockaddrStorage = socket::getsockname(fd)?;
+pub fn local_addr(fd: BorrowedFd<'_>) -> Result<SocketAddr, Errno> {
+    let ss: SockaddrStorage = socket::getsockname(fd.as_raw_fd())?;
     to_std(&ss).ok_or(Errno::EAFNOSUPPORT)
 }
 
 /// The peer address of a connected socket.
-pub fn peer_addr(fd: RawFd) -> Result<SocketAddr, Errno> {
-    let ss: SockaddrStorage = socket::getpeername(fd)?;
+pub fn peer_addr(fd: BorrowedFd<'_>) -> Result<SocketAddr, Errno> {
+    let ss: SockaddrStorage = socket::getpeername(fd.as_raw_fd())?;
     to_std(&ss).ok_or(Errno::EAFNOSUPPORT)
 }
 
-/// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC. The caller owns the returned fd (closes it with
-/// [`crate::sys::io::close`]). EAGAIN means the queue is empty; EMFILE means the fd cap is hit.
-pub fn accept(listener: RawFd) -> Result<RawFd, Errno> {
+/// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC; the caller owns the returned fd. EAGAIN means the
+/// queue is empty; EMFILE means the fd cap is hit.
+pub fn accept(listener: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
     loop {
-        match socket::accept4(listener, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC) {
+        match socket::accept4(listener.as_raw_fd(), flags) {
             Err(Errno::EINTR) | Err(Errno::ECONNABORTED) => continue,
-            r => return r,
+            // SAFETY: accept4 returned a new descriptor that nothing else owns.
+            r => return r.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
         }
     }
 }
 
 /// TCP_NODELAY: small echo replies leave at once instead of waiting for Nagle.
-pub fn set_nodelay(fd: RawFd) -> Result<(), Errno> {
-    socket::setsockopt(&borrow(fd), sockopt::TcpNoDelay, &true)
+pub fn set_nodelay(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    socket::setsockopt(&fd, sockopt::TcpNoDelay, &true)
 }
 
 /// The pending socket error (SO_ERROR), cleared by reading it: how a nonblocking connect ended.
-pub fn take_error(fd: RawFd) -> Result<Option<Errno>, Errno> {
-    let e = socket::getsockopt(&borrow(fd), sockopt::SocketError)?;
+pub fn take_error(fd: BorrowedFd<'_>) -> Result<Option<Errno>, Errno> {
+    let e = socket::getsockopt(&fd, sockopt::SocketError)?;
     Ok((e != 0).then(|| Errno::from_raw(e)))
 }
 
@@ -205,13 +201,13 @@ pub fn probe_source(ip: std::net::IpAddr, freebind: bool) -> Result<(), Errno> {
 /// Starts a nonblocking connect to `dst`, first binding to `src` (port 0, IP_FREEBIND when
 /// `freebind`) with IP_BIND_ADDRESS_NO_PORT so the port is chosen at connect time per
 /// destination: each source address then has the whole ephemeral range for every destination.
-/// Returns the owned raw fd and whether the connect already completed (loopback often completes
+/// Returns the socket and whether the connect already completed (loopback often completes
 /// at once); otherwise wait for writability and read [`take_error`].
 pub fn connect_from(
     src: Option<std::net::IpAddr>,
     freebind: bool,
     dst: SocketAddr,
-) -> Result<(RawFd, bool), Errno> {
+) -> Result<(OwnedFd, bool), Errno> {
     let fd = tcp_socket(&dst)?;
     if let Some(ip) = src {
         bind_source(&fd, ip, freebind)?;
@@ -221,7 +217,7 @@ pub fn connect_from(
         Err(Errno::EINPROGRESS) => false,
         Err(e) => return Err(e),
     };
-    Ok((std::os::fd::IntoRawFd::into_raw_fd(fd), done))
+    Ok((fd, done))
 }
 
 /// The text of /proc/net/ipv6_route (this network namespace's IPv6 routes, all tables), parsed
@@ -245,35 +241,36 @@ pub fn tcp_migrate_req() -> bool {
 
 /// SO_LINGER with a zero timeout: the next close() resets the connection and frees its unsent
 /// data at once instead of leaving it in FIN_WAIT1 for a peer that will never read it.
-pub fn set_abort_on_close(fd: RawFd) -> Result<(), Errno> {
+pub fn set_abort_on_close(fd: BorrowedFd<'_>) -> Result<(), Errno> {
     let l = libc::linger {
         l_onoff: 1,
         l_linger: 0,
     };
-    socket::setsockopt(&borrow(fd), sockopt::Linger, &l)
+    socket::setsockopt(&fd, sockopt::Linger, &l)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sys::io;
+    use std::os::fd::AsFd;
 
     #[test]
     fn reserved_port_is_shared_by_reuseport_listeners_and_accepts() {
         let reserve = reuseport_bound("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = local_addr(reserve.as_raw_fd()).unwrap();
+        let addr = local_addr(reserve.as_fd()).unwrap();
         assert_ne!(addr.port(), 0);
         let l1 = reuseport_listener(addr, &ListenOptions::backlog(16)).unwrap();
         let l2 = reuseport_listener(addr, &ListenOptions::backlog(16)).unwrap();
-        assert_eq!(local_addr(l2.as_raw_fd()).unwrap(), addr);
-        assert_eq!(accept(l1.as_raw_fd()), Err(Errno::EAGAIN));
+        assert_eq!(local_addr(l2.as_fd()).unwrap(), addr);
+        assert_eq!(accept(l1.as_fd()).err(), Some(Errno::EAGAIN));
 
         let (c, _) = connect_from(Some("127.0.0.2".parse().unwrap()), false, addr).unwrap();
         // Wait until one of the two listeners has it.
         let mut got = None;
         for _ in 0..200 {
             for l in [&l1, &l2] {
-                if let Ok(fd) = accept(l.as_raw_fd()) {
+                if let Ok(fd) = accept(l.as_fd()) {
                     got = Some(fd);
                 }
             }
@@ -283,20 +280,20 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let s = got.expect("a listener accepted the connection");
-        assert_eq!(take_error(c).unwrap(), None);
+        assert_eq!(take_error(c.as_fd()).unwrap(), None);
         // The accepted socket inherited TCP_NODELAY from the listener; the client has none.
-        assert!(socket::getsockopt(&borrow(s), sockopt::TcpNoDelay).unwrap());
-        assert!(!socket::getsockopt(&borrow(c), sockopt::TcpNoDelay).unwrap());
-        set_nodelay(c).unwrap();
-        assert!(socket::getsockopt(&borrow(c), sockopt::TcpNoDelay).unwrap());
-        let peer = peer_addr(s).unwrap();
+        assert!(socket::getsockopt(&s, sockopt::TcpNoDelay).unwrap());
+        assert!(!socket::getsockopt(&c, sockopt::TcpNoDelay).unwrap());
+        set_nodelay(c.as_fd()).unwrap();
+        assert!(socket::getsockopt(&c, sockopt::TcpNoDelay).unwrap());
+        let peer = peer_addr(s.as_fd()).unwrap();
         assert_eq!(peer.ip(), "127.0.0.2".parse::<std::net::IpAddr>().unwrap());
-        assert_eq!(peer_addr(c).unwrap(), addr);
-        assert_eq!(io::write(c, b"hi").unwrap(), 2);
+        assert_eq!(peer_addr(c.as_fd()).unwrap(), addr);
+        assert_eq!(io::write(c.as_fd(), b"hi").unwrap(), 2);
         let mut buf = [0u8; 4];
         let mut n = 0;
         for _ in 0..200 {
-            match io::read(s, &mut buf) {
+            match io::read(s.as_fd(), &mut buf) {
                 Ok(k) => {
                     n = k;
                     break;
@@ -306,8 +303,6 @@ mod tests {
             }
         }
         assert_eq!(&buf[..n], b"hi");
-        io::close(s).unwrap();
-        io::close(c).unwrap();
     }
 
     /// Polls `f` every 5 ms for up to `ms` milliseconds.
@@ -330,40 +325,39 @@ mod tests {
             defer_accept_secs: 1,
         };
         let l = reuseport_listener("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
-        let addr = local_addr(l.as_raw_fd()).unwrap();
+        let addr = local_addr(l.as_fd()).unwrap();
         let (c, _) = connect_from(None, false, addr).unwrap();
-        assert_eq!(within(2000, || take_error(c).ok()), Some(None), "connect");
+        assert_eq!(
+            within(2000, || take_error(c.as_fd()).ok()),
+            Some(None),
+            "connect"
+        );
         // TCP is up on the client's side, but nothing was sent: not accepted yet.
         std::thread::sleep(std::time::Duration::from_millis(200));
-        assert_eq!(accept(l.as_raw_fd()), Err(Errno::EAGAIN));
-        assert_eq!(io::write(c, b"GET").unwrap(), 3);
-        let s = within(2000, || accept(l.as_raw_fd()).ok()).expect("accepted after data");
+        assert_eq!(accept(l.as_fd()).err(), Some(Errno::EAGAIN));
+        assert_eq!(io::write(c.as_fd(), b"GET").unwrap(), 3);
+        let s = within(2000, || accept(l.as_fd()).ok()).expect("accepted after data");
         // The request is there at accept: the first read finds it.
         let mut buf = [0u8; 8];
-        assert_eq!(io::read(s, &mut buf), Ok(3));
+        assert_eq!(io::read(s.as_fd(), &mut buf), Ok(3));
         // SO_SNDBUF came from the listener (the kernel doubles the value set).
         let want = socket::getsockopt(&l, sockopt::SndBuf).unwrap();
         assert_eq!(want, 128 * 1024);
-        assert_eq!(
-            socket::getsockopt(&borrow(s), sockopt::SndBuf).unwrap(),
-            want
-        );
-        assert!(socket::getsockopt(&borrow(s), sockopt::TcpNoDelay).unwrap());
+        assert_eq!(socket::getsockopt(&s, sockopt::SndBuf).unwrap(), want);
+        assert!(socket::getsockopt(&s, sockopt::TcpNoDelay).unwrap());
         // A client that stays silent is still accepted when the deferral ends (the handshake
         // deadline then applies to it).
         let (quiet, _) = connect_from(None, false, addr).unwrap();
-        let q = within(5000, || accept(l.as_raw_fd()).ok()).expect("silent client accepted");
-        assert_eq!(io::read(q, &mut buf), Err(Errno::EAGAIN));
-        for fd in [s, c, q, quiet] {
-            io::close(fd).unwrap();
-        }
+        let q = within(5000, || accept(l.as_fd()).ok()).expect("silent client accepted");
+        assert_eq!(io::read(q.as_fd(), &mut buf), Err(Errno::EAGAIN));
+        drop((s, c, q, quiet));
     }
 
     #[test]
     fn a_listening_port_is_not_free() {
         let l =
             reuseport_listener("127.0.0.1:0".parse().unwrap(), &ListenOptions::backlog(4)).unwrap();
-        let addr = local_addr(l.as_raw_fd()).unwrap();
+        let addr = local_addr(l.as_fd()).unwrap();
         assert_eq!(port_is_free(addr), Err(Errno::EADDRINUSE));
         // Also with a bound, not listening, socket in front (how `tune serve` holds its port).
         let reserve = reuseport_bound(addr);
@@ -377,7 +371,7 @@ mod tests {
     fn refused_connect_reports_through_so_error() {
         // A bound, non-listening socket: connecting to it is refused.
         let reserve = reuseport_bound("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = local_addr(reserve.as_raw_fd()).unwrap();
+        let addr = local_addr(reserve.as_fd()).unwrap();
         let (c, done) = match connect_from(None, false, addr) {
             Err(Errno::ECONNREFUSED) => return,
             r => r.unwrap(),
@@ -385,13 +379,12 @@ mod tests {
         assert!(!done);
         let mut err = None;
         for _ in 0..200 {
-            err = take_error(c).unwrap();
+            err = take_error(c.as_fd()).unwrap();
             if err.is_some() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert_eq!(err, Some(Errno::ECONNREFUSED));
-        io::close(c).unwrap();
     }
 }

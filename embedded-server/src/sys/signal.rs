@@ -37,6 +37,10 @@ impl Signals {
     pub fn as_raw_fd(&self) -> RawFd {
         self.0.as_fd().as_raw_fd()
     }
+
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
+    }
 }
 
 /// Unblocks `signals` again (for a child that must see default dispositions).

@@ -38,34 +38,46 @@ struct Run {
     events: Vec<Ev>,
     out: Vec<u8>,
     status: Status,
+    phase: Phase,
     slot: Option<Box<Session>>,
 }
 
-/// Feeds `input` in pieces cut at `cuts`, echoing messages like the server does.
+/// Feeds `input` in pieces cut at `cuts` through the close machine, collecting events; the
+/// status is the first that is not `Open`.
 fn run(cfg: &Config, input: &[u8], cuts: &[usize]) -> Run {
     let mut slot = None;
     let mut events = Vec::new();
     let mut out = Vec::new();
     let mut status = Status::Open;
+    let mut phase = Phase::Open;
     let mut last = 0;
     for &c in cuts.iter().chain(std::iter::once(&input.len())) {
-        if status != Status::Open {
-            break;
-        }
         let mut piece = input[last..c].to_vec();
         last = c;
-        status = receive(&mut slot, cfg, 10, &mut piece, &mut out, |e, _| {
-            events.push(match e {
-                Event::Message { opcode, data, len } => Ev::Msg(opcode, data.to_vec(), len),
-                Event::Ping(p) => Ev::Ping(p.to_vec()),
-                Event::Pong => Ev::Pong,
-            })
-        });
+        let st = feed(
+            &mut phase,
+            &mut slot,
+            cfg,
+            10,
+            &mut piece,
+            &mut out,
+            |e, _| {
+                events.push(match e {
+                    Event::Message { opcode, data, len } => Ev::Msg(opcode, data.to_vec(), len),
+                    Event::Ping(p) => Ev::Ping(p.to_vec()),
+                    Event::Pong => Ev::Pong,
+                })
+            },
+        );
+        if status == Status::Open {
+            status = st;
+        }
     }
     Run {
         events,
         out,
         status,
+        phase,
         slot,
     }
 }
@@ -79,6 +91,7 @@ fn agree(cfg: &Config, input: &[u8]) -> Run {
         let r = run(cfg, input, &[a]);
         assert_eq!(r.events, whole.events, "split at {a}");
         assert_eq!(r.status, whole.status, "split at {a}");
+        assert_eq!(r.phase, whole.phase, "split at {a}");
         if cfg.role == Role::Server {
             assert_eq!(r.out, whole.out, "split at {a}"); // clients mask at random
         }
@@ -317,22 +330,33 @@ fn output_drops_what_was_sent_and_stays_bounded_for_a_dripping_reader() {
 }
 
 #[test]
-fn discard_skips_payloads_until_the_close_frame() {
+fn lingering_skips_payloads_until_the_close_frame_and_answers_nothing() {
+    let cfg = server();
     let big = cf(0x82, &vec![0u8; 100_000]);
     let mut input = big[..60_000].to_vec();
     let rest = [
         big[60_000..].to_vec(),
         cf(0x81, b"x"),
+        cf(0x89, b"no pong now"),
         cf(0x88, &[0x03, 0xe8]),
     ]
     .concat();
     let mut slot = None;
-    assert_eq!(discard(&mut slot, &mut input), Status::Open);
+    let mut out = Vec::new();
+    let mut phase = Phase::Lingering;
+    let mut feed_now = |phase: &mut Phase, slot: &mut _, piece: &mut [u8]| {
+        feed(phase, slot, &cfg, 0, piece, &mut out, |_, _| {
+            panic!("an event")
+        })
+    };
+    assert_eq!(feed_now(&mut phase, &mut slot, &mut input), Status::Open);
     assert!(slot.as_ref().unwrap().footprint() < 1024);
     for piece in rest.chunks(7) {
-        let st = discard(&mut slot, &mut piece.to_vec());
+        let st = feed_now(&mut phase, &mut slot, &mut piece.to_vec());
         if st != Status::Open {
             assert_eq!(st, Status::PeerClosed(Some(1000)));
+            assert_eq!(phase, Phase::Done);
+            assert!(out.is_empty(), "lingering answered {out:?}");
             return;
         }
         assert!(slot.as_ref().map_or(0, |s| s.footprint()) < 1024);
@@ -377,7 +401,9 @@ fn after_too_big_the_rest_of_the_frame_is_skipped_not_parsed() {
     let f = cf(0x82, &vec![0x88; 5000]); // payload bytes that look like close headers
     let mut slot = None;
     let mut out = Vec::new();
-    let st = receive(
+    let mut phase = Phase::Open;
+    let st = feed(
+        &mut phase,
         &mut slot,
         &cfg,
         0,
@@ -386,9 +412,144 @@ fn after_too_big_the_rest_of_the_frame_is_skipped_not_parsed() {
         |_, _| {},
     );
     assert_eq!(st, Status::Failed(Violation::TooBig));
+    assert_eq!(phase, Phase::Draining);
+    assert!(out.is_empty(), "1009 before the message passed");
     let mut rest = [f[100..].to_vec(), cf(0x88, &[0x03, 0xf1])].concat();
-    assert_eq!(
-        discard(&mut slot, &mut rest),
-        Status::PeerClosed(Some(1009))
+    let st = feed(
+        &mut phase,
+        &mut slot,
+        &cfg,
+        0,
+        &mut rest,
+        &mut out,
+        |_, _| {},
     );
+    assert_eq!(st, Status::PeerClosed(Some(1009)));
+    // Our 1009 went out when the message ended; the peer's close came after it.
+    assert_eq!(out, [0x88, 0x02, 0x03, 0xf1]);
+    assert_eq!(phase, Phase::Answering);
+    sent(&mut phase);
+    assert_eq!(phase, Phase::Done);
+}
+
+/// What a browser does with a message over the limit (Chromium 156 sends 131,000-byte
+/// fragments): the rest of the message is read and dropped, the 1009 goes out after its last
+/// fragment, the peer's close completes the handshake, and nothing of the payload is kept.
+#[test]
+fn a_too_big_fragmented_message_is_drained_to_its_end_before_the_1009() {
+    let cfg = Config {
+        max_message: 1000,
+        ..server()
+    };
+    let mut input = cf(0x02, &[1; 300]);
+    for _ in 0..5 {
+        input.extend(cf(0x00, &[2; 300]));
+    }
+    input.extend(cf(0x80, &[3; 300]));
+    let message_end = input.len();
+    input.extend(cf(0x89, b"late ping"));
+    input.extend(cf(0x88, &[0x03, 0xf1]));
+    let r = agree(&cfg, &input);
+    assert_eq!(r.status, Status::Failed(Violation::TooBig));
+    assert_eq!(r.out, [0x88, 0x02, 0x03, 0xf1]); // the 1009, and no pong
+    assert_eq!(r.phase, Phase::Answering);
+    assert!(r.events.is_empty());
+    // Up to the last fragment: draining, nothing queued, nothing held.
+    let r = run(&cfg, &input[..message_end - 1], &[500, 1300]);
+    assert_eq!(r.phase, Phase::Draining);
+    assert!(r.out.is_empty());
+    assert!(r.slot.as_ref().map_or(0, |s| s.footprint()) < 1024);
+    // Its last byte: the 1009 is queued.
+    let r = run(&cfg, &input[..message_end], &[]);
+    assert_eq!(r.phase, Phase::Closing);
+    assert_eq!(r.out, [0x88, 0x02, 0x03, 0xf1]);
+}
+
+#[test]
+fn a_peer_that_never_ends_its_message_gets_the_1009_at_the_deadline() {
+    let cfg = Config {
+        max_message: 10,
+        ..server()
+    };
+    let mut r = run(&cfg, &cf(0x02, &[0; 50]), &[]);
+    assert_eq!(r.phase, Phase::Draining);
+    assert!(!expire(&mut r.phase, &mut r.slot, &cfg, &mut r.out));
+    assert_eq!(r.phase, Phase::Closing);
+    assert_eq!(r.out, [0x88, 0x02, 0x03, 0xf1]);
+    sent(&mut r.phase);
+    assert_eq!(r.phase, Phase::Lingering);
+    assert!(expire(&mut r.phase, &mut r.slot, &cfg, &mut r.out));
+    assert_eq!(r.phase, Phase::Done);
+}
+
+#[test]
+fn the_peers_close_is_answered_with_its_code_and_nothing_after_it() {
+    let input = [
+        cf(0x88, &[0x03, 0xe9]),
+        cf(0x89, b"ignored"),
+        cf(0x81, b"ignored"),
+    ]
+    .concat();
+    let r = agree(&server(), &input);
+    assert_eq!(r.status, Status::PeerClosed(Some(1001)));
+    assert_eq!(r.out, [0x88, 0x02, 0x03, 0xe9]);
+    assert_eq!(r.phase, Phase::Answering);
+    // No code: an empty close frame back.
+    let r = agree(&server(), &cf(0x88, b""));
+    assert_eq!(r.out, [0x88, 0x00]);
+}
+
+#[test]
+fn initiating_drops_a_partial_frame_and_skips_its_rest() {
+    let cfg = server();
+    let f = cf(0x82, &vec![0x88; 50_000]); // payload that looks like close headers
+    let mut r = run(&cfg, &f[..40_000], &[]);
+    assert_eq!(r.phase, Phase::Open);
+    initiate(&mut r.phase, &mut r.slot, &cfg, close::POLICY, &mut r.out);
+    assert_eq!(r.out, [0x88, 0x02, 0x03, 0xf0]);
+    assert_eq!(r.phase, Phase::Closing);
+    assert!(r.slot.as_ref().unwrap().footprint() < 1024);
+    // Initiating again does nothing.
+    initiate(&mut r.phase, &mut r.slot, &cfg, close::NORMAL, &mut r.out);
+    assert_eq!(r.out.len(), 4);
+    sent(&mut r.phase);
+    let mut rest = [f[40_000..].to_vec(), cf(0x88, b"")].concat();
+    let st = feed(
+        &mut r.phase,
+        &mut r.slot,
+        &cfg,
+        0,
+        &mut rest,
+        &mut r.out,
+        |_, _| {},
+    );
+    assert_eq!(st, Status::PeerClosed(None));
+    assert_eq!(r.phase, Phase::Done);
+}
+
+#[test]
+fn a_partial_frame_is_held_in_steps_not_doubled() {
+    let cfg = server();
+    let f = cf(0x82, &vec![9; 1 << 20]);
+    let mut slot = None;
+    let mut out = Vec::new();
+    let mut phase = Phase::Open;
+    let mut fed = 0;
+    for piece in f[..f.len() - 1].chunks(16 * 1024 + 3) {
+        feed(
+            &mut phase,
+            &mut slot,
+            &cfg,
+            0,
+            &mut piece.to_vec(),
+            &mut out,
+            |_, _| {},
+        );
+        fed += piece.len();
+        let held = slot.as_ref().unwrap().footprint();
+        assert!(
+            held <= fed + GROW_STEP + std::mem::size_of::<Session>(),
+            "{held} B held for {fed} B of a partial frame"
+        );
+    }
 }
