@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::knobs::{self, KnobId, Observation, Value};
 use crate::persist::boot::BootView;
 use crate::root::{FileState, Root};
+use crate::values::{Input, Refused};
 
 pub const FORMAT: &str = "tune-apply-record";
 pub const VERSION: u32 = 1;
@@ -294,7 +295,9 @@ impl Store {
                     d.to_path_buf()
                 } else {
                     std::env::current_dir()
-                        .context("--state-dir: current directory")?
+                        .map_err(|e| {
+                            Refused::input(Input::StateDir, format!("current directory: {e}"))
+                        })?
                         .join(d)
                 };
                 Store {

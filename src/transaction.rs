@@ -12,6 +12,7 @@ use crate::persist::{FileWrite, Files};
 use crate::plan::Plan;
 use crate::root::{FileState, Root};
 use crate::state::{self, Before, Change, Record, Status, Store};
+use crate::values::{Input, Refused};
 
 /// The test-only hook that makes apply pause after its step k (0: after the record is
 /// written, before the first change), so a test can kill it there. Unset in real use.
@@ -67,7 +68,7 @@ pub fn capture(
     }
     if let (Some(pid), true) = (pid, soft.is_some() || hard.is_some()) {
         let (s, h) = embedded_server::sys::rlimit::get_nofile_of(pid)
-            .map_err(|e| anyhow::anyhow!("--pid {pid}: reading RLIMIT_NOFILE: {e}"))?;
+            .map_err(|e| Refused::new(Input::Pid, pid, format!("reading RLIMIT_NOFILE: {e}")))?;
         let int = |v: Option<Value>, d: u64| match v {
             Some(Value::Int(n)) => n,
             _ => d,

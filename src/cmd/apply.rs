@@ -4,12 +4,14 @@ use std::fmt::Write as _;
 
 use super::{Context, Outcome};
 use crate::cli::apply::ApplyArgs;
+use crate::cli::flags;
 use crate::knobs::{self, Value, Write};
 use crate::persist::{self, boot::BootView, Files};
 use crate::plan::{self, Action, Here, Plan};
 use crate::root::Root;
 use crate::state::Store;
 use crate::transaction::{self, write_path};
+use crate::values::Input;
 
 /// The inode of the initial network namespace, fixed since Linux 6.18 (PROC_NET_INIT_INO = 0xEFFFFFF9);
 /// earlier kernels number it like any other namespace.
@@ -117,12 +119,19 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<Outcome> {
         format!("{:?} ({})", profile.name, profile.source)
     };
     let files = if args.persist {
-        persist::files(
+        let mut files = persist::files(
             plan.items.iter().map(|i| (i.knob, &i.persist)),
             &label,
             args.service.as_deref(),
             persist::Dirs::gather(root),
-        )?
+        )?;
+        if files.unit_dropin_skipped {
+            files.notes.push(format!(
+                "{}: the profile sets no RLIMIT_NOFILE, so no unit drop-in is written",
+                flags::flag(Input::Service)
+            ));
+        }
+        files
     } else {
         Files::default()
     };

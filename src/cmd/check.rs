@@ -3,6 +3,7 @@
 use super::{Context, Outcome};
 use crate::capacity;
 use crate::cli::check::{CheckArgs, CheckFormat};
+use crate::cli::flags;
 use crate::kernel::Host;
 use crate::knobs;
 use crate::knobs::Role;
@@ -10,6 +11,7 @@ use crate::persist::{self, boot::BootView};
 use crate::profile::{self, Overrides, Profile};
 use crate::report::{self, BootSetting, CheckReport, DriftReport, Ignore, Options};
 use crate::state;
+use crate::values::Input;
 
 /// What `tune check` is asked, resolved once from its flags (as `VerifyPlan` is for verify):
 /// every flag error surfaces in [`CheckPlan::resolve`], before anything is read.
@@ -51,7 +53,10 @@ impl CheckPlan {
                     source_addresses: n,
                     ..Default::default()
                 };
-                (profile::for_target_with(t, role, params), n)
+                (
+                    profile::for_target_with(t, role, params, flags::flag(Input::Target)),
+                    n,
+                )
             }
             (None, None) => (profile::host_only(1, role), sources()?),
         };
