@@ -10,6 +10,7 @@ use crate::kernel::host::Host;
 use crate::knobs::{self, Limit, Value, Write};
 use crate::persist::{FileWrite, Files};
 use crate::plan::Plan;
+use crate::probe::netns;
 use crate::root::{FileState, Root};
 use crate::state::{self, Before, Change, Record, Status, Store};
 use crate::values::{Input, Refused};
@@ -29,14 +30,6 @@ pub fn write_path(w: Write) -> Option<String> {
     }
 }
 
-/// The network namespace this process runs in under `root`: the inode of `proc/self/ns/net`
-/// (`net:[4026531833]`), `None` when the root has no such link (a captured tree).
-pub fn netns_inode(root: &Root) -> Option<u64> {
-    let link = root.read_link("proc/self/ns/net").ok()?;
-    let text = link.to_string_lossy();
-    text.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
-}
-
 /// Captures everything the plan will touch, in the order it is changed.
 pub fn capture(
     root: &Root,
@@ -45,7 +38,7 @@ pub fn capture(
     pid: Option<u32>,
 ) -> anyhow::Result<Vec<Change>> {
     let mut changes = Vec::new();
-    let netns = netns_inode(root);
+    let netns = netns::inode(root);
     let (mut soft, mut hard) = (None, None);
     for (item, to) in plan.changes() {
         match item.knob.write {
@@ -434,7 +427,7 @@ fn now_of(root: &Root, c: &Change) -> Now {
 /// Why this record cannot be rolled back from here, if it cannot: a net.* value was written in
 /// another network namespace, where rollback must run.
 pub fn other_netns(root: &Root, record: &Record) -> Option<String> {
-    let here = netns_inode(root);
+    let here = netns::inode(root);
     record.changes.iter().find_map(|c| match c {
         Change::Value {
             knob,
