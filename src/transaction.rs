@@ -12,7 +12,7 @@ use crate::persist::{FileWrite, Files};
 use crate::plan::Plan;
 use crate::probe::netns;
 use crate::root::{FileState, Root};
-use crate::state::{self, Before, Change, Record, Status, Store};
+use crate::state::{self, Before, Change, Record, RecordStatus, Store};
 use crate::values::{Input, Refused};
 
 /// The test-only hook that makes apply pause after its step k (0: after the record is
@@ -191,7 +191,10 @@ fn make(root: &Root, c: &Change) -> Result<(String, Option<String>), String> {
 /// Refuses to stack a new apply on one that never finished: its record holds the true originals.
 fn unfinished(store: &Store) -> anyhow::Result<()> {
     if let Some(r) = store.last_open()? {
-        if matches!(r.status, Status::InProgress | Status::RestoreFailed) {
+        if matches!(
+            r.status,
+            RecordStatus::InProgress | RecordStatus::RestoreFailed
+        ) {
             anyhow::bail!(
                 "apply #{} (profile {}) did not finish (status {}): its record in {} holds what was there \
                  before it; run `tune rollback` first to put that back",
@@ -262,7 +265,7 @@ pub fn apply(
         }
         pause_hook(i + 1);
     }
-    record.status = Status::Applied;
+    record.status = RecordStatus::Applied;
     record.finished_unix = Some(state::now());
     store.save(&record)?;
     Ok(record.id)
@@ -299,7 +302,7 @@ fn undo_failed_apply(
             done.join("\n  ")
         );
     }
-    record.status = Status::RestoreFailed;
+    record.status = RecordStatus::RestoreFailed;
     record.finished_unix = Some(state::now());
     let _ = store.save(&record);
     anyhow::anyhow!(
