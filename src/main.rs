@@ -12,7 +12,8 @@ fn main() -> ExitCode {
     match tune::cmd::run(cli) {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(e) => {
-            eprintln!("tune: error: {e:#}");
+            // Refused values are printed with their flag in front (`--rate 0: ...`).
+            eprintln!("tune: error: {}", tune::cli::flags::render(&e));
             ExitCode::from(2)
         }
     }

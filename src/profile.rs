@@ -240,14 +240,15 @@ pub fn load_with(root: &Root, spec: &str, ov: Overrides) -> anyhow::Result<Profi
 
 /// Requirements for `target` connections in `role` from the formulas alone (`check --target N`).
 pub fn for_target(target: u64, role: Role) -> Profile {
-    for_target_with(target, role, Params::default())
+    for_target_with(target, role, Params::default(), "the formulas")
 }
 
-/// [`for_target`] with parameters given on the command line (`--source`).
-pub fn for_target_with(target: u64, role: Role, params: Params) -> Profile {
+/// [`for_target`] with parameters given on the command line (source addresses), and `source`:
+/// where the target came from, as the report names it (the flag, for `check`).
+pub fn for_target_with(target: u64, role: Role, params: Params, source: &str) -> Profile {
     Profile {
         name: format!("target-{target}"),
-        source: "--target".into(),
+        source: source.into(),
         description: format!(
             "{target} concurrent connections as {role}, requirements from the formulas only"
         ),

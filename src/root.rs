@@ -165,13 +165,8 @@ impl Root {
     pub fn write_atomic(&self, rel: &str, contents: &[u8], mode: u32) -> Result<(), RootError> {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let path = self.checked(rel)?;
-        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let (dir, tmp) = temp_beside(&path);
         fs::create_dir_all(&dir).map_err(|e| RootError::from_io(dir.clone(), e))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.tune-tmp.{}", std::process::id()));
         // The temporary file is made new (O_EXCL) and never through a symlink (O_NOFOLLOW): one
         // planted at its name cannot redirect the write. A leftover of a killed run with the same
         // pid is removed first (unlink does not follow a symlink either).
@@ -279,12 +274,7 @@ impl Root {
                     .map_err(|e| RootError::from_io(path, e))
             }
             FileState::Symlink { target } => {
-                let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let tmp = dir.join(format!(".{name}.tune-tmp.{}", std::process::id()));
+                let (_, tmp) = temp_beside(&path);
                 let _ = fs::remove_file(&tmp);
                 std::os::unix::fs::symlink(target, &tmp)
                     .and_then(|()| fs::rename(&tmp, &path))
@@ -426,6 +416,18 @@ impl Root {
             }),
         }
     }
+}
+
+/// The directory of `path` and the temporary name beside it that a file or symlink is made
+/// under before it is renamed into place (`.NAME.tune-tmp.PID`: hidden, tune's, this process's).
+fn temp_beside(path: &Path) -> (PathBuf, PathBuf) {
+    let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tune-tmp.{}", std::process::id()));
+    (dir, tmp)
 }
 
 #[cfg(test)]

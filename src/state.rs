@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::knobs::{self, KnobId, Observation, Value};
 use crate::persist::boot::BootView;
 use crate::root::{FileState, Root};
+use crate::values::{Input, Refused};
 
 pub const FORMAT: &str = "tune-apply-record";
 pub const VERSION: u32 = 1;
@@ -24,7 +25,7 @@ pub const STATE_DIR_MODE: u32 = 0o700;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Status {
+pub enum RecordStatus {
     /// Recorded before the first write; the apply has not finished (or was killed): rollback restores it.
     InProgress,
     Applied,
@@ -33,13 +34,13 @@ pub enum Status {
     RestoreFailed,
 }
 
-impl Status {
+impl RecordStatus {
     pub fn as_str(self) -> &'static str {
         match self {
-            Status::InProgress => "in-progress",
-            Status::Applied => "applied",
-            Status::RolledBack => "rolled-back",
-            Status::RestoreFailed => "restore-failed",
+            RecordStatus::InProgress => "in-progress",
+            RecordStatus::Applied => "applied",
+            RecordStatus::RolledBack => "rolled-back",
+            RecordStatus::RestoreFailed => "restore-failed",
         }
     }
 }
@@ -206,7 +207,7 @@ pub struct Record {
     pub profile_source: String,
     /// The root the apply ran against; rollback refuses another.
     pub root: String,
-    pub status: Status,
+    pub status: RecordStatus,
     #[serde(default)]
     pub finished_unix: Option<u64>,
     pub changes: Vec<Change>,
@@ -222,7 +223,7 @@ impl Record {
             profile: profile.into(),
             profile_source: source.into(),
             root: root.base().display().to_string(),
-            status: Status::InProgress,
+            status: RecordStatus::InProgress,
             finished_unix: None,
             changes: Vec::new(),
         }
@@ -360,7 +361,9 @@ impl Store {
                     d.to_path_buf()
                 } else {
                     std::env::current_dir()
-                        .context("--state-dir: current directory")?
+                        .map_err(|e| {
+                            Refused::input(Input::StateDir, format!("current directory: {e}"))
+                        })?
                         .join(d)
                 };
                 Store {
@@ -426,7 +429,7 @@ impl Store {
             .list()?
             .into_iter()
             .rev()
-            .find(|r| r.status != Status::RolledBack))
+            .find(|r| r.status != RecordStatus::RolledBack))
     }
 
     /// The latest record whose apply completed, for the drift view.
@@ -435,7 +438,7 @@ impl Store {
             .list()?
             .into_iter()
             .rev()
-            .find(|r| r.status == Status::Applied))
+            .find(|r| r.status == RecordStatus::Applied))
     }
 
     pub fn next_id(&self) -> anyhow::Result<u64> {
@@ -718,8 +721,11 @@ pub fn drift_view(
     let last_open = records
         .iter()
         .rev()
-        .find(|r| r.status != Status::RolledBack);
-    let Some(record) = last_open.filter(|r| r.status == Status::Applied).cloned() else {
+        .find(|r| r.status != RecordStatus::RolledBack);
+    let Some(record) = last_open
+        .filter(|r| r.status == RecordStatus::Applied)
+        .cloned()
+    else {
         return Ok(DriftView::Nothing);
     };
     let boot = BootView::gather(root, &[], None, None)?;
@@ -786,7 +792,7 @@ mod tests {
     fn record() -> Record {
         let root = Root::host();
         let mut r = Record::new(7, "1m", "profiles/1m.toml", &root);
-        r.status = Status::Applied;
+        r.status = RecordStatus::Applied;
         r.changes = vec![
             Change::Value {
                 knob: "net.core.somaxconn".into(),
@@ -993,7 +999,7 @@ mod tests {
         r.id = 1;
         store.save(&r).unwrap();
         r.id = 2;
-        r.status = Status::RolledBack;
+        r.status = RecordStatus::RolledBack;
         store.save(&r).unwrap();
         assert_eq!(store.next_id().unwrap(), 3);
         assert_eq!(store.last_open().unwrap().unwrap().id, 1);

@@ -10,8 +10,10 @@ use crate::kernel::host::Host;
 use crate::knobs::{self, Limit, Value, Write};
 use crate::persist::{FileWrite, Files};
 use crate::plan::Plan;
+use crate::probe::netns;
 use crate::root::{FileState, Root};
-use crate::state::{self, Before, Change, Record, Status, Store};
+use crate::state::{self, Before, Change, Record, RecordStatus, Store};
+use crate::values::{Input, Refused};
 
 pub use crate::state::netns_inode;
 
@@ -38,7 +40,7 @@ pub fn capture(
     pid: Option<u32>,
 ) -> anyhow::Result<Vec<Change>> {
     let mut changes = Vec::new();
-    let netns = netns_inode(root);
+    let netns = netns::inode(root);
     let (mut soft, mut hard) = (None, None);
     for (item, to) in plan.changes() {
         match item.knob.write {
@@ -61,7 +63,7 @@ pub fn capture(
     }
     if let (Some(pid), true) = (pid, soft.is_some() || hard.is_some()) {
         let (s, h) = embedded_server::sys::rlimit::get_nofile_of(pid)
-            .map_err(|e| anyhow::anyhow!("--pid {pid}: reading RLIMIT_NOFILE: {e}"))?;
+            .map_err(|e| Refused::new(Input::Pid, pid, format!("reading RLIMIT_NOFILE: {e}")))?;
         let int = |v: Option<Value>, d: u64| match v {
             Some(Value::Int(n)) => n,
             _ => d,
@@ -191,7 +193,10 @@ fn make(root: &Root, c: &Change) -> Result<(String, Option<String>), String> {
 /// Refuses to stack a new apply on one that never finished: its record holds the true originals.
 fn unfinished(store: &Store) -> anyhow::Result<()> {
     if let Some(r) = store.last_open()? {
-        if matches!(r.status, Status::InProgress | Status::RestoreFailed) {
+        if matches!(
+            r.status,
+            RecordStatus::InProgress | RecordStatus::RestoreFailed
+        ) {
             anyhow::bail!(
                 "apply #{} (profile {}) did not finish (status {}): its record in {} holds what was there \
                  before it; run `tune rollback` first to put that back",
@@ -262,7 +267,7 @@ pub fn apply(
         }
         pause_hook(i + 1);
     }
-    record.status = Status::Applied;
+    record.status = RecordStatus::Applied;
     record.finished_unix = Some(state::now());
     store.save(&record)?;
     Ok(record.id)
@@ -299,7 +304,7 @@ fn undo_failed_apply(
             done.join("\n  ")
         );
     }
-    record.status = Status::RestoreFailed;
+    record.status = RecordStatus::RestoreFailed;
     record.finished_unix = Some(state::now());
     let _ = store.save(&record);
     anyhow::anyhow!(

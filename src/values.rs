@@ -75,6 +75,65 @@ impl std::str::FromStr for Sources {
     }
 }
 
+/// An input of a command that domain code may refuse. Domain code names the input, never its
+/// flag: `cli::flags` spells the flag when the error is printed, the one place outside the clap
+/// definitions that does (as ripgrep adds flag names to its errors in one place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    Target,
+    Processes,
+    Concurrency,
+    Rate,
+    CloseRate,
+    MessageInterval,
+    MemoryFloor,
+    Source,
+    Ignore,
+    Service,
+    StateDir,
+    Pid,
+}
+
+/// A value refused by the domain: which input, the value as the message shows it (`None`: the
+/// input as a whole), and why. Shown without its flag here (`0: expected 1 or more`); the
+/// command line prints it as `--concurrency 0: expected 1 or more`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.shown(None))]
+pub struct Refused {
+    pub input: Input,
+    pub value: Option<String>,
+    pub why: String,
+}
+
+impl Refused {
+    pub fn new(input: Input, value: impl std::fmt::Display, why: impl Into<String>) -> Refused {
+        Refused {
+            input,
+            value: Some(value.to_string()),
+            why: why.into(),
+        }
+    }
+
+    /// The input as a whole is refused (`--ignore: unknown knob`).
+    pub fn input(input: Input, why: impl Into<String>) -> Refused {
+        Refused {
+            input,
+            value: None,
+            why: why.into(),
+        }
+    }
+
+    /// `FLAG VALUE: WHY` (`FLAG: WHY` without a value); without a flag, the value leads.
+    pub fn shown(&self, flag: Option<&str>) -> String {
+        match (flag, &self.value) {
+            (Some(f), Some(v)) => format!("{f} {v}: {}", self.why),
+            (Some(f), None) => format!("{f}: {}", self.why),
+            (None, Some(v)) => format!("{v}: {}", self.why),
+            (None, None) => self.why.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub mod apply;
 pub mod check;
 pub mod explain;
+pub mod flags;
 pub mod generate;
 pub mod hostile;
 pub mod load;

@@ -51,8 +51,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = crate::quantity::parse_count)]
     pub expect: Option<u64>,
     /// What the server does with each message.
-    #[arg(long, value_enum, default_value_t = Mode::Echo)]
-    pub mode: Mode,
+    #[arg(long, value_enum, default_value_t = ServeMode::Echo)]
+    pub mode: ServeMode,
     /// Largest websocket message (all fragments) in bytes; larger ones are closed with 1009.
     #[arg(long, value_name = "BYTES", default_value_t = embedded_server::server::MAX_MESSAGE_BYTES, value_parser = crate::quantity::parse_size_usize)]
     pub max_message: usize,
@@ -95,7 +95,7 @@ pub struct ServeArgs {
 
 /// What the server does with each message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Mode {
+pub enum ServeMode {
     /// Echo every message back.
     Echo,
     /// Count messages, reply nothing.

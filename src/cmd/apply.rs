@@ -4,54 +4,20 @@ use std::fmt::Write as _;
 
 use super::{Context, Outcome};
 use crate::cli::apply::ApplyArgs;
+use crate::cli::flags;
 use crate::knobs::{self, Value, Write};
 use crate::persist::{self, boot::BootView, Files};
 use crate::plan::{self, Action, Here, Plan};
+use crate::probe::netns;
 use crate::root::Root;
 use crate::state::Store;
 use crate::transaction::{self, write_path};
-
-/// The inode of the initial network namespace, fixed since Linux 6.18 (PROC_NET_INIT_INO = 0xEFFFFFF9);
-/// earlier kernels number it like any other namespace.
-pub const INIT_NET_NS: &str = "net:[4026531833]";
-
-/// Decides whether tune runs in a child network namespace. `own` and `init` are the links
-/// `proc/self/ns/net` and `proc/1/ns/net` (PID 1's may be unreadable, as in containers);
-/// `host_only_present` says whether `proc/sys/net/ipv4/tcp_mem`, which the kernel shows only in the
-/// initial namespace, exists (None when /proc/sys/net is not there at all).
-pub fn in_child_netns(
-    own: Option<&str>,
-    init: Option<&str>,
-    host_only_present: Option<bool>,
-) -> bool {
-    match (own, init) {
-        (Some(a), Some(b)) => a != b,
-        (Some(a), None) if a == INIT_NET_NS => false,
-        _ => host_only_present == Some(false),
-    }
-}
-
-/// Reads what decides `in_child_netns` through the root.
-pub fn detect_child_netns(root: &Root) -> bool {
-    let link = |rel: &str| {
-        root.read_link(rel)
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned())
-    };
-    let host_only = root
-        .is_dir("proc/sys/net/ipv4")
-        .then(|| root.exists("proc/sys/net/ipv4/tcp_mem"));
-    in_child_netns(
-        link("proc/self/ns/net").as_deref(),
-        link("proc/1/ns/net").as_deref(),
-        host_only,
-    )
-}
+use crate::values::Input;
 
 /// The facts about this place that the plan needs.
 pub fn gather_here(root: &Root, persist: bool) -> anyhow::Result<Here> {
     let mut here = Here {
-        child_netns: detect_child_netns(root),
+        child_netns: netns::detect_child_netns(root),
         ..Here::default()
     };
     for knob in knobs::REGISTRY {
@@ -117,12 +83,19 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<Outcome> {
         format!("{:?} ({})", profile.name, profile.source)
     };
     let files = if args.persist {
-        persist::files(
+        let mut files = persist::files(
             plan.items.iter().map(|i| (i.knob, &i.persist)),
             &label,
             args.service.as_deref(),
             persist::Dirs::gather(root),
-        )?
+        )?;
+        if files.unit_dropin_skipped {
+            files.notes.push(format!(
+                "{}: the profile sets no RLIMIT_NOFILE, so no unit drop-in is written",
+                flags::flag(Input::Service)
+            ));
+        }
+        files
     } else {
         Files::default()
     };
@@ -345,29 +318,5 @@ mod tests {
         assert_eq!(verb(k(KnobId::Somaxconn), false), "raise");
         assert_eq!(verb(k(KnobId::IpLocalPortRange), false), "widen");
         assert_eq!(verb(k(KnobId::TcpTwReuse), false), "set");
-    }
-
-    #[test]
-    fn namespace_detection() {
-        // Host, PID 1 readable and the same namespace.
-        assert!(!in_child_netns(
-            Some("net:[1]"),
-            Some("net:[1]"),
-            Some(true)
-        ));
-        // `unshare -n` with PID 1 readable.
-        assert!(in_child_netns(
-            Some("net:[4026532177]"),
-            Some("net:[4026531833]"),
-            Some(false)
-        ));
-        // This machine: PID 1's link is EACCES; Linux 6.18's fixed init inode decides.
-        assert!(!in_child_netns(Some(INIT_NET_NS), None, Some(true)));
-        // Inside `unshare -n` here (net:[4026532177], tcp_mem hidden).
-        assert!(in_child_netns(Some("net:[4026532177]"), None, Some(false)));
-        // An older kernel's host namespace with a dynamic inode, tcp_mem visible.
-        assert!(!in_child_netns(Some("net:[4026531992]"), None, Some(true)));
-        // A captured tree without /proc/self.
-        assert!(!in_child_netns(None, None, Some(true)));
     }
 }

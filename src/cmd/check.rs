@@ -3,6 +3,7 @@
 use super::{Context, Outcome};
 use crate::capacity;
 use crate::cli::check::{CheckArgs, CheckFormat};
+use crate::cli::flags;
 use crate::kernel::Host;
 use crate::knobs;
 use crate::knobs::Role;
@@ -10,39 +11,79 @@ use crate::persist::{self, boot::BootView};
 use crate::profile::{self, Overrides, Profile};
 use crate::report::{self, BootSetting, CheckReport, DriftReport, Ignore, Options};
 use crate::state;
+use crate::values::Input;
 
-/// The profile the arguments name: `--profile` (with `--role` overriding its role), `--target`,
-/// or none at all (what the host holds now: no requirements).
-pub fn resolve_profile(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Profile> {
-    match (&args.profile, args.target) {
-        (Some(spec), _) => profile::load_with(
-            &ctx.root,
-            spec,
-            Overrides {
-                target: None,
-                role: args.role,
-            },
-        ),
-        (None, Some(t)) => {
-            profile::check_target(t).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
-            let params = profile::Params {
-                source_addresses: source_count(args)?,
-                ..Default::default()
-            };
-            Ok(profile::for_target_with(
-                t,
-                args.role.unwrap_or(Role::Server),
-                params,
-            ))
+/// What `tune check` is asked, resolved once from its flags (as `VerifyPlan` is for verify):
+/// every flag error surfaces in [`CheckPlan::resolve`], before anything is read.
+#[derive(Debug)]
+pub struct CheckPlan {
+    /// `--profile` (with `--role` overriding its role), `--target`, or none at all (what the
+    /// host holds now: no requirements yet), with `--source`'s address count in its params.
+    pub profile: Profile,
+    /// `--profile` or `--target` was given: the report has a target to compare with.
+    pub has_target: bool,
+    pub pid: Option<u32>,
+    pub options: Options,
+    pub format: CheckFormat,
+    pub verbose: bool,
+    pub state_dir: Option<std::path::PathBuf>,
+}
+
+impl CheckPlan {
+    pub fn resolve(ctx: &Context, args: &CheckArgs) -> anyhow::Result<CheckPlan> {
+        let ignore = Ignore::parse(&args.ignore)?;
+        if args.workers == Some(0) {
+            anyhow::bail!("--workers 0: expected a number of server worker processes (1 or more)");
         }
-        (None, None) => Ok(profile::host_only(1, args.role.unwrap_or(Role::Server))),
+        let role = args.role.unwrap_or(Role::Server);
+        // `--source` is parsed once, after what names the profile (so its errors come first).
+        let sources = || source_count(args.source.as_deref());
+        let (mut profile, sources) = match (&args.profile, args.target) {
+            (Some(spec), _) => {
+                let overrides = Overrides {
+                    target: None,
+                    role: args.role,
+                };
+                (profile::load_with(&ctx.root, spec, overrides)?, sources()?)
+            }
+            (None, Some(t)) => {
+                profile::check_target(t).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
+                let n = sources()?;
+                let params = profile::Params {
+                    source_addresses: n,
+                    ..Default::default()
+                };
+                (
+                    profile::for_target_with(t, role, params, flags::flag(Input::Target)),
+                    n,
+                )
+            }
+            (None, None) => (profile::host_only(1, role), sources()?),
+        };
+        if let Some(n) = sources {
+            profile.params.source_addresses = Some(n);
+        }
+        Ok(CheckPlan {
+            profile,
+            has_target: args.profile.is_some() || args.target.is_some(),
+            pid: args.pid,
+            options: Options {
+                strict: args.strict,
+                ignore,
+                root: ctx.root.base().display().to_string(),
+                server_workers: args.workers,
+                measured: super::cost::measured(ctx, args)?,
+            },
+            format: args.format,
+            verbose: args.verbose,
+            state_dir: args.state_dir.clone(),
+        })
     }
 }
 
 /// The number of addresses `--source` names (the same syntax as `tune serve --source`).
-fn source_count(args: &CheckArgs) -> anyhow::Result<Option<u64>> {
-    args.source
-        .as_deref()
+fn source_count(source: Option<&str>) -> anyhow::Result<Option<u64>> {
+    source
         .map(|s| {
             embedded_server::loadgen::sources::parse(s)
                 .map(|v| v.len() as u64)
@@ -52,16 +93,9 @@ fn source_count(args: &CheckArgs) -> anyhow::Result<Option<u64>> {
 }
 
 pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
-    let ignore = Ignore::parse(&args.ignore)?;
-    if args.workers == Some(0) {
-        anyhow::bail!("--workers 0: expected a number of server worker processes (1 or more)");
-    }
-    let mut profile = resolve_profile(ctx, args)?;
-    if let Some(n) = source_count(args)? {
-        profile.params.source_addresses = Some(n);
-    }
+    let plan = CheckPlan::resolve(ctx, args)?;
     let host = Host::new(&ctx.root);
-    if let Some(pid) = args.pid {
+    if let Some(pid) = plan.pid {
         if let Err(missing) = host.process(Some(pid)).exists() {
             anyhow::bail!("--pid {pid}: no such process ({missing} does not exist)");
         }
@@ -74,40 +108,32 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
             "{e}: tune sizes the host's memory from this file and cannot answer without it"
         );
     }
-    let mut obs = knobs::observe(&ctx.root, args.pid);
+    let mut obs = knobs::observe(&ctx.root, plan.pid);
     // Without --pid the service is not tune: host-wide limits are judged for one without
     // CAP_SYS_ADMIN (the first screen says when tune itself would be exempt).
     obs.facts.judge_as_unprivileged_service();
-    let opts = Options {
-        strict: args.strict,
-        ignore,
-        root: ctx.root.base().display().to_string(),
-        server_workers: args.workers,
-        measured: super::cost::measured(ctx, args)?,
-    };
-    let has_target = args.profile.is_some() || args.target.is_some();
-    let profile = if has_target {
-        profile
+    let profile = if plan.has_target {
+        plan.profile.clone()
     } else {
         // Size the processes and addresses needed for what the host holds: its per-host figure.
-        let mut inputs = capacity::Inputs::from_observation(&obs, profile.role);
-        inputs.source_addresses = profile.params.source_addresses;
-        inputs.measured = opts.measured.clone();
+        let mut inputs = capacity::Inputs::from_observation(&obs, plan.profile.role);
+        inputs.source_addresses = plan.profile.params.source_addresses;
+        inputs.measured = plan.options.measured.clone();
         let host = capacity::estimate(&inputs, 1).per_host.connections;
-        profile::host_only(host.unwrap_or(1), profile.role)
+        profile::host_only(host.unwrap_or(1), plan.profile.role)
     };
-    let mut rep = report::evaluate(&obs, &profile, &opts);
-    add_boot_and_drift(ctx, args, &obs, &mut rep)?;
+    let mut rep = report::evaluate(&obs, &profile, &plan.options);
+    add_boot_and_drift(ctx, plan.state_dir.as_deref(), &obs, &mut rep)?;
     report::verdict::settle(
         &mut rep,
         &obs,
         &profile,
-        has_target.then_some(profile.target),
-        &opts,
+        plan.has_target.then_some(profile.target),
+        &plan.options,
     );
     mark_blocked_fixes(ctx, &obs, &mut rep)?;
-    let text = match args.format {
-        CheckFormat::Table if args.verbose => {
+    let text = match plan.format {
+        CheckFormat::Table if plan.verbose => {
             report::table::render(&rep, ctx.color, terminal_width())
         }
         CheckFormat::Table => match &rep.verdict {
@@ -164,7 +190,7 @@ pub(crate) fn terminal_width() -> Option<usize> {
 /// override tune's own at boot, and whether the values of the last apply still hold.
 fn add_boot_and_drift(
     ctx: &Context,
-    args: &CheckArgs,
+    state_dir: Option<&std::path::Path>,
     obs: &knobs::Observation,
     rep: &mut CheckReport,
 ) -> anyhow::Result<()> {
@@ -179,7 +205,7 @@ fn add_boot_and_drift(
         }
     }
     rep.boot_warnings = persist::installed_override_warnings(&ctx.root)?;
-    rep.drift = match state::drift_view(&ctx.root, args.state_dir.as_deref(), obs)? {
+    rep.drift = match state::drift_view(&ctx.root, state_dir, obs)? {
         state::DriftView::Applied {
             record,
             values,

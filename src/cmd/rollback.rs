@@ -3,7 +3,7 @@
 use super::{Context, Outcome};
 use crate::cli::rollback::RollbackArgs;
 use crate::root::Root;
-use crate::state::{self, Record, Status, Store};
+use crate::state::{self, Record, RecordStatus, Store};
 use crate::transaction::{self, Now, Step};
 
 fn when(unix: u64) -> String {
@@ -176,7 +176,7 @@ fn finish(
     }
     let changed = undone.restored.iter().filter(|r| r.changed).count();
     if !undone.failed.is_empty() {
-        record.status = Status::RestoreFailed;
+        record.status = RecordStatus::RestoreFailed;
         record.finished_unix = Some(state::now());
         store.save(record)?;
         anyhow::bail!(
@@ -193,7 +193,7 @@ fn finish(
         );
         return Ok(Outcome::ShortFall);
     }
-    record.status = Status::RolledBack;
+    record.status = RecordStatus::RolledBack;
     record.finished_unix = Some(state::now());
     store.save(record)?;
     println!("Rolled back: put back {changed} step(s).");

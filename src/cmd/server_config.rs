@@ -3,7 +3,7 @@
 
 use embedded_server::server::{Limits, Mode, ServerConfig, Workers};
 
-use crate::cli::serve::{Mode as CliMode, ServeArgs};
+use crate::cli::serve::{ServeArgs, ServeMode};
 use crate::launch;
 use crate::root::Root;
 
@@ -43,8 +43,8 @@ pub fn server_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         listen: args.listen_addr(),
         workers,
         mode: match args.mode {
-            CliMode::Echo => Mode::Echo,
-            CliMode::Count => Mode::Count,
+            ServeMode::Echo => Mode::Echo,
+            ServeMode::Count => Mode::Count,
         },
         limits,
     })

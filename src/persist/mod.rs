@@ -14,6 +14,7 @@ pub mod limits;
 
 use crate::knobs::{Knob, Persist, Value};
 use crate::root::Root;
+use crate::values::{Input, Refused};
 
 pub const SYSCTL_FILE: &str = "etc/sysctl.d/90-tune.conf";
 pub const LIMITS_FILE: &str = "etc/security/limits.d/90-tune.conf";
@@ -37,9 +38,9 @@ pub fn unit_name(s: &str) -> anyhow::Result<String> {
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || ":_.@-\\".contains(c));
     if !ok {
-        anyhow::bail!(
-            "--service {s:?}: not a systemd unit name (letters, digits and \":_.@-\\\" only, e.g. myserver.service)"
-        );
+        let why =
+            "not a systemd unit name (letters, digits and \":_.@-\\\" only, e.g. myserver.service)";
+        return Err(Refused::new(Input::Service, format!("{s:?}"), why).into());
     }
     let types = [".service", ".socket", ".scope", ".slice"];
     Ok(if types.iter().any(|t| s.ends_with(t)) {
@@ -83,6 +84,9 @@ impl Dirs {
 pub struct Files {
     pub writes: Vec<FileWrite>,
     pub notes: Vec<String>,
+    /// A unit drop-in was asked for and is not written: the profile sets no RLIMIT_NOFILE (the
+    /// last note, which the command line words, since it names the flag).
+    pub unit_dropin_skipped: bool,
 }
 
 fn header(profile: &str, what: &str, undo: &str) -> String {
@@ -173,9 +177,7 @@ pub fn files<'a>(
     if soft.is_some() || hard.is_some() {
         nofile_files(&mut out, profile, soft, hard, service, dirs)?;
     } else if service.is_some() {
-        out.notes.push(
-            "--service: the profile sets no RLIMIT_NOFILE, so no unit drop-in is written".into(),
-        );
+        out.unit_dropin_skipped = true;
     }
     Ok(out)
 }
@@ -227,10 +229,10 @@ fn nofile_files(
     };
     if !dirs.etc_systemd {
         if let Some(unit) = service {
-            anyhow::bail!(
-                "--service {unit}: there is no /etc/systemd under the root, so no unit drop-in can take effect; \
-                 set the limit where this service is started instead. Nothing was written."
-            );
+            let why =
+                "there is no /etc/systemd under the root, so no unit drop-in can take effect; \
+                 set the limit where this service is started instead. Nothing was written.";
+            return Err(Refused::new(Input::Service, unit, why).into());
         }
         out.notes
             .push("RLIMIT_NOFILE: no /etc/systemd here, so no DefaultLimitNOFILE= drop-in".into());

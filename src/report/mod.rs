@@ -14,6 +14,7 @@ use crate::knobs::{
 };
 use crate::profile::Profile;
 use crate::units;
+use crate::values::{Input, Refused};
 
 pub mod json;
 pub mod junit;
@@ -194,7 +195,8 @@ impl Ignore {
             if v == "all" {
                 return Ok(Ignore::All);
             }
-            let k = crate::knobs::resolve(v).map_err(|e| anyhow::anyhow!("--ignore: {e}"))?;
+            let k = crate::knobs::resolve(v)
+                .map_err(|e| Refused::input(Input::Ignore, e.to_string()))?;
             set.insert(k.name);
         }
         Ok(if set.is_empty() {

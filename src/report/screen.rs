@@ -330,7 +330,8 @@ fn short_value(v: &crate::knobs::Value, unit: &str) -> String {
     }
 }
 
-fn status_cell(s: Status, color: bool) -> Cell {
+/// A status as a table cell, coloured by how bad it is (the compact table and the verbose one).
+pub(super) fn status_cell(s: Status, color: bool) -> Cell {
     let c = Cell::new(s.as_str());
     if !color {
         return c;

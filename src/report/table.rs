@@ -1,23 +1,10 @@
 //! The table form of the check report for people: one comfy-table row per knob, then notes, capacity, usage and counters.
 
-use comfy_table::{presets, Cell, Color, Table};
+use comfy_table::{presets, Cell, Table};
 
 use super::{value_text, CheckReport, Status};
 use crate::knobs::KnobId;
 use crate::units::group;
-
-fn status_cell(s: Status, color: bool) -> Cell {
-    let c = Cell::new(s.as_str());
-    if !color {
-        return c;
-    }
-    match s {
-        Status::Ok => c.fg(Color::Green),
-        Status::Warn => c.fg(Color::Yellow),
-        Status::Fail => c.fg(Color::Red),
-        Status::Absent | Status::Info => c.fg(Color::DarkGrey),
-    }
-}
 
 /// Renders the report: each section in the order people read it. `color` is decided by the
 /// caller (a terminal, and NO_COLOR unset); `width` is the terminal's (`None`: no limit). The
@@ -84,7 +71,7 @@ fn knob_table(r: &CheckReport, color: bool, width: usize) -> String {
                     .map_or("-".to_string(), |b| value_text(Some(&b.value), row.unit)),
             ),
             Cell::new(value_text(row.required.as_ref(), row.unit)),
-            status_cell(row.status, color),
+            super::screen::status_cell(row.status, color),
         ]);
     }
     super::screen::fit_bordered(&mut t, width);

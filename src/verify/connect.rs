@@ -9,7 +9,7 @@ use super::diagnose::MemoryStop;
 use super::measure::{self, Mem, Rss};
 use super::progress::Progress;
 use super::rig::{Rig, TICK};
-use super::watchdog::{self, Verdict};
+use super::watchdog::{self, Decision};
 use crate::root::Root;
 use crate::units::{bytes, group};
 
@@ -64,12 +64,12 @@ pub struct Connected {
 /// floor applies to it). A memory cgroup with a limit bounds it: then it is the floor plus what
 /// the cgroup still allows.
 pub fn headroom(now: &Mem, base: &Mem, floor: u64) -> u64 {
-    super::cgroup::usable(now.usable_since(base), floor, now.cgroup_usable)
+    super::cgroup_room::usable(now.usable_since(base), floor, now.cgroup_usable)
 }
 
 /// Whether the memory cgroup, not the host's memory, is what the headroom is bound by now.
 pub fn cgroup_binds(now: &Mem, base: &Mem, floor: u64) -> bool {
-    super::cgroup::cgroup_binds(now.usable_since(base), floor, now.cgroup_usable)
+    super::cgroup_room::cgroup_binds(now.usable_since(base), floor, now.cgroup_usable)
 }
 
 /// The memory watchdog's state over the connect phase (the decision itself is
@@ -117,7 +117,7 @@ impl Watch {
     }
 
     /// The verdict for the next step, and the bytes per connection it assumed.
-    pub fn verdict(&mut self, usable: u64, open: u64, in_flight: u64, m: &Mem) -> (Verdict, f64) {
+    pub fn verdict(&mut self, usable: u64, open: u64, in_flight: u64, m: &Mem) -> (Decision, f64) {
         // Per connection: the fall of usable memory or the growth of Slab, whichever is
         // larger (other processes on the host move MemAvailable both ways; Slab growth is
         // what the sockets themselves take).
@@ -207,14 +207,14 @@ pub fn connect(
     if let Some(w) = watch.as_deref_mut() {
         let (usable, base) = (w.usable_start, w.base);
         match w.verdict(usable, 0, 0, &base) {
-            (Verdict::Go(d), _) => {
+            (Decision::Go(d), _) => {
                 progress.say(&format!(
                     "baseline taken; opening {} connections",
                     group(spec.target)
                 ));
                 next_step = d;
             }
-            (Verdict::Stop, per_conn) => {
+            (Decision::Stop, per_conn) => {
                 let cgroup = cgroup_binds(&base, &base, w.floor);
                 c.memory_stop = Some(w.stop(usable, per_conn, true, cgroup));
             }
@@ -299,8 +299,8 @@ pub fn connect(
         if let (Some(w), Some(m), Some(usable)) = (watch.as_deref_mut(), &m, usable) {
             let in_flight = ls.as_ref().map_or(0, |l| l.in_flight);
             match w.verdict(usable, open, in_flight, m) {
-                (Verdict::Go(d), _) => next_step = d,
-                (Verdict::Stop, per_conn) => {
+                (Decision::Go(d), _) => next_step = d,
+                (Decision::Stop, per_conn) => {
                     let cgroup = cgroup_binds(m, &w.base, w.floor);
                     c.memory_stop = Some(w.stop(usable, per_conn, false, cgroup));
                     break;

@@ -8,7 +8,7 @@
 //! host, [`report`] and [`load_report`] render the results.
 
 pub mod assemble;
-pub mod cgroup;
+pub mod cgroup_room;
 pub mod clock;
 pub mod connect;
 pub mod cost;

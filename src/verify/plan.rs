@@ -12,7 +12,7 @@ use embedded_server::server::ServerConfig;
 
 use super::measure;
 use crate::root::Root;
-use crate::values::Processes;
+use crate::values::{Input, Processes, Refused};
 
 /// Floor of the default memory floor.
 pub const MIN_MEMORY_FLOOR: u64 = 256 << 20;
@@ -52,20 +52,26 @@ impl LoadOptions {
     /// Refuses values no run can use, before anything starts.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.concurrency == 0 {
-            anyhow::bail!("--concurrency 0: expected 1 or more connects in flight");
+            return Err(Refused::new(
+                Input::Concurrency,
+                0,
+                "expected 1 or more connects in flight",
+            )
+            .into());
         }
         if let Some(r) = self.rate {
             if !(r.is_finite() && r > 0.0) {
-                anyhow::bail!("--rate {r}: expected a positive number of connections per second");
+                let why = "expected a positive number of connections per second";
+                return Err(Refused::new(Input::Rate, r, why).into());
             }
         }
         if self.close_rate == Some(0) {
-            anyhow::bail!(
-                "--close-rate 0: expected 1 or more connections per second, or leave it out to close as fast as the host allows"
-            );
+            let why = "expected 1 or more connections per second, or leave it out to close as fast as the host allows";
+            return Err(Refused::new(Input::CloseRate, 0, why).into());
         }
         if self.message_interval.is_some_and(|d| d.is_zero()) {
-            anyhow::bail!("--message-interval 0: expected a positive number of seconds");
+            let why = "expected a positive number of seconds";
+            return Err(Refused::new(Input::MessageInterval, 0, why).into());
         }
         Ok(())
     }
@@ -95,11 +101,11 @@ pub fn memory_floor(given: Option<u64>, mem_total: u64) -> anyhow::Result<u64> {
         (mem_total / 100 * crate::capacity::MEMORY_RESERVE_PERCENT).max(MIN_MEMORY_FLOOR)
     });
     if floor >= mem_total {
-        anyhow::bail!(
-            "--memory-floor {}: at or above MemTotal {}, so not one connection could be opened; give a floor below the host's memory",
-            crate::units::bytes(floor),
+        let why = format!(
+            "at or above MemTotal {}, so not one connection could be opened; give a floor below the host's memory",
             crate::units::bytes(mem_total)
         );
+        return Err(Refused::new(Input::MemoryFloor, crate::units::bytes(floor), why).into());
     }
     Ok(floor)
 }
@@ -226,12 +232,13 @@ pub fn taken_from_open_prefix(o: &LoadOptions, cfg: &LoadConfig) -> Option<Strin
 /// fails with EADDRNOTAVAIL, which the diagnosis would read as running out of ports.
 fn check_sources(srcs: &[IpAddr], target: &Target) -> anyhow::Result<()> {
     if let Some(ip) = srcs.iter().find(|ip| ip.is_ipv4() != target.addr.is_ipv4()) {
-        anyhow::bail!(
-            "--source {ip}: an IPv{} address, but the target {} is IPv{}; give source addresses of the target's family",
+        let why = format!(
+            "an IPv{} address, but the target {} is IPv{}; give source addresses of the target's family",
             if ip.is_ipv4() { 4 } else { 6 },
             target.addr,
             if target.addr.is_ipv4() { 4 } else { 6 }
         );
+        return Err(Refused::new(Input::Source, ip, why).into());
     }
     let bad = sources::unbindable(srcs);
     if bad.is_empty() {
@@ -243,14 +250,14 @@ fn check_sources(srcs: &[IpAddr], target: &Target) -> anyhow::Result<()> {
     } else {
         shown.join(", ")
     };
-    let which = if bad.len() == 1 {
-        format!("--source {list}")
-    } else {
-        format!(
-            "--source: {} of {} addresses ({list})",
-            bad.len(),
-            srcs.len()
-        )
+    // The refused value: the one address, or how many of the list (the flag is cli's to add).
+    let refused = |why: String| -> anyhow::Error {
+        if bad.len() == 1 {
+            Refused::new(Input::Source, &list, why).into()
+        } else {
+            let which = format!("{} of {} addresses ({list})", bad.len(), srcs.len());
+            Refused::input(Input::Source, format!("{which}: {why}")).into()
+        }
     };
     let (first, errno) = bad[0];
     if bad
@@ -265,14 +272,14 @@ fn check_sources(srcs: &[IpAddr], target: &Target) -> anyhow::Result<()> {
         } else {
             format!("give addresses this host has (`ip -brief addr` lists them; for a loopback target any of 127.0.0.2-127.255.255.254), or add the address to an interface first: ip addr add {first}/32 dev IFACE")
         };
-        anyhow::bail!(
-            "{which}: not an address of this host (binding a socket to it fails with EADDRNOTAVAIL), so no connection could start from it; {how}"
-        );
+        return Err(refused(format!(
+            "not an address of this host (binding a socket to it fails with EADDRNOTAVAIL), so no connection could start from it; {how}"
+        )));
     }
-    anyhow::bail!(
-        "{which}: cannot bind a client socket to {first}: {errno} ({}); give addresses this host can bind",
+    Err(refused(format!(
+        "cannot bind a client socket to {first}: {errno} ({}); give addresses this host can bind",
         errno.desc()
-    )
+    )))
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub struct Step {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Verdict {
+pub enum Decision {
     /// Keep opening; look again after this long.
     Go(Duration),
     /// Hold now: the next step could take usable memory under the floor.
@@ -53,14 +53,14 @@ pub fn room(usable: u64, floor: u64, per_connection: f64) -> f64 {
 /// The decision for one step: stop when the connects in flight and a shortest step at `rate`
 /// would not fit in the room left; otherwise the next step lasts half the time the rate needs
 /// to fill what is left (between [`MIN_STEP`] and [`MAX_STEP`]).
-pub fn step(s: &Step) -> Verdict {
+pub fn step(s: &Step) -> Decision {
     let left = room(s.usable, s.floor, s.per_connection) - s.in_flight as f64;
     let rate = s.rate.max(1.0);
     if left < rate * MIN_STEP.as_secs_f64() {
-        return Verdict::Stop;
+        return Decision::Stop;
     }
     let secs = left / rate / 2.0;
-    Verdict::Go(Duration::from_secs_f64(secs).clamp(MIN_STEP, MAX_STEP))
+    Decision::Go(Duration::from_secs_f64(secs).clamp(MIN_STEP, MAX_STEP))
 }
 
 #[cfg(test)]
@@ -69,7 +69,7 @@ mod tests {
 
     const MB: u64 = 1 << 20;
 
-    fn at(usable_over_floor: u64, in_flight: u64, rate: f64) -> Verdict {
+    fn at(usable_over_floor: u64, in_flight: u64, rate: f64) -> Decision {
         step(&Step {
             usable: 1000 * MB + usable_over_floor,
             floor: 1000 * MB,
@@ -81,8 +81,8 @@ mod tests {
 
     #[test]
     fn a_floor_within_the_margin_stops_before_the_first_connection() {
-        assert_eq!(at(8 * MB, 0, ASSUMED_RATE), Verdict::Stop);
-        assert_eq!(at(0, 0, 1.0), Verdict::Stop);
+        assert_eq!(at(8 * MB, 0, ASSUMED_RATE), Decision::Stop);
+        assert_eq!(at(0, 0, 1.0), Decision::Stop);
         // Usable memory already under the floor.
         let s = Step {
             usable: 10 * MB,
@@ -91,7 +91,7 @@ mod tests {
             in_flight: 0,
             rate: 1.0,
         };
-        assert_eq!(step(&s), Verdict::Stop);
+        assert_eq!(step(&s), Decision::Stop);
     }
 
     #[test]
@@ -100,19 +100,19 @@ mod tests {
         // 653, more than 500 (5 ms at 100k/s): go, for a short step.
         assert_eq!(
             at(MARGIN + 16 * MB, 1024, ASSUMED_RATE),
-            Verdict::Go(MIN_STEP)
+            Decision::Go(MIN_STEP)
         );
         // 1,600 in flight leave 77: stop.
-        assert_eq!(at(MARGIN + 16 * MB, 1600, ASSUMED_RATE), Verdict::Stop);
+        assert_eq!(at(MARGIN + 16 * MB, 1600, ASSUMED_RATE), Decision::Stop);
     }
 
     #[test]
     fn steps_shorten_near_the_floor() {
         // Far from the floor: the longest step.
-        assert_eq!(at(10_000 * MB, 0, 30_000.0), Verdict::Go(MAX_STEP));
+        assert_eq!(at(10_000 * MB, 0, 30_000.0), Decision::Go(MAX_STEP));
         // 100 MiB of room at 10 kB = 10,485 connections, at 100k/s: 52 ms.
         match at(MARGIN + 100 * MB, 0, ASSUMED_RATE) {
-            Verdict::Go(d) => assert_eq!(d.as_millis(), 52),
+            Decision::Go(d) => assert_eq!(d.as_millis(), 52),
             v => panic!("{v:?}"),
         }
     }
