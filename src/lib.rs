@@ -19,5 +19,6 @@ pub mod quantity;
 pub mod report;
 pub mod root;
 pub mod state;
+pub mod text;
 pub mod transaction;
 pub mod verify;

@@ -8,11 +8,22 @@ fn main() -> ExitCode {
     // Printing into a closed pipe (`tune check | head`) ends the process quietly, like any filter.
     // Server and load worker processes ignore SIGPIPE again themselves.
     let _ = embedded_server::sys::signal::default_sigpipe();
-    let cli = tune::cli::Cli::parse();
+    let cli = match tune::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print and exit 0 as clap does; a usage error starts as every
+        // other error of tune does.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let text = e.render().to_string();
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            eprint!("{}{text}", tune::text::ERROR_PREFIX);
+            return ExitCode::from(2);
+        }
+    };
     match tune::cmd::run(cli) {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(e) => {
-            eprintln!("tune: error: {e:#}");
+            eprintln!("{}{e:#}", tune::text::ERROR_PREFIX);
             ExitCode::from(2)
         }
     }

@@ -406,7 +406,7 @@ impl Report {
         let counters: Vec<String> = self
             .netstat_deltas
             .iter()
-            .map(|(k, v)| format!("{k} +{v}"))
+            .map(|(k, v)| format!("{k} +{}", group(*v)))
             .collect();
         let _ = writeln!(o, "{:<22} {}", "counters (connect)", counters.join(", "));
         let _ = writeln!(
@@ -475,7 +475,7 @@ impl Report {
             let counters: Vec<String> = t
                 .netstat_deltas
                 .iter()
-                .map(|(k, v)| format!("{k} +{v}"))
+                .map(|(k, v)| format!("{k} +{}", group(*v)))
                 .collect();
             let _ = writeln!(
                 o,

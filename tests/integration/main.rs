@@ -35,6 +35,7 @@ mod generate_man;
 mod load_cli;
 mod profile_errors;
 mod profiles_cli;
+mod screens_terminal;
 mod serve_fdcap;
 mod serve_hostile;
 mod serve_interop;
