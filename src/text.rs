@@ -54,14 +54,48 @@ pub fn fit(text: &str, width: usize) -> String {
             out.push_str(line);
             continue;
         }
-        let indent: String = body.chars().take_while(|c| *c == ' ').collect();
-        let rest = format!("{indent}  ");
-        out.push_str(&wrap(body.trim_start(), width, &indent, &rest).join("\n"));
+        // A label column (`mode                   loopback`) stays as it is, and what follows
+        // it wraps two columns in from its start; otherwise continuation lines are indented two more.
+        let (head, tail, rest) = match value_column(body).filter(|c| *c + MIN_VALUE <= width) {
+            Some(col) => {
+                let split = body.char_indices().nth(col).map_or(body.len(), |(i, _)| i);
+                let (head, tail) = body.split_at(split);
+                (head.to_string(), tail, " ".repeat(col + 2))
+            }
+            None => {
+                let indent: String = body.chars().take_while(|c| *c == ' ').collect();
+                let rest = format!("{indent}  ");
+                (indent, body.trim_start(), rest)
+            }
+        };
+        out.push_str(&wrap(tail, width, &head, &rest).join("\n"));
         if line.ends_with('\n') {
             out.push('\n');
         }
     }
     out
+}
+
+/// Narrowest room a value column leaves for its text before [`fit`] gives the column up.
+const MIN_VALUE: usize = 24;
+
+/// Where the value of a `label   value` line starts: after the first run of two or more spaces
+/// that follows text (the label's padding), in characters.
+fn value_column(line: &str) -> Option<usize> {
+    let chars: Vec<char> = line.chars().collect();
+    let start = chars.iter().position(|c| *c != ' ')?;
+    let mut i = start;
+    while i + 1 < chars.len() {
+        if chars[i] == ' ' && chars[i + 1] == ' ' {
+            let mut j = i;
+            while j < chars.len() && chars[j] == ' ' {
+                j += 1;
+            }
+            return (j < chars.len()).then_some(j);
+        }
+        i += 1;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -96,5 +130,10 @@ mod tests {
             "short\n    why: which cannot be\n      raised here because the\n      kernel checks it\nend"
         );
         assert_eq!(fit("a b\n", 30), "a b\n");
+        // A label column keeps its padding; the value wraps two in from its start.
+        assert_eq!(
+            fit("teardown    20,000 closed in 0.26 s; EstabResets +0", 40),
+            "teardown    20,000 closed in 0.26 s;\n              EstabResets +0"
+        );
     }
 }

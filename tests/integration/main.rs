@@ -35,6 +35,7 @@ mod generate_man;
 mod load_cli;
 mod profile_errors;
 mod profiles_cli;
+mod readme;
 mod screens_terminal;
 mod serve_fdcap;
 mod serve_hostile;
