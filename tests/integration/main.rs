@@ -33,6 +33,7 @@ mod fuzz_replay;
 mod generate_completions;
 mod generate_man;
 mod load_cli;
+mod man_examples;
 mod profile_errors;
 mod profiles_cli;
 mod readme;
