@@ -377,8 +377,8 @@ impl Report {
         for g in &k.slab_breakdown {
             let _ = writeln!(
                 o,
-                "{:<22}   {:<20} +{:>10} objects {:>10} {:>8.0} B/conn{}",
-                "",
+                // Indented under the line above, narrow enough that a row fits 80 columns.
+                "    {:<17} +{:>9} objects {:>9} {:>6.0} B/conn{}",
                 g.cache,
                 group(g.objects),
                 bytes(g.bytes),
