@@ -14,9 +14,12 @@ fn main() -> ExitCode {
         // other error of tune does.
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
+            // (Without a subcommand clap prints the help, which is not an error message.)
             let text = e.render().to_string();
-            let text = text.strip_prefix("error: ").unwrap_or(&text);
-            eprint!("{}{text}", tune::text::ERROR_PREFIX);
+            match text.strip_prefix("error: ") {
+                Some(rest) => eprint!("{}{rest}", tune::text::ERROR_PREFIX),
+                None => eprint!("{text}"),
+            }
             return ExitCode::from(2);
         }
     };
