@@ -19,6 +19,7 @@ pub mod quantity;
 pub mod report;
 pub mod root;
 pub mod state;
+pub mod text;
 pub mod top;
 pub mod transaction;
 pub mod units;

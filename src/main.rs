@@ -8,12 +8,30 @@ fn main() -> ExitCode {
     // Printing into a closed pipe (`tune check | head`) ends the process quietly, like any filter.
     // Server and load worker processes ignore SIGPIPE again themselves.
     let _ = embedded_server::sys::signal::default_sigpipe();
-    let cli = tune::cli::Cli::parse();
+    let cli = match tune::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print and exit 0 as clap does; a usage error starts as every
+        // other error of tune does.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // (Without a subcommand clap prints the help, which is not an error message.)
+            let text = e.render().to_string();
+            match text.strip_prefix("error: ") {
+                Some(rest) => eprint!("{}{rest}", tune::text::ERROR_PREFIX),
+                None => eprint!("{text}"),
+            }
+            return ExitCode::from(2);
+        }
+    };
     match tune::cmd::run(cli) {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(e) => {
             // Refused values are printed with their flag in front (`--rate 0: ...`).
-            eprintln!("tune: error: {}", tune::cli::flags::render(&e));
+            eprintln!(
+                "{}{}",
+                tune::text::ERROR_PREFIX,
+                tune::cli::flags::render(&e)
+            );
             ExitCode::from(2)
         }
     }

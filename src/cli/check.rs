@@ -18,7 +18,7 @@ pub enum CheckFormat {
 
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
-    /// Profile to compare with: a shipped name (10k, 100k, 1m, 10m), a name in /etc/tune/profiles/, or a path to a TOML file.
+    /// Profile to compare with: a shipped name (10k, 100k, 1m, 1m-loopback, 10m; `tune profiles list`), a name in /etc/tune/profiles/, or a path to a TOML file.
     #[arg(long, short, value_name = "NAME|PATH", conflicts_with = "target")]
     pub profile: Option<String>,
     /// Compare with requirements computed for N concurrent connections, without a named profile

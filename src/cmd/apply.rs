@@ -121,7 +121,19 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<Outcome> {
     };
     let count = plan.changes().count() + files.writes.len();
     if args.dry_run {
-        println!("\nDry run: nothing was changed.");
+        let mut last = "Dry run: nothing was changed.".to_string();
+        let blocked = cannot_change(&plan);
+        if !blocked.is_empty() {
+            last.push_str(&format!(
+                " Exit 1: {} fall{} short and cannot change here (see \"why:\" above).",
+                blocked.join(", "),
+                if blocked.len() == 1 { "s" } else { "" }
+            ));
+        }
+        println!(
+            "\n{}",
+            crate::text::wrap(&last, crate::text::width(), "", "  ").join("\n")
+        );
         return Ok(outcome);
     }
     if count == 0 {
@@ -152,6 +164,15 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<Outcome> {
         println!("Some knobs fall short and could not be changed here: see \"cannot change here\" above.");
     }
     Ok(outcome)
+}
+
+/// The knobs that fall short and cannot be changed here (what makes the plan exit 1).
+fn cannot_change(plan: &Plan) -> Vec<&'static str> {
+    plan.items
+        .iter()
+        .filter(|i| matches!(i.action, Action::CannotChange(_)))
+        .map(|i| i.knob.name)
+        .collect()
 }
 
 fn needs_root(plan: &Plan, files: &Files, pid: Option<u32>) -> String {
@@ -196,8 +217,34 @@ pub fn verb(knob: &knobs::Knob, against: bool) -> &'static str {
     }
 }
 
-fn show(v: Option<&Value>) -> String {
-    v.map_or("-".into(), |v| v.to_string())
+/// A value for people: thousands separators (ports excepted), `-` when unknown.
+fn show(v: Option<&Value>, unit: &str) -> String {
+    crate::report::value_text(v, unit)
+}
+
+/// The decision the plan amounts to, first on the screen.
+fn decision(plan: &Plan, files: &Files, dry_run: bool) -> String {
+    let changes = plan.changes().count() + files.writes.len();
+    let blocked = cannot_change(plan).len();
+    let kept = plan.items.len() - plan.changes().count() - blocked;
+    let mut s = format!(
+        "{} {} change{}",
+        if dry_run {
+            "apply would make"
+        } else {
+            "apply will make"
+        },
+        changes,
+        if changes == 1 { "" } else { "s" }
+    );
+    if blocked > 0 {
+        s.push_str(&format!(
+            "; {blocked} knob{} cannot change here (exit 1)",
+            if blocked == 1 { "" } else { "s" }
+        ));
+    }
+    s.push_str(&format!("; {kept} left as they are."));
+    s
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -211,9 +258,16 @@ fn render_plan(
     warnings: &[String],
     dry_run: bool,
 ) {
+    let w = crate::text::width();
+    let wrapped =
+        |text: &str, first: &str, rest: &str| crate::text::wrap(text, w, first, rest).join("\n");
     let _ = writeln!(
         out,
-        "Plan for profile {}{}, root {}{}",
+        "{}",
+        wrapped(&decision(plan, files, dry_run), "", "  ")
+    );
+    let head = format!(
+        "Plan for profile {}{}, root {}{}:",
         profile.name,
         if profile.source == profile.name {
             String::new()
@@ -227,20 +281,27 @@ fn render_plan(
             ""
         }
     );
-    let _ = writeln!(
-        out,
-        "{:<36} {:<24} {:<24} {:<24} ACTION",
-        "KNOB", "LIVE", "BOOT", "PROFILE"
-    );
+    let _ = writeln!(out, "{}", wrapped(&head, "", "  "));
+    // One knob per block: the decision on the knob's line, the three values under it.
     for item in &plan.items {
+        let unit = item.knob.unit;
         let boot = item.boot.as_ref().map_or("(not set)".to_string(), |b| {
             let file = b.file.rsplit('/').next().unwrap_or(&b.file);
-            format!("{} @{file}", b.value)
+            format!("{} @{file}", show(Some(&b.value), unit))
         });
+        let to = |v: &Value| show(Some(v), unit);
         let action = match &item.action {
-            Action::Set { to, lowers: false } => format!("{} -> {to}", verb(item.knob, false)),
-            Action::Set { to, lowers: true } => {
-                format!("{} -> {to} (--allow-lower)", verb(item.knob, true))
+            Action::Set {
+                to: v,
+                lowers: false,
+            } => {
+                format!("{} -> {}", verb(item.knob, false), to(v))
+            }
+            Action::Set {
+                to: v,
+                lowers: true,
+            } => {
+                format!("{} -> {} (--allow-lower)", verb(item.knob, true), to(v))
             }
             Action::AtProfile => "ok (at profile)".into(),
             Action::Kept(why) => why.clone(),
@@ -248,14 +309,17 @@ fn render_plan(
         };
         let _ = writeln!(
             out,
-            "{:<36} {:<24} {:<24} {:<24} {action}",
-            item.knob.name,
-            show(item.live.as_ref()),
-            boot,
-            item.profile.to_string()
+            "{}",
+            wrapped(&format!("{}: {action}", item.knob.name), "", "    ")
         );
+        let values = format!(
+            "live {}; boot {boot}; profile {}",
+            show(item.live.as_ref(), unit),
+            show(Some(&item.profile), unit)
+        );
+        let _ = writeln!(out, "{}", wrapped(&values, "  ", "    "));
         if let Action::CannotChange(why) = &item.action {
-            let _ = writeln!(out, "    why: {why}");
+            let _ = writeln!(out, "{}", wrapped(&format!("why: {why}"), "  ", "    "));
         }
     }
     if plan.items.is_empty() {
@@ -271,11 +335,11 @@ fn render_plan(
         })
         .collect();
     if !boot_files.is_empty() {
-        let _ = writeln!(
-            out,
-            "BOOT: the value the winning boot file sets (from {}); (not set) = kernel default.",
+        let legend = format!(
+            "boot: the value the winning boot file sets (from {}); (not set) = kernel default.",
             boot_files.into_iter().collect::<Vec<_>>().join(", ")
         );
+        let _ = writeln!(out, "{}", wrapped(&legend, "", "  "));
     }
     if files.writes.is_empty() && files.notes.is_empty() {
         return;
@@ -298,10 +362,14 @@ fn render_plan(
         }
     }
     for n in &files.notes {
-        let _ = writeln!(out, "  note: {n}");
+        let _ = writeln!(out, "{}", wrapped(&format!("note: {n}"), "  ", "    "));
     }
-    for w in warnings {
-        let _ = writeln!(out, "  warning: {w}");
+    for warning in warnings {
+        let _ = writeln!(
+            out,
+            "{}",
+            wrapped(&format!("warning: {warning}"), "  ", "    ")
+        );
     }
 }
 

@@ -178,12 +178,9 @@ fn mark_blocked_fixes(
     Ok(())
 }
 
-/// The width of the terminal on stdout; COLUMNS when stdout is not one; `None`: no limit.
+/// The width every screen fits ([`crate::text::width`]: the terminal, COLUMNS, else 80).
 pub(crate) fn terminal_width() -> Option<usize> {
-    terminal_size::terminal_size_of(std::io::stdout())
-        .map(|(w, _)| usize::from(w.0))
-        .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())
-        .filter(|w| *w > 0)
+    Some(crate::text::width())
 }
 
 /// The three-way view and drift: what the boot configuration sets for each knob, files that

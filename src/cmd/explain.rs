@@ -2,13 +2,17 @@
 
 use super::{Context, Outcome};
 use crate::knobs::{self, REGISTRY};
+use crate::text::{fit, width};
 
 pub fn run(_ctx: &Context, args: &crate::cli::explain::ExplainArgs) -> anyhow::Result<Outcome> {
     if args.knob == "all" {
         let all: Vec<String> = REGISTRY.iter().map(|k| k.doc().text()).collect();
-        print!("{}", all.join("\n"));
+        print!("{}", fit(&all.join("\n"), width()));
     } else {
-        print!("{}", knobs::resolve(&args.knob)?.doc().text());
+        print!(
+            "{}",
+            fit(&knobs::resolve(&args.knob)?.doc().text(), width())
+        );
     }
     Ok(Outcome::Pass)
 }

@@ -171,7 +171,11 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
             serde_json::to_writer_pretty(&mut out, &rep)?;
             writeln!(out)?;
         }
-        _ => write!(out, "{}", rep.render_table())?,
+        _ => write!(
+            out,
+            "{}",
+            crate::text::fit(&rep.render_table(), crate::text::width())
+        )?,
     }
     out.flush()?;
     Ok(Outcome::of(rep.all_open))

@@ -38,6 +38,7 @@ pub fn show_text(p: &Profile) -> String {
             t.add_row(vec![k.name.to_string(), r.value.to_string(), r.why.clone()]);
         }
     }
+    crate::report::screen::fit_bordered(&mut t, crate::text::width());
     out.push_str(&t.to_string());
     out.push('\n');
     out
@@ -77,11 +78,12 @@ pub fn run(ctx: &Context, args: &ProfilesArgs) -> anyhow::Result<Outcome> {
                     ]),
                 };
             }
+            crate::report::screen::fit_bordered(&mut t, crate::text::width());
             println!("{t}");
         }
         ProfilesAction::Show { name } => {
             let p = profile::load(&ctx.root, name)?;
-            print!("{}", show_text(&p));
+            print!("{}", crate::text::fit(&show_text(&p), crate::text::width()));
         }
     }
     Ok(Outcome::Pass)

@@ -55,7 +55,6 @@ pub fn run(ctx: &Context, args: &RollbackArgs) -> anyhow::Result<Outcome> {
     };
     refuse_elsewhere(root, &record)?;
     let steps = transaction::survey(root, &record);
-    print_plan(root, &record, &steps, args.force);
     let to_do = steps
         .iter()
         .filter(|s| match s.now {
@@ -68,8 +67,32 @@ pub fn run(ctx: &Context, args: &RollbackArgs) -> anyhow::Result<Outcome> {
         .iter()
         .filter(|s| matches!(s.now, Now::Changed(_)) && !args.force)
         .count();
+    let w = crate::text::width();
+    // The decision first, then the steps.
+    let mut decision = format!(
+        "rollback {} put back {to_do} step{}",
+        if args.dry_run { "would" } else { "will" },
+        if to_do == 1 { "" } else { "s" }
+    );
+    if left_alone > 0 {
+        decision.push_str(&format!(
+            "; {left_alone} changed since the apply and left alone (exit 1; --force puts them back)"
+        ));
+    }
+    println!(
+        "{}",
+        crate::text::wrap(&format!("{decision}."), w, "", "  ").join("\n")
+    );
+    print_plan(root, &record, &steps, args.force);
     if args.dry_run {
-        println!("\nDry run: nothing was changed.");
+        let mut last = "Dry run: nothing was changed.".to_string();
+        if left_alone > 0 {
+            last.push_str(&format!(
+                " Exit 1: {left_alone} step{} changed since the apply would be left alone.",
+                if left_alone == 1 { "" } else { "s" }
+            ));
+        }
+        println!("\n{}", crate::text::wrap(&last, w, "", "  ").join("\n"));
         return Ok(if left_alone > 0 {
             Outcome::ShortFall
         } else {
@@ -138,13 +161,15 @@ fn refuse_elsewhere(root: &Root, record: &Record) -> anyhow::Result<()> {
 
 /// The plan: one line per step, last change first, saying what rollback will do with it.
 fn print_plan(root: &Root, record: &Record, steps: &[Step], force: bool) {
-    println!(
+    let w = crate::text::width();
+    let head = format!(
         "Rollback of apply #{} (profile {}, {}, {}):",
         record.id,
         record.profile,
         when(record.created_unix),
         record.status.as_str()
     );
+    println!("{}", crate::text::wrap(&head, w, "", "  ").join("\n"));
     for s in steps {
         let action = match &s.now {
             Now::AsApplied => "put back what was there before".to_string(),
@@ -155,7 +180,8 @@ fn print_plan(root: &Root, record: &Record, steps: &[Step], force: bool) {
                 format!("{why}: changed since the apply, left alone (--force puts it back)")
             }
         };
-        println!("  {}: {action}", s.what(root));
+        let line = format!("{}: {action}", s.what(root));
+        println!("{}", crate::text::wrap(&line, w, "  ", "    ").join("\n"));
     }
 }
 

@@ -186,7 +186,11 @@ fn print(report: &Report, format: Format) -> anyhow::Result<()> {
             serde_json::to_writer_pretty(&mut out, report)?;
             writeln!(out)?;
         }
-        _ => write!(out, "{}", report.render_table())?,
+        _ => write!(
+            out,
+            "{}",
+            crate::text::fit(&report.render_table(), crate::text::width())
+        )?,
     }
     out.flush()?;
     Ok(())

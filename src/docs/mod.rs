@@ -11,7 +11,7 @@ use anyhow::Context as _;
 
 mod commands;
 pub mod completions;
-mod examples;
+pub mod examples;
 mod knobs;
 mod profiles;
 pub mod sources;

@@ -211,7 +211,7 @@ fn drift_lines(r: &CheckReport, w: usize) -> Vec<String> {
 }
 
 /// A command, whole on one line; words after it in parentheses wrap below it.
-fn command_lines(action: &str, w: usize, indent: &str) -> Vec<String> {
+pub(super) fn command_lines(action: &str, w: usize, indent: &str) -> Vec<String> {
     match action.split_once(" (") {
         Some((cmd, rest)) if rest.ends_with(')') => {
             let mut out = vec![format!("{indent}{cmd}")];
@@ -349,7 +349,7 @@ fn summary_lines(r: &CheckReport, w: usize) -> Vec<String> {
     let s = &r.summary;
     if r.verdict.as_ref().is_some_and(|v| v.target.is_none()) {
         let text =
-            "No profile, so nothing is required: tune check --profile NAME (10k, 100k, 1m, 10m) \
+            "No profile, so nothing is required: tune check --profile NAME (10k, 100k, 1m, 1m-loopback, 10m) \
                     or --target N compares the host with a target. --verbose shows the capacity \
                     arithmetic, usage and counters.";
         let mut out = vec![String::new()];
@@ -430,54 +430,11 @@ pub fn reflow(text: &str, w: usize) -> String {
     out
 }
 
-/// Wraps `text` at spaces to `width` columns, `first` before the first line and `rest` before
-/// the others. A word longer than a line stays whole on a line of its own.
-pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut line = first.to_string();
-    let mut empty = true;
-    for word in text.split_whitespace() {
-        let len = line.chars().count();
-        if !empty && len + 1 + word.chars().count() > width {
-            out.push(std::mem::replace(&mut line, rest.to_string()));
-            empty = true;
-        }
-        if !empty {
-            line.push(' ');
-        }
-        line.push_str(word);
-        empty = false;
-    }
-    out.push(line);
-    out
-}
+pub use crate::text::wrap;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wrapping_never_breaks_a_word() {
-        let w = wrap(
-            "persist: /etc/sysctl.d/90-tune.conf: net.netfilter.nf_conntrack_max = 1100000",
-            40,
-            "  ",
-            "    ",
-        );
-        assert_eq!(
-            w,
-            vec![
-                "  persist: /etc/sysctl.d/90-tune.conf:",
-                "    net.netfilter.nf_conntrack_max =",
-                "    1100000"
-            ]
-        );
-        let long = "a".repeat(50);
-        assert_eq!(
-            wrap(&format!("x {long} y"), 20, "", ""),
-            vec!["x", long.as_str(), "y"]
-        );
-    }
 
     #[test]
     fn commands_stand_whole_and_their_words_wrap_below() {

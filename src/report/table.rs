@@ -56,31 +56,94 @@ fn knob_table(r: &CheckReport, color: bool, width: usize) -> String {
     t.set_header(vec![
         "knob", "scope", "current", "boot", "required", "status",
     ]);
-    for row in &r.knobs {
-        t.add_row(vec![
-            Cell::new(row.knob),
-            Cell::new(row.scope.as_str()),
-            Cell::new(match (&row.current, row.status) {
-                (None, Status::Absent) => "absent".to_string(),
-                (None, _) => "unreadable".to_string(),
-                (Some(v), _) => value_text(Some(v), row.unit),
-            }),
-            Cell::new(
-                row.boot
-                    .as_ref()
-                    .map_or("-".to_string(), |b| value_text(Some(&b.value), row.unit)),
-            ),
-            Cell::new(value_text(row.required.as_ref(), row.unit)),
-            super::screen::status_cell(row.status, color),
+    // Where six bordered columns cannot fit without breaking a word (80 columns), the scope
+    // goes under the knob's name and the borders go: five columns, two spaces apart.
+    let narrow = bordered_width(r) > width;
+    if narrow {
+        t.load_preset(presets::NOTHING);
+        t.set_header(vec![
+            "knob (scope)",
+            "current",
+            "boot",
+            "required",
+            "status",
         ]);
     }
+    for row in &r.knobs {
+        let name = if narrow {
+            vec![Cell::new(format!(
+                "{}\n  ({})",
+                row.knob,
+                row.scope.as_str()
+            ))]
+        } else {
+            vec![Cell::new(row.knob), Cell::new(row.scope.as_str())]
+        };
+        t.add_row(
+            name.into_iter().chain([
+                Cell::new(match (&row.current, row.status) {
+                    (None, Status::Absent) => "absent".to_string(),
+                    (None, _) => "unreadable".to_string(),
+                    (Some(v), _) => value_text(Some(v), row.unit),
+                }),
+                Cell::new(
+                    row.boot
+                        .as_ref()
+                        .map_or("-".to_string(), |b| value_text(Some(&b.value), row.unit)),
+                ),
+                Cell::new(value_text(row.required.as_ref(), row.unit)),
+                super::screen::status_cell(row.status, color),
+            ]),
+        );
+    }
+    if narrow {
+        super::screen::fit(&mut t, width);
+        let lines: Vec<String> = t.lines().map(|l| l.trim_end().to_string()).collect();
+        return format!("{}\n{}", lines.join("\n"), fixes(r, width));
+    }
     super::screen::fit_bordered(&mut t, width);
-    format!("{t}\n{}", fixes(r))
+    format!("{t}\n{}", fixes(r, width))
 }
 
-/// The fixes below the table, each command whole on its own line.
-fn fixes(r: &CheckReport) -> String {
-    let mut out = String::new();
+/// The narrowest the bordered six-column table can be without breaking a word.
+fn bordered_width(r: &CheckReport) -> usize {
+    let longest = |cells: Vec<String>| {
+        cells
+            .iter()
+            .flat_map(|c| c.split_whitespace().map(|w| w.chars().count()))
+            .max()
+            .unwrap_or(0)
+    };
+    let col = |head: &str, f: &dyn Fn(&super::Row) -> String| {
+        longest(
+            std::iter::once(head.to_string())
+                .chain(r.knobs.iter().map(f))
+                .collect(),
+        )
+    };
+    let cols = [
+        col("knob", &|row| row.knob.to_string()),
+        col("scope", &|row| row.scope.as_str().to_string()),
+        col("current", &|row| value_text(row.current.as_ref(), row.unit)),
+        col("boot", &|row| {
+            row.boot
+                .as_ref()
+                .map_or("-".into(), |b| value_text(Some(&b.value), row.unit))
+        }),
+        col("required", &|row| {
+            value_text(row.required.as_ref(), row.unit)
+        }),
+        col("status", &|row| row.status.as_str().to_string()),
+    ];
+    // One space of padding on both sides of each column and a border after it, one before all.
+    cols.iter().map(|n| n + 3).sum::<usize>() + 1
+}
+
+/// The fixes below the table in the order they must run, each command whole on its own line,
+/// with what it waits for and why it cannot work from here.
+fn fixes(r: &CheckReport, w: usize) -> String {
+    use super::screen::{command_lines, wrap};
+    let mut out: Vec<String> = Vec::new();
     let rows: Vec<&super::Row> = r
         .knobs
         .iter()
@@ -89,13 +152,14 @@ fn fixes(r: &CheckReport) -> String {
     let rows = super::verdict::in_dependency_order(rows, |row| KnobId::from_name(row.knob));
     for (i, row) in rows.iter().enumerate() {
         if out.is_empty() {
-            out.push_str("\nFixes, in the order they must run:\n");
+            out.push(String::new());
+            out.push("Fixes, in the order they must run:".into());
         }
-        let fix = row.fix_runtime.as_deref().unwrap_or_default();
-        out.push_str(&format!(
-            "  {} ({}):\n    {fix}\n",
-            row.knob,
-            row.status.as_str()
+        out.push(format!("  {} ({}):", row.knob, row.status.as_str()));
+        out.extend(command_lines(
+            row.fix_runtime.as_deref().unwrap_or_default(),
+            w,
+            "    ",
         ));
         // The dependency: what this fix waits for, and why the kernel needs it first.
         for before in &rows[..i] {
@@ -104,7 +168,12 @@ fn fixes(r: &CheckReport) -> String {
                 continue;
             };
             if let Some(why) = super::verdict::must_precede(a, b) {
-                out.push_str(&format!("    after {}: {why}\n", before.knob));
+                out.extend(wrap(
+                    &format!("after {}: {why}", before.knob),
+                    w,
+                    "    ",
+                    "      ",
+                ));
             }
         }
         if let Some(why) = r
@@ -113,13 +182,21 @@ fn fixes(r: &CheckReport) -> String {
             .and_then(|v| v.fixes.iter().find(|f| f.knob == row.knob))
             .and_then(|f| f.blocked.as_deref())
         {
-            out.push_str(&format!("    cannot change here: {why}\n"));
+            out.extend(wrap(
+                &format!("cannot change here: {why}"),
+                w,
+                "    ",
+                "      ",
+            ));
         }
         if let Some(p) = &row.fix_persistent {
-            out.push_str(&format!("    persist: {p}\n"));
+            out.extend(wrap(&format!("persist: {p}"), w, "    ", "      "));
         }
     }
-    out
+    if out.is_empty() {
+        return String::new();
+    }
+    out.join("\n") + "\n"
 }
 
 /// Notes on knobs that are not ok, boot overrides, drift since the last apply, and why each

@@ -290,7 +290,7 @@ fn comparisons(
     // per-process figure: that is what a worker can really hold.
     if let (Some(pw), Some(s)) = (pred.per_server_worker, &ev.server) {
         cmp.push(Comparison {
-            what: "connections per server worker".into(),
+            what: "connections per tune serve worker".into(),
             predicted: format!(
                 "{} (RLIMIT_NOFILE less the accept-queue reserve)",
                 group(pw)

@@ -39,7 +39,12 @@ pub fn predict(
         per_server_worker: None,
         summary: cap.summary(),
     };
-    for line in &pred.summary {
+    // The per-worker figure is said once, below, with this run's backlog.
+    for line in pred
+        .summary
+        .iter()
+        .filter(|l| !l.starts_with("per tune serve worker"))
+    {
         progress.say(&format!("predicted {line}"));
     }
     // The server side's own cap per process: a worker keeps its backlog's worth of fds free
@@ -49,7 +54,7 @@ pub fn predict(
             embedded_server::server::per_worker_capacity(hard, plan.server.limits.backlog);
         pred.per_server_worker = Some(per_worker);
         progress.say(&format!(
-            "predicted per server worker: {} (RLIMIT_NOFILE {} less {} fds kept to drain the accept queue and the worker's own fds)",
+            "predicted per tune serve worker: {} (RLIMIT_NOFILE {} less {} fds kept to drain the accept queue and the worker's own fds)",
             group(per_worker),
             group(hard),
             group(hard - per_worker)

@@ -28,7 +28,9 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new(target);
             b.set_style(
-                ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+                // wide_msg: the message is cut to the terminal, so the bar never wraps (a wrapped
+                // bar leaves a line behind when it is cleared).
+                ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             b
@@ -55,9 +57,13 @@ impl Progress {
     }
 
     pub fn say(&self, line: &str) {
+        let fitted = crate::text::fit(line, crate::text::width());
+        let line = fitted.as_str();
         match &self.bar {
-            Some(b) => b.println(line),
-            None => eprintln!("{line}"),
+            // A cleared bar draws nothing more: its println would leave the cursor at the end
+            // of the line, and the report would start on it.
+            Some(b) if !b.is_finished() => b.println(line),
+            _ => eprintln!("{line}"),
         }
     }
 

@@ -377,8 +377,8 @@ impl Report {
         for g in &k.slab_breakdown {
             let _ = writeln!(
                 o,
-                "{:<22}   {:<20} +{:>10} objects {:>10} {:>8.0} B/conn{}",
-                "",
+                // Indented under the line above, narrow enough that a row fits 80 columns.
+                "    {:<17} +{:>9} objects {:>9} {:>6.0} B/conn{}",
                 g.cache,
                 group(g.objects),
                 bytes(g.bytes),
@@ -406,7 +406,7 @@ impl Report {
         let counters: Vec<String> = self
             .netstat_deltas
             .iter()
-            .map(|(k, v)| format!("{k} +{v}"))
+            .map(|(k, v)| format!("{k} +{}", group(*v)))
             .collect();
         let _ = writeln!(o, "{:<22} {}", "counters (connect)", counters.join(", "));
         let _ = writeln!(
@@ -475,7 +475,7 @@ impl Report {
             let counters: Vec<String> = t
                 .netstat_deltas
                 .iter()
-                .map(|(k, v)| format!("{k} +{v}"))
+                .map(|(k, v)| format!("{k} +{}", group(*v)))
                 .collect();
             let _ = writeln!(
                 o,

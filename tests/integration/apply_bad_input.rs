@@ -226,7 +226,7 @@ fn real_changes_need_root_and_dry_run_does_not() {
     );
     let (code, o, e) = as_nobody(&["apply", "--dry-run", "--profile", &p]);
     assert_eq!(code, Some(1), "{o}{e}");
-    assert!(o.contains("raise -> 65535"), "{o}");
+    assert!(o.contains("raise -> 65,535"), "{o}");
 }
 
 #[test]

@@ -285,11 +285,13 @@ fn boot_column_shows_the_winning_file() {
     .unwrap();
     let out = apply(r, &fixture("1m-like.toml"), &["--dry-run"]);
     let (o, _) = text(&out);
+    // One block per knob: the values on the line under the knob's name.
     let line = o
         .lines()
-        .find(|l| l.starts_with("net.core.somaxconn"))
+        .skip_while(|l| !l.starts_with("net.core.somaxconn"))
+        .nth(1)
         .unwrap();
-    assert!(line.contains("3000 @60-vendor.conf"), "{line}");
+    assert!(line.contains("boot 3,000 @60-vendor.conf"), "{line}");
 }
 
 #[test]

@@ -66,7 +66,7 @@ fn dry_run_with_persist_on_the_real_host_changes_nothing() {
     assert_eq!(before, after, "the host changed:\n{o}\n{e}");
     // The plan is printed with the three-way view, and the files in full.
     assert!(
-        o.contains("KNOB") && o.contains("LIVE") && o.contains("BOOT") && o.contains("PROFILE"),
+        o.contains("\n  live ") && o.contains("; boot ") && o.contains("; profile "),
         "{o}"
     );
     assert!(

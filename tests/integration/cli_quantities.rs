@@ -137,3 +137,18 @@ fn ignore_takes_a_short_knob_name_and_nofile_names_both_halves() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(!err.contains("fs.file-max"), "{err}");
 }
+
+#[test]
+fn every_error_starts_the_same_way() {
+    for args in [
+        &["check", "--target", "1x"][..],
+        &["check", "--bogus"],
+        &["explain", "xyzzy"],
+        &["check", "--profile", "no-such"],
+    ] {
+        let out = tune().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("tune: error: "), "{args:?}: {err}");
+    }
+}

@@ -42,6 +42,10 @@ pub fn tune() -> Tune {
 pub fn command(program: impl AsRef<OsStr>) -> Tune {
     let mut cmd = Command::new(program);
     cmd.process_group(0);
+    // Screens wrap at 80 columns when stdout is not a terminal; tests that look for words in
+    // the output get a wide COLUMNS so a wrap cannot split what they look for. The width rules
+    // themselves are tested in real terminals (tmux), where the terminal's width wins.
+    cmd.env("COLUMNS", "10000");
     Tune {
         cmd,
         stdin: None,

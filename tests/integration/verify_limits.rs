@@ -63,7 +63,7 @@ fn server_fd_cap_is_named_rlimit_nofile_on_the_server_side() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["what"] == "connections per server worker")
+        .find(|r| r["what"] == "connections per tune serve worker")
         .unwrap_or_else(|| panic!("no per-worker row: {j:#}"));
     let predicted = row["predicted"].as_str().unwrap();
     assert!(
