@@ -61,12 +61,7 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
         profile.params.source_addresses = Some(n);
     }
     let host = Host::new(&ctx.root);
-    if let Some(pid) = args.pid {
-        if let Err(missing) = host.process(Some(pid)).exists() {
-            anyhow::bail!("--pid {pid}: no such process ({missing} does not exist)");
-        }
-    }
-    super::require_proc(ctx, &host)?;
+    super::require_proc(ctx, &host, args.pid)?;
     let obs = knobs::observe(&ctx.root, args.pid);
     let opts = Options {
         strict: args.strict,

@@ -16,12 +16,7 @@ use crate::top::{http, metrics};
 pub fn run(ctx: &Context, args: &TopArgs) -> anyhow::Result<Outcome> {
     // Phase 1: the root and the process are there.
     let host = Host::new(&ctx.root);
-    if let Some(pid) = args.pid {
-        if let Err(missing) = host.process(Some(pid)).exists() {
-            anyhow::bail!("--pid {pid}: no such process ({missing} does not exist)");
-        }
-    }
-    super::require_proc(ctx, &host)?;
+    super::require_proc(ctx, &host, args.pid)?;
     // Phase 2: check's observation, once (the cost per socket, the facts).
     let obs = knobs::observe(&ctx.root, args.pid);
     // Phase 3: the sampler over the same root.
@@ -48,6 +43,7 @@ fn once(sampler: &mut Sampler, interval: Duration, opts: &Options) {
         .and_then(|w| u16::try_from(w).ok())
         .unwrap_or(render::MIN_WIDTH)
         .max(render::MIN_WIDTH);
+    sampler.wait_for_ports = true;
     let mut state = State::default();
     state.push(sampler.sample());
     std::thread::sleep(interval);
