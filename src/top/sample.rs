@@ -262,9 +262,11 @@ impl<'r> Sampler<'r> {
             self.ports.start(self.host.root(), range, &mut s.notes);
             self.ports.collect(self.wait_for_ports, &mut s.notes);
         }
-        let Some((at, cost, Some(u))) = &self.ports.last else {
+        let Some((at, cost, found)) = &self.ports.last else {
             return;
         };
+        s.port_scan_cpu_seconds = Some(cost.as_secs_f64());
+        let Some(u) = found else { return };
         let pair = u.busiest_pair.as_deref().unwrap_or("no client sockets");
         s.readings.push(host_reading(
             Kind::Ports,
