@@ -58,7 +58,7 @@ TCPMemoryPressures follow, marked ! while they rise. Keys: s sort (use%, exhaust
 name), p pause, q quit.
 
 Cost: a process's fds are counted with one stat(2) of /proc/PID/fd (Linux 6.2 and later report \
-the count as its size); /proc/net/tcp and tcp6 are scanned for the ports at most once every 20 \
+the count as its size); /proc/net/tcp and tcp6 are scanned for the ports at most once every 40 \
 times their last scan's duration, since they grow with the sockets.
 
 Metrics (--listen ADDR, at /metrics, Prometheus text format 0.0.4). Every tune_limit_* series \
@@ -146,7 +146,7 @@ pub fn render(view: &View, cost: &Cost) -> String {
     if let Some(scan) = view.port_scan_cpu_seconds {
         x.gauge(
             "tune_top_port_scan_cpu_seconds",
-            "CPU the last scan of /proc/net/tcp and tcp6 took (a thread of its own, at most once every 20 times this).",
+            "CPU the last scan of /proc/net/tcp and tcp6 took (a thread of its own, at most once every 40 times this).",
             &[],
             float(scan),
         );
