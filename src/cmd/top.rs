@@ -1,5 +1,6 @@
 //! `tune top`: resolve the arguments, observe once as check does, then refresh every interval into the screen, one frame (`--once`) or the metrics endpoint (`--listen`).
 
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
@@ -14,7 +15,13 @@ use crate::top::sample::Sampler;
 use crate::top::{http, metrics};
 
 pub fn run(ctx: &Context, args: &TopArgs) -> anyhow::Result<Outcome> {
-    // Phase 1: the root and the process are there.
+    // Phase 1: a screen to draw on, the root and the process are there.
+    if !args.once && args.listen.is_none() && !std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "tune top draws on a terminal and standard output is not one: \
+             use --once for one frame as plain text, or --listen ADDR for Prometheus"
+        );
+    }
     let host = Host::new(&ctx.root);
     super::require_proc(ctx, &host, args.pid)?;
     // Phase 2: check's observation, once (the cost per socket, the facts).
