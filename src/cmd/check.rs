@@ -95,12 +95,7 @@ fn source_count(source: Option<&str>) -> anyhow::Result<Option<u64>> {
 pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
     let plan = CheckPlan::resolve(ctx, args)?;
     let host = Host::new(&ctx.root);
-    if let Some(pid) = plan.pid {
-        if let Err(missing) = host.process(Some(pid)).exists() {
-            anyhow::bail!("--pid {pid}: no such process ({missing} does not exist)");
-        }
-    }
-    super::require_proc(ctx, &host)?;
+    super::require_proc(ctx, &host, plan.pid)?;
     // Memory bounds the host's answer: a meminfo that does not parse (a value past u64 bytes, a
     // damaged line) would plan with no memory figure or a wrong one, so it is an error.
     if let Err(e) = host.meminfo() {

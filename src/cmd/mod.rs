@@ -38,9 +38,18 @@ pub(crate) fn confirm(question: &str, what: &str) -> anyhow::Result<bool> {
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
 }
 
-/// Refuses a root without a readable /proc (an empty hostPath, a wrong --root), naming what is
-/// missing: check and top read nothing useful there.
-pub(crate) fn require_proc(ctx: &Context, host: &crate::kernel::Host) -> anyhow::Result<()> {
+/// Refuses a `--pid` that does not exist and a root without a readable /proc (an empty
+/// hostPath, a wrong --root), naming what is missing: check and top read nothing useful there.
+pub(crate) fn require_proc(
+    ctx: &Context,
+    host: &crate::kernel::Host,
+    pid: Option<u32>,
+) -> anyhow::Result<()> {
+    if let Some(pid) = pid {
+        if let Err(missing) = host.process(Some(pid)).exists() {
+            anyhow::bail!("--pid {pid}: no such process ({missing} does not exist)");
+        }
+    }
     match host.missing_essentials() {
         None => anyhow::bail!(
             "--root {}: no proc/ under it, so there is nothing to check: point --root at a tree holding the host's /proc and /sys",

@@ -1,5 +1,6 @@
 //! `tune top`: resolve the arguments, observe once as check does, then refresh every interval into the screen, one frame (`--once`) or the metrics endpoint (`--listen`).
 
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
@@ -14,14 +15,15 @@ use crate::top::sample::Sampler;
 use crate::top::{http, metrics};
 
 pub fn run(ctx: &Context, args: &TopArgs) -> anyhow::Result<Outcome> {
-    // Phase 1: the root and the process are there.
-    let host = Host::new(&ctx.root);
-    if let Some(pid) = args.pid {
-        if let Err(missing) = host.process(Some(pid)).exists() {
-            anyhow::bail!("--pid {pid}: no such process ({missing} does not exist)");
-        }
+    // Phase 1: a screen to draw on, the root and the process are there.
+    if !args.once && args.listen.is_none() && !std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "tune top draws on a terminal and standard output is not one: \
+             use --once for one frame as plain text, or --listen ADDR for Prometheus"
+        );
     }
-    super::require_proc(ctx, &host)?;
+    let host = Host::new(&ctx.root);
+    super::require_proc(ctx, &host, args.pid)?;
     // Phase 2: check's observation, once (the cost per socket, the facts).
     let obs = knobs::observe(&ctx.root, args.pid);
     // Phase 3: the sampler over the same root.
@@ -48,6 +50,7 @@ fn once(sampler: &mut Sampler, interval: Duration, opts: &Options) {
         .and_then(|w| u16::try_from(w).ok())
         .unwrap_or(render::MIN_WIDTH)
         .max(render::MIN_WIDTH);
+    sampler.wait_for_ports = true;
     let mut state = State::default();
     state.push(sampler.sample());
     std::thread::sleep(interval);

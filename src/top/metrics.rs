@@ -18,7 +18,7 @@ use super::model::{Row, View};
 use crate::report::prometheus::Exposition;
 
 /// The families' names, in the order written: tune-top(1) and the README list them.
-pub const FAMILIES: [&str; 12] = [
+pub const FAMILIES: [&str; 13] = [
     "tune_limit_used",
     "tune_limit_max",
     "tune_limit_headroom_ratio",
@@ -31,6 +31,7 @@ pub const FAMILIES: [&str; 12] = [
     "tune_top_refreshes_total",
     "tune_top_refresh_cpu_seconds",
     "tune_top_refresh_cpu_seconds_max",
+    "tune_top_port_scan_cpu_seconds",
 ];
 
 /// tune top's own cost: refreshes so far and the CPU (user and system) of its refresh thread
@@ -57,7 +58,7 @@ TCPMemoryPressures follow, marked ! while they rise. Keys: s sort (use%, exhaust
 name), p pause, q quit.
 
 Cost: a process's fds are counted with one stat(2) of /proc/PID/fd (Linux 6.2 and later report \
-the count as its size); /proc/net/tcp and tcp6 are scanned for the ports at most once every 20 \
+the count as its size); /proc/net/tcp and tcp6 are scanned for the ports at most once every 40 \
 times their last scan's duration, since they grow with the sockets.
 
 Metrics (--listen ADDR, at /metrics, Prometheus text format 0.0.4). Every tune_limit_* series \
@@ -77,6 +78,7 @@ only, one series per process shown):
   tune_top_refreshes_total: counter, refreshes since start
   tune_top_refresh_cpu_seconds: gauge, CPU of the last refresh
   tune_top_refresh_cpu_seconds_max: gauge, largest refresh CPU since start
+  tune_top_port_scan_cpu_seconds: gauge, CPU of the last port-table scan
 
 Alert rules for these (predict_linear on conntrack, fds and ports; tune's time to exhaustion; \
 the drops) ship as examples/prometheus/tune-top-alerts.yml, with promtool unit tests.";
@@ -136,9 +138,17 @@ pub fn render(view: &View, cost: &Cost) -> String {
         );
         x.gauge(
             "tune_top_refresh_cpu_seconds_max",
-            "The largest refresh CPU since start (a port-table scan included).",
+            "The largest refresh CPU since start (the port-table scan runs apart).",
             &[],
             float(max),
+        );
+    }
+    if let Some(scan) = view.port_scan_cpu_seconds {
+        x.gauge(
+            "tune_top_port_scan_cpu_seconds",
+            "CPU the last scan of /proc/net/tcp and tcp6 took (a thread of its own, at most once every 40 times this).",
+            &[],
+            float(scan),
         );
     }
     x.finish()
@@ -254,6 +264,7 @@ mod tests {
                     mem_pages: 2,
                 }),
                 notes: vec![],
+                port_scan_cpu_seconds: Some(0.25),
             });
         }
         let cost = Cost {
@@ -287,6 +298,7 @@ mod tests {
             r#"tune_tcp_sockets{state="tw"} 1"#.into(),
             "tune_top_refreshes_total 2".into(),
             "tune_top_refresh_cpu_seconds_max 0.003".into(),
+            "tune_top_port_scan_cpu_seconds 0.25".into(),
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }

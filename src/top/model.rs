@@ -113,6 +113,8 @@ pub struct Sample {
     pub tcp: Option<TcpStat>,
     /// What could not be read this time, in words.
     pub notes: Vec<String>,
+    /// CPU the last finished scan of the port tables took (on its own thread).
+    pub port_scan_cpu_seconds: Option<f64>,
 }
 
 /// One series of (seconds, value) points, oldest first, at most [`HISTORY`] long.
@@ -256,6 +258,7 @@ pub struct View {
     pub paused: bool,
     /// Seconds of history behind the sparklines.
     pub span_seconds: f64,
+    pub port_scan_cpu_seconds: Option<f64>,
 }
 
 /// Everything `tune top` remembers between refreshes.
@@ -337,6 +340,7 @@ impl State {
             sort: self.sort,
             paused: self.paused,
             span_seconds: last.at - first,
+            port_scan_cpu_seconds: last.port_scan_cpu_seconds,
         }
     }
 

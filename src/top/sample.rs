@@ -5,7 +5,8 @@
 //! does not change between refreshes (kernel bytes per socket) is taken from check's
 //! [`Observation`] once. Two costs are bounded here: open fds per process come from one
 //! `stat` each ([`crate::kernel::fds`]), and the port tables, which grow with the sockets,
-//! are scanned at most once every [`PORT_SCAN_COST_FACTOR`] times their last scan's duration.
+//! are scanned on a thread of their own, at most once every [`PORT_SCAN_COST_FACTOR`] times
+//! their last scan's CPU.
 
 use std::time::{Duration, Instant};
 
@@ -31,23 +32,85 @@ pub const COUNTERS: [&str; 4] = [
 ];
 
 /// A port scan waits this many times its own last duration before the next one: the scan
-/// then takes at most 1/20 of a core on average, however many sockets the tables hold.
-pub const PORT_SCAN_COST_FACTOR: u32 = 20;
+/// then takes at most 1/40 of a core on average (25 ms a second), however many sockets the
+/// tables hold; the port figure is as old as 40 scans' CPU (4 s at 40,000 sockets here).
+pub const PORT_SCAN_COST_FACTOR: u32 = 40;
 
 /// Processes shown with their fds when no `--pid` is given: the ones holding most.
 pub const DEFAULT_PROCESSES: usize = 5;
 
-/// When the port tables were last scanned, what it cost and found.
+/// What one scan of the port tables found, and its CPU (wall time where the clock fails).
+type ScanResult = (Duration, Result<Option<PortUse>, String>);
+
+/// The port tables' scans: they run on a thread of their own, so a slow one (seconds at a
+/// million sockets, or on a busy machine) never holds up a refresh; a refresh shows the last
+/// one that finished.
 #[derive(Debug, Default)]
 struct PortScan {
+    /// When the last finished scan started, what it cost and found.
     last: Option<(Instant, Duration, Option<PortUse>)>,
+    /// The scan under way: when it started, and its thread.
+    running: Option<(Instant, std::thread::JoinHandle<ScanResult>)>,
 }
 
 impl PortScan {
     fn due(&self, now: Instant) -> bool {
-        self.last
+        self.running.is_none()
+            && self
+                .last
+                .as_ref()
+                .is_none_or(|(at, cost, _)| now >= *at + *cost * PORT_SCAN_COST_FACTOR)
+    }
+
+    /// Starts a scan of `root`'s tables for ports of `range`; a thread that cannot start
+    /// becomes a note.
+    fn start(&mut self, root: &crate::root::Root, range: [u64; 2], notes: &mut Vec<String>) {
+        let root = root.clone();
+        let scan = move || {
+            let (t, cpu) = (
+                Instant::now(),
+                embedded_server::sys::proc::thread_cpu_time(),
+            );
+            let found = Host::new(&root).port_use(range).map_err(|e| e.to_string());
+            let cost = match (cpu, embedded_server::sys::proc::thread_cpu_time()) {
+                (Some(a), Some(b)) => b.saturating_sub(a),
+                _ => t.elapsed(),
+            };
+            (cost, found)
+        };
+        match std::thread::Builder::new()
+            .name("tune-top-ports".into())
+            .spawn(scan)
+        {
+            Ok(h) => self.running = Some((Instant::now(), h)),
+            Err(e) => {
+                self.last = Some((Instant::now(), Duration::ZERO, None));
+                notes.push(format!("ports: cannot start the scan: {e}"));
+            }
+        }
+    }
+
+    /// Collects the running scan when it has finished (`wait`: however long it takes); an
+    /// error becomes a note.
+    fn collect(&mut self, wait: bool, notes: &mut Vec<String>) {
+        let finished = self
+            .running
             .as_ref()
-            .is_none_or(|(at, cost, _)| now >= *at + *cost * PORT_SCAN_COST_FACTOR)
+            .is_some_and(|(_, h)| wait || h.is_finished());
+        if !finished {
+            return;
+        }
+        let Some((at, h)) = self.running.take() else {
+            return;
+        };
+        let (cost, found) = h
+            .join()
+            .unwrap_or_else(|_| (Duration::ZERO, Err("the scan panicked".into())));
+        let found = found.unwrap_or_else(|e| {
+            notes.push(format!("ports: {e}"));
+            None
+        });
+        self.last = Some((at, cost, found));
     }
 }
 
@@ -65,6 +128,9 @@ pub struct Sampler<'r> {
     conntrack_tracks: bool,
     mem_base: Option<Meminfo>,
     ports: PortScan,
+    /// Wait for each port scan to finish (`--once`: one frame, complete) instead of showing
+    /// the last finished one.
+    pub wait_for_ports: bool,
 }
 
 impl<'r> Sampler<'r> {
@@ -80,6 +146,7 @@ impl<'r> Sampler<'r> {
             conntrack_tracks: obs.conntrack_tracking() == Some(true),
             mem_base: host.meminfo().ok(),
             ports: PortScan::default(),
+            wait_for_ports: false,
         }
     }
 
@@ -192,20 +259,16 @@ impl<'r> Sampler<'r> {
             Err(e) => return s.notes.push(e),
         };
         let now = Instant::now();
+        self.ports.collect(self.wait_for_ports, &mut s.notes);
         if self.ports.due(now) {
-            let t = Instant::now();
-            let found = match self.host.port_use(range) {
-                Ok(u) => u,
-                Err(e) => {
-                    s.notes.push(format!("ports: {e}"));
-                    None
-                }
-            };
-            self.ports.last = Some((now, t.elapsed(), found));
+            self.ports.start(self.host.root(), range, &mut s.notes);
+            self.ports.collect(self.wait_for_ports, &mut s.notes);
         }
-        let Some((at, cost, Some(u))) = &self.ports.last else {
+        let Some((at, cost, found)) = &self.ports.last else {
             return;
         };
+        s.port_scan_cpu_seconds = Some(cost.as_secs_f64());
+        let Some(u) = found else { return };
         let pair = u.busiest_pair.as_deref().unwrap_or("no client sockets");
         s.readings.push(host_reading(
             Kind::Ports,
@@ -365,6 +428,7 @@ mod tests {
         let root = Root::host();
         let obs = crate::knobs::observe(&root, None);
         let mut sampler = Sampler::new(Host::new(&root), &obs, None, 3);
+        sampler.wait_for_ports = true;
         let s = sampler.sample();
         let kinds: Vec<Kind> = s.readings.iter().map(|r| r.key.kind).collect();
         for k in [Kind::FileNr, Kind::Ports] {

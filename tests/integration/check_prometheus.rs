@@ -22,7 +22,7 @@ fn skip(why: &str) {
     eprintln!("SKIPPED: {why}");
 }
 
-fn which(tool: &str) -> Option<PathBuf> {
+pub(crate) fn which(tool: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
         .split(':')
@@ -30,18 +30,23 @@ fn which(tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn examples() -> PathBuf {
+pub(crate) fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/prometheus")
 }
 
 #[test]
 fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
+    promtool_passes("tune-alerts.yml", "tune-alerts.test.yml");
+}
+
+/// `promtool check rules RULES` and `promtool test rules TESTS` in examples/prometheus succeed.
+pub(crate) fn promtool_passes(rules: &str, tests: &str) {
     let Some(promtool) = which("promtool") else {
         return skip("promtool not found (Debian package prometheus)");
     };
     for args in [
-        &["check", "rules", "tune-alerts.yml"][..],
-        &["test", "rules", "tune-alerts.test.yml"][..],
+        &["check", "rules", rules][..],
+        &["test", "rules", tests][..],
     ] {
         let out = StdCommand::new(&promtool)
             .args(args)

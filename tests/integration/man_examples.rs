@@ -28,6 +28,18 @@ const NOT_RUN: &[(&str, &str)] = &[
         "run at 80 columns by screens_terminal",
     ),
     (
+        "tune top",
+        "draws on a terminal: run at 80x24 in tmux by top_terminal",
+    ),
+    (
+        "tune top --pid 1234",
+        "draws on a terminal: run at 80x24 in tmux by top_terminal",
+    ),
+    (
+        "tune top --listen 127.0.0.1:9377",
+        "a metrics server that runs until stopped: scraped by a real Prometheus in top_prometheus",
+    ),
+    (
         "tune load ws://10.0.0.5:8080/ --conns 50000",
         "needs a server at 10.0.0.5",
     ),

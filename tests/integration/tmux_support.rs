@@ -80,22 +80,27 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// Runs `program args` in a `width`-column terminal with `env` set, and returns the screen.
-pub fn run(width: u16, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Screen {
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("tmux.sock");
+/// The pane's shell line: `program args` with `env`, then the exit marker. The shell stays
+/// after the command so the pane can be read; kill-server ends it.
+fn script(program: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let mut line: Vec<String> = env
         .iter()
         .map(|(k, v)| format!("{k}={}", quote(v)))
         .collect();
     line.push(quote(&program.display().to_string()));
     line.extend(args.iter().map(|a| quote(a)));
-    // The shell stays after the command so the pane can be read; kill-server ends it.
-    let script = format!(
+    format!(
         "env -u TUNE_ROOT {}; echo \"{MARKER}$?]\"; exec sleep {}",
         line.join(" "),
         TIMEOUT.as_secs() + 30
-    );
+    )
+}
+
+/// Runs `program args` in a `width`-column terminal with `env` set, and returns the screen.
+pub fn run(width: u16, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Screen {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("tmux.sock");
+    let script = script(program, args, env);
     let _server = Server(&sock);
     let out = tmux(
         &sock,
@@ -174,17 +179,7 @@ impl Session {
     ) -> Session {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("tmux.sock");
-        let mut line: Vec<String> = env
-            .iter()
-            .map(|(k, v)| format!("{k}={}", quote(v)))
-            .collect();
-        line.push(quote(&program.display().to_string()));
-        line.extend(args.iter().map(|a| quote(a)));
-        let script = format!(
-            "env -u TUNE_ROOT {}; echo \"{MARKER}$?]\"; exec sleep {}",
-            line.join(" "),
-            TIMEOUT.as_secs() + 30
-        );
+        let script = script(program, args, env);
         let out = tmux(
             &sock,
             &[

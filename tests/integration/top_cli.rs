@@ -93,6 +93,14 @@ fn bad_roots_pids_and_intervals_are_refused_with_what_to_do() {
             "{err}"
         );
     }
+    // Without a terminal, the screen is refused with the two ways that work there.
+    let out = crate::support::tune().args(["top"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("use --once") && err.contains("--listen ADDR"),
+        "{err}"
+    );
     let out = crate::support::tune()
         .args(["top", "--once", "--listen", "127.0.0.1:0"])
         .output()

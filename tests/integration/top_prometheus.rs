@@ -10,52 +10,24 @@
 //! are what `promtool test rules` covers.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::check_prometheus::{examples, which};
 use crate::support::{command, tune_exe, Running};
 
 const CONNECTIONS: u64 = 20_000;
-/// Paced so the ramp spans several 1 s scrapes.
-const RATE: u64 = 4_000;
+/// Paced so the ramp spans several 1 s scrapes (10 s).
+const RATE: u64 = 2_000;
 const CT: &str = "/proc/sys/net/netfilter";
 
 fn skip(why: &str) {
     crate::support::skip("top_prometheus", why);
 }
 
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(tool))
-        .find(|p| p.is_file())
-}
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/prometheus")
-}
-
 #[test]
 fn the_top_alert_rules_pass_promtool_check_and_their_unit_tests() {
-    let Some(promtool) = which("promtool") else {
-        return skip("promtool not found (Debian package prometheus)");
-    };
-    for args in [
-        &["check", "rules", "tune-top-alerts.yml"][..],
-        &["test", "rules", "tune-top-alerts.test.yml"][..],
-    ] {
-        let out = std::process::Command::new(&promtool)
-            .args(args)
-            .current_dir(examples())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "promtool {args:?}:\n{text}");
-        assert!(text.contains("SUCCESS"), "promtool {args:?}:\n{text}");
-    }
+    crate::check_prometheus::promtool_passes("tune-top-alerts.yml", "tune-top-alerts.test.yml");
 }
 
 /// A network namespace held open by a `sleep`, with loopback up and a `ct` rule; it dies
@@ -343,7 +315,12 @@ fn prometheus_scrapes_top_during_a_verify_and_the_conntrack_rule_fires() {
         &format!("min_over_time(tune_limit_headroom_ratio{{limit=\"conntrack\"}}[{window}])"),
     );
     let want = 1.0 - ct_peak / max as f64;
-    assert!((low - want).abs() < 1e-6, "headroom {low}, want {want}");
+    // The two queries run a moment apart, and the scrapes and queries are tracked connections
+    // of the namespace too: the count creeps up by a few between them.
+    assert!(
+        ((low - want) * max as f64).abs() < 100.0,
+        "headroom {low}, want {want} (peak {ct_peak} of {max})"
+    );
 
     // The rules fired: the prediction reaches the max within the hour, and tune top's own
     // time to exhaustion went under 5 minutes during the ramp.

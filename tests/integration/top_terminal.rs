@@ -85,6 +85,21 @@ fn during_a_verify_the_server_workers_fd_bar_rises_at_80x24() {
     }
     let last = screens.last().cloned().unwrap_or_default();
     let text = last.join("\n");
+    // The keys: s sorts by time to exhaustion, p pauses (the header says so), q quits.
+    let header_shows = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if top.screen().first().is_some_and(|h| h.contains(what)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    };
+    top.keys("s");
+    let sorted = header_shows("sort exhaustion");
+    top.keys("p");
+    let paused = header_shows("PAUSED");
     top.keys("q");
     let code = top.exit(Duration::from_secs(10));
     let out = verify.wait_with_output().unwrap();
@@ -122,6 +137,8 @@ fn during_a_verify_the_server_workers_fd_bar_rises_at_80x24() {
         "RLIMIT_NOFILE soft is the hard 20,000 here: {row}"
     );
     assert!(row.contains("/s"), "{row}");
+    assert!(sorted, "s did not change the sort: {:?}", top.screen());
+    assert!(paused, "p did not pause: {:?}", top.screen());
     assert_eq!(code, Some(0), "q quits with 0; screen:\n{text}");
     assert!(
         out.status.success(),
