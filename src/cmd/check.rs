@@ -87,7 +87,7 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
         ignore,
         root: ctx.root.base().display().to_string(),
         server_workers: args.workers,
-        measured: super::cost::measured(ctx, args)?,
+        measured: super::cost::measured(ctx, args, &profile)?,
     };
     let has_target = args.profile.is_some() || args.target.is_some();
     let profile = if has_target {
