@@ -19,6 +19,7 @@
 //! headroom_percent = 10     # optional, default 10
 //! processes = 1             # optional, default 1: processes that share the connections
 //! bytes_per_socket = 5120   # optional: kernel memory per socket for the RAM formula
+//! bytes_per_connection = 17670 # optional: the server's measured cost (tune load --server-pid)
 //! source_addresses = 4      # optional: client addresses (client default 1, loopback: as needed)
 //!
 //! [knobs]
@@ -37,7 +38,8 @@
 //! - `net.netfilter.nf_conntrack_buckets` = nf_conntrack_max (the kernel's own default ratio: one entry per bucket)
 //! - `net.ipv4.tcp_mem` pressure = up(S) pages (one page of unread data per socket),
 //!   low = pressure × 3/4, high = pressure × 3/2 (the kernel's default ratio 3:4:6)
-//! - `memory.total` = up(S × bytes_per_socket) / 0.95 (5% kept for the rest of the system)
+//! - `memory.total` = up(S × bytes_per_socket) / 0.95 (5% kept for the rest of the system); with
+//!   bytes_per_connection, up(T × bytes_per_connection + (S − T) × bytes_per_socket) / 0.95
 //! - server, loopback: `net.core.somaxconn` = the handshakes that may wait on one listener:
 //!   ceil(C / P) × 2 (SO_REUSEPORT spreads a burst unevenly), at most C, with C = 1024 connects
 //!   in flight (the load generator's default); `net.ipv4.tcp_max_syn_backlog` = 4/3 of that
@@ -102,6 +104,10 @@ pub struct Params {
     pub headroom_percent: u64,
     pub processes: u64,
     pub bytes_per_socket: u64,
+    /// The server's own cost per connection, user and kernel memory together, measured by
+    /// `tune load --server-pid` (its report's table prints the line); `None`: the kernel's
+    /// socket alone.
+    pub bytes_per_connection: Option<u64>,
     /// Client source addresses; `None`: one for client, as many as needed for loopback.
     pub source_addresses: Option<u64>,
 }
@@ -112,6 +118,7 @@ impl Default for Params {
             headroom_percent: 10,
             processes: 1,
             bytes_per_socket: DEFAULT_BYTES_PER_SOCKET,
+            bytes_per_connection: None,
             source_addresses: None,
         }
     }
@@ -389,18 +396,37 @@ pub fn formulas(target: u64, role: Role, p: &Params) -> BTreeMap<KnobId, Require
             "pressure at one 4 KiB page of unread data per socket ({sock_text}, + {h}% headroom); low and high in the kernel's 3:4:6 ratio"
         ),
     );
+    let (need, what) = match p.bytes_per_connection {
+        // The measured cost covers the server's end; a loopback host also holds the client's.
+        Some(c) => (
+            target
+                .saturating_mul(c)
+                .saturating_add((sockets - target.min(sockets)).saturating_mul(p.bytes_per_socket)),
+            format!(
+                "{} connections × {} B measured per connection (bytes_per_connection){}",
+                g(target),
+                g(c),
+                if sockets > target {
+                    format!(" + the clients' sockets × {} B", g(p.bytes_per_socket))
+                } else {
+                    String::new()
+                }
+            ),
+        ),
+        None => (
+            sockets.saturating_mul(p.bytes_per_socket),
+            format!(
+                "{sock_text} × {} B kernel memory per socket",
+                g(p.bytes_per_socket)
+            ),
+        ),
+    };
     // Saturating, not truncating: a u128 past u64 cast with `as` would wrap to a small figure.
-    let ram = u64::try_from(
-        (up(sockets.saturating_mul(p.bytes_per_socket), h) as u128 * 100).div_ceil(95),
-    )
-    .unwrap_or(u64::MAX);
+    let ram = u64::try_from((up(need, h) as u128 * 100).div_ceil(95)).unwrap_or(u64::MAX);
     put(
         KnobId::MemoryTotal,
         Value::Int(ram),
-        format!(
-            "{sock_text} × {} B kernel memory per socket, + {h}% headroom, with 5% of RAM left for the system",
-            g(p.bytes_per_socket)
-        ),
+        format!("{what}, + {h}% headroom, with 5% of RAM left for the system"),
     );
     if role != Role::Client {
         // The listener side: handshakes that may wait on one listener's queues at once.
@@ -718,6 +744,7 @@ fn load_located(root: &Root, loc: Located, stack: &mut Stack) -> Result<Merged, 
     p.headroom_percent = raw.headroom_percent.unwrap_or(p.headroom_percent);
     p.processes = raw.processes.unwrap_or(p.processes);
     p.bytes_per_socket = raw.bytes_per_socket.unwrap_or(p.bytes_per_socket);
+    p.bytes_per_connection = raw.bytes_per_connection.or(p.bytes_per_connection);
     p.source_addresses = raw.source_addresses.or(p.source_addresses);
     check_params(p).map_err(|(key, m)| err(None, key, m))?;
     for (knob, v, line) in raw.knobs {
@@ -808,6 +835,26 @@ mod tests {
         };
         let r = formulas(MAX_TARGET, Role::Loopback, &p);
         assert_eq!(r[&KnobId::MemoryTotal].value, Value::Int(u64::MAX));
+    }
+
+    #[test]
+    fn a_measured_cost_per_connection_sizes_memory() {
+        let p = Params {
+            bytes_per_connection: Some(17_670),
+            ..Params::default()
+        };
+        let f = formulas(10_000, Role::Server, &p);
+        let ram = &f[&KnobId::MemoryTotal];
+        // 10,000 × 17,670 B + 10% headroom, 5% of RAM kept: 204,600,000 B.
+        assert_eq!(ram.value, Value::Int(204_600_000), "{ram:?}");
+        assert!(
+            ram.why.contains("17,670 B measured per connection"),
+            "{}",
+            ram.why
+        );
+        // tcp_mem and file-max count sockets, which the measured cost does not change.
+        let plain = formulas(10_000, Role::Server, &Params::default());
+        assert_eq!(f[&KnobId::FileMax].value, plain[&KnobId::FileMax].value);
     }
 
     #[test]

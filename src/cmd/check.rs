@@ -63,6 +63,7 @@ impl CheckPlan {
         if let Some(n) = sources {
             profile.params.source_addresses = Some(n);
         }
+        let measured = super::cost::measured(ctx, args, &profile)?;
         Ok(CheckPlan {
             profile,
             has_target: args.profile.is_some() || args.target.is_some(),
@@ -72,7 +73,7 @@ impl CheckPlan {
                 ignore,
                 root: ctx.root.base().display().to_string(),
                 server_workers: args.workers,
-                measured: super::cost::measured(ctx, args)?,
+                measured,
             },
             format: args.format,
             verbose: args.verbose,

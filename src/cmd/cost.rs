@@ -24,7 +24,11 @@ struct Server {
 }
 
 /// The measured cost the arguments give, if any.
-pub fn measured(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Option<MeasuredCost>> {
+pub fn measured(
+    ctx: &Context,
+    args: &CheckArgs,
+    profile: &crate::profile::Profile,
+) -> anyhow::Result<Option<MeasuredCost>> {
     let (bytes_per_connection, source, baseline) = match (&args.cost_from, args.cost_per_conn) {
         (Some(file), _) => {
             let (cost, url, base) = from_report(file)?;
@@ -46,7 +50,14 @@ pub fn measured(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Option<Measur
             (b, source, base)
         }
         (None, Some(b)) => (b, "given with --cost-per-conn".to_string(), None),
-        (None, None) => return Ok(None),
+        (None, None) => match profile.params.bytes_per_connection {
+            Some(b) => (
+                b,
+                format!("bytes_per_connection of profile {}", profile.name),
+                None,
+            ),
+            None => return Ok(None),
+        },
     };
     let cgroup = match args.pid {
         Some(pid) => cgroup_now(ctx, pid, bytes_per_connection, baseline)?,

@@ -140,6 +140,14 @@ fn keys(r: &mut Roff) {
     );
     key(
         r,
+        "bytes_per_connection",
+        "integer, optional",
+        "The server's own cost per connection in bytes, user and kernel memory together, as \
+         tune load --server-pid measures it (its report prints the line to paste): the memory \
+         formula and check's capacity then use it instead of the kernel socket alone.",
+    );
+    key(
+        r,
         "source_addresses",
         "integer, optional",
         "Source addresses a client or loopback host spreads its connections over; \

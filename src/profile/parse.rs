@@ -34,6 +34,7 @@ pub struct RawProfile {
     pub headroom_percent: Option<u64>,
     pub processes: Option<u64>,
     pub bytes_per_socket: Option<u64>,
+    pub bytes_per_connection: Option<u64>,
     pub source_addresses: Option<u64>,
     /// Knob requirements in file order, each name resolved to its registry id: (knob, value, line).
     pub knobs: Vec<(KnobId, Value, usize)>,
@@ -48,6 +49,7 @@ pub const TOP_KEYS: &[&str] = &[
     "headroom_percent",
     "processes",
     "bytes_per_socket",
+    "bytes_per_connection",
     "source_addresses",
     "knobs",
 ];
@@ -84,6 +86,9 @@ pub fn parse(text: &str) -> Result<RawProfile, Problem> {
             }
             "bytes_per_socket" => {
                 raw.bytes_per_socket = Some(plain_int(v, "bytes").map_err(problem)?)
+            }
+            "bytes_per_connection" => {
+                raw.bytes_per_connection = Some(plain_int(v, "bytes").map_err(problem)?)
             }
             "knobs" => {
                 if !v.is_table() {

@@ -254,6 +254,12 @@ impl ServerReport {
                 self.samples.len()
             )),
         }
+        if let Some(c) = &self.cost {
+            out.push(format!(
+                "  in a profile: bytes_per_connection = {} (tune check --profile and apply size memory with it)",
+                c.bytes_per_connection.round().max(1.0) as u64
+            ));
+        }
         if let (Some(n), Some(l)) = (self.projected_connections_at_limit, self.limit) {
             out.push(format!(
                 "  at that cost its memory limit {} holds ~{} connections (tune check --pid PID --cost-from this report's JSON)",

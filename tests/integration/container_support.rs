@@ -63,6 +63,14 @@ impl MemCg {
 
     /// `tune ARGS` run inside this cgroup (a shell moves itself in, then execs tune).
     pub fn tune(&self, args: &[&str]) -> Tune {
+        let mut c = self.run(tune_exe());
+        c.args(args).env_remove("TUNE_ROOT");
+        c
+    }
+
+    /// `program` run inside this cgroup: a shell moves itself in, then execs it (the pid of
+    /// the started command is the program's). Add its arguments to the returned command.
+    pub fn run(&self, program: &str) -> Tune {
         let procs = self.dir.join("cgroup.procs");
         let mut c = command("sh");
         c.args([
@@ -70,10 +78,8 @@ impl MemCg {
             r#"echo $$ > "$1"; shift; exec "$@""#,
             "sh",
             procs.to_str().unwrap(),
-            tune_exe(),
-        ])
-        .args(args)
-        .env_remove("TUNE_ROOT");
+            program,
+        ]);
         c
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use crate::container_support::{skip, MemCg};
-use crate::support::{command, tune, Running};
+use crate::support::{tune, Running};
 use crate::verify_support::check_load_schema;
 
 type Json = serde_json::Value;
@@ -63,20 +63,17 @@ struct Server {
 
 impl Server {
     fn start(cg: &MemCg, peer: Peer) -> Server {
-        let procs = cg.dir.join("cgroup.procs");
-        let mut c = command("sh");
-        c.args([
-            "-c",
-            r#"echo $$ > "$1"; shift; exec "$@""#,
-            "sh",
-            procs.to_str().unwrap(),
-        ]);
-        match peer {
-            Peer::Python => c.args([&std::env::var("TUNE_TEST_PYTHON").unwrap(), "-c", PY_SERVER]),
-            Peer::Node => c.args([
-                "node",
-                interop_dir().join("ws_echo_server.js").to_str().unwrap(),
-            ]),
+        let mut c = match peer {
+            Peer::Python => {
+                let mut c = cg.run(&std::env::var("TUNE_TEST_PYTHON").unwrap());
+                c.args(["-c", PY_SERVER]);
+                c
+            }
+            Peer::Node => {
+                let mut c = cg.run("node");
+                c.arg(interop_dir().join("ws_echo_server.js"));
+                c
+            }
         };
         let mut run = c
             .stdout(Stdio::piped())
