@@ -31,18 +31,19 @@ pub fn render(r: &CheckReport, v: &Verdict, width: Option<usize>, color: bool) -
         ));
     }
     out.extend(wrap(&head, w, "", "  "));
-    if r.measured_cost.is_none() {
-        out.extend(wrap(ASSUMES_NO_USER_COST, w, "", "  "));
-    }
+    out.extend(capacity_lines(v, w));
+    // What the figure assumes, under the arithmetic it qualifies.
     let file_max = crate::knobs::KnobId::FileMax.name();
     if let Some(c) = r
         .credentials
         .as_ref()
         .filter(|_| v.bound_by == file_max || v.next.iter().any(|n| n.limit == file_max))
     {
-        out.extend(wrap(c, w, "", "  "));
+        out.extend(wrap(c, w, "  ", "    "));
     }
-    out.extend(capacity_lines(v, w));
+    if r.measured_cost.is_none() {
+        out.extend(wrap(ASSUMES_NO_USER_COST, w, "  ", "    "));
+    }
     out.extend(fix_lines(r, v, w));
     out.extend(drift_lines(r, w));
     out.push(String::new());

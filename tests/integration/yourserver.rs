@@ -424,7 +424,13 @@ fn check_as_root_judges_file_max_for_an_unprivileged_service() {
         .output()
         .unwrap();
     let screen = String::from_utf8_lossy(&screen.stdout);
-    let first: String = screen.lines().take(8).collect::<Vec<_>>().join("\n");
+    // The verdict's paragraph (up to the first blank line), its wrapping undone.
+    let first: String = screen
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
     assert!(
         first.contains("fs.file-max is judged for a service without CAP_SYS_ADMIN; tune itself,")
             && first.contains("would be exempt"),
