@@ -2,7 +2,7 @@
 //! error printed with its flag in front. With the clap definitions, the only place that spells
 //! the command line; domain code below `cmd/` names inputs, not flags.
 
-use crate::values::{Input, Processes, Refused};
+use crate::values::{Input, Refused};
 
 /// The flag an input is given with.
 pub fn flag(input: Input) -> &'static str {
@@ -39,12 +39,6 @@ pub fn render(e: &anyhow::Error) -> String {
         .join(": ")
 }
 
-/// `--processes` as clap parses it, the error led by the flag.
-pub fn processes(s: &str) -> Result<Processes, String> {
-    s.parse::<Processes>()
-        .map_err(|e| format!("{} {e}", flag(Input::Processes)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,9 +50,5 @@ mod tests {
         assert_eq!(render(&e), "load: --concurrency 0: expected 1 or more");
         let e = anyhow::Error::new(Refused::input(Input::Ignore, "unknown knob"));
         assert_eq!(render(&e), "--ignore: unknown knob");
-        assert_eq!(
-            processes("0").unwrap_err(),
-            "--processes \"0\": expected a number (1 or more) or `auto`"
-        );
     }
 }

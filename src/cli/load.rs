@@ -11,7 +11,7 @@ use crate::values::{Processes, Secs, Sources};
 #[derive(Debug, Clone, Args)]
 pub struct LoadFlags {
     /// Client processes: a number or `auto` (each stays under its fd cap, at least one per core).
-    #[arg(long, default_value = "auto", value_parser = crate::cli::flags::processes)]
+    #[arg(long, default_value = "auto")]
     pub processes: Processes,
     /// Connects in flight, all client processes together.
     #[arg(long, value_name = "C", default_value_t = embedded_server::loadgen::CONCURRENCY, value_parser = crate::quantity::parse_count_usize)]
