@@ -22,7 +22,7 @@ use super::{WorkerConfig, ECHO_PAYLOAD};
 use crate::protocol::close;
 use crate::protocol::handshake::{self, KEY_LEN};
 use crate::protocol::session::{self, Event, Phase, Role, Session, Status};
-use crate::sys::epoll::{Epoll, EpollEvent, EpollFlags, READ};
+use crate::sys::epoll::{Epoll, EpollEvent, EpollFlags, READ, READABLE};
 use crate::sys::fdtable::FdTable;
 use crate::sys::signal::Signals;
 use crate::sys::{io, net, Errno};
@@ -355,12 +355,7 @@ impl Worker {
                 if flags.contains(EpollFlags::EPOLLOUT) && !self.flush(fd) {
                     return;
                 }
-                if flags.intersects(
-                    EpollFlags::EPOLLIN
-                        | EpollFlags::EPOLLRDHUP
-                        | EpollFlags::EPOLLHUP
-                        | EpollFlags::EPOLLERR,
-                ) {
+                if flags.intersects(READABLE) {
                     self.on_readable(fd);
                 }
             }

@@ -23,7 +23,7 @@ use super::admission::{Handshakes, Sources};
 use super::metrics::{self as m, Board, CloseReason};
 use super::{Mode, WorkerConfig};
 use crate::protocol::session::{self, Event, Phase, Role, Session, Status};
-use crate::sys::epoll::{Epoll, EpollEvent, EpollFlags, READ, WRITE};
+use crate::sys::epoll::{Epoll, EpollEvent, EpollFlags, READ, READABLE, WRITE};
 use crate::sys::fdtable::FdTable;
 use crate::sys::signal::Signals;
 use crate::sys::{io, net, Errno};
@@ -317,12 +317,7 @@ impl Worker {
             }
             self.slots[i].conn = conn;
         }
-        if flags.intersects(
-            EpollFlags::EPOLLIN
-                | EpollFlags::EPOLLRDHUP
-                | EpollFlags::EPOLLHUP
-                | EpollFlags::EPOLLERR,
-        ) {
+        if flags.intersects(READABLE) {
             self.on_readable(fd);
         }
     }
