@@ -44,7 +44,16 @@ const fn counter(
     Knob {
         write: Write::No("a usage counter: it follows from the other knobs and cannot be set"),
         persist: Persist::No,
-        ..sysctl(id, name, scope, shape, unit, Compare::Info, summary, symptom)
+        ..sysctl(
+            id,
+            name,
+            scope,
+            shape,
+            unit,
+            Compare::Info,
+            summary,
+            symptom,
+        )
     }
 }
 
