@@ -517,6 +517,23 @@ struct Located {
     dir: Option<PathBuf>,
 }
 
+impl Located {
+    /// A profile read from the file `path`: the cycle check knows it by its canonical path, and
+    /// its relative `extends` start from its directory.
+    fn file(name: String, path: &Path, label: String, text: String) -> Located {
+        Located {
+            name,
+            identity: std::fs::canonicalize(path)
+                .unwrap_or_else(|_| path.to_path_buf())
+                .display()
+                .to_string(),
+            label,
+            text,
+            dir: path.parent().map(Path::to_path_buf),
+        }
+    }
+}
+
 /// Finds a profile's text by name or path; the error names the path and what is wrong with it.
 fn locate(root: &Root, spec: &str, from: Option<&Path>) -> Result<Located, String> {
     if spec.contains('/') || spec.ends_with(".toml") {
@@ -530,33 +547,16 @@ fn locate(root: &Root, spec: &str, from: Option<&Path>) -> Result<Located, Strin
         let text = read_profile_file(&path)
             .map_err(|m| format!("{label}: {m}"))?
             .ok_or_else(|| format!("{label}: no such file"))?;
-        return Ok(Located {
-            name: path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| spec.to_string()),
-            identity: std::fs::canonicalize(&path)
-                .unwrap_or_else(|_| path.clone())
-                .display()
-                .to_string(),
-            label,
-            text,
-            dir: path.parent().map(Path::to_path_buf),
-        });
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| spec.to_string());
+        return Ok(Located::file(name, &path, label, text));
     }
     let path = root.path(&format!("{ETC_DIR}/{spec}.toml"));
     let label = path.display().to_string();
     if let Some(text) = read_profile_file(&path).map_err(|m| format!("{label}: {m}"))? {
-        return Ok(Located {
-            name: spec.to_string(),
-            identity: std::fs::canonicalize(&path)
-                .unwrap_or_else(|_| path.clone())
-                .display()
-                .to_string(),
-            label,
-            text,
-            dir: path.parent().map(Path::to_path_buf),
-        });
+        return Ok(Located::file(spec.to_string(), &path, label, text));
     }
     if let Some((name, text)) = SHIPPED.iter().find(|(n, _)| *n == spec) {
         return Ok(Located {

@@ -1,5 +1,6 @@
 //! Epoll websocket server and load generator behind `tune serve` and `tune load`.
 
+pub mod child;
 pub mod counters;
 pub mod loadgen;
 pub mod protocol;

@@ -31,7 +31,7 @@ const fn sysctl(
     }
 }
 
-/// A value the kernel reports but nobody sets: usage counters.
+/// A value the kernel reports but nobody sets: usage counters (read like a sysctl, never written).
 const fn counter(
     id: KnobId,
     name: &'static str,
@@ -42,18 +42,18 @@ const fn counter(
     symptom: &'static str,
 ) -> Knob {
     Knob {
-        id,
-        name,
-        scope,
-        shape,
-        unit,
-        read: Read::Sysctl(name),
         write: Write::No("a usage counter: it follows from the other knobs and cannot be set"),
         persist: Persist::No,
-        compare: Compare::Info,
-        summary,
-        symptom,
-        accepts: None,
+        ..sysctl(
+            id,
+            name,
+            scope,
+            shape,
+            unit,
+            Compare::Info,
+            summary,
+            symptom,
+        )
     }
 }
 

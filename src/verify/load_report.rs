@@ -12,7 +12,7 @@ use super::cost::{self, CostFit, ServerSample};
 use super::diagnose::{self, ClientSide, Diagnosis, Evidence};
 use super::died::{self, Collapse};
 use super::hold::Held;
-use super::report::Latency;
+use super::report::{error_counts, Latency};
 use super::server_watch::ServerEnd;
 use super::teardown::TornDown;
 use crate::outcome::Outcome;
@@ -369,12 +369,7 @@ impl LoadReport {
                 group(self.messages_received)
             );
         }
-        let errs: Vec<String> = self
-            .errors
-            .iter()
-            .filter(|(_, v)| **v > 0)
-            .map(|(k, v)| format!("{k} {}", group(*v)))
-            .collect();
+        let errs = error_counts(&self.errors);
         if !errs.is_empty() {
             let _ = writeln!(o, "errors: {}", errs.join(", "));
         }

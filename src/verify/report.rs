@@ -231,6 +231,15 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
+/// The error classes that occurred, each with its count (`EMFILE 1,024`), in the map's order.
+pub(super) fn error_counts(errors: &BTreeMap<String, u64>) -> Vec<String> {
+    errors
+        .iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|(k, v)| format!("{k} {}", group(*v)))
+        .collect()
+}
+
 fn opt_f(v: Option<f64>, unit: &str) -> String {
     v.map_or("n/a".into(), |x| format!("{x:.1} {unit}"))
 }
@@ -422,12 +431,7 @@ impl Report {
                 .insert_failed
                 .saturating_sub(self.conntrack_before.insert_failed)
         );
-        let errs: Vec<String> = self
-            .errors
-            .iter()
-            .filter(|(_, v)| **v > 0)
-            .map(|(k, v)| format!("{k} {}", group(*v)))
-            .collect();
+        let errs = error_counts(&self.errors);
         let _ = writeln!(
             o,
             "{:<22} {}",

@@ -22,11 +22,10 @@ use super::{WorkerConfig, ECHO_PAYLOAD};
 use crate::protocol::close;
 use crate::protocol::handshake::{self, KEY_LEN};
 use crate::protocol::session::{self, Event, Phase, Role, Session, Status};
-use crate::sys::epoll::{Epoll, EpollEvent, EpollFlags, READ};
+use crate::sys::epoll::{Epoll, EpollEvent, EpollFlags, READ, READABLE};
 use crate::sys::fdtable::FdTable;
-use crate::sys::shm::SharedU64s;
-use crate::sys::signal::{Signal, Signals};
-use crate::sys::{io, net, rlimit, Errno};
+use crate::sys::signal::Signals;
+use crate::sys::{io, net, Errno};
 
 /// Bytes per read(2) into the loop's buffer (server frames here are small).
 const READ_BUF: usize = 16 * 1024;
@@ -166,17 +165,8 @@ impl std::fmt::Debug for Worker {
 
 impl Worker {
     pub fn new(cfg: WorkerConfig) -> anyhow::Result<Self> {
-        if !crate::sys::signal::die_with_parent(Signal::SIGTERM, cfg.parent_pid)
-            .context("prctl(PR_SET_PDEATHSIG)")?
-        {
-            anyhow::bail!("the parent exited before this load worker started");
-        }
-        crate::sys::signal::ignore_sigpipe().context("ignoring SIGPIPE")?;
-        let signals = Signals::new(&[Signal::SIGINT, Signal::SIGTERM]).context("signalfd")?;
-        let fd_cap = rlimit::raise_nofile_to_hard().context("raising RLIMIT_NOFILE")?;
-        let shm = SharedU64s::from_inherited(cfg.shm_fd, Board::shm_len(cfg.workers))
-            .context("mapping the shared counters")?;
-        let board = Board::new(shm, cfg.workers);
+        let (signals, fd_cap, board) =
+            crate::child::start("parent", cfg.parent_pid, cfg.shm_fd, cfg.workers)?;
         let ep = Epoll::new().context("epoll_create1")?;
         ep.add(signals.as_fd(), EpollFlags::EPOLLIN)?;
         let w = cfg.index;
@@ -365,12 +355,7 @@ impl Worker {
                 if flags.contains(EpollFlags::EPOLLOUT) && !self.flush(fd) {
                     return;
                 }
-                if flags.intersects(
-                    EpollFlags::EPOLLIN
-                        | EpollFlags::EPOLLRDHUP
-                        | EpollFlags::EPOLLHUP
-                        | EpollFlags::EPOLLERR,
-                ) {
+                if flags.intersects(READABLE) {
                     self.on_readable(fd);
                 }
             }

@@ -23,11 +23,10 @@ use super::admission::{Handshakes, Sources};
 use super::metrics::{self as m, Board, CloseReason};
 use super::{Mode, WorkerConfig};
 use crate::protocol::session::{self, Event, Phase, Role, Session, Status};
-use crate::sys::epoll::{Epoll, EpollEvent, EpollFlags, READ, WRITE};
+use crate::sys::epoll::{Epoll, EpollEvent, EpollFlags, READ, READABLE, WRITE};
 use crate::sys::fdtable::FdTable;
-use crate::sys::shm::SharedU64s;
-use crate::sys::signal::{Signal, Signals};
-use crate::sys::{io, net, rlimit, Errno};
+use crate::sys::signal::Signals;
+use crate::sys::{io, net, Errno};
 
 /// Bytes read per read(2) into the loop's shared buffer.
 const READ_BUF: usize = 64 * 1024;
@@ -165,17 +164,9 @@ impl Worker {
     /// Sets the worker up: raises the soft fd limit to the hard one, maps the shared counters,
     /// binds its listener, and announces itself ready.
     pub fn new(cfg: WorkerConfig) -> anyhow::Result<Self> {
-        if !crate::sys::signal::die_with_parent(Signal::SIGTERM, cfg.supervisor_pid)
-            .context("prctl(PR_SET_PDEATHSIG)")?
-        {
-            anyhow::bail!("the supervisor exited before this worker started");
-        }
-        crate::sys::signal::ignore_sigpipe().context("ignoring SIGPIPE")?;
-        let signals = Signals::new(&[Signal::SIGINT, Signal::SIGTERM]).context("signalfd")?;
-        let fd_cap = rlimit::raise_nofile_to_hard().context("raising RLIMIT_NOFILE")? as usize;
-        let shm = SharedU64s::from_inherited(cfg.shm_fd, Board::shm_len(cfg.workers))
-            .context("mapping the shared counters")?;
-        let board = Board::new(shm, cfg.workers);
+        let (signals, fd_cap, board) =
+            crate::child::start("supervisor", cfg.supervisor_pid, cfg.shm_fd, cfg.workers)?;
+        let fd_cap = fd_cap as usize;
         // Buffers an attack makes it allocate go back to the kernel when freed.
         crate::sys::alloc::pin_mmap_threshold();
         let ep = Epoll::new().context("epoll_create1")?;
@@ -326,12 +317,7 @@ impl Worker {
             }
             self.slots[i].conn = conn;
         }
-        if flags.intersects(
-            EpollFlags::EPOLLIN
-                | EpollFlags::EPOLLRDHUP
-                | EpollFlags::EPOLLHUP
-                | EpollFlags::EPOLLERR,
-        ) {
+        if flags.intersects(READABLE) {
             self.on_readable(fd);
         }
     }

@@ -9,6 +9,12 @@ pub use nix::sys::epoll::{EpollEvent, EpollFlags};
 
 /// Readable (and peer hang-up / error, which epoll always reports).
 pub const READ: EpollFlags = EpollFlags::EPOLLIN.union(EpollFlags::EPOLLRDHUP);
+/// What a ready event means there is something to read: data, the peer's FIN, a hang-up or an
+/// error (all found out by reading).
+pub const READABLE: EpollFlags = EpollFlags::EPOLLIN
+    .union(EpollFlags::EPOLLRDHUP)
+    .union(EpollFlags::EPOLLHUP)
+    .union(EpollFlags::EPOLLERR);
 /// Writable.
 pub const WRITE: EpollFlags = EpollFlags::EPOLLOUT;
 
