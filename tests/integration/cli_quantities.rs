@@ -66,10 +66,7 @@ fn verify_takes_1k_and_a_64mib_budget() {
 #[test]
 fn load_takes_1_000_with_a_comma() {
     // Bind a port and do not listen: the run is refused, but only after --conns was read.
-    let sock = embedded_server::sys::net::reuseport_bound("127.0.0.1:0".parse().unwrap()).unwrap();
-    let port = embedded_server::sys::net::local_addr(std::os::fd::AsFd::as_fd(&sock))
-        .unwrap()
-        .port();
+    let (sock, port) = crate::support::refusing_port();
     let mut cmd = tune();
     cmd.args([
         "load",

@@ -157,10 +157,7 @@ fn load_close_tcp_closes_without_a_close_frame() {
 #[test]
 fn load_where_nothing_listens_is_named_refused() {
     // Bind a port and do not listen: connects are refused.
-    let sock = embedded_server::sys::net::reuseport_bound("127.0.0.1:0".parse().unwrap()).unwrap();
-    let port = embedded_server::sys::net::local_addr(std::os::fd::AsFd::as_fd(&sock))
-        .unwrap()
-        .port();
+    let (sock, port) = crate::support::refusing_port();
     let mut cmd = tune();
     cmd.args([
         "load",
@@ -234,16 +231,7 @@ fn load_with_a_killed_process(format: &str) -> (i32, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut err = BufReader::new(load.stderr.take().unwrap());
-    let mut seen = String::new();
-    let mut line = String::new();
-    while err.read_line(&mut line).unwrap() > 0 {
-        seen.push_str(&line);
-        if line.contains("open in") {
-            break;
-        }
-        line.clear();
-    }
+    let (mut seen, mut err) = crate::support::stderr_until_open(&mut load);
     assert!(seen.contains("400 open in"), "{seen}");
     let pid = load_worker_pid(load.id(), 1).expect("load process 1 runs");
     let killed = Command::new("kill")

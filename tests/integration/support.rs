@@ -395,3 +395,32 @@ pub fn skip(test: &str, why: &str) {
     );
     let _ = writeln!(std::io::stderr(), "\n{test}: SKIPPED: {why}\n");
 }
+
+/// Reads a running `tune load`'s stderr up to the progress line that says how many are open
+/// ("N open in ..."), and returns what it read and the reader, for the rest.
+pub fn stderr_until_open(
+    child: &mut Child,
+) -> (String, std::io::BufReader<std::process::ChildStderr>) {
+    use std::io::BufRead;
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr is piped"));
+    let mut seen = String::new();
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        if line.contains("open in") {
+            break;
+        }
+        line.clear();
+    }
+    (seen, err)
+}
+
+/// A loopback port that is bound and not listening (connects to it are refused), with the
+/// socket that holds it: keep the socket for as long as the port must stay taken.
+pub fn refusing_port() -> (std::os::fd::OwnedFd, u16) {
+    let sock = embedded_server::sys::net::reuseport_bound("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = embedded_server::sys::net::local_addr(std::os::fd::AsFd::as_fd(&sock))
+        .unwrap()
+        .port();
+    (sock, port)
+}

@@ -354,16 +354,8 @@ fn a_server_killed_mid_hold_is_reported_died_with_the_count() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut err = BufReader::new(run.stderr.take().unwrap());
-    let mut seen = String::new();
-    let mut line = String::new();
-    while err.read_line(&mut line).unwrap() > 0 {
-        seen.push_str(&line);
-        if line.contains("open in") {
-            break;
-        }
-        line.clear();
-    }
+    // Keep the reader: the load still writes to its stderr, and a closed pipe would end it.
+    let (seen, _stderr) = crate::support::stderr_until_open(&mut run);
     assert!(seen.contains("300 open in"), "{seen}");
     assert!(std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
