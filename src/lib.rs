@@ -1,5 +1,6 @@
 //! The `tune` library: knob registry, profiles, planning and reports behind the CLI.
 
+pub mod apply_plan;
 pub mod backlog;
 pub mod capacity;
 pub mod cli;
@@ -11,7 +12,6 @@ pub mod knobs;
 pub mod launch;
 pub mod outcome;
 pub mod persist;
-pub mod plan;
 pub mod ports;
 pub mod probe;
 pub mod profile;

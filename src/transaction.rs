@@ -6,10 +6,10 @@
 
 use anyhow::Context as _;
 
+use crate::apply_plan::Plan;
 use crate::kernel::host::Host;
 use crate::knobs::{self, Limit, Value, Write};
 use crate::persist::{FileWrite, Files};
-use crate::plan::Plan;
 use crate::probe::netns;
 use crate::root::{FileState, Root};
 use crate::state::{self, Before, Change, Record, RecordStatus, Store};

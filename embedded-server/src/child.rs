@@ -5,7 +5,7 @@ use std::os::fd::RawFd;
 
 use anyhow::Context as _;
 
-use crate::counters::{Board, Layout};
+use crate::counter_blocks::{Board, Layout};
 use crate::sys::rlimit;
 use crate::sys::shm::SharedU64s;
 use crate::sys::signal::{self, Signal, Signals};

@@ -1,7 +1,7 @@
 //! Epoll websocket server and load generator behind `tune serve` and `tune load`.
 
 pub mod child;
-pub mod counters;
+pub mod counter_blocks;
 pub mod loadgen;
 pub mod protocol;
 pub mod server;

@@ -3,11 +3,11 @@
 use std::fmt::Write as _;
 
 use super::{Context, Outcome};
+use crate::apply_plan::{self, Action, Here, Plan};
 use crate::cli::apply::ApplyArgs;
 use crate::cli::flags;
 use crate::knobs::{self, Value, Write};
 use crate::persist::{self, boot::BootView, Files};
-use crate::plan::{self, Action, Here, Plan};
 use crate::probe::netns;
 use crate::root::Root;
 use crate::state::Store;
@@ -63,12 +63,12 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<Outcome> {
     }
     let obs = knobs::observe(root, args.pid);
     let here = gather_here(root, args.persist)?;
-    let opts = plan::Options {
+    let opts = apply_plan::Options {
         allow_lower: args.allow_lower,
         pid: args.pid,
         persist: args.persist,
     };
-    let plan = plan::make(&obs, &profile, &here, &opts);
+    let plan = apply_plan::make(&obs, &profile, &here, &opts);
     if !plan.errors.is_empty() {
         anyhow::bail!(
             "profile {}: {} value(s) cannot be applied; nothing was changed:\n  {}",

@@ -169,7 +169,7 @@ fn mark_blocked_fixes(
         } else {
             id
         };
-        f.blocked = crate::plan::blocked_here(id.knob(), &here, obs);
+        f.blocked = crate::apply_plan::blocked_here(id.knob(), &here, obs);
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::cgroup;
-use super::conntrack::{self, Conntrack};
+use super::conntrack_stat::{self, Conntrack};
 use super::file_nr::{self, FileNr};
 use super::meminfo::{self, Meminfo};
 use super::netstat::{self, Netstat};
@@ -190,7 +190,7 @@ impl<'r> Host<'r> {
             max: int(CONNTRACK_MAX),
             ..Conntrack::default()
         };
-        match self.parsed(CONNTRACK_STAT, conntrack::parse_stat) {
+        match self.parsed(CONNTRACK_STAT, conntrack_stat::parse_stat) {
             Ok(stat) => c.with_stat(&stat),
             Err(_) => c,
         }

@@ -7,7 +7,7 @@
 //! wraps it into the few typed fields tune uses.
 
 pub mod cgroup;
-pub mod conntrack;
+pub mod conntrack_stat;
 pub mod fds;
 pub mod file_nr;
 pub mod host;
@@ -92,7 +92,7 @@ pub fn parse_any(data: &[u8]) {
         2 => drop(file_nr::parse(text)),
         3 => drop(sockstat::parse(text)),
         4 => drop(meminfo::parse(text)),
-        5 => drop(conntrack::parse_stat(text)),
+        5 => drop(conntrack_stat::parse_stat(text)),
         6 => drop(process::parse_status(text)),
         7 => drop(process::parse_nofile(text)),
         _ => drop(process::parse_start_time(text)),

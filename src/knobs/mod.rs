@@ -13,22 +13,22 @@
 //! shows it running short, if any, in [`LIMIT_COUNTERS`]. Explain, the man page,
 //! completions, check, apply and `--root` captures follow from the entry.
 
-mod counters;
 pub mod doc;
 mod id;
 pub mod matcher;
 mod read;
 mod registry;
 mod role;
+mod symptoms;
 mod value;
 
 pub use crate::kernel::host::{proc_dir, sysctl_path};
-pub use counters::{LimitCounter, LIMIT_COUNTERS};
 pub use doc::KnobDoc;
 pub use id::{KnobId, KnobKey};
 pub use read::{observe, sources, Facts, Observation, Reading};
 pub use registry::REGISTRY;
 pub use role::Role;
+pub use symptoms::{LimitCounter, LIMIT_COUNTERS};
 pub use value::{Shape, Shown, Value, ValueError, UNLIMITED};
 
 /// Where a knob's value lives, which decides who may change it and where tests may write it.

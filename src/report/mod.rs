@@ -335,7 +335,7 @@ fn row(knob: &'static Knob, obs: &Observation, profile: &Profile, opts: &Options
             // replaced by a narrower one.
             let want = match (knob.compare, &current) {
                 (Compare::PortCount, Some(live)) => {
-                    crate::plan::merge(knob.compare, live, &r.value)
+                    crate::apply_plan::merge(knob.compare, live, &r.value)
                 }
                 _ => r.value,
             };

@@ -52,7 +52,7 @@ pub struct Records {
 }
 
 /// The run's verdict and what it rests on.
-struct Verdict {
+struct RunVerdict {
     reached: u64,
     reached_all: bool,
     interrupted: bool,
@@ -61,7 +61,7 @@ struct Verdict {
     dead_server: Vec<String>,
 }
 
-fn verdict(plan: &VerifyPlan, r: &Records) -> Verdict {
+fn verdict(plan: &VerifyPlan, r: &Records) -> RunVerdict {
     let (c, n) = (&r.connected, plan.target);
     // The most open at once: in external mode, clients that gave up may have closed theirs
     // by the time the peak is sampled.
@@ -86,7 +86,7 @@ fn verdict(plan: &VerifyPlan, r: &Records) -> Verdict {
         && dropped == 0
         && dead_server.is_empty()
         && r.torn_down.clients_died.is_empty();
-    Verdict {
+    RunVerdict {
         reached,
         reached_all,
         interrupted,
@@ -139,7 +139,7 @@ fn evidence(plan: &VerifyPlan, r: &Records, reached: u64) -> Evidence {
 /// then what kept an open run from verifying.
 fn diagnosis(
     ev: &Evidence,
-    v: &Verdict,
+    v: &RunVerdict,
     echoes: Option<u64>,
     died: &[Died],
     open_at_stop: u64,
@@ -251,7 +251,7 @@ fn kernel(plan: &VerifyPlan, r: &Records, reached: u64) -> (KernelMemory, Option
 fn comparisons(
     n: u64,
     pred: &Prediction,
-    v: &Verdict,
+    v: &RunVerdict,
     kernel: &KernelMemory,
     ev: &Evidence,
 ) -> Vec<Comparison> {
@@ -306,7 +306,7 @@ fn comparisons(
 }
 
 /// The notes of a run, in the order they are printed.
-fn notes(r: &Records, v: &Verdict, activity: Option<String>) -> Vec<String> {
+fn notes(r: &Records, v: &RunVerdict, activity: Option<String>) -> Vec<String> {
     let mut notes = r.echoed.notes.clone();
     if v.interrupted {
         notes.push("interrupted by a signal before the run finished".into());

@@ -11,7 +11,7 @@ use crate::kernel::host::{self, Host};
 use crate::kernel::{netstat::Netstat, slabinfo::SlabCache};
 use crate::root::Root;
 
-pub use crate::kernel::conntrack::Conntrack;
+pub use crate::kernel::conntrack_stat::Conntrack;
 pub use crate::kernel::host::Rss;
 /// /proc/meminfo figures, bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::counters;
+use crate::counter_blocks;
 use crate::sys::Errno;
 
 /// u64 slots per block.
@@ -197,12 +197,12 @@ impl ErrorClass {
 #[derive(Debug, Clone, Copy)]
 pub struct LoadLayout;
 
-impl counters::Layout for LoadLayout {
+impl counter_blocks::Layout for LoadLayout {
     const BLOCK: usize = BLOCK;
 }
 
 /// The shared counters.
-pub type Board = counters::Board<LoadLayout>;
+pub type Board = counter_blocks::Board<LoadLayout>;
 
 impl Board {
     pub fn error(&self, w: usize, c: ErrorClass, errno: i32) {

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use crate::counters;
+use crate::counter_blocks;
 use crate::protocol::handshake::Rejection;
 use crate::protocol::Violation;
 
@@ -181,12 +181,12 @@ fn rejection_index(r: Rejection) -> usize {
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLayout;
 
-impl counters::Layout for ServerLayout {
+impl counter_blocks::Layout for ServerLayout {
     const BLOCK: usize = BLOCK;
 }
 
 /// The counters of all workers, shared.
-pub type Board = counters::Board<ServerLayout>;
+pub type Board = counter_blocks::Board<ServerLayout>;
 
 impl Board {
     pub fn closed(&self, worker: usize, r: CloseReason) {
