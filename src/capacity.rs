@@ -28,6 +28,7 @@ pub mod cgroup_bounds;
 use crate::knobs::Role;
 use crate::knobs::{KnobId, Observation, Value};
 use crate::units::{approx, bytes, group};
+use crate::values::{Input, Suggest};
 
 /// Fds a process keeps for itself (stdio, listener, epoll, logs) and does not spend on connections.
 pub const FD_RESERVE: u64 = 10;
@@ -552,13 +553,16 @@ fn ports_bound(i: &Inputs, target: u64) -> (Bound, Option<u64>) {
     let ports = crate::ports::count([lo, hi], 0);
     let needed = crate::ports::sources_needed(target, ports).unwrap_or(1);
     let (addrs, whence) = match (i.role, i.source_addresses) {
-        (_, Some(a)) => (a, "given"),
+        (_, Some(a)) => (a, "given".to_string()),
         (Role::Loopback, None) if i.ipv6_loopback => (
             1,
-            "::1 alone: IPv6 loopback has one address; --source adds more",
+            format!(
+                "::1 alone: IPv6 loopback has one address; {} adds more",
+                Suggest::input(Input::Source)
+            ),
         ),
-        (Role::Loopback, None) => (LOOPBACK_SOURCE_ADDRESSES, "127.0.0.0/8"),
-        (_, None) => (1, "one address assumed"),
+        (Role::Loopback, None) => (LOOPBACK_SOURCE_ADDRESSES, "127.0.0.0/8".to_string()),
+        (_, None) => (1, "one address assumed".to_string()),
     };
     let n = ports.saturating_mul(addrs);
     let b = Bound {

@@ -8,6 +8,8 @@ fn main() -> ExitCode {
     // Printing into a closed pipe (`tune check | head`) ends the process quietly, like any filter.
     // Server and load worker processes ignore SIGPIPE again themselves.
     let _ = embedded_server::sys::signal::default_sigpipe();
+    // Domain advice names tune's inputs (`values::Suggest`); the command line spells them.
+    tune::cli::flags::install();
     let cli = match tune::cli::Cli::try_parse() {
         Ok(cli) => cli,
         // --help and --version print and exit 0 as clap does; a usage error starts as every

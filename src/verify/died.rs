@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::diagnose::Diagnosis;
 use super::server_watch::ServerEnd;
 use crate::units::{bytes, group};
+use crate::values::{Input, Suggest};
 
 /// Drops counted within this window are one event: a server that dies resets every connection
 /// at once (the kernel closes its sockets when it exits), well inside it.
@@ -88,9 +89,11 @@ pub fn server_died(c: &Collapse, end: Option<&ServerEnd>) -> Diagnosis {
     );
     let mut fix = Vec::new();
     match end {
-        None => fix.push(
-            "on the server's host: its logs, `dmesg | grep -i -e oom -e killed`, the supervisor's restart count (systemctl status UNIT, kubectl describe pod: OOMKilled); there, tune load --server-pid PID or --server-cgroup DIR names the cause".into(),
-        ),
+        None => fix.push(format!(
+            "on the server's host: its logs, `dmesg | grep -i -e oom -e killed`, the supervisor's restart count (systemctl status UNIT, kubectl describe pod: OOMKilled); there, tune load {} or {} names the cause",
+            Suggest::set(Input::ServerPid, "PID"),
+            Suggest::set(Input::ServerCgroup, "DIR")
+        )),
         Some(e) => {
             if let (Some(pid), Some(false)) = (e.pid, e.alive) {
                 evidence.push(format!("process {pid} is gone"));
@@ -120,7 +123,9 @@ pub fn server_died(c: &Collapse, end: Option<&ServerEnd>) -> Diagnosis {
                         e.limit.map_or("unknown".into(), bytes)
                     );
                     fix.push(format!(
-                        "raise the memory cgroup's limit (the container's memory limit; {cg}/memory.limit_in_bytes or memory.max) or lower the server's cost per connection; tune check --pid PID --cost-from REPORT sizes it"
+                        "raise the memory cgroup's limit (the container's memory limit; {cg}/memory.limit_in_bytes or memory.max) or lower the server's cost per connection; tune check {} {} sizes it",
+                        Suggest::set(Input::Pid, "PID"),
+                        Suggest::set(Input::CostFrom, "REPORT")
                     ));
                 }
                 Some(_) => {
@@ -132,7 +137,10 @@ pub fn server_died(c: &Collapse, end: Option<&ServerEnd>) -> Diagnosis {
                 None if e.cgroup.is_some() => {
                     evidence.push(format!("memory cgroup {cg}: OOM kills not readable"));
                 }
-                None => fix.push("no memory cgroup read: --server-cgroup DIR names the container's, whose OOM kills tell a memory death".into()),
+                None => fix.push(format!(
+                    "no memory cgroup read: {} names the container's, whose OOM kills tell a memory death",
+                    Suggest::set(Input::ServerCgroup, "DIR")
+                )),
             }
         }
     }
