@@ -23,6 +23,9 @@ const RATE_WINDOW: Duration = Duration::from_secs(1);
 pub struct ConnectSpec {
     pub target: u64,
     pub stall: Duration,
+    /// How long a connect has from connect() to the 101 (the clients fail it as a
+    /// connect_timeout then): a slow server's handshakes settle within it.
+    pub connect_timeout: Duration,
     /// End the phase when a process dies (verify); `tune load` keeps going with the rest.
     pub stop_on_death: bool,
     /// Steps of the ramp (0: none): the clients open `target × k / steps` and stop there, the
@@ -226,6 +229,7 @@ pub fn connect(
     }
     let (mut best, mut last_best) = (0u64, 0u64);
     let mut last_progress = Instant::now();
+    let mut failed_at_progress = 0u64;
     let mut first_seen: Option<Instant> = None;
     let mut rate_prev = (Instant::now(), 0u64);
     let mut rate_now = 0.0f64;
@@ -307,13 +311,18 @@ pub fn connect(
                 }
             }
         }
+        let failed = ls.as_ref().map_or(0, LoadSnapshot::errors_total);
         if open > last_best {
             last_best = open;
             last_progress = Instant::now();
+            failed_at_progress = failed;
         }
+        let in_flight = ls.as_ref().map_or(0, |l| l.in_flight);
         let waited = match first_seen {
             None if rig.clients.is_none() => t0.elapsed() > EXTERNAL_WAIT,
-            _ => last_progress.elapsed() > spec.stall,
+            _ => {
+                last_progress.elapsed() > stall_window(spec, in_flight, failed > failed_at_progress)
+            }
         };
         if waited {
             break;
@@ -333,6 +342,20 @@ pub fn connect(
         .reached_at
         .unwrap_or_else(|| t0.elapsed().saturating_sub(start_shift));
     Ok(c)
+}
+
+/// How long the count may stay flat before the phase calls it stopped. A slow server is not
+/// a stopped one: while connects are in flight and none has failed since the count last rose,
+/// each of them still ends within the connect timeout (open, or failed as a connect_timeout
+/// that the diagnosis names), so the window is at least that long. Once one fails (timed out,
+/// refused, out of ports ...), or nothing is in flight, the count is as stopped as it looks:
+/// the plain window.
+fn stall_window(spec: &ConnectSpec, in_flight: u64, failed_since_rise: bool) -> Duration {
+    if in_flight > 0 && !failed_since_rise {
+        spec.stall.max(spec.connect_timeout)
+    } else {
+        spec.stall
+    }
 }
 
 /// Limits the clients to step `step` of `steps` (none when `steps` is 0 or the ramp is done).
@@ -388,4 +411,39 @@ fn sample_half(rig: &Rig, root: &Root, target: u64, open: u64, c: &mut Connected
         .clients
         .as_ref()
         .map(|cl| (measure::rss(root, &cl.gen.pids()), open));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(stall: u64, connect_timeout: u64) -> ConnectSpec {
+        ConnectSpec {
+            target: 2500,
+            stall: Duration::from_secs(stall),
+            connect_timeout: Duration::from_secs(connect_timeout),
+            stop_on_death: false,
+            steps: 0,
+        }
+    }
+
+    #[test]
+    fn a_slow_server_gets_the_connect_timeout_a_stopped_one_the_stall() {
+        // 1,024 handshakes in flight, none failed: each ends within the 10 s connect timeout.
+        assert_eq!(
+            stall_window(&spec(2, 10), 1024, false),
+            Duration::from_secs(10)
+        );
+        // One failed since the count last rose, or nothing in flight: stopped as it looks.
+        assert_eq!(
+            stall_window(&spec(2, 10), 1024, true),
+            Duration::from_secs(2)
+        );
+        assert_eq!(stall_window(&spec(2, 10), 0, false), Duration::from_secs(2));
+        // A stall longer than the connect timeout stays as given.
+        assert_eq!(
+            stall_window(&spec(30, 10), 1024, false),
+            Duration::from_secs(30)
+        );
+    }
 }
