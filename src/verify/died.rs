@@ -19,6 +19,11 @@ pub const WINDOW: Duration = Duration::from_millis(500);
 /// closes that empties the run slowly is no death).
 pub const MOST: f64 = 0.5;
 
+/// When looks come further apart than [`WINDOW`] (a step of the ramp settling, the server
+/// sampled, a loaded machine), the last look before stays the one compared with, up to this
+/// old: a drop seen across a longer gap cannot be told from a slow drain.
+pub const MAX_LOOK_GAP: Duration = Duration::from_secs(2);
+
 /// Fewer open connections than this are too few to tell a death from chance closes.
 pub const MIN_OPEN: u64 = 10;
 
@@ -44,11 +49,11 @@ pub struct CollapseWatch {
 impl CollapseWatch {
     /// One look: `open` now and `dropped`, the count of connections lost so far.
     pub fn feed(&mut self, now: Instant, open: u64, dropped: u64) {
-        while self
-            .recent
-            .front()
-            .is_some_and(|(t, _, _)| now.saturating_duration_since(*t) > WINDOW)
-        {
+        // Older than the window is dropped, but the last look is kept up to MAX_LOOK_GAP.
+        while self.recent.front().is_some_and(|(t, _, _)| {
+            let age = now.saturating_duration_since(*t);
+            age > MAX_LOOK_GAP || (age > WINDOW && self.recent.len() > 1)
+        }) {
             self.recent.pop_front();
         }
         if self.found.is_none() {
@@ -161,6 +166,24 @@ mod tests {
         let c = w.found.unwrap();
         assert_eq!((c.open_before, c.dropped), (1990, 1980));
         assert!((c.within_seconds - 0.1).abs() < 0.01);
+    }
+
+    #[test]
+    fn a_drop_across_looks_further_apart_than_the_window_is_still_seen() {
+        // A step of the ramp settles and the server is sampled for 1.2 s between two looks;
+        // the server died in between.
+        let t = Instant::now();
+        let mut w = CollapseWatch::default();
+        w.feed(t, 17_000, 0);
+        w.feed(t + Duration::from_millis(1200), 0, 17_000);
+        let c = w.found.unwrap();
+        assert_eq!((c.open_before, c.dropped), (17_000, 17_000));
+        assert!((c.within_seconds - 1.2).abs() < 0.01);
+        // Further apart than MAX_LOOK_GAP: no telling a death from a drain.
+        let mut w = CollapseWatch::default();
+        w.feed(t, 17_000, 0);
+        w.feed(t + Duration::from_secs(3), 0, 17_000);
+        assert!(w.found.is_none());
     }
 
     #[test]
