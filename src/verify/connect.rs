@@ -261,7 +261,7 @@ pub fn connect(
         }
         if spec.steps > 0 && step <= spec.steps && open >= spec.target * step / spec.steps {
             if let Some(f) = at_step.as_deref_mut() {
-                let settled = settle_step(rig);
+                let settled = settle_step(rig, &mut c.drops);
                 f(settled);
                 progress.say(&format!(
                     "step {step} of {}: {} open, server sampled",
@@ -369,16 +369,25 @@ fn set_step(rig: &Rig, step: u64, steps: u64) {
 /// At a step the clients open no more (their share of the step is open): waits until the
 /// connects in flight complete and the server has had a quiet moment. Returns the connections
 /// open then.
-fn settle_step(rig: &Rig) -> u64 {
+fn settle_step(rig: &Rig, drops: &mut super::died::CollapseWatch) -> u64 {
     let Some(cl) = &rig.clients else {
         return rig.open(None);
     };
     let t = Instant::now();
-    while cl.gen.snapshot().in_flight > 0 && t.elapsed() < STEP_SETTLE_MAX {
+    loop {
+        // The collapse watch keeps looking: a server that dies while the step settles drops
+        // its connections between two of these looks, not seconds apart.
+        let s = cl.gen.snapshot();
+        drops.feed(Instant::now(), s.open, s.dropped + s.lost);
+        if s.in_flight == 0 || t.elapsed() >= STEP_SETTLE_MAX || drops.found.is_some() {
+            break;
+        }
         std::thread::sleep(TICK / 2);
     }
     std::thread::sleep(STEP_QUIET);
-    cl.gen.snapshot().open
+    let s = cl.gen.snapshot();
+    drops.feed(Instant::now(), s.open, s.dropped + s.lost);
+    s.open
 }
 
 /// The progress line of the connect phase.

@@ -98,9 +98,8 @@ impl ServerRecords {
         let cost = cost::fit(&self.samples, self.sockets_per_connection_here);
         let projected = cost
             .as_ref()
-            .zip(self.samples.last())
             .zip(self.limit)
-            .and_then(|((c, last), l)| cost::projected_at_limit(c, last, l));
+            .and_then(|(c, l)| cost::projected_at_limit(c, l));
         ServerReport {
             pid: self.end.pid,
             cgroup: self.end.cgroup.clone(),
