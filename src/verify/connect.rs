@@ -8,6 +8,7 @@ use embedded_server::loadgen::{Cmd, Died, LoadSnapshot};
 use super::diagnose::MemoryStop;
 use super::measure::{self, Mem, Rss};
 use super::progress::Progress;
+use super::reclaim::{PressureStop, ReclaimWatch, Record as ReclaimRecord};
 use super::rig::{Rig, TICK};
 use super::watchdog::{self, Decision};
 use crate::root::Root;
@@ -61,6 +62,10 @@ pub struct Connected {
     pub collapse: Option<super::died::Collapse>,
     /// The counts the collapse watch has seen, for the hold to go on from.
     pub drops: super::died::CollapseWatch,
+    /// The host stalled on memory (PSI full) past the stop: the phase ended there.
+    pub pressure_stop: Option<PressureStop>,
+    /// Page reclaim over the phase (with the memory watchdog only).
+    pub reclaim: Option<ReclaimRecord>,
 }
 
 /// The headroom the watchdog guards: what the run may still take, in the host's terms (the
@@ -92,6 +97,8 @@ pub struct Watch {
     peak_rate: f64,
     /// The time and count (open + in flight) of the last look.
     last: (Instant, u64),
+    /// Reclaim and PSI over the phase, from the baseline before the first connect.
+    pub reclaim: Option<ReclaimWatch>,
 }
 
 impl Watch {
@@ -116,6 +123,7 @@ impl Watch {
             }),
             peak_rate: 0.0,
             last: (Instant::now(), 0),
+            reclaim: None,
         }
     }
 
@@ -209,6 +217,7 @@ pub fn connect(
     let mut next_step = TICK;
     if let Some(w) = watch.as_deref_mut() {
         let (usable, base) = (w.usable_start, w.base);
+        w.reclaim = Some(ReclaimWatch::new(measure::pressure(root, 0.0, 0, &base)));
         match w.verdict(usable, 0, 0, &base) {
             (Decision::Go(d), _) => {
                 progress.say(&format!(
@@ -302,11 +311,18 @@ pub fn connect(
         // Memory watchdog: hold before the next step could take usable memory under the floor.
         if let (Some(w), Some(m), Some(usable)) = (watch.as_deref_mut(), &m, usable) {
             let in_flight = ls.as_ref().map_or(0, |l| l.in_flight);
-            match w.verdict(usable, open, in_flight, m) {
-                (Decision::Go(d), _) => next_step = d,
-                (Decision::Stop, per_conn) => {
-                    let cgroup = cgroup_binds(m, &w.base, w.floor);
+            let (v, per_conn) = w.verdict(usable, open, in_flight, m);
+            let secs = t0.elapsed().as_secs_f64();
+            let pressure = w
+                .reclaim
+                .as_mut()
+                .and_then(|r| r.feed(measure::pressure(root, secs, open, m)));
+            match (v, pressure) {
+                (Decision::Go(d), None) => next_step = d,
+                (_, p) => {
+                    let cgroup = p.is_none() && cgroup_binds(m, &w.base, w.floor);
                     c.memory_stop = Some(w.stop(usable, per_conn, false, cgroup));
+                    c.pressure_stop = p;
                     break;
                 }
             }
@@ -329,6 +345,9 @@ pub fn connect(
         }
     }
     c.most_open = best;
+    c.reclaim = watch
+        .as_deref()
+        .and_then(|w| w.reclaim.as_ref().map(|r| r.record()));
     if let Some(cl) = &rig.clients {
         cl.gen.command(Cmd::Hold);
     }
