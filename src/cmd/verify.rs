@@ -194,9 +194,10 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     let peak = Peak::take(root, &rig, plan.server.limits.backlog)?;
     clock.lap(Phase::Peak);
     let (held, echoed) = hold_and_echo(&mut rig, &plan, &connected, &peak, &mut progress);
+    // The hold's counts are taken before the storm: what the storm drops is the storm's.
+    let after_hold = AfterHold::take(&rig);
     let stormed = storm_phase(&mut rig, &plan, &held, &echoed, root, &mut progress)?;
     let listeners = rig.server.as_ref().map(|s| s.workers() as u64);
-    let after_hold = AfterHold::take(&rig);
     progress.finish();
     let torn_down = teardown::teardown(rig, peak.reached, root, true);
     clock.set(Phase::Hold, (held.seconds > 0.0).then_some(held.seconds));

@@ -25,6 +25,8 @@ use crate::units::group;
 const STORM_TICK: Duration = Duration::from_millis(20);
 /// How often memory is read during a storm (the processes' RSS costs /proc reads).
 const MEM_TICK: Duration = Duration::from_millis(100);
+/// The phase ends when no client is waiting or connecting for this long short of the target.
+const IDLE_END: Duration = Duration::from_secs(2);
 /// The window the connect rate is measured over.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
 
@@ -169,6 +171,7 @@ pub fn storm(
     let deadline = GIVE_UP_AFTER + Duration::from_secs(15);
     let mut window = (Instant::now(), before.reconnected);
     let mut now = before.clone();
+    let mut idle_since: Option<Instant> = None;
     loop {
         if rig.sleep_or_signal(STORM_TICK) {
             s.interrupted = true;
@@ -198,8 +201,14 @@ pub fn storm(
             s.recovered_in = Some(t0.elapsed());
             break;
         }
-        let nothing_left = now.reconnect_due == 0 && now.in_flight == 0 && now.gave_up > before.gave_up;
-        if nothing_left || t0.elapsed() > deadline {
+        // Nobody left to reconnect (every client back or given up) for a while: done.
+        let idle = now.reconnect_due == 0 && now.in_flight == 0 && dropped_seen;
+        match (idle, idle_since) {
+            (true, None) => idle_since = Some(Instant::now()),
+            (false, _) => idle_since = None,
+            _ => {}
+        }
+        if idle_since.is_some_and(|t| t.elapsed() > IDLE_END) || t0.elapsed() > deadline {
             break;
         }
     }

@@ -119,7 +119,7 @@ impl Worker {
     /// Closes `fd` and frees its slot, keeping the counts right.
     pub(super) fn release(&mut self, fd: RawFd) {
         let was = self.slots[fd as usize].state;
-        if self.storm.active() && was != State::Free {
+        if was != State::Free && self.in_storm() {
             self.storm_released(fd, was);
         }
         let s = &mut self.slots[fd as usize];

@@ -12,7 +12,7 @@ use std::os::fd::RawFd;
 use hdrhistogram::Histogram;
 
 use super::{new_hist, State, Worker, HIST_MAX_US};
-use crate::loadgen::board as b;
+use crate::loadgen::board::{self as b, Cmd};
 use crate::loadgen::storm::{ReconnectPolicy, GIVE_UP_AFTER};
 
 /// Connects started per pass of the event loop: enough to send SYNs back to back, few enough
@@ -81,16 +81,11 @@ impl Worker {
     /// give up on the clients past the limit, start the due connects.
     pub(super) fn storm_some(&mut self) {
         if !self.storm.active {
-            self.storm.active = true;
-            self.storm.drop_epoch = self.board.global(b::G_STORM_DROP);
-            self.storm.meta = vec![None; self.slots.len()];
-            self.storm.policy = ReconnectPolicy::from_words(
-                self.board.global(b::G_RECONNECT_JITTER_MS),
-                self.board.global(b::G_RECONNECT_BACKOFF_MS),
-            );
-            self.drop_all();
-        } else if self.board.global(b::G_STORM_DROP) != self.storm.drop_epoch {
-            self.storm.drop_epoch = self.board.global(b::G_STORM_DROP);
+            self.storm_begin();
+        }
+        let epoch = self.board.global(b::G_STORM_DROP);
+        if epoch != self.storm.drop_epoch {
+            self.storm.drop_epoch = epoch;
             self.drop_all();
         }
         let now = self.clock_us();
@@ -123,11 +118,27 @@ impl Worker {
             .set(self.w(), b::STORM_DUE, self.storm.queue.len() as u64);
     }
 
+    /// Takes up the storm's policy (the drop word is [`Worker::storm_some`]'s).
+    fn storm_begin(&mut self) {
+        self.storm.active = true;
+        self.storm.meta = vec![None; self.slots.len()];
+        self.storm.policy = ReconnectPolicy::from_words(
+            self.board.global(b::G_RECONNECT_JITTER_MS),
+            self.board.global(b::G_RECONNECT_BACKOFF_MS),
+        );
+    }
+
+    /// Whether a storm is on: taken up here when the command word says so before the loop
+    /// has seen it (a restarted server's drops arrive in the same pass as the command).
+    pub(super) fn in_storm(&mut self) -> bool {
+        if !self.storm.active && Cmd::from_u64(self.board.global(b::G_CMD)) == Cmd::Storm {
+            self.storm_begin();
+        }
+        self.storm.active
+    }
+
     /// The drop word changed: every open connection is closed at once and queued.
     fn drop_all(&mut self) {
-        if self.storm.drop_epoch == 0 {
-            return;
-        }
         for i in 0..self.slots.len() {
             if matches!(self.slots[i].state, State::Open | State::Echoing) {
                 self.release(i as RawFd);
