@@ -55,4 +55,5 @@ mod verify_ipv6;
 mod verify_limits;
 mod verify_loopback;
 mod verify_parallel;
+mod verify_storm;
 mod yourserver;
