@@ -207,6 +207,24 @@ fn queues(s: &Stormed, h: &Handshakes, f: &StormFacts, out: &mut Vec<Finding>) {
             )],
         });
     }
+    if f.backlog.is_none()
+        && overflows + drops > 0
+        && !out.iter().any(|x| x.limit == "accept_queue")
+    {
+        out.push(Finding {
+            limit: "listen_backlog".into(),
+            knob: None,
+            recommended: Some(want),
+            evidence: format!(
+                "the listen counters rose ({losses}) with net.core.somaxconn {} enough for the burst: the server's own listen(2) backlog is the smaller queue (Python asyncio's default is 100, Go's and nginx's 511 or somaxconn)",
+                f.somaxconn.map_or("?".into(), group)
+            ),
+            fix: vec![format!(
+                "raise the server's listen backlog to {} (it is capped at net.core.somaxconn)",
+                group(want)
+            )],
+        });
+    }
     let syn_want = ((want * 4).div_ceil(3)).next_power_of_two();
     if f.syncookies == Some(0) {
         out.push(finding(

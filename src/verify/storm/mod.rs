@@ -80,6 +80,8 @@ pub struct Stormed {
     /// The server restart: time to stop the old workers and to start new ones (restart storm
     /// made here).
     pub restart: Option<(Duration, Duration)>,
+    /// `tune load --storm restart`: the server's restart was seen (`None`: not waited for).
+    pub restart_detected: Option<bool>,
     /// TIME_WAIT sockets after the storm (sockstat).
     pub time_wait_after: Option<u64>,
     pub interrupted: bool,
@@ -149,25 +151,118 @@ pub fn storm(
     root: &Root,
     progress: &mut Progress,
 ) -> anyhow::Result<Stormed> {
-    let net_before = measure::netstat(root);
-    let before = rig.load_snapshot().unwrap_or_default();
-    let mut s = Stormed {
-        target,
-        open_before: before.open,
-        ..Stormed::default()
-    };
-    let mut mem = MemPeak::new(&measure::mem(root)?);
+    let start = Start::take(rig, root, target)?;
     progress.say(&format!(
         "storm ({}): {} clients reconnect {}",
         match plan.kind {
             StormKind::Clients => "every client drops its connection",
             StormKind::Restart => "the server's workers are killed and restarted",
         },
-        group(before.open),
+        group(start.before.open),
         plan.policy.describe()
     ));
     let t0 = Instant::now();
+    let mut s = start.record();
     trigger(rig, plan, &mut s)?;
+    follow(rig, start, s, t0, root, progress)
+}
+
+/// `tune load --storm restart`: the clients reconnect by `policy` whenever they lose their
+/// connection, and the phase waits up to `wait` for the server to drop them all (at least
+/// half at once: a restart), then follows the recovery from the first drop. `None`: no
+/// restart came.
+pub fn await_restart(
+    rig: &mut Rig,
+    policy: &ReconnectPolicy,
+    target: u64,
+    wait: Duration,
+    root: &Root,
+    progress: &mut Progress,
+) -> anyhow::Result<Option<Stormed>> {
+    let start = Start::take(rig, root, target)?;
+    let Some(cl) = &rig.clients else {
+        anyhow::bail!("a storm needs the load generator here");
+    };
+    cl.gen.storm(policy, false);
+    progress.say(&format!(
+        "waiting up to {:.0} s for the server to restart; clients reconnect {}",
+        wait.as_secs_f64(),
+        policy.describe()
+    ));
+    let end = Instant::now() + wait;
+    let mut first_drop: Option<Instant> = None;
+    while Instant::now() < end {
+        if rig.sleep_or_signal(STORM_TICK) {
+            return Ok(None);
+        }
+        let now = rig.load_snapshot().unwrap_or_default();
+        if now.open < start.before.open && first_drop.is_none() {
+            first_drop = Some(Instant::now() - STORM_TICK / 2);
+        }
+        if now.open >= start.before.open {
+            first_drop = None;
+        }
+        if let Some(t0) = first_drop.filter(|_| now.open * 2 <= start.before.open) {
+            progress.say(&format!(
+                "the server dropped {} of {} connections at once: a restart; following the recovery",
+                group(start.before.open - now.open),
+                group(start.before.open)
+            ));
+            let s = Stormed {
+                restart_detected: Some(true),
+                ..start.record()
+            };
+            return follow(rig, start, s, t0, root, progress).map(Some);
+        }
+        progress.update(
+            now.open,
+            format!(
+                "waiting for a restart, {:.0} s left",
+                end.saturating_duration_since(Instant::now()).as_secs_f64()
+            ),
+        );
+    }
+    Ok(None)
+}
+
+/// What a storm starts from.
+struct Start {
+    before: LoadSnapshot,
+    net_before: crate::kernel::netstat::Netstat,
+    mem: MemPeak,
+    target: u64,
+}
+
+impl Start {
+    fn take(rig: &Rig, root: &Root, target: u64) -> anyhow::Result<Start> {
+        Ok(Start {
+            net_before: measure::netstat(root),
+            before: rig.load_snapshot().unwrap_or_default(),
+            mem: MemPeak::new(&measure::mem(root)?),
+            target,
+        })
+    }
+
+    fn record(&self) -> Stormed {
+        Stormed {
+            target: self.target,
+            open_before: self.before.open,
+            ..Stormed::default()
+        }
+    }
+}
+
+/// Follows the recovery from `t0` until every connection is back, nobody is left to
+/// reconnect, the clients' give-up time passed, or a signal comes.
+fn follow(
+    rig: &mut Rig,
+    mut start: Start,
+    mut s: Stormed,
+    t0: Instant,
+    root: &Root,
+    progress: &mut Progress,
+) -> anyhow::Result<Stormed> {
+    let (before, target) = (start.before.clone(), start.target);
     let deadline = GIVE_UP_AFTER + Duration::from_secs(15);
     let mut window = (Instant::now(), before.reconnected);
     let mut now = before.clone();
@@ -178,9 +273,10 @@ pub fn storm(
             break;
         }
         now = rig.load_snapshot().unwrap_or_default();
-        mem.look(root, rig);
+        start.mem.look(root, rig);
         if window.0.elapsed() >= RATE_WINDOW {
-            let r = now.reconnected.saturating_sub(window.1) as f64 / window.0.elapsed().as_secs_f64();
+            let r = now.reconnected.saturating_sub(window.1) as f64
+                / window.0.elapsed().as_secs_f64();
             s.peak_rate = s.peak_rate.max(r);
             window = (Instant::now(), now.reconnected);
         }
@@ -196,7 +292,10 @@ pub fn storm(
             ),
         );
         // Every client dropped first: a count still at N before the drop is not a recovery.
-        let dropped_seen = now.reconnected > before.reconnected || now.reconnect_due > 0 || now.in_flight > 0 || now.open < before.open;
+        let dropped_seen = now.reconnected > before.reconnected
+            || now.reconnect_due > 0
+            || now.in_flight > 0
+            || now.open < before.open;
         if dropped_seen && now.open >= target {
             s.recovered_in = Some(t0.elapsed());
             break;
@@ -218,7 +317,7 @@ pub fn storm(
     }
     std::thread::sleep(STORM_TICK * 3);
     let end = rig.load_snapshot().unwrap_or(now);
-    finish(&mut s, &before, &end, &net_before, root, &mem);
+    finish(&mut s, &before, &end, &start.net_before, root, &start.mem);
     Ok(s)
 }
 

@@ -54,6 +54,8 @@ pub struct StormReport {
     /// Restart storm made here: seconds to stop the old workers and to start the new ones.
     pub restart_stop_seconds: Option<f64>,
     pub restart_start_seconds: Option<f64>,
+    /// `tune load --storm restart`: whether the server's restart was seen.
+    pub restart_detected: Option<bool>,
     pub time_wait_after: Option<u64>,
     pub diagnosis: StormDiagnosis,
 }
@@ -99,6 +101,7 @@ impl StormReport {
             peak_rss_bytes: s.peak_rss,
             restart_stop_seconds: s.restart.map(|r| r.0.as_secs_f64()),
             restart_start_seconds: s.restart.map(|r| r.1.as_secs_f64()),
+            restart_detected: s.restart_detected,
             time_wait_after: s.time_wait_after,
             diagnosis: diagnose::diagnose(&s, &h, facts),
             counters: s.counters.clone(),
@@ -114,6 +117,10 @@ impl StormReport {
         };
         o.push_str(&format!("\nreconnect storm ({kind}), clients reconnect {}\n", self.policy));
         let row = |o: &mut String, k: &str, v: String| o.push_str(&format!("  {k:<26} {v}\n"));
+        if self.restart_detected == Some(false) {
+            row(&mut o, "server restart", "none seen while waiting".into());
+            return o;
+        }
         row(
             &mut o,
             "recovered",
