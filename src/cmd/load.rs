@@ -147,6 +147,11 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
     rig.reap(&progress);
     let after_hold = rig.load_snapshot().unwrap_or_default();
     if let (true, Some(sp)) = (reached, &storm) {
+        progress.say(&format!(
+            "{} open in {:.2} s",
+            group(args.conns),
+            connected.connect_time.as_secs_f64()
+        ));
         stormed = Some(storm_phase(&mut rig, sp, args.conns, o.hold, root, &mut progress)?);
     }
     let server = watch.as_ref().map(|w| ServerRecords {
