@@ -536,6 +536,16 @@ pub fn file_pages(version: Version, stat: &[(String, u64)]) -> Option<u64> {
     }
 }
 
+/// Major page faults of the cgroup's processes so far (pages read back from disk: v1
+/// `total_pgmajfault`, v2 `pgmajfault`). With no swap, these are file pages (the programs' own
+/// code among them) the kernel reclaimed at the limit and the processes needed again.
+pub fn major_faults(version: Version, stat: &[(String, u64)]) -> Option<u64> {
+    match version {
+        Version::V1 => keyed(stat, "total_pgmajfault"),
+        Version::V2 => keyed(stat, "pgmajfault"),
+    }
+}
+
 /// The processes of a cgroup from `cgroup.procs`, one pid a line.
 pub fn parse_procs(text: &str) -> Result<Vec<u32>, ParseError> {
     text.lines()
@@ -630,6 +640,14 @@ mod tests {
         assert_eq!(file_pages(Version::V1, &stat), Some(8_282_112));
         let v2stat = parse_keyed("anon 100\nfile 4096\nslab 20\nsock 3\n").unwrap();
         assert_eq!(file_pages(Version::V2, &v2stat), Some(4096));
+        // A Node server thrashing at its limit (v1 memory.stat, Linux 6.18.44, trimmed).
+        let thrash = parse_keyed(
+            "cache 1200128\nrss 48529408\npgmajfault 2020\ntotal_cache 1200128\ntotal_rss 48529408\ntotal_pgmajfault 2020\n",
+        )
+        .unwrap();
+        assert_eq!(major_faults(Version::V1, &thrash), Some(2020));
+        let v2 = parse_keyed("anon 100\nfile 4096\npgfault 90\npgmajfault 7\n").unwrap();
+        assert_eq!(major_faults(Version::V2, &v2), Some(7));
         assert_eq!(parse_procs("12\n34\n").unwrap(), vec![12, 34]);
         assert!(parse_procs("x\n").is_err());
     }

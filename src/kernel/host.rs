@@ -301,6 +301,14 @@ impl Host<'_> {
         cgroup::file_pages(at.version, &stat)
     }
 
+    /// Major page faults of a memory cgroup's processes so far (memory.stat).
+    pub fn memory_major_faults(&self, at: &cgroup::MemoryAt) -> Option<u64> {
+        let stat = self
+            .parsed(&at.file("memory.stat"), cgroup::parse_keyed)
+            .ok()?;
+        cgroup::major_faults(at.version, &stat)
+    }
+
     /// The processes in a cgroup (`cgroup.procs`).
     pub fn cgroup_procs(&self, at: &cgroup::MemoryAt) -> Result<Vec<u32>, HostError> {
         self.parsed(&at.file("cgroup.procs"), cgroup::parse_procs)

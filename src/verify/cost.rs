@@ -101,7 +101,7 @@ pub struct CostFit {
     /// The connection counts the ramp was measured over.
     pub range: [u64; 2],
     pub samples: usize,
-    /// (last − first) / connections added, for comparison with the slope.
+    /// (last − first) / connections added, for comparison with the slope (page cache left out).
     pub average_bytes: f64,
     /// Set when the cost changes with the count.
     pub varies: Option<Varies>,
@@ -189,7 +189,14 @@ pub fn fit(samples: &[ServerSample], sockets_per_connection_here: u64) -> Option
     if added == 0 {
         return None;
     }
-    let (kernel, source, pts) = match xs(&|s| s.cgroup_charge) {
+    // Page cache is left out of the charge: the kernel reclaims it at the limit, and a server
+    // whose own files are first read inside its cgroup fills the cgroup with it long before
+    // its connections do (measured: Node's charge flat at its 64 MiB limit from the first
+    // step, the fit -8 B per connection).
+    let (kernel, source, pts) = match xs(&|s| {
+        s.cgroup_charge
+            .map(|c| c.saturating_sub(s.cgroup_file.unwrap_or(0)))
+    }) {
         Some(charge) => {
             let kernel = xs(&|s| s.cgroup_kernel)
                 .and_then(|k| least_squares(&k))
@@ -402,6 +409,24 @@ mod tests {
         let top = 36_990_976.0 - 4096.0;
         let want = 4400.0 + ((96u64 << 20) as f64 - top) / b.bytes_per_connection;
         assert!((at as f64 - want).abs() <= 1.0, "{at} against {want}");
+    }
+
+    #[test]
+    fn page_cache_filling_the_cgroup_is_not_a_cost_per_connection() {
+        // The server's own files read in while the ramp runs: 20 MB of page cache, 5 KB per
+        // connection of anon and kernel memory.
+        let s: Vec<_> = (0..=10u64)
+            .map(|i| ServerSample {
+                connections: i * 200,
+                cgroup_charge: Some(10_000_000 + i * 200 * 5_000 + i * 2_000_000),
+                cgroup_file: Some(i * 2_000_000),
+                cgroup_kernel: Some(1_000),
+                ..Default::default()
+            })
+            .collect();
+        let f = fit(&s, 2).unwrap();
+        assert!((f.bytes_per_connection - 5_000.0).abs() < 1.0, "{f:?}");
+        assert!((f.average_bytes - 5_000.0).abs() < 1.0, "{f:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Pure: when most held connections drop at once, the server died (or restarted); this finds
 //! that moment from the counts the phases follow, and names it with the evidence the server
-//! watch read (process gone, the memory cgroup's OOM kills, the charge at the limit).
+//! watch read (process gone, the memory cgroup's OOM kills, the charge at the limit); and a
+//! server that, alive, stalls at its memory cgroup's limit reading its own pages back (thrashing).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -172,6 +173,50 @@ pub fn server_died(c: &Collapse, end: Option<&ServerEnd>) -> Diagnosis {
     }
 }
 
+/// Major faults during the run that tell a server reading its pages back from disk: a server at
+/// rest takes a handful; Node thrashing at its limit took 150 a second (2,000 in 14 s).
+pub const THRASH_MAJOR_FAULTS: u64 = 500;
+
+/// Times the charge hit the limit during the run that tell reclaim going on and on (Node
+/// thrashing: 50,000 a second; an OOM kill after a clean climb: tens to hundreds).
+pub const THRASH_LIMIT_HITS: u64 = 10_000;
+
+/// A server that stalled short of the target, still alive, its memory cgroup hitting its limit
+/// over and over and its pages read back from disk: it thrashes at the limit, where the kernel
+/// reclaims its file pages (its own code among them) rather than OOM-kill it.
+pub fn thrashing(reached: u64, end: &ServerEnd) -> Option<Diagnosis> {
+    let (faults, hits) = (end.major_faults?, end.limit_hits?);
+    if end.alive == Some(false)
+        || end.oom_kills.unwrap_or(0) > 0
+        || faults < THRASH_MAJOR_FAULTS
+        || hits < THRASH_LIMIT_HITS
+    {
+        return None;
+    }
+    let cg = end.cgroup.clone().unwrap_or_default();
+    let limit = end.limit.map_or("unknown".into(), bytes);
+    Some(Diagnosis {
+        limit: "server_thrashing".into(),
+        knob: None,
+        side: "server".into(),
+        value: format!(
+            "the server thrashes at its memory cgroup's limit at {} connections: memory cgroup {cg} (limit {limit})",
+            group(reached)
+        ),
+        evidence: format!(
+            "the charge hit its limit {} {} times and the server read {} pages back from disk (major faults) during the run, and it is still running: at the limit the kernel reclaims its file pages, its own code among them, instead of OOM-killing it, so it slows to a crawl and stops accepting",
+            limit,
+            group(hits),
+            group(faults)
+        ),
+        fix: vec![
+            format!("raise the memory cgroup's limit ({cg}/memory.limit_in_bytes or memory.max) or lower the server's cost per connection; tune check --pid PID --cost-from REPORT sizes it"),
+            "to have it killed and restarted instead of crawling: a memory.high (v2) below the limit, or a supervisor that restarts it on a stall (a health check)".into(),
+        ],
+        projected_connections: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +304,7 @@ mod tests {
             cgroup: Some("/sys/fs/cgroup/memory/a".into()),
             oom_kills: Some(1),
             limit_hits: Some(30),
+            major_faults: Some(0),
             limit: Some(50_331_648),
             charge: Some(1_000_000),
         };
@@ -269,5 +315,35 @@ mod tests {
         );
         assert!(d.evidence.contains("process 42 is gone"), "{}", d.evidence);
         assert!(d.evidence.contains("oom_kill +1"), "{}", d.evidence);
+    }
+
+    #[test]
+    fn a_server_alive_at_its_limit_reading_its_pages_back_thrashes() {
+        // Node ws in 64 MiB with its code pages charged to its own cgroup (measured: 14 s at
+        // the limit, failcnt +50,000/s, pgmajfault +150/s, no connection accepted).
+        let mut e = ServerEnd {
+            pid: Some(7),
+            alive: Some(true),
+            cgroup: Some("/sys/fs/cgroup/memory/n".into()),
+            oom_kills: Some(0),
+            limit_hits: Some(2_487_878),
+            major_faults: Some(4_017),
+            limit: Some(67_108_864),
+            charge: Some(66_981_888),
+        };
+        let d = thrashing(10_600, &e).unwrap();
+        assert_eq!(d.limit, "server_thrashing");
+        assert_eq!(
+            d.value,
+            "the server thrashes at its memory cgroup's limit at 10,600 connections: memory cgroup /sys/fs/cgroup/memory/n (limit 67.1 MB)"
+        );
+        assert!(d.evidence.contains("2,487,878 times"), "{}", d.evidence);
+        assert!(d.evidence.contains("4,017 pages"), "{}", d.evidence);
+        // Killed in the end, or a clean climb to the limit: not thrashing.
+        e.oom_kills = Some(1);
+        assert!(thrashing(10_600, &e).is_none());
+        e.oom_kills = Some(0);
+        e.major_faults = Some(3);
+        assert!(thrashing(10_600, &e).is_none());
     }
 }

@@ -177,6 +177,13 @@ fn diagnosis(r: &LoadRecords, interrupted: bool) -> (Option<Diagnosis>, BTreeMap
         Some(died::server_died(&c, r.server.as_ref().map(|s| &s.end)))
     } else if !died.is_empty() {
         Some(diagnose::load_worker_died(died))
+    } else if let Some(t) = r
+        .server
+        .as_ref()
+        .filter(|_| ev.established < r.target)
+        .and_then(|s| died::thrashing(ev.established, &s.end))
+    {
+        Some(t)
     } else {
         diagnose::diagnose(&ev)
     };

@@ -26,6 +26,7 @@ pub struct ServerWatch {
     /// OOM kills and limit hits counted in the cgroup when the watch began.
     oom_kills_before: Option<u64>,
     limit_hits_before: Option<u64>,
+    major_faults_before: Option<u64>,
     t0: Instant,
 }
 
@@ -41,6 +42,8 @@ pub struct ServerEnd {
     pub oom_kills: Option<u64>,
     /// Times the charge hit the limit during the run (v1 memory.failcnt, v2 `max` events).
     pub limit_hits: Option<u64>,
+    /// Major page faults in the cgroup during the run (pages read back from disk).
+    pub major_faults: Option<u64>,
     pub limit: Option<u64>,
     /// The charge now and at its peak (v1 memory.max_usage_in_bytes; v2 has no peak here).
     pub charge: Option<u64>,
@@ -90,6 +93,7 @@ impl ServerWatch {
             start_time: pid.and_then(|p| host.process(Some(p)).start_time().ok()),
             oom_kills_before: level.as_ref().and_then(|l| l.oom_kills),
             limit_hits_before: level.as_ref().and_then(|l| l.limit_hits),
+            major_faults_before: cg.as_ref().and_then(|at| host.memory_major_faults(at)),
             cgroup: cg,
             t0: Instant::now(),
         })
@@ -173,6 +177,12 @@ impl ServerWatch {
             limit_hits: level
                 .as_ref()
                 .and_then(|l| since(l.limit_hits, self.limit_hits_before)),
+            major_faults: since(
+                self.cgroup
+                    .as_ref()
+                    .and_then(|at| host.memory_major_faults(at)),
+                self.major_faults_before,
+            ),
             limit: level.as_ref().and_then(|l| l.effective_limit()),
             charge: level.as_ref().and_then(|l| l.usage),
         }

@@ -330,12 +330,14 @@ fn the_user_server(peer: Peer, limit_mib: u64, ramp: u64, to_the_end: u64, withi
 
 #[test]
 fn python_websockets_measured_predicted_and_its_oom_kill_named() {
-    // About 2,000 connections fit in 48 MiB (17 KB each, 23 MB at start). The ramp is under a
-    // quarter of that, not a tenth: a memory cgroup charges in per-CPU batches of 64 pages
-    // (256 KiB a CPU, up to 512 KiB here), which over 200 connections of ~16 KB (3.2 MB) moved
-    // the measured cost by up to 16% (13.96 KB once under CI load: predicted 2,521, died at
-    // 2,000). Over 450 (7 MB) the same batches are ±7%.
-    the_user_server(Peer::Python, 48, 450, 10_000, Some(0.10));
+    // About 2,000 connections fit in 48 MiB (17 KB each, 23 MB at start); the ramp is 15% of
+    // that, not the tenth the issue aims at. A memory cgroup charges in per-CPU batches of 64
+    // pages (256 KiB a CPU, up to 512 KiB here), which moves the slope over 200 connections
+    // (3.4 MB) by up to 16%. check projects from the charge measured at the ramp's top, so that
+    // error only applies to the rest of the way: over 200, 4 runs of 5 predicted within 3.4%,
+    // and one beside other tests measured 15.2 KB and predicted 2,329 (16% off); over 300, 4 of
+    // 4 within 1.8% (1,965-2,019 against 2,000).
+    the_user_server(Peer::Python, 48, 300, 10_000, Some(0.10));
 }
 
 /// Node `ws` in 96 MiB: V8 grows its heap over the first ~1,750 connections (about 8 KB each)
