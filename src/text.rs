@@ -96,6 +96,34 @@ pub fn fit(text: &str, width: usize) -> String {
     out
 }
 
+/// Rows of `label value` laid out at `width`: after `indent`, the labels in a column as wide as
+/// the widest, and each value wrapped between words inside its own column, so its continuation
+/// lines start under its first word. Where the value column would be narrower than
+/// [`MIN_VALUE`], continuation lines are indented two past `indent` instead.
+pub fn columns(rows: &[(&str, &str)], indent: &str, width: usize) -> Vec<String> {
+    let label_width = rows
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    let column = indent.chars().count() + label_width + 1;
+    let rest = if column + MIN_VALUE <= width {
+        " ".repeat(column)
+    } else {
+        format!("{indent}  ")
+    };
+    rows.iter()
+        .flat_map(|(label, value)| {
+            let first = format!("{indent}{label:<label_width$} ");
+            let mut lines = wrap(value, width, &first, &rest);
+            if let Some(l) = lines.last_mut() {
+                l.truncate(l.trim_end().len());
+            }
+            lines
+        })
+        .collect()
+}
+
 /// Narrowest room a value column leaves for its text before [`fit`] gives the column up.
 const MIN_VALUE: usize = 24;
 
@@ -158,6 +186,32 @@ mod tests {
         assert_eq!(
             error("a\n\nUsage: tune\n", 80),
             "tune: error: a\n\nUsage: tune\n"
+        );
+    }
+
+    #[test]
+    fn columns_wrap_each_value_inside_its_column() {
+        let rows = [
+            ("what:", "Ceiling on a listener's accept queue"),
+            (
+                "when short:",
+                "the queue overflows: ListenOverflows and ListenDrops rise",
+            ),
+        ];
+        assert_eq!(
+            columns(&rows, "  ", 40),
+            vec![
+                "  what:       Ceiling on a listener's",
+                "              accept queue",
+                "  when short: the queue overflows:",
+                "              ListenOverflows and",
+                "              ListenDrops rise",
+            ]
+        );
+        // Too narrow for the column: continuation lines are indented two instead.
+        assert_eq!(
+            columns(&rows[..1], "  ", 30)[1],
+            "    listener's accept queue"
         );
     }
 

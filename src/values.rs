@@ -75,42 +75,59 @@ impl std::str::FromStr for Sources {
     }
 }
 
-/// An input of a command that domain code refuses ([`Refused`]) or suggests ([`Suggest`]).
-/// Domain code names the input, never its flag: `cli::flags` spells the flag when the text is
-/// printed, the one place outside the clap definitions that does (as ripgrep adds flag names to
-/// its errors in one place). `tests/integration/architecture.rs` fails on a flag literal below
-/// `cmd/`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Input {
-    Target,
-    Profile,
-    Processes,
-    Concurrency,
-    Rate,
-    CloseRate,
-    MessageInterval,
-    MemoryFloor,
-    Source,
-    Ignore,
-    Service,
-    StateDir,
-    Pid,
-    Persist,
-    AllowLower,
-    Verbose,
-    Format,
-    CostFrom,
-    Workers,
-    Expect,
-    Verify,
-    Conns,
-    ConnectTimeout,
-    ServerPid,
-    ServerCgroup,
-    Steps,
-    Listen,
-    /// The hidden worker subcommands' index (`launch` builds their command lines).
-    Index,
+/// Declares [`Input`] and `Input::ALL` from one list, so the list of every input cannot miss one.
+macro_rules! inputs {
+    ($(#[$outer:meta])* { $($(#[$doc:meta])* $v:ident,)* }) => {
+        $(#[$outer])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Input {
+            $($(#[$doc])* $v,)*
+        }
+
+        impl Input {
+            /// Every input (the test that holds `cli::flags` to clap's flags walks it).
+            pub const ALL: &[Input] = &[$(Input::$v),*];
+        }
+    };
+}
+
+inputs! {
+    /// An input of a command that domain code refuses ([`Refused`]) or suggests ([`Suggest`]).
+    /// Domain code names the input, never its flag: `cli::flags` spells the flag when the text is
+    /// printed, the one place outside the clap definitions that does (as ripgrep adds flag names to
+    /// its errors in one place). `tests/integration/architecture.rs` fails on a flag literal below
+    /// `cmd/`.
+    {
+        Target,
+        Profile,
+        Processes,
+        Concurrency,
+        Rate,
+        CloseRate,
+        MessageInterval,
+        MemoryFloor,
+        Source,
+        Ignore,
+        Service,
+        StateDir,
+        Pid,
+        Persist,
+        AllowLower,
+        Verbose,
+        Format,
+        CostFrom,
+        Workers,
+        Expect,
+        Verify,
+        Conns,
+        ConnectTimeout,
+        ServerPid,
+        ServerCgroup,
+        Steps,
+        Listen,
+        /// The hidden worker subcommands' index (`launch` builds their command lines).
+        Index,
+    }
 }
 
 /// A fix or hint that sets one of tune's own inputs, as domain text suggests it: the input and,

@@ -89,37 +89,7 @@ mod tests {
             );
             stack.extend(c.get_subcommands().cloned());
         }
-        use Input::*;
-        for i in [
-            Target,
-            Profile,
-            Processes,
-            Concurrency,
-            Rate,
-            CloseRate,
-            MessageInterval,
-            MemoryFloor,
-            Source,
-            Ignore,
-            Service,
-            StateDir,
-            Pid,
-            Persist,
-            AllowLower,
-            Verbose,
-            Format,
-            CostFrom,
-            Workers,
-            Expect,
-            Verify,
-            Conns,
-            ConnectTimeout,
-            ServerPid,
-            ServerCgroup,
-            Steps,
-            Listen,
-            Index,
-        ] {
+        for &i in Input::ALL {
             let f = flag(i);
             assert!(longs.contains(&f[2..]), "{i:?}: {f} is not a flag of tune");
         }

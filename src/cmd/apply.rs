@@ -156,12 +156,14 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::ShortFall);
     }
     let id = transaction::apply(root, &store, &profile, &plan, &files, args.pid)?;
-    println!(
-        "\nApplied {count} change(s) (record {}). Undo with `tune rollback`.",
+    let done = format!(
+        "Applied {count} change(s) (record {}). Undo with `tune rollback`.",
         store.path().join(format!("tx-{id:06}.json")).display()
     );
+    println!("\n{}", crate::text::fit(&done, crate::text::width()));
     if plan.incomplete() {
-        println!("Some knobs fall short and could not be changed here: see \"cannot change here\" above.");
+        let short = "Some knobs fall short and could not be changed here: see \"cannot change here\" above.";
+        println!("{}", crate::text::fit(short, crate::text::width()));
     }
     Ok(outcome)
 }

@@ -2,17 +2,14 @@
 
 use super::{Context, Outcome};
 use crate::knobs::{self, REGISTRY};
-use crate::text::{fit, width};
+use crate::text::width;
 
 pub fn run(_ctx: &Context, args: &crate::cli::explain::ExplainArgs) -> anyhow::Result<Outcome> {
     if args.knob == "all" {
-        let all: Vec<String> = REGISTRY.iter().map(|k| k.doc().text()).collect();
-        print!("{}", fit(&all.join("\n"), width()));
+        let all: Vec<String> = REGISTRY.iter().map(|k| k.doc().text(width())).collect();
+        print!("{}", all.join("\n"));
     } else {
-        print!(
-            "{}",
-            fit(&knobs::resolve(&args.knob)?.doc().text(), width())
-        );
+        print!("{}", knobs::resolve(&args.knob)?.doc().text(width()));
     }
     Ok(Outcome::Pass)
 }

@@ -68,21 +68,33 @@ impl KnobDoc {
         }
     }
 
-    /// The plain-text form `tune explain` prints: the name, then one labelled line per field.
-    pub fn text(&self) -> String {
-        let mut out = format!("{}\n", self.name);
-        let mut line = |label: &str, text: &str| out.push_str(&format!("  {label:<11} {text}\n"));
-        line("what:", self.summary);
-        line("scope:", &self.scope);
-        line("value:", &self.value);
+    /// The plain-text form `tune explain` prints at `width` columns: the name, then one
+    /// labelled field per row, each value wrapped inside its column (`text::columns`).
+    pub fn text(&self, width: usize) -> String {
+        let (runtime, persist) = (
+            with_note(&self.runtime, self.runtime_note),
+            with_note(&self.persist, self.persist_note),
+        );
+        let mut rows = vec![
+            ("what:", self.summary),
+            ("scope:", &self.scope),
+            ("value:", &self.value),
+        ];
         if let Some(a) = &self.accepts {
-            line("accepts:", a);
+            rows.push(("accepts:", a));
         }
-        line("read from:", &self.read_from);
-        line("check:", self.check);
-        line("when short:", self.symptom);
-        line("raise now:", &with_note(&self.runtime, self.runtime_note));
-        line("persist:", &with_note(&self.persist, self.persist_note));
+        rows.extend([
+            ("read from:", self.read_from.as_str()),
+            ("check:", self.check),
+            ("when short:", self.symptom),
+            ("raise now:", &runtime),
+            ("persist:", &persist),
+        ]);
+        let mut out = format!("{}\n", self.name);
+        for line in crate::text::columns(&rows, "  ", width) {
+            out.push_str(&line);
+            out.push('\n');
+        }
         out
     }
 }
@@ -139,7 +151,7 @@ mod tests {
     #[test]
     fn every_knob_has_every_field() {
         for k in REGISTRY {
-            let t = k.doc().text();
+            let t = k.doc().text(usize::MAX);
             for label in [
                 "what:",
                 "scope:",

@@ -429,20 +429,25 @@ fn is_test(attrs: &[syn::Attribute]) -> bool {
     })
 }
 
+/// Is the item test code (`#[test]`, `#[cfg(test)]`), left out of what the product is built from?
+fn is_test_item(i: &syn::Item) -> bool {
+    let attrs = match i {
+        syn::Item::Fn(x) => &x.attrs,
+        syn::Item::Mod(x) => &x.attrs,
+        syn::Item::Use(x) => &x.attrs,
+        syn::Item::Impl(x) => &x.attrs,
+        syn::Item::Const(x) => &x.attrs,
+        syn::Item::Static(x) => &x.attrs,
+        syn::Item::Struct(x) => &x.attrs,
+        syn::Item::Enum(x) => &x.attrs,
+        _ => return false,
+    };
+    is_test(attrs)
+}
+
 impl<'ast> Visit<'ast> for Scan<'_> {
     fn visit_item(&mut self, i: &'ast syn::Item) {
-        let attrs = match i {
-            syn::Item::Fn(x) => &x.attrs,
-            syn::Item::Mod(x) => &x.attrs,
-            syn::Item::Use(x) => &x.attrs,
-            syn::Item::Impl(x) => &x.attrs,
-            syn::Item::Const(x) => &x.attrs,
-            syn::Item::Static(x) => &x.attrs,
-            syn::Item::Struct(x) => &x.attrs,
-            syn::Item::Enum(x) => &x.attrs,
-            _ => return syn::visit::visit_item(self, i),
-        };
-        if !is_test(attrs) {
+        if !is_test_item(i) {
             syn::visit::visit_item(self, i);
         }
     }
@@ -875,14 +880,7 @@ impl Literals {
 
 impl<'ast> Visit<'ast> for Literals {
     fn visit_item(&mut self, i: &'ast syn::Item) {
-        let attrs = match i {
-            syn::Item::Fn(x) => &x.attrs,
-            syn::Item::Mod(x) => &x.attrs,
-            syn::Item::Impl(x) => &x.attrs,
-            syn::Item::Const(x) => &x.attrs,
-            _ => return syn::visit::visit_item(self, i),
-        };
-        if !is_test(attrs) {
+        if !is_test_item(i) {
             syn::visit::visit_item(self, i);
         }
     }

@@ -3,8 +3,9 @@
 //! and stderr, in order) must match the lines below it, the conventions of trycmd/snapbox:
 //! `[..]` in a line matches any text within that line, a line `...` matches any number of
 //! lines, and a last line `[exit N]` is the exit code (0 when absent). A changed behaviour then
-//! fails here instead of leaving the README wrong. Transcripts of other programs (ansible,
-//! kubectl, a multi-host bench) are `text` blocks: shown, not run.
+//! fails here instead of leaving the README wrong. A transcript that cannot run here (ansible,
+//! kubectl, a multi-host bench, a server stopped by Ctrl-C) is a `text` block with a
+//! `<!-- not run...: why -->` line right above it, which a test below requires.
 
 use std::path::Path;
 
@@ -153,4 +154,27 @@ fn the_pattern_rules() {
     let c = cases("```console\n$ tune x\nout\n[exit 1]\n```\n```text\n$ no\n```\n");
     assert_eq!(c.len(), 1);
     assert_eq!((c[0].exit, c[0].expected.clone()), (1, w(&["out"])));
+}
+
+/// Every `text` block that is a transcript (a `$ ` command or a listing) says why it is not run.
+#[test]
+fn readme_text_transcripts_say_why_they_are_not_run() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let lines: Vec<&str> = readme.lines().collect();
+    let mut unexplained = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if l.trim_end() == "```text" && i > 0 && !lines[i - 1].starts_with("<!-- not run") {
+            unexplained.push(format!(
+                "README.md:{}: {}",
+                i + 1,
+                lines.get(i + 1).unwrap_or(&"")
+            ));
+        }
+    }
+    assert!(
+        unexplained.is_empty(),
+        "text blocks without a `<!-- not run: why -->` line above:\n{}",
+        unexplained.join("\n")
+    );
 }
