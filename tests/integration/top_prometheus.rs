@@ -115,7 +115,9 @@ print(urllib.request.urlopen(url, timeout=10).read().decode())
 /// ` @TIME`: then the query is evaluated at that Unix time, so that queries run one after the
 /// other see the same window (a range `[W]` slides with the query's time otherwise).
 fn query(ns: &Netns, base: &str, q: &str) -> Vec<serde_json::Value> {
-    let (url, at) = base.split_once(" @").map_or((base, None), |(u, t)| (u, Some(t)));
+    let (url, at) = base
+        .split_once(" @")
+        .map_or((base, None), |(u, t)| (u, Some(t)));
     let mut args = vec![url, q];
     args.extend(at);
     let text = ns
