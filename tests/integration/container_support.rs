@@ -11,6 +11,20 @@ use std::process::{Command, Output};
 
 use super::support::{command, tune_exe, Tune};
 
+/// No memory limit (the kernel stores it as its page counter's maximum).
+pub const NO_LIMIT: u64 = u64::MAX;
+
+/// The object size of slab cache `name` in /proc/slabinfo (a kernel fact of this host).
+pub fn slab_object_size(name: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/slabinfo").expect("root reads /proc/slabinfo");
+    let caches = tune::kernel::slabinfo::parse(&text).unwrap();
+    caches
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no {name} cache in /proc/slabinfo"))
+        .objsize
+}
+
 /// Says that a test was skipped and why; under TUNE_TEST_STRICT=1 the skip is a failure.
 pub fn skip(test: &str, why: &str) {
     if std::env::var("TUNE_TEST_STRICT").is_ok_and(|v| v == "1") {
@@ -51,6 +65,20 @@ impl MemCg {
 
     pub fn read(&self, file: &str) -> String {
         std::fs::read_to_string(self.dir.join(file)).unwrap_or_default()
+    }
+
+    /// The most kernel memory (slab objects, page tables, stacks) charged to this cgroup at
+    /// once since it was made: memory.kmem.max_usage_in_bytes. Only its own processes move it.
+    pub fn kmem_peak(&self) -> u64 {
+        self.read("memory.kmem.max_usage_in_bytes")
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no memory.kmem.max_usage_in_bytes in {}",
+                    self.dir.display()
+                )
+            })
     }
 
     /// oom_kill of memory.oom_control.
