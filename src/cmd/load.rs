@@ -9,6 +9,7 @@ use embedded_server::loadgen::{CloseMode, LoadGen, Target};
 
 use super::{Context, Outcome};
 use crate::cli::load::{LoadArgs, LoadFlags, WorkerArgs};
+use crate::cli::storm::StormHow;
 use crate::cli::Format;
 use crate::launch;
 use crate::units::group;
@@ -17,7 +18,6 @@ use crate::verify::hold::{self, Held};
 use crate::verify::load_report::{assemble_load, LoadRecords, ServerRecords};
 use crate::verify::rig::{Clients, Rig};
 use crate::verify::server_watch::ServerWatch;
-use crate::cli::storm::StormHow;
 use crate::verify::storm::{self, report::StormReport, StormKind, StormPlan, Stormed};
 use crate::verify::{measure, plan, teardown, LoadOptions, Progress};
 
@@ -152,7 +152,14 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
             group(args.conns),
             connected.connect_time.as_secs_f64()
         ));
-        stormed = Some(storm_phase(&mut rig, sp, args.conns, o.hold, root, &mut progress)?);
+        stormed = Some(storm_phase(
+            &mut rig,
+            sp,
+            args.conns,
+            o.hold,
+            root,
+            &mut progress,
+        )?);
     }
     let server = watch.as_ref().map(|w| ServerRecords {
         samples,
@@ -180,7 +187,11 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
     };
     let storm_report = stormed.zip(storm).map(|(s, sp)| {
         let facts = crate::verify::storm::facts(&obs, None, None, &sp.policy);
-        let hist = records.torn_down.latency.as_ref().map(|l| &l.storm_handshake_us);
+        let hist = records
+            .torn_down
+            .latency
+            .as_ref()
+            .map(|l| &l.storm_handshake_us);
         StormReport::assemble(&s, sp.policy.describe(), sp.kind, hist, &facts)
     });
     let rep = assemble_load(records);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::{Context, Outcome};
 use crate::capacity;
 use crate::cli::serve::ServeArgs;
+use crate::cli::storm::StormHow;
 use crate::cli::Format;
 use crate::knobs::Observation;
 use crate::knobs::Role;
@@ -19,7 +20,6 @@ use crate::verify::rig::Rig;
 use crate::verify::sample::AfterHold;
 use crate::verify::sample::Peak;
 use crate::verify::storm::{self, report::StormReport, StormKind, StormPlan, Stormed};
-use crate::cli::storm::StormHow;
 use crate::verify::{self, measure, plan, prepare, teardown, KnobFacts, Progress, VerifyPlan};
 
 /// Time the load generator gets to stop connecting before the peak is read.

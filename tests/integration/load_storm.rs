@@ -42,7 +42,12 @@ fn python_server(port: u16) -> (Child, u16) {
 fn load_storm_detects_a_python_server_restart_and_times_the_recovery() {
     let (mut py, port) = python_server(0);
     let mut run = tune()
-        .args(["load", &format!("ws://127.0.0.1:{port}/"), "--conns", "1000"])
+        .args([
+            "load",
+            &format!("ws://127.0.0.1:{port}/"),
+            "--conns",
+            "1000",
+        ])
         .args(["--storm", "--hold", "60", "--format", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -53,7 +58,10 @@ fn load_storm_detects_a_python_server_restart_and_times_the_recovery() {
     assert!(seen.contains("1,000 open in"), "{seen}");
     let mut line = String::new();
     stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("waiting up to 60 s for the server to restart"), "{line}");
+    assert!(
+        line.contains("waiting up to 60 s for the server to restart"),
+        "{line}"
+    );
     // The restart: the old process killed (its connections reset), a new one on the port.
     let _ = py.kill();
     let _ = py.wait();

@@ -79,7 +79,10 @@ fn storm_clients_recovers_all_20000() {
         .as_str()
         .unwrap()
         .starts_with("this host accepts"));
-    assert!(stderr.contains("storm (every client drops its connection)"), "{stderr}");
+    assert!(
+        stderr.contains("storm (every client drops its connection)"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -94,7 +97,11 @@ fn storm_restart_recovers_all_20000() {
     assert!(s["restart_stop_seconds"].as_f64().unwrap() > 0.0, "{s:#}");
     assert!(s["restart_start_seconds"].as_f64().unwrap() > 0.0, "{s:#}");
     // The old workers are not reported as dead: the restart was the run's own.
-    assert_eq!(j["dead_server_workers"].as_array().unwrap().len(), 0, "{j:#}");
+    assert_eq!(
+        j["dead_server_workers"].as_array().unwrap().len(),
+        0,
+        "{j:#}"
+    );
     eprintln!(
         "storm restart at 20,000: recovered in {t:.2} s (restart {:.2} s + {:.2} s), errors {}",
         s["restart_stop_seconds"].as_f64().unwrap(),

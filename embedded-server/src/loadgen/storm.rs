@@ -75,7 +75,10 @@ impl ReconnectPolicy {
                 secs(BACKOFF_CAP)
             ),
             None if self.jitter.is_some() => first,
-            None => format!("{first}, failed attempts retried after {} s", secs(NAIVE_RETRY)),
+            None => format!(
+                "{first}, failed attempts retried after {} s",
+                secs(NAIVE_RETRY)
+            ),
         }
     }
 }

@@ -397,7 +397,11 @@ mod tests {
         assert_eq!(q.knob.as_deref(), Some("net.core.somaxconn"));
         // 20,000 at once over 2 listeners, x2 for the spread: 20,000 -> 32,768.
         assert_eq!(q.recommended, Some(32_768));
-        assert!(q.evidence.contains("accept queue in effect is 64"), "{}", q.evidence);
+        assert!(
+            q.evidence.contains("accept queue in effect is 64"),
+            "{}",
+            q.evidence
+        );
         assert!(q.fix[0].contains("net.core.somaxconn=32768"), "{:?}", q.fix);
         assert!(d.findings.iter().any(|f| f.limit == "listen_backlog"));
         assert!(d.findings.iter().any(|f| f.limit == "syncookies"));
@@ -406,7 +410,11 @@ mod tests {
         assert_eq!(p.jitter_secs, 3);
         assert_eq!(p.jitter_secs_1m, 125);
         assert!(p.lines[0].contains("full jitter over 3 s"), "{:?}", p.lines);
-        assert!(p.lines[2].contains("3,000 handshakes waited"), "{:?}", p.lines);
+        assert!(
+            p.lines[2].contains("3,000 handshakes waited"),
+            "{:?}",
+            p.lines
+        );
     }
 
     #[test]
@@ -427,7 +435,8 @@ mod tests {
 
     #[test]
     fn handshakes_over_retransmit_times() {
-        let mut h = embedded_server::loadgen::Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).unwrap();
+        let mut h =
+            embedded_server::loadgen::Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).unwrap();
         for us in [500, 800, 1_200_000, 3_100_000, 7_300_000] {
             h.record(us).unwrap();
         }

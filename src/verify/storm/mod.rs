@@ -275,8 +275,8 @@ fn follow(
         now = rig.load_snapshot().unwrap_or_default();
         start.mem.look(root, rig);
         if window.0.elapsed() >= RATE_WINDOW {
-            let r = now.reconnected.saturating_sub(window.1) as f64
-                / window.0.elapsed().as_secs_f64();
+            let r =
+                now.reconnected.saturating_sub(window.1) as f64 / window.0.elapsed().as_secs_f64();
             s.peak_rate = s.peak_rate.max(r);
             window = (Instant::now(), now.reconnected);
         }
@@ -336,7 +336,11 @@ fn finish(
         s.dropped = reopened.max(s.open_before.saturating_sub(end.open));
     }
     let secs = s.recovered_in.map_or(s.seconds, |d| d.as_secs_f64());
-    s.mean_rate = if secs > 0.0 { reopened as f64 / secs } else { 0.0 };
+    s.mean_rate = if secs > 0.0 {
+        reopened as f64 / secs
+    } else {
+        0.0
+    };
     s.peak_rate = s.peak_rate.max(s.mean_rate);
     s.failed_attempts = end.reconnect_failed.saturating_sub(before.reconnect_failed);
     s.gave_up = end.gave_up.saturating_sub(before.gave_up);

@@ -115,7 +115,10 @@ impl StormReport {
             StormKind::Clients => "clients",
             StormKind::Restart => "restart",
         };
-        o.push_str(&format!("\nreconnect storm ({kind}), clients reconnect {}\n", self.policy));
+        o.push_str(&format!(
+            "\nreconnect storm ({kind}), clients reconnect {}\n",
+            self.policy
+        ));
         let row = |o: &mut String, k: &str, v: String| o.push_str(&format!("  {k:<26} {v}\n"));
         if self.restart_detected == Some(false) {
             row(&mut o, "server restart", "none seen while waiting".into());
