@@ -9,7 +9,7 @@ use embedded_server::loadgen::{CloseMode, LoadGen, Target};
 
 use super::{Context, Outcome};
 use crate::cli::load::{LoadArgs, LoadFlags, WorkerArgs};
-use crate::cli::storm::StormHow;
+use crate::cli::storm::{ReconnectFlags, StormHow};
 use crate::cli::Format;
 use crate::launch;
 use crate::units::group;
@@ -87,7 +87,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         (pid, cg) => Some(ServerWatch::new(root, pid, cg.as_deref())?),
     };
     let steps = ramp_steps(args, watch.is_some())?;
-    let storm = storm_plan(args)?;
+    let storm = storm_plan(args.storm, &args.reconnect)?;
     let obs = crate::knobs::observe(root, None);
     let signals = Rig::signals()?;
     let net_before = measure::netstat(root);
@@ -218,11 +218,14 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::of(rep.all_open && recovered))
 }
 
-/// `--storm` and the reconnect flags, resolved.
-fn storm_plan(args: &LoadArgs) -> anyhow::Result<Option<StormPlan>> {
-    let policy = args.reconnect.policy().map_err(anyhow::Error::msg)?;
-    match args.storm {
-        None if args.reconnect.any() => {
+/// `--storm` and the reconnect flags, resolved (for `load` and `serve --verify`).
+pub fn storm_plan(
+    how: Option<StormHow>,
+    flags: &ReconnectFlags,
+) -> anyhow::Result<Option<StormPlan>> {
+    let policy = flags.policy().map_err(anyhow::Error::msg)?;
+    match how {
+        None if flags.any() => {
             anyhow::bail!("--reconnect-jitter and --reconnect-backoff need --storm")
         }
         None => Ok(None),

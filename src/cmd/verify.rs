@@ -7,7 +7,6 @@ use std::time::Duration;
 use super::{Context, Outcome};
 use crate::capacity;
 use crate::cli::serve::ServeArgs;
-use crate::cli::storm::StormHow;
 use crate::cli::Format;
 use crate::knobs::Observation;
 use crate::knobs::Role;
@@ -19,7 +18,7 @@ use crate::verify::report::{Prediction, Report};
 use crate::verify::rig::Rig;
 use crate::verify::sample::AfterHold;
 use crate::verify::sample::Peak;
-use crate::verify::storm::{self, report::StormReport, StormKind, StormPlan, Stormed};
+use crate::verify::storm::{self, report::StormReport, StormPlan, Stormed};
 use crate::verify::{self, measure, plan, prepare, teardown, KnobFacts, Progress, VerifyPlan};
 
 /// Time the load generator gets to stop connecting before the peak is read.
@@ -55,25 +54,12 @@ fn plan(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<VerifyPlan> {
     Ok(plan)
 }
 
-/// `--storm` and its reconnect policy.
+/// `--storm` and its reconnect policy; a storm needs the load generator here.
 fn storm_plan(args: &ServeArgs) -> anyhow::Result<Option<StormPlan>> {
-    let policy = args.reconnect.policy().map_err(anyhow::Error::msg)?;
-    match args.storm {
-        None if args.reconnect.any() => {
-            anyhow::bail!("--reconnect-jitter and --reconnect-backoff need --storm clients|restart")
-        }
-        None => Ok(None),
-        Some(_) if args.external => {
-            anyhow::bail!("--storm needs the load generator here; it cannot run with --external")
-        }
-        Some(how) => Ok(Some(StormPlan {
-            kind: match how {
-                StormHow::Clients => StormKind::Clients,
-                StormHow::Restart => StormKind::Restart,
-            },
-            policy,
-        })),
+    if args.storm.is_some() && args.external {
+        anyhow::bail!("--storm needs the load generator here; it cannot run with --external");
     }
+    super::load::storm_plan(args.storm, &args.reconnect)
 }
 
 /// The storm phase, when asked for and every connection is held; `None` otherwise.
