@@ -218,8 +218,30 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
         },
     );
     let recovered = storm_report.as_ref().is_none_or(|s| s.recovered);
+    if let Some(s) = storm_report.as_ref().filter(|s| s.recovered) {
+        save_rate(ctx, args, s, &progress);
+    }
     print(&report, storm_report.as_ref(), args.format)?;
     Ok(Outcome::of(report.verified && recovered))
+}
+
+/// Saves the storm's best accept rate for `tune check --storm` (a failure is said, not fatal).
+fn save_rate(ctx: &Context, args: &ServeArgs, s: &StormReport, progress: &Progress) {
+    let saved = crate::state::Store::new(&ctx.root, args.state_dir.as_deref()).and_then(|st| {
+        let dir = st.path();
+        std::fs::create_dir_all(&dir)?;
+        let file = dir.join(crate::profile::storm::RATE_FILE);
+        let line = format!("{:.0} {}\n", s.peak_connects_per_second, s.target);
+        std::fs::write(&file, line)?;
+        Ok(file)
+    });
+    match saved {
+        Ok(f) => progress.say(&format!(
+            "accept rate saved in {} for tune check --storm",
+            f.display()
+        )),
+        Err(e) => progress.say(&format!("warning: the accept rate was not saved: {e:#}")),
+    }
 }
 
 fn print(report: &Report, storm: Option<&StormReport>, format: Format) -> anyhow::Result<()> {
