@@ -195,11 +195,22 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         StormReport::assemble(&s, sp.policy.describe(), sp.kind, hist, &facts)
     });
     let rep = assemble_load(records);
+    print(&rep, storm_report.as_ref(), args.format)?;
+    let recovered = storm_report.as_ref().is_none_or(|s| s.recovered);
+    Ok(Outcome::of(rep.all_open && recovered))
+}
+
+/// The load report (and the storm's, when there was one) as the format asks.
+fn print(
+    rep: &crate::verify::load_report::LoadReport,
+    storm: Option<&StormReport>,
+    format: Format,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    match args.format {
+    match format {
         Format::Json => {
-            let mut v = serde_json::to_value(&rep)?;
-            if let (Some(s), Some(o)) = (&storm_report, v.as_object_mut()) {
+            let mut v = serde_json::to_value(rep)?;
+            if let (Some(s), Some(o)) = (storm, v.as_object_mut()) {
                 o.insert("storm".into(), serde_json::to_value(s)?);
             }
             serde_json::to_writer_pretty(&mut out, &v)?;
@@ -207,15 +218,14 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         }
         _ => {
             let mut text = rep.render_table();
-            if let Some(s) = &storm_report {
+            if let Some(s) = storm {
                 text.push_str(&s.render_table());
             }
             write!(out, "{}", crate::text::fit(&text, crate::text::width()))?
         }
     }
     out.flush()?;
-    let recovered = storm_report.as_ref().is_none_or(|s| s.recovered);
-    Ok(Outcome::of(rep.all_open && recovered))
+    Ok(())
 }
 
 /// `--storm` and the reconnect flags, resolved (for `load` and `serve --verify`).
