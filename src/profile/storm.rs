@@ -123,19 +123,19 @@ mod tests {
         assert_eq!(s.rate(), 33_334);
         apply(&mut p, &s, 80);
         // 33,334 a second over 80 listeners, x2 for the spread: 834 per listener.
-        let v = |id| p.requirements[&id].value.clone();
-        let somax = match v(KnobId::Somaxconn) {
+        let v = |p: &Profile, id| p.requirements[&id].value;
+        let somax = match v(&p, KnobId::Somaxconn) {
             Value::Int(x) => x,
             _ => panic!(),
         };
         assert!(somax >= 834, "{somax}");
-        assert_eq!(v(KnobId::TcpSyncookies), Value::Int(1));
+        assert_eq!(v(&p, KnobId::TcpSyncookies), Value::Int(1));
         let all_at_once = Storm {
             clients: 1_000_000,
             within_secs: 0,
         };
         apply(&mut p, &all_at_once, 80);
-        assert_eq!(v(KnobId::Somaxconn), Value::Int(25_000));
+        assert_eq!(v(&p, KnobId::Somaxconn), Value::Int(25_000));
         assert!(p.requirements[&KnobId::Somaxconn]
             .why
             .contains("1,000,000 clients reconnecting at once"));
