@@ -209,11 +209,17 @@ fn print(
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => {
-            let mut v = serde_json::to_value(rep)?;
-            if let (Some(s), Some(o)) = (storm, v.as_object_mut()) {
-                o.insert("storm".into(), serde_json::to_value(s)?);
+            // Without a storm the report prints in its fields' order, as before.
+            match storm {
+                None => serde_json::to_writer_pretty(&mut out, rep)?,
+                Some(s) => {
+                    let mut v = serde_json::to_value(rep)?;
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("storm".into(), serde_json::to_value(s)?);
+                    }
+                    serde_json::to_writer_pretty(&mut out, &v)?
+                }
             }
-            serde_json::to_writer_pretty(&mut out, &v)?;
             writeln!(out)?;
         }
         _ => {

@@ -248,11 +248,17 @@ fn print(report: &Report, storm: Option<&StormReport>, format: Format) -> anyhow
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => {
-            let mut v = serde_json::to_value(report)?;
-            if let (Some(s), Some(o)) = (storm, v.as_object_mut()) {
-                o.insert("storm".into(), serde_json::to_value(s)?);
+            // Without a storm the report prints in its fields' order, as before.
+            match storm {
+                None => serde_json::to_writer_pretty(&mut out, report)?,
+                Some(s) => {
+                    let mut v = serde_json::to_value(report)?;
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("storm".into(), serde_json::to_value(s)?);
+                    }
+                    serde_json::to_writer_pretty(&mut out, &v)?
+                }
             }
-            serde_json::to_writer_pretty(&mut out, &v)?;
             writeln!(out)?;
         }
         _ => {

@@ -402,7 +402,11 @@ mod tests {
             "{}",
             q.evidence
         );
-        assert!(q.fix[0].contains("net.core.somaxconn=32768"), "{:?}", q.fix);
+        assert_eq!(
+            q.fix[0], "sysctl -w net.core.somaxconn=\"32768\"",
+            "{:?}",
+            q.fix
+        );
         assert!(d.findings.iter().any(|f| f.limit == "listen_backlog"));
         assert!(d.findings.iter().any(|f| f.limit == "syncookies"));
         let p = d.policy.unwrap();
