@@ -209,17 +209,7 @@ fn print(
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => {
-            // Without a storm the report prints in its fields' order, as before.
-            match storm {
-                None => serde_json::to_writer_pretty(&mut out, rep)?,
-                Some(s) => {
-                    let mut v = serde_json::to_value(rep)?;
-                    if let Some(o) = v.as_object_mut() {
-                        o.insert("storm".into(), serde_json::to_value(s)?);
-                    }
-                    serde_json::to_writer_pretty(&mut out, &v)?
-                }
-            }
+            write_json(&mut out, rep, storm)?;
             writeln!(out)?;
         }
         _ => {
@@ -231,6 +221,26 @@ fn print(
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+/// A report as JSON with the storm's under `storm` (for `load` and `serve --verify`); without
+/// a storm the report prints in its fields' order, as before.
+pub fn write_json(
+    out: &mut impl std::io::Write,
+    rep: &impl serde::Serialize,
+    storm: Option<&StormReport>,
+) -> anyhow::Result<()> {
+    match storm {
+        None => serde_json::to_writer_pretty(&mut *out, rep)?,
+        Some(s) => {
+            let mut v = serde_json::to_value(rep)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("storm".into(), serde_json::to_value(s)?);
+            }
+            serde_json::to_writer_pretty(&mut *out, &v)?
+        }
+    }
     Ok(())
 }
 

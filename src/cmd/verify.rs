@@ -248,17 +248,7 @@ fn print(report: &Report, storm: Option<&StormReport>, format: Format) -> anyhow
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => {
-            // Without a storm the report prints in its fields' order, as before.
-            match storm {
-                None => serde_json::to_writer_pretty(&mut out, report)?,
-                Some(s) => {
-                    let mut v = serde_json::to_value(report)?;
-                    if let Some(o) = v.as_object_mut() {
-                        o.insert("storm".into(), serde_json::to_value(s)?);
-                    }
-                    serde_json::to_writer_pretty(&mut out, &v)?
-                }
-            }
+            super::load::write_json(&mut out, report, storm)?;
             writeln!(out)?;
         }
         _ => {
