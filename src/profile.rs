@@ -69,6 +69,7 @@ use crate::knobs::{Compare, KnobId, Persist, Value, REGISTRY};
 use crate::root::Root;
 
 mod parse;
+pub mod storm;
 
 pub use crate::quantity::{parse_count, COUNT_FORMS};
 

@@ -93,6 +93,10 @@ pub struct ServeArgs {
     pub storm: Option<super::storm::StormHow>,
     #[command(flatten, next_help_heading = "Reconnect storm (with --verify --storm)")]
     pub reconnect: super::storm::ReconnectFlags,
+    /// With --storm: where the accept rate the storm measured is saved for `tune check
+    /// --storm` (default /var/lib/tune).
+    #[arg(long, value_name = "DIR", env = "TUNE_STATE_DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
     /// With --verify: the load generator's flags (the same as `tune load`'s).
     #[command(flatten, next_help_heading = "Load generator (with --verify)")]
     pub load: LoadFlags,

@@ -8,6 +8,7 @@ use crate::kernel::Host;
 use crate::knobs;
 use crate::knobs::Role;
 use crate::persist::{self, boot::BootView};
+use crate::profile::storm::Storm;
 use crate::profile::{self, Overrides, Profile};
 use crate::report::{self, BootSetting, CheckReport, DriftReport, Ignore, Options};
 use crate::state;
@@ -82,6 +83,36 @@ impl CheckPlan {
     }
 }
 
+/// `--storm`: the listen-queue requirements the storm adds, and the warning when the accept
+/// rate a `serve --verify --storm` saved here is below what it needs.
+fn size_storm(
+    ctx: &Context,
+    args: &CheckArgs,
+    profile: &mut profile::Profile,
+    storm: Storm,
+) -> anyhow::Result<()> {
+    let listeners = args.workers.unwrap_or(profile.params.processes);
+    profile::storm::apply(profile, &storm, listeners);
+    let file = crate::state::Store::new(&ctx.root, args.state_dir.as_deref())?
+        .path()
+        .join(profile::storm::RATE_FILE);
+    match std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|t| profile::storm::parse_saved(&t))
+    {
+        Some((rate, clients)) => {
+            if let Some(w) = profile::storm::rate_warning(&storm, rate, clients) {
+                eprintln!("warning: {w} ({})", file.display());
+            }
+        }
+        None => eprintln!(
+            "note: no accept rate measured on this host yet ({} is absent): run tune serve --verify N --storm clients to measure it",
+            file.display()
+        ),
+    }
+    Ok(())
+}
+
 /// The number of addresses `--source` names (the same syntax as `tune serve --source`).
 fn source_count(source: Option<&str>) -> anyhow::Result<Option<u64>> {
     source
@@ -118,6 +149,18 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
         let host = capacity::estimate(&inputs, 1).per_host.connections;
         profile::host_only(host.unwrap_or(1), plan.profile.role)
     };
+    let mut profile = profile;
+    if let Some((clients, within_secs)) = args.storm {
+        size_storm(
+            ctx,
+            args,
+            &mut profile,
+            Storm {
+                clients,
+                within_secs,
+            },
+        )?;
+    }
     let mut rep = report::evaluate(&obs, &profile, &plan.options);
     add_boot_and_drift(ctx, plan.state_dir.as_deref(), &obs, &mut rep)?;
     report::verdict::settle(

@@ -9,7 +9,7 @@ use embedded_server::loadgen::{CloseMode, LoadGen, Target};
 
 use super::{Context, Outcome};
 use crate::cli::load::{LoadArgs, LoadFlags, WorkerArgs};
-use crate::cli::storm::StormHow;
+use crate::cli::storm::{ReconnectFlags, StormHow};
 use crate::cli::Format;
 use crate::launch;
 use crate::units::group;
@@ -87,7 +87,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         (pid, cg) => Some(ServerWatch::new(root, pid, cg.as_deref())?),
     };
     let steps = ramp_steps(args, watch.is_some())?;
-    let storm = storm_plan(args)?;
+    let storm = storm_plan(args.storm, &args.reconnect)?;
     let obs = crate::knobs::observe(root, None);
     let signals = Rig::signals()?;
     let net_before = measure::netstat(root);
@@ -196,34 +196,63 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         StormReport::assemble(&s, sp.policy.describe(), sp.kind, hist, &facts)
     });
     let rep = assemble_load(records);
+    print(&rep, storm_report.as_ref(), args.format)?;
+    let recovered = storm_report.as_ref().is_none_or(|s| s.recovered);
+    Ok(Outcome::of(rep.all_open && recovered))
+}
+
+/// The load report (and the storm's, when there was one) as the format asks.
+fn print(
+    rep: &crate::verify::load_report::LoadReport,
+    storm: Option<&StormReport>,
+    format: Format,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    match args.format {
+    match format {
         Format::Json => {
-            let mut v = serde_json::to_value(&rep)?;
-            if let (Some(s), Some(o)) = (&storm_report, v.as_object_mut()) {
-                o.insert("storm".into(), serde_json::to_value(s)?);
-            }
-            serde_json::to_writer_pretty(&mut out, &v)?;
+            write_json(&mut out, rep, storm)?;
             writeln!(out)?;
         }
         _ => {
             let mut text = rep.render_table();
-            if let Some(s) = &storm_report {
+            if let Some(s) = storm {
                 text.push_str(&s.render_table());
             }
             write!(out, "{}", crate::text::fit(&text, crate::text::width()))?
         }
     }
     out.flush()?;
-    let recovered = storm_report.as_ref().is_none_or(|s| s.recovered);
-    Ok(Outcome::of(rep.all_open && recovered))
+    Ok(())
 }
 
-/// `--storm` and the reconnect flags, resolved.
-fn storm_plan(args: &LoadArgs) -> anyhow::Result<Option<StormPlan>> {
-    let policy = args.reconnect.policy().map_err(anyhow::Error::msg)?;
-    match args.storm {
-        None if args.reconnect.any() => {
+/// A report as JSON with the storm's under `storm` (for `load` and `serve --verify`); without
+/// a storm the report prints in its fields' order, as before.
+pub fn write_json(
+    out: &mut impl std::io::Write,
+    rep: &impl serde::Serialize,
+    storm: Option<&StormReport>,
+) -> anyhow::Result<()> {
+    match storm {
+        None => serde_json::to_writer_pretty(&mut *out, rep)?,
+        Some(s) => {
+            let mut v = serde_json::to_value(rep)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("storm".into(), serde_json::to_value(s)?);
+            }
+            serde_json::to_writer_pretty(&mut *out, &v)?
+        }
+    }
+    Ok(())
+}
+
+/// `--storm` and the reconnect flags, resolved (for `load` and `serve --verify`).
+pub fn storm_plan(
+    how: Option<StormHow>,
+    flags: &ReconnectFlags,
+) -> anyhow::Result<Option<StormPlan>> {
+    let policy = flags.policy().map_err(anyhow::Error::msg)?;
+    match how {
+        None if flags.any() => {
             anyhow::bail!("--reconnect-jitter and --reconnect-backoff need --storm")
         }
         None => Ok(None),

@@ -7,7 +7,6 @@ use std::time::Duration;
 use super::{Context, Outcome};
 use crate::capacity;
 use crate::cli::serve::ServeArgs;
-use crate::cli::storm::StormHow;
 use crate::cli::Format;
 use crate::knobs::Observation;
 use crate::knobs::Role;
@@ -19,7 +18,7 @@ use crate::verify::report::{Prediction, Report};
 use crate::verify::rig::Rig;
 use crate::verify::sample::AfterHold;
 use crate::verify::sample::Peak;
-use crate::verify::storm::{self, report::StormReport, StormKind, StormPlan, Stormed};
+use crate::verify::storm::{self, report::StormReport, StormPlan, Stormed};
 use crate::verify::{self, measure, plan, prepare, teardown, KnobFacts, Progress, VerifyPlan};
 
 /// Time the load generator gets to stop connecting before the peak is read.
@@ -55,25 +54,12 @@ fn plan(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<VerifyPlan> {
     Ok(plan)
 }
 
-/// `--storm` and its reconnect policy.
+/// `--storm` and its reconnect policy; a storm needs the load generator here.
 fn storm_plan(args: &ServeArgs) -> anyhow::Result<Option<StormPlan>> {
-    let policy = args.reconnect.policy().map_err(anyhow::Error::msg)?;
-    match args.storm {
-        None if args.reconnect.any() => {
-            anyhow::bail!("--reconnect-jitter and --reconnect-backoff need --storm clients|restart")
-        }
-        None => Ok(None),
-        Some(_) if args.external => {
-            anyhow::bail!("--storm needs the load generator here; it cannot run with --external")
-        }
-        Some(how) => Ok(Some(StormPlan {
-            kind: match how {
-                StormHow::Clients => StormKind::Clients,
-                StormHow::Restart => StormKind::Restart,
-            },
-            policy,
-        })),
+    if args.storm.is_some() && args.external {
+        anyhow::bail!("--storm needs the load generator here; it cannot run with --external");
     }
+    super::load::storm_plan(args.storm, &args.reconnect)
 }
 
 /// The storm phase, when asked for and every connection is held; `None` otherwise.
@@ -233,19 +219,37 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
         },
     );
     let recovered = storm_report.as_ref().is_none_or(|s| s.recovered);
+    if let Some(s) = storm_report.as_ref().filter(|s| s.recovered) {
+        save_rate(ctx, args, s, &progress);
+    }
     print(&report, storm_report.as_ref(), args.format)?;
     Ok(Outcome::of(report.verified && recovered))
+}
+
+/// Saves the storm's best accept rate for `tune check --storm` (a failure is said, not fatal).
+fn save_rate(ctx: &Context, args: &ServeArgs, s: &StormReport, progress: &Progress) {
+    let saved = crate::state::Store::new(&ctx.root, args.state_dir.as_deref()).and_then(|st| {
+        let dir = st.path();
+        std::fs::create_dir_all(&dir)?;
+        let file = dir.join(crate::profile::storm::RATE_FILE);
+        let line = format!("{:.0} {}\n", s.peak_connects_per_second, s.target);
+        std::fs::write(&file, line)?;
+        Ok(file)
+    });
+    match saved {
+        Ok(f) => progress.say(&format!(
+            "accept rate saved in {} for tune check --storm",
+            f.display()
+        )),
+        Err(e) => progress.say(&format!("warning: the accept rate was not saved: {e:#}")),
+    }
 }
 
 fn print(report: &Report, storm: Option<&StormReport>, format: Format) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => {
-            let mut v = serde_json::to_value(report)?;
-            if let (Some(s), Some(o)) = (storm, v.as_object_mut()) {
-                o.insert("storm".into(), serde_json::to_value(s)?);
-            }
-            serde_json::to_writer_pretty(&mut out, &v)?;
+            super::load::write_json(&mut out, report, storm)?;
             writeln!(out)?;
         }
         _ => {

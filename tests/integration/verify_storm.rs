@@ -11,6 +11,8 @@ use verify_support::*;
 /// Runs `tune serve --verify 20000 ARGS --format json` in a fresh network namespace after
 /// `setup` (shell lines run inside it first).
 fn storm_in_netns(setup: &str, args: &str) -> (i32, serde_json::Value, String) {
+    // The accept rate is saved in a state directory of the test's own, not the host's.
+    let state = tempfile::tempdir().unwrap();
     let script = format!(
         "set -e\n\
          ip link set lo up\n\
@@ -20,8 +22,16 @@ fn storm_in_netns(setup: &str, args: &str) -> (i32, serde_json::Value, String) {
     let mut cmd = command("unshare");
     cmd.args(["-n", "--", "sh", "-c", &script])
         .env("TUNE", env!("CARGO_BIN_EXE_tune"))
+        .env("TUNE_STATE_DIR", state.path())
         .env_remove("TUNE_ROOT");
-    run(cmd)
+    let (code, j, stderr) = run(cmd);
+    // A recovered storm saved its best second for check --storm.
+    if j["storm"]["recovered"] == true {
+        let saved = std::fs::read_to_string(state.path().join("storm-rate")).unwrap();
+        let best = j["storm"]["peak_connects_per_second"].as_f64().unwrap();
+        assert_eq!(saved, format!("{best:.0} 20000\n"), "{stderr}");
+    }
+    (code, j, stderr)
 }
 
 /// The storm's section, checked for what every storm report carries.

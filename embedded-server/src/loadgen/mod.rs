@@ -1,7 +1,7 @@
 //! The load generator behind `tune load` and `tune serve --verify`: configuration and its split
 //! over client processes ([`plan`]), source addresses ([`sources`]), the per-process event loop
-//! ([`worker`]), the shared counters ([`board`]) and the parent side that starts and steers the
-//! processes ([`launcher`]).
+//! ([`worker`]), the shared counters ([`board`]), the parent side that starts and steers the
+//! processes ([`launcher`]) and reconnect storms' policy and commands ([`storm`]).
 //!
 //! Each client process is one epoll loop with a 16-byte slot per connection; a connection owns
 //! heap memory only while its handshake or a partial frame is in flight. The parent steers the

@@ -402,8 +402,8 @@ mod tests {
             "{}",
             q.evidence
         );
-        assert!(
-            q.fix[0].contains("net.core.somaxconn=\"32768\""),
+        assert_eq!(
+            q.fix[0], "sysctl -w net.core.somaxconn=\"32768\"",
             "{:?}",
             q.fix
         );
