@@ -8,14 +8,6 @@
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| v.parse().expect(name))
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let addr = std::env::args()
@@ -23,8 +15,8 @@ async fn main() {
         .filter(|a| !a.starts_with("--"))
         .unwrap_or_else(|| "127.0.0.1:0".into());
     let config = WebSocketConfig::default()
-        .read_buffer_size(arg("--read-buf", 0))
-        .write_buffer_size(arg("--write-buf", 0))
+        .read_buffer_size(peers_rust::arg("--read-buf", 0))
+        .write_buffer_size(peers_rust::arg("--write-buf", 0))
         .max_write_buffer_size(1 << 20);
     let listener = peers_rust::listen(&addr);
     println!("listening on {}", listener.local_addr().unwrap());
