@@ -95,9 +95,14 @@ def make_cert(d):
     return ca, cert, key
 
 
+# How long a client may take to open its connections (tls-client --open-secs): TLS handshakes
+# on a machine shared with other work can take minutes at 10,000.
+OPEN_SECS = 600
+
+
 def client(addr, conns, tls_args, *extra):
-    return run.pinned(run.CLIENT_CPU, [CLIENT, addr, str(conns)] + tls_args +
-                      [str(x) for x in extra])
+    return run.pinned(run.CLIENT_CPU, [CLIENT, addr, str(conns), "--open-secs", str(OPEN_SECS)] +
+                      tls_args + [str(x) for x in extra])
 
 
 def idle(peer, cmd, n, tls_args):

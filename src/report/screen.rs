@@ -44,6 +44,9 @@ pub fn render(r: &CheckReport, v: &Verdict, width: Option<usize>, color: bool) -
     if r.measured_cost.is_none() {
         out.extend(wrap(ASSUMES_NO_USER_COST, w, "  ", "    "));
     }
+    for line in tls_lines(r) {
+        out.extend(wrap(&line, w, "  ", "    "));
+    }
     out.extend(fix_lines(r, v, w));
     out.extend(drift_lines(r, w));
     out.push(String::new());
@@ -54,6 +57,37 @@ pub fn render(r: &CheckReport, v: &Verdict, width: Option<usize>, color: bool) -
 
 /// Said under the verdict when no measured cost was given.
 pub const ASSUMES_NO_USER_COST: &str = "assumes a near-zero user-space cost per connection (the kernel's socket alone); measure your server: tune load URL --server-pid PID --format json > cost.json, then tune check --pid PID --cost-from cost.json";
+
+/// Said under the verdict with `--tls` and no figure for what TLS adds per connection.
+pub const NO_TLS_FIGURE: &str = "TLS: no figure for what TLS adds per connection, so this is sized as plain connections; measure it here";
+
+/// How to measure what TLS adds per connection on this host, said when there is no figure.
+pub const HOW_TO_MEASURE_TLS: &str = "tune serve --verify 20000 --tls --format json > tls.json, then tune check --tls --tls-from tls.json (or give --tls-cost SIZE)";
+
+/// With `--tls`: which TLS cost the capacity used and where it came from, and whether the
+/// kernel offers kTLS.
+fn tls_lines(r: &CheckReport) -> Vec<String> {
+    let Some(t) = &r.tls else {
+        return Vec::new();
+    };
+    let mut out = vec![match &t.cost {
+        Some(c) => format!(
+            "TLS: + {} per connection, {}",
+            crate::units::bytes(c.bytes_per_connection),
+            c.source
+        ),
+        None => format!("{NO_TLS_FIGURE}: {HOW_TO_MEASURE_TLS}"),
+    }];
+    if let Some(k) = &r.ktls {
+        let state = match k.available {
+            Some(true) => "available",
+            Some(false) => "not available",
+            None => "unknown",
+        };
+        out.push(format!("kTLS: {state} ({})", k.evidence));
+    }
+    out
+}
 
 /// The lines under the verdict: per process, per host, what limits next, processes needed.
 fn capacity_lines(v: &Verdict, w: usize) -> Vec<String> {

@@ -28,6 +28,7 @@ mod check_guards;
 mod check_other_kernel;
 mod check_prometheus;
 mod check_terminal;
+mod check_tls;
 mod cli_quantities;
 mod container;
 mod fuzz_replay;

@@ -7,8 +7,8 @@
 //! client is pinned to one core). Trusts only the CA in `--ca FILE`; the server name is the
 //! address's IP (the test certificate carries it as an IP SAN). Prints one JSON line per
 //! phase, as bench/server-client does. Usage:
-//!   tls-client ADDR CONNS [--plain] [--ca FILE] [--concurrency C] [--echo-secs D] [--size B]
-//!              [--hold-secs H]
+//!   tls-client ADDR CONNS [--plain] [--ca FILE] [--concurrency C] [--open-secs S]
+//!              [--echo-secs D] [--size B] [--hold-secs H]
 
 use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -28,8 +28,10 @@ use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-/// How long the open phase may take before the client reports what it has.
-const OPEN_DEADLINE: Duration = Duration::from_secs(120);
+/// How long the open phase may take before the client reports what it has, by default
+/// (`--open-secs`): a TLS handshake costs a server 20-50x a plain one, and a shared machine
+/// gives it a fraction of a core.
+const OPEN_SECS: usize = 120;
 
 trait Io: AsyncRead + AsyncWrite + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
@@ -98,6 +100,7 @@ async fn main() {
     let echo_secs = peers_rust::arg("--echo-secs", 0) as u64;
     let size = peers_rust::arg("--size", 32);
     let hold_secs = peers_rust::arg("--hold-secs", 0) as u64;
+    let open_secs = peers_rust::arg("--open-secs", OPEN_SECS) as u64;
     let tls = if args.iter().any(|a| a == "--plain") {
         None
     } else {
@@ -120,7 +123,7 @@ async fn main() {
             }
             let mut conns = Vec::with_capacity(n);
             let mut errors: Vec<String> = Vec::new();
-            let deadline = tokio::time::Instant::now() + OPEN_DEADLINE;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(open_secs);
             while conns.len() + errors.len() < n {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
                     Ok(Some(Ok(ws))) => conns.push(ws),
