@@ -198,9 +198,10 @@ impl<'r> Host<'r> {
             ktls::module_names(t).map(|m| m.contains(&"tls"))
         }) {
             Ok(true) => Some(format!("{} lists tls", self.root.path(MODULES).display())),
-            _ if self.root.is_dir(TLS_MODULE_DIR) => {
-                Some(format!("{} exists", self.root.path(TLS_MODULE_DIR).display()))
-            }
+            _ if self.root.is_dir(TLS_MODULE_DIR) => Some(format!(
+                "{} exists",
+                self.root.path(TLS_MODULE_DIR).display()
+            )),
             _ => None,
         };
         let ulp_path = self.root.path(TCP_AVAILABLE_ULP).display().to_string();

@@ -71,7 +71,12 @@ fn usable(root: &Path) -> u64 {
     let text = std::fs::read_to_string(root.join("proc/meminfo")).unwrap();
     let kb = |key: &str| -> u64 {
         let line = text.lines().find(|l| l.starts_with(key)).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
     };
     let total = kb("MemTotal:");
     kb("MemAvailable:") - total / 100 * tune::capacity::MEMORY_RESERVE_PERCENT
@@ -123,7 +128,10 @@ fn a_given_tls_cost_sizes_memory_and_is_named() {
         s.contains("TLS: + 32.8 KB per connection, given with --tls-cost"),
         "{s}"
     );
-    assert!(s.contains("kTLS: not available (no tls kernel module"), "{s}");
+    assert!(
+        s.contains("kTLS: not available (no tls kernel module"),
+        "{s}"
+    );
 }
 
 /// A saved report's `tls` section, in the names `tune serve --verify --tls --format json` and
@@ -139,10 +147,7 @@ fn a_saved_report_gives_the_tls_cost_and_its_kernel_part_counts_only_with_ktls()
     let from = file.path().to_str().unwrap();
     // Without kTLS the kernel holds a plain socket (counted already): the user part alone.
     let without = root(false);
-    let (j, _) = json(
-        without.path(),
-        &["--target", "1000000", "--tls-from", from],
-    );
+    let (j, _) = json(without.path(), &["--target", "1000000", "--tls-from", from]);
     assert_eq!(j["tls"]["cost"]["bytes_per_connection"], 5200);
     let source = j["tls"]["cost"]["source"].as_str().unwrap();
     assert!(
@@ -150,10 +155,16 @@ fn a_saved_report_gives_the_tls_cost_and_its_kernel_part_counts_only_with_ktls()
         "{source}"
     );
     assert!(source.contains("kernel figure 8.3 KB left out"), "{source}");
-    assert!(source.contains("412 µs of server CPU per handshake"), "{source}");
+    assert!(
+        source.contains("412 µs of server CPU per handshake"),
+        "{source}"
+    );
     assert_eq!(j["ktls"]["available"], false);
     let s = screen(without.path(), &["--target", "1000000", "--tls-from", from]);
-    assert!(s.contains("TLS: + 5.2 KB per connection, measured on this host in"), "{s}");
+    assert!(
+        s.contains("TLS: + 5.2 KB per connection, measured on this host in"),
+        "{s}"
+    );
     // With kTLS the kernel keeps the record state: both parts.
     let with = root(true);
     let (j, _) = json(with.path(), &["--target", "1000000", "--tls-from", from]);

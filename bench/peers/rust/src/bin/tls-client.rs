@@ -68,7 +68,9 @@ async fn open(addr: SocketAddr, n: u32, tls: Option<TlsConnector>) -> Result<Ws,
 fn connector(ca: &str) -> TlsConnector {
     let mut roots = RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca).expect("--ca: readable PEM") {
-        roots.add(c.expect("--ca: PEM certificates")).expect("--ca: a CA certificate");
+        roots
+            .add(c.expect("--ca: PEM certificates"))
+            .expect("--ca: a CA certificate");
     }
     let mut config = ClientConfig::builder()
         .with_root_certificates(roots)
@@ -163,6 +165,9 @@ async fn main() {
         .await;
     if hold_secs > 0 {
         tokio::time::sleep(Duration::from_secs(hold_secs)).await;
-        println!("{}", serde_json::json!({"phase": "hold", "open": conns.len()}));
+        println!(
+            "{}",
+            serde_json::json!({"phase": "hold", "open": conns.len()})
+        );
     }
 }
