@@ -350,6 +350,27 @@ def versions():
     return v
 
 
+def sitting(a):
+    """The run's UTC stamp and the results' head: machine, time, arguments, versions."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return stamp, {"machine": f"{platform.node()}, {platform.machine()}, Linux "
+                              f"{platform.release()}, {os.cpu_count()} cores",
+                   "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                   "args": vars(a), "versions": versions(), "servers": []}
+
+
+def write_results(res, md, name):
+    """Prints the table and writes it and the raw JSON to bench/results/NAME.{md,json}."""
+    out = os.path.join(ROOT, "bench/results", name)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out + ".json", "w") as f:
+        json.dump(res, f, indent=1)
+    with open(out + ".md", "w") as f:
+        f.write(md)
+    print(md)
+    print(f"written: {out}.md, {out}.json", file=sys.stderr)
+
+
 def fmt(x, nd=0):
     return f"{x:,.{nd}f}"
 
@@ -470,11 +491,7 @@ def main():
         sys.exit(f"--columns: unknown {','.join(bad)}; choose from {','.join(COLUMNS)}")
     if -(-a.wide // a.wide_procs) > MAX_PER_PROCESS:
         sys.exit(f"--wide {a.wide} over {a.wide_procs} processes exceeds {MAX_PER_PROCESS} a process")
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    res = {"machine": f"{platform.node()}, {platform.machine()}, Linux {platform.release()}, "
-                      f"{os.cpu_count()} cores",
-           "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "args": vars(a),
-           "versions": versions(), "servers": []}
+    stamp, res = sitting(a)
     failed = False
     if a.baseline:
         base = dict(PEERS[0], name=f"tune serve (baseline {a.baseline})")
@@ -490,15 +507,7 @@ def main():
             res["servers"].append({"name": peer["name"], "error": str(err)})
             failed = True
         time.sleep(2)
-    md = table(res)
-    out = os.path.join(ROOT, "bench/results", f"peers-{stamp}")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out + ".json", "w") as f:
-        json.dump(res, f, indent=1)
-    with open(out + ".md", "w") as f:
-        f.write(md)
-    print(md)
-    print(f"written: {out}.md, {out}.json", file=sys.stderr)
+    write_results(res, table(res), f"peers-{stamp}")
     sys.exit(1 if failed else 0)
 
 

@@ -27,7 +27,6 @@ reported as not measured (and does not fail the run).
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -52,18 +51,18 @@ def peers(cert, key):
          "config": "tune's own TLS (rustls), 1 worker, backlog 512", "tune": True,
          "workers": True},
         {"name": "Go crypto/tls + gorilla",
-         "cmd": [os.path.join(run.BIN, "go-gorilla-tls")] + tls,
+         "cmd": [os.path.join(run.BIN, "go-gorilla")] + tls,
          "plain": [os.path.join(run.BIN, "go-gorilla")],
          "config": "crypto/tls (Go's defaults) under net/http, gorilla/websocket 1.5.0 (Debian), "
                    "goroutine per connection (plain counterpart: the epoll row of run.py), "
                    "ReadBufferSize/WriteBufferSize 256 + WriteBufferPool, GOMAXPROCS=1"},
         {"name": "Node https + ws",
-         "cmd": ["node", os.path.join(ROOT, "bench/peers/node-ws/server-tls.js")] + tls,
+         "cmd": ["node", os.path.join(ROOT, "bench/peers/node-ws/server.js")] + tls,
          "plain": ["node", os.path.join(ROOT, "bench/peers/node-ws/server.js")],
          "config": "https (Node's OpenSSL, its defaults) + ws + bufferutil, one process, "
                    "perMessageDeflate off, clientTracking off"},
         {"name": "tokio-rustls + tokio-tungstenite",
-         "cmd": [os.path.join(run.RUST, "tt-tls-echo")] + tls,
+         "cmd": [os.path.join(run.RUST, "tt-echo"), "--read-buf", "0", "--write-buf", "0"] + tls,
          "plain": [os.path.join(run.RUST, "tt-echo"), "--read-buf", "0", "--write-buf", "0"],
          "config": "rustls 0.23 on ring (its defaults: TLS 1.3/1.2, default buffer limits, "
                    "tickets on) via tokio-rustls 0.26, tokio-tungstenite 0.30 with 0-byte "
@@ -209,11 +208,7 @@ def main():
     a = ap.parse_args()
     if a.conns > run.MAX_PER_PROCESS:
         sys.exit(f"--conns {a.conns}: one client process holds at most {run.MAX_PER_PROCESS}")
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    res = {"machine": f"{platform.node()}, {platform.machine()}, Linux {platform.release()}, "
-                      f"{os.cpu_count()} cores",
-           "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "args": vars(a),
-           "versions": run.versions(), "servers": []}
+    stamp, res = run.sitting(a)
     failed = False
     with tempfile.TemporaryDirectory(prefix="peers-tls-") as d:
         ca, cert, key = make_cert(d)
@@ -239,15 +234,7 @@ def main():
                     res["servers"].append({"name": name, "error": f"FAILED: {err}"})
                     failed = True
                 time.sleep(2)
-    md = table(res, plist)
-    out = os.path.join(ROOT, "bench/results", f"peers-tls-{stamp}")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out + ".json", "w") as f:
-        json.dump(res, f, indent=1)
-    with open(out + ".md", "w") as f:
-        f.write(md)
-    print(md)
-    print(f"written: {out}.md, {out}.json", file=sys.stderr)
+    run.write_results(res, table(res, plist), f"peers-tls-{stamp}")
     sys.exit(1 if failed else 0)
 
 
