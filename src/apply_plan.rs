@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use crate::knobs::{self, Compare, Knob, KnobId, Limit, Persist, Reading, Scope, Value, Write};
 use crate::persist::boot::BootValue;
 use crate::profile::Profile;
+use crate::values::{Input, Suggest};
 
 /// What the user asked for.
 #[derive(Debug, Clone, Default)]
@@ -157,8 +158,9 @@ pub fn decide(compare: Compare, live: &Value, wanted: &Value, allow_lower: bool)
     }
     if improved == *live {
         Action::Kept(format!(
-            "kept ({}; --allow-lower sets {wanted})",
-            beyond(compare)
+            "kept ({}; {} sets {wanted})",
+            beyond(compare),
+            Suggest::input(Input::AllowLower)
         ))
     } else {
         Action::Set {
@@ -184,10 +186,16 @@ fn validate_shape(knob: &Knob, v: &Value) -> Option<String> {
     }
 }
 
-const NOFILE_FIX: &str =
-    "set LimitNOFILE= in the service's unit (tune apply --persist --service UNIT), \
-     a nofile line in /etc/security/limits.d (tune apply --persist), \
-     or run tune with CAP_SYS_RESOURCE";
+/// Where a hard RLIMIT_NOFILE can be raised when this process cannot.
+fn nofile_fix() -> String {
+    let persist = Suggest::input(Input::Persist);
+    format!(
+        "set LimitNOFILE= in the service's unit (tune apply {persist} {}), \
+         a nofile line in /etc/security/limits.d (tune apply {persist}), \
+         or run tune with CAP_SYS_RESOURCE",
+        Suggest::set(Input::Service, "UNIT")
+    )
+}
 
 /// Builds the plan. Pure: the same inputs always give the same plan.
 pub fn make(obs: &knobs::Observation, profile: &Profile, here: &Here, opts: &Options) -> Plan {
@@ -254,11 +262,12 @@ fn cannot_change(
     }
     if let Write::Prlimit(_) = knob.write {
         if opts.pid.is_none() {
-            return Some(
-                "RLIMIT_NOFILE belongs to a process; pass --pid PID to raise a \
-                 running process, or --persist to set it for new sessions and services"
-                    .into(),
-            );
+            return Some(format!(
+                "RLIMIT_NOFILE belongs to a process; pass {} to raise a \
+                 running process, or {} to set it for new sessions and services",
+                Suggest::set(Input::Pid, "PID"),
+                Suggest::input(Input::Persist)
+            ));
         }
     }
     None
@@ -298,8 +307,9 @@ pub fn blocked_here(knob: &Knob, here: &Here, obs: &knobs::Observation) -> Optio
     if let Write::Prlimit(which) = knob.write {
         if which == Limit::Hard && obs.facts.cap_sys_resource() == Some(false) {
             return Some(format!(
-                "raising a hard limit needs CAP_SYS_RESOURCE, which does not count here ({}); {NOFILE_FIX}",
-                obs.facts.capability_reason()
+                "raising a hard limit needs CAP_SYS_RESOURCE, which does not count here ({}); {}",
+                obs.facts.capability_reason(),
+                nofile_fix()
             ));
         }
     }
@@ -387,7 +397,8 @@ fn check_nofile(
             {
                 if *t > ha {
                     items[s].action = Action::CannotChange(format!(
-                        "{t} is above the hard limit {ha}, which stays; {NOFILE_FIX}"
+                        "{t} is above the hard limit {ha}, which stays; {}",
+                        nofile_fix()
                     ));
                 }
             }
@@ -672,7 +683,9 @@ mod tests {
         assert!(
             matches!(a("net.ipv4.tcp_mem"), Action::CannotChange(w) if w.contains("child namespace"))
         );
-        assert!(matches!(a("rlimit.nofile.soft"), Action::CannotChange(w) if w.contains("--pid")));
+        assert!(
+            matches!(a("rlimit.nofile.soft"), Action::CannotChange(w) if w.contains(&Suggest::input(Input::Pid).to_string()))
+        );
         // With --pid: soft fits under the hard limit; the hard raise needs CAP_SYS_RESOURCE.
         let opts = Options {
             pid: Some(1),

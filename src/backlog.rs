@@ -12,6 +12,7 @@
 //!   client's retransmitted SYNs as TcpExt TCPSynRetrans.
 
 use crate::units::group;
+use crate::values::{Input, Suggest};
 
 /// SO_REUSEPORT spreads new connections by hash, not evenly: a listener may get this many
 /// times its share of a burst (host facts: the busiest of 80 listeners held 1.8% over the
@@ -81,7 +82,7 @@ pub fn warning(
         return None;
     }
     Some(format!(
-        "handshakes waited on the accept queue: ListenOverflows +{}, ListenDrops +{}, TCPReqQFullDrop +{}, SYN retransmissions +{}, connects timed out and retried {}; the accept queue in effect is {} per listener (min of the listen backlog and net.core.somaxconn {}), tcp_syncookies {}; raise net.core.somaxconn and net.ipv4.tcp_max_syn_backlog (tune check --target N says how far)",
+        "handshakes waited on the accept queue: ListenOverflows +{}, ListenDrops +{}, TCPReqQFullDrop +{}, SYN retransmissions +{}, connects timed out and retried {}; the accept queue in effect is {} per listener (min of the listen backlog and net.core.somaxconn {}), tcp_syncookies {}; raise net.core.somaxconn and net.ipv4.tcp_max_syn_backlog (tune check {} says how far)",
         group(w.listen_overflows),
         group(w.listen_drops),
         group(w.req_q_full_drops),
@@ -90,6 +91,7 @@ pub fn warning(
         group(queue),
         somaxconn.map_or("unknown".into(), group),
         syncookies.map_or("unknown".into(), |v| v.to_string()),
+        Suggest::set(Input::Target, "N"),
     ))
 }
 

@@ -28,6 +28,7 @@ pub mod cgroup_bounds;
 use crate::knobs::Role;
 use crate::knobs::{KnobId, Observation, Value};
 use crate::units::{approx, bytes, group};
+use crate::values::{Input, Suggest};
 
 /// Fds a process keeps for itself (stdio, listener, epoll, logs) and does not spend on connections.
 pub const FD_RESERVE: u64 = 10;
@@ -63,6 +64,8 @@ pub struct Inputs {
     pub ipv6_loopback: bool,
     /// Usable memory now ([`crate::kernel::meminfo::Meminfo::usable`]: MemAvailable).
     pub mem_usable: Option<u64>,
+    /// The part of it the kernel gives without a reclaim storm (MemFree and Inactive(file)).
+    pub mem_quick: Option<u64>,
     pub mem_total: Option<u64>,
     pub bytes_per_socket: u64,
     /// Where `bytes_per_socket` came from ("slabinfo", "default").
@@ -475,11 +478,15 @@ fn memory_bound(i: &Inputs) -> Bound {
         ),
         None => (each, user),
     };
+    let quick = i
+        .mem_quick
+        .map(|q| quick_split(q, reserve, per_conn, n))
+        .unwrap_or_default();
     Bound {
         connections: Some(n),
         limit: Limiter::Memory,
         arithmetic: format!(
-            "memory at ~{} per {}: (MemAvailable {} − {MEMORY_RESERVE_PERCENT}% of MemTotal {}) / ({each}{user}{}) = {}",
+            "memory at ~{} per {}: (MemAvailable {} − {MEMORY_RESERVE_PERCENT}% of MemTotal {}) / ({each}{user}{}) = {}{quick}",
             bytes(per_conn),
             if s == 2 { "connection pair" } else { "connection" },
             bytes(free),
@@ -488,6 +495,22 @@ fn memory_bound(i: &Inputs) -> Bound {
             group(n)
         ),
     }
+}
+
+/// The two figures near the memory wall: how many of the `n` fit in what the kernel gives at
+/// once (MemFree and the inactive page cache, `quick` bytes) and how many more need the kernel
+/// to reclaim the active page cache first, at a falling rate (issue 26).
+fn quick_split(quick: u64, reserve: u64, per_conn: u64, n: u64) -> String {
+    let at_once = (quick.saturating_sub(reserve) / per_conn.max(1)).min(n);
+    if at_once >= n {
+        return String::new();
+    }
+    format!(
+        "; ~{} of them without a reclaim storm (MemFree + Inactive(file) {} − the reserve), the other {} only once the kernel reclaims the active page cache, slower",
+        group(at_once),
+        bytes(quick),
+        group(n - at_once)
+    )
 }
 
 /// fs.file-max: (file-max − files in use) / sockets per connection, unless the process is exempt.
@@ -581,13 +604,16 @@ fn ports_bound(i: &Inputs, target: u64) -> (Bound, Option<u64>) {
     let ports = crate::ports::count([lo, hi], 0);
     let needed = crate::ports::sources_needed(target, ports).unwrap_or(1);
     let (addrs, whence) = match (i.role, i.source_addresses) {
-        (_, Some(a)) => (a, "given"),
+        (_, Some(a)) => (a, "given".to_string()),
         (Role::Loopback, None) if i.ipv6_loopback => (
             1,
-            "::1 alone: IPv6 loopback has one address; --source adds more",
+            format!(
+                "::1 alone: IPv6 loopback has one address; {} adds more",
+                Suggest::input(Input::Source)
+            ),
         ),
-        (Role::Loopback, None) => (LOOPBACK_SOURCE_ADDRESSES, "127.0.0.0/8"),
-        (_, None) => (1, "one address assumed"),
+        (Role::Loopback, None) => (LOOPBACK_SOURCE_ADDRESSES, "127.0.0.0/8".to_string()),
+        (_, None) => (1, "one address assumed".to_string()),
     };
     let n = ports.saturating_mul(addrs);
     let b = Bound {
@@ -632,6 +658,7 @@ impl Inputs {
             source_addresses: None,
             ipv6_loopback: false,
             mem_usable: obs.facts.usable_memory,
+            mem_quick: obs.facts.quick_memory,
             mem_total: obs.int(KnobId::MemoryTotal),
             bytes_per_socket: obs.facts.bytes_per_socket(),
             bytes_per_socket_source: if obs.facts.socket_cost.is_some() {
@@ -710,6 +737,7 @@ mod tests {
             source_addresses: None,
             ipv6_loopback: false,
             mem_usable: Some(18_000_000_000),
+            mem_quick: None,
             mem_total: Some(24_000_000_000),
             bytes_per_socket: 4160,
             bytes_per_socket_source: "slabinfo".into(),
@@ -725,6 +753,30 @@ mod tests {
             measured: None,
             tls: None,
         }
+    }
+
+    #[test]
+    fn the_memory_bound_says_what_fits_without_a_reclaim_storm() {
+        // 10 GB given at once, 1 GB reserve, 10 kB each: 900,000 of the 1.7M at once.
+        let t = quick_split(10_000_000_000, 1_000_000_000, 10_000, 1_700_000);
+        assert!(
+            t.contains("~900,000 of them without a reclaim storm"),
+            "{t}"
+        );
+        assert!(t.contains("the other 800,000"), "{t}");
+        // All of it given at once: nothing to add.
+        assert_eq!(
+            quick_split(30_000_000_000, 1_000_000_000, 10_000, 1_700_000),
+            ""
+        );
+        let mut i = this_host(Role::Loopback);
+        i.mem_quick = Some(8_000_000_000);
+        let b = memory_bound(&i);
+        assert!(
+            b.arithmetic.contains("without a reclaim storm"),
+            "{}",
+            b.arithmetic
+        );
     }
 
     #[test]

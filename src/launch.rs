@@ -6,6 +6,7 @@ use std::process::Command;
 use crate::kernel::host::Host;
 use crate::root::Root;
 use crate::units::{bytes, group};
+use crate::values::{Input, Refused, Suggest};
 
 /// Memory one idle worker process takes before it holds any connection: VmRSS of a worker was
 /// ~4.7 MB here (BENCHMARKS.md, Server); 8 MiB leaves room for page tables and its slot table.
@@ -15,7 +16,9 @@ const WORKER_BASE_BYTES: u64 = 8 << 20;
 fn this_binary(subcommand: &str, i: usize) -> Command {
     let exe = std::env::current_exe().unwrap_or_else(|_| "tune".into());
     let mut c = Command::new(exe);
-    c.arg(subcommand).arg("--index").arg(i.to_string());
+    c.arg(subcommand)
+        .arg(Suggest::flag(Input::Index))
+        .arg(i.to_string());
     c
 }
 
@@ -40,14 +43,21 @@ pub fn check_worker_memory(root: &Root, expected: u64, backlog: i32) -> anyhow::
     };
     let need = n.saturating_mul(WORKER_BASE_BYTES);
     if need > avail {
-        anyhow::bail!(
-            "--workers auto for {} connections needs {} workers of at most {} fds each, about {} of memory before any connection, more than the {} available: lower --expect/--verify, or raise RLIMIT_NOFILE so fewer workers suffice",
-            group(expected),
-            group(n),
-            group(hard),
-            bytes(need),
-            bytes(avail)
-        );
+        return Err(Refused::new(
+            Input::Workers,
+            "auto",
+            format!(
+                "for {} connections needs {} workers of at most {} fds each, about {} of memory before any connection, more than the {} available: lower {}/{}, or raise RLIMIT_NOFILE so fewer workers suffice",
+                group(expected),
+                group(n),
+                group(hard),
+                bytes(need),
+                bytes(avail),
+                Suggest::flag(Input::Expect),
+                Suggest::flag(Input::Verify),
+            ),
+        )
+        .into());
     }
     Ok(())
 }

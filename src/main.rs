@@ -8,6 +8,8 @@ fn main() -> ExitCode {
     // Printing into a closed pipe (`tune check | head`) ends the process quietly, like any filter.
     // Server and load worker processes ignore SIGPIPE again themselves.
     let _ = embedded_server::sys::signal::default_sigpipe();
+    // Domain advice names tune's inputs (`values::Suggest`); the command line spells them.
+    tune::cli::flags::install();
     let cli = match tune::cli::Cli::try_parse() {
         Ok(cli) => cli,
         // --help and --version print and exit 0 as clap does; a usage error starts as every
@@ -17,7 +19,7 @@ fn main() -> ExitCode {
             // (Without a subcommand clap prints the help, which is not an error message.)
             let text = e.render().to_string();
             match text.strip_prefix("error: ") {
-                Some(rest) => eprint!("{}{rest}", tune::text::ERROR_PREFIX),
+                Some(rest) => eprint!("{}", tune::text::error(rest, tune::text::error_width())),
                 None => eprint!("{text}"),
             }
             return ExitCode::from(2);
@@ -26,12 +28,10 @@ fn main() -> ExitCode {
     match tune::cmd::run(cli) {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(e) => {
-            // Refused values are printed with their flag in front (`--rate 0: ...`).
-            eprintln!(
-                "{}{}",
-                tune::text::ERROR_PREFIX,
-                tune::cli::flags::render(&e)
-            );
+            // Refused values are printed with their flag in front (`--rate 0: ...`), and every
+            // error is wrapped to the terminal as every other screen is.
+            let message = tune::cli::flags::render(&e);
+            eprint!("{}", tune::text::error(&message, tune::text::error_width()));
             ExitCode::from(2)
         }
     }

@@ -14,7 +14,27 @@ pub const ERROR_PREFIX: &str = "tune: error: ";
 
 /// The width to fit: the terminal on stdout, else COLUMNS, else [`NOT_A_TERMINAL`].
 pub fn width() -> usize {
-    terminal_size::terminal_size_of(std::io::stdout())
+    width_of(std::io::stdout())
+}
+
+/// The width errors fit: as [`width`], for the terminal on stderr, where errors go.
+pub fn error_width() -> usize {
+    width_of(std::io::stderr())
+}
+
+/// An error as tune prints it, every one through here (its own and clap's): [`ERROR_PREFIX`],
+/// then the message, each line wider than `width` wrapped between words as [`fit`] does (never
+/// breaking a token: a path or a command stays whole), ending in a newline.
+pub fn error(message: &str, width: usize) -> String {
+    let mut text = fit(&format!("{ERROR_PREFIX}{message}"), width);
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
+fn width_of(stream: impl std::os::fd::AsFd) -> usize {
+    terminal_size::terminal_size_of(stream)
         .map(|(w, _)| usize::from(w.0))
         .or_else(|| std::env::var("COLUMNS").ok()?.trim().parse().ok())
         .filter(|w| *w > 0)
@@ -120,6 +140,25 @@ mod tests {
         );
         let long = "a".repeat(50);
         assert_eq!(wrap(&long, 40, "", ""), vec![long.clone()]);
+    }
+
+    #[test]
+    fn an_error_is_wrapped_with_its_prefix_and_keeps_paths_whole() {
+        let e = error(
+            "--server-cgroup /x: not a memory cgroup directory: expected /sys/fs/cgroup/memory/PATH (cgroup v1)",
+            60,
+        );
+        assert!(e.lines().all(|l| l.chars().count() <= 60), "{e}");
+        assert_eq!(
+            e,
+            "tune: error: --server-cgroup /x: not a memory cgroup\n  directory: expected /sys/fs/cgroup/memory/PATH (cgroup v1)\n"
+        );
+        assert_eq!(error("short", 80), "tune: error: short\n");
+        // clap's own lines (usage, tips) are kept as they are when they fit.
+        assert_eq!(
+            error("a\n\nUsage: tune\n", 80),
+            "tune: error: a\n\nUsage: tune\n"
+        );
     }
 
     #[test]

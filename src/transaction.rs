@@ -13,7 +13,7 @@ use crate::persist::{FileWrite, Files};
 use crate::probe::netns;
 use crate::root::{FileState, Root};
 use crate::state::{self, Before, Change, Record, RecordStatus, Store};
-use crate::values::{Input, Refused};
+use crate::values::{Input, Refused, Suggest};
 
 pub use crate::state::netns_inode;
 
@@ -155,9 +155,12 @@ fn make(root: &Root, c: &Change) -> Result<(String, Option<String>), String> {
                     Errno::EPERM => format!(
                         "RLIMIT_NOFILE of process {pid}: prlimit refused {}:{} (EPERM): raising the hard \
                          limit needs CAP_SYS_RESOURCE and never goes above fs.nr_open. Fix: LimitNOFILE= in \
-                         the service's unit (tune apply --persist --service UNIT), a nofile line in \
+                         the service's unit (tune apply {} {}), a nofile line in \
                          /etc/security/limits.d, or run tune with CAP_SYS_RESOURCE",
-                        after[0], after[1]
+                        after[0],
+                        after[1],
+                        Suggest::input(Input::Persist),
+                        Suggest::set(Input::Service, "UNIT")
                     ),
                     Errno::ESRCH => format!("RLIMIT_NOFILE of process {pid}: the process has exited"),
                     e => format!("RLIMIT_NOFILE of process {pid}: prlimit {}:{}: {e}", after[0], after[1]),

@@ -75,12 +75,15 @@ impl std::str::FromStr for Sources {
     }
 }
 
-/// An input of a command that domain code may refuse. Domain code names the input, never its
-/// flag: `cli::flags` spells the flag when the error is printed, the one place outside the clap
-/// definitions that does (as ripgrep adds flag names to its errors in one place).
+/// An input of a command that domain code refuses ([`Refused`]) or suggests ([`Suggest`]).
+/// Domain code names the input, never its flag: `cli::flags` spells the flag when the text is
+/// printed, the one place outside the clap definitions that does (as ripgrep adds flag names to
+/// its errors in one place). `tests/integration/architecture.rs` fails on a flag literal below
+/// `cmd/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
     Target,
+    Profile,
     Processes,
     Concurrency,
     Rate,
@@ -92,6 +95,78 @@ pub enum Input {
     Service,
     StateDir,
     Pid,
+    Persist,
+    AllowLower,
+    Verbose,
+    Format,
+    CostFrom,
+    Workers,
+    Expect,
+    Verify,
+    Conns,
+    ConnectTimeout,
+    ServerPid,
+    ServerCgroup,
+    Steps,
+    Listen,
+    /// The hidden worker subcommands' index (`launch` builds their command lines).
+    Index,
+}
+
+/// A fix or hint that sets one of tune's own inputs, as domain text suggests it: the input and,
+/// when there is one, its value. Domain code writes `Suggest::set(Input::Workers, 25)` (or
+/// `Suggest::input(Input::Verbose)` for the flag alone) into its advice, never `--workers 25`:
+/// the text shows it as the command line spells it, through the speller `cli::flags::install`
+/// puts in place when `tune` starts (one table, `cli::flags::flag`). New advice follows this
+/// (docs/ARCHITECTURE.md, "Fix suggestions"); a flag literal below `cmd/` fails the
+/// architecture test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suggest {
+    pub input: Input,
+    pub value: Option<String>,
+}
+
+/// How the command line spells an input; set once by `cli::flags::install` (domain code cannot
+/// import `cli`, so the command line hands its speller down, as `log` hands down a logger).
+static SPELLER: std::sync::OnceLock<fn(Input) -> &'static str> = std::sync::OnceLock::new();
+
+/// Puts the command line's speller in place (the first call wins).
+pub fn install_speller(speller: fn(Input) -> &'static str) {
+    let _ = SPELLER.set(speller);
+}
+
+impl Suggest {
+    /// The input set to `value`: `--workers 25` on screen.
+    pub fn set(input: Input, value: impl std::fmt::Display) -> Suggest {
+        Suggest {
+            input,
+            value: Some(value.to_string()),
+        }
+    }
+
+    /// The input alone: `--verbose` on screen.
+    pub fn input(input: Input) -> Suggest {
+        Suggest { input, value: None }
+    }
+
+    /// The flag of `input` as the command line spells it; `<Input>` (its name in the domain)
+    /// where no speller is installed (the library without `tune`'s `main`, unit tests).
+    pub fn flag(input: Input) -> String {
+        match SPELLER.get() {
+            Some(spell) => spell(input).to_string(),
+            None => format!("<{input:?}>"),
+        }
+    }
+}
+
+impl std::fmt::Display for Suggest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let flag = Suggest::flag(self.input);
+        match &self.value {
+            Some(v) => write!(f, "{flag} {v}"),
+            None => f.write_str(&flag),
+        }
+    }
 }
 
 /// A value refused by the domain: which input, the value as the message shows it (`None`: the

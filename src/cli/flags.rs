@@ -1,8 +1,15 @@
-//! Flag names for errors: the flag of each input domain code may refuse ([`Input`]), and every
-//! error printed with its flag in front. With the clap definitions, the only place that spells
-//! the command line; domain code below `cmd/` names inputs, not flags.
+//! Flag names: the flag of each input domain code refuses or suggests ([`Input`]), every error
+//! printed with its flag in front, and the speller that shows a domain's
+//! [`Suggest`](crate::values::Suggest) as `--workers 25`. With the clap definitions, the only
+//! place that spells the command line; domain code below `cmd/` names inputs, not flags.
 
 use crate::values::{Input, Refused};
+
+/// Hands [`flag`] down to the domain, so that a `Suggest` in its advice reads as the command
+/// line's flag. `main` calls it first; the worker subcommands go through `main` too.
+pub fn install() {
+    crate::values::install_speller(flag);
+}
 
 /// The flag an input is given with.
 pub fn flag(input: Input) -> &'static str {
@@ -19,6 +26,22 @@ pub fn flag(input: Input) -> &'static str {
         Input::Service => "--service",
         Input::StateDir => "--state-dir",
         Input::Pid => "--pid",
+        Input::Profile => "--profile",
+        Input::Persist => "--persist",
+        Input::AllowLower => "--allow-lower",
+        Input::Verbose => "--verbose",
+        Input::Format => "--format",
+        Input::CostFrom => "--cost-from",
+        Input::Workers => "--workers",
+        Input::Expect => "--expect",
+        Input::Verify => "--verify",
+        Input::Conns => "--conns",
+        Input::ConnectTimeout => "--connect-timeout",
+        Input::ServerPid => "--server-pid",
+        Input::ServerCgroup => "--server-cgroup",
+        Input::Steps => "--steps",
+        Input::Listen => "--listen",
+        Input::Index => "--index",
     }
 }
 
@@ -50,5 +73,67 @@ mod tests {
         assert_eq!(render(&e), "load: --concurrency 0: expected 1 or more");
         let e = anyhow::Error::new(Refused::input(Input::Ignore, "unknown knob"));
         assert_eq!(render(&e), "--ignore: unknown knob");
+    }
+
+    /// Every input's flag is one clap defines (on some subcommand), so a suggestion printed
+    /// from the table can be typed as printed.
+    #[test]
+    fn every_input_is_spelled_as_a_flag_clap_defines() {
+        use clap::CommandFactory;
+        let mut longs = std::collections::BTreeSet::new();
+        let mut stack = vec![crate::cli::Cli::command()];
+        while let Some(c) = stack.pop() {
+            longs.extend(
+                c.get_arguments()
+                    .filter_map(|a| a.get_long())
+                    .map(String::from),
+            );
+            stack.extend(c.get_subcommands().cloned());
+        }
+        use Input::*;
+        for i in [
+            Target,
+            Profile,
+            Processes,
+            Concurrency,
+            Rate,
+            CloseRate,
+            MessageInterval,
+            MemoryFloor,
+            Source,
+            Ignore,
+            Service,
+            StateDir,
+            Pid,
+            Persist,
+            AllowLower,
+            Verbose,
+            Format,
+            CostFrom,
+            Workers,
+            Expect,
+            Verify,
+            Conns,
+            ConnectTimeout,
+            ServerPid,
+            ServerCgroup,
+            Steps,
+            Listen,
+            Index,
+        ] {
+            let f = flag(i);
+            assert!(longs.contains(&f[2..]), "{i:?}: {f} is not a flag of tune");
+        }
+    }
+
+    #[test]
+    fn a_suggestion_reads_as_the_flag_once_installed() {
+        install();
+        let s = crate::values::Suggest::set(Input::Workers, 25);
+        assert_eq!(s.to_string(), "--workers 25");
+        assert_eq!(
+            crate::values::Suggest::input(Input::Rate).to_string(),
+            "--rate"
+        );
     }
 }

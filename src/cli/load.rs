@@ -34,7 +34,8 @@ pub struct LoadFlags {
     /// the echo round; 30 with load), then close them in batches.
     #[arg(long, value_name = "SECS", alias = "duration")]
     pub hold: Option<Secs>,
-    /// Give up when the count has not risen for SECS seconds.
+    /// Give up when the count has not risen for SECS seconds (at least --connect-timeout while
+    /// connects are in flight and none has failed: a slow server is not a stopped one).
     #[arg(long, value_name = "SECS", default_value = "5")]
     pub stall: Secs,
     /// Connections closed per second at teardown, all client processes together (default: as

@@ -64,7 +64,7 @@ pub enum Command {
     /// Open websocket connections to a server (the load generator alone), for verifying from other hosts.
     Load(load::LoadArgs),
     /// Every limit's headroom, live: use against limit, rate and time to exhaustion, the binding limit first; or as Prometheus metrics (--listen).
-    #[command(after_long_help = crate::top::metrics::DOC)]
+    #[command(after_long_help = crate::top::metrics::doc())]
     Top(top::TopArgs),
     /// List the profiles or show one fully resolved.
     Profiles(profiles::ProfilesArgs),

@@ -32,22 +32,27 @@ pub fn measured(
     let (bytes_per_connection, source, baseline) = match (&args.cost_from, args.cost_per_conn) {
         (Some(file), _) => {
             let (cost, url, base) = from_report(file)?;
-            let b = cost.bytes_per_connection.round().max(1.0) as u64;
+            let slope = cost
+                .beyond
+                .as_ref()
+                .map_or(cost.bytes_per_connection, |b| b.bytes_per_connection);
             let mut source = format!(
                 "measured by tune load on {url} over {} to {} connections, {}",
                 group(cost.range[0]),
                 group(cost.range[1]),
                 file.display()
             );
-            if let Some(v) = &cost.varies {
+            if let (Some(v), Some(b)) = (&cost.varies, &cost.beyond) {
                 source.push_str(&format!(
-                    "; not constant: {} per connection up to {}, {} above, so the figure is rough beyond the ramp: measure closer to the count you will run",
+                    "; not constant: {} per connection up to {}, {} over {} to {}, the figure used beyond the ramp: measure closer to the count you will run",
                     bytes(v.lower_bytes.max(0.0) as u64),
                     group(v.lower_range[1]),
-                    bytes(v.upper_bytes.max(0.0) as u64)
+                    bytes(b.bytes_per_connection.max(0.0) as u64),
+                    group(b.range[0]),
+                    group(b.range[1]),
                 ));
             }
-            (b, source, base)
+            (slope.round().max(1.0) as u64, source, base)
         }
         (None, Some(b)) => (b, "given with --cost-per-conn".to_string(), None),
         (None, None) => match profile.params.bytes_per_connection {
@@ -70,7 +75,8 @@ pub fn measured(
     }))
 }
 
-/// A cgroup directory and its charge at no connections, page cache left out.
+/// A cgroup directory and its charge at no connections, page cache left out, as the report's
+/// ramp measured it.
 type Baseline = Option<(String, u64)>;
 
 /// The fit, the URL, and the cgroup's baseline.
@@ -96,15 +102,16 @@ fn from_report(file: &std::path::Path) -> anyhow::Result<(CostFit, String, Basel
             server.samples.len()
         )
     })?;
-    let base = server
-        .cgroup
-        .zip(server.samples.first())
-        .and_then(|(cg, s)| {
-            Some((
-                cg,
-                s.cgroup_charge?.saturating_sub(s.cgroup_file.unwrap_or(0)),
-            ))
-        });
+    // The charge at no connections on the line the report projects beyond its ramp (through
+    // its top); an older report without that line: the ramp's first sample.
+    let at_zero = cost.beyond.as_ref().map(|b| b.base_bytes.max(0.0) as u64);
+    let base = server.cgroup.and_then(|cg| {
+        let first = server
+            .samples
+            .first()
+            .and_then(|s| Some(s.cgroup_charge?.saturating_sub(s.cgroup_file.unwrap_or(0))));
+        Some((cg, at_zero.or(first)?))
+    });
     Ok((cost, r.url, base))
 }
 
@@ -147,7 +154,7 @@ fn cgroup_now(
         Some((cg, b)) if cg == dir && b < now => (
             b,
             format!(
-                "as measured at the ramp's start; {} charged now without page cache, memory the server freed and keeps for reuse",
+                "as the ramp measured it (its top's charge less its connections at that cost); {} charged now without page cache, memory the server freed and keeps for reuse",
                 bytes(charge.saturating_sub(file))
             ),
         ),

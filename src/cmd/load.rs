@@ -109,6 +109,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
     let spec = ConnectSpec {
         target: args.conns,
         stall: o.stall_window(),
+        connect_timeout: o.connect_timeout,
         stop_on_death: false,
         steps,
     };

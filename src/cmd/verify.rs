@@ -142,6 +142,7 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     let spec = ConnectSpec {
         target: n,
         stall: plan.load.stall_window(),
+        connect_timeout: plan.load.connect_timeout,
         stop_on_death: true,
         steps: 0,
     };

@@ -63,7 +63,7 @@ pub fn page(registry: &'static [Knob]) -> Page {
 fn entry(r: &mut Roff, d: &KnobDoc) {
     r.control("SS", [d.name.replace('-', "\\-").as_str()]);
     r.text([roman(d.summary)]);
-    field(r, "Scope", d.scope);
+    field(r, "Scope", &d.scope);
     field(r, "Value", &d.value);
     if let Some(a) = &d.accepts {
         field(r, "Accepts", a);

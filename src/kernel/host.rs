@@ -15,14 +15,18 @@ use super::file_nr::{self, FileNr};
 use super::ktls;
 use super::meminfo::{self, Meminfo};
 use super::netstat::{self, Netstat};
+use super::pressure::{self, Pressure};
 use super::process::{self, Nofile, ProcStatus};
 use super::slabinfo::{self, SlabCache, SocketCost};
 use super::sockstat::{self, Sockstat};
+use super::vmstat::{self, Reclaim};
 use super::ParseError;
 use crate::root::{Root, RootError};
 
 pub const MEMINFO: &str = "proc/meminfo";
 pub const SLABINFO: &str = "proc/slabinfo";
+pub const PRESSURE_MEMORY: &str = "proc/pressure/memory";
+pub const VMSTAT: &str = "proc/vmstat";
 pub const SOCKSTAT: &str = "proc/net/sockstat";
 pub const NETSTAT: &str = "proc/net/netstat";
 pub const SNMP: &str = "proc/net/snmp";
@@ -119,6 +123,16 @@ impl<'r> Host<'r> {
 
     pub fn meminfo(&self) -> Result<Meminfo, HostError> {
         self.parsed(MEMINFO, meminfo::parse)
+    }
+
+    /// Memory pressure (PSI); an error on kernels built without PSI or booted with psi=0.
+    pub fn memory_pressure(&self) -> Result<Pressure, HostError> {
+        self.parsed(PRESSURE_MEMORY, pressure::parse)
+    }
+
+    /// The page reclaim counters of /proc/vmstat.
+    pub fn reclaim(&self) -> Result<Reclaim, HostError> {
+        self.parsed(VMSTAT, vmstat::parse)
     }
 
     /// Every slab cache (needs root: /proc/slabinfo is mode 0400).

@@ -15,6 +15,11 @@ pub struct Meminfo {
     pub slab: u64,
     /// SReclaimable (0 when absent).
     pub slab_reclaimable: u64,
+    /// The page cache: Cached + Buffers less Shmem (which cannot be dropped, only swapped).
+    /// Part of MemAvailable, but the kernel must reclaim it before a socket can use it.
+    pub page_cache: u64,
+    /// Inactive(file): the page cache kswapd reclaims first and cheaply (0 when absent).
+    pub inactive_file: u64,
 }
 
 /// The one definition of usable memory: MemAvailable less the reclaimable slab grown from
@@ -32,6 +37,15 @@ impl Meminfo {
     /// pressure.
     pub fn usable_since(&self, base: &Meminfo) -> u64 {
         usable(self.available, self.slab_reclaimable, base.slab_reclaimable)
+    }
+
+    /// What the kernel gives without a reclaim storm: MemFree and the inactive page cache
+    /// (reclaiming the active page cache, the working set of running programs, is what turned
+    /// into a storm past ~2.2M pairs in issue 26). At most [`Meminfo::usable`].
+    pub fn quick(&self) -> u64 {
+        self.free
+            .saturating_add(self.inactive_file)
+            .min(self.usable())
     }
 
     /// [`Meminfo::usable_since`] now, before connections are opened: MemAvailable.
@@ -103,6 +117,7 @@ fn line(n: usize, text: &str) -> Result<(&str, u64), ParseError> {
 pub fn parse(text: &str) -> Result<Meminfo, ParseError> {
     super::ascii_only(text)?;
     let [mut total, mut free, mut available, mut slab, mut reclaimable] = [None; 5];
+    let [mut cached, mut buffers, mut shmem, mut inactive_file] = [None; 4];
     for (i, l) in text.lines().enumerate() {
         if l.trim().is_empty() {
             continue;
@@ -114,6 +129,10 @@ pub fn parse(text: &str) -> Result<Meminfo, ParseError> {
             "MemAvailable" => &mut available,
             "Slab" => &mut slab,
             "SReclaimable" => &mut reclaimable,
+            "Cached" => &mut cached,
+            "Buffers" => &mut buffers,
+            "Shmem" => &mut shmem,
+            "Inactive(file)" => &mut inactive_file,
             _ => continue,
         };
         if let Some((first, _)) = slot.replace((i + 1, bytes)) {
@@ -138,6 +157,12 @@ pub fn parse(text: &str) -> Result<Meminfo, ParseError> {
         available: available.map_or(free, |(_, b)| b),
         slab: required(slab, "Slab")?,
         slab_reclaimable: reclaimable.map_or(0, |(_, b)| b),
+        page_cache: [cached, buffers]
+            .iter()
+            .map(|f| f.map_or(0, |(_, b)| b))
+            .sum::<u64>()
+            .saturating_sub(shmem.map_or(0, |(_, b)| b)),
+        inactive_file: inactive_file.map_or(0, |(_, b)| b),
     })
 }
 
@@ -219,6 +244,10 @@ DirectMap1G:    25165824 kB
         assert_eq!(m.available, 20490032 * 1024);
         assert_eq!(m.slab, 1515888 * 1024);
         assert_eq!(m.slab_reclaimable, 966780 * 1024);
+        // Cached 17,754,164 + Buffers 93,128 − Shmem 8,900 kB.
+        assert_eq!(m.page_cache, (17754164 + 93128 - 8900) * 1024);
+        assert_eq!(m.inactive_file, 10444124 * 1024);
+        assert_eq!(m.quick(), (2086236 + 10444124) * 1024);
     }
 
     #[test]

@@ -15,11 +15,13 @@ pub mod ktls;
 pub mod meminfo;
 pub mod netstat;
 pub mod nf_conntrack;
+pub mod pressure;
 pub mod process;
 pub mod slabinfo;
 pub mod sockstat;
 pub mod tcp_table;
 pub mod userns;
+pub mod vmstat;
 
 pub use host::{Host, HostError, Ktls};
 

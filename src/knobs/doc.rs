@@ -2,6 +2,7 @@
 
 use super::{Knob, Limit, Persist, Read, Shown, Write};
 use crate::kernel::host::sysctl_path;
+use crate::values::{Input, Suggest};
 
 /// Everything said about one knob, field by field; renderers only lay it out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,7 +10,7 @@ pub struct KnobDoc {
     pub name: &'static str,
     /// One line: what the knob is.
     pub summary: &'static str,
-    pub scope: &'static str,
+    pub scope: String,
     /// The shape and unit of its value.
     pub value: String,
     /// The file it is read from.
@@ -72,7 +73,7 @@ impl KnobDoc {
         let mut out = format!("{}\n", self.name);
         let mut line = |label: &str, text: &str| out.push_str(&format!("  {label:<11} {text}\n"));
         line("what:", self.summary);
-        line("scope:", self.scope);
+        line("scope:", &self.scope);
         line("value:", &self.value);
         if let Some(a) = &self.accepts {
             line("accepts:", a);
@@ -97,7 +98,10 @@ pub fn with_note(text: &str, note: Option<&str>) -> String {
 fn read_from(read: Read) -> String {
     match read {
         Read::Sysctl(name) => format!("/{} (sysctl {name})", sysctl_path(name)),
-        Read::Nofile(_) => "/proc/PID/limits, \"Max open files\" (tune's own unless --pid)".into(),
+        Read::Nofile(_) => format!(
+            "/proc/PID/limits, \"Max open files\" (tune's own unless {})",
+            Suggest::input(Input::Pid)
+        ),
         Read::Meminfo(field) => {
             format!("/proc/meminfo, {}", field.name())
         }

@@ -28,6 +28,8 @@ pub use id::{KnobId, KnobKey};
 pub use read::{observe, sources, Facts, Observation, Reading};
 pub use registry::REGISTRY;
 pub use role::Role;
+
+use crate::values::{Input, Suggest};
 pub use symptoms::{LimitCounter, LIMIT_COUNTERS};
 pub use value::{Shape, Shown, Value, ValueError, UNLIMITED};
 
@@ -54,14 +56,17 @@ impl Scope {
     }
 
     /// What the scope means for the admin: the one text explain and the man page print.
-    pub fn describe(self) -> &'static str {
+    pub fn describe(self) -> String {
         match self {
-            Scope::Process => {
-                "process: each process has its own; tune reads its own or, with --pid, a running service's"
+            Scope::Process => format!(
+                "process: each process has its own; tune reads its own or, with {}, a running service's",
+                Suggest::input(Input::Pid)
+            ),
+            Scope::Host => {
+                "host: one value for the whole machine, whatever the network namespace".into()
             }
-            Scope::Host => "host: one value for the whole machine, whatever the network namespace",
             Scope::NetNs => {
-                "net-namespace: one value per network namespace; a container with its own network sees its own"
+                "net-namespace: one value per network namespace; a container with its own network sees its own".into()
             }
         }
     }

@@ -54,6 +54,9 @@ pub struct Facts {
     pub socket_cost_note: Option<String>,
     /// Memory connections may take now ([`crate::kernel::meminfo::Meminfo::usable`]: MemAvailable).
     pub usable_memory: Option<u64>,
+    /// The part of it the kernel gives without a reclaim storm
+    /// ([`crate::kernel::meminfo::Meminfo::quick`]: MemFree and the inactive page cache).
+    pub quick_memory: Option<u64>,
     /// tune runs in a user namespace other than the initial one (its uid_map is not the
     /// identity map): its capabilities do not count for host-wide limits.
     pub own_user_namespace: Option<bool>,
@@ -241,6 +244,7 @@ fn facts(host: &Host, pid: Option<u32>) -> Facts {
         socket_cost,
         socket_cost_note,
         usable_memory: host.meminfo().ok().map(|m| m.usable()),
+        quick_memory: host.meminfo().ok().map(|m| m.quick()),
     }
 }
 

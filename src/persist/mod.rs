@@ -14,7 +14,7 @@ pub mod limits;
 
 use crate::knobs::{Knob, Persist, Value};
 use crate::root::Root;
-use crate::values::{Input, Refused};
+use crate::values::{Input, Refused, Suggest};
 
 pub const SYSCTL_FILE: &str = "etc/sysctl.d/90-tune.conf";
 pub const LIMITS_FILE: &str = "etc/security/limits.d/90-tune.conf";
@@ -91,9 +91,10 @@ pub struct Files {
 
 fn header(profile: &str, what: &str, undo: &str) -> String {
     format!(
-        "# Written by `tune apply --persist` for profile {profile}.\n\
+        "# Written by `tune apply {}` for profile {profile}.\n\
          # {what}\n\
-         # Undo: `tune rollback` puts back exactly what was here before; or delete this file{undo}.\n"
+         # Undo: `tune rollback` puts back exactly what was here before; or delete this file{undo}.\n",
+        Suggest::input(Input::Persist)
     )
 }
 
@@ -133,7 +134,8 @@ pub fn files<'a>(
             anyhow::bail!(
                 "/etc/sysctl.d is missing under the root, so nothing on this host reads sysctl.d at boot; \
                  create it (mkdir /etc/sysctl.d) if the boot runs `sysctl --system` or systemd-sysctl, \
-                 or apply without --persist. Nothing was written."
+                 or apply without {}. Nothing was written.",
+                Suggest::input(Input::Persist)
             );
         }
         if sysctl.iter().any(|l| l.starts_with("net.netfilter.")) {

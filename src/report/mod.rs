@@ -14,7 +14,7 @@ use crate::knobs::{
 };
 use crate::profile::Profile;
 use crate::units;
-use crate::values::{Input, Refused};
+use crate::values::{Input, Refused, Suggest};
 
 pub mod json;
 pub mod junit;
@@ -291,8 +291,9 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
         measured_cost: opts.measured.clone(),
         credentials: facts.tune_alone_exempt().then(|| {
             format!(
-                "{} is judged for a service without CAP_SYS_ADMIN; tune itself, running with it, would be exempt (--pid PID judges a running service by its own capabilities)",
-                crate::knobs::KnobId::FileMax
+                "{} is judged for a service without CAP_SYS_ADMIN; tune itself, running with it, would be exempt ({} judges a running service by its own capabilities)",
+                crate::knobs::KnobId::FileMax,
+                Suggest::set(Input::Pid, "PID")
             )
         }),
         tls: opts.tls.clone(),
@@ -350,8 +351,8 @@ fn row(knob: &'static Knob, obs: &Observation, profile: &Profile, opts: &Options
         status = Status::Warn;
         ignored = true;
         note = Some(match note {
-            Some(n) => format!("{n} (ignored by --ignore)"),
-            None => "ignored by --ignore".into(),
+            Some(n) => format!("{n} (ignored by {})", Suggest::input(Input::Ignore)),
+            None => format!("ignored by {}", Suggest::input(Input::Ignore)),
         });
     }
     let (fix_runtime, fix_persistent) = match (status, req) {

@@ -13,6 +13,7 @@ use super::verdict::{must_precede, Verdict};
 use super::{value_text, CheckReport, Status};
 use crate::knobs::KnobId;
 use crate::units::group;
+use crate::values::{Input, Suggest};
 
 /// Width used when the output is not a terminal and COLUMNS is unset (a file, a pipe, CI
 /// logs): readable in any viewer, and wide enough for the --verbose table's words.
@@ -42,7 +43,7 @@ pub fn render(r: &CheckReport, v: &Verdict, width: Option<usize>, color: bool) -
         out.extend(wrap(c, w, "  ", "    "));
     }
     if r.measured_cost.is_none() {
-        out.extend(wrap(ASSUMES_NO_USER_COST, w, "  ", "    "));
+        out.extend(wrap(&assumes_no_user_cost(), w, "  ", "    "));
     }
     for line in tls_lines(r) {
         out.extend(wrap(&line, w, "  ", "    "));
@@ -56,7 +57,15 @@ pub fn render(r: &CheckReport, v: &Verdict, width: Option<usize>, color: bool) -
 }
 
 /// Said under the verdict when no measured cost was given.
-pub const ASSUMES_NO_USER_COST: &str = "assumes a near-zero user-space cost per connection (the kernel's socket alone); measure your server: tune load URL --server-pid PID --format json > cost.json, then tune check --pid PID --cost-from cost.json";
+fn assumes_no_user_cost() -> String {
+    format!(
+        "assumes a near-zero user-space cost per connection (the kernel's socket alone); measure your server: tune load URL {} {} > cost.json, then tune check {} {}",
+        Suggest::set(Input::ServerPid, "PID"),
+        Suggest::set(Input::Format, "json"),
+        Suggest::set(Input::Pid, "PID"),
+        Suggest::set(Input::CostFrom, "cost.json"),
+    )
+}
 
 /// Said under the verdict with `--tls` and no figure for what TLS adds per connection.
 pub const NO_TLS_FIGURE: &str = "TLS: no figure for what TLS adds per connection, so this is sized as plain connections; measure it here";
@@ -186,9 +195,10 @@ fn fix_lines(r: &CheckReport, v: &Verdict, w: usize) -> Vec<String> {
         out.push(String::new());
         out.extend(wrap(
             &format!(
-                "Short of the profile but capping nothing at {} (warn): {}. tune apply raises them with the rest; --verbose lists their commands.",
+                "Short of the profile but capping nothing at {} (warn): {}. tune apply raises them with the rest; {} lists their commands.",
                 v.target.map_or("the target".into(), group),
-                names.join(", ")
+                names.join(", "),
+                Suggest::input(Input::Verbose)
             ),
             w,
             "",
@@ -383,22 +393,27 @@ pub(super) fn status_cell(s: Status, color: bool) -> Cell {
 fn summary_lines(r: &CheckReport, w: usize) -> Vec<String> {
     let s = &r.summary;
     if r.verdict.as_ref().is_some_and(|v| v.target.is_none()) {
-        let text =
-            "No profile, so nothing is required: tune check --profile NAME (10k, 100k, 1m, 1m-loopback, 10m) \
-                    or --target N compares the host with a target. --verbose shows the capacity \
-                    arithmetic, usage and counters.";
+        let text = format!(
+            "No profile, so nothing is required: tune check {} (10k, 100k, 1m, 1m-loopback, 10m) \
+             or {} compares the host with a target. {} shows the capacity \
+             arithmetic, usage and counters.",
+            Suggest::set(Input::Profile, "NAME"),
+            Suggest::set(Input::Target, "N"),
+            Suggest::input(Input::Verbose)
+        );
         let mut out = vec![String::new()];
-        out.extend(wrap(text, w, "", ""));
+        out.extend(wrap(&text, w, "", ""));
         return out;
     }
     let text = format!(
         "{} ok, {} fail (caps the target), {} warn (short, caps nothing at the target){} -> exit {}. \
-         tune check --verbose shows every knob, the why of each value, the capacity arithmetic and the counters.",
+         tune check {} shows every knob, the why of each value, the capacity arithmetic and the counters.",
         s.ok,
         s.fail,
         s.warn,
         if r.strict { ", strict: warnings fail" } else { "" },
-        s.exit_code
+        s.exit_code,
+        Suggest::input(Input::Verbose)
     );
     let mut out = vec![String::new()];
     out.extend(wrap(&text, w, "", ""));

@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::values::{Input, Refused};
+
 /// What Prometheus expects for the text format.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -18,11 +20,11 @@ impl Endpoint {
     /// serves from a thread for the life of the process.
     pub fn bind(addr: &str) -> anyhow::Result<Endpoint> {
         let server = tiny_http::Server::http(addr)
-            .map_err(|e| anyhow::anyhow!("--listen {addr}: cannot listen: {e}"))?;
+            .map_err(|e| Refused::new(Input::Listen, addr, format!("cannot listen: {e}")))?;
         let addr = server
             .server_addr()
             .to_ip()
-            .ok_or_else(|| anyhow::anyhow!("--listen {addr}: not an IP address"))?;
+            .ok_or_else(|| Refused::new(Input::Listen, addr, "not an IP address"))?;
         let body = Arc::new(Mutex::new(String::new()));
         let shared = Arc::clone(&body);
         std::thread::Builder::new()

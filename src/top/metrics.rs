@@ -16,6 +16,7 @@
 
 use super::model::{Row, View};
 use crate::report::prometheus::Exposition;
+use crate::values::{Input, Suggest};
 
 /// The families' names, in the order written: tune-top(1) and the README list them.
 pub const FAMILIES: [&str; 13] = [
@@ -45,7 +46,12 @@ pub struct Cost {
 
 /// What tune-top(1) says about the screen and the metrics (its NOTES section, from clap's long
 /// help); a test holds it to [`FAMILIES`].
-pub const DOC: &str = "\
+pub fn doc() -> String {
+    DOC.replace("{listen}", &Suggest::set(Input::Listen, "ADDR").to_string())
+}
+
+/// [`doc`] with the flag that serves the metrics left as `{listen}`.
+const DOC: &str = "\
 The screen: one line per limit, the binding one first (marked >): the processes holding the most \
 fds against their own RLIMIT_NOFILE (soft), fs.file-nr against fs.file-max, nf_conntrack_count \
 against nf_conntrack_max, the ports of the busiest (source, destination) pair, TIME_WAIT \
@@ -61,7 +67,7 @@ Cost: a process's fds are counted with one stat(2) of /proc/PID/fd (Linux 6.2 an
 the count as its size); /proc/net/tcp and tcp6 are scanned for the ports at most once every 40 \
 times their last scan's duration, since they grow with the sockets.
 
-Metrics (--listen ADDR, at /metrics, Prometheus text format 0.0.4). Every tune_limit_* series \
+Metrics ({listen}, at /metrics, Prometheus text format 0.0.4). Every tune_limit_* series \
 has the labels limit (fds, file_nr, conntrack, ports, tcp_mem, orphans, memory, memory_cgroup), \
 unit (fds, files, entries, ports, pages, sockets, bytes), and pid and comm (set for limit=fds \
 only, one series per process shown):
@@ -274,7 +280,7 @@ mod tests {
         };
         let text = render(&st.view(10), &cost);
         for f in FAMILIES {
-            assert!(DOC.contains(f), "{f} is not in tune-top(1)");
+            assert!(doc().contains(f), "{f} is not in tune-top(1)");
         }
         for f in FAMILIES {
             assert!(

@@ -20,6 +20,7 @@ use crate::kernel::tcp_table::PortUse;
 use crate::kernel::Host;
 use crate::knobs::{KnobId, Observation, Value, LIMIT_COUNTERS};
 use crate::units::group;
+use crate::values::{Input, Suggest};
 
 /// The counters `tune top` shows as rates: the four the issue names, by their kernel names
 /// (TCPReqQFullDrop is the SYN dropped for a full request queue). Each is in the registry's
@@ -181,8 +182,10 @@ impl<'r> Sampler<'r> {
             .filter_map(|p| Some((self.host.fd_count(Some(*p), self.fd_source).ok()?, *p)))
             .collect();
         if counted.is_empty() && self.pid.is_some() {
-            s.notes
-                .push(format!("--pid {}: not readable (exited?)", pids[0]));
+            s.notes.push(format!(
+                "{}: not readable (exited?)",
+                Suggest::set(Input::Pid, pids[0])
+            ));
         }
         if counted.is_empty() && self.pid.is_none() {
             s.notes.push(format!(

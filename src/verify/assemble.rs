@@ -319,6 +319,8 @@ fn notes(r: &Records, v: &RunVerdict, activity: Option<String>) -> Vec<String> {
             ));
         }
     }
+    notes.extend(r.connected.pressure_stop.map(|p| p.note()));
+    notes.extend(r.connected.reclaim.map(|c| c.note()));
     notes.extend(activity);
     notes
 }
@@ -336,6 +338,8 @@ fn watchdog(r: &Records) -> MemoryWatchdog {
         stopped_before_start: stop.is_some_and(|m| m.before_start),
         usable_at_stop_bytes: stop.map(|m| m.usable_at_stop),
         bytes_per_connection: stop.map(|m| m.bytes_per_connection),
+        stopped_by_pressure: r.connected.pressure_stop,
+        reclaim: r.connected.reclaim,
     }
 }
 
@@ -509,6 +513,7 @@ mod tests {
                 available: 20 * GIB - slab,
                 slab,
                 slab_reclaimable: 0,
+                page_cache: 0,
                 cgroup_usable: None,
             },
             slab: None,

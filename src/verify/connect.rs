@@ -8,6 +8,7 @@ use embedded_server::loadgen::{Cmd, Died, LoadSnapshot};
 use super::diagnose::MemoryStop;
 use super::measure::{self, Mem, Rss};
 use super::progress::Progress;
+use super::reclaim::{PressureStop, ReclaimWatch, Record as ReclaimRecord};
 use super::rig::{Rig, TICK};
 use super::watchdog::{self, Decision};
 use crate::root::Root;
@@ -23,6 +24,9 @@ const RATE_WINDOW: Duration = Duration::from_secs(1);
 pub struct ConnectSpec {
     pub target: u64,
     pub stall: Duration,
+    /// How long a connect has from connect() to the 101 (the clients fail it as a
+    /// connect_timeout then): a slow server's handshakes settle within it.
+    pub connect_timeout: Duration,
     /// End the phase when a process dies (verify); `tune load` keeps going with the rest.
     pub stop_on_death: bool,
     /// Steps of the ramp (0: none): the clients open `target × k / steps` and stop there, the
@@ -58,6 +62,10 @@ pub struct Connected {
     pub collapse: Option<super::died::Collapse>,
     /// The counts the collapse watch has seen, for the hold to go on from.
     pub drops: super::died::CollapseWatch,
+    /// The host stalled on memory (PSI full) past the stop: the phase ended there.
+    pub pressure_stop: Option<PressureStop>,
+    /// Page reclaim over the phase (with the memory watchdog only).
+    pub reclaim: Option<ReclaimRecord>,
 }
 
 /// The headroom the watchdog guards: what the run may still take, in the host's terms (the
@@ -89,6 +97,8 @@ pub struct Watch {
     peak_rate: f64,
     /// The time and count (open + in flight) of the last look.
     last: (Instant, u64),
+    /// Reclaim and PSI over the phase, from the baseline before the first connect.
+    pub reclaim: Option<ReclaimWatch>,
 }
 
 impl Watch {
@@ -113,6 +123,7 @@ impl Watch {
             }),
             peak_rate: 0.0,
             last: (Instant::now(), 0),
+            reclaim: None,
         }
     }
 
@@ -206,6 +217,7 @@ pub fn connect(
     let mut next_step = TICK;
     if let Some(w) = watch.as_deref_mut() {
         let (usable, base) = (w.usable_start, w.base);
+        w.reclaim = Some(ReclaimWatch::new(measure::pressure(root, 0.0, 0, &base)));
         match w.verdict(usable, 0, 0, &base) {
             (Decision::Go(d), _) => {
                 progress.say(&format!(
@@ -226,6 +238,7 @@ pub fn connect(
     }
     let (mut best, mut last_best) = (0u64, 0u64);
     let mut last_progress = Instant::now();
+    let mut failed_at_progress = 0u64;
     let mut first_seen: Option<Instant> = None;
     let mut rate_prev = (Instant::now(), 0u64);
     let mut rate_now = 0.0f64;
@@ -257,7 +270,7 @@ pub fn connect(
         }
         if spec.steps > 0 && step <= spec.steps && open >= spec.target * step / spec.steps {
             if let Some(f) = at_step.as_deref_mut() {
-                let settled = settle_step(rig);
+                let settled = settle_step(rig, &mut c.drops);
                 f(settled);
                 progress.say(&format!(
                     "step {step} of {}: {} open, server sampled",
@@ -298,28 +311,43 @@ pub fn connect(
         // Memory watchdog: hold before the next step could take usable memory under the floor.
         if let (Some(w), Some(m), Some(usable)) = (watch.as_deref_mut(), &m, usable) {
             let in_flight = ls.as_ref().map_or(0, |l| l.in_flight);
-            match w.verdict(usable, open, in_flight, m) {
-                (Decision::Go(d), _) => next_step = d,
-                (Decision::Stop, per_conn) => {
-                    let cgroup = cgroup_binds(m, &w.base, w.floor);
+            let (v, per_conn) = w.verdict(usable, open, in_flight, m);
+            let secs = t0.elapsed().as_secs_f64();
+            let pressure = w
+                .reclaim
+                .as_mut()
+                .and_then(|r| r.feed(measure::pressure(root, secs, open, m)));
+            match (v, pressure) {
+                (Decision::Go(d), None) => next_step = d,
+                (_, p) => {
+                    let cgroup = p.is_none() && cgroup_binds(m, &w.base, w.floor);
                     c.memory_stop = Some(w.stop(usable, per_conn, false, cgroup));
+                    c.pressure_stop = p;
                     break;
                 }
             }
         }
+        let failed = ls.as_ref().map_or(0, LoadSnapshot::errors_total);
         if open > last_best {
             last_best = open;
             last_progress = Instant::now();
+            failed_at_progress = failed;
         }
+        let in_flight = ls.as_ref().map_or(0, |l| l.in_flight);
         let waited = match first_seen {
             None if rig.clients.is_none() => t0.elapsed() > EXTERNAL_WAIT,
-            _ => last_progress.elapsed() > spec.stall,
+            _ => {
+                last_progress.elapsed() > stall_window(spec, in_flight, failed > failed_at_progress)
+            }
         };
         if waited {
             break;
         }
     }
     c.most_open = best;
+    c.reclaim = watch
+        .as_deref()
+        .and_then(|w| w.reclaim.as_ref().map(|r| r.record()));
     if let Some(cl) = &rig.clients {
         cl.gen.command(Cmd::Hold);
     }
@@ -335,6 +363,20 @@ pub fn connect(
     Ok(c)
 }
 
+/// How long the count may stay flat before the phase calls it stopped. A slow server is not
+/// a stopped one: while connects are in flight and none has failed since the count last rose,
+/// each of them still ends within the connect timeout (open, or failed as a connect_timeout
+/// that the diagnosis names), so the window is at least that long. Once one fails (timed out,
+/// refused, out of ports ...), or nothing is in flight, the count is as stopped as it looks:
+/// the plain window.
+fn stall_window(spec: &ConnectSpec, in_flight: u64, failed_since_rise: bool) -> Duration {
+    if in_flight > 0 && !failed_since_rise {
+        spec.stall.max(spec.connect_timeout)
+    } else {
+        spec.stall
+    }
+}
+
 /// Limits the clients to step `step` of `steps` (none when `steps` is 0 or the ramp is done).
 fn set_step(rig: &Rig, step: u64, steps: u64) {
     if let Some(cl) = &rig.clients {
@@ -346,16 +388,25 @@ fn set_step(rig: &Rig, step: u64, steps: u64) {
 /// At a step the clients open no more (their share of the step is open): waits until the
 /// connects in flight complete and the server has had a quiet moment. Returns the connections
 /// open then.
-fn settle_step(rig: &Rig) -> u64 {
+fn settle_step(rig: &Rig, drops: &mut super::died::CollapseWatch) -> u64 {
     let Some(cl) = &rig.clients else {
         return rig.open(None);
     };
     let t = Instant::now();
-    while cl.gen.snapshot().in_flight > 0 && t.elapsed() < STEP_SETTLE_MAX {
+    loop {
+        // The collapse watch keeps looking: a server that dies while the step settles drops
+        // its connections between two of these looks, not seconds apart.
+        let s = cl.gen.snapshot();
+        drops.feed(Instant::now(), s.open, s.dropped + s.lost);
+        if s.in_flight == 0 || t.elapsed() >= STEP_SETTLE_MAX || drops.found.is_some() {
+            break;
+        }
         std::thread::sleep(TICK / 2);
     }
     std::thread::sleep(STEP_QUIET);
-    cl.gen.snapshot().open
+    let s = cl.gen.snapshot();
+    drops.feed(Instant::now(), s.open, s.dropped + s.lost);
+    s.open
 }
 
 /// The progress line of the connect phase.
@@ -388,4 +439,39 @@ fn sample_half(rig: &Rig, root: &Root, target: u64, open: u64, c: &mut Connected
         .clients
         .as_ref()
         .map(|cl| (measure::rss(root, &cl.gen.pids()), open));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(stall: u64, connect_timeout: u64) -> ConnectSpec {
+        ConnectSpec {
+            target: 2500,
+            stall: Duration::from_secs(stall),
+            connect_timeout: Duration::from_secs(connect_timeout),
+            stop_on_death: false,
+            steps: 0,
+        }
+    }
+
+    #[test]
+    fn a_slow_server_gets_the_connect_timeout_a_stopped_one_the_stall() {
+        // 1,024 handshakes in flight, none failed: each ends within the 10 s connect timeout.
+        assert_eq!(
+            stall_window(&spec(2, 10), 1024, false),
+            Duration::from_secs(10)
+        );
+        // One failed since the count last rose, or nothing in flight: stopped as it looks.
+        assert_eq!(
+            stall_window(&spec(2, 10), 1024, true),
+            Duration::from_secs(2)
+        );
+        assert_eq!(stall_window(&spec(2, 10), 0, false), Duration::from_secs(2));
+        // A stall longer than the connect timeout stays as given.
+        assert_eq!(
+            stall_window(&spec(30, 10), 1024, false),
+            Duration::from_secs(30)
+        );
+    }
 }

@@ -105,6 +105,31 @@ pub struct CostFit {
     pub average_bytes: f64,
     /// Set when the cost changes with the count.
     pub varies: Option<Varies>,
+    /// How the charge is projected beyond the ramp (`None`: not read from a memory cgroup).
+    pub beyond: Option<Beyond>,
+}
+
+/// The line the memory cgroup's charge is projected on beyond the ramp: through the ramp's
+/// top (measured), at the slope of the whole ramp when the cost is constant, or of its later
+/// half when it changes with the count (a runtime that grows its heap up front, as V8 does,
+/// costs more per connection early than late: the early slope would under-predict the wall).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Beyond {
+    /// Marginal bytes per connection beyond the ramp.
+    pub bytes_per_connection: f64,
+    /// The connection counts that slope was fitted over.
+    pub range: [u64; 2],
+    /// The charge at no connections on that line, page cache left out: (charge − page cache
+    /// at the top) − connections at the top × the slope.
+    pub base_bytes: f64,
+}
+
+impl Beyond {
+    /// Connections `limit` allows on this line.
+    pub fn connections_at(&self, limit: u64) -> Option<u64> {
+        (self.bytes_per_connection > 0.0)
+            .then(|| ((limit as f64 - self.base_bytes) / self.bytes_per_connection).max(0.0) as u64)
+    }
 }
 
 impl CostFit {
@@ -123,7 +148,7 @@ impl CostFit {
         );
         if let Some(v) = &self.varies {
             s.push_str(&format!(
-                "; not constant: {} per connection over {} to {}, {} over {} to {} (pools, arenas or GC): use the figure for the range you will run",
+                "; not constant: {} per connection over {} to {}, {} over {} to {} (pools, arenas or GC): the projection to the limit goes on from the ramp's top at the later figure; measure closer to the count you will run for a firmer one",
                 bytes(v.lower_bytes.max(0.0).round() as u64),
                 group(v.lower_range[0]),
                 group(v.lower_range[1]),
@@ -191,6 +216,10 @@ pub fn fit(samples: &[ServerSample], sockets_per_connection_here: u64) -> Option
     };
     let total = least_squares(&pts)?;
     let avg = (pts.last()?.1 - pts.first()?.1) / added as f64;
+    let varies = varies(&pts);
+    let beyond = (source == "memory cgroup")
+        .then(|| beyond(&pts, varies.as_ref(), total.slope, last))
+        .flatten();
     Some(CostFit {
         bytes_per_connection: total.slope,
         user_bytes: total.slope - kernel,
@@ -200,7 +229,30 @@ pub fn fit(samples: &[ServerSample], sockets_per_connection_here: u64) -> Option
         range: [first.connections, last.connections],
         samples: samples.len(),
         average_bytes: avg,
-        varies: varies(&pts),
+        varies,
+        beyond,
+    })
+}
+
+/// The projection line: the later half's slope when the cost varies, else the whole ramp's;
+/// through the top sample's charge less its page cache.
+fn beyond(
+    pts: &[(f64, f64)],
+    varies: Option<&Varies>,
+    whole: f64,
+    top: &ServerSample,
+) -> Option<Beyond> {
+    let (slope, range) = match varies {
+        Some(v) => (v.upper_bytes, v.upper_range),
+        None => (whole, [pts.first()?.0 as u64, pts.last()?.0 as u64]),
+    };
+    let charge = top
+        .cgroup_charge?
+        .saturating_sub(top.cgroup_file.unwrap_or(0));
+    Some(Beyond {
+        bytes_per_connection: slope,
+        range,
+        base_bytes: charge as f64 - top.connections as f64 * slope,
     })
 }
 
@@ -226,18 +278,11 @@ fn varies(pts: &[(f64, f64)]) -> Option<Varies> {
     })
 }
 
-/// Connections the memory limit allows at the fitted cost, before the OOM killer: those open
-/// at the last sample plus what the headroom then buys, the page cache counted as headroom
-/// (the kernel reclaims it first).
-pub fn projected_at_limit(fit: &CostFit, last: &ServerSample, limit: u64) -> Option<u64> {
-    let charge = last
-        .cgroup_charge?
-        .saturating_sub(last.cgroup_file.unwrap_or(0));
-    if fit.bytes_per_connection <= 0.0 {
-        return None;
-    }
-    let more = limit.saturating_sub(charge) as f64 / fit.bytes_per_connection;
-    Some(last.connections + more as u64)
+/// Connections the memory limit allows before the OOM killer: those open at the ramp's top
+/// plus what the headroom then buys at the cost beyond the ramp, the page cache counted as
+/// headroom (the kernel reclaims it first).
+pub fn projected_at_limit(fit: &CostFit, limit: u64) -> Option<u64> {
+    fit.beyond.as_ref()?.connections_at(limit)
 }
 
 #[cfg(test)]
@@ -279,7 +324,7 @@ mod tests {
             "{}",
             f.describe()
         );
-        let proj = projected_at_limit(&f, s.last().unwrap(), 50_331_648).unwrap();
+        let proj = projected_at_limit(&f, 50_331_648).unwrap();
         assert_eq!(proj, 2000 + (50_331_648 - 48_000_000) / 15_000);
     }
 
@@ -310,6 +355,53 @@ mod tests {
             "{}",
             f.describe()
         );
+        // Beyond the ramp the charge grows at the later slope, from the top's 35 MB: 30 MB
+        // more is 1,500 more connections.
+        let b = f.beyond.as_ref().unwrap();
+        assert_eq!(b.range, [1000, 2000]);
+        assert!(
+            (b.base_bytes - (35_000_000.0 - 2000.0 * 20_000.0)).abs() < 1.0,
+            "{b:?}"
+        );
+        assert_eq!(projected_at_limit(&f, 65_000_000), Some(3500));
+    }
+
+    #[test]
+    fn a_cost_that_falls_after_a_warm_up_is_projected_at_its_later_slope() {
+        // Node ws 20 in a 96 MiB memory cgroup (v1, kernel 6.18.44), measured by tune load
+        // --server-pid --conns 4400 --steps 20: V8 grows its heap over the first ~1,750
+        // connections (7.9 KB each), then 4.8 KB each. A second load ran it to its OOM kill
+        // at 17,039.
+        let charge = [
+            11_419_648, 13_082_624, 15_110_144, 16_510_976, 18_558_976, 20_348_928, 23_924_736,
+            25_718_784, 25_649_152, 26_689_536, 27_516_928, 28_041_216, 28_303_360, 28_827_648,
+            29_650_944, 31_485_952, 32_796_672, 33_923_072, 35_495_936, 36_274_176, 36_990_976,
+        ];
+        let s: Vec<_> = charge
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ServerSample {
+                connections: i as u64 * 220,
+                cgroup_charge: Some(*c),
+                cgroup_file: Some(4096),
+                ..Default::default()
+            })
+            .collect();
+        let f = fit(&s, 2).unwrap();
+        let v = f.varies.as_ref().unwrap();
+        assert_eq!(v.upper_range, [2200, 4400]);
+        let b = f.beyond.as_ref().unwrap();
+        assert_eq!(b.range, [2200, 4400]);
+        assert_eq!(b.bytes_per_connection, v.upper_bytes);
+        let at = projected_at_limit(&f, 96 << 20).unwrap();
+        assert!(
+            (at as f64 - 17_039.0).abs() <= 0.1 * 17_039.0,
+            "{at}: {f:?}"
+        );
+        // Through the top: the charge measured at 4,400 plus the headroom at the later slope.
+        let top = 36_990_976.0 - 4096.0;
+        let want = 4400.0 + ((96u64 << 20) as f64 - top) / b.bytes_per_connection;
+        assert!((at as f64 - want).abs() <= 1.0, "{at} against {want}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use embedded_server::loadgen::ErrorClass;
 
 use crate::knobs::{KnobId, Value};
 use crate::units::group;
+use crate::values::{Input, Suggest};
 
 /// One server worker as its counters show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -169,9 +170,10 @@ pub fn external_clients_stopped(
             group(now)
         ),
     );
-    x.fix.push(
-        "read the load generators' reports (tune load --format json): their diagnosis names the client-side limit, e.g. the ports of one source address per destination (net.ipv4.ip_local_port_range)".into(),
-    );
+    x.fix.push(format!(
+        "read the load generators' reports (tune load {}): their diagnosis names the client-side limit, e.g. the ports of one source address per destination (net.ipv4.ip_local_port_range)",
+        Suggest::set(Input::Format, "json")
+    ));
     Some(x)
 }
 
@@ -275,9 +277,10 @@ fn memory(e: &Evidence) -> Option<Diagnosis> {
                 group(short)
             )
         }];
-        x.fix.push(
-            "add RAM, free memory elsewhere, or lower --memory-floor if the rest of the host can live with less".into(),
-        );
+        x.fix.push(format!(
+            "add RAM, free memory elsewhere, or lower {} if the rest of the host can live with less",
+            Suggest::input(Input::MemoryFloor)
+        ));
         return Some(x);
     }
 
@@ -319,7 +322,8 @@ fn server_fd_cap(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
                 ),
             );
             x.fix.push(format!(
-                "run {need} server workers (--workers {need}) so each stays under its cap"
+                "run {need} server workers ({}) so each stays under its cap",
+                Suggest::set(Input::Workers, need)
             ));
             let want = per + s.backlog + 64 + short.div_ceil(s.workers.len().max(1) as u64);
             x.fix.push(fix_for(KnobId::NofileHard, Value::Int(want)));
@@ -348,8 +352,10 @@ fn client_fd_cap(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
             ),
             format!("client errors: {}", errors_text(client)),
         );
-        x.fix
-            .push(format!("run {need} client processes (--processes {need})"));
+        x.fix.push(format!(
+            "run {need} client processes ({})",
+            Suggest::set(Input::Processes, need)
+        ));
         x.fix.push(fix_for(
             KnobId::NofileHard,
             Value::Int(e.target / client.processes.max(1) + 1024),
@@ -425,8 +431,8 @@ fn more_sources(need: u64, ipv6: bool) -> Vec<String> {
     if ipv6 {
         let doc = embedded_server::loadgen::sources::DOC_PREFIX_V6;
         return vec![
-            format!("bind more IPv6 source addresses, a whole prefix at once (AnyIP): ip -6 route add local {doc} dev lo, then --source {doc}:{need} ({need} addresses; tune binds them with IP_FREEBIND)"),
-            format!("or assign them: ip -6 addr add 2001:db8:200::1/64 dev lo, one command per address up to 2001:db8:200::{need:x}, then --source 2001:db8:200::1-2001:db8:200::{need:x}; on other hosts, add IPv6 addresses to the client's interface (2001:db8::/32 is the documentation prefix: use one that is yours)"),
+            format!("bind more IPv6 source addresses, a whole prefix at once (AnyIP): ip -6 route add local {doc} dev lo, then {} ({need} addresses; tune binds them with IP_FREEBIND)", Suggest::set(Input::Source, format!("{doc}:{need}"))),
+            format!("or assign them: ip -6 addr add 2001:db8:200::1/64 dev lo, one command per address up to 2001:db8:200::{need:x}, then {}; on other hosts, add IPv6 addresses to the client's interface (2001:db8::/32 is the documentation prefix: use one that is yours)", Suggest::set(Input::Source, format!("2001:db8:200::1-2001:db8:200::{need:x}"))),
         ];
     }
     let last = embedded_server::loadgen::sources::loopback(need as usize)
@@ -434,7 +440,8 @@ fn more_sources(need: u64, ipv6: bool) -> Vec<String> {
         .map(|a| a.to_string())
         .unwrap_or_default();
     vec![format!(
-        "bind more source addresses: --source 127.0.0.2-{last} ({need} addresses; on other hosts, add addresses to the client's interface)"
+        "bind more source addresses: {} ({need} addresses; on other hosts, add addresses to the client's interface)",
+        Suggest::set(Input::Source, format!("127.0.0.2-{last}"))
     )]
 }
 
@@ -516,9 +523,11 @@ fn listen_backlog(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
         x.fix.push(fix_for(KnobId::Somaxconn, Value::Int(65_535)));
         x.fix
             .push(fix_for(KnobId::TcpMaxSynBacklog, Value::Int(65_535)));
-        x.fix.push(
-            "or open connections more gently: --concurrency / --rate on the load generator".into(),
-        );
+        x.fix.push(format!(
+            "or open connections more gently: {} / {} on the load generator",
+            Suggest::input(Input::Concurrency),
+            Suggest::input(Input::Rate)
+        ));
         return Some(x);
     }
 
@@ -568,9 +577,10 @@ fn not_served(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
                 errors_text(client)
             ),
         );
-        x.fix.push(
-            "the server closed its listener at a limit of its own: often its fd cap (RLIMIT_NOFILE of the server process: tune check --pid PID), or more server processes".into(),
-        );
+        x.fix.push(format!(
+            "the server closed its listener at a limit of its own: often its fd cap (RLIMIT_NOFILE of the server process: tune check {}), or more server processes",
+            Suggest::set(Input::Pid, "PID")
+        ));
         return Some(x);
     }
     if refused > 0 {
@@ -596,9 +606,12 @@ fn not_served(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
                 errors_text(client)
             ),
         );
-        x.fix.push(
-            "the server (or the path to it) is too slow at this rate: lower --rate/--concurrency or raise --connect-timeout".into(),
-        );
+        x.fix.push(format!(
+            "the server (or the path to it) is too slow at this rate: lower {}/{} or raise {}",
+            Suggest::input(Input::Rate),
+            Suggest::input(Input::Concurrency),
+            Suggest::input(Input::ConnectTimeout)
+        ));
         return Some(x);
     }
     None
@@ -905,7 +918,8 @@ mod tests {
             "{}",
             x.value
         );
-        assert!(x.fix[0].contains("--workers 25"), "{:?}", x.fix);
+        let workers = Suggest::set(Input::Workers, 25).to_string();
+        assert!(x.fix[0].contains(&workers), "{:?}", x.fix);
         assert!(x.evidence.contains("econnrefused 500"));
     }
 
@@ -920,7 +934,8 @@ mod tests {
         assert!(!all.contains("127.0.0."), "{all}");
         assert!(
             x.fix[0].contains("ip -6 route add local 2001:db8:100::/64 dev lo")
-                && x.fix[0].contains("--source 2001:db8:100::/64:23"),
+                && x.fix[0]
+                    .contains(&Suggest::set(Input::Source, "2001:db8:100::/64:23").to_string()),
             "{all}"
         );
         assert!(
@@ -944,7 +959,7 @@ mod tests {
         );
         // 10,000 / 450 -> 23 addresses
         assert!(
-            x.fix[0].contains("--source 127.0.0.2-127.0.0.24"),
+            x.fix[0].contains(&Suggest::set(Input::Source, "127.0.0.2-127.0.0.24").to_string()),
             "{:?}",
             x.fix
         );

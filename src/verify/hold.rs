@@ -9,6 +9,7 @@ use super::connect::short_errors;
 use super::progress::Progress;
 use super::rig::{Deaths, Rig, TICK};
 use crate::units::group;
+use crate::values::{Input, Suggest};
 
 /// Shortest wait for the next echo before the round counts as stopped.
 const ECHO_STALL_MIN: Duration = Duration::from_secs(5);
@@ -107,8 +108,9 @@ pub fn echo(
     let mut e = Echoed::default();
     let Some(cl) = &rig.clients else {
         e.notes.push(format!(
-            "external mode: the clients' messages during the hold: {} (send them with tune load --message-interval)",
-            group(held.server_messages.unwrap_or(0))
+            "external mode: the clients' messages during the hold: {} (send them with tune load {})",
+            group(held.server_messages.unwrap_or(0)),
+            Suggest::input(Input::MessageInterval)
         ));
         return e;
     };

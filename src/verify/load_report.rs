@@ -17,6 +17,7 @@ use super::server_watch::ServerEnd;
 use super::teardown::TornDown;
 use crate::outcome::Outcome;
 use crate::units::{bytes, group};
+use crate::values::{Input, Suggest};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -97,9 +98,8 @@ impl ServerRecords {
         let cost = cost::fit(&self.samples, self.sockets_per_connection_here);
         let projected = cost
             .as_ref()
-            .zip(self.samples.last())
             .zip(self.limit)
-            .and_then(|((c, last), l)| cost::projected_at_limit(c, last, l));
+            .and_then(|(c, l)| cost::projected_at_limit(c, l));
         ServerReport {
             pid: self.end.pid,
             cgroup: self.end.cgroup.clone(),
@@ -249,22 +249,26 @@ impl ServerReport {
         match &self.cost {
             Some(c) => out.push(format!("{who}: {}", c.describe())),
             None => out.push(format!(
-                "{who}: cost per connection not measured: a fit needs {} samples while the count rose (a baseline and --steps 2 or more), {} taken",
+                "{who}: cost per connection not measured: a fit needs {} samples while the count rose (a baseline and {} or more), {} taken",
                 cost::MIN_SAMPLES,
+                Suggest::set(Input::Steps, 2),
                 self.samples.len()
             )),
         }
         if let Some(c) = &self.cost {
             out.push(format!(
-                "  in a profile: bytes_per_connection = {} (tune check --profile and apply size memory with it)",
-                c.bytes_per_connection.round().max(1.0) as u64
+                "  in a profile: bytes_per_connection = {} (tune check {} and apply size memory with it)",
+                c.bytes_per_connection.round().max(1.0) as u64,
+                Suggest::input(Input::Profile)
             ));
         }
         if let (Some(n), Some(l)) = (self.projected_connections_at_limit, self.limit) {
             out.push(format!(
-                "  at that cost its memory limit {} holds ~{} connections (tune check --pid PID --cost-from this report's JSON)",
+                "  at that cost its memory limit {} holds ~{} connections (tune check {} {} this report's JSON)",
                 bytes(l),
-                group(n)
+                group(n),
+                Suggest::set(Input::Pid, "PID"),
+                Suggest::input(Input::CostFrom)
             ));
         }
         out

@@ -21,6 +21,8 @@ pub struct Mem {
     pub available: u64,
     pub slab: u64,
     pub slab_reclaimable: u64,
+    /// The page cache (Cached + Buffers − Shmem): in MemAvailable, but reclaimed before use.
+    pub page_cache: u64,
     /// What tune's memory cgroup still allows (the tightest level's headroom less the
     /// reserve); `None` when no level has a limit.
     pub cgroup_usable: Option<u64>,
@@ -42,10 +44,25 @@ pub fn mem(root: &Root) -> anyhow::Result<Mem> {
         available: m.available,
         slab: m.slab,
         slab_reclaimable: m.slab_reclaimable,
+        page_cache: m.page_cache,
         cgroup_usable: crate::container::own_cgroups(root)
             .and_then(|c| c.memory)
             .and_then(|m| crate::capacity::cgroup_bounds::memory_usable(&m)),
     })
+}
+
+/// The host's memory pressure and reclaim counters with `m`'s page cache and MemFree, for the
+/// reclaim watch of the connect phase (`None` fields: the kernel lacks the file).
+pub fn pressure(root: &Root, secs: f64, open: u64, m: &Mem) -> super::reclaim::Sample {
+    let h = Host::new(root);
+    super::reclaim::Sample {
+        secs,
+        open,
+        pressure: h.memory_pressure().ok(),
+        reclaim: h.reclaim().ok(),
+        page_cache: m.page_cache,
+        free: m.free,
+    }
 }
 
 pub fn slab(root: &Root) -> Option<Vec<SlabCache>> {
@@ -185,6 +202,7 @@ mod tests {
             available: 80,
             slab: 10,
             slab_reclaimable: 5,
+            page_cache: 20,
             cgroup_usable: None,
         };
         let now = Mem {

@@ -20,6 +20,7 @@ pub mod measure;
 pub mod plan;
 pub mod prepare;
 pub mod progress;
+pub mod reclaim;
 pub mod report;
 pub mod rig;
 pub mod sample;

@@ -12,7 +12,7 @@ use embedded_server::server::ServerConfig;
 
 use super::measure;
 use crate::root::Root;
-use crate::values::{Input, Processes, Refused};
+use crate::values::{Input, Processes, Refused, Suggest};
 
 /// Floor of the default memory floor.
 pub const MIN_MEMORY_FLOOR: u64 = 256 << 20;
@@ -153,10 +153,12 @@ pub fn ipv6_loopback_shortfall(
     }
     let need = conns.div_ceil(ports * 9 / 10).max(2);
     Some(format!(
-        "{} connections to {} from ::1 alone cannot fit: {} ephemeral ports per (source, destination) pair and IPv6 loopback has one address. More IPv6 source addresses, either way: (a) AnyIP, a whole prefix: ip -6 route add local {DOC} dev lo, then --source {DOC}:{need} (tune binds them with IP_FREEBIND); (b) assigned addresses: ip -6 addr add 2001:db8:200::1/64 dev lo (one command per address), then --source 2001:db8:200::1-2001:db8:200::{need:x}. 2001:db8::/32 is the documentation prefix: use a prefix that is yours.",
+        "{} connections to {} from ::1 alone cannot fit: {} ephemeral ports per (source, destination) pair and IPv6 loopback has one address. More IPv6 source addresses, either way: (a) AnyIP, a whole prefix: ip -6 route add local {DOC} dev lo, then {} (tune binds them with IP_FREEBIND); (b) assigned addresses: ip -6 addr add 2001:db8:200::1/64 dev lo (one command per address), then {}. 2001:db8::/32 is the documentation prefix: use a prefix that is yours.",
         crate::units::group(conns),
         target.addr,
         crate::units::group(ports),
+        Suggest::set(Input::Source, format!("{}:{need}", sources::DOC_PREFIX_V6)),
+        Suggest::set(Input::Source, format!("2001:db8:200::1-2001:db8:200::{need:x}")),
         DOC = sources::DOC_PREFIX_V6,
     ))
 }
@@ -212,9 +214,9 @@ pub fn taken_from_open_prefix(o: &LoadOptions, cfg: &LoadConfig) -> Option<Strin
     let (first, last) = (cfg.sources.first()?, cfg.sources.last()?);
     let n = cfg.sources.len();
     Some(format!(
-        "--source {}: took {} address{} ({first}{}), as many as {} connections from {} client \
+        "{}: took {} address{} ({first}{}), as many as {} connections from {} client \
          processes need",
-        open.text,
+        Suggest::set(Input::Source, &open.text),
         crate::units::group(n as u64),
         if n == 1 { "" } else { "es" },
         if n == 1 {
@@ -309,7 +311,8 @@ mod tests {
             w.contains("ip -6 route add local 2001:db8:100::/64 dev lo"),
             "{w}"
         );
-        assert!(w.contains("--source 2001:db8:100::/64:2"), "{w}");
+        let source = Suggest::set(Input::Source, "2001:db8:100::/64:2").to_string();
+        assert!(w.contains(&source), "{w}");
         assert!(
             w.contains("ip -6 addr add 2001:db8:200::1/64 dev lo"),
             "{w}"

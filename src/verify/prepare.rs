@@ -17,6 +17,7 @@ use crate::capacity::{self};
 use crate::launch;
 use crate::root::Root;
 use crate::units::group;
+use crate::values::{Input, Suggest};
 
 /// Time the processes get to settle before the baseline is read.
 const SETTLE: Duration = Duration::from_millis(200);
@@ -118,8 +119,9 @@ pub fn prepare(
             ))
         }
         None => progress.say(&format!(
-            "waiting for {} connections from other hosts: tune load ws://{listen}/ --conns N (per host)",
-            group(plan.target)
+            "waiting for {} connections from other hosts: tune load ws://{listen}/ {} (per host)",
+            group(plan.target),
+            Suggest::set(Input::Conns, "N")
         )),
     }
     std::thread::sleep(SETTLE);

@@ -110,6 +110,10 @@ pub struct MemoryWatchdog {
     pub usable_at_stop_bytes: Option<u64>,
     /// The bytes per connection it went by when it stopped.
     pub bytes_per_connection: Option<f64>,
+    /// It stopped because the host stalled on memory (PSI full), before the floor.
+    pub stopped_by_pressure: Option<super::reclaim::PressureStop>,
+    /// Page reclaim over the connect phase: where it began and what it cost.
+    pub reclaim: Option<super::reclaim::Record>,
 }
 
 /// Share of difference (percent) between the host's TCP socket growth and this run's sockets

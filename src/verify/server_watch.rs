@@ -10,6 +10,7 @@ use super::cost::ServerSample;
 use crate::kernel::cgroup::{self, MemoryAt};
 use crate::kernel::Host;
 use crate::root::Root;
+use crate::values::{Input, Refused};
 
 /// How long the end waits for an OOM-killed server to finish exiting (closing 10,000
 /// sockets takes the kernel a moment).
@@ -52,31 +53,35 @@ impl ServerWatch {
         let host = Host::new(root);
         if let Some(p) = pid {
             if let Err(missing) = host.process(Some(p)).exists() {
-                anyhow::bail!("--server-pid {p}: no such process ({missing} does not exist)");
+                let why = format!("no such process ({missing} does not exist)");
+                return Err(Refused::new(Input::ServerPid, p, why).into());
             }
         }
         let cg = match (cgroup_dir, pid) {
             (Some(dir), _) => {
                 let at = cgroup::memory_at_dir(dir).ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "--server-cgroup {dir}: not a memory cgroup directory: expected /sys/fs/cgroup/memory/PATH (cgroup v1) or /sys/fs/cgroup/PATH (v2)"
+                    Refused::new(
+                        Input::ServerCgroup,
+                        dir,
+                        "not a memory cgroup directory: expected /sys/fs/cgroup/memory/PATH (cgroup v1) or /sys/fs/cgroup/PATH (v2)",
                     )
                 })?;
                 if host.memory_level(&at).is_none() {
-                    anyhow::bail!(
-                        "--server-cgroup {dir}: {} is not readable: is it the container's memory cgroup, and is the memory controller enabled there?",
+                    let why = format!(
+                        "{} is not readable: is it the container's memory cgroup, and is the memory controller enabled there?",
                         root.path(&at.file(match at.version {
                             cgroup::Version::V1 => "memory.usage_in_bytes",
                             cgroup::Version::V2 => "memory.current",
                         }))
                         .display()
                     );
+                    return Err(Refused::new(Input::ServerCgroup, dir, why).into());
                 }
                 Some(at)
             }
             (None, Some(p)) => host
                 .memory_cgroup_of(p)
-                .map_err(|e| anyhow::anyhow!("--server-pid {p}: {e}"))?,
+                .map_err(|e| Refused::new(Input::ServerPid, p, e.to_string()))?,
             (None, None) => None,
         };
         let level = cg.as_ref().and_then(|at| host.memory_level(at));

@@ -812,3 +812,156 @@ fn architecture_check_catches_a_forbidden_import_and_a_cycle() {
     let mods = describe_cycles("modules", &graph(&imports, module));
     assert!(mods.len() == 1 && mods[0].contains("high, low"), "{mods:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Flag names: spelled only by the command line
+
+/// Every long flag of tune (`workers`, `pid`, ...), from clap's own definitions.
+fn tune_flags() -> BTreeSet<String> {
+    use clap::CommandFactory;
+    let mut flags = BTreeSet::new();
+    let mut stack = vec![tune::cli::Cli::command()];
+    while let Some(c) = stack.pop() {
+        flags.extend(
+            c.get_arguments()
+                .filter_map(|a| a.get_long())
+                .filter(|l| !["help", "version"].contains(l))
+                .map(str::to_string),
+        );
+        stack.extend(c.get_subcommands().cloned());
+    }
+    flags
+}
+
+/// Other programs' commands a fix may print whole, whose flags tune happens to share
+/// (`prlimit --pid`): a flag after one of these words in the same literal is theirs.
+const OTHER_COMMANDS: [&str; 2] = ["prlimit ", "nsenter "];
+
+/// The tune flags a string literal spells (`--workers` in "run 25 workers (--workers 25)").
+fn flags_in(text: &str, flags: &BTreeSet<String>) -> Vec<String> {
+    let mut found = Vec::new();
+    for (at, _) in text.match_indices("--") {
+        let name: String = text[at + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        let before = &text[..at];
+        let clause = before.rsplit([';', ',', '(', ':']).next().unwrap_or(before);
+        let theirs = OTHER_COMMANDS.iter().any(|c| clause.contains(c));
+        if flags.contains(&name) && !theirs && !before.ends_with(|c: char| c.is_alphanumeric()) {
+            found.push(format!("--{name}"));
+        }
+    }
+    found
+}
+
+/// String literals of the product code (test modules left out), with their lines.
+struct Literals(Vec<(usize, String)>);
+
+impl Literals {
+    fn tokens(&mut self, ts: TokenStream) {
+        for t in ts {
+            match t {
+                TokenTree::Group(g) => self.tokens(g.stream()),
+                TokenTree::Literal(l) => {
+                    if let Ok(s) = syn::parse_str::<syn::LitStr>(&l.to_string()) {
+                        self.0.push((l.span().start().line, s.value()));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl<'ast> Visit<'ast> for Literals {
+    fn visit_item(&mut self, i: &'ast syn::Item) {
+        let attrs = match i {
+            syn::Item::Fn(x) => &x.attrs,
+            syn::Item::Mod(x) => &x.attrs,
+            syn::Item::Impl(x) => &x.attrs,
+            syn::Item::Const(x) => &x.attrs,
+            _ => return syn::visit::visit_item(self, i),
+        };
+        if !is_test(attrs) {
+            syn::visit::visit_item(self, i);
+        }
+    }
+
+    fn visit_lit_str(&mut self, l: &'ast syn::LitStr) {
+        self.0.push((l.span().start().line, l.value()));
+    }
+
+    fn visit_macro(&mut self, m: &'ast syn::Macro) {
+        self.tokens(m.tokens.clone());
+    }
+
+    // Doc comments are attributes: they may name flags.
+    fn visit_attribute(&mut self, _: &'ast syn::Attribute) {}
+}
+
+/// The flag literals of the files under `dir` that are not in an allowed directory.
+fn flag_literals(dir: &std::path::Path, allowed: &[&str]) -> Vec<String> {
+    let flags = tune_flags();
+    let mut bad = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            if allowed.iter().any(|a| rel.starts_with(a)) {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                let ast = syn::parse_file(&text).unwrap_or_else(|e| panic!("{rel}: {e}"));
+                let mut lits = Literals(Vec::new());
+                lits.visit_file(&ast);
+                for (line, s) in lits.0 {
+                    for f in flags_in(&s, &flags) {
+                        bad.push(format!("{}:{line}: {f} in {s:?}", p.display()));
+                    }
+                }
+            }
+        }
+    }
+    bad.sort();
+    bad
+}
+
+/// Only the command line spells flags (`cli/` renders a [`tune::values::Suggest`] as
+/// `--workers 25`, and `cmd/` resolves flags): a flag literal anywhere else in src/ fails here.
+/// `docs/` is the command line's own manual (tune-*(1) and their EXAMPLES, which
+/// `man_examples` runs as printed), so it spells command lines as `--help` does.
+#[test]
+fn architecture_no_flag_literal_below_cmd() {
+    assert!(tune_flags().len() > 40, "clap's flags were not read");
+    let bad = flag_literals(&repo().join("src"), &["cli/", "cmd/", "main.rs", "docs/"]);
+    assert!(
+        bad.is_empty(),
+        "{} string literals below cmd/ spell a flag of tune; name the input with \
+         values::Suggest (docs/ARCHITECTURE.md, \"Fix suggestions\") instead:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+/// The check finds a flag in a format string and leaves another program's alone.
+#[test]
+fn architecture_flag_check_catches_a_flag_literal() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("cli")).unwrap();
+    let code = "fn f(n: u64) -> String { format!(\"run {n} workers (--workers {n})\") }\n\
+                fn g() -> &'static str { \"prlimit --pid PID --nofile=N\" }\n\
+                #[cfg(test)] mod tests { const T: &str = \"--workers 2\"; }\n";
+    std::fs::write(dir.path().join("plan.rs"), code).unwrap();
+    std::fs::write(dir.path().join("cli/x.rs"), code).unwrap();
+    let bad = flag_literals(dir.path(), &["cli/"]);
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(
+        bad[0].ends_with(":1: --workers in \"run {n} workers (--workers {n})\""),
+        "{bad:?}"
+    );
+}

@@ -154,6 +154,70 @@ fn load_close_tcp_closes_without_a_close_frame() {
     );
 }
 
+/// A slow server is not a stopped one: the Python server is paused (SIGSTOP) before the load
+/// connects, so its connections wait in the accept queue with their handshakes in flight and
+/// none failing. The load's count stays at 0 for twice its `--stall 1`, yet it waits (each
+/// connect still ends within --connect-timeout) and opens all once the server resumes,
+/// instead of saying the count "stopped rising without errors".
+#[test]
+fn a_paused_server_is_waited_for_while_its_handshakes_are_in_flight() {
+    let (py, port, out) = python_server();
+    let signal = |sig: &str| {
+        let st = Command::new("kill")
+            .args([sig, &py.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    // 50 connections: within the Python server's accept queue (asyncio's backlog is 100).
+    let mut cmd = tune();
+    cmd.args([
+        "load",
+        &format!("ws://127.0.0.1:{port}/"),
+        "--conns",
+        "50",
+        "--stall",
+        "1",
+        "--connect-timeout",
+        "30",
+        "--hold",
+        "1",
+        "--format",
+        "json",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut load = cmd.spawn().unwrap();
+    // The connect phase starts right after this line.
+    let mut err = BufReader::new(load.stderr.take().unwrap());
+    let mut said = String::new();
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 && !line.contains("client processes to") {
+        said.push_str(&line);
+        line.clear();
+    }
+    assert!(line.contains("client processes to"), "{said}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    signal("-CONT");
+    let rest = std::thread::spawn(move || {
+        let mut t = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut t);
+        t
+    });
+    let o = load.wait_with_output().unwrap();
+    let stderr = rest.join().unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{stderr}", String::from_utf8_lossy(&o.stdout)));
+    check_load_schema(&j);
+    assert_eq!(o.status.code(), Some(0), "{j:#}\n{stderr}");
+    assert_eq!(j["reached"], 50, "{j:#}");
+    assert_eq!(j["all_open"], true, "{j:#}");
+    // The count was flat for longer than the stall window: it was waited for.
+    assert!(j["time_to_reach_seconds"].as_f64().unwrap() >= 2.0, "{j:#}");
+    close_codes(py, out);
+}
+
 #[test]
 fn load_where_nothing_listens_is_named_refused() {
     // Bind a port and do not listen: connects are refused.

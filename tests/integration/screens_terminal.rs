@@ -143,3 +143,50 @@ fn verify_and_load_reports_at_80_columns() {
     );
     assert_eq!(s.exit, 0, "{}", s.text());
 }
+
+/// Errors, tune's own and clap's, fit the terminal too: wrapped between words after the one
+/// prefix, a path or a flag whole on its line.
+#[test]
+fn errors_at_80_columns_wrap_without_breaking_a_token() {
+    if !available() {
+        return;
+    }
+    // tune's own (a refused value, its flag put in front by cli::flags): 150 characters.
+    let s = at_80(
+        &[
+            "load",
+            "ws://127.0.0.1:9/",
+            "--conns",
+            "10",
+            "--server-cgroup",
+            "/nonexistent/x",
+        ],
+        &[
+            "--server-cgroup /nonexistent/x:",
+            "/sys/fs/cgroup/memory/PATH",
+            "/sys/fs/cgroup/PATH",
+        ],
+    );
+    assert_eq!(s.exit, 2, "{}", s.text());
+    assert!(
+        first_line(&s).starts_with("tune: error: --server-cgroup"),
+        "{}",
+        s.text()
+    );
+    assert!(s.lines.len() >= 2, "not wrapped:\n{}", s.text());
+    // clap's (a usage error), with its usage line kept.
+    let s = at_80(
+        &["serve", "--verify", "20000", "--workers", "0"],
+        &[
+            "'--workers <WORKERS>':",
+            "`auto`;",
+            "For more information, try '--help'.",
+        ],
+    );
+    assert_eq!(s.exit, 2, "{}", s.text());
+    assert!(
+        first_line(&s).starts_with("tune: error: invalid value '0'"),
+        "{}",
+        s.text()
+    );
+}

@@ -96,14 +96,10 @@ fn script(program: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     )
 }
 
-/// Runs `program args` in a `width`-column terminal with `env` set, and returns the screen.
-pub fn run(width: u16, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Screen {
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("tmux.sock");
-    let script = script(program, args, env);
-    let _server = Server(&sock);
+/// Starts a tmux server on `sock` with one detached `width`×`height` pane running `script`.
+fn new_session(sock: &Path, width: u16, height: u16, script: &str) {
     let out = tmux(
-        &sock,
+        sock,
         &[
             // A long history, so nothing the command printed scrolls out of reach.
             "start-server",
@@ -118,10 +114,10 @@ pub fn run(width: u16, program: &Path, args: &[&str], env: &[(&str, &str)]) -> S
             "-x",
             &width.to_string(),
             "-y",
-            "50",
+            &height.to_string(),
             "sh",
             "-c",
-            &script,
+            script,
         ],
     )
     .unwrap();
@@ -130,6 +126,15 @@ pub fn run(width: u16, program: &Path, args: &[&str], env: &[(&str, &str)]) -> S
         "tmux new-session: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs `program args` in a `width`-column terminal with `env` set, and returns the screen.
+pub fn run(width: u16, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Screen {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("tmux.sock");
+    let script = script(program, args, env);
+    let _server = Server(&sock);
+    new_session(&sock, width, 50, &script);
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let out = tmux(&sock, &["capture-pane", "-p", "-J", "-S", "-"]).unwrap();
@@ -179,27 +184,7 @@ impl Session {
     ) -> Session {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("tmux.sock");
-        let script = script(program, args, env);
-        let out = tmux(
-            &sock,
-            &[
-                "new-session",
-                "-d",
-                "-x",
-                &width.to_string(),
-                "-y",
-                &height.to_string(),
-                "sh",
-                "-c",
-                &script,
-            ],
-        )
-        .unwrap();
-        assert!(
-            out.status.success(),
-            "tmux new-session: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        new_session(&sock, width, height, &script(program, args, env));
         Session { _dir: dir, sock }
     }
 

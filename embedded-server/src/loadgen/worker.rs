@@ -37,9 +37,6 @@ const MAX_PENDING_IN: usize = 1024 * 1024;
 const ERROR_BACKOFF: Duration = Duration::from_millis(5);
 /// Longest pause after failures in a row.
 const MAX_BACKOFF: Duration = Duration::from_millis(200);
-/// Echo messages in flight per process during an echo round: bounds unread echoes (one page
-/// each in the kernel) while keeping the pipe full.
-const ECHO_WINDOW: usize = 1024;
 /// A connection we sent a close frame to is closed anyway after this long.
 const CLOSE_TIMEOUT_US: u32 = 3_000_000;
 /// How often deadlines are checked.
@@ -144,6 +141,8 @@ pub struct Worker {
     last_refill: Instant,
     echo_round: u64,
     echo_cursor: usize,
+    /// Echo messages in flight allowed now, sized from this process's echo rate.
+    echo_window: traffic::EchoWindow,
     close_cursor: usize,
     close_tokens: f64,
     msg_budget: f64,
@@ -205,6 +204,7 @@ impl Worker {
             last_refill: Instant::now(),
             echo_round: 0,
             echo_cursor: usize::MAX,
+            echo_window: traffic::EchoWindow::new(Instant::now()),
             close_cursor: 0,
             close_tokens: 0.0,
             msg_budget: 0.0,
@@ -540,6 +540,9 @@ impl Worker {
         let round = self.slots[i].round;
         self.slots[i].state = State::Open;
         self.echoing -= 1;
+        if round {
+            self.echo_window.completed();
+        }
         if !is_echo_payload {
             self.board.add(w, b::ECHO_BAD, 1);
         } else if round {
