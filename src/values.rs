@@ -109,6 +109,10 @@ pub enum Input {
     ServerCgroup,
     Steps,
     Listen,
+    /// `check --tls` (and `serve --tls` on branches that have it).
+    Tls,
+    TlsCost,
+    TlsFrom,
     /// The hidden worker subcommands' index (`launch` builds their command lines).
     Index,
 }

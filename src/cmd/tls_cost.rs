@@ -8,9 +8,6 @@ use crate::kernel::Ktls;
 use crate::report::TlsTerm;
 use crate::units::bytes;
 
-/// How to get a figure, said in errors about a report (and by the first screen without one).
-const HOW_TO_MEASURE: &str = crate::report::screen::HOW_TO_MEASURE_TLS;
-
 /// The part of a verify or load JSON report read here (docs/verify-schema.json, load-schema.json).
 #[derive(Debug, serde::Deserialize)]
 struct Report {
@@ -73,14 +70,16 @@ fn from_report(file: &std::path::Path, ktls: &Ktls) -> anyhow::Result<TlsCost> {
         .map_err(|e| anyhow::anyhow!("--tls-from {}: {e}", file.display()))?;
     let r: Report = serde_json::from_str(&text).map_err(|e| {
         anyhow::anyhow!(
-            "--tls-from {}: not a tune JSON report ({e}): save one with {HOW_TO_MEASURE}",
-            file.display()
+            "--tls-from {}: not a tune JSON report ({e}): save one with {}",
+            file.display(),
+            crate::report::screen::how_to_measure_tls()
         )
     })?;
     let tls = r.tls.ok_or_else(|| {
         anyhow::anyhow!(
-            "--tls-from {}: the report has no tls section (a plain ws:// run?): save one with {HOW_TO_MEASURE}",
-            file.display()
+            "--tls-from {}: the report has no tls section (a plain ws:// run?): save one with {}",
+            file.display(),
+            crate::report::screen::how_to_measure_tls()
         )
     })?;
     let user = figure(
@@ -90,8 +89,9 @@ fn from_report(file: &std::path::Path, ktls: &Ktls) -> anyhow::Result<TlsCost> {
     )?
     .ok_or_else(|| {
         anyhow::anyhow!(
-            "--tls-from {}: tls.idle_bytes_per_connection_user is null (the run measured no idle TLS connection): save one with {HOW_TO_MEASURE}",
-            file.display()
+            "--tls-from {}: tls.idle_bytes_per_connection_user is null (the run measured no idle TLS connection): save one with {}",
+            file.display(),
+            crate::report::screen::how_to_measure_tls()
         )
     })?;
     let kernel = figure(

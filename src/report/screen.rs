@@ -71,7 +71,17 @@ fn assumes_no_user_cost() -> String {
 pub const NO_TLS_FIGURE: &str = "TLS: no figure for what TLS adds per connection, so this is sized as plain connections; measure it here";
 
 /// How to measure what TLS adds per connection on this host, said when there is no figure.
-pub const HOW_TO_MEASURE_TLS: &str = "tune serve --verify 20000 --tls --format json > tls.json, then tune check --tls --tls-from tls.json (or give --tls-cost SIZE)";
+pub fn how_to_measure_tls() -> String {
+    format!(
+        "tune serve {} {} {} > tls.json, then tune check {} {} (or give {})",
+        Suggest::set(Input::Verify, 20000),
+        Suggest::input(Input::Tls),
+        Suggest::set(Input::Format, "json"),
+        Suggest::input(Input::Tls),
+        Suggest::set(Input::TlsFrom, "tls.json"),
+        Suggest::set(Input::TlsCost, "SIZE"),
+    )
+}
 
 /// With `--tls`: which TLS cost the capacity used and where it came from, and whether the
 /// kernel offers kTLS.
@@ -85,7 +95,7 @@ fn tls_lines(r: &CheckReport) -> Vec<String> {
             crate::units::bytes(c.bytes_per_connection),
             c.source
         ),
-        None => format!("{NO_TLS_FIGURE}: {HOW_TO_MEASURE_TLS}"),
+        None => format!("{NO_TLS_FIGURE}: {}", how_to_measure_tls()),
     }];
     if let Some(k) = &r.ktls {
         let state = match k.available {
