@@ -82,7 +82,6 @@ mod tests {
     /// from the table can be typed as printed.
     #[test]
     fn every_input_is_spelled_as_a_flag_clap_defines() {
-        use clap::CommandFactory;
         let mut longs = std::collections::BTreeSet::new();
         let mut stack = vec![crate::cli::Cli::command()];
         while let Some(c) = stack.pop() {

@@ -110,6 +110,14 @@ pub struct LoadArgs {
     /// How the load report is printed: a table for people, or JSON for scripts.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Once the connections are open, a reconnect storm: `restart` (the default) waits up to
+    /// --hold seconds for the server to restart (every connection reset) and measures the
+    /// recovery instead of counting failures; `clients` drops every connection at once and
+    /// measures the reconnect.
+    #[arg(long, value_name = "HOW", value_enum, num_args = 0..=1, default_missing_value = "restart")]
+    pub storm: Option<super::storm::StormHow>,
+    #[command(flatten, next_help_heading = "Reconnect storm (with --storm)")]
+    pub reconnect: super::storm::ReconnectFlags,
 }
 
 /// Arguments of one load generator process (internal). Its configuration comes from the parent

@@ -18,6 +18,7 @@ pub mod load;
 pub mod profiles;
 pub mod rollback;
 pub mod serve;
+pub mod storm;
 pub mod top;
 
 #[derive(Debug, Parser)]

@@ -86,6 +86,13 @@ pub struct ServeArgs {
     /// How the --verify report is printed: a table for people, or JSON for scripts.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// With --verify: once the N connections are open and held, make a reconnect storm and
+    /// measure how the host recovers: `clients` (every client drops and reconnects at once) or
+    /// `restart` (the server's workers are killed and restarted).
+    #[arg(long, value_name = "HOW", value_enum, requires = "verify")]
+    pub storm: Option<super::storm::StormHow>,
+    #[command(flatten, next_help_heading = "Reconnect storm (with --verify --storm)")]
+    pub reconnect: super::storm::ReconnectFlags,
     /// With --verify: the load generator's flags (the same as `tune load`'s).
     #[command(flatten, next_help_heading = "Load generator (with --verify)")]
     pub load: LoadFlags,

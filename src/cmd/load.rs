@@ -9,6 +9,7 @@ use embedded_server::loadgen::{CloseMode, LoadGen, Target};
 
 use super::{Context, Outcome};
 use crate::cli::load::{LoadArgs, LoadFlags, WorkerArgs};
+use crate::cli::storm::StormHow;
 use crate::cli::Format;
 use crate::launch;
 use crate::units::group;
@@ -17,6 +18,7 @@ use crate::verify::hold::{self, Held};
 use crate::verify::load_report::{assemble_load, LoadRecords, ServerRecords};
 use crate::verify::rig::{Clients, Rig};
 use crate::verify::server_watch::ServerWatch;
+use crate::verify::storm::{self, report::StormReport, StormKind, StormPlan, Stormed};
 use crate::verify::{measure, plan, teardown, LoadOptions, Progress};
 
 /// What each command takes when `--hold` or `--close` is not given.
@@ -85,6 +87,8 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         (pid, cg) => Some(ServerWatch::new(root, pid, cg.as_deref())?),
     };
     let steps = ramp_steps(args, watch.is_some())?;
+    let storm = storm_plan(args)?;
+    let obs = crate::knobs::observe(root, None);
     let signals = Rig::signals()?;
     let net_before = measure::netstat(root);
     let gen = LoadGen::start(&cfg, &mut launch::load_worker_command)?;
@@ -130,7 +134,9 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
     let peak = rig.load_snapshot().unwrap_or_default();
     let netstat = measure::deltas(&net_before, &measure::netstat(root));
     let mut held = Held::default();
-    if connected.reached_at.is_some() && !connected.interrupted {
+    let mut stormed = None;
+    let reached = connected.reached_at.is_some() && !connected.interrupted;
+    if reached && storm.is_none() {
         progress.say(&format!(
             "{} open in {:.2} s; holding {:.0} s",
             group(args.conns),
@@ -141,6 +147,21 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
     }
     rig.reap(&progress);
     let after_hold = rig.load_snapshot().unwrap_or_default();
+    if let (true, Some(sp)) = (reached, &storm) {
+        progress.say(&format!(
+            "{} open in {:.2} s",
+            group(args.conns),
+            connected.connect_time.as_secs_f64()
+        ));
+        stormed = Some(storm_phase(
+            &mut rig,
+            sp,
+            args.conns,
+            o.hold,
+            root,
+            &mut progress,
+        )?);
+    }
     let server = watch.as_ref().map(|w| ServerRecords {
         samples,
         end: w.end(root),
@@ -165,21 +186,87 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         close_mode: o.close_mode,
         server,
     };
+    let storm_report = stormed.zip(storm).map(|(s, sp)| {
+        let facts = crate::verify::storm::facts(&obs, None, None, &sp.policy);
+        let hist = records
+            .torn_down
+            .latency
+            .as_ref()
+            .map(|l| &l.storm_handshake_us);
+        StormReport::assemble(&s, sp.policy.describe(), sp.kind, hist, &facts)
+    });
     let rep = assemble_load(records);
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &rep)?;
+            let mut v = serde_json::to_value(&rep)?;
+            if let (Some(s), Some(o)) = (&storm_report, v.as_object_mut()) {
+                o.insert("storm".into(), serde_json::to_value(s)?);
+            }
+            serde_json::to_writer_pretty(&mut out, &v)?;
             writeln!(out)?;
         }
-        _ => write!(
-            out,
-            "{}",
-            crate::text::fit(&rep.render_table(), crate::text::width())
-        )?,
+        _ => {
+            let mut text = rep.render_table();
+            if let Some(s) = &storm_report {
+                text.push_str(&s.render_table());
+            }
+            write!(out, "{}", crate::text::fit(&text, crate::text::width()))?
+        }
     }
     out.flush()?;
-    Ok(Outcome::of(rep.all_open))
+    let recovered = storm_report.as_ref().is_none_or(|s| s.recovered);
+    Ok(Outcome::of(rep.all_open && recovered))
+}
+
+/// `--storm` and the reconnect flags, resolved.
+fn storm_plan(args: &LoadArgs) -> anyhow::Result<Option<StormPlan>> {
+    let policy = args.reconnect.policy().map_err(anyhow::Error::msg)?;
+    match args.storm {
+        None if args.reconnect.any() => {
+            anyhow::bail!("--reconnect-jitter and --reconnect-backoff need --storm")
+        }
+        None => Ok(None),
+        Some(how) => Ok(Some(StormPlan {
+            kind: match how {
+                StormHow::Clients => StormKind::Clients,
+                StormHow::Restart => StormKind::Restart,
+            },
+            policy,
+        })),
+    }
+}
+
+/// The storm with the connections open: the clients' own, or a wait of up to `wait` for the
+/// server's restart (a record saying none came when it did not).
+fn storm_phase(
+    rig: &mut Rig,
+    sp: &StormPlan,
+    target: u64,
+    wait: Duration,
+    root: &crate::root::Root,
+    progress: &mut Progress,
+) -> anyhow::Result<Stormed> {
+    match sp.kind {
+        StormKind::Clients => storm::storm(rig, sp, target, root, progress),
+        StormKind::Restart => {
+            let seen = storm::await_restart(rig, &sp.policy, target, wait, root, progress)?;
+            Ok(seen.unwrap_or_else(|| {
+                progress.say(&format!(
+                    "no server restart within {:.0} s",
+                    wait.as_secs_f64()
+                ));
+                let open = rig.load_snapshot().map_or(0, |l| l.open);
+                Stormed {
+                    target,
+                    open_before: open,
+                    open_after: open,
+                    restart_detected: Some(false),
+                    ..Stormed::default()
+                }
+            }))
+        }
+    }
 }
 
 /// Most steps a ramp may have: each pauses the clients for up to a few seconds.

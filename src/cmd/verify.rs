@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::{Context, Outcome};
 use crate::capacity;
 use crate::cli::serve::ServeArgs;
+use crate::cli::storm::StormHow;
 use crate::cli::Format;
 use crate::knobs::Observation;
 use crate::knobs::Role;
@@ -18,6 +19,7 @@ use crate::verify::report::{Prediction, Report};
 use crate::verify::rig::Rig;
 use crate::verify::sample::AfterHold;
 use crate::verify::sample::Peak;
+use crate::verify::storm::{self, report::StormReport, StormKind, StormPlan, Stormed};
 use crate::verify::{self, measure, plan, prepare, teardown, KnobFacts, Progress, VerifyPlan};
 
 /// Time the load generator gets to stop connecting before the peak is read.
@@ -43,6 +45,7 @@ fn plan(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<VerifyPlan> {
         server: super::server_config::server_config(args)?,
         load: super::load::options(&args.load, &super::load::VERIFY, None)?,
         memory_floor: args.memory_floor.map(|b| b.0),
+        storm: storm_plan(args)?,
     };
     // Resolved once against a probe address, so that bad load flags (and unbindable sources)
     // fail before any server worker starts.
@@ -50,6 +53,46 @@ fn plan(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<VerifyPlan> {
         plan::load_config(&ctx.root, probe_target(&plan), n, &plan.load)?;
     }
     Ok(plan)
+}
+
+/// `--storm` and its reconnect policy.
+fn storm_plan(args: &ServeArgs) -> anyhow::Result<Option<StormPlan>> {
+    let policy = args.reconnect.policy().map_err(anyhow::Error::msg)?;
+    match args.storm {
+        None if args.reconnect.any() => {
+            anyhow::bail!("--reconnect-jitter and --reconnect-backoff need --storm clients|restart")
+        }
+        None => Ok(None),
+        Some(_) if args.external => {
+            anyhow::bail!("--storm needs the load generator here; it cannot run with --external")
+        }
+        Some(how) => Ok(Some(StormPlan {
+            kind: match how {
+                StormHow::Clients => StormKind::Clients,
+                StormHow::Restart => StormKind::Restart,
+            },
+            policy,
+        })),
+    }
+}
+
+/// The storm phase, when asked for and every connection is held; `None` otherwise.
+fn storm_phase(
+    rig: &mut Rig,
+    plan: &VerifyPlan,
+    held: &Held,
+    echoed: &Echoed,
+    root: &crate::root::Root,
+    progress: &mut Progress,
+) -> anyhow::Result<Option<Stormed>> {
+    let Some(sp) = &plan.storm else {
+        return Ok(None);
+    };
+    if held.seconds <= 0.0 || held.interrupted || echoed.interrupted {
+        progress.say("storm skipped: not every connection was held");
+        return Ok(None);
+    }
+    Ok(Some(storm::storm(rig, sp, plan.target, root, progress)?))
 }
 
 /// The target the load generator will have, on a stand-in port (the server's is not chosen
@@ -152,7 +195,10 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     let peak = Peak::take(root, &rig, plan.server.limits.backlog)?;
     clock.lap(Phase::Peak);
     let (held, echoed) = hold_and_echo(&mut rig, &plan, &connected, &peak, &mut progress);
+    // The hold's counts are taken before the storm: what the storm drops is the storm's.
     let after_hold = AfterHold::take(&rig);
+    let stormed = storm_phase(&mut rig, &plan, &held, &echoed, root, &mut progress)?;
+    let listeners = rig.server.as_ref().map(|s| s.workers() as u64);
     progress.finish();
     let torn_down = teardown::teardown(rig, peak.reached, root, true);
     clock.set(Phase::Hold, (held.seconds > 0.0).then_some(held.seconds));
@@ -160,6 +206,16 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
     clock.set(Phase::Close, torn_down.close_seconds);
     clock.set(Phase::Stop, torn_down.stop_seconds);
 
+    let storm_report = stormed.zip(plan.storm).map(|(s, sp)| {
+        let facts = storm::facts(
+            &obs,
+            listeners.map(|l| (l, plan.server.limits.backlog.max(0) as u64)),
+            peak.host.ct.count,
+            &sp.policy,
+        );
+        let hist = torn_down.latency.as_ref().map(|l| &l.storm_handshake_us);
+        StormReport::assemble(&s, sp.policy.describe(), sp.kind, hist, &facts)
+    });
     let report = verify::assemble(
         &plan,
         verify::Records {
@@ -176,22 +232,29 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
             phases: clock.finish(),
         },
     );
-    print(&report, args.format)?;
-    Ok(Outcome::of(report.verified))
+    let recovered = storm_report.as_ref().is_none_or(|s| s.recovered);
+    print(&report, storm_report.as_ref(), args.format)?;
+    Ok(Outcome::of(report.verified && recovered))
 }
 
-fn print(report: &Report, format: Format) -> anyhow::Result<()> {
+fn print(report: &Report, storm: Option<&StormReport>, format: Format) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => {
-            serde_json::to_writer_pretty(&mut out, report)?;
+            let mut v = serde_json::to_value(report)?;
+            if let (Some(s), Some(o)) = (storm, v.as_object_mut()) {
+                o.insert("storm".into(), serde_json::to_value(s)?);
+            }
+            serde_json::to_writer_pretty(&mut out, &v)?;
             writeln!(out)?;
         }
-        _ => write!(
-            out,
-            "{}",
-            crate::text::fit(&report.render_table(), crate::text::width())
-        )?,
+        _ => {
+            let mut text = report.render_table();
+            if let Some(s) = storm {
+                text.push_str(&s.render_table());
+            }
+            write!(out, "{}", crate::text::fit(&text, crate::text::width()))?
+        }
     }
     out.flush()?;
     Ok(())

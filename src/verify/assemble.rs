@@ -502,6 +502,7 @@ mod tests {
                 hold: Duration::from_secs(5),
             },
             memory_floor: None,
+            storm: None,
         }
     }
 

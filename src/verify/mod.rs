@@ -25,6 +25,7 @@ pub mod report;
 pub mod rig;
 pub mod sample;
 pub mod server_watch;
+pub mod storm;
 pub mod teardown;
 pub mod watchdog;
 

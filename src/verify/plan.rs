@@ -92,6 +92,8 @@ pub struct VerifyPlan {
     pub load: LoadOptions,
     /// `--memory-floor`; `None`: a share of MemTotal (see [`memory_floor`]).
     pub memory_floor: Option<u64>,
+    /// The reconnect storm to make once the target is held (`None`: none).
+    pub storm: Option<super::storm::StormPlan>,
 }
 
 /// The memory floor of a run: the one given, or 5% of MemTotal and at least

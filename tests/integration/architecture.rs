@@ -818,7 +818,6 @@ fn architecture_check_catches_a_forbidden_import_and_a_cycle() {
 
 /// Every long flag of tune (`workers`, `pid`, ...), from clap's own definitions.
 fn tune_flags() -> BTreeSet<String> {
-    use clap::CommandFactory;
     let mut flags = BTreeSet::new();
     let mut stack = vec![tune::cli::Cli::command()];
     while let Some(c) = stack.pop() {

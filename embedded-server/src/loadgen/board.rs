@@ -21,6 +21,13 @@ pub const G_CLOSE_PAUSED: usize = 2;
 pub const G_STEP_PPM: usize = 3;
 /// [`G_STEP_PPM`] for the whole share.
 pub const STEP_WHOLE: u64 = 1_000_000;
+/// A reconnect storm ([`Cmd::Storm`]): each time this word changes, every client process
+/// drops every open connection at once (the clients' storm; a server restart drops them
+/// from the other side and leaves this word alone).
+pub const G_STORM_DROP: usize = 8;
+/// The reconnect policy of a storm: [`crate::loadgen::storm::ReconnectPolicy`] in words.
+pub const G_RECONNECT_JITTER_MS: usize = 9;
+pub const G_RECONNECT_BACKOFF_MS: usize = 10;
 
 // Per-process block.
 pub const PID: usize = 0;
@@ -52,6 +59,14 @@ pub const SERVER_CLOSED: usize = 17;
 /// Connections the process held when it died (written by the parent after the death, when
 /// it also sets OPEN and IN_FLIGHT to 0 and PHASE to [`PHASE_DIED`]).
 pub const LOST: usize = 18;
+/// Storm: reconnects waiting for their (jittered) time.
+pub const STORM_DUE: usize = 19;
+/// Storm: connections reopened.
+pub const STORM_OPENED: usize = 20;
+/// Storm: reconnect attempts that failed (and were retried or given up).
+pub const STORM_FAILED: usize = 21;
+/// Storm: clients that gave up reconnecting ([`crate::loadgen::storm::GIVE_UP_AFTER`]).
+pub const GAVE_UP: usize = 22;
 pub const ERRORS: usize = 24; // + ErrorClass index (< 24)
 
 /// What the parent tells every client process.
@@ -70,6 +85,10 @@ pub enum Cmd {
     Close = 4,
     /// Report histograms on stdout and exit (after closing what is left).
     Exit = 5,
+    /// A reconnect storm: every connection lost (dropped by [`G_STORM_DROP`], by the server or
+    /// by a failed attempt) reconnects by the reconnect policy, with no cap on connects in
+    /// flight (`worker/reconnect.rs`).
+    Storm = 6,
 }
 
 impl Cmd {
@@ -80,6 +99,7 @@ impl Cmd {
             3 => Cmd::Echo,
             4 => Cmd::Close,
             5 => Cmd::Exit,
+            6 => Cmd::Storm,
             _ => Cmd::Idle,
         }
     }
@@ -255,6 +275,10 @@ impl Board {
             s.rss_bytes += g(RSS);
             s.closed += g(CLOSED);
             s.server_closed += g(SERVER_CLOSED);
+            s.reconnect_due += g(STORM_DUE);
+            s.reconnected += g(STORM_OPENED);
+            s.reconnect_failed += g(STORM_FAILED);
+            s.gave_up += g(GAVE_UP);
             s.target += g(TARGET);
             s.messages_sent += g(MSG_SENT);
             s.messages_received += g(MSG_RECV);
@@ -291,6 +315,11 @@ pub struct LoadSnapshot {
     pub closed: u64,
     /// Closed by the server with 1001 (going away), not counted in `dropped`.
     pub server_closed: u64,
+    /// Storm: reconnects waiting for their time, reopened, failed attempts, clients that gave up.
+    pub reconnect_due: u64,
+    pub reconnected: u64,
+    pub reconnect_failed: u64,
+    pub gave_up: u64,
     pub target: u64,
     pub messages_sent: u64,
     pub messages_received: u64,

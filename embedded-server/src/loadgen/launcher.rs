@@ -22,7 +22,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub struct LoadGen {
     children: Vec<Option<Child>>,
-    board: Board,
+    pub(super) board: Board,
     plans: Vec<WorkerConfig>,
     /// Processes that exited before being told to.
     pub died: Vec<Died>,
@@ -44,6 +44,8 @@ pub struct Died {
 #[derive(Debug)]
 pub struct LoadResults {
     pub handshake_us: Histogram<u64>,
+    /// Reconnects during a storm (not in `handshake_us`).
+    pub storm_handshake_us: Histogram<u64>,
     pub echo_us: Histogram<u64>,
     /// Processes that did not report (killed, crashed).
     pub missing_reports: usize,
@@ -182,6 +184,7 @@ impl LoadGen {
         let deadline = Instant::now() + grace;
         let mut res = LoadResults {
             handshake_us: hist(),
+            storm_handshake_us: hist(),
             echo_us: hist(),
             missing_reports: 0,
         };
@@ -222,6 +225,9 @@ impl LoadGen {
                 Ok(r) => {
                     for (v, n) in r.handshake_us {
                         let _ = res.handshake_us.record_n(v, n);
+                    }
+                    for (v, n) in r.storm_handshake_us {
+                        let _ = res.storm_handshake_us.record_n(v, n);
                     }
                     for (v, n) in r.echo_us {
                         let _ = res.echo_us.record_n(v, n);

@@ -12,6 +12,7 @@
 pub mod board;
 pub mod launcher;
 pub mod sources;
+pub mod storm;
 pub mod worker;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use board::{Cmd, ErrorClass, LoadSnapshot};
 pub use hdrhistogram::Histogram;
 pub use launcher::{Died, LoadGen, LoadResults};
+pub use storm::ReconnectPolicy;
 
 /// Fds a client process keeps for itself (stdio, epoll, signalfd, memfd, /proc reads).
 pub const FD_MARGIN: u64 = 32;

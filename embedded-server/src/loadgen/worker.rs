@@ -8,7 +8,8 @@
 //! shared memory), and prints its latency histograms on stdout as one JSON line when it exits.
 //!
 //! The close handshake is the session's close machine ([`Phase`], kept in the slot). Opening
-//! connections is in [`connect`], what is sent in [`traffic`], closing in [`teardown`].
+//! connections is in [`connect`], what is sent in [`traffic`], closing in [`teardown`],
+//! reconnecting in a storm in [`reconnect`].
 
 use std::io::Write as _;
 use std::os::fd::RawFd;
@@ -45,6 +46,7 @@ const SCAN_EVERY: Duration = Duration::from_millis(200);
 const HIST_MAX_US: u64 = 120_000_000;
 
 mod connect;
+mod reconnect;
 mod teardown;
 mod traffic;
 
@@ -97,6 +99,9 @@ pub struct WorkerReport {
     pub handshake_us: Vec<(u64, u64)>,
     /// Message sent to echo received, µs.
     pub echo_us: Vec<(u64, u64)>,
+    /// Connect to 101 of the reconnects in a storm, µs.
+    #[serde(default)]
+    pub storm_handshake_us: Vec<(u64, u64)>,
 }
 
 fn new_hist() -> Histogram<u64> {
@@ -135,6 +140,7 @@ pub struct Worker {
     established: u64,
     hist_hs: Histogram<u64>,
     hist_echo: Histogram<u64>,
+    storm: reconnect::Storm,
     backoff_until: Option<Instant>,
     errors_in_row: u32,
     tokens: f64,
@@ -198,6 +204,7 @@ impl Worker {
             established: 0,
             hist_hs: new_hist(),
             hist_echo: new_hist(),
+            storm: reconnect::Storm::default(),
             backoff_until: None,
             errors_in_row: 0,
             tokens: 0.0,
@@ -256,6 +263,10 @@ impl Worker {
                 Cmd::Hold => {}
                 Cmd::Echo => self.echo_some(),
                 Cmd::Close | Cmd::Exit => self.close_some(cmd),
+                Cmd::Storm => self.storm_some(),
+            }
+            if cmd != Cmd::Storm {
+                self.storm_end();
             }
             if matches!(cmd, Cmd::Connect | Cmd::Hold) && self.cfg.message_interval_ms.is_some() {
                 self.messages_some();
@@ -274,6 +285,7 @@ impl Worker {
                     index: w,
                     handshake_us: pairs(&self.hist_hs),
                     echo_us: pairs(&self.hist_echo),
+                    storm_handshake_us: pairs(&self.storm.hist),
                 });
             }
         }
@@ -307,6 +319,7 @@ impl Worker {
                 }
                 0
             }
+            Cmd::Storm => self.storm_wait_ms().unwrap_or(50),
             Cmd::Close | Cmd::Exit if self.closes_now(cmd) => 0,
             Cmd::Echo | Cmd::Close | Cmd::Exit => 5,
             _ if self.cfg.message_interval_ms.is_some() => 10,
@@ -321,7 +334,7 @@ impl Worker {
         let phase = match cmd {
             Cmd::Idle => b::PHASE_READY,
             Cmd::Connect if self.established < self.cfg.conns => b::PHASE_CONNECTING,
-            Cmd::Connect | Cmd::Hold | Cmd::Echo => b::PHASE_HOLDING,
+            Cmd::Connect | Cmd::Hold | Cmd::Echo | Cmd::Storm => b::PHASE_HOLDING,
             Cmd::Close | Cmd::Exit if self.live() == 0 => b::PHASE_CLOSED,
             Cmd::Close | Cmd::Exit => b::PHASE_CLOSING,
         };
@@ -472,7 +485,11 @@ impl Worker {
     fn opened(&mut self, fd: RawFd) {
         let i = fd as usize;
         let took = self.since(self.slots[i].t);
-        let _ = self.hist_hs.record(took.clamp(1, HIST_MAX_US));
+        if self.storm.active() {
+            self.storm_opened(fd, took);
+        } else {
+            let _ = self.hist_hs.record(took.clamp(1, HIST_MAX_US));
+        }
         self.slots[i].state = State::Open;
         self.in_flight -= 1;
         self.open += 1;

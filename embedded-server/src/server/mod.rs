@@ -30,6 +30,7 @@
 pub mod admission;
 pub mod foreground;
 pub mod metrics;
+pub mod restart;
 pub mod supervisor;
 pub mod worker;
 

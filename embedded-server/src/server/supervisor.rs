@@ -48,9 +48,11 @@ pub struct Summary {
 /// A running server: worker processes plus the shared counters.
 #[derive(Debug)]
 pub struct Supervisor {
-    children: Vec<Option<Child>>,
-    board: Board,
+    pub(super) children: Vec<Option<Child>>,
+    pub(super) board: Board,
     addr: SocketAddr,
+    /// What every worker is started with ([`Supervisor::spawn_worker`] sets the index).
+    template: WorkerConfig,
     /// The SO_REUSEPORT socket bound (not listening) that holds the port for the workers.
     _reserve: OwnedFd,
     started: Instant,
@@ -104,10 +106,20 @@ impl Supervisor {
             .context("creating the shared counters (memfd)")?;
         let board = Board::new(shm, n);
         board.set_global(m::G_WORKERS, n as u64);
+        let shm_fd = board.shm_fd();
         let mut sup = Supervisor {
             children: Vec::with_capacity(n),
             board,
             addr,
+            template: WorkerConfig {
+                index: 0,
+                workers: n,
+                listen: addr,
+                mode: cfg.mode,
+                limits: cfg.limits.clone(),
+                shm_fd,
+                supervisor_pid: std::process::id(),
+            },
             _reserve: reserve,
             started: Instant::now(),
             dead: Vec::new(),
@@ -115,21 +127,7 @@ impl Supervisor {
             fd_cap: hard,
         };
         for i in 0..n {
-            let wc = WorkerConfig {
-                index: i,
-                workers: n,
-                listen: addr,
-                mode: cfg.mode,
-                limits: cfg.limits.clone(),
-                shm_fd: sup.board.shm_fd(),
-                supervisor_pid: std::process::id(),
-            };
-            let mut cmd = spawn(i);
-            cmd.env(WORKER_ENV, serde_json::to_string(&wc)?)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null());
-            inherit_fd(&mut cmd, sup.board.shm_fd());
-            match cmd.spawn() {
+            match sup.spawn_worker(i, spawn) {
                 Ok(child) => sup.children.push(Some(child)),
                 Err(e) => {
                     sup.kill_all();
@@ -141,7 +139,25 @@ impl Supervisor {
         Ok(sup)
     }
 
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
+    /// Starts worker `i` (not yet in `children`).
+    pub(super) fn spawn_worker(
+        &self,
+        i: usize,
+        spawn: &mut dyn FnMut(usize) -> Command,
+    ) -> anyhow::Result<Child> {
+        let wc = WorkerConfig {
+            index: i,
+            ..self.template.clone()
+        };
+        let mut cmd = spawn(i);
+        cmd.env(WORKER_ENV, serde_json::to_string(&wc)?)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        inherit_fd(&mut cmd, self.board.shm_fd());
+        Ok(cmd.spawn()?)
+    }
+
+    pub(super) fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let mut ready = 0;
@@ -287,7 +303,7 @@ impl Supervisor {
         }
     }
 
-    fn kill_all(&mut self) -> usize {
+    pub(super) fn kill_all(&mut self) -> usize {
         let mut n = 0;
         for c in self.children.iter_mut().flatten() {
             if c.kill().is_ok() {

@@ -67,6 +67,7 @@ impl Worker {
         };
         let now = self.now;
         let fd = self.slots.adopt(sock, 1) as RawFd;
+        self.storm_adopted(fd);
         let s = &mut self.slots[fd as usize];
         s.state = State::Connecting;
         s.t = now;
@@ -109,11 +110,18 @@ impl Worker {
     pub(super) fn fail(&mut self, fd: RawFd, class: ErrorClass, errno: i32) {
         self.board.error(self.w(), class, errno);
         self.release(fd);
-        self.backoff();
+        // In a storm the reconnect policy paces the retries, not this process's back-off.
+        if !self.storm.active() {
+            self.backoff();
+        }
     }
 
     /// Closes `fd` and frees its slot, keeping the counts right.
     pub(super) fn release(&mut self, fd: RawFd) {
+        let was = self.slots[fd as usize].state;
+        if was != State::Free && self.in_storm() {
+            self.storm_released(fd, was);
+        }
         let s = &mut self.slots[fd as usize];
         match s.state {
             State::Free => return,

@@ -1,0 +1,170 @@
+//! Reconnect storms through the binary (`tune serve --verify 20000 --storm clients|restart`),
+//! each in a network namespace the test creates (`unshare -n`), so that the listen counters are
+//! the run's own and the sysctls a test sets (somaxconn 64, syncookies 0) die with it.
+//! 20,000 connections need several server and client processes here (RLIMIT_NOFILE 20000);
+//! `--workers auto` and `--processes auto` start them.
+
+use crate::verify_support;
+
+use verify_support::*;
+
+/// Runs `tune serve --verify 20000 ARGS --format json` in a fresh network namespace after
+/// `setup` (shell lines run inside it first).
+fn storm_in_netns(setup: &str, args: &str) -> (i32, serde_json::Value, String) {
+    let script = format!(
+        "set -e\n\
+         ip link set lo up\n\
+         {setup}\n\
+         exec \"$TUNE\" serve --listen 127.0.0.1:0 --verify 20000 --hold 1 {args} --format json"
+    );
+    let mut cmd = command("unshare");
+    cmd.args(["-n", "--", "sh", "-c", &script])
+        .env("TUNE", env!("CARGO_BIN_EXE_tune"))
+        .env_remove("TUNE_ROOT");
+    run(cmd)
+}
+
+/// The storm's section, checked for what every storm report carries.
+fn storm_of(j: &serde_json::Value, stderr: &str) -> serde_json::Value {
+    check_schema(j);
+    let s = j["storm"].clone();
+    assert!(s.is_object(), "no storm section: {j:#}\n{stderr}");
+    for c in [
+        "ListenOverflows",
+        "ListenDrops",
+        "TCPReqQFullDrop",
+        "TCPReqQFullDoCookies",
+        "TCPSynRetrans",
+    ] {
+        assert!(s["counters"][c].is_u64(), "{c} missing: {s:#}");
+    }
+    s
+}
+
+fn recovered_all(s: &serde_json::Value, stderr: &str) -> f64 {
+    assert_eq!(s["recovered"], true, "{s:#}\n{stderr}");
+    assert_eq!(s["target"], 20000);
+    assert_eq!(s["open_after"], 20000, "{s:#}");
+    assert_eq!(s["dropped"], 20000, "{s:#}");
+    assert_eq!(s["gave_up"], 0, "{s:#}");
+    // Every reconnect's handshake was timed: at least one per client (retries that failed
+    // are not handshakes).
+    assert_eq!(s["handshakes"]["count"], 20000, "{s:#}");
+    let t = s["recovery_seconds"].as_f64().unwrap();
+    assert!(t > 0.0, "{s:#}");
+    assert!(s["connects_per_second"].as_f64().unwrap() > 0.0);
+    assert!(s["peak_memory_growth_bytes"].is_u64());
+    t
+}
+
+#[test]
+fn storm_clients_recovers_all_20000() {
+    let _alone = alone();
+    let (code, j, stderr) = storm_in_netns("", "--storm clients");
+    let s = storm_of(&j, &stderr);
+    assert_eq!(code, 0, "{j:#}\n{stderr}");
+    let t = recovered_all(&s, &stderr);
+    assert_eq!(s["kind"], "clients");
+    eprintln!(
+        "storm clients at 20,000: recovered in {t:.2} s, {:.0}/s, handshake p99 {} ms, counters {}",
+        s["connects_per_second"].as_f64().unwrap(),
+        s["handshakes"]["p99_ms"],
+        s["counters"]
+    );
+    // The diagnosis names something and gives a reconnect policy from the rate measured.
+    assert!(!s["diagnosis"]["findings"].as_array().unwrap().is_empty());
+    let p = &s["diagnosis"]["policy"];
+    assert!(p["jitter_secs"].as_u64().unwrap() >= 1, "{p:#}");
+    assert!(p["lines"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("this host accepts"));
+    assert!(
+        stderr.contains("storm (every client drops its connection)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn storm_restart_recovers_all_20000() {
+    let _alone = alone();
+    let (code, j, stderr) = storm_in_netns("", "--storm restart");
+    let s = storm_of(&j, &stderr);
+    assert_eq!(code, 0, "{j:#}\n{stderr}");
+    let t = recovered_all(&s, &stderr);
+    assert_eq!(s["kind"], "restart");
+    // The workers were killed and new ones listened: the restart was timed.
+    assert!(s["restart_stop_seconds"].as_f64().unwrap() > 0.0, "{s:#}");
+    assert!(s["restart_start_seconds"].as_f64().unwrap() > 0.0, "{s:#}");
+    // The old workers are not reported as dead: the restart was the run's own.
+    assert_eq!(
+        j["dead_server_workers"].as_array().unwrap().len(),
+        0,
+        "{j:#}"
+    );
+    eprintln!(
+        "storm restart at 20,000: recovered in {t:.2} s (restart {:.2} s + {:.2} s), errors {}",
+        s["restart_stop_seconds"].as_f64().unwrap(),
+        s["restart_start_seconds"].as_f64().unwrap(),
+        s["errors"]
+    );
+}
+
+#[test]
+fn a_small_accept_queue_is_named_and_its_fix_recovers_faster() {
+    let _alone = alone();
+    let small = "echo 64 > /proc/sys/net/core/somaxconn\n\
+                 echo 0 > /proc/sys/net/ipv4/tcp_syncookies";
+    // The ramp stays under the small queue; the storm does not.
+    let (code, j, stderr) = storm_in_netns(small, "--storm clients --concurrency 64");
+    let s = storm_of(&j, &stderr);
+    assert_eq!(code, 0, "{j:#}\n{stderr}");
+    let slow = recovered_all(&s, &stderr);
+    let findings = s["diagnosis"]["findings"].as_array().unwrap();
+    let q = findings
+        .iter()
+        .find(|f| f["limit"] == "accept_queue")
+        .unwrap_or_else(|| panic!("the accept queue is not named: {s:#}"));
+    assert_eq!(q["knob"], "net.core.somaxconn", "{q:#}");
+    let evidence = q["evidence"].as_str().unwrap();
+    assert!(
+        evidence.contains("the accept queue in effect is 64 per listener"),
+        "{evidence}"
+    );
+    let want = q["recommended"].as_u64().unwrap();
+    assert!(want > 64, "{q:#}");
+    assert_eq!(
+        q["fix"][0].as_str().unwrap(),
+        format!("sysctl -w net.core.somaxconn=\"{want}\""),
+        "{q:#}"
+    );
+    assert!(
+        findings.iter().any(|f| f["limit"] == "syncookies"),
+        "syncookies 0 not named: {s:#}"
+    );
+    let jitter = s["diagnosis"]["policy"]["jitter_secs"].as_u64().unwrap();
+    assert!(jitter >= 1);
+    // Losses were seen where the queue was small.
+    let c = &s["counters"];
+    let losses = c["ListenOverflows"].as_u64().unwrap()
+        + c["ListenDrops"].as_u64().unwrap()
+        + c["TCPReqQFullDrop"].as_u64().unwrap();
+    assert!(losses > 0, "{s:#}");
+
+    // The recommended value applied in a namespace of its own, syncookies still off.
+    let fixed = format!(
+        "echo {want} > /proc/sys/net/core/somaxconn\n\
+         echo 0 > /proc/sys/net/ipv4/tcp_syncookies"
+    );
+    let (code, j, stderr) = storm_in_netns(&fixed, "--storm clients --concurrency 64");
+    let s = storm_of(&j, &stderr);
+    assert_eq!(code, 0, "{j:#}\n{stderr}");
+    let fast = recovered_all(&s, &stderr);
+    eprintln!(
+        "somaxconn 64, syncookies 0: recovered 20,000 in {slow:.2} s; with somaxconn {want} (recommended, jitter {jitter} s): {fast:.2} s"
+    );
+    assert!(
+        fast < slow,
+        "somaxconn {want} recovered in {fast:.2} s, not faster than {slow:.2} s at 64"
+    );
+}
