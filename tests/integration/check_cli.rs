@@ -67,7 +67,7 @@ pub(crate) fn validate(json: &Json) {
     );
 }
 
-fn knob<'a>(json: &'a Json, name: &str) -> &'a Json {
+pub(crate) fn knob<'a>(json: &'a Json, name: &str) -> &'a Json {
     json["knobs"]
         .as_array()
         .unwrap()

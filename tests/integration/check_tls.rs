@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value as Json;
 
-use crate::check_cli::{copy_root, validate};
+use crate::check_cli::{copy_root, knob, validate};
 use crate::support::tune;
 
 /// Linux 6.18.44 (this VM, no `tls` module): /proc/sys/net/ipv4/tcp_available_ulp.
@@ -90,12 +90,7 @@ fn a_given_tls_cost_sizes_memory_and_is_named() {
     let (tls, _) = json(dir.path(), &["--target", "1000000", "--tls-cost", "32KiB"]);
     assert_eq!(tls["tls"]["cost"]["bytes_per_connection"], 32768);
     assert_eq!(tls["tls"]["cost"]["source"], "given with --tls-cost");
-    let per_socket = plain["knobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["knob"] == "memory.per-socket")
-        .unwrap()["current"]
+    let per_socket = knob(&plain, "memory.per-socket")["current"]
         .as_u64()
         .unwrap();
     let (n, why) = memory_bound(&tls);
@@ -107,16 +102,7 @@ fn a_given_tls_cost_sizes_memory_and_is_named() {
     );
     assert!(n < memory_bound(&plain).0);
     // The memory requirement of the target grows by the target's TLS bytes.
-    let need = |j: &Json| {
-        j["knobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|k| k["knob"] == "memory.total")
-            .unwrap()["required"]
-            .as_u64()
-            .unwrap()
-    };
+    let need = |j: &Json| knob(j, "memory.total")["required"].as_u64().unwrap();
     let grown = need(&tls) - need(&plain);
     let tls_bytes = 1_000_000 * 32768u64;
     assert!(
@@ -257,12 +243,7 @@ fn a_profile_states_its_tls_cost() {
         j["tls"]["cost"]["source"],
         format!("tls_bytes_per_connection of profile {name}")
     );
-    let ram = j["knobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["knob"] == "memory.total")
-        .unwrap()["why"]
+    let ram = knob(&j, "memory.total")["why"]
         .as_str()
         .unwrap()
         .to_string();
