@@ -92,6 +92,31 @@ pub struct Inputs {
     /// The server's own cost per connection, measured (`tune load --server-pid`) or given;
     /// `None`: the kernel's socket alone (a near-zero user-space cost).
     pub measured: Option<MeasuredCost>,
+    /// What TLS adds to each connection (`check --tls`); `None`: plain connections.
+    pub tls: Option<TlsCost>,
+}
+
+impl Inputs {
+    /// Bytes TLS adds to each connection (0 without a TLS figure).
+    pub fn tls_bytes(&self) -> u64 {
+        self.tls.as_ref().map_or(0, |t| t.bytes_per_connection)
+    }
+
+    /// " + 5.2 KB TLS (given with --tls-cost)", or nothing without a TLS figure.
+    fn tls_text(&self) -> String {
+        self.tls.as_ref().map_or_else(String::new, |t| {
+            format!(" + {} TLS ({})", bytes(t.bytes_per_connection), t.source)
+        })
+    }
+}
+
+/// What TLS adds to each connection's memory: the state the TLS stack keeps per connection
+/// (keys, sequence numbers, buffers), given or measured.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TlsCost {
+    pub bytes_per_connection: u64,
+    /// Where it came from: "given with --tls-cost", "measured by tune serve --verify --tls, FILE".
+    pub source: String,
 }
 
 /// A server's cost per connection, user and kernel memory together, from a measurement.
@@ -117,20 +142,22 @@ pub struct CgroupNow {
 
 /// The memory cgroup bound at a measured cost: where the OOM killer fires, (limit − charge at
 /// no connections) / cost; no reserve, since the measurement is the server's own.
-fn measured_cgroup_bound(m: &MeasuredCost, cg: &CgroupNow) -> Bound {
-    let n = cg.limit.saturating_sub(cg.base) / m.bytes_per_connection.max(1);
+fn measured_cgroup_bound(i: &Inputs, m: &MeasuredCost, cg: &CgroupNow) -> Bound {
+    let each = m.bytes_per_connection + i.tls_bytes();
+    let n = cg.limit.saturating_sub(cg.base) / each.max(1);
     Bound {
         connections: Some(n),
         limit: Limiter::MemoryCgroup,
         arithmetic: format!(
-            "memory cgroup {} at {} per connection ({}): (limit {} − {} charged at no connections, {}) / {} = {} before its OOM killer",
+            "memory cgroup {} at {} per connection ({}{}): (limit {} − {} charged at no connections, {}) / {} = {} before its OOM killer",
             cg.path,
             bytes(m.bytes_per_connection),
             m.source,
+            i.tls_text(),
             bytes(cg.limit),
             bytes(cg.base),
             cg.base_note,
-            bytes(m.bytes_per_connection),
+            bytes(each),
             group(n)
         ),
     }
@@ -259,7 +286,7 @@ pub fn estimate(i: &Inputs, target: u64) -> Capacity {
     let measured_cg = i
         .measured
         .as_ref()
-        .and_then(|m| Some(measured_cgroup_bound(m, m.cgroup.as_ref()?)));
+        .and_then(|m| Some(measured_cgroup_bound(i, m, m.cgroup.as_ref()?)));
     if let Some(b) = measured_cg {
         host.push(b);
     } else if let Some(b) = i.memory_cgroup.as_ref().and_then(|m| {
@@ -270,7 +297,7 @@ pub fn estimate(i: &Inputs, target: u64) -> Capacity {
                 c.bytes_per_connection
                     .saturating_sub(s * cgroup_bounds::CGROUP_BYTES_PER_SOCKET)
             });
-        cgroup_bounds::memory_bound(m, s, user)
+        cgroup_bounds::memory_bound(m, s, user + i.tls_bytes())
     }) {
         host.push(b);
     }
@@ -417,10 +444,11 @@ fn memory_bound(i: &Inputs) -> Bound {
             arithmetic: "memory: /proc/meminfo could not be read".into(),
         };
     };
-    let per_conn = match &i.measured {
+    let plain = match &i.measured {
         Some(m) => m.bytes_per_connection.max(s * i.bytes_per_socket),
         None => s * i.bytes_per_socket + i.user_bytes_per_connection,
     };
+    let per_conn = plain + i.tls_bytes();
     let reserve = total / 100 * MEMORY_RESERVE_PERCENT;
     let usable = free.saturating_sub(reserve);
     let n = usable / per_conn.max(1);
@@ -445,7 +473,7 @@ fn memory_bound(i: &Inputs) -> Bound {
     };
     let (each, user) = match &i.measured {
         Some(m) => (
-            format!("{} measured: {}", bytes(per_conn), m.source),
+            format!("{} measured: {}", bytes(plain), m.source),
             String::new(),
         ),
         None => (each, user),
@@ -458,11 +486,12 @@ fn memory_bound(i: &Inputs) -> Bound {
         connections: Some(n),
         limit: Limiter::Memory,
         arithmetic: format!(
-            "memory at ~{} per {}: (MemAvailable {} − {MEMORY_RESERVE_PERCENT}% of MemTotal {}) / ({each}{user}) = {}{quick}",
+            "memory at ~{} per {}: (MemAvailable {} − {MEMORY_RESERVE_PERCENT}% of MemTotal {}) / ({each}{user}{}) = {}{quick}",
             bytes(per_conn),
             if s == 2 { "connection pair" } else { "connection" },
             bytes(free),
             bytes(total),
+            i.tls_text(),
             group(n)
         ),
     }
@@ -663,6 +692,7 @@ impl Inputs {
             observation_notes: observation_notes(obs),
             server_workers: None,
             measured: None,
+            tls: None,
         }
     }
 }
@@ -721,6 +751,7 @@ mod tests {
             observation_notes: Vec::new(),
             server_workers: None,
             measured: None,
+            tls: None,
         }
     }
 

@@ -20,6 +20,7 @@
 //! processes = 1             # optional, default 1: processes that share the connections
 //! bytes_per_socket = 5120   # optional: kernel memory per socket for the RAM formula
 //! bytes_per_connection = 17670 # optional: the server's measured cost (tune load --server-pid)
+//! tls_bytes_per_connection = 5200 # optional: what TLS adds per connection (check --tls)
 //! source_addresses = 4      # optional: client addresses (client default 1, loopback: as needed)
 //!
 //! [knobs]
@@ -39,7 +40,8 @@
 //! - `net.ipv4.tcp_mem` pressure = up(S) pages (one page of unread data per socket),
 //!   low = pressure × 3/4, high = pressure × 3/2 (the kernel's default ratio 3:4:6)
 //! - `memory.total` = up(S × bytes_per_socket) / 0.95 (5% kept for the rest of the system); with
-//!   bytes_per_connection, up(T × bytes_per_connection + (S − T) × bytes_per_socket) / 0.95
+//!   bytes_per_connection, up(T × bytes_per_connection + (S − T) × bytes_per_socket) / 0.95;
+//!   with tls_bytes_per_connection, T × tls_bytes_per_connection more inside up()
 //! - server, loopback: `net.core.somaxconn` = the handshakes that may wait on one listener:
 //!   ceil(C / P) × 2 (SO_REUSEPORT spreads a burst unevenly), at most C, with C = 1024 connects
 //!   in flight (the load generator's default); `net.ipv4.tcp_max_syn_backlog` = 4/3 of that
@@ -109,6 +111,9 @@ pub struct Params {
     /// `tune load --server-pid` (its report's table prints the line); `None`: the kernel's
     /// socket alone.
     pub bytes_per_connection: Option<u64>,
+    /// What TLS adds to each connection (keys, sequence numbers, buffers), given or measured
+    /// (`tune check --tls`); `None`: plain connections.
+    pub tls_bytes_per_connection: Option<u64>,
     /// Client source addresses; `None`: one for client, as many as needed for loopback.
     pub source_addresses: Option<u64>,
 }
@@ -120,6 +125,7 @@ impl Default for Params {
             processes: 1,
             bytes_per_socket: DEFAULT_BYTES_PER_SOCKET,
             bytes_per_connection: None,
+            tls_bytes_per_connection: None,
             source_addresses: None,
         }
     }
@@ -130,6 +136,8 @@ impl Default for Params {
 pub struct Overrides {
     pub target: Option<u64>,
     pub role: Option<Role>,
+    /// What TLS adds per connection (`check --tls-cost`/`--tls-from`), over the profile's own.
+    pub tls_bytes_per_connection: Option<u64>,
 }
 
 /// A profile error: the file, the line, the key, what is wrong and what to write instead.
@@ -186,7 +194,10 @@ pub fn load(root: &Root, spec: &str) -> anyhow::Result<Profile> {
 
 /// As [`load`], with the command line's `--target`/`--role` applied before the formulas.
 pub fn load_with(root: &Root, spec: &str, ov: Overrides) -> anyhow::Result<Profile> {
-    let merged = load_spec(root, spec)?;
+    let mut merged = load_spec(root, spec)?;
+    if let Some(t) = ov.tls_bytes_per_connection {
+        merged.params.tls_bytes_per_connection = Some(t);
+    }
     let err = |key: &str, message: String| ProfileError {
         file: merged.file.clone(),
         line: None,
@@ -421,6 +432,17 @@ pub fn formulas(target: u64, role: Role, p: &Params) -> BTreeMap<KnobId, Require
                 g(p.bytes_per_socket)
             ),
         ),
+    };
+    let (need, what) = match p.tls_bytes_per_connection {
+        Some(t) => (
+            need.saturating_add(target.saturating_mul(t)),
+            format!(
+                "{what} + {} connections × {} B TLS (tls_bytes_per_connection)",
+                g(target),
+                g(t)
+            ),
+        ),
+        None => (need, what),
     };
     // Saturating, not truncating: a u128 past u64 cast with `as` would wrap to a small figure.
     let ram = u64::try_from((up(need, h) as u128 * 100).div_ceil(95)).unwrap_or(u64::MAX);
@@ -746,6 +768,7 @@ fn load_located(root: &Root, loc: Located, stack: &mut Stack) -> Result<Merged, 
     p.processes = raw.processes.unwrap_or(p.processes);
     p.bytes_per_socket = raw.bytes_per_socket.unwrap_or(p.bytes_per_socket);
     p.bytes_per_connection = raw.bytes_per_connection.or(p.bytes_per_connection);
+    p.tls_bytes_per_connection = raw.tls_bytes_per_connection.or(p.tls_bytes_per_connection);
     p.source_addresses = raw.source_addresses.or(p.source_addresses);
     check_params(p).map_err(|(key, m)| err(None, key, m))?;
     for (knob, v, line) in raw.knobs {
@@ -925,7 +948,7 @@ mod tests {
             "1m",
             Overrides {
                 role: Some(Role::Loopback),
-                target: None,
+                ..Overrides::default()
             },
         )
         .unwrap();

@@ -125,6 +125,10 @@ inputs! {
         ServerCgroup,
         Steps,
         Listen,
+        /// `check --tls` (and `serve --tls`), and the TLS cost given or read from a report.
+        Tls,
+        TlsCost,
+        TlsFrom,
         /// The hidden worker subcommands' index (`launch` builds their command lines).
         Index,
     }

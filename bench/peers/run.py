@@ -13,8 +13,12 @@ to CPU 0. Loopback only. Per server:
      listener; tune: one process with that many SO_REUSEPORT workers), one client process each;
   3. echo: --echo-conns (10,000) connections, each one message in flight, --echo-secs: echoes/s
      with 32 B and with 4 KiB messages, server CPU seconds (utime+stime from /proc) / echoes;
-  4. latency: p50/p99 round trip at --rate messages/s offered (32 B, round robin over 10,000).
-`--columns idle` (or any comma-separated subset of idle,wide,echo,latency) measures only those;
+  4. latency: p50/p99 round trip at --rate messages/s offered (32 B, round robin over 10,000);
+  5. cost: `tune load ws://ADDR/ --conns --cost-conns --server-pid PID --format json` against the
+     server alone in a child memory cgroup (v1, no limit, made and removed here): the cost per
+     connection tune measures (cgroup charge slope, user/kernel, R²) and the slope of the
+     server's RSS over the same samples, next to the idle column's own figure (issue 21).
+`--columns idle` (or any comma-separated subset of idle,wide,echo,latency,cost) measures only those;
 the others show as "-" (the handshake rate is part of idle). `--repeat N` measures each server N
 times in turn (A B A B ...), for ranges on a shared machine; `--fifo` runs servers and clients
 SCHED_FIFO (less noise from other work, and a different setting from the published table's).
@@ -100,16 +104,53 @@ class Failed(Exception):
 FIFO = []
 
 
-def pinned(cpu, cmd, env=None):
-    return subprocess.Popen(FIFO + ["taskset", "-c", cpu] + cmd, stdout=subprocess.PIPE,
+def pinned(cpu, cmd, env=None, cgroup=None):
+    """`cmd` on CPU `cpu`; with `cgroup`, moved into that memory cgroup before it execs."""
+    pre = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup] if cgroup else []
+    return subprocess.Popen(pre + FIFO + ["taskset", "-c", cpu] + cmd, stdout=subprocess.PIPE,
                             text=True, env=env, start_new_session=True)
 
 
-def start_server(peer, workers=1):
+def own_memory_cgroup():
+    """This process's memory cgroup directory (v1), where the servers' children are made."""
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrl, path = line.rstrip("\n").split(":", 2)
+            if "memory" in ctrl.split(","):
+                return "/sys/fs/cgroup/memory" + path
+    raise Failed("no memory cgroup (v1) for this process: the cost column needs one")
+
+
+def new_cgroup(name):
+    """A child memory cgroup (no limit) for one server; `drop_cgroup` removes it."""
+    d = os.path.join(own_memory_cgroup(), f"peers-{name}-{os.getpid()}")
+    os.mkdir(d)
+    return d
+
+
+def drop_cgroup(d):
+    """Removes a server's cgroup once its processes are gone (retries while they exit)."""
+    for _ in range(50):
+        try:
+            os.rmdir(d)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    print(f"  could not remove cgroup {d}", file=sys.stderr)
+
+
+def cgroup_read(d, name):
+    with open(os.path.join(d, name)) as f:
+        return int(f.read())
+
+
+def start_server(peer, workers=1, cgroup=None):
     cmd = list(peer["cmd"])
     if peer.get("workers"):
         cmd += ["--workers", str(workers)]
-    p = pinned(SERVER_CPU, cmd)
+    p = pinned(SERVER_CPU, cmd, cgroup=cgroup)
     t = time.time()
     while time.time() - t < 30:
         line = p.stdout.readline()
@@ -252,6 +293,45 @@ def echo(peer, conns, secs, size, rate=0):
     return e
 
 
+def slope(pts):
+    """Least-squares slope of (x, y) points."""
+    n = len(pts)
+    mx = sum(x for x, _ in pts) / n
+    my = sum(y for _, y in pts) / n
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    return sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx else 0.0
+
+
+def cost(peer, conns):
+    """tune load --server-pid against the server alone in a memory cgroup of its own."""
+    cg = new_cgroup("cost")
+    try:
+        p, addr, pids = start_server(peer, cgroup=cg)
+        try:
+            la = loadavg()
+            cmd = [os.path.join(ROOT, "target/release/tune"), "load", f"ws://{addr}/", "--conns",
+                   str(conns), "--hold", "1", "--server-pid", str(pids[0]), "--format", "json"]
+            out = subprocess.run(FIFO + ["taskset", "-c", CLIENT_CPU] + cmd, capture_output=True,
+                                 text=True, timeout=300)
+            alive(p, peer["name"])
+        finally:
+            kill(p)
+    finally:
+        drop_cgroup(cg)
+    try:
+        rep = json.loads(out.stdout)
+    except ValueError:
+        raise Failed(f"{peer['name']}: tune load gave no JSON (exit {out.returncode}): "
+                     f"{out.stderr.strip()[-300:]}")
+    server = rep.get("server") or {}
+    fit = server.get("cost")
+    if not fit:
+        raise Failed(f"{peer['name']}: tune load measured no cost (exit {out.returncode})")
+    pts = [(x["connections"], x["rss"]) for x in server["samples"] if x.get("rss") is not None]
+    return {"cmd": " ".join(cmd[1:]), "exit": out.returncode, "fit": fit,
+            "rss_slope": slope(pts), "load": la}
+
+
 def versions():
     v = {}
     for name, cmd in [("go", ["go", "version"]), ("node", ["node", "--version"]),
@@ -268,6 +348,27 @@ def versions():
     v["tune"] = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                                capture_output=True, text=True).stdout.strip()
     return v
+
+
+def sitting(a):
+    """The run's UTC stamp and the results' head: machine, time, arguments, versions."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return stamp, {"machine": f"{platform.node()}, {platform.machine()}, Linux "
+                              f"{platform.release()}, {os.cpu_count()} cores",
+                   "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                   "args": vars(a), "versions": versions(), "servers": []}
+
+
+def write_results(res, md, name):
+    """Prints the table and writes it and the raw JSON to bench/results/NAME.{md,json}."""
+    out = os.path.join(ROOT, "bench/results", name)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out + ".json", "w") as f:
+        json.dump(res, f, indent=1)
+    with open(out + ".md", "w") as f:
+        f.write(md)
+    print(md)
+    print(f"written: {out}.md, {out}.json", file=sys.stderr)
 
 
 def fmt(x, nd=0):
@@ -287,11 +388,20 @@ def table(res):
            f"{fmt(a['echo_conns'])} conns, 32 B (server, client CPU share) = per server core-second | same, 4 KiB | CPU s per 1M echoes "
            f"(32 B / 4 KiB) | p50 / p99 latency at {fmt(a['rate'])}/s offered | load avg |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    costs = [r for r in res["servers"] if r.get("cost")]
     for r in res["servers"]:
         if "error" in r:
             out.append(f"| {r['name']} | FAILED: {r['error']} | | | | | | | |")
             continue
         out.append(row(r))
+    if costs:
+        out += ["", f"Cost per connection from `tune load URL --conns {fmt(a['cost_conns'])} "
+                f"--hold 1 --server-pid PID --format json` (the server alone in a memory cgroup "
+                "of its own), next to the idle column's figure:", "",
+                "| server | idle column B/conn (RSS) | tune load: total B/conn (R²) | user / kernel | "
+                "its RSS slope B/conn | fitted over | load avg |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]
+        out += [cost_row(r) for r in costs]
     out += ["", "Configurations:", ""]
     out += [f"- **{p['name']}**: {p['config']}" for p in PEERS]
     return "\n".join(out) + "\n"
@@ -316,7 +426,16 @@ def row(r):
     return "| " + " | ".join(cells) + " |"
 
 
-COLUMNS = ("idle", "wide", "echo", "latency")
+def cost_row(r):
+    c, f, i = r["cost"], r["cost"]["fit"], r.get("idle")
+    return (f"| {r['name']} | {fmt(i['bytes_per_conn'], 1) if i else '-'} | "
+            f"{fmt(f['bytes_per_connection'])} ({f['r_squared']:.3f}) | {fmt(f['user_bytes'])} / "
+            f"{fmt(f['kernel_bytes'])} | {fmt(c['rss_slope'])} | {fmt(f['range'][0])} -> "
+            f"{fmt(f['range'][1])}, {f['source']}{', not constant' if f.get('varies') else ''} | "
+            f"{c['load']:.1f} |")
+
+
+COLUMNS = ("idle", "wide", "echo", "latency", "cost")
 
 
 def measure(peer, a):
@@ -336,6 +455,9 @@ def measure(peer, a):
     if "latency" in cols:
         r["latency"] = echo(peer, a.echo_conns, a.echo_secs, 32, rate=a.rate)
         print(f"  latency {json.dumps(r['latency'])}", file=sys.stderr, flush=True)
+    if "cost" in cols:
+        r["cost"] = cost(peer, a.cost_conns)
+        print(f"  cost {json.dumps(r['cost'])}", file=sys.stderr, flush=True)
     return r
 
 
@@ -347,6 +469,8 @@ def main():
     ap.add_argument("--echo-conns", type=int, default=10000)
     ap.add_argument("--echo-secs", type=int, default=10)
     ap.add_argument("--rate", type=int, default=10000)
+    ap.add_argument("--cost-conns", type=int, default=10000,
+                    help="connections of the cost column's tune load ramp")
     ap.add_argument("--only", help="comma-separated substrings of server names")
     ap.add_argument("--columns", default=",".join(COLUMNS),
                     help="comma-separated subset of " + ",".join(COLUMNS) + " (idle holds the "
@@ -367,11 +491,7 @@ def main():
         sys.exit(f"--columns: unknown {','.join(bad)}; choose from {','.join(COLUMNS)}")
     if -(-a.wide // a.wide_procs) > MAX_PER_PROCESS:
         sys.exit(f"--wide {a.wide} over {a.wide_procs} processes exceeds {MAX_PER_PROCESS} a process")
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    res = {"machine": f"{platform.node()}, {platform.machine()}, Linux {platform.release()}, "
-                      f"{os.cpu_count()} cores",
-           "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "args": vars(a),
-           "versions": versions(), "servers": []}
+    stamp, res = sitting(a)
     failed = False
     if a.baseline:
         base = dict(PEERS[0], name=f"tune serve (baseline {a.baseline})")
@@ -387,15 +507,7 @@ def main():
             res["servers"].append({"name": peer["name"], "error": str(err)})
             failed = True
         time.sleep(2)
-    md = table(res)
-    out = os.path.join(ROOT, "bench/results", f"peers-{stamp}")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out + ".json", "w") as f:
-        json.dump(res, f, indent=1)
-    with open(out + ".md", "w") as f:
-        f.write(md)
-    print(md)
-    print(f"written: {out}.md, {out}.json", file=sys.stderr)
+    write_results(res, table(res), f"peers-{stamp}")
     sys.exit(1 if failed else 0)
 
 

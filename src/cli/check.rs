@@ -49,6 +49,21 @@ pub struct CheckArgs {
     /// unit (13.1KB, 16KiB, 1.2MB).
     #[arg(long, value_name = "SIZE", value_parser = crate::cli::parse_size)]
     pub cost_per_conn: Option<u64>,
+    /// Size for TLS connections (wss://): each connection also holds what TLS keeps (keys,
+    /// sequence numbers, buffers), from --tls-cost, --tls-from or the profile's
+    /// tls_bytes_per_connection; without a figure the first screen says so and how to measure.
+    /// Also reports whether the kernel offers kTLS.
+    #[arg(long)]
+    pub tls: bool,
+    /// What TLS adds to each connection's memory: bytes, or with a unit (5.2KB, 32KiB); implies
+    /// --tls.
+    #[arg(long, value_name = "SIZE", value_parser = crate::cli::parse_size, conflicts_with = "tls_from")]
+    pub tls_cost: Option<u64>,
+    /// What TLS adds to each connection, measured on this host: a saved `tune serve --verify
+    /// --tls --format json` or `tune load wss://... --format json` report (its tls section);
+    /// implies --tls.
+    #[arg(long, value_name = "FILE")]
+    pub tls_from: Option<std::path::PathBuf>,
     /// Output format: table for people, json for scripts, junit for CI, prometheus for monitoring
     /// (write it to node_exporter's --collector.textfile.directory as tune.prom).
     #[arg(long, value_enum, default_value_t = CheckFormat::Table)]

@@ -41,6 +41,9 @@ pub fn flag(input: Input) -> &'static str {
         Input::ServerCgroup => "--server-cgroup",
         Input::Steps => "--steps",
         Input::Listen => "--listen",
+        Input::Tls => "--tls",
+        Input::TlsCost => "--tls-cost",
+        Input::TlsFrom => "--tls-from",
         Input::Index => "--index",
     }
 }

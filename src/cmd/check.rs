@@ -37,6 +37,10 @@ impl CheckPlan {
             anyhow::bail!("--workers 0: expected a number of server worker processes (1 or more)");
         }
         let role = args.role.unwrap_or(Role::Server);
+        let ktls = Host::new(&ctx.root).ktls();
+        // The TLS cost the flags give sizes the profile's memory formula too.
+        let tls_given = super::tls_cost::given(args, &ktls)?;
+        let tls_bytes = tls_given.as_ref().map(|c| c.bytes_per_connection);
         // `--source` is parsed once, after what names the profile (so its errors come first).
         let sources = || source_count(args.source.as_deref());
         let (mut profile, sources) = match (&args.profile, args.target) {
@@ -44,6 +48,7 @@ impl CheckPlan {
                 let overrides = Overrides {
                     target: None,
                     role: args.role,
+                    tls_bytes_per_connection: tls_bytes,
                 };
                 (profile::load_with(&ctx.root, spec, overrides)?, sources()?)
             }
@@ -52,6 +57,7 @@ impl CheckPlan {
                 let n = sources()?;
                 let params = profile::Params {
                     source_addresses: n,
+                    tls_bytes_per_connection: tls_bytes,
                     ..Default::default()
                 };
                 (
@@ -65,6 +71,7 @@ impl CheckPlan {
             profile.params.source_addresses = Some(n);
         }
         let measured = super::cost::measured(ctx, args, &profile)?;
+        let tls = super::tls_cost::term(args, tls_given, &profile);
         Ok(CheckPlan {
             profile,
             has_target: args.profile.is_some() || args.target.is_some(),
@@ -75,6 +82,8 @@ impl CheckPlan {
                 root: ctx.root.base().display().to_string(),
                 server_workers: args.workers,
                 measured,
+                tls,
+                ktls: Some(ktls),
             },
             format: args.format,
             verbose: args.verbose,
@@ -146,6 +155,7 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
         let mut inputs = capacity::Inputs::from_observation(&obs, plan.profile.role);
         inputs.source_addresses = plan.profile.params.source_addresses;
         inputs.measured = plan.options.measured.clone();
+        inputs.tls = plan.options.tls_cost();
         let host = capacity::estimate(&inputs, 1).per_host.connections;
         profile::host_only(host.unwrap_or(1), plan.profile.role)
     };

@@ -18,6 +18,7 @@ pub mod profiles;
 pub mod rollback;
 pub mod serve;
 pub mod server_config;
+pub mod tls_cost;
 pub mod top;
 pub mod verify;
 

@@ -148,6 +148,14 @@ fn keys(r: &mut Roff) {
     );
     key(
         r,
+        "tls_bytes_per_connection",
+        "integer, optional",
+        "What TLS adds to each connection in bytes (keys, sequence numbers, buffers), given or \
+         measured (tune serve --verify --tls reports it): check sizes TLS connections with it, \
+         and the memory formula adds target × this figure.",
+    );
+    key(
+        r,
         "source_addresses",
         "integer, optional",
         "Source addresses a client or loopback host spreads its connections over; \

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use super::cgroup;
 use super::conntrack_stat::{self, Conntrack};
 use super::file_nr::{self, FileNr};
+use super::ktls;
 use super::meminfo::{self, Meminfo};
 use super::netstat::{self, Netstat};
 use super::pressure::{self, Pressure};
@@ -35,6 +36,17 @@ pub const CONNTRACK_STAT: &str = "proc/net/stat/nf_conntrack";
 const CONNTRACK_MAX: &str = "proc/sys/net/netfilter/nf_conntrack_max";
 const CONNTRACK_COUNT: &str = "proc/sys/net/netfilter/nf_conntrack_count";
 const PORT_RANGE: &str = "proc/sys/net/ipv4/ip_local_port_range";
+pub const TCP_AVAILABLE_ULP: &str = "proc/sys/net/ipv4/tcp_available_ulp";
+pub const MODULES: &str = "proc/modules";
+const TLS_MODULE_DIR: &str = "sys/module/tls";
+
+/// Whether the kernel offers kTLS (TLS records in the kernel), with the evidence in words.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Ktls {
+    /// `None`: nothing under the root could tell.
+    pub available: Option<bool>,
+    pub evidence: String,
+}
 
 /// Why the host could not tell: the file is missing or unreadable, or its text is not the kernel's.
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +199,43 @@ impl<'r> Host<'r> {
                 )),
             }
         })
+    }
+
+    /// Whether the kernel offers kTLS, and the evidence: `tls` among the TCP ULPs (the module
+    /// loaded or built in), else in /proc/modules or /sys/module. `available` is `None` when
+    /// nothing under the root can tell (no tcp_available_ulp, an unreadable or damaged file).
+    pub fn ktls(&self) -> Ktls {
+        let ulp = self.parsed(TCP_AVAILABLE_ULP, |t| {
+            ktls::available_ulps(t).map(|u| u.contains(&"tls"))
+        });
+        let module = match self.parsed(MODULES, |t| {
+            ktls::module_names(t).map(|m| m.contains(&"tls"))
+        }) {
+            Ok(true) => Some(format!("{} lists tls", self.root.path(MODULES).display())),
+            _ if self.root.is_dir(TLS_MODULE_DIR) => Some(format!(
+                "{} exists",
+                self.root.path(TLS_MODULE_DIR).display()
+            )),
+            _ => None,
+        };
+        let ulp_path = self.root.path(TCP_AVAILABLE_ULP).display().to_string();
+        let (available, evidence) = match (ulp, module) {
+            (Ok(true), _) => (Some(true), format!("{ulp_path} offers tls")),
+            (_, Some(m)) => (Some(true), format!("the tls kernel module is loaded: {m}")),
+            (Ok(false), None) => (
+                Some(false),
+                format!(
+                    "no tls kernel module: {ulp_path} does not offer tls, and neither {} nor {} names it (modprobe tls loads it where the kernel ships it)",
+                    self.root.path(MODULES).display(),
+                    self.root.path(TLS_MODULE_DIR).display()
+                ),
+            ),
+            (Err(e), None) => (None, format!("nothing to tell from: {e}")),
+        };
+        Ktls {
+            available,
+            evidence,
+        }
     }
 
     /// nf_conntrack is loaded (its sysctls exist under the root).

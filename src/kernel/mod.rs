@@ -11,6 +11,7 @@ pub mod conntrack_stat;
 pub mod fds;
 pub mod file_nr;
 pub mod host;
+pub mod ktls;
 pub mod meminfo;
 pub mod netstat;
 pub mod nf_conntrack;
@@ -22,7 +23,7 @@ pub mod tcp_table;
 pub mod userns;
 pub mod vmstat;
 
-pub use host::{Host, HostError};
+pub use host::{Host, HostError, Ktls};
 
 /// A parser's complaint: which line of the text and what was wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -35,6 +35,7 @@ pub struct RawProfile {
     pub processes: Option<u64>,
     pub bytes_per_socket: Option<u64>,
     pub bytes_per_connection: Option<u64>,
+    pub tls_bytes_per_connection: Option<u64>,
     pub source_addresses: Option<u64>,
     /// Knob requirements in file order, each name resolved to its registry id: (knob, value, line).
     pub knobs: Vec<(KnobId, Value, usize)>,
@@ -50,6 +51,7 @@ pub const TOP_KEYS: &[&str] = &[
     "processes",
     "bytes_per_socket",
     "bytes_per_connection",
+    "tls_bytes_per_connection",
     "source_addresses",
     "knobs",
 ];
@@ -89,6 +91,9 @@ pub fn parse(text: &str) -> Result<RawProfile, Problem> {
             }
             "bytes_per_connection" => {
                 raw.bytes_per_connection = Some(plain_int(v, "bytes").map_err(problem)?)
+            }
+            "tls_bytes_per_connection" => {
+                raw.tls_bytes_per_connection = Some(plain_int(v, "bytes").map_err(problem)?)
             }
             "knobs" => {
                 if !v.is_table() {

@@ -176,6 +176,17 @@ pub struct CheckReport {
     pub measured_cost: Option<capacity::MeasuredCost>,
     /// Whose credentials the host-wide limits were judged for, when not tune's own.
     pub credentials: Option<String>,
+    /// `check --tls`: what TLS adds per connection (null cost: no figure); null: plain.
+    pub tls: Option<TlsTerm>,
+    /// Whether the kernel offers kTLS (the `tls` module), and how that was found.
+    pub ktls: Option<crate::kernel::Ktls>,
+}
+
+/// The TLS term of `check --tls`: its cost per connection when there is a figure.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TlsTerm {
+    /// `None`: no figure was given or measured, and the capacity is a plain connection's.
+    pub cost: Option<capacity::TlsCost>,
 }
 
 /// Which knobs --ignore names.
@@ -226,6 +237,17 @@ pub struct Options {
     pub server_workers: Option<u64>,
     /// The server's measured cost per connection (`--cost-from`, `--cost-per-conn`).
     pub measured: Option<capacity::MeasuredCost>,
+    /// `--tls`: what TLS adds per connection, when there is a figure.
+    pub tls: Option<TlsTerm>,
+    /// Whether the kernel offers kTLS, read by `cmd/` through `kernel::Host`.
+    pub ktls: Option<crate::kernel::Ktls>,
+}
+
+impl Options {
+    /// What TLS adds per connection, for the capacity arithmetic.
+    pub fn tls_cost(&self) -> Option<capacity::TlsCost> {
+        self.tls.as_ref().and_then(|t| t.cost.clone())
+    }
 }
 
 /// Builds the report: each knob against the profile, the capacity, the counters and the exit code.
@@ -239,6 +261,7 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
     inputs.source_addresses = profile.params.source_addresses;
     inputs.server_workers = opts.server_workers;
     inputs.measured = opts.measured.clone();
+    inputs.tls = opts.tls_cost();
     let cap = capacity::estimate(&inputs, profile.target);
     let summary = summarize(&rows, &cap, opts.strict);
     CheckReport {
@@ -273,6 +296,8 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
                 Suggest::set(Input::Pid, "PID")
             )
         }),
+        tls: opts.tls.clone(),
+        ktls: opts.ktls.clone(),
     }
 }
 

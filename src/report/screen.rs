@@ -45,6 +45,9 @@ pub fn render(r: &CheckReport, v: &Verdict, width: Option<usize>, color: bool) -
     if r.measured_cost.is_none() {
         out.extend(wrap(&assumes_no_user_cost(), w, "  ", "    "));
     }
+    for line in tls_lines(r) {
+        out.extend(wrap(&line, w, "  ", "    "));
+    }
     out.extend(fix_lines(r, v, w));
     out.extend(drift_lines(r, w));
     out.push(String::new());
@@ -62,6 +65,47 @@ fn assumes_no_user_cost() -> String {
         Suggest::set(Input::Pid, "PID"),
         Suggest::set(Input::CostFrom, "cost.json"),
     )
+}
+
+/// Said under the verdict with `--tls` and no figure for what TLS adds per connection.
+pub const NO_TLS_FIGURE: &str = "TLS: no figure for what TLS adds per connection, so this is sized as plain connections; measure it here";
+
+/// How to measure what TLS adds per connection on this host, said when there is no figure.
+pub fn how_to_measure_tls() -> String {
+    format!(
+        "tune serve {} {} {} > tls.json, then tune check {} {} (or give {})",
+        Suggest::set(Input::Verify, 20000),
+        Suggest::input(Input::Tls),
+        Suggest::set(Input::Format, "json"),
+        Suggest::input(Input::Tls),
+        Suggest::set(Input::TlsFrom, "tls.json"),
+        Suggest::set(Input::TlsCost, "SIZE"),
+    )
+}
+
+/// With `--tls`: which TLS cost the capacity used and where it came from, and whether the
+/// kernel offers kTLS.
+fn tls_lines(r: &CheckReport) -> Vec<String> {
+    let Some(t) = &r.tls else {
+        return Vec::new();
+    };
+    let mut out = vec![match &t.cost {
+        Some(c) => format!(
+            "TLS: + {} per connection, {}",
+            crate::units::bytes(c.bytes_per_connection),
+            c.source
+        ),
+        None => format!("{NO_TLS_FIGURE}: {}", how_to_measure_tls()),
+    }];
+    if let Some(k) = &r.ktls {
+        let state = match k.available {
+            Some(true) => "available",
+            Some(false) => "not available",
+            None => "unknown",
+        };
+        out.push(format!("kTLS: {state} ({})", k.evidence));
+    }
+    out
 }
 
 /// The lines under the verdict: per process, per host, what limits next, processes needed.

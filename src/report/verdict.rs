@@ -196,6 +196,7 @@ pub fn settle(
     let mut inputs = Inputs::from_observation(obs, profile.role);
     inputs.source_addresses = profile.params.source_addresses;
     inputs.measured = opts.measured.clone();
+    inputs.tls = opts.tls_cost();
     // Without a target the question is what the host holds: with as many processes as that takes.
     let processes = match target {
         Some(_) => profile.params.processes,
@@ -363,8 +364,9 @@ fn beyond_knobs(r: &CheckReport, fixed: &Inputs, processes: u64, goal: u64) -> V
             }
         }
     } else if bound == Limiter::Memory.name() && held < goal && goal != u64::MAX {
-        let per_conn =
-            c.sockets_per_connection * fixed.bytes_per_socket + fixed.user_bytes_per_connection;
+        let per_conn = c.sockets_per_connection * fixed.bytes_per_socket
+            + fixed.user_bytes_per_connection
+            + fixed.tls_bytes();
         let more = (goal - held).saturating_mul(per_conn);
         out.push(Fix {
             knob: Limiter::Memory.name().into(),

@@ -6,7 +6,7 @@ use std::process::Command as StdCommand;
 use crate::support::tune;
 use serde_json::Value as Json;
 
-fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/roots")
         .join(name)
@@ -67,7 +67,7 @@ pub(crate) fn validate(json: &Json) {
     );
 }
 
-fn knob<'a>(json: &'a Json, name: &str) -> &'a Json {
+pub(crate) fn knob<'a>(json: &'a Json, name: &str) -> &'a Json {
     json["knobs"]
         .as_array()
         .unwrap()
@@ -439,7 +439,7 @@ fn explain_uses_the_registry() {
 }
 
 /// Copies a captured root into a temp dir so a test can remove or edit files.
-fn copy_root(name: &str) -> tempfile::TempDir {
+pub(crate) fn copy_root(name: &str) -> tempfile::TempDir {
     fn copy(from: &Path, to: &Path) {
         std::fs::create_dir_all(to).unwrap();
         for e in std::fs::read_dir(from).unwrap() {

@@ -29,6 +29,7 @@ mod check_other_kernel;
 mod check_prometheus;
 mod check_storm;
 mod check_terminal;
+mod check_tls;
 mod cli_quantities;
 mod container;
 mod fuzz_replay;

@@ -25,3 +25,17 @@ pub fn listen(addr: &str) -> TcpListener {
     socket.bind(addr).expect("bind");
     socket.listen(BACKLOG).expect("listen")
 }
+
+/// The value after `name` on the command line, if given.
+pub fn arg_str(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+/// The number after `name` on the command line, or `default`.
+pub fn arg(name: &str, default: usize) -> usize {
+    arg_str(name).map_or(default, |v| v.parse().expect(name))
+}
