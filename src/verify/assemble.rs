@@ -484,6 +484,7 @@ mod tests {
                 workers: Workers::Fixed(1),
                 mode: Mode::Echo,
                 limits: Limits::default(),
+                tls: None,
             },
             load: LoadOptions {
                 processes: Processes::Auto,
@@ -496,6 +497,7 @@ mod tests {
                 message_interval: None,
                 stall: Duration::from_secs(5),
                 hold: Duration::from_secs(5),
+                tls: Default::default(),
             },
             memory_floor: None,
         }
