@@ -70,6 +70,12 @@ impl std::io::Write for Sock<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         io::write(self.0, buf).map_err(to_io)
     }
+    /// rustls hands its queued records over as several buffers: one writev, so a handshake
+    /// flight and the request behind it leave in one segment (the client sockets have Nagle
+    /// on; a second small write would wait for the peer's delayed ACK).
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        io::writev(self.0, bufs).map_err(to_io)
+    }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }

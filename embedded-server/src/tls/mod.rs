@@ -216,7 +216,13 @@ impl Failure {
         use rustls::InvalidMessage as M;
         match e {
             Error::InvalidCertificate(c) => match c {
-                CertificateError::UnknownIssuer => Failure::UnknownIssuer,
+                // No trusted root signed the chain: unknown, or a root of the same name whose
+                // key did not sign it.
+                CertificateError::UnknownIssuer
+                | CertificateError::BadSignature
+                | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+                    Failure::UnknownIssuer
+                }
                 CertificateError::NotValidForName
                 | CertificateError::NotValidForNameContext { .. } => Failure::NameMismatch,
                 CertificateError::Expired
