@@ -25,6 +25,7 @@ pub mod rig;
 pub mod sample;
 pub mod server_watch;
 pub mod teardown;
+pub mod tls_cost;
 pub mod watchdog;
 
 pub use assemble::{assemble, KnobFacts, Records};

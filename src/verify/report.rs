@@ -227,6 +227,8 @@ pub struct Report {
     /// Wall-clock seconds of each phase, and of the whole command.
     pub phases: Phases,
     pub notes: Vec<String>,
+    /// `--tls`: what TLS cost per connection (null for plain websockets).
+    pub tls: Option<super::tls_cost::TlsCost>,
     /// What went wrong without stopping the run: handshakes that waited on a full accept queue.
     pub warnings: Vec<String>,
 }
@@ -383,6 +385,9 @@ impl Report {
             bytes(k.memfree_delta_bytes.max(0) as u64),
             opt_f(k.memfree_bytes_per_connection, "B"),
         );
+        for line in self.tls.iter().flat_map(|t| t.lines()) {
+            let _ = writeln!(o, "{line}");
+        }
         for g in &k.slab_breakdown {
             let _ = writeln!(
                 o,
