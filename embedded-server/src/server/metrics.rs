@@ -356,6 +356,18 @@ impl Board {
             s.pings,
         );
         one(
+            "tune_tls_handshakes_total",
+            "counter",
+            "TLS handshakes completed (serve --tls).",
+            s.tls_handshakes,
+        );
+        one(
+            "tune_tls_failed_total",
+            "counter",
+            "TLS connections failed: a garbage ClientHello, an alert from a client that refused the certificate, a bad record.",
+            s.tls_failed,
+        );
+        one(
             "tune_accept_errors_total",
             "counter",
             "accept4 failures (EMFILE, ENFILE, ENOBUFS).",
