@@ -70,21 +70,25 @@ fn start_printing_port(mut c: crate::support::Tune, what: &str) -> (Running, u16
         .stderr(Stdio::piped())
         .timeout(Duration::from_secs(300));
     let mut child = c.spawn().unwrap_or_else(|e| panic!("start {what}: {e}"));
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| {
-            let mut err = String::new();
-            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-            panic!("{what} printed no port: {line:?}\n{err}")
-        });
-    (child, port)
+    // The port alone, on a line of its own.
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    for _ in 0..5 {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let l = line.trim();
+        if let Ok(p) = l.parse() {
+            // Keep reading what it prints, so it never blocks on a full pipe.
+            std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+            return (child, p);
+        }
+        seen.push_str(&line);
+    }
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    panic!("{what} printed no port: {seen:?}\n{err}")
 }
 
 /// /metrics of a `serve --tls` server: over TLS too (Python's urllib trusting the test CA).
@@ -131,20 +135,36 @@ fn worker_rss(s: &Server) -> u64 {
 
 /// `openssl s_server` with `cert`/`key` and extra arguments, on a port it picks.
 fn s_server(pki: &Pki, cert: &str, extra: &[&str]) -> (Running, u16) {
+    // s_server's `ACCEPT` line stays in its stdout buffer behind a pipe: give it a port the
+    // kernel just picked, and wait until it listens there.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut c = command("openssl");
-    c.args(["s_server", "-accept", "127.0.0.1:0", "-quiet"])
+    c.args(["s_server", "-accept", &format!("127.0.0.1:{port}")])
         .args(["-cert", &pki.s(&format!("{cert}.pem"))])
         .args(["-key", &pki.s(&format!("{cert}.key"))])
-        .args(extra);
-    // -quiet drops the banner but not the `ACCEPT 127.0.0.1:PORT` line.
-    start_printing_port(c, "openssl s_server")
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .timeout(Duration::from_secs(300));
+    let child = c.spawn().expect("start openssl s_server");
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10), "openssl s_server did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port)
 }
 
 /// `tune load URL --conns 3` with short timeouts, as JSON: (exit code, report).
 fn load(url: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
     let mut cmd = tune();
     cmd.args(["load", url, "--conns", "3", "--processes", "1"])
-        .args(["--stall", "2", "--connect-timeout", "2", "--format", "json"])
+        .args(["--stall", "2", "--format", "json"])
         .args(extra);
     let (code, j, stderr) = run(cmd);
     check_load_schema(&j);
