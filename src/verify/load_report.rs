@@ -385,7 +385,7 @@ impl LoadReport {
             let _ = writeln!(o, "errors: {}", errs.join(", "));
         }
         for line in self.tls.iter().flat_map(|t| t.lines()) {
-            let _ = writeln!(o, "{line}");
+            let _ = writeln!(o, "TLS {line}");
         }
         if let Some(s) = &self.server {
             for line in s.lines() {

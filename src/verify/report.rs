@@ -385,9 +385,6 @@ impl Report {
             bytes(k.memfree_delta_bytes.max(0) as u64),
             opt_f(k.memfree_bytes_per_connection, "B"),
         );
-        for line in self.tls.iter().flat_map(|t| t.lines()) {
-            let _ = writeln!(o, "{line}");
-        }
         for g in &k.slab_breakdown {
             let _ = writeln!(
                 o,
@@ -399,6 +396,9 @@ impl Report {
                 g.bytes_per_connection,
                 slab_note(&g.cache, g.bytes_per_connection)
             );
+        }
+        for line in self.tls.iter().flat_map(|t| t.lines()) {
+            let _ = writeln!(o, "{:<22} {line}", "TLS");
         }
     }
 

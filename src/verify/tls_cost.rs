@@ -23,18 +23,18 @@ pub fn per_handshake_us(handshakes: u64, cpu_ns: u64) -> Option<f64> {
 }
 
 impl TlsCost {
-    /// The report's lines for people.
+    /// The report's lines for people (after a `TLS` label).
     pub fn lines(&self) -> Vec<String> {
         let us = |v: Option<f64>| v.map_or("n/a".into(), |x| format!("{x:.0} µs"));
         let b = |v: Option<f64>| v.map_or("n/a".into(), |x| bytes(x.max(0.0).round() as u64));
         vec![
             format!(
-                "TLS handshake CPU per connection: server {}, client {}",
+                "handshake CPU per connection: server {}, client {}",
                 us(self.handshake_cpu_us_server),
                 us(self.handshake_cpu_us_client)
             ),
             format!(
-                "idle TLS connection: user {} per connection, kernel {}",
+                "idle connection: user {}, kernel {} per connection",
                 b(self.idle_bytes_per_connection_user),
                 b(self.idle_bytes_per_connection_kernel)
             ),
