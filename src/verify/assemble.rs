@@ -386,7 +386,11 @@ pub fn assemble(plan: &VerifyPlan, r: Records) -> Report {
         r.peak.rss.server,
         r.peak.server.connections,
     );
-    let tls = plan.server.tls.as_ref().map(|_| tls_cost(&r, &server_memory, &kernel));
+    let tls = plan
+        .server
+        .tls
+        .as_ref()
+        .map(|_| tls_cost(&r, &server_memory, &kernel));
     Report {
         schema_version: report::SCHEMA_VERSION,
         mode: if plan.external {

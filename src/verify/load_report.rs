@@ -200,9 +200,18 @@ pub fn assemble_load(mut r: LoadRecords) -> LoadReport {
     let hist = r.torn_down.latency.as_ref();
     let tls = r.url.starts_with("wss://").then(|| TlsCost {
         handshake_cpu_us_server: None,
-        handshake_cpu_us_client: per_handshake_us(r.peak.tls_handshakes, r.peak.tls_handshake_cpu_ns),
-        idle_bytes_per_connection_user: server.as_ref().and_then(|s| s.cost.as_ref()).map(|c| c.user_bytes),
-        idle_bytes_per_connection_kernel: server.as_ref().and_then(|s| s.cost.as_ref()).map(|c| c.kernel_bytes),
+        handshake_cpu_us_client: per_handshake_us(
+            r.peak.tls_handshakes,
+            r.peak.tls_handshake_cpu_ns,
+        ),
+        idle_bytes_per_connection_user: server
+            .as_ref()
+            .and_then(|s| s.cost.as_ref())
+            .map(|c| c.user_bytes),
+        idle_bytes_per_connection_kernel: server
+            .as_ref()
+            .and_then(|s| s.cost.as_ref())
+            .map(|c| c.kernel_bytes),
     });
     LoadReport {
         schema_version: SCHEMA_VERSION,

@@ -104,7 +104,11 @@ fn tls_metrics(s: &Server, pki: &Pki) -> String {
         .arg(pki.s("ca.pem"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
@@ -154,7 +158,10 @@ fn s_server(pki: &Pki, cert: &str, extra: &[&str]) -> (Running, u16) {
     let child = c.spawn().expect("start openssl s_server");
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "openssl s_server did not listen");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "openssl s_server did not listen"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     (child, port)
@@ -194,13 +201,23 @@ fn assert_named(url: &str, extra: &[&str], class: &str, words: &str) {
 fn load_wss_echoes_and_closes_against_python_websockets_over_ssl() {
     let pki = Pki::new();
     let mut c = command(python());
-    c.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/wss_echo_server.py"))
-        .args([pki.s("good.pem"), pki.s("good.key")]);
+    c.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/wss_echo_server.py"
+    ))
+    .args([pki.s("good.pem"), pki.s("good.key")]);
     let (_server, port) = start_printing_port(c, "the Python websockets TLS server");
     let url = format!("wss://localhost:{port}/");
     let (code, j, stderr) = load(
         &url,
-        &["--ca", &pki.s("ca.pem"), "--message-interval", "0.2", "--hold", "2"],
+        &[
+            "--ca",
+            &pki.s("ca.pem"),
+            "--message-interval",
+            "0.2",
+            "--hold",
+            "2",
+        ],
     );
     assert_eq!(code, 0, "{j:#}\n{stderr}");
     assert_eq!(j["reached"], 3);
@@ -211,7 +228,10 @@ fn load_wss_echoes_and_closes_against_python_websockets_over_ssl() {
     assert_eq!(j["close_mode"], "websocket");
     assert_eq!(j["dropped"], 0);
     let tls = &j["tls"];
-    assert!(tls["handshake_cpu_us_client"].as_f64().unwrap() > 0.0, "{j:#}");
+    assert!(
+        tls["handshake_cpu_us_client"].as_f64().unwrap() > 0.0,
+        "{j:#}"
+    );
     assert!(tls["handshake_cpu_us_server"].is_null(), "{j:#}");
 }
 
@@ -227,7 +247,14 @@ fn load_wss_against_node_https_ws() {
     let url = format!("wss://localhost:{port}/");
     let (code, j, stderr) = load(
         &url,
-        &["--ca", &pki.s("ca.pem"), "--message-interval", "0.2", "--hold", "1"],
+        &[
+            "--ca",
+            &pki.s("ca.pem"),
+            "--message-interval",
+            "0.2",
+            "--hold",
+            "1",
+        ],
     );
     assert_eq!(code, 0, "{j:#}\n{stderr}");
     assert_eq!(j["reached"], 3);
@@ -328,10 +355,19 @@ fn tls_args(pki: &Pki) -> Vec<String> {
 fn serve_tls_echoes_to_python_websockets_and_to_tune_load() {
     let pki = Pki::new();
     let args = tls_args(&pki);
-    let s = Server::start(&[&["--workers", "1"], &args.iter().map(String::as_str).collect::<Vec<_>>()[..]].concat());
+    let s = Server::start(
+        &[
+            &["--workers", "1"],
+            &args.iter().map(String::as_str).collect::<Vec<_>>()[..],
+        ]
+        .concat(),
+    );
     let url = format!("wss://localhost:{}/", s.addr.port());
     let out = command(python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/ws_client.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/ws_client.py"
+        ))
         .args([&url, "echo"])
         .env("TUNE_TEST_CA", pki.s("ca.pem"))
         .output()
@@ -343,7 +379,17 @@ fn serve_tls_echoes_to_python_websockets_and_to_tune_load() {
         String::from_utf8_lossy(&out.stderr),
         s.stderr()
     );
-    let (code, j, stderr) = load(&url, &["--ca", &pki.s("ca.pem"), "--message-interval", "0.2", "--hold", "1"]);
+    let (code, j, stderr) = load(
+        &url,
+        &[
+            "--ca",
+            &pki.s("ca.pem"),
+            "--message-interval",
+            "0.2",
+            "--hold",
+            "1",
+        ],
+    );
     assert_eq!(code, 0, "{j:#}\n{stderr}");
     assert_eq!(j["messages_received"], j["messages_sent"], "{j:#}");
     let m = tls_metrics(&s, &pki);
@@ -355,7 +401,14 @@ fn serve_tls_echoes_to_python_websockets_and_to_tune_load() {
 fn serve_tls_refuses_wrong_files_naming_the_flag() {
     let pki = Pki::new();
     let out = tune()
-        .args(["serve", "--tls", "--cert", &pki.s("ca.pem"), "--key", &pki.s("ca.pem")])
+        .args([
+            "serve",
+            "--tls",
+            "--cert",
+            &pki.s("ca.pem"),
+            "--key",
+            &pki.s("ca.pem"),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
@@ -374,7 +427,9 @@ fn serve_tls_verify_20000_in_a_netns() {
     let mut cmd = command("unshare");
     cmd.args(["-n", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
         .arg(crate::support::tune_exe())
-        .args(["serve", "--tls", "--verify", "20000", "--hold", "1", "--format", "json"]);
+        .args([
+            "serve", "--tls", "--verify", "20000", "--hold", "1", "--format", "json",
+        ]);
     let (code, j, stderr) = run(cmd);
     check_schema(&j);
     assert_eq!(code, 0, "{j:#}\n{stderr}");
@@ -415,7 +470,13 @@ fn chromium_over_wss_echoes_and_closes_cleanly() {
     };
     let pki = Pki::new();
     let args = tls_args(&pki);
-    let s = Server::start(&[&["--workers", "1"], &args.iter().map(String::as_str).collect::<Vec<_>>()[..]].concat());
+    let s = Server::start(
+        &[
+            &["--workers", "1"],
+            &args.iter().map(String::as_str).collect::<Vec<_>>()[..],
+        ]
+        .concat(),
+    );
     // Trusted the way a user trusts a test certificate: by its public key's SHA-256.
     let spki = command("sh")
         .args([
@@ -435,7 +496,12 @@ fn chromium_over_wss_echoes_and_closes_cleanly() {
     );
     let got: (u16, bool, bool) =
         serde_json::from_str(&json).unwrap_or_else(|e| panic!("page result {json:?}: {e}"));
-    assert_eq!(got, (1000, true, true), "(code, wasClean, echoed)\n{}", s.stderr());
+    assert_eq!(
+        got,
+        (1000, true, true),
+        "(code, wasClean, echoed)\n{}",
+        s.stderr()
+    );
     assert!(metric_in(&tls_metrics(&s, &pki), "tune_tls_handshakes_total") >= 1);
 }
 
@@ -470,7 +536,9 @@ fn all_closed_within(socks: &mut [TcpStream], within: Duration) -> Duration {
 
 /// The first bytes of a TLS 1.2+ ClientHello record: a handshake record of 512 bytes of which
 /// only the header and a few bytes arrive.
-const STALLED_HELLO: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03];
+const STALLED_HELLO: &[u8] = &[
+    0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+];
 
 #[test]
 fn stalled_and_garbage_tls_handshakes_are_closed_at_their_deadline_within_the_budget() {
@@ -478,7 +546,14 @@ fn stalled_and_garbage_tls_handshakes_are_closed_at_their_deadline_within_the_bu
     let args = tls_args(&pki);
     let s = Server::start(
         &[
-            &["--workers", "1", "--handshake-timeout", "2", "--memory-budget", "16M"],
+            &[
+                "--workers",
+                "1",
+                "--handshake-timeout",
+                "2",
+                "--memory-budget",
+                "16M",
+            ],
             &args.iter().map(String::as_str).collect::<Vec<_>>()[..],
         ]
         .concat(),
@@ -494,13 +569,19 @@ fn stalled_and_garbage_tls_handshakes_are_closed_at_their_deadline_within_the_bu
     std::thread::sleep(Duration::from_millis(300));
     let rss_held = worker_rss(&s);
     let took = all_closed_within(&mut stalled, Duration::from_secs(6));
-    assert!(t0.elapsed() >= Duration::from_millis(1500), "closed before the deadline: {took:?}");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1500),
+        "closed before the deadline: {took:?}"
+    );
     let sample = "tune_handshakes_failed_total{reason=\"timeout\"}";
     assert_eq!(wait_tls_metric(&s, &pki, sample, 500), 500);
     // What 500 stalled handshakes held stayed within the 16 MiB budget (plus the allocator's
     // own slack): rustls's state for each, not its full buffers.
     let grew = rss_held.saturating_sub(rss0);
-    assert!(grew < 16 * 1024 * 1024 + 4 * 1024 * 1024, "RSS grew {grew} bytes");
+    assert!(
+        grew < 16 * 1024 * 1024 + 4 * 1024 * 1024,
+        "RSS grew {grew} bytes"
+    );
     // And the server still serves TLS.
     let url = format!("wss://localhost:{}/", s.addr.port());
     let (code, j, stderr) = load(&url, &["--ca", &pki.s("ca.pem"), "--hold", "0"]);

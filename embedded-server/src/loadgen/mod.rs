@@ -259,7 +259,10 @@ mod tests {
         assert_eq!(t.tls_name(), "127.0.0.1");
         let t = Target::parse("wss://[::1]:9443/x").unwrap();
         assert_eq!(t.tls_name(), "[::1]");
-        assert_eq!(Target::parse("wss://localhost:1/").unwrap().tls_name(), "localhost");
+        assert_eq!(
+            Target::parse("wss://localhost:1/").unwrap().tls_name(),
+            "localhost"
+        );
         assert!(Target::parse("http://x/").is_err());
         assert!(Target::parse("ws:///x").is_err());
     }

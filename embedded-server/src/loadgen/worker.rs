@@ -449,7 +449,10 @@ impl Worker {
 
     fn on_readable(&mut self, fd: RawFd) {
         let mut rbuf = std::mem::take(&mut self.rbuf);
-        match self.tls.read(fd as usize, self.slots.fd(fd as usize), &mut rbuf) {
+        match self
+            .tls
+            .read(fd as usize, self.slots.fd(fd as usize), &mut rbuf)
+        {
             Ok(0) => self.lost(fd, Errno::UnknownErrno),
             Ok(n) => self.on_data(fd, &mut rbuf[..n]),
             Err(Errno::EAGAIN) => {}

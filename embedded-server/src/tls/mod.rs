@@ -115,7 +115,9 @@ impl ClientTls {
             match &self.ca_pem {
                 Some(pem) => {
                     for c in certs_of(pem).context("--ca")? {
-                        roots.add(c).context("--ca: a certificate rustls cannot use")?;
+                        roots
+                            .add(c)
+                            .context("--ca: a certificate rustls cannot use")?;
                     }
                 }
                 None => {
@@ -141,7 +143,8 @@ impl ClientTls {
 /// The name a client sends as SNI and checks the certificate against: the URL's host.
 pub fn server_name(host: &str) -> anyhow::Result<ServerName<'static>> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(bare.to_string()).map_err(|e| anyhow::anyhow!("{host}: not a TLS server name: {e}"))
+    ServerName::try_from(bare.to_string())
+        .map_err(|e| anyhow::anyhow!("{host}: not a TLS server name: {e}"))
 }
 
 /// `--insecure`: accepts any certificate, still checks the handshake's signatures.
@@ -286,11 +289,15 @@ mod tests {
             Failure::Expired
         );
         assert_eq!(
-            f(Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)),
+            f(Error::InvalidMessage(
+                rustls::InvalidMessage::InvalidContentType
+            )),
             Failure::NotTls
         );
         assert_eq!(
-            f(Error::AlertReceived(rustls::AlertDescription::HandshakeFailure)),
+            f(Error::AlertReceived(
+                rustls::AlertDescription::HandshakeFailure
+            )),
             Failure::Alert
         );
     }

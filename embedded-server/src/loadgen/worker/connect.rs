@@ -133,7 +133,8 @@ impl Worker {
         s.state = State::Free;
         s.counted = false;
         s.pending = None;
-        self.tls.remove(fd as usize, Some(self.slots.fd(fd as usize)));
+        self.tls
+            .remove(fd as usize, Some(self.slots.fd(fd as usize)));
         self.slots.close(fd as usize);
     }
 
@@ -173,7 +174,9 @@ impl Worker {
         self.request.write(&key, &mut req);
         self.slots[fd as usize].state = State::Handshaking;
         let mut p = Some(Box::new(Session::default()));
-        let written = self.tls.write(fd as usize, self.slots.fd(fd as usize), &req);
+        let written = self
+            .tls
+            .write(fd as usize, self.slots.fd(fd as usize), &req);
         match written {
             Ok(n) => session::queue_unsent(&mut p, &SESSION, 0, &req[n..]),
             Err(Errno::EAGAIN) => session::queue_unsent(&mut p, &SESSION, 0, &req),
@@ -189,8 +192,8 @@ impl Worker {
                 return;
             }
         }
-        let want_write = p.as_ref().is_some_and(|p| p.pending_out() > 0)
-            || self.tls.wants_write(fd as usize);
+        let want_write =
+            p.as_ref().is_some_and(|p| p.pending_out() > 0) || self.tls.wants_write(fd as usize);
         self.slots[fd as usize].pending = p;
         if want_write || !reading {
             let _ = self.ep.modify(

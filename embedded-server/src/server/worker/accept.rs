@@ -110,7 +110,9 @@ impl Worker {
     fn evict_oldest_handshake(&mut self) {
         let slots = &self.slots;
         if let Some(fd) = self.handshakes.oldest(|fd, d| is_handshaking(slots, fd, d)) {
-            let _ = self.tls.write(fd as usize, self.slots.fd(fd as usize), &unavailable());
+            let _ = self
+                .tls
+                .write(fd as usize, self.slots.fd(fd as usize), &unavailable());
             let _ = net::set_abort_on_close(self.slots.fd(fd as usize));
             self.close(fd, Some(CloseReason::HandshakeEvicted));
         }

@@ -60,7 +60,9 @@ impl Worker {
                     self.board.rejected(self.w(), Rejection::Timeout);
                     self.board.closed(self.w(), CloseReason::HandshakeFailed);
                     // Best effort: tell a slow client why.
-                    let _ = self.tls.write(i, self.slots.fd(i), &Rejection::Timeout.response());
+                    let _ = self
+                        .tls
+                        .write(i, self.slots.fd(i), &Rejection::Timeout.response());
                     self.close(fd, None);
                 }
                 State::Ws(Phase::Open) => self.expire_open(fd),
