@@ -89,7 +89,8 @@ impl From<CloseHow> for CloseMode {
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
-    /// Server to connect to: ws://HOST:PORT/PATH. Connects only there.
+    /// Server to connect to: ws://HOST:PORT/PATH, or wss:// for TLS (--ca, --insecure). Connects
+    /// only there.
     #[arg(value_name = "URL")]
     pub url: String,
     /// Connections to open and hold.
