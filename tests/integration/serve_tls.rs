@@ -126,6 +126,11 @@ fn wait_tls_metric(s: &Server, pki: &Pki, sample: &str, want: u64) -> u64 {
 
 /// RSS of the server's one worker (its pid from the `(pids [N])` line), read from /proc.
 fn worker_rss(s: &Server) -> u64 {
+    // The line follows `listening on`, read by another thread.
+    let start = Instant::now();
+    while !s.stdout().contains("pids [") && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let out = s.stdout();
     let pid = out
         .split("pids [")
@@ -263,55 +268,38 @@ fn load_wss_against_node_https_ws() {
     assert_eq!(j["closed"], 3);
 }
 
+/// `openssl s_server` with certificate `cert` (and `s_extra`), loaded with the test CA trusted
+/// or not: the failure must be `class`, its diagnosis saying `words`.
+fn s_server_case(cert: &str, s_extra: &[&str], trust_ca: bool, class: &str, words: &str) {
+    let pki = Pki::new();
+    let (_s, port) = s_server(&pki, cert, s_extra);
+    let ca = pki.s("ca.pem");
+    let extra: &[&str] = if trust_ca { &["--ca", &ca] } else { &[] };
+    assert_named(&format!("wss://localhost:{port}/"), extra, class, words);
+}
+
 #[test]
 fn unknown_issuer_is_named() {
-    let pki = Pki::new();
     // Signed by the test CA, which the system store does not hold.
-    let (_s, port) = s_server(&pki, "good", &[]);
-    assert_named(
-        &format!("wss://localhost:{port}/"),
-        &[],
-        "tls_unknown_issuer",
-        "unknown issuer",
-    );
+    s_server_case("good", &[], false, "tls_unknown_issuer", "unknown issuer");
 }
 
 #[test]
 fn name_mismatch_is_named() {
-    let pki = Pki::new();
-    let (_s, port) = s_server(&pki, "other", &[]);
-    assert_named(
-        &format!("wss://localhost:{port}/"),
-        &["--ca", &pki.s("ca.pem")],
-        "tls_name_mismatch",
-        "name mismatch",
-    );
+    s_server_case("other", &[], true, "tls_name_mismatch", "name mismatch");
 }
 
 #[test]
 fn expired_certificate_is_named() {
-    let pki = Pki::new();
-    let (_s, port) = s_server(&pki, "expired", &[]);
-    assert_named(
-        &format!("wss://localhost:{port}/"),
-        &["--ca", &pki.s("ca.pem")],
-        "tls_expired",
-        "expired",
-    );
+    s_server_case("expired", &[], true, "tls_expired", "expired");
 }
 
 #[test]
 fn an_alert_is_named() {
-    let pki = Pki::new();
     // TLS 1.2 with one CBC suite rustls does not offer: the server answers "no shared cipher"
     // with a handshake_failure alert.
-    let (_s, port) = s_server(&pki, "good", &["-no_tls1_3", "-cipher", "AES128-SHA"]);
-    assert_named(
-        &format!("wss://localhost:{port}/"),
-        &["--ca", &pki.s("ca.pem")],
-        "tls_alert",
-        "alert",
-    );
+    let s_extra = ["-no_tls1_3", "-cipher", "AES128-SHA"];
+    s_server_case("good", &s_extra, true, "tls_alert", "alert");
 }
 
 #[test]
