@@ -311,28 +311,17 @@ fn a_silent_server_is_a_handshake_timeout() {
     drop(l);
 }
 
-/// The server's certificate chain and key for `serve --tls`.
-fn tls_args(pki: &Pki) -> Vec<String> {
-    vec![
-        "--tls".into(),
-        "--cert".into(),
-        pki.s("good.pem"),
-        "--key".into(),
-        pki.s("good.key"),
-    ]
+/// `tune serve --tls` with the test CA's good certificate, one worker, and `extra` flags.
+fn tls_server(pki: &Pki, extra: &[&str]) -> Server {
+    let (cert, key) = (pki.s("good.pem"), pki.s("good.key"));
+    let tls = ["--workers", "1", "--tls", "--cert", &cert, "--key", &key];
+    Server::start(&[&tls[..], extra].concat())
 }
 
 #[test]
 fn serve_tls_echoes_to_python_websockets_and_to_tune_load() {
     let pki = Pki::new();
-    let args = tls_args(&pki);
-    let s = Server::start(
-        &[
-            &["--workers", "1"],
-            &args.iter().map(String::as_str).collect::<Vec<_>>()[..],
-        ]
-        .concat(),
-    );
+    let s = tls_server(&pki, &[]);
     let url = format!("wss://localhost:{}/", s.addr.port());
     let out = command(python())
         .arg(concat!(
@@ -440,14 +429,7 @@ fn chromium_over_wss_echoes_and_closes_cleanly() {
         );
     };
     let pki = Pki::new();
-    let args = tls_args(&pki);
-    let s = Server::start(
-        &[
-            &["--workers", "1"],
-            &args.iter().map(String::as_str).collect::<Vec<_>>()[..],
-        ]
-        .concat(),
-    );
+    let s = tls_server(&pki, &[]);
     // Trusted the way a user trusts a test certificate: by its public key's SHA-256.
     let spki = command("sh")
         .args([
@@ -514,20 +496,9 @@ const STALLED_HELLO: &[u8] = &[
 #[test]
 fn stalled_and_garbage_tls_handshakes_are_closed_at_their_deadline_within_the_budget() {
     let pki = Pki::new();
-    let args = tls_args(&pki);
-    let s = Server::start(
-        &[
-            &[
-                "--workers",
-                "1",
-                "--handshake-timeout",
-                "2",
-                "--memory-budget",
-                "16M",
-            ],
-            &args.iter().map(String::as_str).collect::<Vec<_>>()[..],
-        ]
-        .concat(),
+    let s = tls_server(
+        &pki,
+        &["--handshake-timeout", "2", "--memory-budget", "16M"],
     );
     let rss0 = worker_rss(&s);
     // Garbage instead of a ClientHello: refused at once, counted as a TLS failure.
