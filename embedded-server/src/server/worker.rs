@@ -508,7 +508,8 @@ impl Worker {
         let i = fd as usize;
         let pending = conn.as_ref().map_or(0, |c| c.pending_out());
         match self.slots[i].state {
-            State::HttpReply if pending == 0 => {
+            // (TLS: the reply's records are out too, before the FIN.)
+            State::HttpReply if pending == 0 && !self.tls.wants_write(i) => {
                 let _ = io::shutdown_write(self.slots.fd(i));
                 self.slots[i].state = State::HttpLinger;
                 let d = self.deadline_after(self.cfg.limits.close_linger_ms);
