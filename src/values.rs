@@ -125,10 +125,15 @@ inputs! {
         ServerCgroup,
         Steps,
         Listen,
-        /// `check --tls` (and `serve --tls`), and the TLS cost given or read from a report.
+        /// TLS: whether connections use it, what it costs (given or read from a report), and
+        /// the trust of a TLS client.
         Tls,
         TlsCost,
         TlsFrom,
+        Ca,
+        Insecure,
+        /// The reconnect storm to make or size.
+        Storm,
         /// The hidden worker subcommands' index (`launch` builds their command lines).
         Index,
     }

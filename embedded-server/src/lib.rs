@@ -6,3 +6,4 @@ pub mod loadgen;
 pub mod protocol;
 pub mod server;
 pub mod sys;
+pub mod tls;

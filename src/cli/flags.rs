@@ -44,6 +44,9 @@ pub fn flag(input: Input) -> &'static str {
         Input::Tls => "--tls",
         Input::TlsCost => "--tls-cost",
         Input::TlsFrom => "--tls-from",
+        Input::Ca => "--ca",
+        Input::Insecure => "--insecure",
+        Input::Storm => "--storm",
         Input::Index => "--index",
     }
 }

@@ -52,6 +52,13 @@ pub struct LoadFlags {
     /// Seconds a connection has from connect() to the server's 101 response.
     #[arg(long, value_name = "SECS", default_value = "10")]
     pub connect_timeout: Secs,
+    /// wss://: trust the certificates in this PEM file instead of the system store.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    pub ca: Option<std::path::PathBuf>,
+    /// wss://: accept any server certificate (self-signed test servers only; the handshake's
+    /// signatures are still checked).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// `--rate`: a count (`20k`, `1,000`) or a plain fraction of one (`0.5`).
@@ -83,7 +90,8 @@ impl From<CloseHow> for CloseMode {
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
-    /// Server to connect to: ws://HOST:PORT/PATH. Connects only there.
+    /// Server to connect to: ws://HOST:PORT/PATH, or wss:// for TLS (--ca, --insecure). Connects
+    /// only there.
     #[arg(value_name = "URL")]
     pub url: String,
     /// Connections to open and hold.

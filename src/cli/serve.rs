@@ -71,6 +71,16 @@ pub struct ServeArgs {
     /// Seconds workers get on shutdown to close their connections before they are killed.
     #[arg(long, value_name = "SECS", default_value_t = Secs(embedded_server::server::SHUTDOWN_GRACE))]
     pub shutdown_grace: Secs,
+    /// Serve wss:// (TLS, with --cert and --key; with --verify and no files, a throw-away
+    /// self-signed certificate only the verify clients trust).
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls: the certificate chain, PEM.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub cert: Option<std::path::PathBuf>,
+    /// With --tls: the private key, PEM.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub key: Option<std::path::PathBuf>,
     /// Prove the host holds N connections: start server and load generator, hold, echo, report.
     #[arg(long, value_name = "N", value_parser = crate::quantity::parse_count)]
     pub verify: Option<u64>,

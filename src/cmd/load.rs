@@ -5,7 +5,9 @@
 use std::io::Write as _;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use embedded_server::loadgen::{CloseMode, LoadGen, Target};
+use embedded_server::tls::ClientTls;
 
 use super::{Context, Outcome};
 use crate::cli::load::{LoadArgs, LoadFlags, WorkerArgs};
@@ -60,6 +62,16 @@ pub fn options(
         message_interval,
         stall: f.stall.0,
         hold: f.hold.map_or(defaults.hold, |h| h.0),
+        tls: ClientTls {
+            ca_pem: f
+                .ca
+                .as_ref()
+                .map(|p| {
+                    std::fs::read_to_string(p).with_context(|| format!("--ca {}", p.display()))
+                })
+                .transpose()?,
+            insecure: f.insecure,
+        },
     };
     o.validate()?;
     Ok(o)

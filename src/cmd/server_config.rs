@@ -1,7 +1,9 @@
 //! The server's configuration resolved once from `tune serve`'s flags: what `serve` runs and
 //! what `serve --verify` starts (both call this; neither calls the other for it).
 
+use anyhow::Context as _;
 use embedded_server::server::{Limits, Mode, ServerConfig, Workers};
+use embedded_server::tls::ServerTls;
 
 use crate::cli::serve::{ServeArgs, ServeMode};
 use crate::launch;
@@ -39,6 +41,7 @@ pub fn server_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
     if let Workers::Auto { expected } = workers {
         launch::check_worker_memory(&Root::host(), expected, args.backlog)?;
     }
+    let tls = server_tls(args)?;
     Ok(ServerConfig {
         listen: args.listen_addr(),
         workers,
@@ -47,5 +50,37 @@ pub fn server_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
             ServeMode::Count => Mode::Count,
         },
         limits,
+        tls,
     })
+}
+
+/// `--tls`: the certificate and key from --cert/--key, or, for --verify without them, a
+/// throw-away self-signed one for the listen address and the loopback names.
+fn server_tls(args: &ServeArgs) -> anyhow::Result<Option<ServerTls>> {
+    if !args.tls {
+        return Ok(None);
+    }
+    let read = |flag: &str, p: &std::path::Path| {
+        std::fs::read_to_string(p).with_context(|| format!("{flag} {}", p.display()))
+    };
+    let t = match (&args.cert, &args.key) {
+        (Some(c), Some(k)) => ServerTls {
+            cert_pem: read("--cert", c)?,
+            key_pem: read("--key", k)?,
+        },
+        (None, None) if args.verify.is_some() => {
+            let listen = args.listen_addr().ip().to_string();
+            let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+            if !names.contains(&listen) {
+                names.push(listen);
+            }
+            ServerTls::self_signed(&names)?
+        }
+        _ => anyhow::bail!(
+            "--tls needs --cert FILE and --key FILE (PEM); only --verify makes its own throw-away certificate"
+        ),
+    };
+    // A wrong file is told here, naming the flag, before any worker starts.
+    t.config()?;
+    Ok(Some(t))
 }

@@ -38,11 +38,17 @@ fn plan(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<VerifyPlan> {
             ctx.root.base().display()
         );
     }
+    let server = super::server_config::server_config(args)?;
+    let mut load = super::load::options(&args.load, &super::load::VERIFY, None)?;
+    if let (Some(t), None, false) = (&server.tls, &load.tls.ca_pem, load.tls.insecure) {
+        // The clients trust the server's certificate, and only them.
+        load.tls.ca_pem = Some(t.cert_pem.clone());
+    }
     let plan = VerifyPlan {
         target: n,
         external: args.external,
-        server: super::server_config::server_config(args)?,
-        load: super::load::options(&args.load, &super::load::VERIFY, None)?,
+        server,
+        load,
         memory_floor: args.memory_floor.map(|b| b.0),
         storm: storm_plan(args)?,
     };
@@ -85,7 +91,9 @@ fn storm_phase(
 /// yet): of the listen address's family, so sources of the wrong family fail here.
 fn probe_target(plan: &VerifyPlan) -> embedded_server::loadgen::Target {
     let probe = std::net::SocketAddr::new(plan.server.listen.ip(), 1);
-    plan::target_of(probe, plan.load.sources.as_ref().and_then(|s| s.first()))
+    let mut t = plan::target_of(probe, plan.load.sources.as_ref().and_then(|s| s.first()));
+    t.tls = plan.server.tls.is_some();
+    t
 }
 
 /// Before anything starts: ::1 alone cannot hold N (the run goes on, and stops at the port

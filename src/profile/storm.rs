@@ -7,6 +7,7 @@
 use super::{Profile, Requirement};
 use crate::knobs::{KnobId, Value};
 use crate::units::group;
+use crate::values::{Input, Suggest};
 
 /// The file in tune's state directory where `serve --verify --storm` saves the accept rate
 /// it measured (`accept_rate clients`, one line) for `check --storm` to compare with.
@@ -92,11 +93,13 @@ pub fn rate_warning(storm: &Storm, measured_rate: f64, measured_clients: u64) ->
     }
     let secs = (storm.clients as f64 / measured_rate.max(1.0)).ceil() as u64;
     Some(format!(
-        "{} need {}/s; this host accepted {}/s at best in a storm of {} (serve --verify --storm): the clients need full jitter over at least {} s, or more cores",
+        "{} need {}/s; this host accepted {}/s at best in a storm of {} (serve {} {}): the clients need full jitter over at least {} s, or more cores",
         storm.describe(),
         group(need),
         group(measured_rate as u64),
         group(measured_clients),
+        Suggest::input(Input::Verify),
+        Suggest::input(Input::Storm),
         group(secs)
     ))
 }

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use embedded_server::loadgen::{Died, LoadSnapshot};
 
+use super::tls_cost::{per_handshake_us, TlsCost};
+
 use super::clock::Phases;
 use super::connect::Connected;
 use super::diagnose::{self, ClientSide, Diagnosis, Evidence};
@@ -382,6 +384,17 @@ pub fn assemble(plan: &VerifyPlan, r: Records) -> Report {
     let c = &r.connected;
     let hist = r.torn_down.latency.as_ref();
     let td = &r.torn_down;
+    let server_memory = user_memory(
+        r.prepared.rss.server,
+        c.server_half,
+        r.peak.rss.server,
+        r.peak.server.connections,
+    );
+    let tls = plan
+        .server
+        .tls
+        .as_ref()
+        .map(|_| tls_cost(&r, &server_memory, &kernel));
     Report {
         schema_version: report::SCHEMA_VERSION,
         mode: if plan.external {
@@ -411,12 +424,7 @@ pub fn assemble(plan: &VerifyPlan, r: Records) -> Report {
         server_processes: td.server_workers,
         client_processes: r.prepared.client_processes,
         sources: r.prepared.sources.clone(),
-        server_memory: user_memory(
-            r.prepared.rss.server,
-            c.server_half,
-            r.peak.rss.server,
-            r.peak.server.connections,
-        ),
+        server_memory,
         client_memory: match (r.prepared.rss.clients, r.peak.rss.clients) {
             (Some(b), Some(p)) => Some(user_memory(b, c.clients_half, p, v.reached)),
             _ => None,
@@ -461,8 +469,24 @@ pub fn assemble(plan: &VerifyPlan, r: Records) -> Report {
         }),
         phases: r.phases.clone(),
         notes: notes(&r, &v, activity),
+        tls,
         warnings: warnings(plan, &r, &ev),
         prediction: r.prediction,
+    }
+}
+
+/// `--tls`: handshake CPU from both sides' counters at the peak; an idle TLS connection's
+/// memory is the server's growth per connection and the kernel's slab per connection, as the
+/// plain figures are measured.
+fn tls_cost(r: &Records, server: &UserMemory, kernel: &KernelMemory) -> TlsCost {
+    let s = &r.peak.server;
+    let client = r.peak.load.as_ref();
+    TlsCost {
+        handshake_cpu_us_server: per_handshake_us(s.tls_handshakes, s.tls_handshake_cpu_ns),
+        handshake_cpu_us_client: client
+            .and_then(|l| per_handshake_us(l.tls_handshakes, l.tls_handshake_cpu_ns)),
+        idle_bytes_per_connection_user: server.growth_bytes_per_connection,
+        idle_bytes_per_connection_kernel: kernel.slab_bytes_per_connection,
     }
 }
 
@@ -488,6 +512,7 @@ mod tests {
                 workers: Workers::Fixed(1),
                 mode: Mode::Echo,
                 limits: Limits::default(),
+                tls: None,
             },
             load: LoadOptions {
                 processes: Processes::Auto,
@@ -500,6 +525,7 @@ mod tests {
                 message_interval: None,
                 stall: Duration::from_secs(5),
                 hold: Duration::from_secs(5),
+                tls: Default::default(),
             },
             memory_floor: None,
             storm: None,

@@ -209,6 +209,7 @@ pub fn diagnose(e: &Evidence) -> Option<Diagnosis> {
             .or_else(|| conntrack(e, c))
             .or_else(|| socket_memory(e, c))
             .or_else(|| listen_backlog(e, c))
+            .or_else(|| tls(c))
             .or_else(|| not_served(e, c))
             .unwrap_or_else(|| unknown(e, c)),
     )
@@ -532,6 +533,70 @@ fn listen_backlog(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     }
 
     None
+}
+
+/// The TLS failure most connections met, and what to do about it. TLS failures are never
+/// retried away: each attempt that met one is counted under its name.
+fn tls(client: &ClientSide) -> Option<Diagnosis> {
+    let (class, n) = ErrorClass::ALL
+        .iter()
+        .filter(|c| c.is_tls())
+        .map(|c| (*c, client.count(*c)))
+        .max_by_key(|(_, n)| *n)?;
+    if n == 0 || n * 2 < client.errors.values().sum::<u64>() {
+        return None;
+    }
+    let (value, fix): (&str, String) = match class {
+        ErrorClass::TlsUnknownIssuer => (
+            "the server's certificate is not signed by a trusted root (unknown issuer)",
+            format!(
+                "trust its CA with {} (PEM), or {} for a self-signed test server",
+                Suggest::set(Input::Ca, "FILE"),
+                Suggest::input(Input::Insecure)
+            ),
+        ),
+        ErrorClass::TlsNameMismatch => (
+            "the server's certificate is not valid for the URL's host (name mismatch)",
+            "use the host name the certificate names in the wss:// URL"
+                .into(),
+        ),
+        ErrorClass::TlsExpired => (
+            "the server's certificate is expired or not valid yet",
+            "renew the server's certificate (or check this host's clock)"
+                .into(),
+        ),
+        ErrorClass::TlsNotTls => (
+            "the server on that port does not speak TLS (a plain-TCP server)",
+            "use ws:// for a plain server, or the server's TLS port"
+                .into(),
+        ),
+        ErrorClass::TlsHandshakeTimeout => (
+            "the TLS handshake did not finish within the connect timeout",
+            format!(
+                "check the server answers TLS on that port; a busy server needs a longer {}",
+                Suggest::input(Input::ConnectTimeout)
+            ),
+        ),
+        ErrorClass::TlsAlert => (
+            "the server ended the TLS handshake with an alert",
+            "the server refused our TLS offer (versions, cipher suites, ALPN http/1.1): see its log"
+                .into(),
+        ),
+        _ => (
+            "the TLS handshake failed",
+            "see the server's log; openssl s_client -connect HOST:PORT shows the handshake"
+                .into(),
+        ),
+    };
+    let mut x = d(
+        "tls",
+        None,
+        "server",
+        value.into(),
+        format!("client errors: {}", errors_text(client)),
+    );
+    x.fix.push(fix);
+    Some(x)
 }
 
 /// 9. Handshakes refused by the server, refusals, timeouts.

@@ -210,7 +210,11 @@ pub fn thrashing(reached: u64, end: &ServerEnd) -> Option<Diagnosis> {
             group(faults)
         ),
         fix: vec![
-            format!("raise the memory cgroup's limit ({cg}/memory.limit_in_bytes or memory.max) or lower the server's cost per connection; tune check --pid PID --cost-from REPORT sizes it"),
+            format!(
+                "raise the memory cgroup's limit ({cg}/memory.limit_in_bytes or memory.max) or lower the server's cost per connection; tune check {} {} sizes it",
+                Suggest::set(Input::Pid, "PID"),
+                Suggest::set(Input::CostFrom, "REPORT")
+            ),
             "to have it killed and restarted instead of crawling: a memory.high (v2) below the limit, or a supervisor that restarts it on a stall (a health check)".into(),
         ],
         projected_connections: None,

@@ -15,6 +15,7 @@ use super::hold::Held;
 use super::report::{error_counts, Latency};
 use super::server_watch::ServerEnd;
 use super::teardown::TornDown;
+use super::tls_cost::{per_handshake_us, TlsCost};
 use crate::outcome::Outcome;
 use crate::units::{bytes, group};
 use crate::values::{Input, Suggest};
@@ -57,6 +58,9 @@ pub struct LoadReport {
     pub closed: u64,
     /// How they closed: `websocket` (the close handshake) or `tcp` (close() alone).
     pub close_mode: String,
+    /// wss://: what TLS cost per connection: the client's handshake CPU; with a watched
+    /// server, its cost per connection split user/kernel (null for ws://).
+    pub tls: Option<TlsCost>,
     pub exit_code: u8,
     /// Not in the JSON: what the summary line needs.
     #[serde(skip)]
@@ -201,6 +205,21 @@ pub fn assemble_load(mut r: LoadRecords) -> LoadReport {
     let dropped = r.after_hold.dropped + r.after_hold.lost;
     let all_open = c.reached_at.is_some() && dropped == 0 && died.is_empty() && !interrupted;
     let hist = r.torn_down.latency.as_ref();
+    let tls = r.url.starts_with("wss://").then(|| TlsCost {
+        handshake_cpu_us_server: None,
+        handshake_cpu_us_client: per_handshake_us(
+            r.peak.tls_handshakes,
+            r.peak.tls_handshake_cpu_ns,
+        ),
+        idle_bytes_per_connection_user: server
+            .as_ref()
+            .and_then(|s| s.cost.as_ref())
+            .map(|c| c.user_bytes),
+        idle_bytes_per_connection_kernel: server
+            .as_ref()
+            .and_then(|s| s.cost.as_ref())
+            .map(|c| c.kernel_bytes),
+    });
     LoadReport {
         schema_version: SCHEMA_VERSION,
         target: r.target,
@@ -233,6 +252,7 @@ pub fn assemble_load(mut r: LoadRecords) -> LoadReport {
         server,
         closed: r.torn_down.closed,
         close_mode: r.close_mode.as_str().to_string(),
+        tls,
         exit_code: Outcome::of(all_open).exit_code(),
         peak_open: r.peak.open,
         dropped_by_peer: r.after_hold.dropped,
@@ -383,6 +403,9 @@ impl LoadReport {
         let errs = error_counts(&self.errors);
         if !errs.is_empty() {
             let _ = writeln!(o, "errors: {}", errs.join(", "));
+        }
+        for line in self.tls.iter().flat_map(|t| t.lines()) {
+            let _ = writeln!(o, "TLS {line}");
         }
         if let Some(s) = &self.server {
             for line in s.lines() {

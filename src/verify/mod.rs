@@ -27,6 +27,7 @@ pub mod sample;
 pub mod server_watch;
 pub mod storm;
 pub mod teardown;
+pub mod tls_cost;
 pub mod watchdog;
 
 pub use assemble::{assemble, KnobFacts, Records};

@@ -46,6 +46,8 @@ pub struct LoadOptions {
     pub stall: Duration,
     /// Hold the connections this long once all are open.
     pub hold: Duration,
+    /// How a wss:// server is trusted (--ca, --insecure; verify: the server's own certificate).
+    pub tls: embedded_server::tls::ClientTls,
 }
 
 impl LoadOptions {
@@ -130,6 +132,7 @@ pub fn target_of(addr: SocketAddr, first_source: Option<IpAddr>) -> Target {
         addr,
         host: addr.to_string(),
         path: "/".into(),
+        tls: false,
     }
 }
 
@@ -206,6 +209,7 @@ pub fn load_config(
         connect_timeout_ms: ms(o.connect_timeout).max(1),
         close_rate: o.close_rate,
         close_mode: o.close_mode,
+        tls: o.tls.clone(),
     })
 }
 

@@ -96,7 +96,9 @@ pub fn prepare(
     let clients = if plan.external {
         None
     } else {
-        let target = plan::target_of(listen, plan.load.sources.as_ref().and_then(|s| s.first()));
+        let mut target =
+            plan::target_of(listen, plan.load.sources.as_ref().and_then(|s| s.first()));
+        target.tls = plan.server.tls.is_some();
         let cfg = plan::load_config(root, target, plan.target, &plan.load)?;
 
         let gen = LoadGen::start(&cfg, &mut launch::load_worker_command)?;

@@ -231,6 +231,8 @@ pub struct Report {
     /// Wall-clock seconds of each phase, and of the whole command.
     pub phases: Phases,
     pub notes: Vec<String>,
+    /// `--tls`: what TLS cost per connection (null for plain websockets).
+    pub tls: Option<super::tls_cost::TlsCost>,
     /// What went wrong without stopping the run: handshakes that waited on a full accept queue.
     pub warnings: Vec<String>,
 }
@@ -398,6 +400,9 @@ impl Report {
                 g.bytes_per_connection,
                 slab_note(&g.cache, g.bytes_per_connection)
             );
+        }
+        for line in self.tls.iter().flat_map(|t| t.lines()) {
+            let _ = writeln!(o, "{:<22} {line}", "TLS");
         }
     }
 

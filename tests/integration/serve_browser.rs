@@ -19,7 +19,7 @@ const BROWSER_TIME: Duration = Duration::from_secs(90);
 /// What the page logs on the console when it is done (read from Chromium's stderr).
 const MARK: &str = "TUNE-RESULT ";
 
-fn chromium() -> Option<PathBuf> {
+pub fn chromium() -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
         .split(':')
@@ -48,6 +48,11 @@ one();
 
 /// Runs headless Chromium on `html` until the page logs its result; returns the result (JSON).
 fn run_page(chromium: &Path, html: &str) -> String {
+    run_page_with(chromium, html, &[])
+}
+
+/// [`run_page`] with more Chromium flags (serve_tls.rs: the test certificate's SPKI hash).
+pub fn run_page_with(chromium: &Path, html: &str, extra: &[String]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("close.html");
     std::fs::write(&file, html).unwrap();
@@ -65,6 +70,7 @@ fn run_page(chromium: &Path, html: &str) -> String {
         "--user-data-dir={}",
         dir.path().join("profile").display()
     ))
+    .args(extra)
     .arg(format!("file://{}", file.display()))
     .stdin(Stdio::null())
     .stdout(Stdio::null())

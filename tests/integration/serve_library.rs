@@ -15,6 +15,7 @@ fn supervisor_starts_counts_and_shuts_down() {
         workers: Workers::Fixed(2),
         mode: Mode::Count,
         limits: Limits::default(),
+        tls: None,
     };
     let mut spawn = |i: usize| {
         let mut c = Command::new(crate::support::tune_exe());

@@ -8,8 +8,18 @@ import asyncio
 import json
 import sys
 
-from websockets.asyncio.client import connect
+import os
+import ssl
+
+from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
+
+
+def connect(url, **kw):
+    """The websockets client; for wss:// it trusts the CA file in TUNE_TEST_CA (the test's own)."""
+    if url.startswith("wss://"):
+        kw.setdefault("ssl", ssl.create_default_context(cafile=os.environ["TUNE_TEST_CA"]))
+    return ws_connect(url, **kw)
 
 
 def check(cond, msg):

@@ -68,6 +68,9 @@ pub const STORM_FAILED: usize = 21;
 /// Storm: clients that gave up reconnecting ([`crate::loadgen::storm::GIVE_UP_AFTER`]).
 pub const GAVE_UP: usize = 22;
 pub const ERRORS: usize = 24; // + ErrorClass index (< 24)
+/// `wss://`: TLS handshakes completed, and the process's thread CPU spent in them (ns).
+pub const TLS_HANDSHAKES: usize = 48;
+pub const TLS_HANDSHAKE_CPU_NS: usize = 49;
 
 /// What the parent tells every client process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,12 +152,26 @@ pub enum ErrorClass {
     HandshakeMalformed,
     /// The server closed before answering the upgrade.
     HandshakeEof,
+    /// TLS: the server's certificate does not lead to a trusted root (system store or --ca).
+    TlsUnknownIssuer,
+    /// TLS: the certificate is not valid for the URL's host.
+    TlsNameMismatch,
+    /// TLS: the certificate is expired (or not valid yet).
+    TlsExpired,
+    /// TLS: what came back is not TLS (a plain-TCP server on the port).
+    TlsNotTls,
+    /// TLS: the handshake did not finish within the connect timeout.
+    TlsHandshakeTimeout,
+    /// TLS: the server sent a fatal alert.
+    TlsAlert,
+    /// TLS: any other TLS error.
+    TlsOther,
     /// Anything else (the errno is in LAST_ERRNO).
     Other,
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 15] = [
+    pub const ALL: [ErrorClass; 22] = [
         ErrorClass::Emfile,
         ErrorClass::Enfile,
         ErrorClass::Eaddrnotavail,
@@ -170,6 +187,13 @@ impl ErrorClass {
         ErrorClass::HandshakeMalformed,
         ErrorClass::HandshakeEof,
         ErrorClass::Other,
+        ErrorClass::TlsUnknownIssuer,
+        ErrorClass::TlsNameMismatch,
+        ErrorClass::TlsExpired,
+        ErrorClass::TlsNotTls,
+        ErrorClass::TlsHandshakeTimeout,
+        ErrorClass::TlsAlert,
+        ErrorClass::TlsOther,
     ];
 
     pub fn label(self) -> &'static str {
@@ -189,6 +213,31 @@ impl ErrorClass {
             ErrorClass::HandshakeMalformed => "handshake_malformed",
             ErrorClass::HandshakeEof => "handshake_eof",
             ErrorClass::Other => "other",
+            ErrorClass::TlsUnknownIssuer => "tls_unknown_issuer",
+            ErrorClass::TlsNameMismatch => "tls_name_mismatch",
+            ErrorClass::TlsExpired => "tls_expired",
+            ErrorClass::TlsNotTls => "tls_not_tls",
+            ErrorClass::TlsHandshakeTimeout => "tls_handshake_timeout",
+            ErrorClass::TlsAlert => "tls_alert",
+            ErrorClass::TlsOther => "tls_other",
+        }
+    }
+
+    /// Whether this is a TLS failure.
+    pub fn is_tls(self) -> bool {
+        self.label().starts_with("tls_")
+    }
+
+    /// The class of a TLS failure.
+    pub fn of_tls(f: crate::tls::Failure) -> ErrorClass {
+        use crate::tls::Failure;
+        match f {
+            Failure::UnknownIssuer => ErrorClass::TlsUnknownIssuer,
+            Failure::NameMismatch => ErrorClass::TlsNameMismatch,
+            Failure::Expired => ErrorClass::TlsExpired,
+            Failure::NotTls => ErrorClass::TlsNotTls,
+            Failure::Alert => ErrorClass::TlsAlert,
+            Failure::Other => ErrorClass::TlsOther,
         }
     }
 
@@ -283,6 +332,8 @@ impl Board {
             s.messages_sent += g(MSG_SENT);
             s.messages_received += g(MSG_RECV);
             s.fd_cap = s.fd_cap.max(g(FD_CAP));
+            s.tls_handshakes += g(TLS_HANDSHAKES);
+            s.tls_handshake_cpu_ns += g(TLS_HANDSHAKE_CPU_NS);
             if g(LAST_ERRNO) != 0 {
                 s.last_errno = g(LAST_ERRNO) as i32;
             }
@@ -324,6 +375,9 @@ pub struct LoadSnapshot {
     pub messages_sent: u64,
     pub messages_received: u64,
     pub fd_cap: u64,
+    /// `wss://`: TLS handshakes completed and the client CPU spent in them (ns).
+    pub tls_handshakes: u64,
+    pub tls_handshake_cpu_ns: u64,
     pub last_errno: i32,
     pub errors: Vec<(ErrorClass, u64)>,
 }

@@ -67,26 +67,30 @@ impl CloseMode {
 /// Payload of the verify echo message: small, so an unread echo costs one page at most.
 pub const ECHO_PAYLOAD: &[u8] = b"tune-verify-echo";
 
-/// A `ws://HOST:PORT/PATH` URL resolved to an address.
+/// A `ws://` or `wss://HOST:PORT/PATH` URL resolved to an address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
     pub addr: SocketAddr,
     /// The Host header (HOST:PORT as given).
     pub host: String,
     pub path: String,
+    /// `wss://`: TLS, with HOST as the SNI and the name the certificate must carry.
+    #[serde(default)]
+    pub tls: bool,
 }
 
 impl Target {
-    /// Parses `ws://HOST[:PORT][/PATH]` (port 80 by default) and resolves HOST. `wss://` is
-    /// refused: the load generator speaks plain TCP only.
+    /// Parses `ws://HOST[:PORT][/PATH]` (port 80 by default) or `wss://...` (TLS, port 443)
+    /// and resolves HOST.
     pub fn parse(url: &str) -> anyhow::Result<Target> {
-        let rest = if let Some(r) = url.strip_prefix("ws://") {
-            r
-        } else if url.starts_with("wss://") {
-            anyhow::bail!("{url}: wss:// (TLS) is not supported by the load generator; use ws://");
+        let (rest, tls) = if let Some(r) = url.strip_prefix("ws://") {
+            (r, false)
+        } else if let Some(r) = url.strip_prefix("wss://") {
+            (r, true)
         } else {
-            anyhow::bail!("{url}: expected a ws://HOST:PORT/PATH URL");
+            anyhow::bail!("{url}: expected a ws:// or wss://HOST:PORT/PATH URL");
         };
+        let default_port = if tls { 443 } else { 80 };
         let (hostport, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -98,23 +102,37 @@ impl Target {
             if hostport.contains("]:") {
                 hostport.to_string()
             } else {
-                format!("{hostport}:80")
+                format!("{hostport}:{default_port}")
             }
         } else if hostport.contains(':') {
             hostport.to_string()
         } else {
-            format!("{hostport}:80")
+            format!("{hostport}:{default_port}")
         };
         let addr = with_port
             .to_socket_addrs()
             .map_err(|e| anyhow::anyhow!("{url}: cannot resolve {with_port}: {e}"))?
             .next()
             .ok_or_else(|| anyhow::anyhow!("{url}: {with_port} resolves to no address"))?;
-        Ok(Target {
+        let t = Target {
             addr,
             host: hostport.to_string(),
             path: path.to_string(),
-        })
+            tls,
+        };
+        if tls {
+            crate::tls::server_name(t.tls_name())?;
+        }
+        Ok(t)
+    }
+
+    /// HOST without the port: the SNI and the name the server's certificate is checked for.
+    pub fn tls_name(&self) -> &str {
+        let h = self.host.as_str();
+        match h.rfind(':') {
+            Some(i) if !h[..i].contains(':') || h[..i].ends_with(']') => &h[..i],
+            _ => h,
+        }
     }
 }
 
@@ -138,6 +156,8 @@ pub struct LoadConfig {
     pub close_rate: Option<u64>,
     /// Teardown: how each connection closes.
     pub close_mode: CloseMode,
+    /// How a `wss://` target is trusted (unused for `ws://`).
+    pub tls: crate::tls::ClientTls,
 }
 
 /// What one client process is told (JSON in [`WORKER_ENV`]).
@@ -154,6 +174,8 @@ pub struct WorkerConfig {
     pub connect_timeout_ms: u64,
     pub close_per_sec: Option<u64>,
     pub close_mode: CloseMode,
+    #[serde(default)]
+    pub tls: crate::tls::ClientTls,
     pub shm_fd: i32,
     pub parent_pid: u32,
 }
@@ -211,6 +233,7 @@ pub fn plan(cfg: &LoadConfig) -> Vec<WorkerConfig> {
             connect_timeout_ms: cfg.connect_timeout_ms,
             close_per_sec: cfg.close_rate.map(|r| (r / n as u64).max(1)),
             close_mode: cfg.close_mode,
+            tls: cfg.tls.clone(),
             shm_fd: -1,
             parent_pid: std::process::id(),
         });
@@ -232,10 +255,16 @@ mod tests {
         assert_eq!(t.path, "/");
         let t = Target::parse("ws://[::1]:9000/x").unwrap();
         assert_eq!(t.addr, "[::1]:9000".parse().unwrap());
-        assert!(Target::parse("wss://127.0.0.1/")
-            .unwrap_err()
-            .to_string()
-            .contains("TLS"));
+        let t = Target::parse("wss://127.0.0.1/").unwrap();
+        assert!(t.tls);
+        assert_eq!(t.addr, "127.0.0.1:443".parse().unwrap());
+        assert_eq!(t.tls_name(), "127.0.0.1");
+        let t = Target::parse("wss://[::1]:9443/x").unwrap();
+        assert_eq!(t.tls_name(), "[::1]");
+        assert_eq!(
+            Target::parse("wss://localhost:1/").unwrap().tls_name(),
+            "localhost"
+        );
         assert!(Target::parse("http://x/").is_err());
         assert!(Target::parse("ws:///x").is_err());
     }
@@ -273,6 +302,7 @@ mod tests {
             connect_timeout_ms: 1000,
             close_rate: Some(1000),
             close_mode: CloseMode::Tcp,
+            tls: Default::default(),
         };
         let p = plan(&cfg);
         assert_eq!(p.iter().map(|w| w.conns).collect::<Vec<_>>(), [4, 3, 3]);

@@ -26,10 +26,11 @@ use crate::protocol::session::{self, Event, Phase, Role, Session, Status};
 use crate::sys::epoll::{Epoll, EpollEvent, EpollFlags, READ, READABLE};
 use crate::sys::fdtable::FdTable;
 use crate::sys::signal::Signals;
-use crate::sys::{io, net, Errno};
+use crate::sys::{net, Errno};
 
-/// Bytes per read(2) into the loop's buffer (server frames here are small).
-const READ_BUF: usize = 16 * 1024;
+/// Bytes per read(2) into the loop's buffer (server frames here are small); the TLS layer's
+/// least, so a read never leaves decrypted bytes behind.
+const READ_BUF: usize = crate::tls::layer::MIN_READ_BUF;
 /// Events per epoll_wait.
 const EVENTS: usize = 512;
 /// A response head or partial frame larger than this is refused (the server misbehaves).
@@ -48,6 +49,7 @@ const HIST_MAX_US: u64 = 120_000_000;
 mod connect;
 mod reconnect;
 mod teardown;
+mod tls;
 mod traffic;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -157,6 +159,10 @@ pub struct Worker {
     last_scan: Instant,
     last_stats: Instant,
     stopping: bool,
+    /// `wss://`: the client configuration, the name to ask for, the connections' TLS state.
+    tls_cfg: Option<std::sync::Arc<rustls::ClientConfig>>,
+    tls_name: Option<rustls::pki_types::ServerName<'static>>,
+    tls: crate::tls::Layer,
 }
 
 impl std::fmt::Debug for Worker {
@@ -183,6 +189,12 @@ impl Worker {
         let cap = (fd_cap as usize).min(1 << 22) + 64;
         let request = handshake::RequestTemplate::new(&cfg.target.host, &cfg.target.path);
         let freebind = super::sources::freebind_flags(&cfg.sources);
+        let (tls_cfg, tls_name) = if cfg.target.tls {
+            let name = crate::tls::server_name(cfg.target.tls_name())?;
+            (Some(cfg.tls.config()?), Some(name))
+        } else {
+            (None, None)
+        };
         Ok(Worker {
             cfg,
             board,
@@ -220,6 +232,9 @@ impl Worker {
             last_scan: Instant::now(),
             last_stats: Instant::now(),
             stopping: false,
+            tls_cfg,
+            tls_name,
+            tls: crate::tls::Layer::default(),
         })
     }
 
@@ -339,6 +354,7 @@ impl Worker {
             Cmd::Close | Cmd::Exit => b::PHASE_CLOSING,
         };
         self.board.set(w, b::PHASE, phase);
+        self.tls_publish();
         if self.last_stats.elapsed() >= Duration::from_secs(1) {
             self.last_stats = Instant::now();
             self.board.set(w, b::RSS, crate::sys::proc::rss_bytes());
@@ -378,16 +394,25 @@ impl Worker {
     /// Writes pending output; false when the connection was closed on the way.
     fn flush(&mut self, fd: RawFd) -> bool {
         let i = fd as usize;
+        if let Err(e) = self.tls.flush(i, self.slots.fd(i)) {
+            self.lost(fd, e);
+            return false;
+        }
+        let tls_waits = self.tls.wants_write(i);
         let (sock, slot) = self.slots.fd_and_slot(i);
         let Some(p) = slot.pending.as_mut() else {
-            let _ = self.ep.modify(sock, READ);
+            if !tls_waits {
+                let _ = self.ep.modify(sock, READ);
+            }
             return true;
         };
         if p.pending_out() == 0 {
-            let _ = self.ep.modify(sock, READ);
+            if !tls_waits {
+                let _ = self.ep.modify(sock, READ);
+            }
             return true;
         }
-        match io::write(sock, p.unsent()) {
+        match self.tls.write(i, sock, p.unsent()) {
             Ok(n) => {
                 p.advance(n, &SESSION, 0);
                 if p.pending_out() == 0 {
@@ -437,10 +462,14 @@ impl Worker {
 
     fn on_readable(&mut self, fd: RawFd) {
         let mut rbuf = std::mem::take(&mut self.rbuf);
-        match io::read(self.slots.fd(fd as usize), &mut rbuf) {
+        match self
+            .tls
+            .read(fd as usize, self.slots.fd(fd as usize), &mut rbuf)
+        {
             Ok(0) => self.lost(fd, Errno::UnknownErrno),
             Ok(n) => self.on_data(fd, &mut rbuf[..n]),
             Err(Errno::EAGAIN) => {}
+            Err(Errno::EPROTO) if self.tls.is_tls(fd as usize) => self.tls_failed(fd),
             Err(e) => self.lost(fd, e),
         }
         self.rbuf = rbuf;

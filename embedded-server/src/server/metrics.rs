@@ -55,6 +55,11 @@ pub const VIOLATIONS: usize = 48; // + Violation index (<= 16)
 pub const ACCEPTED_IPV4: usize = 64;
 /// Connections accepted from IPv6 clients.
 pub const ACCEPTED_IPV6: usize = 65;
+/// TLS handshakes completed, the worker's thread CPU spent in them (ns), and TLS failures
+/// (a garbage ClientHello, an alert, a client that refused our certificate).
+pub const TLS_HANDSHAKES: usize = 66;
+pub const TLS_HANDSHAKE_CPU_NS: usize = 67;
+pub const TLS_FAILED: usize = 68;
 
 pub const PHASE_STARTING: u64 = 0;
 pub const PHASE_ACCEPTING: u64 = 1;
@@ -225,6 +230,9 @@ impl Board {
             s.lost += g(LOST);
             s.accept_errors += g(ACCEPT_ERRORS);
             s.pings += g(PINGS);
+            s.tls_handshakes += g(TLS_HANDSHAKES);
+            s.tls_handshake_cpu_ns += g(TLS_HANDSHAKE_CPU_NS);
+            s.tls_failed += g(TLS_FAILED);
             for (k, r) in Rejection::ALL.iter().enumerate() {
                 s.add_labeled(Family::HandshakeFailed, r.label(), g(HS_FAILED + k));
             }
@@ -346,6 +354,18 @@ impl Board {
             "counter",
             "Pings answered with a pong.",
             s.pings,
+        );
+        one(
+            "tune_tls_handshakes_total",
+            "counter",
+            "TLS handshakes completed (serve --tls).",
+            s.tls_handshakes,
+        );
+        one(
+            "tune_tls_failed_total",
+            "counter",
+            "TLS connections failed: a garbage ClientHello, an alert from a client that refused the certificate, a bad record.",
+            s.tls_failed,
         );
         one(
             "tune_accept_errors_total",
@@ -524,6 +544,10 @@ pub struct Snapshot {
     pub lost: u64,
     pub accept_errors: u64,
     pub pings: u64,
+    /// `--tls`: handshakes completed, thread CPU spent in them (ns), failures.
+    pub tls_handshakes: u64,
+    pub tls_handshake_cpu_ns: u64,
+    pub tls_failed: u64,
     /// (family, reason label, count) for failed handshakes, closes and violations.
     pub labeled: Vec<(Family, &'static str, u64)>,
 }

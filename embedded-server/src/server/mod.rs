@@ -11,6 +11,7 @@
 //!     workers: Workers::Auto { expected: 100_000 },
 //!     mode: Mode::Count,
 //!     limits: Limits::default(),
+//!     tls: None,
 //! };
 //! // How to start worker i: the caller's binary with its hidden worker subcommand, which
 //! // calls `run_worker(WorkerConfig::from_env()?)`.
@@ -259,6 +260,8 @@ pub struct ServerConfig {
     pub workers: Workers,
     pub mode: Mode,
     pub limits: Limits,
+    /// `--tls`: the certificate and key every worker serves with (None: plain websockets).
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 /// What one worker process is told (serialized into [`WORKER_ENV`] by the supervisor).
@@ -270,6 +273,8 @@ pub struct WorkerConfig {
     pub listen: SocketAddr,
     pub mode: Mode,
     pub limits: Limits,
+    #[serde(default)]
+    pub tls: Option<crate::tls::ServerTls>,
     /// The inherited memfd of the shared counters.
     pub shm_fd: i32,
     pub supervisor_pid: u32,

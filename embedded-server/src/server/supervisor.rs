@@ -82,6 +82,10 @@ impl Supervisor {
         cfg: &ServerConfig,
         spawn: &mut dyn FnMut(usize) -> Command,
     ) -> anyhow::Result<Self> {
+        if let Some(t) = &cfg.tls {
+            // A wrong PEM is the user's error, told once here rather than by every worker.
+            t.config()?;
+        }
         let (_, hard) = rlimit::nofile().context("reading RLIMIT_NOFILE")?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let n = match cfg.workers {
@@ -117,6 +121,7 @@ impl Supervisor {
                 listen: addr,
                 mode: cfg.mode,
                 limits: cfg.limits.clone(),
+                tls: cfg.tls.clone(),
                 shm_fd,
                 supervisor_pid: std::process::id(),
             },

@@ -47,6 +47,7 @@ const PING_SENT: u8 = 1;
 mod accept;
 mod ending;
 mod http;
+mod tls;
 mod upkeep;
 
 /// Lifecycle of a connection (one byte: `Phase` leaves room for the other states).
@@ -131,6 +132,9 @@ pub struct Worker {
     /// Tick of the last deadline scan.
     expired_at: u32,
     migrate_req: bool,
+    /// `--tls`: the server configuration, and the connections' TLS state.
+    tls_cfg: Option<std::sync::Arc<rustls::ServerConfig>>,
+    tls: crate::tls::Layer,
 }
 
 impl std::fmt::Debug for Worker {
@@ -186,6 +190,7 @@ impl Worker {
         board.set(w, m::LISTENING, 1);
         board.set(w, m::RSS, rss_bytes());
         board.set(w, m::PHASE, m::PHASE_ACCEPTING);
+        let tls_cfg = cfg.tls.as_ref().map(|t| t.config()).transpose()?;
         Ok(Worker {
             scfg: session_config(&cfg),
             cfg,
@@ -215,6 +220,8 @@ impl Worker {
             last_stats: Instant::now(),
             expired_at: 0,
             migrate_req: net::tcp_migrate_req(),
+            tls_cfg,
+            tls: crate::tls::Layer::default(),
         })
     }
 
@@ -328,6 +335,7 @@ impl Worker {
             .get(i)
             .and_then(|s| s.conn.as_ref())
             .map_or(0, |c| c.footprint())
+            + self.tls.footprint(i)
     }
 
     /// Reads and processes what the peer sent. What the connection holds afterwards (a grown
@@ -346,7 +354,10 @@ impl Worker {
     fn read_and_process(&mut self, fd: RawFd) {
         let i = fd as usize;
         let mut rbuf = std::mem::take(&mut self.rbuf);
-        match io::read(self.slots.fd(i), &mut rbuf) {
+        let handshakes = self.tls.handshakes;
+        let got = self.tls.read(i, self.slots.fd(i), &mut rbuf);
+        self.tls_publish(handshakes);
+        match got {
             Ok(0) => {
                 // Handshake: spoke nothing complete and left, not a refused handshake.
                 let reason = matches!(
@@ -358,6 +369,7 @@ impl Worker {
             }
             Ok(n) => self.on_data(fd, &mut rbuf[..n]),
             Err(Errno::EAGAIN) => {}
+            Err(Errno::EPROTO) if self.tls.is_tls(i) => self.tls_failed(fd),
             Err(_) => {
                 let reason = matches!(
                     self.slots[i].state,
@@ -457,7 +469,7 @@ impl Worker {
             let written = if pending {
                 0
             } else {
-                match io::write(self.slots.fd(i), &self.wbuf) {
+                match self.tls.write(i, self.slots.fd(i), &self.wbuf) {
                     Ok(n) => n,
                     Err(Errno::EAGAIN) => 0,
                     Err(_) => {
@@ -481,7 +493,7 @@ impl Worker {
                 self.drop_non_reader(fd, CloseReason::SlowReader);
                 return;
             }
-            if pending > 0 && !self.slots[i].want_write {
+            if (pending > 0 || self.tls.wants_write(i)) && !self.slots[i].want_write {
                 self.slots[i].want_write = true;
                 let _ = self.ep.modify(self.slots.fd(i), READ | WRITE);
             }
@@ -496,7 +508,8 @@ impl Worker {
         let i = fd as usize;
         let pending = conn.as_ref().map_or(0, |c| c.pending_out());
         match self.slots[i].state {
-            State::HttpReply if pending == 0 => {
+            // (TLS: the reply's records are out too, before the FIN.)
+            State::HttpReply if pending == 0 && !self.tls.wants_write(i) => {
                 let _ = io::shutdown_write(self.slots.fd(i));
                 self.slots[i].state = State::HttpLinger;
                 let d = self.deadline_after(self.cfg.limits.close_linger_ms);
@@ -531,9 +544,14 @@ impl Worker {
     /// EPOLLOUT: send queued output. Returns false if the connection was closed.
     fn flush(&mut self, fd: RawFd, conn: &mut Option<Box<Session>>) -> bool {
         let i = fd as usize;
+        if self.tls.flush(i, self.slots.fd(i)).is_err() {
+            self.slots[i].conn = conn.take();
+            self.close(fd, None);
+            return false;
+        }
         if let Some(c) = conn.as_mut() {
             while c.pending_out() > 0 {
-                match io::write(self.slots.fd(i), c.unsent()) {
+                match self.tls.write(i, self.slots.fd(i), c.unsent()) {
                     Ok(n) => c.advance(n, &self.scfg, self.now_ms),
                     Err(Errno::EAGAIN) => break,
                     Err(_) => {
@@ -546,7 +564,10 @@ impl Worker {
                 }
             }
         }
-        if conn.as_ref().map_or(0, |c| c.pending_out()) == 0 && self.slots[i].want_write {
+        if conn.as_ref().map_or(0, |c| c.pending_out()) == 0
+            && !self.tls.wants_write(i)
+            && self.slots[i].want_write
+        {
             self.slots[i].want_write = false;
             let _ = self.ep.modify(self.slots.fd(i), READ);
         }

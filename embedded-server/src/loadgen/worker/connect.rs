@@ -68,12 +68,17 @@ impl Worker {
         let now = self.now;
         let fd = self.slots.adopt(sock, 1) as RawFd;
         self.storm_adopted(fd);
+        let tls = self.tls_cfg.is_some();
         let s = &mut self.slots[fd as usize];
         s.state = State::Connecting;
         s.t = now;
         s.round = false;
         self.in_flight += 1;
-        if !done {
+        if tls && !self.tls_open(fd) {
+            return false;
+        }
+        // TLS: the ClientHello goes first, once the socket is writable (below).
+        if !done && !tls {
             // On loopback the handshake has usually finished by the time connect() returns
             // (the SYN-ACK is processed when connect releases the socket), although it reports
             // EINPROGRESS: write the request at once, which saves waiting for writability,
@@ -136,6 +141,8 @@ impl Worker {
         s.state = State::Free;
         s.counted = false;
         s.pending = None;
+        self.tls
+            .remove(fd as usize, Some(self.slots.fd(fd as usize)));
         self.slots.close(fd as usize);
     }
 
@@ -175,7 +182,9 @@ impl Worker {
         self.request.write(&key, &mut req);
         self.slots[fd as usize].state = State::Handshaking;
         let mut p = Some(Box::new(Session::default()));
-        let written = io::write(self.slots.fd(fd as usize), &req);
+        let written = self
+            .tls
+            .write(fd as usize, self.slots.fd(fd as usize), &req);
         match written {
             Ok(n) => session::queue_unsent(&mut p, &SESSION, 0, &req[n..]),
             Err(Errno::EAGAIN) => session::queue_unsent(&mut p, &SESSION, 0, &req),
@@ -191,7 +200,8 @@ impl Worker {
                 return;
             }
         }
-        let want_write = p.as_ref().is_some_and(|p| p.pending_out() > 0);
+        let want_write =
+            p.as_ref().is_some_and(|p| p.pending_out() > 0) || self.tls.wants_write(fd as usize);
         self.slots[fd as usize].pending = p;
         if want_write || !reading {
             let _ = self.ep.modify(

@@ -6,7 +6,7 @@ use std::os::fd::RawFd;
 use std::time::Instant;
 
 use super::{State, Worker, CLOSE_TIMEOUT_US, SESSION};
-use crate::loadgen::board::{self as b, Cmd, ErrorClass};
+use crate::loadgen::board::{self as b, Cmd};
 use crate::loadgen::{CloseMode, CLOSE_BATCH};
 use crate::protocol::close;
 use crate::protocol::session::{self, Phase};
@@ -127,11 +127,10 @@ impl Worker {
             let s = &self.slots[i];
             let age = self.since(s.t);
             match s.state {
-                State::Connecting | State::Handshaking if age > timeout_us => self.fail(
-                    i as RawFd,
-                    ErrorClass::ConnectTimeout,
-                    Errno::ETIMEDOUT as i32,
-                ),
+                State::Connecting | State::Handshaking if age > timeout_us => {
+                    let class = self.timeout_class(i);
+                    self.fail(i as RawFd, class, Errno::ETIMEDOUT as i32)
+                }
                 State::Closing(_) if age > CLOSE_TIMEOUT_US as u64 => self.finish_close(i as RawFd),
                 _ => {}
             }

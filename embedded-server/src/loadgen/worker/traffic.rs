@@ -11,7 +11,7 @@ use crate::protocol::frame;
 use crate::protocol::session::{self, Role};
 use crate::protocol::OpCode;
 use crate::sys::epoll::{READ, WRITE};
-use crate::sys::{io, Errno};
+use crate::sys::Errno;
 
 impl Worker {
     /// Sends one masked frame; output the socket does not take is kept in the connection's
@@ -35,7 +35,7 @@ impl Worker {
         let written = if queued {
             0
         } else {
-            match io::write(self.slots.fd(i), bytes) {
+            match self.tls.write(i, self.slots.fd(i), bytes) {
                 Ok(k) => k,
                 Err(Errno::EAGAIN) => 0,
                 Err(e) => {
@@ -46,6 +46,8 @@ impl Worker {
         };
         if written < bytes.len() {
             session::queue_unsent(&mut self.slots[i].pending, &SESSION, 0, &bytes[written..]);
+            let _ = self.ep.modify(self.slots.fd(i), READ | WRITE);
+        } else if self.tls.wants_write(i) {
             let _ = self.ep.modify(self.slots.fd(i), READ | WRITE);
         }
         true

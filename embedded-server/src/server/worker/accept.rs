@@ -73,13 +73,16 @@ impl Worker {
             if !admitted {
                 // A plain close (the socket dropped): the FIN follows the 503 (a reset could
                 // discard it).
-                let _ = io::write(sock.as_fd(), &unavailable());
+                if self.tls_cfg.is_none() {
+                    let _ = io::write(sock.as_fd(), &unavailable());
+                }
                 self.board.closed(w, CloseReason::SourceCap);
                 return None;
             }
         }
         let i = self.slots.adopt(sock, SLOT_CHUNK);
-        if self.ep.add(self.slots.fd(i), READ).is_err() {
+        if !self.tls_open(i) || self.ep.add(self.slots.fd(i), READ).is_err() {
+            self.tls.remove(i, None);
             self.sources.release(fd);
             self.slots.close(i);
             return None;
@@ -107,7 +110,9 @@ impl Worker {
     fn evict_oldest_handshake(&mut self) {
         let slots = &self.slots;
         if let Some(fd) = self.handshakes.oldest(|fd, d| is_handshaking(slots, fd, d)) {
-            let _ = io::write(self.slots.fd(fd as usize), &unavailable());
+            let _ = self
+                .tls
+                .write(fd as usize, self.slots.fd(fd as usize), &unavailable());
             let _ = net::set_abort_on_close(self.slots.fd(fd as usize));
             self.close(fd, Some(CloseReason::HandshakeEvicted));
         }

@@ -1,14 +1,13 @@
 //! How a server connection ends: counted once, when the close begins (an HTTP answer, the
 //! websocket close handshake, a peer that does not read), then the fd closed and the slot freed.
 
-use std::io::IoSlice;
 use std::os::fd::RawFd;
 
 use super::{State, Worker};
 use crate::protocol::close;
 use crate::protocol::session::{self, Phase};
 use crate::server::metrics::{self as m, CloseReason};
-use crate::sys::{io, net};
+use crate::sys::net;
 
 impl Worker {
     /// Closes the fd and frees its slot. `reason` is counted unless it was counted when the
@@ -25,6 +24,7 @@ impl Worker {
             self.board.closed(w, r);
         }
         self.set_deadline(i, 0);
+        self.tls.remove(i, Some(self.slots.fd(i)));
         self.slots.close(i);
         self.sources.release(fd);
         self.conns -= 1;
@@ -51,7 +51,7 @@ impl Worker {
             session::initiate(&mut phase, conn, &self.scfg, close::POLICY, &mut f);
             session::queue_unsent(conn, &self.scfg, self.now_ms, &f);
             if let Some(c) = conn.as_ref() {
-                let _ = io::writev(sock, &[IoSlice::new(c.unsent())]);
+                let _ = self.tls.write(i, sock, c.unsent());
             }
         }
         let _ = net::set_abort_on_close(self.slots.fd(i));

@@ -11,7 +11,7 @@ use crate::protocol::handshake::Rejection;
 use crate::protocol::session::{self, Phase, Role, Timeout};
 use crate::server::admission;
 use crate::server::metrics::{self as m, CloseReason};
-use crate::sys::{io, net};
+use crate::sys::net;
 
 /// A burst of at least this much buffered heap is trimmed after it, once a quarter of it is left.
 const TRIM_AFTER: usize = 4 << 20;
@@ -60,7 +60,9 @@ impl Worker {
                     self.board.rejected(self.w(), Rejection::Timeout);
                     self.board.closed(self.w(), CloseReason::HandshakeFailed);
                     // Best effort: tell a slow client why.
-                    let _ = io::write(self.slots.fd(i), &Rejection::Timeout.response());
+                    let _ = self
+                        .tls
+                        .write(i, self.slots.fd(i), &Rejection::Timeout.response());
                     self.close(fd, None);
                 }
                 State::Ws(Phase::Open) => self.expire_open(fd),
@@ -211,7 +213,7 @@ impl Worker {
                     let mut conn = self.slots[i].conn.take();
                     let (cfg, out) = (&self.scfg, &mut self.wbuf);
                     session::initiate(&mut phase, &mut conn, cfg, close::GOING_AWAY, out);
-                    let _ = io::write(self.slots.fd(i), &self.wbuf);
+                    let _ = self.tls.write(i, self.slots.fd(i), &self.wbuf);
                     self.wbuf.clear();
                     self.close(fd, Some(CloseReason::Shutdown));
                 }
