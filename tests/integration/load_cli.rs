@@ -190,14 +190,8 @@ fn a_paused_server_is_waited_for_while_its_handshakes_are_in_flight() {
     .stderr(Stdio::piped());
     let mut load = cmd.spawn().unwrap();
     // The connect phase starts right after this line.
-    let mut err = BufReader::new(load.stderr.take().unwrap());
-    let mut said = String::new();
-    let mut line = String::new();
-    while err.read_line(&mut line).unwrap() > 0 && !line.contains("client processes to") {
-        said.push_str(&line);
-        line.clear();
-    }
-    assert!(line.contains("client processes to"), "{said}");
+    let (said, mut err) = crate::support::stderr_until(&mut load, "client processes to");
+    assert!(said.contains("client processes to"), "{said}");
     std::thread::sleep(std::time::Duration::from_secs(2));
     signal("-CONT");
     let rest = std::thread::spawn(move || {

@@ -401,13 +401,22 @@ pub fn skip(test: &str, why: &str) {
 pub fn stderr_until_open(
     child: &mut Child,
 ) -> (String, std::io::BufReader<std::process::ChildStderr>) {
+    stderr_until(child, "open in")
+}
+
+/// Reads a running child's stderr up to and including the first line that contains `marker`
+/// (or to its end), and returns what it read and the reader, for the rest.
+pub fn stderr_until(
+    child: &mut Child,
+    marker: &str,
+) -> (String, std::io::BufReader<std::process::ChildStderr>) {
     use std::io::BufRead;
     let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr is piped"));
     let mut seen = String::new();
     let mut line = String::new();
     while err.read_line(&mut line).unwrap() > 0 {
         seen.push_str(&line);
-        if line.contains("open in") {
+        if line.contains(marker) {
             break;
         }
         line.clear();
