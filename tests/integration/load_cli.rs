@@ -260,6 +260,24 @@ fn load_rejects_bad_urls_and_sources() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--source \"nope\""));
 }
 
+#[test]
+fn a_ca_file_without_a_certificate_is_refused_before_any_worker_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    let out = tune()
+        .args(["load", "wss://127.0.0.1:1/", "--conns", "2", "--ca"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--ca: no PEM certificate"), "{stderr}");
+    // Told once by the launcher, not by each worker as it dies.
+    assert!(!stderr.contains("load worker"), "{stderr}");
+    assert!(!stderr.contains("client processes to"), "{stderr}");
+}
+
 /// The pid of load process `index` of the `tune load` run `parent`.
 fn load_worker_pid(parent: u32, index: usize) -> Option<u32> {
     let needle = format!("__load-worker --index {index} ");

@@ -62,6 +62,12 @@ impl LoadGen {
         cfg: &LoadConfig,
         spawn: &mut dyn FnMut(usize) -> Command,
     ) -> anyhow::Result<Self> {
+        if cfg.target.tls {
+            // A wrong --ca file or host name is the user's error, told once here (as the
+            // server's supervisor does) rather than by every worker as it dies.
+            crate::tls::server_name(cfg.target.tls_name())?;
+            cfg.tls.config()?;
+        }
         let mut plans = plan(cfg);
         let n = plans.len();
         let shm = SharedU64s::create("tune-load-counters", Board::shm_len(n))
