@@ -40,6 +40,17 @@ pub struct CheckArgs {
     /// Read RLIMIT_NOFILE of this running process (a service) instead of tune's own.
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
+    /// Judge a service that is not running yet, as systemd would start it from this unit: a
+    /// unit name (found under the root's /etc/systemd/system, /run/systemd/system,
+    /// /usr/lib/systemd/system, drop-ins included) or a unit file's path. Its User= (and
+    /// capabilities), LimitNOFILE= (else DefaultLimitNOFILE=) and MemoryMax= are used.
+    #[arg(long, value_name = "FILE|NAME", conflicts_with_all = ["pid", "user"])]
+    pub unit: Option<String>,
+    /// Judge a login session of this user (a name or uid from the root's /etc/passwd): its
+    /// nofile limits from pam_limits (limits.conf, limits.d) and, unless root, no capabilities,
+    /// so fs.file-max binds it.
+    #[arg(long, value_name = "NAME", conflicts_with = "pid")]
+    pub user: Option<String>,
     /// The server's cost per connection from a `tune load --server-pid PID --format json`
     /// report saved to FILE (its server.cost): the capacity is then the server's, not the
     /// kernel socket's alone.

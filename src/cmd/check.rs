@@ -84,6 +84,7 @@ impl CheckPlan {
                 measured,
                 tls,
                 ktls: Some(ktls),
+                service: None,
             },
             format: args.format,
             verbose: args.verbose,
@@ -148,6 +149,30 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
     // Without --pid the service is not tune: host-wide limits are judged for one without
     // CAP_SYS_ADMIN (the first screen says when tune itself would be exempt).
     obs.facts.judge_as_unprivileged_service();
+    let mut plan = plan;
+    if let Some(svc) = describe_service(ctx, args, &host, &obs)? {
+        obs.as_service(&knobs::Described {
+            nofile_soft: svc.nofile_soft,
+            nofile_hard: svc.nofile_hard,
+            cap_sys_admin: svc.cap_sys_admin,
+            cap_sys_resource: svc.cap_sys_resource,
+            memory: svc
+                .memory
+                .as_ref()
+                .map(|m| (m.cgroup.clone(), m.max, m.high)),
+        });
+        let mut lines = vec![
+            format!("judged for {}", svc.who),
+            format!("RLIMIT_NOFILE {}", svc.nofile_from),
+        ];
+        lines.extend(svc.memory.as_ref().map(|m| {
+            format!(
+                "memory cgroup {} as the unit limits it: {}",
+                m.cgroup, m.from
+            )
+        }));
+        plan.options.service = Some(lines);
+    }
     let profile = if plan.has_target {
         plan.profile.clone()
     } else {
@@ -199,6 +224,43 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::ShortFall
     })
+}
+
+/// `--unit` or `--user`: the service as its configuration under the root describes it.
+fn describe_service(
+    ctx: &Context,
+    args: &CheckArgs,
+    host: &Host,
+    obs: &knobs::Observation,
+) -> anyhow::Result<Option<persist::service::Service>> {
+    let figures = persist::service::HostFigures {
+        nr_open: obs.int(knobs::KnobId::NrOpen).unwrap_or(1 << 20),
+        mem_total: obs.int(knobs::KnobId::MemoryTotal).unwrap_or(0),
+        inherited: host
+            .process(Some(1))
+            .nofile()
+            .ok()
+            .map(|n| (n.soft, n.hard)),
+    };
+    if let Some(spec) = &args.unit {
+        // A path is a unit file on this disk (perhaps not installed yet); a name is looked up
+        // under the root.
+        let text = if spec.contains('/') {
+            Some(
+                std::fs::read_to_string(spec)
+                    .map_err(|e| anyhow::anyhow!("{spec}: {e}; give a unit file or a unit name"))?,
+            )
+        } else {
+            None
+        };
+        return Ok(Some(persist::service::for_unit(
+            &ctx.root, spec, text, figures,
+        )?));
+    }
+    args.user
+        .as_deref()
+        .map(|u| persist::service::for_user(&ctx.root, u, figures))
+        .transpose()
 }
 
 /// Under each fix that cannot work from here, why (what `tune apply` would refuse it for):

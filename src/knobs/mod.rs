@@ -25,7 +25,7 @@ mod value;
 pub use crate::kernel::host::{proc_dir, sysctl_path};
 pub use doc::KnobDoc;
 pub use id::{KnobId, KnobKey};
-pub use read::{observe, sources, Facts, Observation, Reading};
+pub use read::{observe, sources, Described, Facts, Observation, Reading};
 pub use registry::REGISTRY;
 pub use role::Role;
 

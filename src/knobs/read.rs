@@ -200,6 +200,63 @@ impl Observation {
     }
 }
 
+/// A service described rather than running (`check --unit`, `--user`): the limits and
+/// capabilities it would start with, and the memory cgroup limit its unit sets.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub nofile_soft: u64,
+    pub nofile_hard: u64,
+    pub cap_sys_admin: bool,
+    pub cap_sys_resource: bool,
+    /// (cgroup path, hard limit, high) of the cgroup the service would run in.
+    pub memory: Option<(String, Option<u64>, Option<u64>)>,
+}
+
+impl Observation {
+    /// Judges the described service instead of tune: its RLIMIT_NOFILE, its capabilities, and
+    /// (when its unit limits memory) a fresh memory cgroup with that limit and nothing charged,
+    /// in place of tune's own.
+    pub fn as_service(&mut self, d: &Described) {
+        for (id, v) in [
+            (KnobId::NofileSoft, d.nofile_soft),
+            (KnobId::NofileHard, d.nofile_hard),
+        ] {
+            self.readings
+                .insert(id.name(), Reading::Value(Value::Int(v)));
+        }
+        let bit = |on: bool, b: u32| if on { 1u64 << b } else { 0 };
+        self.facts.target_cap_eff =
+            Some(bit(d.cap_sys_admin, CAP_SYS_ADMIN) | bit(d.cap_sys_resource, CAP_SYS_RESOURCE));
+        let Some((path, limit, high)) = d.memory.clone() else {
+            return;
+        };
+        let Some(c) = self.facts.container.as_mut() else {
+            return;
+        };
+        let version = c
+            .memory()
+            .map_or(kernel::cgroup::Version::V2, |m| m.version);
+        let level = kernel::cgroup::MemoryLevel {
+            path,
+            limit,
+            high,
+            usage: Some(0),
+            kernel: None,
+            sock: None,
+            oom_kills: None,
+            limit_hits: None,
+        };
+        let cg = c.cgroups.get_or_insert_with(|| kernel::cgroup::Cgroups {
+            memory: None,
+            pids: Vec::new(),
+        });
+        cg.memory = Some(kernel::cgroup::MemoryCgroup {
+            version,
+            levels: vec![level],
+        });
+    }
+}
+
 /// Reads every knob in the registry and the facts, for the process `pid` (default: tune's own).
 pub fn observe(root: &Root, pid: Option<u32>) -> Observation {
     let host = Host::new(root);

@@ -399,6 +399,90 @@ pub fn warnings(files: &[ConfFile], ours: &str, show: &dyn Fn(&str) -> String) -
     out
 }
 
+/// Whom a session is for, as pam_limits matches domains: the user, its uid and its groups
+/// (name and gid; the primary group included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u64,
+    pub groups: Vec<(String, u64)>,
+}
+
+impl Domain {
+    /// Does a line for this domain reach a session of `a`? Group and `*` lines never reach root
+    /// (Debian's rule, above); `:N` is uid N exactly, `N:` N and above.
+    fn reaches(&self, a: &Account) -> bool {
+        let in_range = |r: &str, id: u64| {
+            let r = r.trim_start_matches('@');
+            let (lo, hi) = r.split_once(':').unwrap_or((r, r));
+            let n = |s: &str| s.parse::<u64>().ok();
+            match (lo.is_empty(), hi.is_empty()) {
+                (true, _) => n(hi) == Some(id),
+                (false, true) => n(lo).is_some_and(|l| id >= l),
+                (false, false) => n(lo).is_some_and(|l| id >= l) && n(hi).is_some_and(|h| id <= h),
+            }
+        };
+        let root = a.uid == 0;
+        match self {
+            Domain::User(u) => *u == a.name,
+            Domain::UidRange(r) => in_range(r, a.uid),
+            Domain::Group(g) => !root && a.groups.iter().any(|(name, _)| name == g),
+            Domain::GidRange(r) => !root && a.groups.iter().any(|(_, gid)| in_range(r, *gid)),
+            Domain::Wildcard => !root,
+        }
+    }
+}
+
+/// A nofile value pam_limits sets, and the line that set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetBy {
+    pub value: Nofile,
+    /// Relative to the root.
+    pub file: String,
+    pub line: usize,
+}
+
+/// What pam_limits gives a new session of one account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionNofile {
+    /// Soft and hard; `None`: no line reaches the session, which keeps what it inherited.
+    pub soft: Option<SetBy>,
+    pub hard: Option<SetBy>,
+    /// A `<domain> -` line that reaches it: pam_limits then sets no limits at all.
+    pub off: Option<SetBy>,
+}
+
+/// The nofile limits pam_limits sets for a session of `who`, replaying `files` (in reading
+/// order) with its rank rule.
+pub fn for_account(files: &[ConfFile], who: &Account) -> SessionNofile {
+    let parsed: Vec<(ConfFile, Parsed)> =
+        files.iter().map(|f| (f.clone(), parse(&f.text))).collect();
+    for (f, p) in &parsed {
+        if let Some((line, _)) = p.no_limits.iter().find(|(_, d)| d.reaches(who)) {
+            return SessionNofile {
+                off: Some(SetBy {
+                    value: Nofile::Unlimited,
+                    file: f.rel.clone(),
+                    line: *line,
+                }),
+                ..Default::default()
+            };
+        }
+    }
+    let [soft, hard] = effective(&parsed, &|d| d.reaches(who), &|_| false).map(|s| {
+        s.map(|s| SetBy {
+            value: s.value,
+            file: s.file.to_string(),
+            line: s.line,
+        })
+    });
+    SessionNofile {
+        soft,
+        hard,
+        off: None,
+    }
+}
+
 /// limits.conf and the limits.d files pam_limits reads, in its order, through the root. `extra`
 /// (the file tune is about to write, with its would-be text) replaces or joins the listing.
 pub fn gather(root: &Root, extra: Option<&ConfFile>) -> anyhow::Result<Vec<ConfFile>> {
@@ -459,6 +543,50 @@ mod tests {
 
     fn warn(files: &[ConfFile]) -> Vec<String> {
         warnings(files, OURS, &|r| format!("/{r}"))
+    }
+
+    #[test]
+    fn a_session_gets_the_most_specific_line_that_reaches_its_account() {
+        let files = [
+            f(
+                "etc/security/limits.conf",
+                "*  soft nofile 4096\n@web hard nofile 200000\n",
+            ),
+            f(
+                "etc/security/limits.d/50-www.conf",
+                "www-data soft nofile 100000\n* soft nofile 8192\n",
+            ),
+        ];
+        let www = Account {
+            name: "www-data".into(),
+            uid: 33,
+            groups: vec![("www-data".into(), 33), ("web".into(), 1001)],
+        };
+        let s = for_account(&files, &www);
+        let soft = s.soft.unwrap();
+        assert_eq!(
+            (soft.value, soft.file.as_str(), soft.line),
+            (
+                Nofile::Value(100_000),
+                "etc/security/limits.d/50-www.conf",
+                1
+            ),
+            "a user line outranks a later `*` line"
+        );
+        assert_eq!(s.hard.unwrap().value, Nofile::Value(200_000));
+        let root = Account {
+            name: "root".into(),
+            uid: 0,
+            groups: vec![("root".into(), 0), ("web".into(), 1001)],
+        };
+        let r = for_account(&files, &root);
+        assert_eq!(
+            (r.soft, r.hard),
+            (None, None),
+            "group and `*` lines skip root"
+        );
+        let off = for_account(&[f("etc/security/limits.conf", "@web -\n")], &www);
+        assert_eq!(off.off.unwrap().line, 1);
     }
 
     #[test]

@@ -11,6 +11,8 @@
 
 pub mod boot;
 pub mod limits;
+pub mod service;
+pub mod unit;
 
 use crate::knobs::{Knob, Persist, Value};
 use crate::root::Root;

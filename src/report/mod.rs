@@ -176,6 +176,9 @@ pub struct CheckReport {
     pub measured_cost: Option<capacity::MeasuredCost>,
     /// Whose credentials the host-wide limits were judged for, when not tune's own.
     pub credentials: Option<String>,
+    /// `--unit`/`--user`: the service judged instead of tune (whose credentials, its
+    /// RLIMIT_NOFILE and memory limit, each with the file and line that set it).
+    pub service: Option<Vec<String>>,
     /// `check --tls`: what TLS adds per connection (null cost: no figure); null: plain.
     pub tls: Option<TlsTerm>,
     /// Whether the kernel offers kTLS (the `tls` module), and how that was found.
@@ -241,6 +244,8 @@ pub struct Options {
     pub tls: Option<TlsTerm>,
     /// Whether the kernel offers kTLS, read by `cmd/` through `kernel::Host`.
     pub ktls: Option<crate::kernel::Ktls>,
+    /// `--unit`/`--user`: the lines describing the service judged instead of tune.
+    pub service: Option<Vec<String>>,
 }
 
 impl Options {
@@ -289,7 +294,8 @@ pub fn evaluate(obs: &Observation, profile: &Profile, opts: &Options) -> CheckRe
         verdict: None,
         container: facts.container.clone(),
         measured_cost: opts.measured.clone(),
-        credentials: facts.tune_alone_exempt().then(|| {
+        service: opts.service.clone(),
+        credentials: (opts.service.is_none() && facts.tune_alone_exempt()).then(|| {
             format!(
                 "{} is judged for a service without CAP_SYS_ADMIN; tune itself, running with it, would be exempt ({} judges a running service by its own capabilities)",
                 crate::knobs::KnobId::FileMax,

@@ -32,6 +32,9 @@ pub fn render(r: &CheckReport, v: &Verdict, width: Option<usize>, color: bool) -
         ));
     }
     out.extend(wrap(&head, w, "", "  "));
+    for line in r.service.iter().flatten() {
+        out.extend(wrap(line, w, "  ", "    "));
+    }
     out.extend(capacity_lines(v, w));
     // What the figure assumes, under the arithmetic it qualifies.
     let file_max = crate::knobs::KnobId::FileMax.name();
