@@ -128,19 +128,24 @@ pub fn for_user(root: &Root, who: &str, host: HostFigures) -> anyhow::Result<Ser
     let s = limits::for_account(&files, &acct);
     let show = |f: &str, l: usize| format!("{}:{l}", root.path(f).display());
     let (inh_soft, inh_hard) = host.inherited.unwrap_or(unit::SYSTEMD_DEFAULT_NOFILE);
+    let inherited = if host.inherited.is_some() {
+        "inherited from PID 1"
+    } else {
+        "PID 1's limits unreadable: systemd's default assumed"
+    };
     let (soft, hard, from) = match &s.off {
         Some(off) => (
             inh_soft,
             inh_hard,
             format!(
-                "{} turns pam_limits off for it: inherited {inh_soft}:{inh_hard} (PID 1's)",
+                "{} turns pam_limits off for it: {inh_soft}:{inh_hard}, {inherited}",
                 show(&off.file, off.line)
             ),
         ),
         None => {
             let side = |x: &Option<limits::SetBy>, inh: u64| match x {
                 Some(b) => (value(b.value, host.nr_open), show(&b.file, b.line)),
-                None => (inh, "inherited from PID 1".to_string()),
+                None => (inh, inherited.to_string()),
             };
             let (soft, sf) = side(&s.soft, inh_soft);
             let (hard, hf) = side(&s.hard, inh_hard);

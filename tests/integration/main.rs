@@ -27,6 +27,7 @@ mod check_fix_order;
 mod check_guards;
 mod check_other_kernel;
 mod check_prometheus;
+mod check_service;
 mod check_storm;
 mod check_terminal;
 mod check_tls;
