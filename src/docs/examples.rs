@@ -28,6 +28,8 @@ static PAGES: &[(&str, &[Example])] = &[
             ex("tune check --profile 1m --format json", "The same for the shipped 1m profile, as JSON for scripts."),
             ex("tune check --target 20000 --role loopback --pid 1234", "Judge process 1234's RLIMIT_NOFILE for 20,000 loopback pairs."),
             ex("tune check --profile 10k --format junit --strict", "A JUnit report for CI, in which warnings fail too."),
+            ex("tune check --target 100000 --unit ./myserver.service", "Judge a service before it runs, as systemd would start it: its User=, LimitNOFILE= (drop-ins included) and MemoryMax=."),
+            ex("tune check --target 100000 --user nobody", "Judge a login session of user nobody: its pam_limits nofile, and fs.file-max, which binds a user without CAP_SYS_ADMIN."),
     ]),
     ("tune-apply.1", &[
             ex("tune apply --profile 100k --dry-run", "Print the plan for the 100k profile and change nothing."),

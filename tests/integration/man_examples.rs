@@ -20,6 +20,10 @@ const NOT_RUN: &[(&str, &str)] = &[
     ),
     ("tune rollback", "changes the host"),
     (
+        "tune check --target 100000 --unit ./myserver.service",
+        "needs a unit file; check_service runs --unit on fixture units under a fake root",
+    ),
+    (
         "tune serve --listen 0.0.0.0:8080 --workers 2",
         "a server that runs until stopped",
     ),
