@@ -29,30 +29,15 @@ fn service_root(file_max: u64) -> tempfile::TempDir {
     root
 }
 
-/// `tune --root ROOT check ARGS --format json`, exit 0 or 1, parsed.
+/// `tune --root ROOT check ARGS --format json`, exit 0 or 1, parsed and validated.
 fn json(root: &Path, args: &[&str]) -> Json {
-    let out = tune()
-        .arg("--root")
-        .arg(root)
-        .arg("check")
-        .args(args)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    let e = String::from_utf8_lossy(&out.stderr);
-    assert!(matches!(out.status.code(), Some(0 | 1)), "{e}");
-    serde_json::from_slice(&out.stdout).unwrap()
+    let (j, code) = crate::check_tls::json(root, args);
+    assert!(matches!(code, 0 | 1), "{j:#}");
+    j
 }
 
 fn knob(j: &Json, name: &str) -> u64 {
-    j["knobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["knob"] == name)
-        .unwrap_or_else(|| panic!("no {name} in {j:#}"))["current"]
-        .as_u64()
-        .unwrap()
+    crate::check_cli::knob(j, name)["current"].as_u64().unwrap()
 }
 
 /// The first screen's verdict paragraph at 80 columns, its wrapping undone.

@@ -26,8 +26,8 @@ fn root(ktls: bool) -> tempfile::TempDir {
     dir
 }
 
-/// check's JSON and exit code under `root`.
-fn json(root: &Path, args: &[&str]) -> (Json, i32) {
+/// check's JSON (validated against docs/check-schema.json) and exit code under `root`.
+pub(crate) fn json(root: &Path, args: &[&str]) -> (Json, i32) {
     let out = tune()
         .arg("--root")
         .arg(root)
