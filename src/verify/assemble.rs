@@ -134,6 +134,7 @@ fn evidence(plan: &VerifyPlan, r: &Records, reached: u64) -> Evidence {
         memory: r.connected.memory_stop,
         cgroups_before: before.cgroups.clone(),
         cgroups_peak: peak.cgroups.clone(),
+        netns_shared: plan.netns_shared,
     }
 }
 
@@ -529,6 +530,7 @@ mod tests {
             },
             memory_floor: None,
             storm: None,
+            netns_shared: false,
         }
     }
 

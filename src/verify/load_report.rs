@@ -146,6 +146,8 @@ pub struct LoadRecords {
     pub close_mode: CloseMode,
     /// The watched server, when `--server-pid` or `--server-cgroup` named one.
     pub server: Option<ServerRecords>,
+    /// The run shares the initial network namespace: its netstat counters are host-wide.
+    pub netns_shared: bool,
 }
 
 /// The diagnosis of a load run: a dead process explains the shortfall before anything its
@@ -171,6 +173,7 @@ fn diagnosis(r: &LoadRecords, interrupted: bool) -> (Option<Diagnosis>, BTreeMap
         netstat: r.netstat.clone(),
         port_range: r.port_range,
         ipv6: r.ipv6,
+        netns_shared: r.netns_shared,
         ..Evidence::default()
     };
     let died = &r.torn_down.clients_died;
@@ -465,6 +468,7 @@ mod tests {
             },
             port_range: None,
             server: None,
+            netns_shared: false,
         }
     }
 
