@@ -450,9 +450,11 @@ fn more_sources(need: u64, ipv6: bool) -> Vec<String> {
     )]
 }
 
-/// 7. Socket memory: the clients' own ENOMEM/ENOBUFS, or the kernel's memory counters when
-/// they agree with what the clients saw (an abort on memory resets the connection), or when
-/// the clients named nothing else.
+/// 7. Socket memory.
+///
+/// The clients' own ENOMEM/ENOBUFS, or the kernel's memory counters when they agree with what
+/// the clients saw (an abort on memory resets the connection), or when the clients named
+/// nothing else.
 fn socket_memory(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     let mem_errs = client.count(ErrorClass::Enomem) + client.count(ErrorClass::Enobufs);
     let counted = nc(e, "TCPAbortOnMemory") > 0 || nc(e, "TCPMemoryPressures") > 0;
@@ -513,10 +515,11 @@ fn counters_agree(e: &Evidence, client: &ClientSide, explained: u64) -> bool {
         || (named == 0 && client.in_flight > 0)
 }
 
-/// 8. Accept queues overflowing. An overflowing accept queue drops SYNs (or the handshake's
-/// last ACK): the clients' connects time out or keep waiting. Only then do the overflow
-/// counters explain the run: refusals mean nothing listened, and a TLS or websocket handshake
-/// that timed out had its connect answered.
+/// 8. Accept queues overflowing.
+///
+/// An overflowing accept queue drops SYNs (or the handshake's last ACK): the clients' connects
+/// time out or keep waiting. Only then do the overflow counters explain the run: refusals mean
+/// nothing listened, and a TLS or websocket handshake that timed out had its connect answered.
 fn listen_backlog(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     let refused = client.count(ErrorClass::Econnrefused);
     let timeouts = client.count(ErrorClass::ConnectTimeout) + client.count(ErrorClass::Etimedout);
