@@ -245,8 +245,16 @@ pub fn assemble_load(mut r: LoadRecords) -> LoadReport {
             })
             .collect(),
         closed_by_server: r.after_hold.server_closed,
-        messages_sent: r.after_hold.messages_sent,
-        messages_received: r.after_hold.messages_received,
+        // Counted once the clients closed: the echo of a message sent just before the hold
+        // ended may still have been on its way at the hold's last look.
+        messages_sent: r
+            .torn_down
+            .messages
+            .map_or(r.after_hold.messages_sent, |m| m.0),
+        messages_received: r
+            .torn_down
+            .messages
+            .map_or(r.after_hold.messages_received, |m| m.1),
         handshake_latency: hist.and_then(|h| Latency::of(&h.handshake_us)),
         echo_latency: hist.and_then(|h| Latency::of(&h.echo_us)),
         errors,
@@ -504,5 +512,23 @@ mod tests {
             "{}",
             r.summary_line()
         );
+    }
+
+    #[test]
+    fn messages_are_counted_once_the_clients_closed() {
+        // serve_tls under a second copy of the suite: 30 sent, the last echo still on its way
+        // at the hold's last look (29), and counted by the close (the histogram had 30).
+        let mut rec = records(100, vec![]);
+        rec.after_hold.messages_sent = 30;
+        rec.after_hold.messages_received = 29;
+        rec.torn_down.messages = Some((30, 30));
+        let r = assemble_load(rec);
+        assert_eq!((r.messages_sent, r.messages_received), (30, 30));
+        // Without a close of the clients here, the hold's look is all there is.
+        let mut rec = records(100, vec![]);
+        rec.after_hold.messages_sent = 30;
+        rec.after_hold.messages_received = 29;
+        let r = assemble_load(rec);
+        assert_eq!((r.messages_sent, r.messages_received), (30, 29));
     }
 }
