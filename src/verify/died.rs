@@ -52,12 +52,14 @@ type Look = (Instant, u64, u64);
 /// Follows (open, dropped so far) over time and keeps the first collapse. Whether one happened
 /// is decided over the window; what it was (the count before, the drops) is told from the last
 /// look before the drops began to rise, which a loaded machine's late looks may have pushed out
-/// of the window, and it grows with the drops while they go on rising.
+/// of the window, and it grows with the drops while they go on rising. When connections still
+/// opened while a few dropped (a ramp), the look with the most open since then is the "before".
 #[derive(Debug, Clone, Default)]
 pub struct CollapseWatch {
     recent: VecDeque<Look>,
     peak: u64,
-    /// The last look whose drops had not risen since the look before it.
+    /// The look with the most open since the last look whose drops had not risen since the
+    /// look before it (that one included).
     calm: Option<Look>,
     last: Option<Look>,
     /// The collapse found, and every look since, dropped more than the look before.
@@ -77,6 +79,8 @@ impl CollapseWatch {
         if !rising {
             self.calm = Some((now, open, dropped));
             self.growing = false;
+        } else if self.found.is_none() && self.calm.is_some_and(|(_, o, _)| open > o) {
+            self.calm = Some((now, open, dropped));
         }
         self.last = Some((now, open, dropped));
         // Older than the window is dropped, but the last look is kept up to MAX_LOOK_GAP.
@@ -320,6 +324,28 @@ mod tests {
         w.feed(t + Duration::from_millis(850), 0, 300);
         w.feed(t + Duration::from_millis(950), 5, 310);
         assert_eq!(w.found.unwrap().dropped, 300);
+    }
+
+    #[test]
+    fn a_ramp_that_drops_a_few_as_it_climbs_is_told_from_its_top() {
+        // A server that loses a connection at every look while the ramp still climbs, then
+        // dies: "before" is the top of the climb, not the last look without a drop.
+        let t = Instant::now();
+        let mut w = CollapseWatch::default();
+        let seen = [
+            (0, 1_000, 0),
+            (100, 2_000, 1),
+            (200, 3_000, 2),
+            (300, 4_000, 3),
+            (400, 100, 3_903),
+            (500, 0, 4_003),
+        ];
+        for (ms, open, dropped) in seen {
+            w.feed(t + Duration::from_millis(ms), open, dropped);
+        }
+        let c = w.found.unwrap();
+        assert_eq!((c.open_before, c.dropped), (4_000, 4_000), "{c:?}");
+        assert!((c.within_seconds - 0.2).abs() < 0.01, "{c:?}");
     }
 
     #[test]
