@@ -197,6 +197,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         ipv6: target_ipv6,
         close_mode: o.close_mode,
         server,
+        netns_shared: !crate::probe::netns::detect_child_netns(root),
     };
     let storm_report = stormed.zip(storm).map(|(s, sp)| {
         let facts = crate::verify::storm::facts(&obs, None, None, &sp.policy);

@@ -51,6 +51,7 @@ fn plan(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<VerifyPlan> {
         load,
         memory_floor: args.memory_floor.map(|b| b.0),
         storm: storm_plan(args)?,
+        netns_shared: !crate::probe::netns::detect_child_netns(&ctx.root),
     };
     // Resolved once against a probe address, so that bad load flags (and unbindable sources)
     // fail before any server worker starts.

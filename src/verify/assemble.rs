@@ -16,11 +16,12 @@ use super::measure::{self, Mem, Rss};
 use super::plan::VerifyPlan;
 use super::prepare::Prepared;
 use super::report::{
-    self, Comparison, KernelMemory, Latency, MemoryWatchdog, Prediction, Report, Teardown,
-    UserMemory,
+    self, CgroupKernel, Comparison, KernelMemory, Latency, MemoryWatchdog, Prediction, Report,
+    Teardown, UserMemory,
 };
 use super::sample::{AfterHold, Peak};
 use super::teardown::TornDown;
+use crate::kernel::cgroup::{Cgroups, Version};
 use crate::kernel::slabinfo::SlabCache;
 use crate::outcome::Outcome;
 use crate::units;
@@ -134,6 +135,7 @@ fn evidence(plan: &VerifyPlan, r: &Records, reached: u64) -> Evidence {
         memory: r.connected.memory_stop,
         cgroups_before: before.cgroups.clone(),
         cgroups_peak: peak.cgroups.clone(),
+        netns_shared: plan.netns_shared,
     }
 }
 
@@ -225,7 +227,32 @@ fn kernel_memory(
         },
         tcp_sockets_allocated_delta: None,
         tcp_sockets_expected: 0,
+        cgroup: None,
+        source: "host_slab",
+        bytes_per_connection: per(slab_delta, n),
     }
+}
+
+/// The kernel part of the run's own memory cgroup's charge from the baseline to the peak:
+/// `None` in the root cgroup (every process of the host is charged there), without a memory
+/// controller, or when either sample lacks the kernel counter.
+fn cgroup_kernel(before: Option<&Cgroups>, peak: Option<&Cgroups>, n: u64) -> Option<CgroupKernel> {
+    let (a, b) = (before?.memory.as_ref()?, peak?.memory.as_ref()?);
+    let (la, lb) = (a.leaf(), b.leaf());
+    if la.path != lb.path || lb.path == "/" {
+        return None;
+    }
+    let delta = lb.kernel_charged(b.version)? as i64 - la.kernel_charged(a.version)? as i64;
+    Some(CgroupKernel {
+        path: lb.path.clone(),
+        version: b.version.as_str(),
+        counter: match b.version {
+            Version::V1 => "memory.kmem.usage_in_bytes",
+            Version::V2 => "memory.stat slab + sock",
+        },
+        delta_bytes: delta,
+        bytes_per_connection: per(delta, n),
+    })
 }
 
 /// Kernel memory from the baseline to the peak, and a note when other processes' sockets
@@ -233,6 +260,11 @@ fn kernel_memory(
 fn kernel(plan: &VerifyPlan, r: &Records, reached: u64) -> (KernelMemory, Option<String>) {
     let (b, p) = (&r.prepared.host, &r.peak.host);
     let mut k = kernel_memory(&b.mem, &p.mem, &b.slab, &p.slab, reached);
+    k.cgroup = cgroup_kernel(b.cgroups.as_ref(), p.cgroups.as_ref(), reached);
+    if let Some(c) = &k.cgroup {
+        k.source = "memory_cgroup";
+        k.bytes_per_connection = c.bytes_per_connection;
+    }
     // Slab and MemFree are host-wide: other processes opening or closing sockets meanwhile
     // move them too. The host's allocated TCP sockets tell how much.
     let sockets_per_connection = if plan.external { 1 } else { 2 };
@@ -271,20 +303,21 @@ fn comparisons(
     cmp.push(Comparison {
         what: "kernel memory per connection".into(),
         predicted: bytes(pred.kernel_bytes_per_connection),
-        measured: kernel.slab_bytes_per_connection.map_or("n/a".into(), |x| {
+        measured: kernel.bytes_per_connection.map_or("n/a".into(), |x| {
             let proc_inodes = kernel
                 .slab_breakdown
                 .iter()
                 .find(|g| g.cache == report::PROC_INODE_CACHE)
                 .map_or(0.0, |g| g.bytes_per_connection);
+            let from = kernel.source_words();
             if proc_inodes >= 100.0 {
                 format!(
-                    "{} (Slab), {} of it /proc inodes (see proc_inode_cache above)",
+                    "{} ({from}), of which /proc inodes {} (host-wide Slab: see proc_inode_cache above)",
                     bytes(x.max(0.0) as u64),
                     bytes(proc_inodes as u64)
                 )
             } else {
-                format!("{} (Slab)", bytes(x.max(0.0) as u64))
+                format!("{} ({from})", bytes(x.max(0.0) as u64))
             }
         }),
     });
@@ -486,7 +519,7 @@ fn tls_cost(r: &Records, server: &UserMemory, kernel: &KernelMemory) -> TlsCost 
         handshake_cpu_us_client: client
             .and_then(|l| per_handshake_us(l.tls_handshakes, l.tls_handshake_cpu_ns)),
         idle_bytes_per_connection_user: server.growth_bytes_per_connection,
-        idle_bytes_per_connection_kernel: kernel.slab_bytes_per_connection,
+        idle_bytes_per_connection_kernel: kernel.bytes_per_connection,
     }
 }
 
@@ -529,6 +562,7 @@ mod tests {
             },
             memory_floor: None,
             storm: None,
+            netns_shared: false,
         }
     }
 
@@ -655,5 +689,76 @@ mod tests {
         assert_eq!(r.diagnosis, None);
         assert!(r.notes.iter().any(|n| n.contains("interrupted")));
         assert_eq!(r.echoes_expected, None);
+    }
+
+    /// tune's own memory cgroup as `container::own_cgroups` reads it: the leaf at `path`, its
+    /// kernel counters `kernel` and `sock`.
+    fn own(version: Version, path: &str, kernel: u64, sock: u64) -> Cgroups {
+        use crate::kernel::cgroup::{MemoryCgroup, MemoryLevel};
+        Cgroups {
+            memory: Some(MemoryCgroup {
+                version,
+                levels: vec![MemoryLevel {
+                    path: path.into(),
+                    limit: None,
+                    high: None,
+                    usage: Some(kernel + sock),
+                    kernel: Some(kernel),
+                    sock: Some(sock),
+                    oom_kills: Some(0),
+                    limit_hits: Some(0),
+                }],
+            }),
+            pids: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn kernel_memory_comes_from_the_runs_own_cgroup_and_host_wide_slab_is_the_fallback() {
+        // This machine: tune runs in a child v1 memory cgroup; 20,000 loopback connections
+        // grew its kmem by 96 MB while other processes moved the host's Slab by 400 MB.
+        let path = "/process_api/1679da8a660f584d0458ff815a29567c";
+        let c = cgroup_kernel(
+            Some(&own(Version::V1, path, 12_000_000, 0)),
+            Some(&own(Version::V1, path, 108_000_000, 0)),
+            20_000,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.path.as_str(), c.version, c.counter, c.delta_bytes),
+            (path, "v1", "memory.kmem.usage_in_bytes", 96_000_000)
+        );
+        assert_eq!(c.bytes_per_connection, Some(4_800.0));
+        // v2 counts slab and sock of memory.stat.
+        let c = cgroup_kernel(
+            Some(&own(Version::V2, "/a", 1_000, 0)),
+            Some(&own(Version::V2, "/a", 3_001_000, 1_000_000)),
+            1_000,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.counter, c.delta_bytes),
+            ("memory.stat slab + sock", 4_000_000)
+        );
+        // The root cgroup is every process's: no figure of the run's own there.
+        let root = own(Version::V2, "/", 0, 0);
+        assert_eq!(cgroup_kernel(Some(&root), Some(&root), 1_000), None);
+        assert_eq!(cgroup_kernel(None, Some(&root), 1_000), None);
+        // In the report: the cgroup's figure leads and says where it is from; host-wide Slab
+        // stays beside it, labelled.
+        let mut k = kernel_memory(&host(0).mem, &host(400_000_000).mem, &None, &None, 20_000);
+        assert_eq!(
+            (k.source, k.bytes_per_connection),
+            ("host_slab", Some(20_000.0))
+        );
+        k.cgroup = cgroup_kernel(
+            Some(&own(Version::V1, path, 12_000_000, 0)),
+            Some(&own(Version::V1, path, 108_000_000, 0)),
+            20_000,
+        );
+        assert_eq!(
+            k.source_words(),
+            format!("memory cgroup {path} (v1 memory.kmem.usage_in_bytes)")
+        );
     }
 }

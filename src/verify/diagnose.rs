@@ -90,6 +90,10 @@ pub struct Evidence {
     /// tune's cgroups at the baseline and at the peak (OOM kills, refused forks, the limit).
     pub cgroups_before: Option<crate::kernel::cgroup::Cgroups>,
     pub cgroups_peak: Option<crate::kernel::cgroup::Cgroups>,
+    /// The run is in the initial network namespace, which every other process of the host
+    /// shares: its netstat counters move with every listener and socket there, not only the
+    /// run's (false in a namespace of the run's own).
+    pub netns_shared: bool,
 }
 
 /// The limit that stopped the run.
@@ -447,10 +451,16 @@ fn more_sources(need: u64, ipv6: bool) -> Vec<String> {
 }
 
 /// 7. Socket memory.
+///
+/// The clients' own ENOMEM/ENOBUFS, or the kernel's memory counters when they agree with what
+/// the clients saw (an abort on memory resets the connection), or when the clients named
+/// nothing else.
 fn socket_memory(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
-    // 7. Socket memory.
     let mem_errs = client.count(ErrorClass::Enomem) + client.count(ErrorClass::Enobufs);
-    if mem_errs > 0 || nc(e, "TCPAbortOnMemory") > 0 || nc(e, "TCPMemoryPressures") > 0 {
+    let counted = nc(e, "TCPAbortOnMemory") > 0 || nc(e, "TCPMemoryPressures") > 0;
+    let named: u64 = client.errors.values().sum();
+    let resets = client.count(ErrorClass::Econnreset);
+    if mem_errs > 0 || (counted && (named == 0 || counters_agree(e, client, resets))) {
         let mut x = d(
             "tcp_mem",
             Some(KnobId::TcpMem),
@@ -461,10 +471,11 @@ fn socket_memory(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
                     .map_or("unknown".into(), |t| format!("{} {} {}", t[0], t[1], t[2]))
             ),
             format!(
-                "ENOMEM/ENOBUFS {}, TCPAbortOnMemory +{}, TCPMemoryPressures +{}",
+                "ENOMEM/ENOBUFS {}, TCPAbortOnMemory +{}, TCPMemoryPressures +{} ({})",
                 group(mem_errs),
                 group(nc(e, "TCPAbortOnMemory")),
-                group(nc(e, "TCPMemoryPressures"))
+                group(nc(e, "TCPMemoryPressures")),
+                counters_scope(e)
             ),
         );
         if let Some(t) = e.tcp_mem {
@@ -480,19 +491,44 @@ fn socket_memory(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
     None
 }
 
+/// Where the netstat counters come from, for the evidence: host-wide in the initial network
+/// namespace, the run's own in a namespace of its own.
+fn counters_scope(e: &Evidence) -> &'static str {
+    if e.netns_shared {
+        "host-wide counters: this run shares the host's network namespace, where every other listener moves them too"
+    } else {
+        "counters of this run's network namespace"
+    }
+}
+
+/// Whether counters the run does not own agree with what its own clients saw. `explained` are
+/// the client errors the counters would cause. They may be blamed when nothing else was named
+/// (no client side, or no named error and connects still waiting), or when those errors are at
+/// least as many as every other named error together. Otherwise the clients' own errors lead:
+/// a TLS handshake timeout, a reset or a refusal is this run's evidence; a counter in a shared
+/// namespace may be another process's.
+fn counters_agree(e: &Evidence, client: &ClientSide, explained: u64) -> bool {
+    let named: u64 = client.errors.values().sum();
+    let others = named.saturating_sub(explained);
+    e.client.is_none()
+        || (explained > 0 && explained >= others)
+        || (named == 0 && client.in_flight > 0)
+}
+
 /// 8. Accept queues overflowing.
+///
+/// An overflowing accept queue drops SYNs (or the handshake's last ACK): the clients' connects
+/// time out or keep waiting. Only then do the overflow counters explain the run: refusals mean
+/// nothing listened, and a TLS or websocket handshake that timed out had its connect answered.
 fn listen_backlog(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
-    // 8. Accept queues overflowing.
     let refused = client.count(ErrorClass::Econnrefused);
     let timeouts = client.count(ErrorClass::ConnectTimeout) + client.count(ErrorClass::Etimedout);
-    // An overflowing accept queue drops SYNs: clients time out. Refusals (RST) mean nothing
-    // listened, whatever the host-wide counters did meanwhile (other servers move them too).
     let overflowed =
         nc(e, "ListenOverflows") > 0 || nc(e, "ListenDrops") > 0 || nc(e, "TCPReqQFullDrop") > 0;
     // Dropped handshakes are retransmitted for a minute before a connect times out: a run that
     // stalled with connections still waiting on them is as telling as the timeouts.
     let waiting = client.in_flight;
-    if overflowed && (timeouts > 0 || waiting > 0 || e.client.is_none()) && timeouts >= refused {
+    if overflowed && counters_agree(e, client, timeouts) {
         let mut x = d(
             "listen_backlog",
             Some(KnobId::Somaxconn),
@@ -512,10 +548,11 @@ fn listen_backlog(e: &Evidence, client: &ClientSide) -> Option<Diagnosis> {
                 ),
             },
             format!(
-                "ListenOverflows +{}, ListenDrops +{}, TCPReqQFullDrop +{}; client timeouts {}, refusals {}, still waiting for the server {}",
+                "ListenOverflows +{}, ListenDrops +{}, TCPReqQFullDrop +{} ({}); client timeouts {}, refusals {}, still waiting for the server {}",
                 group(nc(e, "ListenOverflows")),
                 group(nc(e, "ListenDrops")),
                 group(nc(e, "TCPReqQFullDrop")),
+                counters_scope(e),
                 group(timeouts),
                 group(refused),
                 group(waiting)
@@ -1212,6 +1249,83 @@ mod tests {
             x.evidence.contains("still waiting for the server 900"),
             "{x:?}"
         );
+    }
+
+    /// Issue 24's pair run, round 5 (/work/ci/round5-a.log, Linux 6.18): `tune load --conns 3`
+    /// against a listener that never answers the ClientHello, in the host's network namespace
+    /// while a second copy of the suite ran. Its 3 clients saw 3 TLS handshake timeouts and
+    /// had 3 attempts still waiting; the other copy's listeners had moved the host-wide
+    /// ListenOverflows and ListenDrops by 1,317 each.
+    fn round_5() -> Evidence {
+        let mut c = client(&[(ErrorClass::TlsHandshakeTimeout, 3)]);
+        c.in_flight = 3;
+        let mut e = Evidence {
+            target: 3,
+            established: 0,
+            client: Some(c),
+            netns_shared: true,
+            ..base()
+        };
+        e.netstat.insert("ListenOverflows".into(), 1_317);
+        e.netstat.insert("ListenDrops".into(), 1_317);
+        e
+    }
+
+    #[test]
+    fn the_clients_own_tls_timeouts_lead_over_host_wide_overflows() {
+        let x = diagnose(&round_5()).unwrap();
+        assert_eq!(x.limit, "tls", "{x:?}");
+        assert!(x.value.contains("did not finish"), "{x:?}");
+        assert!(x.evidence.contains("tls_handshake_timeout 3"), "{x:?}");
+        // Resets and refusals lead the same way.
+        for own in [ErrorClass::Econnreset, ErrorClass::Econnrefused] {
+            let mut e = round_5();
+            e.client = Some(client(&[(own, 3), (ErrorClass::ConnectTimeout, 1)]));
+            assert_ne!(diagnose(&e).unwrap().limit, "listen_backlog", "{own:?}");
+        }
+    }
+
+    #[test]
+    fn host_wide_overflows_are_blamed_when_the_clients_saw_syn_timeouts_and_say_so() {
+        // The same counters with what an overflowing queue does to clients: connects that
+        // time out, more of them than anything else.
+        let mut e = round_5();
+        e.client = Some(client(&[
+            (ErrorClass::ConnectTimeout, 3),
+            (ErrorClass::TlsHandshakeTimeout, 1),
+        ]));
+        let x = diagnose(&e).unwrap();
+        assert_eq!(x.limit, "listen_backlog");
+        assert!(
+            x.evidence.contains("ListenOverflows +1,317")
+                && x.evidence.contains("host-wide counters")
+                && x.evidence.contains("shares the host's network namespace"),
+            "{}",
+            x.evidence
+        );
+        // In a namespace of the run's own, the counters are its own and said to be.
+        e.netns_shared = false;
+        let x = diagnose(&e).unwrap();
+        assert!(
+            x.evidence
+                .contains("counters of this run's network namespace"),
+            "{}",
+            x.evidence
+        );
+        assert!(!x.evidence.contains("host-wide"), "{}", x.evidence);
+    }
+
+    #[test]
+    fn host_wide_memory_counters_do_not_outrank_the_clients_own_errors() {
+        let mut e = round_5();
+        e.netstat.clear();
+        e.netstat.insert("TCPMemoryPressures".into(), 4);
+        assert_eq!(diagnose(&e).unwrap().limit, "tls");
+        // Nothing named by the clients: the counters are all there is.
+        e.client = Some(client(&[]));
+        let x = diagnose(&e).unwrap();
+        assert_eq!(x.limit, "tcp_mem");
+        assert!(x.evidence.contains("host-wide"), "{}", x.evidence);
     }
 
     #[test]

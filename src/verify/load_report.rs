@@ -146,6 +146,8 @@ pub struct LoadRecords {
     pub close_mode: CloseMode,
     /// The watched server, when `--server-pid` or `--server-cgroup` named one.
     pub server: Option<ServerRecords>,
+    /// The run shares the initial network namespace: its netstat counters are host-wide.
+    pub netns_shared: bool,
 }
 
 /// The diagnosis of a load run: a dead process explains the shortfall before anything its
@@ -171,6 +173,7 @@ fn diagnosis(r: &LoadRecords, interrupted: bool) -> (Option<Diagnosis>, BTreeMap
         netstat: r.netstat.clone(),
         port_range: r.port_range,
         ipv6: r.ipv6,
+        netns_shared: r.netns_shared,
         ..Evidence::default()
     };
     let died = &r.torn_down.clients_died;
@@ -242,8 +245,16 @@ pub fn assemble_load(mut r: LoadRecords) -> LoadReport {
             })
             .collect(),
         closed_by_server: r.after_hold.server_closed,
-        messages_sent: r.after_hold.messages_sent,
-        messages_received: r.after_hold.messages_received,
+        // Counted once the clients closed: the echo of a message sent just before the hold
+        // ended may still have been on its way at the hold's last look.
+        messages_sent: r
+            .torn_down
+            .messages
+            .map_or(r.after_hold.messages_sent, |m| m.0),
+        messages_received: r
+            .torn_down
+            .messages
+            .map_or(r.after_hold.messages_received, |m| m.1),
         handshake_latency: hist.and_then(|h| Latency::of(&h.handshake_us)),
         echo_latency: hist.and_then(|h| Latency::of(&h.echo_us)),
         errors,
@@ -465,6 +476,7 @@ mod tests {
             },
             port_range: None,
             server: None,
+            netns_shared: false,
         }
     }
 
@@ -500,5 +512,23 @@ mod tests {
             "{}",
             r.summary_line()
         );
+    }
+
+    #[test]
+    fn messages_are_counted_once_the_clients_closed() {
+        // serve_tls under a second copy of the suite: 30 sent, the last echo still on its way
+        // at the hold's last look (29), and counted by the close (the histogram had 30).
+        let mut rec = records(100, vec![]);
+        rec.after_hold.messages_sent = 30;
+        rec.after_hold.messages_received = 29;
+        rec.torn_down.messages = Some((30, 30));
+        let r = assemble_load(rec);
+        assert_eq!((r.messages_sent, r.messages_received), (30, 30));
+        // Without a close of the clients here, the hold's look is all there is.
+        let mut rec = records(100, vec![]);
+        rec.after_hold.messages_sent = 30;
+        rec.after_hold.messages_received = 29;
+        let r = assemble_load(rec);
+        assert_eq!((r.messages_sent, r.messages_received), (30, 29));
     }
 }

@@ -96,6 +96,8 @@ pub struct VerifyPlan {
     pub memory_floor: Option<u64>,
     /// The reconnect storm to make once the target is held (`None`: none).
     pub storm: Option<super::storm::StormPlan>,
+    /// The run shares the initial network namespace: its netstat counters are host-wide.
+    pub netns_shared: bool,
 }
 
 /// The memory floor of a run: the one given, or 5% of MemTotal and at least

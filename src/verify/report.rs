@@ -96,6 +96,38 @@ pub struct KernelMemory {
     /// The sockets this run's connections account for: 2 per connection on loopback (both
     /// ends here), 1 in external mode.
     pub tcp_sockets_expected: u64,
+    /// The kernel memory charged to the run's own memory cgroup, where the run (its server
+    /// workers, and the clients on loopback) is in one below the root: other processes of the
+    /// host do not move it. `None`: the root cgroup or no memory controller.
+    pub cgroup: Option<CgroupKernel>,
+    /// Where `bytes_per_connection` comes from: `memory_cgroup`, or `host_slab` (Slab of
+    /// /proc/meminfo, host-wide: every process's sockets move it) when there is no cgroup.
+    pub source: &'static str,
+    /// Kernel memory per connection: the cgroup's when there is one, else host-wide Slab's.
+    pub bytes_per_connection: Option<f64>,
+}
+
+/// The kernel part of the run's own memory cgroup's charge, from the baseline to the peak.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CgroupKernel {
+    /// The cgroup's path in its hierarchy.
+    pub path: String,
+    /// `v1` or `v2`.
+    pub version: &'static str,
+    /// What was read: v1 `memory.kmem.usage_in_bytes`; v2 `slab` + `sock` of `memory.stat`.
+    pub counter: &'static str,
+    pub delta_bytes: i64,
+    pub bytes_per_connection: Option<f64>,
+}
+
+impl KernelMemory {
+    /// Where the kernel memory per connection comes from, in words.
+    pub fn source_words(&self) -> String {
+        match &self.cgroup {
+            Some(c) => format!("memory cgroup {} ({} {})", c.path, c.version, c.counter),
+            None => "host-wide Slab".into(),
+        }
+    }
 }
 
 /// The memory watchdog (`--memory-floor`) over the connect phase.
@@ -380,10 +412,24 @@ impl Report {
             user(o, "client user memory", c);
         }
         let k = &self.kernel_memory;
+        if let Some(c) = &k.cgroup {
+            let _ = writeln!(
+                o,
+                "{:<22} +{} ({} per connection): {}",
+                "kernel memory",
+                bytes(c.delta_bytes.max(0) as u64),
+                opt_f(c.bytes_per_connection, "B"),
+                k.source_words()
+            );
+        }
         let _ = writeln!(
             o,
-            "{:<22} Slab +{} ({} per connection), MemFree −{} ({} per connection)",
-            "kernel memory",
+            "{:<22} host-wide Slab +{} ({} per connection), MemFree −{} ({} per connection)",
+            if k.cgroup.is_some() {
+                ""
+            } else {
+                "kernel memory"
+            },
             bytes(k.slab_delta_bytes.max(0) as u64),
             opt_f(k.slab_bytes_per_connection, "B"),
             bytes(k.memfree_delta_bytes.max(0) as u64),

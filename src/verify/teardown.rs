@@ -40,6 +40,10 @@ pub struct TornDown {
     pub closed: u64,
     /// The clients' latency histograms.
     pub latency: Option<LoadResults>,
+    /// Messages the clients sent and received over the whole run, read once every client
+    /// closed: an echo still on its way when the hold ended is counted (no message is sent
+    /// after the hold; the close frame follows the last one).
+    pub messages: Option<(u64, u64)>,
     /// Every client process that died over the whole run.
     pub clients_died: Vec<Died>,
     /// Server workers that ran.
@@ -174,7 +178,9 @@ fn close(rig: Rig, root: &Root, counters: bool, progress: &mut Progress) -> Torn
         }
         td.pacing = guard.map(|g| g.pacing);
         td.clients_died = cl.gen.died.clone();
-        td.closed = cl.gen.snapshot().closed;
+        let end = cl.gen.snapshot();
+        td.closed = end.closed;
+        td.messages = Some((end.messages_sent, end.messages_received));
         td.latency = Some(cl.gen.finish(REPORT_GRACE));
         td.close_seconds = Some(t.elapsed().as_secs_f64());
     }

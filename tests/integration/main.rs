@@ -37,6 +37,7 @@ mod fuzz_replay;
 mod generate_completions;
 mod generate_man;
 mod load_cli;
+mod load_diagnosis;
 mod load_storm;
 mod man_examples;
 mod profile_errors;

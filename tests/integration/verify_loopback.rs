@@ -60,6 +60,19 @@ fn verify_20000_passes_here() {
         "the run's cgroup was charged at most {peak} B of kernel memory; its 20,000 client \
          TCP sockets and 40,000 socket inodes alone take {must} B: {k:#}"
     );
+    // The report's own figure is that cgroup's charge, said to be, and holds the same floor.
+    assert_eq!(k["source"], "memory_cgroup", "{k:#}");
+    let name = cg.dir.file_name().unwrap().to_str().unwrap();
+    assert!(
+        k["cgroup"]["path"].as_str().unwrap().ends_with(name),
+        "{k:#}"
+    );
+    assert_eq!(
+        k["cgroup"]["counter"], "memory.kmem.usage_in_bytes",
+        "{k:#}"
+    );
+    let delta = k["cgroup"]["delta_bytes"].as_i64().unwrap();
+    assert!(delta >= must as i64, "{delta} < {must}: {k:#}");
     // Closing in batches left TCP out of memory pressure.
     assert_eq!(j["teardown"]["tcp_memory_pressures_delta"], 0, "{j:#}");
     assert_eq!(j["teardown"]["closed"], 20000);
