@@ -70,16 +70,48 @@ pub(crate) fn procfs_problem(e: &procfs::ProcError) -> String {
     }
 }
 
+/// A fuzz input of the parser dispatchers below: its first byte (which parser) and the rest as
+/// text; `None` when it is empty or the rest is not UTF-8.
+fn fuzz_input(data: &[u8]) -> Option<(u8, &str)> {
+    let (&which, rest) = data.split_first()?;
+    Some((which, std::str::from_utf8(rest).ok()?))
+}
+
+/// Runs the memory-pressure parsers on arbitrary bytes, the first byte picking which: PSI
+/// (`/proc/pressure/memory`) or the reclaim counters of `/proc/vmstat`, with the arithmetic the
+/// reclaim watch does on them (growth between two samples, sums). The cargo-fuzz `pressure` target and its corpus replay under `cargo test` share
+/// it. A target of its own: adding these to [`parse_any`]'s first-byte choice would remap the
+/// `proc` corpus and regressions. Oracle: it returns (no panic, no overflow).
+#[doc(hidden)]
+pub fn parse_pressure_any(data: &[u8]) {
+    let Some((which, text)) = fuzz_input(data) else {
+        return;
+    };
+    if which % 2 == 0 {
+        if let Ok(p) = pressure::parse(text) {
+            let _ = (p.some.avg10 + p.full.avg300, p.full.total_us);
+        }
+    } else if let Ok(r) = vmstat::parse(text) {
+        // Growth both ways (a counter that went back counts 0) and the sums of both counters.
+        let zero = vmstat::Reclaim::default();
+        let (grown, back) = (r.since(&zero), zero.since(&r));
+        let _ = (
+            grown.scanned(),
+            grown.stolen(),
+            back.scanned(),
+            r.scanned(),
+            r.stolen(),
+        );
+    }
+}
+
 /// Runs one /proc parser on arbitrary bytes, the first byte picking which (slabinfo with its
 /// cost arithmetic, netstat, file-nr, sockstat, meminfo, nf_conntrack stat, process status,
 /// limits, stat). The cargo-fuzz `proc` target and its corpus replay under `cargo test` share it,
 /// so both always drive the same parsers. Oracle: it returns (no panic, no overflow).
 #[doc(hidden)]
 pub fn parse_any(data: &[u8]) {
-    let Some((&which, rest)) = data.split_first() else {
-        return;
-    };
-    let Ok(text) = std::str::from_utf8(rest) else {
+    let Some((which, text)) = fuzz_input(data) else {
         return;
     };
     match which % 9 {

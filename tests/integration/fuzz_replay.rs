@@ -1,4 +1,4 @@
-//! Replays the fuzz corpora of the `src/` parsers (fuzz/corpus/{limits,proc,state,profile})
+//! Replays the fuzz corpora of the `src/` parsers (fuzz/corpus/{limits,proc,pressure,state,profile})
 //! through the same calls the cargo-fuzz targets make, so plain `cargo test` guards them (the
 //! protocol targets are replayed by embedded-server's own tests), crashes found included
 //! (fuzz/regressions/).
@@ -35,6 +35,13 @@ fn limits_conf_corpus() {
 fn proc_parsers_corpus() {
     for (_, data) in inputs("proc") {
         tune::kernel::parse_any(&data);
+    }
+}
+
+#[test]
+fn pressure_parsers_corpus() {
+    for (_, data) in inputs("pressure") {
+        tune::kernel::parse_pressure_any(&data);
     }
 }
 
