@@ -59,7 +59,8 @@ const UNITS: &[&str] = &[
 ];
 
 /// The words of `text` as [`wrap`] places them: split at whitespace other than [`KEEP`], a
-/// unit joined to the number before it, a range's ends joined by its `..`.
+/// unit joined to the number before it, a range's ends joined by its `..`, a `+N` joined to
+/// the word before it.
 fn words(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for w in text
@@ -70,10 +71,12 @@ fn words(text: &str) -> Vec<String> {
             .last()
             .is_some_and(|p| p.ends_with(|c: char| c.is_ascii_digit()));
         let unit = after_number && UNITS.contains(&w.trim_end_matches([',', ';', ')']));
-        // A range (`127.0.0.2 .. 127.0.0.3`) reads as one thing.
+        // A range (`127.0.0.2 .. 127.0.0.3`) reads as one thing, and a change stays with what
+        // changed (`ListenDrops +2`).
         let range = w == ".." || out.last().is_some_and(|p| p.ends_with(".."));
+        let delta = w.starts_with('+') && w[1..].starts_with(|c: char| c.is_ascii_digit());
         match out.last_mut() {
-            Some(prev) if unit || range => {
+            Some(prev) if unit || range || delta => {
                 prev.push(KEEP);
                 prev.push_str(w);
             }
@@ -450,6 +453,10 @@ mod tests {
         );
         // Longer than a line: split between its own words, never inside one.
         assert_eq!(wrap(&keep("a bb ccc"), 4, "", ""), vec!["a bb", "ccc"]);
+        assert_eq!(
+            wrap("ListenOverflows +2, ListenDrops +2", 28, "", ""),
+            vec!["ListenOverflows +2,", "ListenDrops +2"]
+        );
         // "2 server" is not a number and its unit.
         assert_eq!(wrap("at 2 server", 4, "", ""), vec!["at 2", "server"]);
     }
