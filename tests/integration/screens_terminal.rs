@@ -160,6 +160,17 @@ fn off_column<'a>(lines: &'a [String], labels: &[&str]) -> Vec<&'a str> {
         .collect()
 }
 
+/// Every row labelled one of `rows` has its value in column 23, and a row starting `present`
+/// is there (so the check saw the report at all).
+fn assert_rows_in_column(s: &Screen, rows: &[&str], present: &str) {
+    assert!(
+        off_column(&s.lines, rows).is_empty() && s.lines.iter().any(|l| l.starts_with(present)),
+        "{:#?}\n{}",
+        off_column(&s.lines, rows),
+        s.text()
+    );
+}
+
 /// The checks above see what the reports printed before they were laid out (`text::fit` after
 /// the fact, real output of `serve --verify 2000` at 80 columns, 2026-12-07).
 #[test]
@@ -207,13 +218,7 @@ fn verify_and_load_reports_at_80_columns() {
         "predicted vs measured",
         "teardown",
     ];
-    assert!(
-        off_column(&s.lines, &rows).is_empty()
-            && s.lines.iter().any(|l| l.starts_with("teardown ")),
-        "{:#?}\n{}",
-        off_column(&s.lines, &rows),
-        s.text()
-    );
+    assert_rows_in_column(&s, &rows, "teardown ");
     // The slab breakdown is a table: each cache's row whole, its figures aligned.
     let slab: Vec<&String> = s.lines.iter().filter(|l| l.ends_with(" B/conn")).collect();
     assert!(slab.len() >= 2, "{}", s.text());
@@ -260,13 +265,7 @@ fn verify_and_load_reports_at_80_columns() {
         "handshake latency",
         "messages",
     ];
-    assert!(
-        off_column(&s.lines, &rows).is_empty()
-            && s.lines.iter().any(|l| l.starts_with("messages ")),
-        "{:#?}\n{}",
-        off_column(&s.lines, &rows),
-        s.text()
-    );
+    assert_rows_in_column(&s, &rows, "messages ");
 }
 
 /// Errors, tune's own and clap's, fit the terminal too: wrapped between words after the one
