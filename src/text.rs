@@ -42,13 +42,69 @@ fn width_of(stream: impl std::os::fd::AsFd) -> usize {
         .max(MIN_WIDTH)
 }
 
+/// Joins the words of a phrase that must stay on one line (`EstabResets +0`, `p50 3.12 ms`):
+/// [`wrap`] breaks lines only at ordinary spaces, and prints this one as a space.
+pub const KEEP: char = '\u{a0}';
+
+/// `phrase` with its spaces made [`KEEP`]s, so that no line break falls inside it.
+pub fn keep(phrase: &str) -> String {
+    phrase.replace(' ', &KEEP.to_string())
+}
+
+/// Units that stay on the line of the number before them (`8.3 KB`, `0.10 s`), as a
+/// typesetter's no-break space keeps them.
+const UNITS: &[&str] = &[
+    "B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB", "s", "ms", "µs", "%", "pages",
+    "B/conn",
+];
+
+/// The words of `text` as [`wrap`] places them: split at whitespace other than [`KEEP`], a
+/// unit joined to the number before it, a range's ends joined by its `..`, a `+N` joined to
+/// the word before it.
+fn words(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for w in text
+        .split(|c: char| c.is_whitespace() && c != KEEP)
+        .filter(|w| !w.is_empty())
+    {
+        let after_number = out
+            .last()
+            .is_some_and(|p| p.ends_with(|c: char| c.is_ascii_digit()));
+        let unit = after_number && UNITS.contains(&w.trim_end_matches([',', ';', ')']));
+        // A range (`127.0.0.2 .. 127.0.0.3`) reads as one thing, and a change stays with what
+        // changed (`ListenDrops +2`).
+        let range = w == ".." || out.last().is_some_and(|p| p.ends_with(".."));
+        let delta = w.starts_with('+') && w[1..].starts_with(|c: char| c.is_ascii_digit());
+        match out.last_mut() {
+            Some(prev) if unit || range || delta => {
+                prev.push(KEEP);
+                prev.push_str(w);
+            }
+            _ => out.push(w.to_string()),
+        }
+    }
+    out
+}
+
 /// `text` wrapped between words to `width` columns: the first line starts with `first`, the
-/// others with `rest`. A word longer than a line stands alone on its line, whole.
+/// others with `rest`. A word longer than a line stands alone on its line, whole; a unit
+/// stays with its number and a [`keep`] phrase stays whole (split between its words only
+/// when it is longer than a line).
 pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut line = first.to_string();
     let mut empty = true;
-    for word in text.split_whitespace() {
+    let words = words(text);
+    let pieces = words.iter().flat_map(|w| {
+        let fits = rest.chars().count() + w.chars().count() <= width;
+        let parts: Vec<&str> = if fits {
+            vec![w.as_str()]
+        } else {
+            w.split(KEEP).collect()
+        };
+        parts
+    });
+    for word in pieces {
         let len = line.chars().count();
         if !empty && len + 1 + word.chars().count() > width {
             out.push(std::mem::replace(&mut line, rest.to_string()));
@@ -61,6 +117,9 @@ pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> Vec<String> {
         empty = false;
     }
     out.push(line);
+    for l in &mut out {
+        *l = l.replace(KEEP, " ");
+    }
     out
 }
 
@@ -106,26 +165,168 @@ pub fn columns(rows: &[(&str, &str)], indent: &str, width: usize) -> Vec<String>
         .map(|(l, _)| l.chars().count())
         .max()
         .unwrap_or(0);
+    rows.iter()
+        .flat_map(|(label, value)| row_lines(label, value, indent, label_width, width))
+        .collect()
+}
+
+/// Narrowest room a value column leaves for its text before [`fit`] gives the column up.
+const MIN_VALUE: usize = 24;
+
+/// A report laid out for people (verify's, load's): label/value rows whose values share one
+/// column, paragraphs and small tables, in the order added, rendered at a width. Nothing is
+/// wrapped after the fact: each part knows where its lines may break.
+#[derive(Debug, Default)]
+pub struct Sheet {
+    parts: Vec<Part>,
+    /// Labels are padded to at least this (so reports keep their value column from run to run).
+    label_width: usize,
+}
+
+#[derive(Debug)]
+enum Part {
+    /// A label and its value, wrapped inside the value column.
+    Row(String, String),
+    /// Prose: the first line starts with `first`, the others with `rest`.
+    Para {
+        text: String,
+        first: String,
+        rest: String,
+    },
+    /// Cells in aligned columns (numbers right-aligned), after `indent`.
+    Table {
+        indent: String,
+        rows: Vec<Vec<String>>,
+        right: Vec<bool>,
+    },
+}
+
+impl Sheet {
+    /// A sheet whose labels are padded to `label_width` at least.
+    pub fn new(label_width: usize) -> Sheet {
+        Sheet {
+            parts: Vec::new(),
+            label_width,
+        }
+    }
+
+    /// A `label value` row; an empty label continues the row above.
+    pub fn row(&mut self, label: &str, value: impl Into<String>) {
+        self.parts.push(Part::Row(label.to_string(), value.into()));
+    }
+
+    /// A row whose value is a list: each item stays whole on a line (`EstabResets +0`), the
+    /// items separated by `, `; `empty` when there is none.
+    pub fn list(&mut self, label: &str, items: &[String], empty: &str) {
+        let value = if items.is_empty() {
+            empty.to_string()
+        } else {
+            items.iter().map(|i| keep(i)).collect::<Vec<_>>().join(", ")
+        };
+        self.row(label, value);
+    }
+
+    /// Prose wrapped with `first` before its first line and `rest` before the others.
+    pub fn para(&mut self, text: impl Into<String>, first: &str, rest: &str) {
+        self.parts.push(Part::Para {
+            text: text.into(),
+            first: first.into(),
+            rest: rest.into(),
+        });
+    }
+
+    /// A table after `indent`: `right[i]` right-aligns column i (numbers).
+    pub fn table(&mut self, indent: &str, rows: Vec<Vec<String>>, right: &[bool]) {
+        if !rows.is_empty() {
+            self.parts.push(Part::Table {
+                indent: indent.into(),
+                rows,
+                right: right.to_vec(),
+            });
+        }
+    }
+
+    /// Every part at `width` columns, each line ending in a newline.
+    pub fn render(&self, width: usize) -> String {
+        let label_width = self
+            .parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Row(l, _) => Some(l.chars().count()),
+                _ => None,
+            })
+            .fold(self.label_width, usize::max);
+        let mut out = String::new();
+        for part in &self.parts {
+            let lines = match part {
+                Part::Row(label, value) => row_lines(label, value, "", label_width, width),
+                Part::Para { text, first, rest } => wrap(text, width, first, rest),
+                Part::Table {
+                    indent,
+                    rows,
+                    right,
+                } => table_lines(indent, rows, right),
+            };
+            for l in lines {
+                out.push_str(&l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// One `label value` row: the label padded to `label_width` after `indent`, the value wrapped
+/// inside its column (continuation lines under its first word), or two past `indent` where
+/// that column would be narrower than [`MIN_VALUE`].
+fn row_lines(
+    label: &str,
+    value: &str,
+    indent: &str,
+    label_width: usize,
+    width: usize,
+) -> Vec<String> {
     let column = indent.chars().count() + label_width + 1;
     let rest = if column + MIN_VALUE <= width {
         " ".repeat(column)
     } else {
         format!("{indent}  ")
     };
+    let first = format!("{indent}{label:<label_width$} ");
+    let mut lines = wrap(value, width, &first, &rest);
+    if let Some(l) = lines.last_mut() {
+        l.truncate(l.trim_end().len());
+    }
+    lines
+}
+
+/// Cells in columns as wide as their widest cell, two spaces apart.
+fn table_lines(indent: &str, rows: &[Vec<String>], right: &[bool]) -> Vec<String> {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     rows.iter()
-        .flat_map(|(label, value)| {
-            let first = format!("{indent}{label:<label_width$} ");
-            let mut lines = wrap(value, width, &first, &rest);
-            if let Some(l) = lines.last_mut() {
-                l.truncate(l.trim_end().len());
-            }
-            lines
+        .map(|r| {
+            let cells: Vec<String> = r
+                .iter()
+                .enumerate()
+                .map(|(i, c)| match right.get(i) {
+                    Some(true) => format!("{c:>w$}", w = widths[i]),
+                    _ => format!("{c:<w$}", w = widths[i]),
+                })
+                .collect();
+            let line = format!("{indent}{}", cells.join("  "));
+            line.trim_end().to_string()
         })
         .collect()
 }
-
-/// Narrowest room a value column leaves for its text before [`fit`] gives the column up.
-const MIN_VALUE: usize = 24;
 
 /// Where the value of a `label   value` line starts: after the first run of two or more spaces
 /// that follows text (the label's padding), in characters.
@@ -227,6 +428,68 @@ mod tests {
         assert_eq!(
             fit("teardown    20,000 closed in 0.26 s; EstabResets +0", 40),
             "teardown    20,000 closed in 0.26 s;\n              EstabResets +0"
+        );
+    }
+
+    #[test]
+    fn a_unit_stays_with_its_number_and_a_kept_phrase_stays_whole() {
+        // Without the rule the line would end in "8.3" and the next start with "KB".
+        assert_eq!(
+            wrap("bound by memory at ~8.3 KB per pair", 21, "", ""),
+            vec!["bound by memory at", "~8.3 KB per pair"]
+        );
+        assert_eq!(
+            wrap("sources: 127.0.0.2 .. 127.0.0.3", 24, "", ""),
+            vec!["sources:", "127.0.0.2 .. 127.0.0.3"]
+        );
+        let counters = format!(
+            "{}, {}",
+            keep("ListenDrops +0"),
+            keep("TCPAbortOnMemory +0")
+        );
+        assert_eq!(
+            wrap(&counters, 30, "", ""),
+            vec!["ListenDrops +0,", "TCPAbortOnMemory +0"]
+        );
+        // Longer than a line: split between its own words, never inside one.
+        assert_eq!(wrap(&keep("a bb ccc"), 4, "", ""), vec!["a bb", "ccc"]);
+        assert_eq!(
+            wrap("ListenOverflows +2, ListenDrops +2", 28, "", ""),
+            vec!["ListenOverflows +2,", "ListenDrops +2"]
+        );
+        // "2 server" is not a number and its unit.
+        assert_eq!(wrap("at 2 server", 4, "", ""), vec!["at 2", "server"]);
+    }
+
+    #[test]
+    fn a_sheet_lines_rows_up_in_one_column_with_tables_and_prose_between() {
+        let mut s = Sheet::new(8);
+        s.para("VERDICT: held 2,000 websocket connections here", "", "  ");
+        s.row("mode", "loopback");
+        s.list(
+            "counters",
+            &["EstabResets +0".into(), "ListenOverflows +12".into()],
+            "none",
+        );
+        s.table(
+            "  ",
+            vec![
+                vec!["TCP".into(), "+3,887".into()],
+                vec!["sock_inode_cache".into(), "+12".into()],
+            ],
+            &[false, true],
+        );
+        s.row("long label", "a value");
+        s.list("errors", &[], "none");
+        assert_eq!(
+            s.render(40),
+            "VERDICT: held 2,000 websocket\n  connections here\n\
+             mode       loopback\n\
+             counters   EstabResets +0,\n           ListenOverflows +12\n\
+             \x20 TCP               +3,887\n\
+             \x20 sock_inode_cache     +12\n\
+             long label a value\n\
+             errors     none\n"
         );
     }
 }

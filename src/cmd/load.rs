@@ -227,11 +227,14 @@ fn print(
             writeln!(out)?;
         }
         _ => {
-            let mut text = rep.render_table();
+            // The report is laid out at the width; the storm's section is still wrapped
+            // after the fact.
+            let width = crate::text::width();
+            let mut text = rep.render_table(width);
             if let Some(s) = storm {
-                text.push_str(&s.render_table());
+                text.push_str(&crate::text::fit(&s.render_table(), width));
             }
-            write!(out, "{}", crate::text::fit(&text, crate::text::width()))?
+            write!(out, "{text}")?
         }
     }
     out.flush()?;

@@ -262,11 +262,14 @@ fn print(report: &Report, storm: Option<&StormReport>, format: Format) -> anyhow
             writeln!(out)?;
         }
         _ => {
-            let mut text = report.render_table();
+            // The report is laid out at the width; the storm's section is still wrapped
+            // after the fact.
+            let width = crate::text::width();
+            let mut text = report.render_table(width);
             if let Some(s) = storm {
-                text.push_str(&s.render_table());
+                text.push_str(&crate::text::fit(&s.render_table(), width));
             }
-            write!(out, "{}", crate::text::fit(&text, crate::text::width()))?
+            write!(out, "{text}")?
         }
     }
     out.flush()?;

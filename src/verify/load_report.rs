@@ -2,7 +2,6 @@
 //! phases' records, and its table rendering.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use embedded_server::loadgen::{CloseMode, LoadSnapshot};
 use serde::Serialize;
@@ -12,11 +11,12 @@ use super::cost::{self, CostFit, ServerSample};
 use super::diagnose::{self, ClientSide, Diagnosis, Evidence};
 use super::died::{self, Collapse};
 use super::hold::Held;
-use super::report::{error_counts, Latency};
+use super::report::{error_counts, lat, limit_lines, Latency, LABEL_WIDTH};
 use super::server_watch::ServerEnd;
 use super::teardown::TornDown;
 use super::tls_cost::{per_handshake_us, TlsCost};
 use crate::outcome::Outcome;
+use crate::text::Sheet;
 use crate::units::{bytes, group};
 use crate::values::{Input, Suggest};
 
@@ -275,18 +275,17 @@ pub fn assemble_load(mut r: LoadRecords) -> LoadReport {
 }
 
 impl ServerReport {
-    /// The server's lines of the table: its cost per connection and what its limit holds.
-    pub fn lines(&self) -> Vec<String> {
+    /// The server's rows of the table: its cost per connection and what its limit holds.
+    pub fn rows(&self, o: &mut Sheet) {
         let who = match (self.pid, &self.cgroup) {
-            (Some(p), Some(c)) => format!("server {p} (memory cgroup {c})"),
-            (Some(p), None) => format!("server {p}"),
-            (None, Some(c)) => format!("server in {c}"),
-            (None, None) => "server".into(),
+            (Some(p), Some(c)) => format!("{p} (memory cgroup {c})"),
+            (Some(p), None) => p.to_string(),
+            (None, Some(c)) => format!("in {c}"),
+            (None, None) => "watched".into(),
         };
-        let mut out = Vec::new();
         match &self.cost {
-            Some(c) => out.push(format!("{who}: {}", c.describe())),
-            None => out.push(format!(
+            Some(c) => o.row("server", format!("{who}: {}", c.describe())),
+            None => o.row("server", format!(
                 "{who}: cost per connection not measured: a fit needs {} samples while the count rose (a baseline and {} or more), {} taken",
                 cost::MIN_SAMPLES,
                 Suggest::set(Input::Steps, 2),
@@ -294,22 +293,27 @@ impl ServerReport {
             )),
         }
         if let Some(c) = &self.cost {
-            out.push(format!(
-                "  in a profile: bytes_per_connection = {} (tune check {} and apply size memory with it)",
-                c.bytes_per_connection.round().max(1.0) as u64,
-                Suggest::input(Input::Profile)
-            ));
+            o.row(
+                "in a profile",
+                format!(
+                    "bytes_per_connection = {} (tune check {} and apply size memory with it)",
+                    c.bytes_per_connection.round().max(1.0) as u64,
+                    Suggest::input(Input::Profile)
+                ),
+            );
         }
         if let (Some(n), Some(l)) = (self.projected_connections_at_limit, self.limit) {
-            out.push(format!(
-                "  at that cost its memory limit {} holds ~{} connections (tune check {} {} this report's JSON)",
-                bytes(l),
-                group(n),
-                Suggest::set(Input::Pid, "PID"),
-                Suggest::input(Input::CostFrom)
-            ));
+            o.row(
+                "at its memory limit",
+                format!(
+                    "{} holds ~{} connections at that cost (tune check {} {} this report's JSON)",
+                    bytes(l),
+                    group(n),
+                    Suggest::set(Input::Pid, "PID"),
+                    Suggest::input(Input::CostFrom)
+                ),
+            );
         }
-        out
     }
 }
 
@@ -374,66 +378,61 @@ impl LoadReport {
         )
     }
 
-    /// The table for people.
-    pub fn render_table(&self) -> String {
-        let mut o = String::new();
-        let _ = writeln!(o, "{}", self.summary_line());
-        let _ = writeln!(
-            o,
-            "rate {:.0} connections/s; held {:.1} s; dropped {}; closed by the server (going away) {}; closed {} ({} close)",
-            self.connections_per_second,
-            self.held_seconds,
-            group(self.dropped),
-            group(self.closed_by_server),
-            group(self.closed),
-            self.close_mode
+    /// The table for people at `width` columns: the summary, then label/value rows in the
+    /// verify report's column.
+    pub fn render_table(&self, width: usize) -> String {
+        let mut o = Sheet::new(LABEL_WIDTH);
+        o.para(self.summary_line(), "", "  ");
+        o.row(
+            "rate",
+            format!(
+                "{} connections/s",
+                group(self.connections_per_second.round() as u64)
+            ),
         );
-        for (name, l) in [
-            ("handshake", &self.handshake_latency),
-            ("echo", &self.echo_latency),
-        ] {
-            if let Some(l) = l {
-                let _ = writeln!(
-                    o,
-                    "{name} latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
-                    l.p50_us as f64 / 1000.0,
-                    l.p99_us as f64 / 1000.0,
-                    l.max_us as f64 / 1000.0,
-                    group(l.count)
-                );
-            }
+        o.row("held", format!("{:.1} s", self.held_seconds));
+        o.row("dropped", group(self.dropped));
+        o.row(
+            "closed by the server",
+            format!("{} (going away)", group(self.closed_by_server)),
+        );
+        o.row(
+            "closed",
+            format!("{} ({} close)", group(self.closed), self.close_mode),
+        );
+        if self.handshake_latency.is_some() {
+            o.row("handshake latency", lat(&self.handshake_latency));
+        }
+        if self.echo_latency.is_some() {
+            o.row("echo latency", lat(&self.echo_latency));
         }
         if self.messages_sent > 0 {
-            let _ = writeln!(
-                o,
-                "messages: {} sent, {} echoed",
-                group(self.messages_sent),
-                group(self.messages_received)
+            o.row(
+                "messages",
+                format!(
+                    "{} sent, {} echoed",
+                    group(self.messages_sent),
+                    group(self.messages_received)
+                ),
             );
         }
         let errs = error_counts(&self.errors);
         if !errs.is_empty() {
-            let _ = writeln!(o, "errors: {}", errs.join(", "));
+            o.list("client errors", &errs, "none");
         }
         for line in self.tls.iter().flat_map(|t| t.lines()) {
-            let _ = writeln!(o, "TLS {line}");
+            o.row("TLS", line);
         }
         if let Some(s) = &self.server {
-            for line in s.lines() {
-                let _ = writeln!(o, "{line}");
-            }
+            s.rows(&mut o);
         }
         if let Some(d) = &self.diagnosis {
-            let _ = writeln!(o, "LIMIT: {} ({} side): {}", d.limit, d.side, d.value);
-            let _ = writeln!(o, "  seen: {}", d.evidence);
-            for f in &d.fix {
-                let _ = writeln!(o, "  fix: {f}");
-            }
+            limit_lines(&mut o, d);
         }
         if self.interrupted {
-            let _ = writeln!(o, "interrupted by a signal");
+            o.para("interrupted by a signal", "", "  ");
         }
-        o
+        o.render(width)
     }
 }
 

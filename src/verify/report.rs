@@ -2,7 +2,6 @@
 //! table rendering.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use embedded_server::loadgen::Histogram;
 use serde::Serialize;
@@ -11,6 +10,7 @@ use super::clock::Phases;
 use super::diagnose::Diagnosis;
 use super::measure::{Conntrack, Rss, SlabGrowth, Sock};
 use super::teardown::Pacing;
+use crate::text::{self, Sheet};
 use crate::units::{bytes, group};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -69,18 +69,13 @@ pub struct UserMemory {
 /// lists /proc/PID/fd of the workers (a monitoring agent; tune itself does so only before
 /// connections open), so its growth is that process's cost, not the sockets'.
 pub const PROC_INODE_CACHE: &str = "proc_inode_cache";
-/// Said after a proc_inode_cache line that grew with the connections.
-const PROC_INODE_NOTE: &str =
-    "  (a process here lists the workers' /proc/PID/fd: not a socket cost)";
+/// Said under the slab table when proc_inode_cache grew with the connections.
+const PROC_INODE_NOTE: &str = "a process here lists the workers' /proc/PID/fd: not a socket cost";
 
-/// What to say after a slab cache's line: only proc_inode_cache, when it grew with the
-/// connections (100 B or more per connection), gets a note.
-fn slab_note(cache: &str, bytes_per_connection: f64) -> &'static str {
-    if cache == PROC_INODE_CACHE && bytes_per_connection >= 100.0 {
-        PROC_INODE_NOTE
-    } else {
-        ""
-    }
+/// What to say under the slab table about a cache: only proc_inode_cache, when it grew with
+/// the connections (100 B or more per connection), gets a note.
+fn slab_note(cache: &str, bytes_per_connection: f64) -> Option<&'static str> {
+    (cache == PROC_INODE_CACHE && bytes_per_connection >= 100.0).then_some(PROC_INODE_NOTE)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -278,66 +273,112 @@ pub(super) fn error_counts(errors: &BTreeMap<String, u64>) -> Vec<String> {
         .collect()
 }
 
-fn opt_f(v: Option<f64>, unit: &str) -> String {
-    v.map_or("n/a".into(), |x| format!("{x:.1} {unit}"))
+/// Counter growths as list items (`EstabResets +0`), each kept whole on a line.
+pub(super) fn counter_items(deltas: &BTreeMap<String, u64>) -> Vec<String> {
+    deltas
+        .iter()
+        .map(|(k, v)| format!("{k} +{}", group(*v)))
+        .collect()
 }
 
-fn lat(l: &Option<Latency>) -> String {
+/// Width of the label column of the verify and load reports: the widest label
+/// (`predicted vs measured`) and a space, so a value starts in column 23 in both.
+pub(super) const LABEL_WIDTH: usize = 22;
+
+/// Bytes per connection: a decimal under 1,000 B, grouped above it.
+fn per_connection(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.abs() >= 1000.0 => format!("{} B", group(x.round().max(0.0) as u64)),
+        Some(x) => format!("{x:.1} B"),
+        None => "n/a".into(),
+    }
+}
+
+/// A latency row's value: each percentile whole on a line.
+pub(super) fn lat(l: &Option<Latency>) -> String {
     match l {
-        Some(l) => format!(
-            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
-            l.p50_us as f64 / 1000.0,
-            l.p99_us as f64 / 1000.0,
-            l.max_us as f64 / 1000.0,
-            group(l.count)
-        ),
+        Some(l) => [
+            format!("p50 {:.2} ms,", l.p50_us as f64 / 1000.0),
+            format!("p99 {:.2} ms,", l.p99_us as f64 / 1000.0),
+            format!("max {:.2} ms", l.max_us as f64 / 1000.0),
+            format!("({} samples)", group(l.count)),
+        ]
+        .map(|p| text::keep(&p))
+        .join(" "),
         None => "n/a".into(),
     }
 }
 
 fn sock(s: &Option<Sock>) -> String {
     match s {
-        Some(s) => format!(
-            "sockets {} | TCP inuse {} orphan {} tw {} alloc {} mem {} pages",
-            group(s.sockets_used),
-            group(s.tcp_inuse),
-            group(s.tcp_orphan),
-            group(s.tcp_tw),
-            group(s.tcp_alloc),
-            group(s.tcp_mem_pages)
-        ),
+        Some(s) => [
+            format!("sockets {} |", group(s.sockets_used)),
+            "TCP".to_string(),
+            format!("inuse {}", group(s.tcp_inuse)),
+            format!("orphan {}", group(s.tcp_orphan)),
+            format!("tw {}", group(s.tcp_tw)),
+            format!("alloc {}", group(s.tcp_alloc)),
+            format!("mem {} pages", group(s.tcp_mem_pages)),
+        ]
+        .map(|p| text::keep(&p))
+        .join(" "),
         None => "unreadable".into(),
     }
 }
 
-fn user(o: &mut String, name: &str, u: &UserMemory) {
-    let _ = writeln!(
-        o,
-        "{name:<22} {} processes: anon RSS {} before, {} at {} connections; growth {} per connection, marginal {} (from {} to {} connections); VmRSS {} at peak",
-        u.processes,
-        bytes(u.baseline.anon),
-        bytes(u.peak.anon),
-        group(u.peak_connections),
-        opt_f(u.growth_bytes_per_connection, "B"),
-        opt_f(u.marginal_bytes_per_connection, "B"),
-        group(u.half_connections),
-        group(u.peak_connections),
-        bytes(u.peak.total),
+fn user(o: &mut Sheet, name: &str, u: &UserMemory) {
+    o.row(
+        name,
+        format!(
+            "{} processes: anon RSS {} before, {} at {} connections; growth {} per connection, marginal {} (from {} to {} connections); VmRSS {} at peak",
+            u.processes,
+            bytes(u.baseline.anon),
+            bytes(u.peak.anon),
+            group(u.peak_connections),
+            per_connection(u.growth_bytes_per_connection),
+            per_connection(u.marginal_bytes_per_connection),
+            group(u.half_connections),
+            group(u.peak_connections),
+            bytes(u.peak.total),
+        ),
     );
 }
 
+/// A diagnosis as every report says it: `LIMIT:` with what and where, then what was seen,
+/// the projection and each fix, each wrapped under its own label.
+pub(super) fn limit_lines(o: &mut Sheet, d: &Diagnosis) {
+    let knob = d.knob.as_ref().map_or(String::new(), |k| format!(", {k}"));
+    o.para(
+        format!("LIMIT: {} ({} side{knob}): {}", d.limit, d.side, d.value),
+        "",
+        "  ",
+    );
+    o.para(format!("seen: {}", d.evidence), "  ", "    ");
+    if let Some(p) = d.projected_connections {
+        o.para(
+            format!("projected: about {} connections", group(p)),
+            "  ",
+            "    ",
+        );
+    }
+    for f in &d.fix {
+        o.para(format!("fix: {f}"), "  ", "    ");
+    }
+}
+
 impl Report {
-    pub fn render_table(&self) -> String {
-        let mut o = String::new();
+    /// The report for people at `width` columns: the verdict, then label/value rows.
+    pub fn render_table(&self, width: usize) -> String {
+        let mut o = Sheet::new(LABEL_WIDTH);
         self.render_run(&mut o);
         self.render_memory(&mut o);
         self.render_host(&mut o);
         self.render_verdict_detail(&mut o);
-        o
+        o.render(width)
     }
 
     /// The verdict and the run: mode, prediction, processes, counts, rate, latency, echoes.
-    fn render_run(&self, o: &mut String) {
+    fn render_run(&self, o: &mut Sheet) {
         let verdict = if self.verified {
             format!(
                 "VERIFIED: this host held {} websocket connections",
@@ -350,235 +391,222 @@ impl Report {
                 group(self.target)
             )
         };
-        let _ = writeln!(o, "{verdict}");
-        let _ = writeln!(o, "{:<22} {}", "mode", self.mode);
-        let _ = writeln!(o, "{:<22} {}", "listen", self.listen);
+        o.para(verdict, "", "  ");
+        o.row("mode", &self.mode);
+        o.row("listen", &self.listen);
         for (i, s) in self.prediction.summary.iter().enumerate() {
-            let _ = writeln!(o, "{:<22} {s}", if i == 0 { "predicted" } else { "" });
+            o.row(if i == 0 { "predicted" } else { "" }, s);
         }
-        let _ = writeln!(
-            o,
-            "{:<22} {} server, {} client; sources: {}",
-            "processes", self.server_processes, self.client_processes, self.sources
+        o.row(
+            "processes",
+            format!(
+                "{} server, {} client; sources: {}",
+                self.server_processes, self.client_processes, self.sources
+            ),
         );
-        let _ = writeln!(
-            o,
-            "{:<22} {} (server side {})",
+        o.row(
             "reached",
-            group(self.reached),
-            group(self.server_websockets_at_peak)
+            format!(
+                "{} (server side {})",
+                group(self.reached),
+                group(self.server_websockets_at_peak)
+            ),
         );
-        let _ = writeln!(
-            o,
-            "{:<22} IPv4 {}, IPv6 {} accepted by the server",
+        o.row(
             "client families",
-            group(self.accepted_by_family.ipv4),
-            group(self.accepted_by_family.ipv6)
+            format!(
+                "IPv4 {}, IPv6 {} accepted by the server",
+                group(self.accepted_by_family.ipv4),
+                group(self.accepted_by_family.ipv6)
+            ),
         );
-        let _ = writeln!(
-            o,
-            "{:<22} {}",
+        o.row(
             "time to reach",
             self.time_to_reach_seconds
-                .map_or("not reached".into(), |t| format!("{t:.2} s"))
+                .map_or("not reached".into(), |t| format!("{t:.2} s")),
         );
-        let _ = writeln!(
-            o,
-            "{:<22} {:.0} connections/s over {:.2} s",
-            "rate", self.connections_per_second, self.connect_seconds
+        o.row(
+            "rate",
+            format!(
+                "{} connections/s over {:.2} s",
+                group(self.connections_per_second.round() as u64),
+                self.connect_seconds
+            ),
         );
-        let _ = writeln!(
-            o,
-            "{:<22} {}",
-            "handshake latency",
-            lat(&self.handshake_latency)
-        );
+        o.row("handshake latency", lat(&self.handshake_latency));
         match (self.echoes, self.echoes_expected) {
-            (Some(e), Some(x)) => {
-                let _ = writeln!(o, "{:<22} {} of {}", "echoes", group(e), group(x));
-            }
-            _ => {
-                let _ = writeln!(o, "{:<22} no echo round", "echoes");
-            }
+            (Some(e), Some(x)) => o.row("echoes", format!("{} of {}", group(e), group(x))),
+            _ => o.row("echoes", "no echo round"),
         }
-        let _ = writeln!(o, "{:<22} {}", "echo latency", lat(&self.echo_latency));
-        let _ = writeln!(o, "{:<22} {}", "dropped", group(self.dropped));
+        o.row("echo latency", lat(&self.echo_latency));
+        o.row("dropped", group(self.dropped));
     }
 
-    /// User and kernel memory, with the slab caches that grew.
-    fn render_memory(&self, o: &mut String) {
+    /// User and kernel memory, with the slab caches that grew as a table under them.
+    fn render_memory(&self, o: &mut Sheet) {
         user(o, "server user memory", &self.server_memory);
         if let Some(c) = &self.client_memory {
             user(o, "client user memory", c);
         }
         let k = &self.kernel_memory;
         if let Some(c) = &k.cgroup {
-            let _ = writeln!(
-                o,
-                "{:<22} +{} ({} per connection): {}",
+            o.row(
                 "kernel memory",
-                bytes(c.delta_bytes.max(0) as u64),
-                opt_f(c.bytes_per_connection, "B"),
-                k.source_words()
+                format!(
+                    "+{} ({} per connection): {}",
+                    bytes(c.delta_bytes.max(0) as u64),
+                    per_connection(c.bytes_per_connection),
+                    k.source_words()
+                ),
             );
         }
-        let _ = writeln!(
-            o,
-            "{:<22} host-wide Slab +{} ({} per connection), MemFree −{} ({} per connection)",
+        o.row(
             if k.cgroup.is_some() {
                 ""
             } else {
                 "kernel memory"
             },
-            bytes(k.slab_delta_bytes.max(0) as u64),
-            opt_f(k.slab_bytes_per_connection, "B"),
-            bytes(k.memfree_delta_bytes.max(0) as u64),
-            opt_f(k.memfree_bytes_per_connection, "B"),
+            format!(
+                "host-wide Slab +{} ({} per connection), MemFree −{} ({} per connection)",
+                bytes(k.slab_delta_bytes.max(0) as u64),
+                per_connection(k.slab_bytes_per_connection),
+                bytes(k.memfree_delta_bytes.max(0) as u64),
+                per_connection(k.memfree_bytes_per_connection),
+            ),
         );
-        for g in &k.slab_breakdown {
-            let _ = writeln!(
-                o,
-                // Indented under the line above, narrow enough that a row fits 80 columns.
-                "    {:<17} +{:>9} objects {:>9} {:>6.0} B/conn{}",
-                g.cache,
-                group(g.objects),
-                bytes(g.bytes),
-                g.bytes_per_connection,
-                slab_note(&g.cache, g.bytes_per_connection)
+        let rows = k
+            .slab_breakdown
+            .iter()
+            .map(|g| {
+                vec![
+                    g.cache.clone(),
+                    format!("+{} objects", group(g.objects)),
+                    bytes(g.bytes),
+                    format!(
+                        "{} B/conn",
+                        group(g.bytes_per_connection.round().max(0.0) as u64)
+                    ),
+                ]
+            })
+            .collect();
+        o.table("    ", rows, &[false, true, true, true]);
+        if let Some(g) = k
+            .slab_breakdown
+            .iter()
+            .find(|g| slab_note(&g.cache, g.bytes_per_connection).is_some())
+        {
+            o.para(
+                format!(
+                    "{}: {}",
+                    g.cache,
+                    slab_note(&g.cache, g.bytes_per_connection).unwrap_or_default()
+                ),
+                "    ",
+                "      ",
             );
         }
         for line in self.tls.iter().flat_map(|t| t.lines()) {
-            let _ = writeln!(o, "{:<22} {line}", "TLS");
+            o.row("TLS", line);
         }
     }
 
     /// Sockstat, counters, conntrack, errors and dead processes.
-    fn render_host(&self, o: &mut String) {
-        let _ = writeln!(
-            o,
-            "{:<22} {}",
-            "sockstat before",
-            sock(&self.sockstat_before)
+    fn render_host(&self, o: &mut Sheet) {
+        o.row("sockstat before", sock(&self.sockstat_before));
+        o.row("sockstat at peak", sock(&self.sockstat_peak));
+        o.row("sockstat after", sock(&self.sockstat_after));
+        o.list(
+            "counters (connect)",
+            &counter_items(&self.netstat_deltas),
+            "none read",
         );
-        let _ = writeln!(
-            o,
-            "{:<22} {}",
-            "sockstat at peak",
-            sock(&self.sockstat_peak)
-        );
-        let _ = writeln!(o, "{:<22} {}", "sockstat after", sock(&self.sockstat_after));
-        let counters: Vec<String> = self
-            .netstat_deltas
-            .iter()
-            .map(|(k, v)| format!("{k} +{}", group(*v)))
-            .collect();
-        let _ = writeln!(o, "{:<22} {}", "counters (connect)", counters.join(", "));
-        let _ = writeln!(
-            o,
-            "{:<22} count {} at peak (max {}), drops {}, insert failures {}",
+        o.row(
             "conntrack",
-            self.conntrack_peak.count.map_or("n/a".into(), group),
-            self.conntrack_peak.max.map_or("n/a".into(), group),
-            self.conntrack_peak
-                .drop
-                .saturating_sub(self.conntrack_before.drop),
-            self.conntrack_peak
-                .insert_failed
-                .saturating_sub(self.conntrack_before.insert_failed)
+            format!(
+                "count {} at peak (max {}), drops {}, insert failures {}",
+                self.conntrack_peak.count.map_or("n/a".into(), group),
+                self.conntrack_peak.max.map_or("n/a".into(), group),
+                self.conntrack_peak
+                    .drop
+                    .saturating_sub(self.conntrack_before.drop),
+                self.conntrack_peak
+                    .insert_failed
+                    .saturating_sub(self.conntrack_before.insert_failed)
+            ),
         );
-        let errs = error_counts(&self.errors);
-        let _ = writeln!(
-            o,
-            "{:<22} {}",
-            "client errors",
-            if errs.is_empty() {
-                "none".into()
-            } else {
-                errs.join(", ")
-            }
-        );
+        o.list("client errors", &error_counts(&self.errors), "none");
         for d in &self.dead_server_workers {
-            let _ = writeln!(o, "{:<22} {d}", "dead server worker");
+            o.row("dead server worker", d);
         }
         for d in &self.dead_client_processes {
-            let _ = writeln!(o, "{:<22} {d}", "dead client process");
+            o.row("dead client process", d);
         }
     }
 
     /// The watchdog, the comparison with the prediction, the teardown, the limit and notes.
-    fn render_verdict_detail(&self, o: &mut String) {
+    fn render_verdict_detail(&self, o: &mut Sheet) {
         let w = &self.memory_watchdog;
-        let _ = writeln!(
-            o,
-            "{:<22} floor {}, usable {} at the start; {}",
+        o.row(
             "memory watchdog",
-            bytes(w.floor_bytes),
-            bytes(w.usable_at_start_bytes),
-            match (w.stopped, w.stopped_before_start) {
-                (false, _) => "did not stop the run".to_string(),
-                (true, true) => "stopped it before the first connection".to_string(),
-                (true, false) => format!(
-                    "stopped it with {} usable",
-                    w.usable_at_stop_bytes.map_or("n/a".into(), bytes)
-                ),
-            }
+            format!(
+                "floor {}, usable {} at the start; {}",
+                bytes(w.floor_bytes),
+                bytes(w.usable_at_start_bytes),
+                match (w.stopped, w.stopped_before_start) {
+                    (false, _) => "did not stop the run".to_string(),
+                    (true, true) => "stopped it before the first connection".to_string(),
+                    (true, false) => format!(
+                        "stopped it with {} usable",
+                        w.usable_at_stop_bytes.map_or("n/a".into(), bytes)
+                    ),
+                }
+            ),
         );
         for c in &self.predicted_vs_measured {
-            let _ = writeln!(
-                o,
-                "{:<22} {}: predicted {}, measured {}",
-                "predicted vs measured", c.what, c.predicted, c.measured
+            o.row(
+                "predicted vs measured",
+                format!(
+                    "{}: predicted {}, measured {}",
+                    c.what, c.predicted, c.measured
+                ),
             );
         }
         if let Some(t) = &self.teardown {
-            let counters: Vec<String> = t
-                .netstat_deltas
+            let counters: Vec<String> = counter_items(&t.netstat_deltas)
                 .iter()
-                .map(|(k, v)| format!("{k} +{}", group(*v)))
+                .map(|c| text::keep(c))
                 .collect();
-            let _ = writeln!(
-                o,
-                "{:<22} {} closed ({} close) in {:.2} s; {}",
+            o.row(
                 "teardown",
-                group(t.closed),
-                t.close_mode,
-                t.seconds,
-                counters.join(", ")
+                format!(
+                    "{} closed ({} close) in {:.2} s; {}",
+                    group(t.closed),
+                    t.close_mode,
+                    t.seconds,
+                    counters.join(", ")
+                ),
             );
             if let Some(p) = &t.pacing {
-                let _ = writeln!(
-                    o,
-                    "{:<22} TCP memory peaked at {} pages (pressure at {}); paused {} times",
+                o.row(
                     "",
-                    group(p.peak_pages),
-                    group(p.pressure_pages),
-                    p.pauses
+                    format!(
+                        "TCP memory peaked at {} pages (pressure at {}); paused {} times",
+                        group(p.peak_pages),
+                        group(p.pressure_pages),
+                        p.pauses
+                    ),
                 );
             }
         }
-        let _ = writeln!(o, "{:<22} {}", "phases", self.phases.line());
+        o.row("phases", self.phases.line());
         if let Some(d) = &self.diagnosis {
-            let _ = writeln!(
-                o,
-                "LIMIT: {} ({} side{}): {}",
-                d.limit,
-                d.side,
-                d.knob.as_ref().map_or(String::new(), |k| format!(", {k}")),
-                d.value
-            );
-            let _ = writeln!(o, "  seen: {}", d.evidence);
-            if let Some(p) = d.projected_connections {
-                let _ = writeln!(o, "  projected: about {} connections", group(p));
-            }
-            for f in &d.fix {
-                let _ = writeln!(o, "  fix: {f}");
-            }
+            limit_lines(o, d);
         }
         for w in &self.warnings {
-            let _ = writeln!(o, "WARNING: {w}");
+            o.para(format!("WARNING: {w}"), "", "  ");
         }
         for n in &self.notes {
-            let _ = writeln!(o, "note: {n}");
+            o.para(format!("note: {n}"), "", "  ");
         }
     }
 }
@@ -589,9 +617,9 @@ mod tests {
 
     #[test]
     fn proc_inodes_that_grew_with_the_run_are_said_not_to_be_socket_cost() {
-        assert_eq!(slab_note("proc_inode_cache", 1394.0), PROC_INODE_NOTE);
-        assert_eq!(slab_note("proc_inode_cache", 12.0), "");
-        assert_eq!(slab_note("TCP", 5042.0), "");
+        assert_eq!(slab_note("proc_inode_cache", 1394.0), Some(PROC_INODE_NOTE));
+        assert_eq!(slab_note("proc_inode_cache", 12.0), None);
+        assert_eq!(slab_note("TCP", 5042.0), None);
     }
 
     #[test]
