@@ -97,10 +97,16 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// With --verify: once the N connections are open and held, make a reconnect storm and
-    /// measure how the host recovers: `clients` (every client drops and reconnects at once) or
-    /// `restart` (the server's workers are killed and restarted).
+    /// measure how the host recovers: `clients` (every client drops and reconnects at once),
+    /// `restart` (the server's workers are killed and restarted) or `graceful` (new workers
+    /// listen first, then the old ones drain over --drain-seconds).
     #[arg(long, value_name = "HOW", value_enum, requires = "verify")]
     pub storm: Option<super::storm::StormHow>,
+    /// With --storm graceful: the old workers close their connections (1001 going away)
+    /// evenly over SECS, so the clients move to the new workers gradually. Default 30: a
+    /// million clients over 30 s is about the connect rate these hosts accept.
+    #[arg(long, value_name = "SECS")]
+    pub drain_seconds: Option<Secs>,
     #[command(flatten, next_help_heading = "Reconnect storm (with --verify --storm)")]
     pub reconnect: super::storm::ReconnectFlags,
     /// With --storm: where the accept rate the storm measured is saved for `tune check

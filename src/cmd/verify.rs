@@ -65,7 +65,7 @@ fn storm_plan(args: &ServeArgs) -> anyhow::Result<Option<StormPlan>> {
     if args.storm.is_some() && args.external {
         anyhow::bail!("--storm needs the load generator here; it cannot run with --external");
     }
-    super::load::storm_plan(args.storm, &args.reconnect)
+    super::load::storm_plan(args.storm, &args.reconnect, args.drain_seconds)
 }
 
 /// The storm phase, when asked for and every connection is held; `None` otherwise.

@@ -127,6 +127,8 @@ pub struct Worker {
     high: usize,
     low: usize,
     shutting_down: Option<Instant>,
+    /// A graceful restart's drain: connections closed evenly over a window.
+    drain: Option<upkeep::Drain>,
     close_cursor: usize,
     last_stats: Instant,
     /// Tick of the last deadline scan.
@@ -216,6 +218,7 @@ impl Worker {
             high,
             low,
             shutting_down: None,
+            drain: None,
             close_cursor: 0,
             last_stats: Instant::now(),
             expired_at: 0,
