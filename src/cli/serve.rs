@@ -65,7 +65,9 @@ pub struct ServeArgs {
     /// Unsent output per connection (bytes) beyond which a client that does not read is closed.
     #[arg(long, value_name = "BYTES", default_value_t = embedded_server::server::MAX_OUTPUT_BYTES, value_parser = crate::quantity::parse_size_usize)]
     pub max_output: usize,
-    /// listen(2) backlog per worker (also the fd reserve a worker keeps to drain its queue).
+    /// listen(2) backlog per worker; the kernel caps it at net.core.somaxconn, so the default
+    /// queue is as deep as the host allows (raise somaxconn for a storm). Queued connections
+    /// hold no fd: this is not the worker's fd reserve.
     #[arg(long, value_name = "N", default_value_t = embedded_server::server::BACKLOG, value_parser = backlog)]
     pub backlog: i32,
     /// Seconds workers get on shutdown to close their connections before they are killed.

@@ -206,7 +206,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         server,
     };
     let storm_report = stormed.zip(storm).map(|(s, sp)| {
-        let facts = crate::verify::storm::facts(&obs, None, None, &sp.policy);
+        let facts = crate::verify::storm::facts(&obs, None, None, &sp);
         let hist = records
             .torn_down
             .latency

@@ -97,7 +97,9 @@ impl Supervisor {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let n = match cfg.workers {
             Workers::Fixed(n) => n,
-            Workers::Auto { expected } => auto_workers(expected, hard, cfg.limits.backlog, cores),
+            Workers::Auto { expected } => {
+                auto_workers(expected, hard, cfg.limits.fd_reserve, cores)
+            }
         };
         if cfg.listen.port() != 0 {
             net::port_is_free(cfg.listen).map_err(|e| {

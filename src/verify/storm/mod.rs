@@ -416,8 +416,9 @@ pub fn facts(
     obs: &crate::knobs::Observation,
     server: Option<(u64, u64)>,
     conntrack_count: Option<u64>,
-    policy: &ReconnectPolicy,
+    plan: &StormPlan,
 ) -> diagnose::StormFacts {
+    let policy = &plan.policy;
     use crate::knobs::KnobId;
     diagnose::StormFacts {
         listeners: server.map(|s| s.0),
@@ -430,5 +431,9 @@ pub fn facts(
         conntrack_max: obs.int(KnobId::ConntrackMax),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
         jitter_secs: policy.jitter.map_or(0.0, |d| d.as_secs_f64()),
+        drain_secs: match plan.kind {
+            StormKind::Graceful => plan.drain.as_secs_f64(),
+            _ => 0.0,
+        },
     }
 }
