@@ -264,8 +264,9 @@ impl Worker {
     }
 
     /// Closes up to one batch of connections (during a drain, no more than its share so far):
-    /// open websockets get a 1001 close frame first (one write, no handshake: the worker is
-    /// going away), unless the peer has closed already (see [`Worker::read_before_close`]).
+    /// open websockets get a 1001 close frame first, unless the peer has closed already (see
+    /// [`Worker::read_before_close`]); at shutdown in one write and no handshake (the worker is
+    /// going away), during a drain with the close handshake.
     fn close_batch(&mut self) {
         let mut limit = self.cfg.limits.close_batch;
         if let Some(d) = &self.drain {
@@ -276,8 +277,18 @@ impl Worker {
             let i = self.close_cursor;
             self.close_cursor += 1;
             let fd = i as RawFd;
+            let draining = self.drain.is_some();
             match self.slots[i].state {
                 State::Free => continue,
+                // A drain has time for the close handshake: the client answers our 1001 and
+                // we close after it (or at the linger deadline), so the client's answer never
+                // meets a closed socket (a reset). Connections closing already finish so.
+                State::Ws(Phase::Open) if draining => {
+                    if self.read_before_close(fd) {
+                        self.close_open(fd, close::GOING_AWAY, CloseReason::Shutdown);
+                    }
+                }
+                State::Ws(_) | State::HttpReply | State::HttpLinger if draining => continue,
                 State::Ws(Phase::Open) => {
                     if self.read_before_close(fd) {
                         let mut phase = Phase::Open;
