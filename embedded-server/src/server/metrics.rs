@@ -64,6 +64,10 @@ pub const ACCEPTED_IPV6: usize = 65;
 pub const TLS_HANDSHAKES: usize = 66;
 pub const TLS_HANDSHAKE_CPU_NS: usize = 67;
 pub const TLS_FAILED: usize = 68;
+/// A request like [`DRAIN_MS`], written by the supervisor once every old worker has closed its
+/// listener: the drain's closes may begin (a client closed before then could reconnect to an
+/// old worker that still listens, and be drained twice).
+pub const DRAIN_GO: usize = 69;
 
 pub const PHASE_STARTING: u64 = 0;
 pub const PHASE_ACCEPTING: u64 = 1;

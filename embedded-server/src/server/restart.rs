@@ -20,6 +20,10 @@ use anyhow::bail;
 use super::metrics as m;
 use super::supervisor::Supervisor;
 use super::SHUTDOWN_GRACE;
+
+/// How long the old workers have to close their listeners once asked (they look every tick,
+/// 100 ms; more under load).
+const LISTENERS_CLOSED_WITHIN: Duration = Duration::from_secs(2);
 use crate::sys::signal::{kill, Signal};
 
 /// How long a restart took.
@@ -127,7 +131,22 @@ impl Supervisor {
         // 0 would mean "no drain": ask for at least a millisecond.
         let ms = (drain.as_millis() as u64).max(1);
         for (block, _) in &self.draining {
+            self.board.set(*block, m::DRAIN_GO, 0);
             self.board.set(*block, m::DRAIN_MS, ms);
+        }
+        // Every old listener closed before the first close, so no client comes back to an old
+        // worker (bounded: a worker that does not answer is drained anyway).
+        let deadline = Instant::now() + LISTENERS_CLOSED_WITHIN;
+        while Instant::now() < deadline
+            && self
+                .draining
+                .iter()
+                .any(|(b, _)| self.board.get(*b, m::LISTENING) != 0)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for (block, _) in &self.draining {
+            self.board.set(*block, m::DRAIN_GO, 1);
         }
         Ok(Restarted {
             stopped: Duration::ZERO,

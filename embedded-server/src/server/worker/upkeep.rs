@@ -16,6 +16,9 @@ use crate::sys::{io, net, Errno};
 
 /// A burst of at least this much buffered heap is trimmed after it, once a quarter of it is left.
 const TRIM_AFTER: usize = 4 << 20;
+/// The most a drain waits for the supervisor's go (it waits up to 2 s for every old listener
+/// to close) before its grace period counts.
+const LISTENERS_WAIT: Duration = Duration::from_secs(3);
 /// Reads of a connection's pending input at shutdown before it gets its 1001 anyway: enough
 /// for a message or two and the peer's FIN behind them, bounded so a peer that keeps sending
 /// cannot hold the shutdown.
@@ -25,7 +28,8 @@ const SHUTDOWN_READS: usize = 4;
 /// over `window`, so their clients reconnect to the new workers a few at a time.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Drain {
-    from: Instant,
+    /// When the closes began (the supervisor's go, once every old listener is closed).
+    from: Option<Instant>,
     window: Duration,
     total: usize,
     closed: usize,
@@ -35,11 +39,14 @@ impl Drain {
     /// How many more may be closed now: the share of `total` the elapsed part of the window
     /// allows, less those closed already.
     fn due(&self, now: Instant) -> usize {
+        let Some(from) = self.from else {
+            return 0;
+        };
         let w = self.window.as_secs_f64();
         let f = if w <= 0.0 {
             1.0
         } else {
-            (now.duration_since(self.from).as_secs_f64() / w).min(1.0)
+            (now.duration_since(from).as_secs_f64() / w).min(1.0)
         };
         ((self.total as f64 * f).ceil() as usize).saturating_sub(self.closed)
     }
@@ -74,7 +81,9 @@ impl Worker {
             if self.conns == 0 {
                 return Some(WorkerExit::Clean);
             }
-            let window = self.drain.map_or(Duration::ZERO, |d| d.window);
+            let window = self
+                .drain
+                .map_or(Duration::ZERO, |d| d.window + LISTENERS_WAIT);
             let grace = Duration::from_millis(self.cfg.limits.shutdown_grace_ms) + window;
             if started.elapsed() >= grace {
                 return Some(WorkerExit::GraceExpired { left: self.conns });
@@ -256,7 +265,7 @@ impl Worker {
         }
         self.begin_shutdown();
         self.drain = Some(Drain {
-            from: Instant::now(),
+            from: None,
             window,
             total: self.conns,
             closed: 0,
@@ -269,7 +278,12 @@ impl Worker {
     /// going away), during a drain with the close handshake.
     fn close_batch(&mut self) {
         let mut limit = self.cfg.limits.close_batch;
-        if let Some(d) = &self.drain {
+        let go = self.drain.is_some() && self.board.get(self.w(), m::DRAIN_GO) != 0;
+        if let Some(d) = self.drain.as_mut() {
+            if d.from.is_none() && go {
+                d.from = Some(Instant::now());
+                d.total = self.conns;
+            }
             limit = limit.min(d.due(Instant::now()));
         }
         let mut n = 0;
