@@ -187,7 +187,10 @@ fn a_small_accept_queue_is_named_and_its_fix_recovers_faster() {
 /// reconnect attempts that failed (refused, reset).
 fn losses(s: &serde_json::Value) -> u64 {
     let c = &s["counters"];
-    let n = |k: &str| c[k].as_u64().unwrap_or_else(|| panic!("{k} missing: {s:#}"));
+    let n = |k: &str| {
+        c[k].as_u64()
+            .unwrap_or_else(|| panic!("{k} missing: {s:#}"))
+    };
     n("ListenOverflows")
         + n("ListenDrops")
         + n("TCPReqQFullDrop")
@@ -213,10 +216,17 @@ fn a_graceful_restart_recovers_all_with_fewer_losses_than_a_hard_one() {
         "{stderr}"
     );
     // The new workers listened before the old ones let go: no client was ever refused.
-    assert!(soft["restart_start_seconds"].as_f64().unwrap() > 0.0, "{soft:#}");
+    assert!(
+        soft["restart_start_seconds"].as_f64().unwrap() > 0.0,
+        "{soft:#}"
+    );
     assert_eq!(soft["failed_attempts"], 0, "{soft:#}");
     // The old workers drained and exited: not dead workers.
-    assert_eq!(j["dead_server_workers"].as_array().unwrap().len(), 0, "{j:#}");
+    assert_eq!(
+        j["dead_server_workers"].as_array().unwrap().len(),
+        0,
+        "{j:#}"
+    );
     // The diagnosis says the pace was the drain's, and derives no policy from it.
     let findings = soft["diagnosis"]["findings"].as_array().unwrap();
     assert!(findings.iter().any(|f| f["limit"] == "drain"), "{soft:#}");
@@ -229,7 +239,10 @@ fn a_graceful_restart_recovers_all_with_fewer_losses_than_a_hard_one() {
         hard["counters"], hard["failed_attempts"], soft["counters"], resets(&hard), resets(&soft),
         hard["handshakes"]["p99_ms"], soft["handshakes"]["p99_ms"]
     );
-    assert!(h > 0, "a hard restart lost nothing: the comparison says nothing {hard:#}");
+    assert!(
+        h > 0,
+        "a hard restart lost nothing: the comparison says nothing {hard:#}"
+    );
     assert!(g < h, "graceful lost {g}, a hard restart {h}: {soft:#}");
     // The drain closes with the close handshake: the clients' answers meet open sockets.
     assert!(resets(&soft) < resets(&hard), "{soft:#}\n{hard:#}");
