@@ -103,7 +103,8 @@ fn check_profile(
 #[test]
 fn a_profiles_storm_key_sizes_the_queues_as_the_flag_does() {
     let state = tempfile::tempdir().unwrap();
-    let profile = "extends = \"1m\"\nprocesses = 8\nstorm = \"1M/5\"\n";
+    // No extends: the shipped 1m profile asks somaxconn 65,535 of its own, above the storm's.
+    let profile = "target = \"1M\"\nrole = \"server\"\nprocesses = 8\nstorm = \"1M/5\"\n";
     let (j, err) = check_profile(state.path(), profile, &[]);
     // The same figures as --storm 1M/5 over 8 workers above.
     let (somax, why) = required(&j, "net.core.somaxconn");
