@@ -346,7 +346,7 @@ pub fn diagnose(s: &Stormed, h: &Handshakes, f: &StormFacts) -> StormDiagnosis {
             None,
             None,
             format!(
-                "a graceful restart: the old workers closed {} connections evenly over {:.0} s ({}/s), so the clients came back at the drain's pace ({}/s at best), not as fast as the host accepts; a longer drain is gentler, a shorter one is a smaller storm",
+                "a graceful restart: the old workers closed {} connections evenly over {:.0} s ({}/s), so the clients came back at the drain's pace ({}/s at best), not as fast as the host accepts; a longer drain spreads them thinner, a shorter one comes closer to a restart's storm",
                 group(s.dropped),
                 f.drain_secs,
                 group((s.dropped as f64 / f.drain_secs) as u64),
