@@ -107,7 +107,7 @@ pub struct ServeArgs {
     /// With --storm graceful: the old workers close their connections (1001 going away)
     /// evenly over SECS, so the clients move to the new workers gradually. Default 30: a
     /// million clients over 30 s is about the connect rate these hosts accept.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", requires = "storm")]
     pub drain_seconds: Option<Secs>,
     #[command(flatten, next_help_heading = "Reconnect storm (with --verify --storm)")]
     pub reconnect: super::storm::ReconnectFlags,

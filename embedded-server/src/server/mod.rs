@@ -190,6 +190,12 @@ fn default_handshaking() -> usize {
 }
 
 impl Limits {
+    /// The fds a worker keeps free to take its accept queue: the reserve, but never more than
+    /// the queue can hold (a `--backlog 16` server keeps 16, as before the two were apart).
+    pub fn fd_reserve_in_effect(&self) -> usize {
+        self.fd_reserve.min(self.backlog.max(0) as usize)
+    }
+
     /// The listener options of a worker: the socket options its accepted sockets inherit.
     pub fn listen_options(&self) -> crate::sys::net::ListenOptions {
         crate::sys::net::ListenOptions {

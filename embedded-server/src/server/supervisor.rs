@@ -98,7 +98,7 @@ impl Supervisor {
         let n = match cfg.workers {
             Workers::Fixed(n) => n,
             Workers::Auto { expected } => {
-                auto_workers(expected, hard, cfg.limits.fd_reserve, cores)
+                auto_workers(expected, hard, cfg.limits.fd_reserve_in_effect(), cores)
             }
         };
         if cfg.listen.port() != 0 {

@@ -182,7 +182,7 @@ impl Worker {
         ep.add(listener.as_fd(), EpollFlags::EPOLLIN)?;
         ep.add(signals.as_fd(), EpollFlags::EPOLLIN)?;
         let base_fds = count_open_fds();
-        let reserve = cfg.limits.fd_reserve + super::FD_MARGIN;
+        let reserve = cfg.limits.fd_reserve_in_effect() + super::FD_MARGIN;
         let high = fd_cap.saturating_sub(reserve + base_fds).max(1);
         let low = high.saturating_sub(high / 20 + 1);
         let w = cfg.index;
