@@ -67,7 +67,8 @@ pub struct ServeArgs {
     pub max_output: usize,
     /// listen(2) backlog per worker; the kernel caps it at net.core.somaxconn, so the default
     /// queue is as deep as the host allows (raise somaxconn for a storm). Queued connections
-    /// hold no fd: this is not the worker's fd reserve.
+    /// hold no fd: the fds a worker keeps free to take its queue are 1,024 at most (fewer
+    /// with a smaller backlog).
     #[arg(long, value_name = "N", default_value_t = embedded_server::server::BACKLOG, value_parser = backlog)]
     pub backlog: i32,
     /// Seconds workers get on shutdown to close their connections before they are killed.
