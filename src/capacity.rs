@@ -685,7 +685,7 @@ impl Inputs {
                 _ => obs.int(KnobId::NofileHard).map(|h| {
                     embedded_server::server::per_worker_capacity(
                         h,
-                        embedded_server::server::BACKLOG,
+                        embedded_server::server::FD_RESERVE,
                     )
                 }),
             },

@@ -34,10 +34,10 @@ pub fn load_worker_command(i: usize) -> Command {
 
 /// Refuses an `auto` worker count the host cannot even start: `--expect 100000000` asks for
 /// thousands of workers whose base memory alone exceeds what the host has.
-pub fn check_worker_memory(root: &Root, expected: u64, backlog: i32) -> anyhow::Result<()> {
+pub fn check_worker_memory(root: &Root, expected: u64, fd_reserve: usize) -> anyhow::Result<()> {
     let (_, hard) = embedded_server::sys::rlimit::nofile()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let n = embedded_server::server::auto_workers(expected, hard, backlog, cores) as u64;
+    let n = embedded_server::server::auto_workers(expected, hard, fd_reserve, cores) as u64;
     let Ok(avail) = Host::new(root).meminfo().map(|m| m.available) else {
         return Ok(());
     };

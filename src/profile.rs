@@ -99,6 +99,9 @@ pub struct Profile {
     pub chain: Vec<String>,
     /// The formula parameters after inheritance.
     pub params: Params,
+    /// `storm = "N/SECS"`: the reconnect storm to survive; its listen-queue requirements are in
+    /// `requirements` already ([`storm::apply`] over `params.processes` listeners).
+    pub storm: Option<storm::Storm>,
 }
 
 /// Parameters of the formulas.
@@ -245,7 +248,7 @@ pub fn load_with(root: &Root, spec: &str, ov: Overrides) -> anyhow::Result<Profi
             .into());
         }
     }
-    Ok(Profile {
+    let mut profile = Profile {
         name: merged.name,
         source: merged.file,
         description: merged.description,
@@ -254,7 +257,13 @@ pub fn load_with(root: &Root, spec: &str, ov: Overrides) -> anyhow::Result<Profi
         requirements,
         chain: merged.chain,
         params: merged.params,
-    })
+        storm: merged.storm,
+    };
+    if let Some(s) = profile.storm {
+        let listeners = profile.params.processes;
+        storm::apply(&mut profile, &s, listeners);
+    }
+    Ok(profile)
 }
 
 /// Requirements for `target` connections in `role` from the formulas alone (`check --target N`).
@@ -276,6 +285,7 @@ pub fn for_target_with(target: u64, role: Role, params: Params, source: &str) ->
         requirements: formulas(target, role, &params),
         chain: Vec::new(),
         params,
+        storm: None,
     }
 }
 
@@ -293,6 +303,7 @@ pub fn host_only(target: u64, role: Role) -> Profile {
         requirements: BTreeMap::new(),
         chain: Vec::new(),
         params,
+        storm: None,
     }
 }
 
@@ -519,6 +530,7 @@ struct Merged {
     target: Option<u64>,
     role: Option<Role>,
     params: Params,
+    storm: Option<storm::Storm>,
     /// The `[knobs]` values of the file and what it extends, resolved to ids: (value, why).
     knobs: BTreeMap<KnobId, (Value, String)>,
     chain: Vec<String>,
@@ -750,6 +762,7 @@ fn load_located(root: &Root, loc: Located, stack: &mut Stack) -> Result<Merged, 
             target: None,
             role: None,
             params: Params::default(),
+            storm: None,
             knobs: BTreeMap::new(),
             chain: Vec::new(),
         },
@@ -763,6 +776,7 @@ fn load_located(root: &Root, loc: Located, stack: &mut Stack) -> Result<Merged, 
     }
     merged.target = raw.target.or(merged.target);
     merged.role = raw.role.or(merged.role);
+    merged.storm = raw.storm.or(merged.storm);
     let p = &mut merged.params;
     p.headroom_percent = raw.headroom_percent.unwrap_or(p.headroom_percent);
     p.processes = raw.processes.unwrap_or(p.processes);

@@ -98,16 +98,7 @@ pub struct CheckArgs {
     /// clients that arrive in one second over the server's processes (--workers, else the
     /// profile's), requires tcp_syncookies 1, and warns when the accept rate a
     /// `serve --verify --storm` measured here (saved in the state directory) is below N/SECS.
-    #[arg(long, value_name = "N/SECS", value_parser = storm)]
-    pub storm: Option<(u64, u64)>,
-}
-
-/// `--storm N/SECS`: a count (the one count parser's forms) and whole seconds.
-fn storm(s: &str) -> Result<(u64, u64), String> {
-    let (n, secs) = s
-        .split_once('/')
-        .ok_or_else(|| format!("expected N/SECS (1M/30: a million within 30 s); found {s:?}"))?;
-    let n = crate::quantity::parse_positive_count(n)?;
-    let secs = crate::quantity::parse_count(secs.trim().trim_end_matches('s'))?;
-    Ok((n, secs))
+    /// Overrides the profile's `storm` key.
+    #[arg(long, value_name = "N/SECS", value_parser = crate::profile::storm::parse)]
+    pub storm: Option<crate::profile::storm::Storm>,
 }

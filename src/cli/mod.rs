@@ -61,7 +61,7 @@ pub enum Command {
     /// Undo the last apply exactly, plan first: what something else changed since is left alone unless --force.
     Rollback(rollback::RollbackArgs),
     /// Run the embedded epoll websocket server; with --verify N, prove the host holds N connections.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Open websocket connections to a server (the load generator alone), for verifying from other hosts.
     Load(load::LoadArgs),
     /// Every limit's headroom, live: use against limit, rate and time to exhaustion, the binding limit first; or as Prometheus metrics (--listen).

@@ -65,7 +65,10 @@ pub struct ServeArgs {
     /// Unsent output per connection (bytes) beyond which a client that does not read is closed.
     #[arg(long, value_name = "BYTES", default_value_t = embedded_server::server::MAX_OUTPUT_BYTES, value_parser = crate::quantity::parse_size_usize)]
     pub max_output: usize,
-    /// listen(2) backlog per worker (also the fd reserve a worker keeps to drain its queue).
+    /// listen(2) backlog per worker; the kernel caps it at net.core.somaxconn, so the default
+    /// queue is as deep as the host allows (raise somaxconn for a storm). Queued connections
+    /// hold no fd: the fds a worker keeps free to take its queue are 1,024 at most (fewer
+    /// with a smaller backlog).
     #[arg(long, value_name = "N", default_value_t = embedded_server::server::BACKLOG, value_parser = backlog)]
     pub backlog: i32,
     /// Seconds workers get on shutdown to close their connections before they are killed.
@@ -97,10 +100,16 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// With --verify: once the N connections are open and held, make a reconnect storm and
-    /// measure how the host recovers: `clients` (every client drops and reconnects at once) or
-    /// `restart` (the server's workers are killed and restarted).
+    /// measure how the host recovers: `clients` (every client drops and reconnects at once),
+    /// `restart` (the server's workers are killed and restarted) or `graceful` (new workers
+    /// listen first, then the old ones drain over --drain-seconds).
     #[arg(long, value_name = "HOW", value_enum, requires = "verify")]
     pub storm: Option<super::storm::StormHow>,
+    /// With --storm graceful: the old workers close their connections (1001 going away)
+    /// evenly over SECS, so the clients move to the new workers gradually. Default 30: a
+    /// million clients over 30 s is about the connect rate these hosts accept.
+    #[arg(long, value_name = "SECS", requires = "storm")]
+    pub drain_seconds: Option<Secs>,
     #[command(flatten, next_help_heading = "Reconnect storm (with --verify --storm)")]
     pub reconnect: super::storm::ReconnectFlags,
     /// With --storm: where the accept rate the storm measured is saved for `tune check

@@ -12,6 +12,9 @@ pub enum StormHow {
     Clients,
     /// The server's workers are killed and restarted; every client reconnects.
     Restart,
+    /// The server restarts gracefully (serve --verify only): new workers listen first, the old
+    /// ones close their connections evenly over --drain-seconds; every client reconnects.
+    Graceful,
 }
 
 /// The storm flags, flattened into `tune serve` and `tune load`.

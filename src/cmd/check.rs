@@ -185,16 +185,9 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<Outcome> {
         profile::host_only(host.unwrap_or(1), plan.profile.role)
     };
     let mut profile = profile;
-    if let Some((clients, within_secs)) = args.storm {
-        size_storm(
-            ctx,
-            args,
-            &mut profile,
-            Storm {
-                clients,
-                within_secs,
-            },
-        )?;
+    // `--storm` overrides the profile's `storm` key; both are sized here, the one path.
+    if let Some(storm) = args.storm.or(plan.profile.storm) {
+        size_storm(ctx, args, &mut profile, storm)?;
     }
     let mut rep = report::evaluate(&obs, &profile, &plan.options);
     add_boot_and_drift(ctx, plan.state_dir.as_deref(), &obs, &mut rep)?;

@@ -15,6 +15,7 @@ use crate::cli::storm::{ReconnectFlags, StormHow};
 use crate::cli::Format;
 use crate::launch;
 use crate::units::group;
+use crate::values::Secs;
 use crate::verify::connect::{self, ConnectSpec};
 use crate::verify::hold::{self, Held};
 use crate::verify::load_report::{assemble_load, LoadRecords, ServerRecords};
@@ -99,7 +100,13 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         (pid, cg) => Some(ServerWatch::new(root, pid, cg.as_deref())?),
     };
     let steps = ramp_steps(args, watch.is_some())?;
-    let storm = storm_plan(args.storm, &args.reconnect)?;
+    if args.storm == Some(StormHow::Graceful) {
+        anyhow::bail!(
+            "--storm graceful is a restart tune serve --verify makes of its own server; against \
+             another server use --storm restart, which follows whatever restart it makes"
+        );
+    }
+    let storm = storm_plan(args.storm, &args.reconnect, None)?;
     let obs = crate::knobs::observe(root, None);
     let signals = Rig::signals()?;
     let net_before = measure::netstat(root);
@@ -200,7 +207,7 @@ pub fn run(ctx: &Context, args: &LoadArgs) -> anyhow::Result<Outcome> {
         netns_shared: !crate::probe::netns::detect_child_netns(root),
     };
     let storm_report = stormed.zip(storm).map(|(s, sp)| {
-        let facts = crate::verify::storm::facts(&obs, None, None, &sp.policy);
+        let facts = crate::verify::storm::facts(&obs, None, None, &sp);
         let hist = records
             .torn_down
             .latency
@@ -265,8 +272,15 @@ pub fn write_json(
 pub fn storm_plan(
     how: Option<StormHow>,
     flags: &ReconnectFlags,
+    drain: Option<Secs>,
 ) -> anyhow::Result<Option<StormPlan>> {
     let policy = flags.policy().map_err(anyhow::Error::msg)?;
+    if drain.is_some() && how != Some(StormHow::Graceful) {
+        anyhow::bail!("--drain-seconds is the drain of --storm graceful; add --storm graceful");
+    }
+    if drain.is_some_and(|d| d.0.is_zero()) {
+        anyhow::bail!("--drain-seconds 0: expected a positive number of seconds (a drain of 0 is --storm restart)");
+    }
     match how {
         None if flags.any() => {
             anyhow::bail!("--reconnect-jitter and --reconnect-backoff need --storm")
@@ -276,8 +290,10 @@ pub fn storm_plan(
             kind: match how {
                 StormHow::Clients => StormKind::Clients,
                 StormHow::Restart => StormKind::Restart,
+                StormHow::Graceful => StormKind::Graceful,
             },
             policy,
+            drain: drain.map_or(storm::DRAIN_DEFAULT, |d| d.0),
         })),
     }
 }
@@ -294,6 +310,8 @@ fn storm_phase(
 ) -> anyhow::Result<Stormed> {
     match sp.kind {
         StormKind::Clients => storm::storm(rig, sp, target, root, progress),
+        // Refused when the flags were read: a graceful restart is tune serve's own.
+        StormKind::Graceful => anyhow::bail!("--storm graceful is a restart tune serve makes"),
         StormKind::Restart => {
             let seen = storm::await_restart(rig, &sp.policy, target, wait, root, progress)?;
             Ok(seen.unwrap_or_else(|| {

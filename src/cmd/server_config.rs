@@ -39,7 +39,7 @@ pub fn server_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         .apply(&mut limits)
         .map_err(anyhow::Error::msg)?;
     if let Workers::Auto { expected } = workers {
-        launch::check_worker_memory(&Root::host(), expected, args.backlog)?;
+        launch::check_worker_memory(&Root::host(), expected, limits.fd_reserve_in_effect())?;
     }
     let tls = server_tls(args)?;
     Ok(ServerConfig {

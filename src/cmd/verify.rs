@@ -66,7 +66,7 @@ fn storm_plan(args: &ServeArgs) -> anyhow::Result<Option<StormPlan>> {
     if args.storm.is_some() && args.external {
         anyhow::bail!("--storm needs the load generator here; it cannot run with --external");
     }
-    super::load::storm_plan(args.storm, &args.reconnect)
+    super::load::storm_plan(args.storm, &args.reconnect, args.drain_seconds)
 }
 
 /// The storm phase, when asked for and every connection is held; `None` otherwise.
@@ -206,7 +206,7 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
             &obs,
             listeners.map(|l| (l, plan.server.limits.backlog.max(0) as u64)),
             peak.host.ct.count,
-            &sp.policy,
+            &sp,
         );
         let hist = torn_down.latency.as_ref().map(|l| &l.storm_handshake_us);
         StormReport::assemble(&s, sp.policy.describe(), sp.kind, hist, &facts)
@@ -228,7 +228,11 @@ pub fn run(ctx: &Context, args: &ServeArgs, n: u64) -> anyhow::Result<Outcome> {
         },
     );
     let recovered = storm_report.as_ref().is_none_or(|s| s.recovered);
-    if let Some(s) = storm_report.as_ref().filter(|s| s.recovered) {
+    // A graceful restart's rate is the drain's pace, not what the host accepts: not saved.
+    let paced = plan
+        .storm
+        .is_some_and(|sp| sp.kind == storm::StormKind::Graceful);
+    if let Some(s) = storm_report.as_ref().filter(|s| s.recovered && !paced) {
         save_rate(ctx, args, s, &progress);
     }
     print(&report, storm_report.as_ref(), args.format)?;

@@ -163,6 +163,17 @@ fn keys(r: &mut Roff) {
     );
     key(
         r,
+        "storm",
+        "string, optional",
+        "The reconnect storm the host must survive, as N/SECS: N clients reconnecting within \
+         SECS seconds (\"1M/30\"; \"/0\" for all at once). Raises net.core.somaxconn and \
+         net.ipv4.tcp_max_syn_backlog to the clients that arrive in one second over the \
+         profile's processes, and requires tcp_syncookies 1; tune check also warns when the \
+         accept rate tune serve --verify --storm measured here is below N/SECS. \
+         tune check --storm overrides it.",
+    );
+    key(
+        r,
         "[knobs]",
         "table, optional",
         "One key per knob, quoted because knob names contain dots; the value is the requirement \

@@ -37,6 +37,8 @@ pub struct RawProfile {
     pub bytes_per_connection: Option<u64>,
     pub tls_bytes_per_connection: Option<u64>,
     pub source_addresses: Option<u64>,
+    /// `storm = "N/SECS"`: the reconnect storm to survive.
+    pub storm: Option<super::storm::Storm>,
     /// Knob requirements in file order, each name resolved to its registry id: (knob, value, line).
     pub knobs: Vec<(KnobId, Value, usize)>,
 }
@@ -53,6 +55,7 @@ pub const TOP_KEYS: &[&str] = &[
     "bytes_per_connection",
     "tls_bytes_per_connection",
     "source_addresses",
+    "storm",
     "knobs",
 ];
 
@@ -82,6 +85,12 @@ pub fn parse(text: &str) -> Result<RawProfile, Problem> {
             "processes" => raw.processes = Some(count(v, "processes").map_err(problem)?),
             "source_addresses" => {
                 raw.source_addresses = Some(count(v, "client source addresses").map_err(problem)?)
+            }
+            "storm" => {
+                let s = string(v).map_err(|e| {
+                    problem(format!("{e}: write the storm as text, e.g. storm = \"1M/30\" (a million clients reconnecting within 30 s)"))
+                })?;
+                raw.storm = Some(super::storm::parse(&s).map_err(problem)?);
             }
             "headroom_percent" => {
                 raw.headroom_percent = Some(plain_int(v, "percent").map_err(problem)?)

@@ -1,5 +1,5 @@
-//! The reconnect storm a host must survive (N clients reconnecting within T seconds, from
-//! `check --storm N/T`), and what it requires of the listen queues: the clients that arrive in
+//! The reconnect storm a host must survive (N clients reconnecting within T seconds, from a
+//! profile's `storm = "N/T"` or `check --storm N/T`, both read by [`parse`]), and what it requires of the listen queues: the clients that arrive in
 //! one second (before a dropped SYN is retransmitted) spread over the server's listeners give
 //! somaxconn and tcp_max_syn_backlog, and syncookies on; and the warning when the accept rate a
 //! storm measured on this host (`serve --verify --storm`) is below N/T.
@@ -14,11 +14,23 @@ use crate::values::{Input, Suggest};
 pub const RATE_FILE: &str = "storm-rate";
 
 /// A storm to survive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Storm {
     pub clients: u64,
     /// Seconds the clients reconnect within (full jitter over them); 0: all at once.
     pub within_secs: u64,
+}
+
+/// `N/SECS` (a profile's `storm` and `check --storm`): a count in the one count parser's forms
+/// (`1M`, `50k`, `1,000,000`) and whole seconds (`30` or `30s`; `0`: all at once).
+pub fn parse(s: &str) -> Result<Storm, String> {
+    let (n, secs) = s
+        .split_once('/')
+        .ok_or_else(|| format!("expected N/SECS (1M/30: a million within 30 s); found {s:?}"))?;
+    Ok(Storm {
+        clients: crate::quantity::parse_positive_count(n)?,
+        within_secs: crate::quantity::parse_count(secs.trim().trim_end_matches('s'))?,
+    })
 }
 
 impl Storm {

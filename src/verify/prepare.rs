@@ -48,11 +48,13 @@ pub fn predict(
     {
         progress.say(&format!("predicted {line}"));
     }
-    // The server side's own cap per process: a worker keeps its backlog's worth of fds free
-    // so that it can drain its accept queue when it stops listening at its cap.
+    // The server side's own cap per process: a worker keeps an fd reserve free so that it can
+    // take its accept queue when it stops listening at its cap.
     if let Ok((_, hard)) = embedded_server::sys::rlimit::nofile() {
-        let per_worker =
-            embedded_server::server::per_worker_capacity(hard, plan.server.limits.backlog);
+        let per_worker = embedded_server::server::per_worker_capacity(
+            hard,
+            plan.server.limits.fd_reserve_in_effect(),
+        );
         pred.per_server_worker = Some(per_worker);
         progress.say(&format!(
             "predicted per tune serve worker: {} (RLIMIT_NOFILE {} less {} fds kept to drain the accept queue and the worker's own fds)",

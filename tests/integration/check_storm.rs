@@ -76,3 +76,82 @@ fn check_storm_refuses_what_is_not_n_over_secs() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("expected N/SECS"), "{err}");
 }
+
+/// A profile file of the test's own, with its storm and processes, and check's JSON for it.
+fn check_profile(
+    state: &std::path::Path,
+    profile: &str,
+    args: &[&str],
+) -> (serde_json::Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("storm.toml");
+    std::fs::write(&file, profile).unwrap();
+    let out = tune()
+        .args(["--root", ROOT, "check", "--profile"])
+        .arg(&file)
+        .args(args)
+        .args(["--format", "json", "--state-dir"])
+        .arg(state)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let j = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {err}"));
+    (j, err)
+}
+
+#[test]
+fn a_profiles_storm_key_sizes_the_queues_as_the_flag_does() {
+    let state = tempfile::tempdir().unwrap();
+    // No extends: the shipped 1m profile asks somaxconn 65,535 of its own, above the storm's.
+    let profile = "target = \"1M\"\nrole = \"server\"\nprocesses = 8\nstorm = \"1M/5\"\n";
+    let (j, err) = check_profile(state.path(), profile, &[]);
+    // The same figures as --storm 1M/5 over 8 workers above.
+    let (somax, why) = required(&j, "net.core.somaxconn");
+    assert_eq!(somax, 50_000, "{why}\n{err}");
+    assert!(
+        why.starts_with("1,000,000 clients reconnecting within 5 s"),
+        "{why}"
+    );
+    assert_eq!(required(&j, "net.ipv4.tcp_max_syn_backlog").0, 66_667);
+    assert_eq!(required(&j, "net.ipv4.tcp_syncookies").0, 1);
+    // The rate check reads the profile's storm too.
+    std::fs::write(state.path().join("storm-rate"), "18302 100000\n").unwrap();
+    let (_, err) = check_profile(state.path(), profile, &[]);
+    assert!(
+        err.contains("need 200,000/s; this host accepted 18,302/s"),
+        "{err}"
+    );
+    // --storm overrides the key: within 60 s needs 16,667/s, no warning.
+    let (_, err) = check_profile(state.path(), profile, &["--storm", "1M/60"]);
+    assert!(!err.contains("warning"), "{err}");
+}
+
+#[test]
+fn a_bad_storm_key_names_the_file_line_and_what_to_write() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "extends = \"1m\"\nstorm = 1000000\n").unwrap();
+    let out = tune()
+        .args(["--root", ROOT, "check", "--profile"])
+        .arg(&file)
+        .arg("--state-dir")
+        .arg(state.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:2: storm:"), "{err}");
+    assert!(err.contains("storm = \"1M/30\""), "{err}");
+    std::fs::write(&file, "extends = \"1m\"\nstorm = \"1M\"\n").unwrap();
+    let out = tune()
+        .args(["--root", ROOT, "check", "--profile"])
+        .arg(&file)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:2: storm: expected N/SECS"), "{err}");
+}

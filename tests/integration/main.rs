@@ -50,6 +50,7 @@ mod serve_hostile;
 mod serve_interop;
 mod serve_library;
 mod serve_protocol;
+mod serve_shutdown;
 mod serve_tls;
 mod top_cli;
 mod top_prometheus;

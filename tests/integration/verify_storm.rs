@@ -1,4 +1,5 @@
-//! Reconnect storms through the binary (`tune serve --verify 20000 --storm clients|restart`),
+//! Reconnect storms through the binary (`tune serve --verify 20000 --storm
+//! clients|restart|graceful`),
 //! each in a network namespace the test creates (`unshare -n`), so that the listen counters are
 //! the run's own and the sysctls a test sets (somaxconn 64, syncookies 0) die with it.
 //! 20,000 connections need several server and client processes here (RLIMIT_NOFILE 20000);
@@ -25,8 +26,11 @@ fn storm_in_netns(setup: &str, args: &str) -> (i32, serde_json::Value, String) {
         .env("TUNE_STATE_DIR", state.path())
         .env_remove("TUNE_ROOT");
     let (code, j, stderr) = run(cmd);
-    // A recovered storm saved its best second for check --storm.
-    if j["storm"]["recovered"] == true {
+    // A recovered storm saved its best second for check --storm; a graceful restart's rate is
+    // the drain's pace, not the host's, and is not saved.
+    if j["storm"]["kind"] == "graceful" {
+        assert!(!state.path().join("storm-rate").exists(), "{stderr}");
+    } else if j["storm"]["recovered"] == true {
         let saved = std::fs::read_to_string(state.path().join("storm-rate")).unwrap();
         let best = j["storm"]["peak_connects_per_second"].as_f64().unwrap();
         assert_eq!(saved, format!("{best:.0} 20000\n"), "{stderr}");
@@ -177,4 +181,69 @@ fn a_small_accept_queue_is_named_and_its_fix_recovers_faster() {
         fast < slow,
         "somaxconn {want} recovered in {fast:.2} s, not faster than {slow:.2} s at 64"
     );
+}
+
+/// What a storm lost on the way: SYNs and accepts the kernel dropped or retransmitted, and
+/// reconnect attempts that failed (refused, reset).
+fn losses(s: &serde_json::Value) -> u64 {
+    let c = &s["counters"];
+    let n = |k: &str| {
+        c[k].as_u64()
+            .unwrap_or_else(|| panic!("{k} missing: {s:#}"))
+    };
+    n("ListenOverflows")
+        + n("ListenDrops")
+        + n("TCPReqQFullDrop")
+        + n("TCPSynRetrans")
+        + s["failed_attempts"].as_u64().unwrap()
+}
+
+#[test]
+fn a_graceful_restart_recovers_all_with_fewer_losses_than_a_hard_one() {
+    let _alone = alone();
+    let (code, j, stderr) = storm_in_netns("", "--storm restart");
+    let hard = storm_of(&j, &stderr);
+    assert_eq!(code, 0, "{j:#}\n{stderr}");
+    recovered_all(&hard, &stderr);
+
+    let (code, j, stderr) = storm_in_netns("", "--storm graceful --drain-seconds 5");
+    let soft = storm_of(&j, &stderr);
+    assert_eq!(code, 0, "{j:#}\n{stderr}");
+    recovered_all(&soft, &stderr);
+    assert_eq!(soft["kind"], "graceful");
+    assert!(
+        stderr.contains("the server restarts gracefully"),
+        "{stderr}"
+    );
+    // The new workers listened before the old ones let go: no client was ever refused.
+    assert!(
+        soft["restart_start_seconds"].as_f64().unwrap() > 0.0,
+        "{soft:#}"
+    );
+    assert_eq!(soft["failed_attempts"], 0, "{soft:#}");
+    // The old workers drained and exited: not dead workers.
+    assert_eq!(
+        j["dead_server_workers"].as_array().unwrap().len(),
+        0,
+        "{j:#}"
+    );
+    // The diagnosis says the pace was the drain's, and derives no policy from it.
+    let findings = soft["diagnosis"]["findings"].as_array().unwrap();
+    assert!(findings.iter().any(|f| f["limit"] == "drain"), "{soft:#}");
+    assert!(soft["diagnosis"]["policy"].is_null(), "{soft:#}");
+
+    let (h, g) = (losses(&hard), losses(&soft));
+    let resets = |s: &serde_json::Value| s["counters"]["EstabResets"].as_u64().unwrap();
+    eprintln!(
+        "20,000 in a netns: restart lost {h} (counters {}, failed {}), graceful lost {g} (counters {}); EstabResets {} vs {}; handshake p99 {} ms vs {} ms",
+        hard["counters"], hard["failed_attempts"], soft["counters"], resets(&hard), resets(&soft),
+        hard["handshakes"]["p99_ms"], soft["handshakes"]["p99_ms"]
+    );
+    assert!(
+        h > 0,
+        "a hard restart lost nothing: the comparison says nothing {hard:#}"
+    );
+    assert!(g < h, "graceful lost {g}, a hard restart {h}: {soft:#}");
+    // The drain closes with the close handshake: the clients' answers meet open sockets.
+    assert!(resets(&soft) < resets(&hard), "{soft:#}\n{hard:#}");
 }

@@ -48,6 +48,10 @@ pub const PINGS: usize = 20;
 pub const BUFFERED: usize = 21;
 /// Connections still in the handshake.
 pub const HANDSHAKING: usize = 22;
+/// A request, not a count: the supervisor writes here (the one field of a worker's block it
+/// writes while the worker lives) to ask the worker to drain over this many milliseconds
+/// (graceful restart); the worker reads it every tick.
+pub const DRAIN_MS: usize = 23;
 pub const HS_FAILED: usize = 24; // + Rejection index (8)
 pub const CLOSED: usize = 32; // + CloseReason index (<= 16)
 pub const VIOLATIONS: usize = 48; // + Violation index (<= 16)
@@ -60,6 +64,10 @@ pub const ACCEPTED_IPV6: usize = 65;
 pub const TLS_HANDSHAKES: usize = 66;
 pub const TLS_HANDSHAKE_CPU_NS: usize = 67;
 pub const TLS_FAILED: usize = 68;
+/// A request like [`DRAIN_MS`], written by the supervisor once every old worker has closed its
+/// listener: the drain's closes may begin (a client closed before then could reconnect to an
+/// old worker that still listens, and be drained twice).
+pub const DRAIN_GO: usize = 69;
 
 pub const PHASE_STARTING: u64 = 0;
 pub const PHASE_ACCEPTING: u64 = 1;
@@ -206,6 +214,23 @@ impl Board {
         self.add(worker, HS_FAILED + rejection_index(r), 1)
     }
 
+    /// Worker processes configured: the supervisor's count (the board holds two blocks per
+    /// worker, one for each generation of a graceful restart).
+    pub fn configured(&self) -> usize {
+        match self.global(G_WORKERS) {
+            0 => self.workers(),
+            n => n as usize,
+        }
+    }
+
+    /// The blocks some worker has used (a graceful restart's spare generation is left out
+    /// until it starts).
+    pub fn used_blocks(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.workers()).filter(|&w| {
+            self.get(w, PID) != 0 || self.get(w, FD_CAP) != 0 || self.get(w, PHASE) != 0
+        })
+    }
+
     /// All workers' counters added up.
     pub fn snapshot(&self) -> Snapshot {
         let mut s = Snapshot::default();
@@ -249,7 +274,7 @@ impl Board {
     /// Each worker's own gauges, typed (what /metrics shows per worker), for callers that
     /// judge the workers without parsing the text exposition.
     pub fn worker_gauges(&self) -> Vec<WorkerGauges> {
-        (0..self.workers())
+        self.used_blocks()
             .map(|w| WorkerGauges {
                 connections: self.get(w, CONNS),
                 fd_cap: self.get(w, FD_CAP),
@@ -281,7 +306,7 @@ impl Board {
             "tune_workers",
             "gauge",
             "Worker processes configured.",
-            self.workers() as u64,
+            self.configured() as u64,
         );
         one(
             "tune_workers_up",
@@ -475,7 +500,7 @@ impl Board {
             ),
         ];
         let _ = write!(o, "# HELP tune_worker_accepted_total Connections the worker accepted.\n# TYPE tune_worker_accepted_total counter\n");
-        for w in 0..self.workers() {
+        for w in self.used_blocks() {
             let _ = writeln!(
                 o,
                 "tune_worker_accepted_total{{worker=\"{w}\"}} {}",
@@ -483,7 +508,7 @@ impl Board {
             );
         }
         let _ = write!(o, "# HELP tune_worker_listener_pauses_total Times the worker stopped listening near its fd cap.\n# TYPE tune_worker_listener_pauses_total counter\n");
-        for w in 0..self.workers() {
+        for w in self.used_blocks() {
             let _ = writeln!(
                 o,
                 "tune_worker_listener_pauses_total{{worker=\"{w}\"}} {}",
@@ -492,7 +517,7 @@ impl Board {
         }
         for (name, help, i) in per {
             let _ = write!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n");
-            for w in 0..self.workers() {
+            for w in self.used_blocks() {
                 let v = if i == usize::MAX {
                     let p = self.get(w, PHASE);
                     u64::from(p == PHASE_ACCEPTING || p == PHASE_DRAINING)

@@ -76,9 +76,19 @@ pub const CLOSE_BATCH: usize = 1000;
 pub const CLOSE_BATCH_INTERVAL: Duration = Duration::from_millis(10);
 /// Time a worker takes at most to close its connections on shutdown before exiting anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// listen(2) backlog per worker. The accept queue is also what a worker must drain into its fd
-/// reserve when it stops listening near its fd cap, so the reserve is this plus a margin.
-pub const BACKLOG: i32 = 1024;
+/// listen(2) backlog per worker: 65,535, the most the storm report recommends. The kernel
+/// clamps it to net.core.somaxconn when the worker listens, so the accept queue is whatever the
+/// host allows (4,096 by default) and raising somaxconn is all a storm needs. Queued
+/// connections hold no fd of the worker, so the backlog is not its fd reserve
+/// ([`FD_RESERVE`]).
+pub const BACKLOG: i32 = 65_535;
+/// File descriptors a worker keeps free below its cap to take what its accept queue holds when
+/// it stops listening near the cap (without net.ipv4.tcp_migrate_req, closing a SO_REUSEPORT
+/// listener resets what is still queued on it). 1,024 was the old backlog and reserve together:
+/// at the cap a worker stops listening with at most a second's worth of a worker's accepts
+/// queued (the host accepts 20k-40k/s over all workers); with a deeper queue than this, the
+/// rest is reset unless the kernel migrates it (tcp_migrate_req=1).
+pub const FD_RESERVE: usize = 1024;
 /// File descriptors a worker keeps free below its cap besides the backlog: epoll, signalfd,
 /// memfd, listener, stdio, /proc reads.
 pub const FD_MARGIN: usize = 64;
@@ -129,6 +139,9 @@ pub struct Limits {
     pub close_batch_interval_ms: u64,
     pub shutdown_grace_ms: u64,
     pub backlog: i32,
+    /// Fds kept free below the cap to take the accept queue (see [`FD_RESERVE`]); no flag.
+    #[serde(default = "default_fd_reserve")]
+    pub fd_reserve: usize,
     /// Heap for all connections of one worker (see [`MEMORY_BUDGET`]).
     #[serde(default = "default_budget")]
     pub memory_budget_bytes: usize,
@@ -164,6 +177,10 @@ fn default_defer_accept() -> u32 {
     DEFER_ACCEPT_SECS
 }
 
+fn default_fd_reserve() -> usize {
+    FD_RESERVE
+}
+
 fn default_budget() -> usize {
     MEMORY_BUDGET
 }
@@ -173,6 +190,12 @@ fn default_handshaking() -> usize {
 }
 
 impl Limits {
+    /// The fds a worker keeps free to take its accept queue: the reserve, but never more than
+    /// the queue can hold (a `--backlog 16` server keeps 16, as before the two were apart).
+    pub fn fd_reserve_in_effect(&self) -> usize {
+        self.fd_reserve.min(self.backlog.max(0) as usize)
+    }
+
     /// The listener options of a worker: the socket options its accepted sockets inherit.
     pub fn listen_options(&self) -> crate::sys::net::ListenOptions {
         crate::sys::net::ListenOptions {
@@ -195,6 +218,7 @@ impl Default for Limits {
             close_batch_interval_ms: CLOSE_BATCH_INTERVAL.as_millis() as u64,
             shutdown_grace_ms: SHUTDOWN_GRACE.as_millis() as u64,
             backlog: BACKLOG,
+            fd_reserve: FD_RESERVE,
             memory_budget_bytes: MEMORY_BUDGET,
             frame_timeout_ms: FRAME_TIMEOUT.as_millis() as u64,
             write_timeout_ms: WRITE_TIMEOUT.as_millis() as u64,
@@ -234,17 +258,17 @@ impl std::str::FromStr for Workers {
     }
 }
 
-/// Connections one worker may hold with an fd cap of `fd_cap`: the cap less the accept-queue
-/// reserve (drained when it stops listening) and the fixed margin.
-pub fn per_worker_capacity(fd_cap: u64, backlog: i32) -> u64 {
-    fd_cap.saturating_sub(backlog.max(0) as u64 + FD_MARGIN as u64)
+/// Connections one worker may hold with an fd cap of `fd_cap`: the cap less the fd reserve
+/// (the accept queue taken when it stops listening) and the fixed margin.
+pub fn per_worker_capacity(fd_cap: u64, fd_reserve: usize) -> u64 {
+    fd_cap.saturating_sub((fd_reserve + FD_MARGIN) as u64)
 }
 
 /// The `auto` worker count: ceil(expected / (90% of a worker's capacity)), at least `cores`.
 /// The 10% headroom absorbs SO_REUSEPORT's uneven spread (measured here: busiest listener
 /// 1.8% above the mean at 80 listeners) and connections still closing.
-pub fn auto_workers(expected: u64, fd_cap: u64, backlog: i32, cores: usize) -> usize {
-    let usable = per_worker_capacity(fd_cap, backlog) * 9 / 10;
+pub fn auto_workers(expected: u64, fd_cap: u64, fd_reserve: usize, cores: usize) -> usize {
+    let usable = per_worker_capacity(fd_cap, fd_reserve) * 9 / 10;
     let need = if usable == 0 {
         1
     } else {
@@ -301,7 +325,7 @@ mod tests {
 
     #[test]
     fn auto_worker_count() {
-        // Here: hard cap 20000, backlog 1024 -> 18912 per worker, 17020 with headroom.
+        // Here: hard cap 20000, fd reserve 1024 -> 18912 per worker, 17020 with headroom.
         assert_eq!(per_worker_capacity(20000, 1024), 18912);
         assert_eq!(auto_workers(0, 20000, 1024, 2), 2);
         assert_eq!(auto_workers(34_000, 20000, 1024, 2), 2);

@@ -48,8 +48,15 @@ pub struct Summary {
 /// A running server: worker processes plus the shared counters.
 #[derive(Debug)]
 pub struct Supervisor {
+    /// The current generation of workers: child `i` writes counter block `base + i`.
     pub(super) children: Vec<Option<Child>>,
     pub(super) board: Board,
+    /// The first counter block of the current generation (0 or the worker count: the board
+    /// has two blocks per worker so that a graceful restart's new workers count beside the
+    /// old ones while those drain).
+    pub(super) base: usize,
+    /// The previous generation, draining after a graceful restart: (counter block, process).
+    pub(super) draining: Vec<(usize, Child)>,
     addr: SocketAddr,
     /// What every worker is started with ([`Supervisor::spawn_worker`] sets the index).
     template: WorkerConfig,
@@ -90,7 +97,9 @@ impl Supervisor {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let n = match cfg.workers {
             Workers::Fixed(n) => n,
-            Workers::Auto { expected } => auto_workers(expected, hard, cfg.limits.backlog, cores),
+            Workers::Auto { expected } => {
+                auto_workers(expected, hard, cfg.limits.fd_reserve_in_effect(), cores)
+            }
         };
         if cfg.listen.port() != 0 {
             net::port_is_free(cfg.listen).map_err(|e| {
@@ -106,18 +115,20 @@ impl Supervisor {
         let reserve =
             net::reuseport_bound(cfg.listen).with_context(|| format!("binding {}", cfg.listen))?;
         let addr = net::local_addr(reserve.as_fd()).context("getsockname")?;
-        let shm = SharedU64s::create("tune-serve-counters", Board::shm_len(n))
+        let shm = SharedU64s::create("tune-serve-counters", Board::shm_len(2 * n))
             .context("creating the shared counters (memfd)")?;
-        let board = Board::new(shm, n);
+        let board = Board::new(shm, 2 * n);
         board.set_global(m::G_WORKERS, n as u64);
         let shm_fd = board.shm_fd();
         let mut sup = Supervisor {
             children: Vec::with_capacity(n),
             board,
+            base: 0,
+            draining: Vec::new(),
             addr,
             template: WorkerConfig {
                 index: 0,
-                workers: n,
+                workers: 2 * n,
                 listen: addr,
                 mode: cfg.mode,
                 limits: cfg.limits.clone(),
@@ -144,17 +155,18 @@ impl Supervisor {
         Ok(sup)
     }
 
-    /// Starts worker `i` (not yet in `children`).
+    /// Starts worker `i` of the generation whose counters start at block `base` (not yet in
+    /// `children`).
     pub(super) fn spawn_worker(
         &self,
         i: usize,
         spawn: &mut dyn FnMut(usize) -> Command,
     ) -> anyhow::Result<Child> {
         let wc = WorkerConfig {
-            index: i,
+            index: self.base + i,
             ..self.template.clone()
         };
-        let mut cmd = spawn(i);
+        let mut cmd = spawn(wc.index);
         cmd.env(WORKER_ENV, serde_json::to_string(&wc)?)
             .stdin(Stdio::null())
             .stdout(Stdio::null());
@@ -167,7 +179,7 @@ impl Supervisor {
         loop {
             let mut ready = 0;
             for i in 0..self.children.len() {
-                if self.board.get(i, m::PHASE) == m::PHASE_ACCEPTING {
+                if self.board.get(self.base + i, m::PHASE) == m::PHASE_ACCEPTING {
                     ready += 1;
                 }
                 if let Some(child) = self.children[i].as_mut() {
@@ -231,7 +243,8 @@ impl Supervisor {
     }
 
     /// Reaps workers that exited on their own since the last call and reports them with the
-    /// connections they held. Nothing is restarted.
+    /// connections they held. Nothing is restarted. A draining worker of a graceful restart
+    /// that exits with every connection closed is not a dead one.
     pub fn reap(&mut self) -> Vec<DeadWorker> {
         let mut out = Vec::new();
         for i in 0..self.children.len() {
@@ -241,42 +254,73 @@ impl Supervisor {
             if let Ok(Some(st)) = child.try_wait() {
                 let pid = child.id();
                 self.children[i] = None;
-                let lost = self.board.get(i, m::CONNS);
-                // The worker is gone: its gauges no longer hold anything.
-                self.board.set(i, m::CONNS, 0);
-                self.board.set(i, m::WS_OPEN, 0);
-                self.board.set(i, m::FDS, 0);
-                self.board.set(i, m::LISTENING, 0);
-                self.board.set(i, m::RSS, 0);
-                let clean_exit =
-                    st.success() && self.board.get(i, m::PHASE) == m::PHASE_EXITED && lost == 0;
-                if !clean_exit {
-                    self.board.add(i, m::LOST, lost);
-                    self.board.set(i, m::PHASE, m::PHASE_DIED);
-                    let d = DeadWorker {
-                        index: i,
-                        pid,
-                        status: describe(st),
-                        lost_connections: lost,
-                    };
-                    self.dead.push(d.clone());
-                    out.push(d);
-                }
+                out.extend(self.reaped(self.base + i, i, pid, st));
+            }
+        }
+        out.extend(self.reap_drained());
+        out
+    }
+
+    /// Reaps the old workers of a graceful restart that have exited (a clean exit, every
+    /// connection closed, is not a death).
+    pub fn reap_drained(&mut self) -> Vec<DeadWorker> {
+        let mut out = Vec::new();
+        let mut k = 0;
+        while k < self.draining.len() {
+            let (block, child) = &mut self.draining[k];
+            if let Ok(Some(st)) = child.try_wait() {
+                let (block, pid) = (*block, child.id());
+                self.draining.swap_remove(k);
+                out.extend(self.reaped(block, block % self.children.len().max(1), pid, st));
+            } else {
+                k += 1;
             }
         }
         out
     }
 
+    /// The counters of a worker that exited (block `block`, worker `index`): its gauges
+    /// cleared, and its loss recorded unless it exited cleanly with nothing held.
+    fn reaped(
+        &mut self,
+        block: usize,
+        index: usize,
+        pid: u32,
+        st: ExitStatus,
+    ) -> Option<DeadWorker> {
+        let lost = self.board.get(block, m::CONNS);
+        // The worker is gone: its gauges no longer hold anything.
+        for g in [m::CONNS, m::WS_OPEN, m::FDS, m::LISTENING, m::RSS] {
+            self.board.set(block, g, 0);
+        }
+        let clean_exit =
+            st.success() && self.board.get(block, m::PHASE) == m::PHASE_EXITED && lost == 0;
+        if clean_exit {
+            return None;
+        }
+        self.board.add(block, m::LOST, lost);
+        self.board.set(block, m::PHASE, m::PHASE_DIED);
+        let d = DeadWorker {
+            index,
+            pid,
+            status: describe(st),
+            lost_connections: lost,
+        };
+        self.dead.push(d.clone());
+        Some(d)
+    }
+
     /// Whether any worker is still running.
     pub fn any_alive(&self) -> bool {
-        self.children.iter().any(|c| c.is_some())
+        self.children.iter().any(|c| c.is_some()) || !self.draining.is_empty()
     }
 
     /// Asks every worker to stop (they stop accepting and close their connections in batches)
     /// without waiting; [`Supervisor::shutdown`] then waits for them.
     pub fn request_shutdown(&self) {
         self.board.set_global(m::G_SHUTDOWN, 1);
-        for c in self.children.iter().flatten() {
+        let old = self.draining.iter().map(|(_, c)| c);
+        for c in self.children.iter().flatten().chain(old) {
             let _ = crate::sys::signal::kill(c.id(), Signal::SIGTERM);
         }
     }
@@ -310,7 +354,8 @@ impl Supervisor {
 
     pub(super) fn kill_all(&mut self) -> usize {
         let mut n = 0;
-        for c in self.children.iter_mut().flatten() {
+        let old = self.draining.iter_mut().map(|(_, c)| c);
+        for c in self.children.iter_mut().flatten().chain(old) {
             if c.kill().is_ok() {
                 n += 1;
             }
@@ -328,7 +373,8 @@ impl Supervisor {
 impl Drop for Supervisor {
     fn drop(&mut self) {
         // Never leave worker processes behind (a panic or early return in the caller).
-        for c in self.children.iter_mut().flatten() {
+        let old = self.draining.iter_mut().map(|(_, c)| c);
+        for c in self.children.iter_mut().flatten().chain(old) {
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -127,6 +127,8 @@ pub struct Worker {
     high: usize,
     low: usize,
     shutting_down: Option<Instant>,
+    /// A graceful restart's drain: connections closed evenly over a window.
+    drain: Option<upkeep::Drain>,
     close_cursor: usize,
     last_stats: Instant,
     /// Tick of the last deadline scan.
@@ -180,7 +182,7 @@ impl Worker {
         ep.add(listener.as_fd(), EpollFlags::EPOLLIN)?;
         ep.add(signals.as_fd(), EpollFlags::EPOLLIN)?;
         let base_fds = count_open_fds();
-        let reserve = cfg.limits.backlog.max(0) as usize + super::FD_MARGIN;
+        let reserve = cfg.limits.fd_reserve_in_effect() + super::FD_MARGIN;
         let high = fd_cap.saturating_sub(reserve + base_fds).max(1);
         let low = high.saturating_sub(high / 20 + 1);
         let w = cfg.index;
@@ -216,6 +218,7 @@ impl Worker {
             high,
             low,
             shutting_down: None,
+            drain: None,
             close_cursor: 0,
             last_stats: Instant::now(),
             expired_at: 0,

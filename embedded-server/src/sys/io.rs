@@ -47,6 +47,23 @@ pub fn writev(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> Result<usize, Errno> 
     }
 }
 
+/// Whether the peer sent something not read yet, without reading it: recv(2) of one byte with
+/// MSG_PEEK | MSG_DONTWAIT. `Ok(0)` is a pending end of file, `Ok(1)` data, `EAGAIN` nothing.
+pub fn peek(fd: BorrowedFd<'_>) -> Result<usize, Errno> {
+    use nix::sys::socket::{recv, MsgFlags};
+    let mut b = [0u8; 1];
+    loop {
+        match recv(
+            fd.as_raw_fd(),
+            &mut b,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+        ) {
+            Err(Errno::EINTR) => continue,
+            r => return r,
+        }
+    }
+}
+
 /// shutdown(2) of the writing side: the peer reads EOF after our queued bytes.
 pub fn shutdown_write(fd: BorrowedFd<'_>) -> Result<(), Errno> {
     // SAFETY: `fd` is open for the call (borrowed); no memory is passed.

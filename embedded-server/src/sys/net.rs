@@ -118,8 +118,20 @@ pub fn reuseport_listener(addr: SocketAddr, opts: &ListenOptions) -> Result<Owne
         let secs = libc::c_int::try_from(opts.defer_accept_secs).map_err(|_| Errno::EINVAL)?;
         set_tcp_int(&fd, libc::TCP_DEFER_ACCEPT, secs)?;
     }
-    socket::listen(&fd, Backlog::new(opts.backlog).map_err(|_| Errno::EINVAL)?)?;
+    listen(&fd, opts.backlog)?;
     Ok(fd)
+}
+
+/// listen(2) with any backlog the kernel takes: nix's `Backlog` refuses values above the libc
+/// constant SOMAXCONN (4096), while the kernel clamps the backlog to the net.core.somaxconn of
+/// the namespace, which may be far higher (the storm report recommends 32k-65k).
+fn listen(fd: &OwnedFd, backlog: i32) -> Result<(), Errno> {
+    if backlog < 0 {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: `fd` is an open socket for the whole call (borrowed from the OwnedFd); listen(2)
+    // takes two ints and no memory.
+    Errno::result(unsafe { libc::listen(fd.as_raw_fd(), backlog) }).map(drop)
 }
 
 /// setsockopt(IPPROTO_TCP, `name`, int) for the options nix has no wrapper for.

@@ -70,6 +70,9 @@ pub struct StormFacts {
     pub cores: u64,
     /// The reconnect policy's jitter, seconds (0: none).
     pub jitter_secs: f64,
+    /// A graceful restart's drain window, seconds (0: not one): the server paced the
+    /// reconnects, so their rate is not the host's accept rate.
+    pub drain_secs: f64,
 }
 
 /// One thing that slowed the recovery, and its fix.
@@ -337,6 +340,25 @@ pub fn diagnose(s: &Stormed, h: &Handshakes, f: &StormFacts) -> StormDiagnosis {
     let mut findings = Vec::new();
     queues(s, h, f, &mut findings);
     host(s, f, &mut findings);
+    if f.drain_secs > 0.0 {
+        findings.push(finding(
+            "drain",
+            None,
+            None,
+            format!(
+                "a graceful restart: the old workers closed {} connections evenly over {:.0} s ({}/s), so the clients came back at the drain's pace ({}/s at best), not as fast as the host accepts; a longer drain spreads them thinner, a shorter one comes closer to a restart's storm",
+                group(s.dropped),
+                f.drain_secs,
+                group((s.dropped as f64 / f.drain_secs) as u64),
+                group(s.peak_rate as u64)
+            ),
+        ));
+        // A rate the server paced says nothing of what the host absorbs.
+        return StormDiagnosis {
+            findings,
+            policy: None,
+        };
+    }
     if findings.is_empty() {
         findings.push(finding(
             "handshake_cpu",

@@ -39,6 +39,20 @@ pub enum StormKind {
     /// The server restarts (here: its workers killed and started again) and every client
     /// reconnects.
     Restart,
+    /// The server restarts gracefully: new workers listen first, then the old ones close
+    /// their connections (1001) evenly over the drain window and every client reconnects.
+    Graceful,
+}
+
+impl StormKind {
+    /// Its name in reports (`clients`, `restart`, `graceful`).
+    pub fn label(self) -> &'static str {
+        match self {
+            StormKind::Clients => "clients",
+            StormKind::Restart => "restart",
+            StormKind::Graceful => "graceful",
+        }
+    }
 }
 
 /// The storm a run makes.
@@ -46,7 +60,15 @@ pub enum StormKind {
 pub struct StormPlan {
     pub kind: StormKind,
     pub policy: ReconnectPolicy,
+    /// A graceful restart's drain window (the old workers' connections closed evenly over it).
+    pub drain: Duration,
 }
+
+/// The drain window of a graceful restart when none is given: 30 s, the window the storm's
+/// jitter advice gives a million clients on these hosts (1M over 30 s is 33k connects/s, about
+/// what the C floor accepts here: host-facts.md), so even the largest run here reconnects no
+/// faster than the host accepts; a smaller fleet comes back at a fraction of that rate.
+pub const DRAIN_DEFAULT: Duration = Duration::from_secs(30);
 
 /// What the storm phase saw.
 #[derive(Debug, Clone, Default)]
@@ -78,7 +100,8 @@ pub struct Stormed {
     /// Peak resident memory of the server and client processes together.
     pub peak_rss: u64,
     /// The server restart: time to stop the old workers and to start new ones (restart storm
-    /// made here).
+    /// made here; graceful: the new ones start first, and the old ones are gone when their
+    /// drain ends).
     pub restart: Option<(Duration, Duration)>,
     /// `tune load --storm restart`: the server's restart was seen (`None`: not waited for).
     pub restart_detected: Option<bool>,
@@ -94,16 +117,36 @@ fn trigger(rig: &mut Rig, plan: &StormPlan, s: &mut Stormed) -> anyhow::Result<(
     };
     match plan.kind {
         StormKind::Clients => cl.gen.storm(&plan.policy, true),
-        StormKind::Restart => {
+        StormKind::Restart | StormKind::Graceful => {
             cl.gen.storm(&plan.policy, false);
             if let Some(sup) = rig.server.as_mut() {
-                let r = sup.restart_hard(&mut crate::launch::worker_command)?;
+                let spawn = &mut crate::launch::worker_command;
+                let r = match plan.kind {
+                    StormKind::Graceful => sup.restart_graceful(spawn, plan.drain)?,
+                    _ => sup.restart_hard(spawn)?,
+                };
                 s.dropped = r.dropped;
                 s.restart = Some((r.stopped, r.started));
             }
         }
     }
     Ok(())
+}
+
+/// Connections the old workers of a graceful restart still hold, plus those workers still
+/// running (0 without one); the ones that exited are reaped, a death said.
+fn draining(rig: &mut Rig, progress: &Progress) -> u64 {
+    let Some(s) = rig.server.as_mut() else {
+        return 0;
+    };
+    for w in s.reap_drained() {
+        progress.say(&format!(
+            "old server worker {} (pid {}) {} while draining; {} connections lost",
+            w.index, w.pid, w.status, w.lost_connections
+        ));
+    }
+    let (held, workers) = s.draining_connections();
+    held + workers as u64
 }
 
 /// Memory peaks over the storm.
@@ -157,6 +200,8 @@ pub fn storm(
         match plan.kind {
             StormKind::Clients => "every client drops its connection",
             StormKind::Restart => "the server's workers are killed and restarted",
+            StormKind::Graceful =>
+                "the server restarts gracefully: new workers listen, the old ones drain",
         },
         group(start.before.open),
         plan.policy.describe()
@@ -296,7 +341,15 @@ fn follow(
             || now.reconnect_due > 0
             || now.in_flight > 0
             || now.open < before.open;
-        if dropped_seen && now.open >= target {
+        // A graceful restart is over once the old workers are gone (reaped): until then
+        // clients are still to be moved.
+        let old = draining(rig, progress);
+        if let (0, Some(r)) = (old, s.restart.as_mut()) {
+            if r.0.is_zero() && rig.server.is_some() {
+                r.0 = t0.elapsed();
+            }
+        }
+        if dropped_seen && now.open >= target && old == 0 {
             s.recovered_in = Some(t0.elapsed());
             break;
         }
@@ -363,8 +416,9 @@ pub fn facts(
     obs: &crate::knobs::Observation,
     server: Option<(u64, u64)>,
     conntrack_count: Option<u64>,
-    policy: &ReconnectPolicy,
+    plan: &StormPlan,
 ) -> diagnose::StormFacts {
+    let policy = &plan.policy;
     use crate::knobs::KnobId;
     diagnose::StormFacts {
         listeners: server.map(|s| s.0),
@@ -377,5 +431,9 @@ pub fn facts(
         conntrack_max: obs.int(KnobId::ConntrackMax),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
         jitter_secs: policy.jitter.map_or(0.0, |d| d.as_secs_f64()),
+        drain_secs: match plan.kind {
+            StormKind::Graceful => plan.drain.as_secs_f64(),
+            _ => 0.0,
+        },
     }
 }

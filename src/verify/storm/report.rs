@@ -111,10 +111,7 @@ impl StormReport {
     /// The table for people.
     pub fn render_table(&self) -> String {
         let mut o = String::new();
-        let kind = match self.kind {
-            StormKind::Clients => "clients",
-            StormKind::Restart => "restart",
-        };
+        let kind = self.kind.label();
         o.push_str(&format!(
             "\nreconnect storm ({kind}), clients reconnect {}\n",
             self.policy
@@ -136,12 +133,18 @@ impl StormReport {
                 ),
             },
         );
-        if let (Some(a), Some(b)) = (self.restart_stop_seconds, self.restart_start_seconds) {
-            row(
+        match (self.kind, self.restart_stop_seconds, self.restart_start_seconds) {
+            (StormKind::Graceful, Some(a), Some(b)) => row(
+                &mut o,
+                "server restart",
+                format!("new workers listening in {b:.2} s, old ones drained and gone {a:.2} s after the start"),
+            ),
+            (_, Some(a), Some(b)) => row(
                 &mut o,
                 "server restart",
                 format!("old workers gone in {a:.2} s, new ones listening {b:.2} s later"),
-            );
+            ),
+            _ => {}
         }
         row(
             &mut o,

@@ -118,8 +118,10 @@ impl Worker {
         }
     }
 
-    /// Near the fd cap: take every connection already queued (into the fd reserve, so none is
-    /// reset), then close the listener so the kernel sends new ones to the other workers of
+    /// Near the fd cap: take the connections already queued (into the fd reserve: with the
+    /// default backlog the queue can be deeper than the reserve, and accept then fails with
+    /// EMFILE and the rest is reset at the close below unless the kernel migrates it), then
+    /// close the listener so the kernel sends new ones to the other workers of
     /// the SO_REUSEPORT group. With net.ipv4.tcp_migrate_req=1 the kernel also migrates
     /// half-open requests; without it a connection completing its TCP handshake in the
     /// microseconds between the last accept and close is reset (counted as accept errors by

@@ -1,5 +1,6 @@
 //! The server worker's periodic work: deadlines (handshake, session, idle and ping, closing),
-//! the memory budget, the stats it publishes, and the shutdown in batches.
+//! the memory budget, the stats it publishes, the shutdown in batches and the graceful
+//! restart's drain (the same closes, spread evenly over a window).
 
 use std::os::fd::{AsFd, RawFd};
 use std::time::{Duration, Instant};
@@ -11,10 +12,45 @@ use crate::protocol::handshake::Rejection;
 use crate::protocol::session::{self, Phase, Role, Timeout};
 use crate::server::admission;
 use crate::server::metrics::{self as m, CloseReason};
-use crate::sys::net;
+use crate::sys::{io, net, Errno};
 
 /// A burst of at least this much buffered heap is trimmed after it, once a quarter of it is left.
 const TRIM_AFTER: usize = 4 << 20;
+/// The most a drain waits for the supervisor's go (it waits up to 2 s for every old listener
+/// to close) before its grace period counts.
+const LISTENERS_WAIT: Duration = Duration::from_secs(3);
+/// Reads of a connection's pending input at shutdown before it gets its 1001 anyway: enough
+/// for a message or two and the peer's FIN behind them, bounded so a peer that keeps sending
+/// cannot hold the shutdown.
+const SHUTDOWN_READS: usize = 4;
+
+/// A graceful restart's drain: the connections held when it began are closed (1001) evenly
+/// over `window`, so their clients reconnect to the new workers a few at a time.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Drain {
+    /// When the closes began (the supervisor's go, once every old listener is closed).
+    from: Option<Instant>,
+    window: Duration,
+    total: usize,
+    closed: usize,
+}
+
+impl Drain {
+    /// How many more may be closed now: the share of `total` the elapsed part of the window
+    /// allows, less those closed already.
+    fn due(&self, now: Instant) -> usize {
+        let Some(from) = self.from else {
+            return 0;
+        };
+        let w = self.window.as_secs_f64();
+        let f = if w <= 0.0 {
+            1.0
+        } else {
+            (now.duration_since(from).as_secs_f64() / w).min(1.0)
+        };
+        ((self.total as f64 * f).ceil() as usize).saturating_sub(self.closed)
+    }
+}
 
 impl Worker {
     pub(super) fn tick(&mut self) -> Option<WorkerExit> {
@@ -30,15 +66,26 @@ impl Worker {
             self.last_stats = Instant::now();
             self.board.set(self.w(), m::RSS, rss_bytes());
         }
-        if self.shutting_down.is_none() && self.board.global(m::G_SHUTDOWN) != 0 {
+        let asked = self.board.global(m::G_SHUTDOWN) != 0;
+        if asked && (self.shutting_down.is_none() || self.drain.is_some()) {
             self.begin_shutdown();
+        }
+        if self.shutting_down.is_none() {
+            let drain_ms = self.board.get(self.w(), m::DRAIN_MS);
+            if drain_ms > 0 {
+                self.begin_drain(Duration::from_millis(drain_ms));
+            }
         }
         if let Some(started) = self.shutting_down {
             self.close_batch();
             if self.conns == 0 {
                 return Some(WorkerExit::Clean);
             }
-            if started.elapsed() >= Duration::from_millis(self.cfg.limits.shutdown_grace_ms) {
+            let window = self
+                .drain
+                .map_or(Duration::ZERO, |d| d.window + LISTENERS_WAIT);
+            let grace = Duration::from_millis(self.cfg.limits.shutdown_grace_ms) + window;
+            if started.elapsed() >= grace {
                 return Some(WorkerExit::GraceExpired { left: self.conns });
             }
         } else {
@@ -186,6 +233,8 @@ impl Worker {
 
     pub(super) fn begin_shutdown(&mut self) {
         if self.shutting_down.is_some() {
+            // A shutdown during a drain closes the rest now.
+            self.drain = None;
             return;
         }
         self.shutting_down = Some(Instant::now());
@@ -198,33 +247,110 @@ impl Worker {
         self.board.set(w, m::PHASE, m::PHASE_DRAINING);
     }
 
-    /// Closes up to one batch of connections: open websockets get a 1001 close frame first
-    /// (one write, no handshake: the worker is going away).
+    /// A graceful restart's old worker: the new workers listen already. Takes what the accept
+    /// queue holds (unless the kernel migrates it: net.ipv4.tcp_migrate_req), closes the
+    /// listener so new connections go to the new workers only, and starts closing its
+    /// connections evenly over `window`.
+    fn begin_drain(&mut self, window: Duration) {
+        if let Some(l) = self.listener.take() {
+            if !self.migrate_req {
+                while let Ok(fd) = net::accept(l.as_fd()) {
+                    // Its request is there (deferred accept): answered now, drained later.
+                    if let Some(fd) = self.adopt(fd) {
+                        self.on_readable(fd);
+                    }
+                }
+            }
+            self.listener = Some(l);
+        }
+        self.begin_shutdown();
+        self.drain = Some(Drain {
+            from: None,
+            window,
+            total: self.conns,
+            closed: 0,
+        });
+    }
+
+    /// Closes up to one batch of connections (during a drain, no more than its share so far):
+    /// open websockets get a 1001 close frame first, unless the peer has closed already (see
+    /// [`Worker::read_before_close`]); at shutdown in one write and no handshake (the worker is
+    /// going away), during a drain with the close handshake.
     fn close_batch(&mut self) {
+        let mut limit = self.cfg.limits.close_batch;
+        let go = self.drain.is_some() && self.board.get(self.w(), m::DRAIN_GO) != 0;
+        if let Some(d) = self.drain.as_mut() {
+            if d.from.is_none() && go {
+                d.from = Some(Instant::now());
+                d.total = self.conns;
+            }
+            limit = limit.min(d.due(Instant::now()));
+        }
         let mut n = 0;
-        while n < self.cfg.limits.close_batch && self.close_cursor < self.slots.len() {
+        while n < limit && self.close_cursor < self.slots.len() {
             let i = self.close_cursor;
             self.close_cursor += 1;
             let fd = i as RawFd;
+            let draining = self.drain.is_some();
             match self.slots[i].state {
                 State::Free => continue,
+                // A drain has time for the close handshake: the client answers our 1001 and
+                // we close after it (or at the linger deadline), so the client's answer never
+                // meets a closed socket (a reset). Connections closing already finish so.
+                State::Ws(Phase::Open) if draining => {
+                    if self.read_before_close(fd) {
+                        self.close_open(fd, close::GOING_AWAY, CloseReason::Shutdown);
+                    }
+                }
+                State::Ws(_) | State::HttpReply | State::HttpLinger if draining => continue,
                 State::Ws(Phase::Open) => {
-                    let mut phase = Phase::Open;
-                    let mut conn = self.slots[i].conn.take();
-                    let (cfg, out) = (&self.scfg, &mut self.wbuf);
-                    session::initiate(&mut phase, &mut conn, cfg, close::GOING_AWAY, out);
-                    let _ = self.tls.write(i, self.slots.fd(i), &self.wbuf);
-                    self.wbuf.clear();
-                    self.close(fd, Some(CloseReason::Shutdown));
+                    if self.read_before_close(fd) {
+                        let mut phase = Phase::Open;
+                        let mut conn = self.slots[i].conn.take();
+                        let (cfg, out) = (&self.scfg, &mut self.wbuf);
+                        session::initiate(&mut phase, &mut conn, cfg, close::GOING_AWAY, out);
+                        let _ = self.tls.write(i, self.slots.fd(i), &self.wbuf);
+                        self.wbuf.clear();
+                        self.close(fd, Some(CloseReason::Shutdown));
+                    } else if self.slots[i].state != State::Free {
+                        self.close(fd, None);
+                    }
                 }
                 State::Handshake => self.close(fd, Some(CloseReason::Shutdown)),
                 _ => self.close(fd, None),
             }
             n += 1;
         }
+        if let Some(d) = self.drain.as_mut() {
+            d.closed += n;
+        }
         if self.close_cursor >= self.slots.len() && self.conns > 0 {
             self.close_cursor = 0;
         }
+    }
+
+    /// Before a 1001 goes to an open websocket at shutdown, what the peer sent and we have not
+    /// read yet is read and processed: a peer that has closed (its FIN is pending) is closed
+    /// without a close frame, which its kernel would answer with a reset (EstabResets), and
+    /// its messages are counted. Returns whether it is still open and should get the 1001.
+    fn read_before_close(&mut self, fd: RawFd) -> bool {
+        let i = fd as usize;
+        for _ in 0..SHUTDOWN_READS {
+            if self.slots[i].state != State::Ws(Phase::Open) {
+                return false;
+            }
+            match io::peek(self.slots.fd(i)) {
+                // Nothing pending: open and quiet.
+                Err(Errno::EAGAIN) => return true,
+                // EOF or data: read_and_process closes at EOF (peer_eof) or handles the data.
+                Ok(_) => self.read_and_process(fd),
+                Err(_) => {
+                    self.close(fd, Some(CloseReason::IoError));
+                    return false;
+                }
+            }
+        }
+        self.slots[i].state == State::Ws(Phase::Open)
     }
 
     /// Fd cap and the connection count at which the worker stops listening.
