@@ -15,7 +15,7 @@ impl Worker {
         let (Some(cfg), Some(name)) = (self.tls_cfg.as_ref(), self.tls_name.as_ref()) else {
             return true;
         };
-        match rustls::ClientConnection::new(cfg.clone(), name.clone()) {
+        match rustls::client::UnbufferedClientConnection::new(cfg.clone(), name.clone()) {
             Ok(c) => {
                 self.tls.insert(fd as usize, c.into());
                 true
