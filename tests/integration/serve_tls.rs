@@ -401,8 +401,9 @@ fn serve_tls_verify_20000_in_a_netns() {
         assert!(tls[k].as_f64().unwrap() > 0.0, "{k}: {j:#}");
     }
     let user = tls["idle_bytes_per_connection_user"].as_f64().unwrap();
-    // rustls's connection state and its 4 KiB read buffer, at least; not megabytes.
-    assert!((2_000.0..64_000.0).contains(&user), "{j:#}");
+    // rustls's connection state with its keys, at least; no 4 KiB read buffer per connection
+    // (measured 3.6 KB with the loop owning the buffers, 7.7 KB when rustls kept its own).
+    assert!((2_000.0..6_000.0).contains(&user), "{j:#}");
     eprintln!("serve --tls --verify 20000 in a netns: tls {tls}");
 }
 

@@ -547,3 +547,89 @@ fn close_notify<C: Records>(c: &mut C, none: &mut [u8], w: &mut Vec<u8>) -> Resu
         _ => Err(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd as _;
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+    use crate::tls::{ClientTls, ServerTls};
+
+    /// A server and a client layer over a socket pair, their handshake done by turns.
+    fn pair() -> (Layer, Layer, UnixStream, UnixStream) {
+        let pki = ServerTls::self_signed(&["localhost".into()]).unwrap();
+        let client_cfg = ClientTls {
+            ca_pem: Some(pki.cert_pem.clone()),
+            insecure: false,
+        }
+        .config()
+        .unwrap();
+        let (s_sock, c_sock) = UnixStream::pair().unwrap();
+        s_sock.set_nonblocking(true).unwrap();
+        c_sock.set_nonblocking(true).unwrap();
+        let (mut s, mut c) = (Layer::default(), Layer::default());
+        s.insert(
+            0,
+            UnbufferedServerConnection::new(pki.config().unwrap())
+                .unwrap()
+                .into(),
+        );
+        let name = crate::tls::server_name("localhost").unwrap();
+        c.insert(
+            0,
+            UnbufferedClientConnection::new(client_cfg, name)
+                .unwrap()
+                .into(),
+        );
+        (s, c, s_sock, c_sock)
+    }
+
+    #[test]
+    fn a_request_written_before_the_handshake_arrives_and_an_idle_connection_holds_no_buffer() {
+        let (mut s, mut c, s_sock, c_sock) = pair();
+        let mut out = vec![0u8; MIN_READ_BUF];
+        // The client's request waits for the handshake; the ClientHello leaves at once.
+        assert_eq!(
+            c.write(0, c_sock.as_fd(), b"GET / HTTP/1.1\r\n\r\n"),
+            Ok(18)
+        );
+        assert!(c.is_handshaking(0));
+        let mut got = Vec::new();
+        for _ in 0..10 {
+            if let Ok(n) = s.read(0, s_sock.as_fd(), &mut out) {
+                got.extend_from_slice(&out[..n]);
+            }
+            let _ = c.read(0, c_sock.as_fd(), &mut out);
+        }
+        assert_eq!(got, b"GET / HTTP/1.1\r\n\r\n");
+        assert!(!s.is_handshaking(0) && !c.is_handshaking(0));
+        assert_eq!((s.handshakes, c.handshakes), (1, 1));
+        // An echo back, larger than a record.
+        let big = vec![7u8; 40_000];
+        let mut sent = 0;
+        while sent < big.len() {
+            sent += s.write(0, s_sock.as_fd(), &big[sent..]).unwrap();
+        }
+        let mut back = 0;
+        while back < big.len() {
+            back += c.read(0, c_sock.as_fd(), &mut out).unwrap();
+        }
+        assert_eq!(back, big.len());
+        // Idle now: rustls's state only, on both ends.
+        assert_eq!(s.footprint(0), crate::tls::CONN_BYTES);
+        assert_eq!(c.footprint(0), crate::tls::CONN_BYTES);
+        // close_notify is the end of the stream.
+        s.remove(0, Some(s_sock.as_fd()));
+        assert_eq!(c.read(0, c_sock.as_fd(), &mut out), Ok(0));
+    }
+
+    #[test]
+    fn a_garbage_client_hello_is_a_named_failure() {
+        let (mut s, _c, s_sock, c_sock) = pair();
+        let mut out = vec![0u8; MIN_READ_BUF];
+        std::io::Write::write_all(&mut &c_sock, b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(s.read(0, s_sock.as_fd(), &mut out), Err(Errno::EPROTO));
+        assert_eq!(s.take_failure(), Some(Failure::NotTls));
+    }
+}
