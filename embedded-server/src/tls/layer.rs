@@ -69,31 +69,25 @@ trait Records {
     fn handshaking(&self) -> bool;
 }
 
-impl Records for UnbufferedServerConnection {
-    type Data = ServerConnectionData;
-    fn records<'c, 'i>(
-        &'c mut self,
-        incoming: &'i mut [u8],
-    ) -> UnbufferedStatus<'c, 'i, ServerConnectionData> {
-        self.process_tls_records(incoming)
-    }
-    fn handshaking(&self) -> bool {
-        self.is_handshaking()
-    }
+macro_rules! records {
+    ($conn:ty, $data:ty) => {
+        impl Records for $conn {
+            type Data = $data;
+            fn records<'c, 'i>(
+                &'c mut self,
+                incoming: &'i mut [u8],
+            ) -> UnbufferedStatus<'c, 'i, $data> {
+                self.process_tls_records(incoming)
+            }
+            fn handshaking(&self) -> bool {
+                self.is_handshaking()
+            }
+        }
+    };
 }
 
-impl Records for UnbufferedClientConnection {
-    type Data = ClientConnectionData;
-    fn records<'c, 'i>(
-        &'c mut self,
-        incoming: &'i mut [u8],
-    ) -> UnbufferedStatus<'c, 'i, ClientConnectionData> {
-        self.process_tls_records(incoming)
-    }
-    fn handshaking(&self) -> bool {
-        self.is_handshaking()
-    }
-}
+records!(UnbufferedServerConnection, ServerConnectionData);
+records!(UnbufferedClientConnection, ClientConnectionData);
 
 /// One TLS socket: rustls's state and the storage it holds only while it must.
 struct Entry {
