@@ -97,15 +97,36 @@ pub struct Inputs {
 }
 
 impl Inputs {
-    /// Bytes TLS adds to each connection (0 without a TLS figure).
+    /// Bytes TLS adds to each connection on this host (0 without a TLS figure): the server
+    /// end's state, the client end's, or both ends' for loopback (each holds a TLS connection).
     pub fn tls_bytes(&self) -> u64 {
-        self.tls.as_ref().map_or(0, |t| t.bytes_per_connection)
+        self.tls.as_ref().map_or(0, |t| match self.role {
+            Role::Server => t.bytes_per_connection,
+            Role::Client => t.client_bytes(),
+            Role::Loopback => t.bytes_per_connection + t.client_bytes(),
+        })
     }
 
-    /// " + 5.2 KB TLS (given with --tls-cost)", or nothing without a TLS figure.
+    /// " + 5.2 KB TLS (given with --tls-cost)", for loopback " + 3.6 KB server + 4.3 KB client
+    /// TLS (...)", or nothing without a TLS figure.
     fn tls_text(&self) -> String {
         self.tls.as_ref().map_or_else(String::new, |t| {
-            format!(" + {} TLS ({})", bytes(t.bytes_per_connection), t.source)
+            let client = match t.client_bytes_per_connection {
+                Some(_) => "",
+                None => ", the client end taken as the server's",
+            };
+            match self.role {
+                Role::Server => format!(" + {} TLS ({})", bytes(t.bytes_per_connection), t.source),
+                Role::Client => {
+                    format!(" + {} TLS ({}{client})", bytes(t.client_bytes()), t.source)
+                }
+                Role::Loopback => format!(
+                    " + {} server + {} client TLS ({}{client})",
+                    bytes(t.bytes_per_connection),
+                    bytes(t.client_bytes()),
+                    t.source
+                ),
+            }
         })
     }
 }
@@ -114,9 +135,21 @@ impl Inputs {
 /// (keys, sequence numbers, buffers), given or measured.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TlsCost {
+    /// The server end's bytes per connection.
     pub bytes_per_connection: u64,
+    /// The client end's, when measured (a verify report's client growth); `None`: taken as the
+    /// server end's (both hold one TLS connection's state).
+    pub client_bytes_per_connection: Option<u64>,
     /// Where it came from: "given with --tls-cost", "measured by tune serve --verify --tls, FILE".
     pub source: String,
+}
+
+impl TlsCost {
+    /// The client end's bytes per connection: measured, else the server end's.
+    pub fn client_bytes(&self) -> u64 {
+        self.client_bytes_per_connection
+            .unwrap_or(self.bytes_per_connection)
+    }
 }
 
 /// A server's cost per connection, user and kernel memory together, from a measurement.
@@ -753,6 +786,41 @@ mod tests {
             measured: None,
             tls: None,
         }
+    }
+
+    #[test]
+    fn loopback_tls_counts_both_ends() {
+        let tls = TlsCost {
+            bytes_per_connection: 3_600,
+            client_bytes_per_connection: Some(4_300),
+            source: "measured".into(),
+        };
+        let mut i = this_host(Role::Loopback);
+        i.tls = Some(tls.clone());
+        assert_eq!(i.tls_bytes(), 7_900);
+        let m = memory_bound(&i);
+        // (18 GB − 5% of 24 GB) / (2 × 4,160 + 3,600 + 4,300) = 16.8 GB / 16,220 B.
+        assert_eq!(m.connections, Some(16_800_000_000 / 16_220));
+        assert!(
+            m.arithmetic.contains("+ 3.6 KB server + 4.3 KB client TLS"),
+            "{}",
+            m.arithmetic
+        );
+        // Each end alone holds its own.
+        i.role = Role::Server;
+        assert_eq!(i.tls_bytes(), 3_600);
+        i.role = Role::Client;
+        assert_eq!(i.tls_bytes(), 4_300);
+        // Without a client figure the client end is taken as the server's, and says so.
+        i.role = Role::Loopback;
+        i.tls = Some(TlsCost {
+            client_bytes_per_connection: None,
+            ..tls
+        });
+        assert_eq!(i.tls_bytes(), 7_200);
+        assert!(memory_bound(&i)
+            .arithmetic
+            .contains("the client end taken as the server's"));
     }
 
     #[test]

@@ -12,6 +12,15 @@ use crate::units::bytes;
 #[derive(Debug, serde::Deserialize)]
 struct Report {
     tls: Option<TlsSection>,
+    /// A verify report's client processes' memory (a load report has none).
+    client_memory: Option<ClientMemory>,
+}
+
+/// The client processes' growth per connection in a TLS verify run: the client end's TLS state
+/// (its plain cost, tens of bytes, inside it).
+#[derive(Debug, serde::Deserialize)]
+struct ClientMemory {
+    growth_bytes_per_connection: Option<f64>,
 }
 
 /// A report's `tls` section: handshake CPU and idle memory per TLS connection.
@@ -28,6 +37,7 @@ pub fn given(args: &CheckArgs, ktls: &Ktls) -> anyhow::Result<Option<TlsCost>> {
     Ok(match (args.tls_cost, &args.tls_from) {
         (Some(b), _) => Some(TlsCost {
             bytes_per_connection: b,
+            client_bytes_per_connection: None,
             source: "given with --tls-cost".into(),
         }),
         (None, Some(file)) => Some(from_report(file, ktls)?),
@@ -44,6 +54,7 @@ pub fn term(
 ) -> Option<TlsTerm> {
     let from_profile = profile.params.tls_bytes_per_connection.map(|b| TlsCost {
         bytes_per_connection: b,
+        client_bytes_per_connection: None,
         source: format!("tls_bytes_per_connection of profile {}", profile.name),
     });
     let cost = given.or(from_profile);
@@ -56,7 +67,7 @@ fn figure(file: &std::path::Path, name: &str, v: Option<f64>) -> anyhow::Result<
         None => Ok(None),
         Some(x) if x.is_finite() && x >= 0.0 && x < u64::MAX as f64 => Ok(Some(x.round() as u64)),
         Some(x) => anyhow::bail!(
-            "--tls-from {}: tls.{name} is {x}, not a size in bytes",
+            "--tls-from {}: {name} is {x}, not a size in bytes",
             file.display()
         ),
     }
@@ -84,7 +95,7 @@ fn from_report(file: &std::path::Path, ktls: &Ktls) -> anyhow::Result<TlsCost> {
     })?;
     let user = figure(
         file,
-        "idle_bytes_per_connection_user",
+        "tls.idle_bytes_per_connection_user",
         tls.idle_bytes_per_connection_user,
     )?
     .ok_or_else(|| {
@@ -96,7 +107,7 @@ fn from_report(file: &std::path::Path, ktls: &Ktls) -> anyhow::Result<TlsCost> {
     })?;
     let kernel = figure(
         file,
-        "idle_bytes_per_connection_kernel",
+        "tls.idle_bytes_per_connection_kernel",
         tls.idle_bytes_per_connection_kernel,
     )?;
     let handshake = tls
@@ -116,12 +127,52 @@ fn from_report(file: &std::path::Path, ktls: &Ktls) -> anyhow::Result<TlsCost> {
         ),
         (None, _) => (user, String::new()),
     };
+    let client = figure(
+        file,
+        "client_memory.growth_bytes_per_connection",
+        r.client_memory.and_then(|c| c.growth_bytes_per_connection),
+    )?;
+    let client_note = client.map_or(String::new(), |c| format!(", client user {}", bytes(c)));
     Ok(TlsCost {
         bytes_per_connection: total.max(1),
+        client_bytes_per_connection: client,
         source: format!(
-            "measured on this host in {}: user {}{kernel_note}{handshake}",
+            "measured on this host in {}: user {}{kernel_note}{client_note}{handshake}",
             file.display(),
             bytes(user)
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(json: &str) -> TlsCost {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("tls.json");
+        std::fs::write(&f, json).unwrap();
+        let ktls = Ktls {
+            available: Some(false),
+            evidence: "no module".into(),
+        };
+        from_report(&f, &ktls).unwrap()
+    }
+
+    #[test]
+    fn a_verify_report_gives_both_ends_and_a_load_report_the_server_end() {
+        // The shape of `serve --tls --verify 20000 --format json` (figures from one run here).
+        let verify = r#"{"tls": {"handshake_cpu_us_server": 662.8, "handshake_cpu_us_client": 419.9,
+            "idle_bytes_per_connection_user": 3605.9, "idle_bytes_per_connection_kernel": 11055.5},
+            "client_memory": {"growth_bytes_per_connection": 4334.0}}"#;
+        let c = read(verify);
+        assert_eq!(c.bytes_per_connection, 3606);
+        assert_eq!(c.client_bytes_per_connection, Some(4334));
+        assert!(c.source.contains("client user 4.3 KB"), "{}", c.source);
+        let load = r#"{"tls": {"idle_bytes_per_connection_user": 3605.9,
+            "idle_bytes_per_connection_kernel": null}}"#;
+        let c = read(load);
+        assert_eq!(c.client_bytes_per_connection, None);
+        assert_eq!(c.client_bytes(), 3606);
+    }
 }

@@ -11,7 +11,7 @@ use comfy_table::{
 
 use super::verdict::{must_precede, Verdict};
 use super::{value_text, CheckReport, Status};
-use crate::knobs::KnobId;
+use crate::knobs::{KnobId, Role};
 use crate::units::group;
 use crate::values::{Input, Suggest};
 
@@ -93,11 +93,20 @@ fn tls_lines(r: &CheckReport) -> Vec<String> {
         return Vec::new();
     };
     let mut out = vec![match &t.cost {
-        Some(c) => format!(
-            "TLS: + {} per connection, {}",
-            crate::units::bytes(c.bytes_per_connection),
-            c.source
-        ),
+        Some(c) => {
+            let b = crate::units::bytes;
+            let per = match r.capacity.role {
+                Role::Server => b(c.bytes_per_connection),
+                Role::Client => format!("{} (the client end)", b(c.client_bytes())),
+                Role::Loopback => format!(
+                    "{} ({} server end + {} client end, both on this host)",
+                    b(c.bytes_per_connection + c.client_bytes()),
+                    b(c.bytes_per_connection),
+                    b(c.client_bytes())
+                ),
+            };
+            format!("TLS: + {per} per connection, {}", c.source)
+        }
         None => format!("{NO_TLS_FIGURE}: {}", how_to_measure_tls()),
     }];
     if let Some(k) = &r.ktls {

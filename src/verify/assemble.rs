@@ -356,8 +356,29 @@ fn notes(r: &Records, v: &RunVerdict, activity: Option<String>) -> Vec<String> {
     }
     notes.extend(r.connected.pressure_stop.map(|p| p.note()));
     notes.extend(r.connected.reclaim.map(|c| c.note()));
+    notes.extend(tls_ramp(r, v));
     notes.extend(activity);
     notes
+}
+
+/// `--tls`: whether the handshakes' CPU (both ends on this host's cores), not a limit, set the
+/// ramp's pace.
+fn tls_ramp(r: &Records, v: &RunVerdict) -> Option<String> {
+    let s = &r.peak.server;
+    let server_us = per_handshake_us(s.tls_handshakes, s.tls_handshake_cpu_ns)?;
+    let client_us = r
+        .peak
+        .load
+        .as_ref()
+        .and_then(|l| per_handshake_us(l.tls_handshakes, l.tls_handshake_cpu_ns))
+        .unwrap_or(0.0);
+    let secs = r.connected.connect_time.as_secs_f64();
+    super::diagnose::handshake_cpu_bound(&super::diagnose::HandshakeRamp {
+        server_us,
+        client_us,
+        cores: r.prepared.cores,
+        rate: v.reached as f64 / secs.max(1e-6),
+    })
 }
 
 fn watchdog(r: &Records) -> MemoryWatchdog {
@@ -604,6 +625,7 @@ mod tests {
                 summary: vec![],
             },
             prepared: Prepared {
+                cores: 2,
                 listen: "127.0.0.1:8000".parse().unwrap(),
                 floor: GIB,
                 host: host(100 << 20),
@@ -658,6 +680,30 @@ mod tests {
         assert_eq!(r.kernel_memory.slab_bytes_per_connection, Some(4096.0));
         assert_eq!(r.kernel_memory.tcp_sockets_expected, 2000);
         assert_eq!(r.connections_per_second, 1000.0);
+    }
+
+    #[test]
+    fn a_tls_ramp_at_the_handshake_cpu_ceiling_says_so_in_the_notes() {
+        // 1,000 in 1 s on 2 cores at 1,200 µs a handshake (both ends): ~1,700/s allowed.
+        let tls = |cpu_ns: u64| {
+            let mut rec = records(1000, 1000, Some(1000));
+            rec.peak.server.tls_handshakes = 1000;
+            rec.peak.server.tls_handshake_cpu_ns = 1000 * cpu_ns;
+            rec
+        };
+        let r = assemble(&plan(1000), tls(1_200_000));
+        let note = r.notes.iter().find(|n| n.contains("CPU-bound")).unwrap();
+        assert!(
+            note.contains("~1,700/s") && note.contains("1,000/s"),
+            "{note}"
+        );
+        // At a tenth of the cost the ramp was not held by the handshakes.
+        let r = assemble(&plan(1000), tls(120_000));
+        assert!(
+            !r.notes.iter().any(|n| n.contains("CPU-bound")),
+            "{:?}",
+            r.notes
+        );
     }
 
     #[test]

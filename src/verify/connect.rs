@@ -268,6 +268,15 @@ pub fn connect(
                 break;
             }
         }
+        if let Some((class, n)) = ls.as_ref().and_then(LoadSnapshot::certificate_error) {
+            progress.say(&format!(
+                "stopped at the first certificate error: {} ({} connection{} refused it); every attempt would be refused alike",
+                class.label(),
+                group(n),
+                if n == 1 { "" } else { "s" }
+            ));
+            break;
+        }
         if spec.steps > 0 && step <= spec.steps && open >= spec.target * step / spec.steps {
             if let Some(f) = at_step.as_deref_mut() {
                 let settled = settle_step(rig, &mut c.drops);

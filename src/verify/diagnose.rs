@@ -3,6 +3,9 @@
 //! memory watchdog) and names the limit, its value, the evidence and the fix.
 
 mod cgroup_counters;
+mod tls;
+
+pub use tls::{handshake_cpu_bound, HandshakeRamp};
 
 use std::collections::BTreeMap;
 

@@ -78,6 +78,8 @@ pub struct Prepared {
     pub client_processes: u64,
     /// The load generator connects over IPv6 (fixes name IPv6 sources then).
     pub target_ipv6: bool,
+    /// Cores the run's processes share (what handshake CPU is weighed against).
+    pub cores: u64,
 }
 
 /// Starts the server and (unless external) the load generator, says what runs, and takes the
@@ -130,6 +132,7 @@ pub fn prepare(
     }
     std::thread::sleep(SETTLE);
     let prepared = Prepared {
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
         listen,
         floor,
         host: HostSample::take(root)?,

@@ -228,6 +228,15 @@ impl ErrorClass {
         self.label().starts_with("tls_")
     }
 
+    /// A certificate the client refuses: every later attempt gets the same answer, so the load
+    /// stops at the first rather than retrying (timeouts and alerts may pass and are retried).
+    pub fn is_certificate(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::TlsUnknownIssuer | ErrorClass::TlsNameMismatch | ErrorClass::TlsExpired
+        )
+    }
+
     /// The class of a TLS failure.
     pub fn of_tls(f: crate::tls::Failure) -> ErrorClass {
         use crate::tls::Failure;
@@ -385,6 +394,13 @@ pub struct LoadSnapshot {
 impl LoadSnapshot {
     pub fn error(&self, c: ErrorClass) -> u64 {
         self.errors.iter().find(|(k, _)| *k == c).map_or(0, |e| e.1)
+    }
+    /// The first certificate error class seen (see [`ErrorClass::is_certificate`]) and its count.
+    pub fn certificate_error(&self) -> Option<(ErrorClass, u64)> {
+        self.errors
+            .iter()
+            .find(|(k, n)| k.is_certificate() && *n > 0)
+            .copied()
     }
     pub fn errors_total(&self) -> u64 {
         self.errors.iter().map(|e| e.1).sum()

@@ -145,6 +145,8 @@ pub struct Worker {
     storm: reconnect::Storm,
     backoff_until: Option<Instant>,
     errors_in_row: u32,
+    /// The server's certificate was refused: no more connects (each would be refused the same).
+    certificate_refused: bool,
     tokens: f64,
     last_refill: Instant,
     echo_round: u64,
@@ -219,6 +221,7 @@ impl Worker {
             storm: reconnect::Storm::default(),
             backoff_until: None,
             errors_in_row: 0,
+            certificate_refused: false,
             tokens: 0.0,
             last_refill: Instant::now(),
             echo_round: 0,
@@ -316,6 +319,9 @@ impl Worker {
     }
 
     fn wants_connect(&self) -> bool {
+        if self.certificate_refused {
+            return false;
+        }
         let step = self.board.global(b::G_STEP_PPM);
         let share = if step == 0 || step >= b::STEP_WHOLE {
             self.cfg.conns

@@ -23,17 +23,16 @@ pub use layer::{Conn, Layer, ReadOutcome};
 /// The only ALPN protocol either end offers: websockets upgrade over HTTP/1.1.
 const ALPN_HTTP11: &[u8] = b"http/1.1";
 
-/// Plaintext and ciphertext rustls may buffer per connection before it refuses more (what the
-/// memory budget counts beside the session's buffers). Two records: a websocket echo of up to
-/// 16 KiB passes in one go, a peer that stops reading is held at this and the session's own
-/// --max-output bound takes over.
+/// Plaintext a connection may write before its handshake has finished (it waits, and leaves
+/// with the flight that finishes the handshake): a websocket upgrade request fits many times.
 pub const BUFFER_LIMIT: usize = 32 * 1024;
 
-/// Heap one TLS connection holds besides its buffers, counted by the server's memory budget:
-/// rustls's connection state with its record keys, and the 4 KiB read buffer rustls's
-/// deframer keeps between reads. Measured: an idle TLS connection grew the server's RSS by
-/// 7.7 KB (`serve --tls --verify 20000` in a fresh network namespace; 23 B for plain ws://).
-pub const CONN_BYTES: usize = 8 * 1024;
+/// Heap one idle TLS connection holds, counted by the server's memory budget (what it buffers
+/// besides is counted as it holds it): rustls's unbuffered connection state with its record
+/// keys and sequence numbers, no buffers. Measured: an idle TLS connection grew the server's
+/// RSS by 3.6 KB (`serve --tls --verify 20000` in a fresh network namespace; 7.7 KB with
+/// rustls's buffered API and its 4 KiB deframer buffer; 21 B for plain ws://).
+pub const CONN_BYTES: usize = 4 * 1024;
 
 fn provider() -> Arc<CryptoProvider> {
     // ring rather than aws-lc (no cmake build); its one gap is the post-quantum key exchange.

@@ -1,7 +1,7 @@
 //! `wss://` in the client process: a rustls client connection per socket (SNI and ALPN
 //! http/1.1, trust from the system store, `--ca` or `--insecure`), kept in the loop's
-//! [`crate::tls::Layer`]; a TLS failure is counted under its name and the connection closed,
-//! never retried.
+//! [`crate::tls::Layer`]; a TLS failure is counted under its name and the connection closed;
+//! a refused certificate stops the process's connects.
 
 use std::os::fd::RawFd;
 
@@ -15,7 +15,7 @@ impl Worker {
         let (Some(cfg), Some(name)) = (self.tls_cfg.as_ref(), self.tls_name.as_ref()) else {
             return true;
         };
-        match rustls::ClientConnection::new(cfg.clone(), name.clone()) {
+        match rustls::client::UnbufferedClientConnection::new(cfg.clone(), name.clone()) {
             Ok(c) => {
                 self.tls.insert(fd as usize, c.into());
                 true
@@ -27,12 +27,14 @@ impl Worker {
         }
     }
 
-    /// The read at `fd` ended in a TLS failure: counted by name, the connection closed.
+    /// The read at `fd` ended in a TLS failure: counted by name, the connection closed. A
+    /// refused certificate stops this process's connects: every attempt would be refused alike.
     pub(super) fn tls_failed(&mut self, fd: RawFd) {
         let class = self
             .tls
             .take_failure()
             .map_or(ErrorClass::TlsOther, ErrorClass::of_tls);
+        self.certificate_refused |= class.is_certificate();
         self.fail(fd, class, 0);
     }
 

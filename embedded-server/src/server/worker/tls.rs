@@ -15,7 +15,7 @@ impl Worker {
         let Some(cfg) = self.tls_cfg.as_ref() else {
             return true;
         };
-        match rustls::ServerConnection::new(cfg.clone()) {
+        match rustls::server::UnbufferedServerConnection::new(cfg.clone()) {
             Ok(c) => {
                 self.tls.insert(i, c.into());
                 true
