@@ -13,6 +13,7 @@ use super::connect::Connected;
 use super::diagnose::{self, ClientSide, Diagnosis, Evidence};
 use super::hold::{Echoed, Held};
 use super::measure::{self, Mem, Rss};
+use super::other_activity::{self, Counter};
 use super::plan::VerifyPlan;
 use super::prepare::Prepared;
 use super::report::{
@@ -266,18 +267,20 @@ fn kernel(plan: &VerifyPlan, r: &Records, reached: u64) -> (KernelMemory, Option
         k.bytes_per_connection = c.bytes_per_connection;
     }
     // Slab and MemFree are host-wide: other processes opening or closing sockets meanwhile
-    // move them too. The host's allocated TCP sockets tell how much.
+    // move them too. The sockets in use of the run's own network namespace tell how much
+    // when it has one; in the shared one, only the host's allocated TCP sockets.
     let sockets_per_connection = if plan.external { 1 } else { 2 };
     k.tcp_sockets_expected = reached * sockets_per_connection;
     k.tcp_sockets_allocated_delta = match (&b.sock, &p.sock) {
-        (Some(a), Some(b)) => Some(b.tcp_alloc as i64 - a.tcp_alloc as i64),
+        (Some(a), Some(b)) => Some(Counter::HostAllocated.delta(a, b)),
         _ => None,
     };
-    let note = report::other_activity_note(
-        k.tcp_sockets_allocated_delta,
-        reached,
-        sockets_per_connection,
-    );
+    let counter = Counter::for_run(plan.netns_shared);
+    let moved = match (&b.sock, &p.sock) {
+        (Some(a), Some(b)) => Some(counter.delta(a, b)),
+        _ => None,
+    };
+    let note = other_activity::note(counter, moved, reached, sockets_per_connection);
     (k, note)
 }
 

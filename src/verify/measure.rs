@@ -82,16 +82,22 @@ pub struct Sock {
 }
 
 pub fn sockstat(root: &Root) -> Option<Sock> {
-    let s = Host::new(root).sockstat().ok()?;
-    let t = s.tcp()?;
-    Some(Sock {
-        sockets_used: s.sockets_used().unwrap_or(0),
-        tcp_inuse: t.inuse,
-        tcp_orphan: t.orphan,
-        tcp_tw: t.tw,
-        tcp_alloc: t.alloc,
-        tcp_mem_pages: t.mem_pages,
-    })
+    Sock::from_sockstat(&Host::new(root).sockstat().ok()?)
+}
+
+impl Sock {
+    /// The figures of a parsed /proc/net/sockstat; `None` without its TCP line.
+    pub fn from_sockstat(s: &crate::kernel::sockstat::Sockstat) -> Option<Sock> {
+        let t = s.tcp()?;
+        Some(Sock {
+            sockets_used: s.sockets_used().unwrap_or(0),
+            tcp_inuse: t.inuse,
+            tcp_orphan: t.orphan,
+            tcp_tw: t.tw,
+            tcp_alloc: t.alloc,
+            tcp_mem_pages: t.mem_pages,
+        })
+    }
 }
 
 /// /proc/net/netstat and /proc/net/snmp together.

@@ -17,6 +17,7 @@ pub mod died;
 pub mod hold;
 pub mod load_report;
 pub mod measure;
+pub mod other_activity;
 pub mod plan;
 pub mod prepare;
 pub mod progress;
