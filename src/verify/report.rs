@@ -143,49 +143,6 @@ pub struct MemoryWatchdog {
     pub reclaim: Option<super::reclaim::Record>,
 }
 
-/// Share of difference (percent) between the host's TCP socket growth and this run's sockets
-/// beyond which the kernel memory figures are said to include other activity.
-pub const OTHER_ACTIVITY_PERCENT: u64 = 5;
-
-/// A note when the host's allocated TCP sockets grew by more (or less) than this run's
-/// `reached` connections account for (`per_connection` sockets each): Slab and MemFree are
-/// host-wide, so their per-connection figures then include other processes' sockets.
-pub fn other_activity_note(
-    delta: Option<i64>,
-    reached: u64,
-    per_connection: u64,
-) -> Option<String> {
-    let delta = delta?;
-    let expected = (reached * per_connection) as i64;
-    let off = (delta - expected).unsigned_abs();
-    if reached == 0 || off * 100 <= expected.unsigned_abs() * OTHER_ACTIVITY_PERCENT {
-        return None;
-    }
-    let grew = if delta >= 0 {
-        format!("grew by {}", group(delta as u64))
-    } else {
-        format!("fell by {}", group(delta.unsigned_abs()))
-    };
-    let way = if delta > expected {
-        format!(
-            "other processes opened about {} sockets meanwhile, so Slab and MemFree per connection are overstated",
-            group(off)
-        )
-    } else {
-        format!(
-            "other processes closed about {} sockets meanwhile, so Slab and MemFree per connection are understated",
-            group(off)
-        )
-    };
-    Some(format!(
-        "kernel memory per connection includes other activity: the host's allocated TCP sockets (sockstat alloc) {grew} from the baseline to the peak, where this run's {} connections account for {} ({} per connection{}); {way}",
-        group(reached),
-        group(expected as u64),
-        per_connection,
-        if per_connection == 2 { ", both ends on this host" } else { "" }
-    ))
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Teardown {
     pub seconds: f64,
@@ -620,32 +577,5 @@ mod tests {
         assert_eq!(slab_note("proc_inode_cache", 1394.0), Some(PROC_INODE_NOTE));
         assert_eq!(slab_note("proc_inode_cache", 12.0), None);
         assert_eq!(slab_note("TCP", 5042.0), None);
-    }
-
-    #[test]
-    fn no_note_when_the_sockets_match_the_run() {
-        // 20,000 loopback connections: 40,000 sockets, give or take a few of the host's own.
-        assert_eq!(other_activity_note(Some(40_100), 20_000, 2), None);
-        assert_eq!(other_activity_note(Some(39_000), 20_000, 2), None);
-        assert_eq!(other_activity_note(Some(3_000), 3_000, 1), None);
-        assert_eq!(other_activity_note(None, 20_000, 2), None);
-        assert_eq!(other_activity_note(Some(500), 0, 2), None);
-    }
-
-    #[test]
-    fn a_note_with_the_numbers_when_other_sockets_moved() {
-        let n = other_activity_note(Some(7_000), 2_000, 2).unwrap();
-        assert!(
-            n.starts_with("kernel memory per connection includes other activity"),
-            "{n}"
-        );
-        assert!(n.contains("grew by 7,000"), "{n}");
-        assert!(n.contains("2,000 connections account for 4,000"), "{n}");
-        assert!(n.contains("opened about 3,000"), "{n}");
-        assert!(n.contains("overstated"), "{n}");
-        let n = other_activity_note(Some(-100), 1_000, 1).unwrap();
-        assert!(n.contains("fell by 100"), "{n}");
-        assert!(n.contains("closed about 1,100"), "{n}");
-        assert!(n.contains("understated"), "{n}");
     }
 }
