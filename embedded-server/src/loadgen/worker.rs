@@ -11,7 +11,6 @@
 //! connections is in [`connect`], what is sent in [`traffic`], closing in [`teardown`],
 //! reconnecting in a storm in [`reconnect`].
 
-use std::io::Write as _;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
@@ -43,14 +42,16 @@ const MAX_BACKOFF: Duration = Duration::from_millis(200);
 const CLOSE_TIMEOUT_US: u32 = 3_000_000;
 /// How often deadlines are checked.
 const SCAN_EVERY: Duration = Duration::from_millis(200);
-/// Largest latency recorded (µs); longer ones are clamped to it.
-const HIST_MAX_US: u64 = 120_000_000;
 
 mod connect;
 mod reconnect;
+mod report;
 mod teardown;
 mod tls;
 mod traffic;
+
+use report::{new_hist, pairs, HIST_MAX_US};
+pub use report::{run_worker, WorkerReport};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum State {
@@ -92,29 +93,6 @@ const SESSION: session::Config = session::Config {
     frame_timeout_ms: 0,
     write_timeout_ms: 0,
 };
-
-/// What a client process reports when it exits: its histograms as (value, count) pairs.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct WorkerReport {
-    pub index: usize,
-    /// Connect to 101, µs.
-    pub handshake_us: Vec<(u64, u64)>,
-    /// Message sent to echo received, µs.
-    pub echo_us: Vec<(u64, u64)>,
-    /// Connect to 101 of the reconnects in a storm, µs.
-    #[serde(default)]
-    pub storm_handshake_us: Vec<(u64, u64)>,
-}
-
-fn new_hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("valid histogram bounds")
-}
-
-fn pairs(h: &Histogram<u64>) -> Vec<(u64, u64)> {
-    h.iter_recorded()
-        .map(|v| (v.value_iterated_to(), v.count_at_value()))
-        .collect()
-}
 
 pub struct Worker {
     cfg: WorkerConfig,
@@ -613,17 +591,6 @@ impl Worker {
 }
 
 /// Entry point of a client process: set up, run, print the report as one JSON line.
-pub fn run_worker(cfg: WorkerConfig) -> anyhow::Result<()> {
-    let index = cfg.index;
-    let w = Worker::new(cfg).with_context(|| format!("load worker {index}"))?;
-    let report = w.run()?;
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, &report)?;
-    writeln!(out)?;
-    out.flush()?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -631,21 +598,5 @@ mod tests {
     #[test]
     fn slot_is_16_bytes() {
         assert_eq!(std::mem::size_of::<Slot>(), 16);
-    }
-
-    #[test]
-    fn histogram_pairs_roundtrip() {
-        let mut h = new_hist();
-        for v in [100u64, 200, 200, 5000] {
-            h.record(v).unwrap();
-        }
-        let p = pairs(&h);
-        assert_eq!(p.iter().map(|x| x.1).sum::<u64>(), 4);
-        let mut back = new_hist();
-        for (v, c) in p {
-            back.record_n(v, c).unwrap();
-        }
-        assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
-        assert_eq!(back.max(), h.max());
     }
 }
