@@ -234,12 +234,11 @@ fn print(
             writeln!(out)?;
         }
         _ => {
-            // The report is laid out at the width; the storm's section is still wrapped
-            // after the fact.
+            // The report and the storm's section are laid out at the width.
             let width = crate::text::width();
             let mut text = rep.render_table(width);
             if let Some(s) = storm {
-                text.push_str(&crate::text::fit(&s.render_table(), width));
+                text.push_str(&s.render_table(width));
             }
             write!(out, "{text}")?
         }

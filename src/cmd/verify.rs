@@ -266,12 +266,11 @@ fn print(report: &Report, storm: Option<&StormReport>, format: Format) -> anyhow
             writeln!(out)?;
         }
         _ => {
-            // The report is laid out at the width; the storm's section is still wrapped
-            // after the fact.
+            // The report and the storm's section are laid out at the width.
             let width = crate::text::width();
             let mut text = report.render_table(width);
             if let Some(s) = storm {
-                text.push_str(&crate::text::fit(&s.render_table(), width));
+                text.push_str(&s.render_table(width));
             }
             write!(out, "{text}")?
         }

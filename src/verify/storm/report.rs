@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use super::diagnose::{self, Handshakes, StormDiagnosis, StormFacts};
 use super::{StormKind, Stormed};
+use crate::text::Sheet;
 use crate::units::{bytes, group};
+use crate::verify::report::LABEL_WIDTH;
 
 /// The listen counters a storm reports, always (0 when they did not move).
 const LISTEN_COUNTERS: [&str; 5] = [
@@ -108,18 +110,24 @@ impl StormReport {
         }
     }
 
-    /// The table for people.
-    pub fn render_table(&self) -> String {
-        let mut o = String::new();
+    /// The section for people, laid out at `width` as verify's report is (the same value
+    /// column), so no figure is cut from its unit.
+    pub fn render_table(&self, width: usize) -> String {
+        let mut o = Sheet::new(LABEL_WIDTH);
         let kind = self.kind.label();
-        o.push_str(&format!(
-            "\nreconnect storm ({kind}), clients reconnect {}\n",
-            self.policy
-        ));
-        let row = |o: &mut String, k: &str, v: String| o.push_str(&format!("  {k:<26} {v}\n"));
+        o.para("", "", "");
+        o.para(
+            format!(
+                "reconnect storm ({kind}), clients reconnect {}",
+                self.policy
+            ),
+            "",
+            "  ",
+        );
+        let row = |o: &mut Sheet, k: &str, v: String| o.row(k, v);
         if self.restart_detected == Some(false) {
             row(&mut o, "server restart", "none seen while waiting".into());
-            return o;
+            return o.render(width);
         }
         row(
             &mut o,
@@ -148,7 +156,7 @@ impl StormReport {
         }
         row(
             &mut o,
-            "connects/s in the storm",
+            "connects/s",
             format!(
                 "{} mean, {} best second",
                 group(self.connects_per_second as u64),
@@ -205,19 +213,19 @@ impl StormReport {
                 bytes(self.peak_rss_bytes)
             ),
         );
-        o.push_str("what slowed the recovery:\n");
+        o.para("what slowed the recovery:", "", "");
         for f in &self.diagnosis.findings {
-            o.push_str(&format!("  {}: {}\n", f.limit, f.evidence));
+            o.para(format!("{}: {}", f.limit, f.evidence), "  ", "    ");
             for x in &f.fix {
-                o.push_str(&format!("    fix: {x}\n"));
+                o.para(format!("fix: {x}"), "    ", "      ");
             }
         }
         if let Some(p) = &self.diagnosis.policy {
-            o.push_str("client reconnect policy:\n");
+            o.para("client reconnect policy:", "", "");
             for l in &p.lines {
-                o.push_str(&format!("  {l}\n"));
+                o.para(l.as_str(), "  ", "    ");
             }
         }
-        o
+        o.render(width)
     }
 }
