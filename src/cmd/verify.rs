@@ -245,7 +245,7 @@ fn save_rate(ctx: &Context, args: &ServeArgs, s: &StormReport, progress: &Progre
         let dir = st.path();
         std::fs::create_dir_all(&dir)?;
         let file = dir.join(crate::profile::storm::RATE_FILE);
-        let line = format!("{:.0} {}\n", s.peak_connects_per_second, s.target);
+        let line = format!("{:.0} {}\n", s.sustained_connects_per_second, s.target);
         std::fs::write(&file, line)?;
         Ok(file)
     });

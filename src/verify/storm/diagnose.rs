@@ -93,7 +93,7 @@ pub struct Finding {
 /// The client reconnect policy this host absorbs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PolicyAdvice {
-    /// Reconnect handshakes per second the host completed (the best 1 s window of the storm).
+    /// Reconnect handshakes per second the host kept up (10% to 90% of the reconnects back).
     pub accept_rate: f64,
     /// Full jitter over at least this many seconds keeps the clients' rate within
     /// [`RATE_HEADROOM_PERCENT`] of the accept rate.
@@ -299,16 +299,16 @@ fn host(s: &Stormed, f: &StormFacts, out: &mut Vec<Finding>) {
 
 /// The reconnect policy this host absorbs, from its measured accept rate.
 pub fn policy(s: &Stormed, h: &Handshakes, jitter_secs: f64) -> Option<PolicyAdvice> {
-    if s.peak_rate < 1.0 {
+    if s.sustained_rate < 1.0 {
         return None;
     }
-    let usable = s.peak_rate * RATE_HEADROOM_PERCENT as f64 / 100.0;
+    let usable = s.sustained_rate * RATE_HEADROOM_PERCENT as f64 / 100.0;
     let need = |n: u64| ((n as f64 / usable).ceil() as u64).max(1);
     let jitter = need(s.target);
     let jitter_1m = need(1_000_000);
     let mut lines = vec![format!(
-        "this host accepts {}/s reconnect handshakes; {} clients reconnecting with full jitter over {} s need {}/s: OK",
-        group(s.peak_rate as u64),
+        "this host keeps up {}/s reconnect handshakes (10% to 90% of the reconnects); {} clients reconnecting with full jitter over {} s need {}/s: OK",
+        group(s.sustained_rate as u64),
         group(s.target),
         jitter,
         group(s.target.div_ceil(jitter))
@@ -328,7 +328,7 @@ pub fn policy(s: &Stormed, h: &Handshakes, jitter_secs: f64) -> Option<PolicyAdv
         ));
     }
     Some(PolicyAdvice {
-        accept_rate: s.peak_rate,
+        accept_rate: s.sustained_rate,
         jitter_secs: jitter,
         jitter_secs_1m: jitter_1m,
         lines,
@@ -365,9 +365,9 @@ pub fn diagnose(s: &Stormed, h: &Handshakes, f: &StormFacts) -> StormDiagnosis {
             None,
             None,
             format!(
-                "no SYN or accept-queue losses: the recovery went as fast as {} cores complete handshakes ({}/s at best)",
+                "no SYN or accept-queue losses: the recovery went as fast as {} cores complete handshakes ({}/s kept up)",
                 group(f.cores),
-                group(s.peak_rate as u64)
+                group(s.sustained_rate as u64)
             ),
         ));
     }
@@ -387,6 +387,7 @@ mod tests {
             target: 20_000,
             recovered_in: Some(Duration::from_secs(9)),
             peak_rate: 10_000.0,
+            sustained_rate: 10_000.0,
             counters: counters.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             ..Stormed::default()
         }

@@ -38,6 +38,9 @@ pub struct StormReport {
     /// Reconnects completed per second: over the recovery, and the best 1 s window.
     pub connects_per_second: f64,
     pub peak_connects_per_second: f64,
+    /// Reconnects per second from 10% to 90% of them: the pace the host keeps up, which the
+    /// reconnect policy and the rate saved for `check --storm` use.
+    pub sustained_connects_per_second: f64,
     /// The listen counters' growth over the storm (always the five, others that moved too).
     pub counters: BTreeMap<String, u64>,
     /// SYN retransmissions from the handshakes' latency: handshakes over 1 s, 3 s, 7 s.
@@ -91,6 +94,7 @@ impl StormReport {
             open_after: s.open_after,
             connects_per_second: s.mean_rate,
             peak_connects_per_second: s.peak_rate,
+            sustained_connects_per_second: s.sustained_rate,
             syn_retransmits_1s: h.over_1s,
             syn_retransmits_3s: h.over_3s,
             syn_retransmits_7s: h.over_7s,
@@ -158,8 +162,9 @@ impl StormReport {
             &mut o,
             "connects/s",
             format!(
-                "{} mean, {} best second",
+                "{} mean, {} kept up (10% to 90% back), {} best second",
                 group(self.connects_per_second as u64),
+                group(self.sustained_connects_per_second as u64),
                 group(self.peak_connects_per_second as u64)
             ),
         );
