@@ -142,6 +142,25 @@ mod tests {
         super::Cli::command().debug_assert();
     }
 
+    /// The `--profile` help lists the shipped profiles by hand (clap takes a literal): every
+    /// shipped one must be there, as `1m-loopback` once was not.
+    #[test]
+    fn check_profile_help_names_every_shipped_profile() {
+        let cmd = super::Cli::command();
+        let check = cmd.find_subcommand("check").expect("check subcommand");
+        let arg = check
+            .get_arguments()
+            .find(|a| a.get_id() == "profile")
+            .expect("--profile");
+        let help = arg.get_help().expect("help").to_string();
+        for (name, _) in crate::profile::SHIPPED {
+            assert!(
+                help.split([' ', '(', ',', ';']).any(|w| w == *name),
+                "--profile help misses {name}: {help}"
+            );
+        }
+    }
+
     #[test]
     fn sizes_parse_with_their_units() {
         assert_eq!(super::parse_size("13100"), Ok(13_100));

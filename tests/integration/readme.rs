@@ -156,15 +156,29 @@ fn the_pattern_rules() {
     assert_eq!((c[0].exit, c[0].expected.clone()), (1, w(&["out"])));
 }
 
-/// Every `text` block that is a transcript (a `$ ` command or a listing) says why it is not run.
+/// Every `text` block that is a transcript (a `$ ` command or a listing) says why it is not run,
+/// and no block opens without a language: an unlabelled block would escape both this rule and
+/// the console blocks' snapshot test.
 #[test]
 fn readme_text_transcripts_say_why_they_are_not_run() {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let lines: Vec<&str> = readme.lines().collect();
     let mut unexplained = Vec::new();
+    let mut in_block = false;
     for (i, l) in lines.iter().enumerate() {
-        if l.trim_end() == "```text" && i > 0 && !lines[i - 1].starts_with("<!-- not run") {
+        let fence = l.trim_end();
+        if !fence.starts_with("```") {
+            continue;
+        }
+        in_block = !in_block;
+        if in_block && fence == "```" {
+            unexplained.push(format!(
+                "README.md:{}: a block without a language (text with a not-run line, or console)",
+                i + 1
+            ));
+        }
+        if fence == "```text" && i > 0 && !lines[i - 1].starts_with("<!-- not run") {
             unexplained.push(format!(
                 "README.md:{}: {}",
                 i + 1,
