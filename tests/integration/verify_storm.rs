@@ -26,14 +26,16 @@ fn storm_in_netns(setup: &str, args: &str) -> (i32, serde_json::Value, String) {
         .env("TUNE_STATE_DIR", state.path())
         .env_remove("TUNE_ROOT");
     let (code, j, stderr) = run(cmd);
-    // A recovered storm saved its best second for check --storm; a graceful restart's rate is
+    // A recovered storm saved the pace it kept up for check --storm; a graceful restart's rate is
     // the drain's pace, not the host's, and is not saved.
     if j["storm"]["kind"] == "graceful" {
         assert!(!state.path().join("storm-rate").exists(), "{stderr}");
     } else if j["storm"]["recovered"] == true {
         let saved = std::fs::read_to_string(state.path().join("storm-rate")).unwrap();
-        let best = j["storm"]["peak_connects_per_second"].as_f64().unwrap();
-        assert_eq!(saved, format!("{best:.0} 20000\n"), "{stderr}");
+        let kept = j["storm"]["sustained_connects_per_second"]
+            .as_f64()
+            .unwrap();
+        assert_eq!(saved, format!("{kept:.0} 20000\n"), "{stderr}");
     }
     (code, j, stderr)
 }
