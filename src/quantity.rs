@@ -9,7 +9,7 @@ pub const COUNT_FORMS: &str =
 
 /// What a size may look like, for error messages.
 pub const SIZE_FORMS: &str =
-    "bytes such as 65536, 64K, 64KiB, 2.5M, 64MiB or 1G (K, M, G, T and KiB, MiB, GiB, TiB are powers of 1,024)";
+    "bytes such as 65536, 64K, 64KiB, 2.5M, 64MiB, 1G or 13.1KB (K, M, G, T and KiB, MiB, GiB, TiB are powers of 1,024; KB, MB, GB, TB are powers of 1,000, as tune prints sizes)";
 
 /// Parses a count of connections, processes or addresses: `50000`, `50_000`, `50,000`,
 /// `50k`, `1m`, `1.5M`, `2g` (k = 1,000, m = 1,000,000, g = 1,000,000,000, any case).
@@ -42,32 +42,34 @@ pub fn parse_positive_count(text: &str) -> Result<u64, String> {
     }
 }
 
-/// Parses a size in bytes: `65536`, `64K`, `64KiB`, `2.5M`, `64MiB`, `1G`, `1,048,576`
-/// (K/M/G/T and KiB/MiB/GiB/TiB are binary, any case; a trailing `B` is allowed after them).
+/// Parses a size in bytes: `65536`, `64K`, `64KiB`, `2.5M`, `64MiB`, `1G`, `1,048,576`,
+/// `13.1KB` (any case). K/M/G/T and KiB/MiB/GiB/TiB are binary, as ulimit and the kernel
+/// read them; KB/MB/GB/TB are decimal, because that is how tune prints a size (`13.1 KB` per
+/// connection in a load report), so a figure copied from tune's output means what it said.
 /// A size must come to a whole number of bytes.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let bad = || format!("expected {SIZE_FORMS}, found {t:?}");
     let lower = t.to_ascii_lowercase();
-    let units: [(&str, u32); 13] = [
-        ("kib", 10),
-        ("mib", 20),
-        ("gib", 30),
-        ("tib", 40),
-        ("kb", 10),
-        ("mb", 20),
-        ("gb", 30),
-        ("tb", 40),
-        ("k", 10),
-        ("m", 20),
-        ("g", 30),
-        ("t", 40),
-        ("b", 0),
+    let units: [(&str, u64); 13] = [
+        ("kib", 1 << 10),
+        ("mib", 1 << 20),
+        ("gib", 1 << 30),
+        ("tib", 1 << 40),
+        ("kb", 1_000),
+        ("mb", 1_000_000),
+        ("gb", 1_000_000_000),
+        ("tb", 1_000_000_000_000),
+        ("k", 1 << 10),
+        ("m", 1 << 20),
+        ("g", 1 << 30),
+        ("t", 1 << 40),
+        ("b", 1),
     ];
     let (num, mult) = units
         .iter()
         .find(|(u, _)| lower.ends_with(u))
-        .map(|(u, shift)| (&t[..t.len() - u.len()], 1u64 << shift))
+        .map(|(u, mult)| (&t[..t.len() - u.len()], *mult))
         .unwrap_or((t, 1));
     scaled(t, num, mult, bad, "a size in bytes")
 }
@@ -159,13 +161,15 @@ mod tests {
     }
 
     #[test]
-    fn sizes_are_binary_with_or_without_the_i() {
+    fn sizes_are_binary_but_kb_mb_gb_are_as_tune_prints_them() {
         assert_eq!(parse_size("65536"), Ok(65_536));
         assert_eq!(parse_size("64K"), Ok(64 << 10));
         assert_eq!(parse_size("64KiB"), Ok(64 << 10));
         assert_eq!(parse_size("64MiB"), Ok(64 << 20));
         assert_eq!(parse_size("64mib"), Ok(64 << 20));
-        assert_eq!(parse_size("64MB"), Ok(64 << 20));
+        assert_eq!(parse_size("64MB"), Ok(64_000_000));
+        assert_eq!(parse_size("13.1KB"), Ok(13_100));
+        assert_eq!(parse_size("16 KiB"), Ok(16_384));
         assert_eq!(parse_size("2.5M"), Ok(5 << 19));
         assert_eq!(parse_size("1G"), Ok(1 << 30));
         assert_eq!(parse_size("1GiB"), Ok(1 << 30));
