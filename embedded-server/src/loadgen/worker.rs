@@ -235,14 +235,9 @@ impl Worker {
     pub fn run(mut self) -> anyhow::Result<WorkerReport> {
         let mut events = vec![EpollEvent::empty(); EVENTS];
         let mut cmd = Cmd::Idle;
-        let mut woke = EVENTS;
         loop {
-            if cmd == Cmd::Echo {
-                self.echo_gather(woke);
-            }
             let timeout = self.timeout(cmd);
             let n = self.ep.wait(&mut events, timeout).context("epoll_wait")?;
-            woke = n;
             self.tick_now();
             for ev in &events[..n] {
                 let fd = ev.data() as RawFd;
@@ -325,8 +320,6 @@ impl Worker {
             }
             Cmd::Storm => self.storm_wait_ms().unwrap_or(50),
             Cmd::Close | Cmd::Exit if self.closes_now(cmd) => 0,
-            // This process's round is over: wake for the next command, not every 5 ms.
-            Cmd::Echo if self.echo_round_done() => 50,
             Cmd::Echo | Cmd::Close | Cmd::Exit => 5,
             _ if self.cfg.message_interval_ms.is_some() => 10,
             _ => 50,

@@ -65,19 +65,6 @@ impl Worker {
         self.send_frame(fd, frame::TEXT, ECHO_PAYLOAD);
     }
 
-    /// This process has sent its whole round and every echo came back.
-    pub(super) fn echo_round_done(&self) -> bool {
-        self.echo_cursor >= self.slots.len() && self.echoing == 0
-    }
-
-    /// Before the next epoll_wait of an echo round: let echoes gather when the last wake
-    /// brought only `woke` of them ([`EchoWindow::pause`]).
-    pub(super) fn echo_gather(&self, woke: usize) {
-        if let Some(d) = self.echo_window.pause(woke, self.echoing) {
-            std::thread::sleep(d);
-        }
-    }
-
     pub(super) fn echo_some(&mut self) {
         let round = self.board.global(b::G_ECHO_ROUND);
         if round != self.echo_round {
@@ -128,13 +115,6 @@ const ECHO_WINDOW_START: usize = 128;
 const ECHO_TARGET: Duration = Duration::from_millis(40);
 /// How often the window is resized from the echoes completed since the last resize.
 const ECHO_RESIZE: Duration = Duration::from_millis(50);
-/// Echoes one wake of the loop aims to collect. A process woken for every echo or two spends
-/// an epoll_wait and two context switches on each; with many echoes in flight it can let them
-/// gather for the time this many take at its measured rate, and read them in one pass.
-const ECHO_BATCH: usize = 16;
-/// Longest such pause: a quarter of [`ECHO_TARGET`], so the window (sized for that latency)
-/// still keeps the server busy while the process sleeps.
-const ECHO_PAUSE_MAX: Duration = Duration::from_millis(10);
 
 /// The echo messages one process keeps in flight during a round, sized from its own measured
 /// echo rate (Little's law: in flight = rate × latency): enough for [`ECHO_TARGET`] of echoes at
@@ -145,8 +125,6 @@ pub(super) struct EchoWindow {
     size: usize,
     done: u64,
     since: Instant,
-    /// Echoes a second over the last resize interval that had any (0: none measured yet).
-    rate: f64,
 }
 
 impl EchoWindow {
@@ -155,20 +133,7 @@ impl EchoWindow {
             size: ECHO_WINDOW_START,
             done: 0,
             since: now,
-            rate: 0.0,
         }
-    }
-
-    /// How long the loop may let echoes gather before its next epoll_wait, after a wake that
-    /// returned `woke` events with `in_flight` echoes outstanding: none while the rate is not
-    /// known, when the wake already brought a batch, or when too few are in flight to make one
-    /// (the tail of a round is read as it comes); else the time [`ECHO_BATCH`] echoes take at
-    /// the measured rate, at most [`ECHO_PAUSE_MAX`].
-    pub(super) fn pause(&self, woke: usize, in_flight: usize) -> Option<Duration> {
-        if self.rate <= 0.0 || woke >= ECHO_BATCH || in_flight < 2 * ECHO_BATCH {
-            return None;
-        }
-        Some(Duration::from_secs_f64(ECHO_BATCH as f64 / self.rate).min(ECHO_PAUSE_MAX))
     }
 
     /// One echo of the round came back.
@@ -182,7 +147,6 @@ impl EchoWindow {
         if dt >= ECHO_RESIZE {
             if self.done > 0 {
                 let rate = self.done as f64 / dt.as_secs_f64();
-                self.rate = rate;
                 self.size = next_window(self.size, rate);
             }
             self.done = 0;
@@ -215,29 +179,6 @@ mod tests {
         assert_eq!(next_window(40, 10.0), ECHO_WINDOW_MIN);
         // Never past the cap, however fast.
         assert_eq!(next_window(1024, 1e7), ECHO_WINDOW_MAX);
-    }
-
-    #[test]
-    fn pause_gathers_a_batch_only_when_one_is_in_flight() {
-        let t0 = Instant::now();
-        let mut w = EchoWindow::new(t0);
-        // No rate measured yet: no pause.
-        assert_eq!(w.pause(1, 500), None);
-        for _ in 0..100 {
-            w.completed();
-        }
-        // 100 in 50 ms: 2,000/s, so 16 echoes take 8 ms.
-        w.size(t0 + ECHO_RESIZE);
-        assert_eq!(w.pause(1, 500), Some(Duration::from_millis(8)));
-        // A wake that brought a batch, or too few in flight (the round's tail): none.
-        assert_eq!(w.pause(ECHO_BATCH, 500), None);
-        assert_eq!(w.pause(1, 2 * ECHO_BATCH - 1), None);
-        // A slow rate is capped.
-        for _ in 0..5 {
-            w.completed();
-        }
-        w.size(t0 + ECHO_RESIZE * 2);
-        assert_eq!(w.pause(1, 500), Some(ECHO_PAUSE_MAX));
     }
 
     #[test]
